@@ -1,0 +1,19 @@
+package deps
+import (
+_ "github.com/twmb/franz-go/pkg/kgo"
+_ "github.com/twmb/franz-go/pkg/kadm"
+_ "github.com/twmb/franz-go/pkg/kfake"
+_ "github.com/twmb/franz-go/plugin/kslog"
+_ "google.golang.org/grpc"
+_ "google.golang.org/grpc/health"
+_ "google.golang.org/protobuf/proto"
+_ "github.com/dgraph-io/badger/v4"
+_ "github.com/labstack/echo/v4"
+_ "github.com/nats-io/nats-server/v2/server"
+_ "github.com/prometheus/client_golang/prometheus"
+_ "github.com/oklog/run"
+_ "go.yaml.in/yaml/v3"
+_ "github.com/HdrHistogram/hdrhistogram-go"
+_ "github.com/chromedp/chromedp"
+_ "github.com/oklog/ulid/v2"
+)
