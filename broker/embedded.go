@@ -1,0 +1,393 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Durability says when the embedded broker forces acknowledged records to
+// stable storage. Both settings write every record to the data dir before the
+// produce is acknowledged, so both survive a crash of the process; they
+// differ on power loss and kernel panics.
+type Durability string
+
+const (
+	// DurabilityFsync fsyncs every produced batch (and every offset commit)
+	// before acknowledging it: an acknowledged record survives power loss.
+	DurabilityFsync Durability = "fsync"
+	// DurabilityOS hands writes to the operating system and fsyncs only when
+	// a segment rolls and on a clean Close: an acknowledged record survives a
+	// crash or SIGKILL of the process, but the last seconds of writes can be
+	// lost on power loss, as with Kafka's default flush settings.
+	DurabilityOS Durability = "os"
+)
+
+// Defaults of EmbeddedConfig, applied by Validate to zero-valued fields.
+const (
+	DefaultListen                 = "127.0.0.1:9092"
+	DefaultDurability             = DurabilityFsync
+	DefaultBrokerLogLevel         = "warn"
+	DefaultRetentionCheckInterval = 5 * time.Minute
+)
+
+// EmbeddedConfig configures the in-process broker. Validate fills zero-valued
+// fields with the defaults above.
+type EmbeddedConfig struct {
+	// DataDir holds topics, record segments, committed group offsets and
+	// producer state. It is created if missing. One process at a time.
+	DataDir string `yaml:"data_dir"`
+	// Listen is the host:port to bind. Port 0 picks a free port.
+	Listen string `yaml:"listen"`
+	// Advertise is the host:port (or just host, to reuse the bound port)
+	// that clients are told to connect to. Defaults to Listen; required when
+	// Listen binds all interfaces, because "0.0.0.0" is not an address
+	// another machine can dial.
+	Advertise string `yaml:"advertise"`
+	// Durability: "fsync" (default) or "os". See docs/broker.md.
+	Durability Durability `yaml:"durability"`
+	// LogLevel is the most verbose kfake log level passed on to the
+	// logger: "error", "warn" (default), "info" or "debug". kfake logs
+	// every failed request at info, which is noise in production.
+	LogLevel string `yaml:"log_level"`
+	// RetentionCheckInterval is how often topic retention (retention.ms,
+	// retention.bytes) is enforced.
+	RetentionCheckInterval time.Duration `yaml:"retention_check_interval"`
+}
+
+// Validate applies defaults to zero-valued fields and checks the rest. Errors
+// name the setting (and its flag) at fault.
+func (c *EmbeddedConfig) Validate() error {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Durability == "" {
+		c.Durability = DefaultDurability
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = DefaultBrokerLogLevel
+	}
+	if c.RetentionCheckInterval == 0 {
+		c.RetentionCheckInterval = DefaultRetentionCheckInterval
+	}
+
+	var errs []error
+	if strings.TrimSpace(c.DataDir) == "" {
+		errs = append(errs, errors.New("broker.data_dir: must be set"))
+	}
+	host, _, err := splitHostPort(c.Listen, true)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("broker.listen (--broker-listen): %w", err))
+	}
+	if c.Advertise == "" {
+		if err == nil && unspecifiedHost(host) {
+			errs = append(errs, fmt.Errorf("broker.advertise (--broker-advertise): must be set when broker.listen %q binds all interfaces: "+
+				"give the host:port that other machines use to reach this one", c.Listen))
+		}
+	} else if _, _, err := splitHostPort(c.Advertise, false); err != nil {
+		errs = append(errs, fmt.Errorf("broker.advertise (--broker-advertise): %w", err))
+	}
+	switch c.Durability {
+	case DurabilityFsync, DurabilityOS:
+	default:
+		errs = append(errs, fmt.Errorf("broker.durability: %q is not one of %q, %q", c.Durability, DurabilityFsync, DurabilityOS))
+	}
+	if _, err := parseKfakeLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("broker.log_level: %w", err))
+	}
+	if c.RetentionCheckInterval < time.Second {
+		errs = append(errs, fmt.Errorf("broker.retention_check_interval: %s is below the minimum of 1s", c.RetentionCheckInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// splitHostPort accepts host:port, and a bare host when the port is optional.
+func splitHostPort(s string, needPort bool) (host string, port int, err error) {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		var ae *net.AddrError
+		if !needPort && errors.As(err, &ae) && ae.Err == "missing port in address" && s != "" {
+			return strings.Trim(s, "[]"), 0, nil // a bare host: the bound port is used
+		}
+		return "", 0, fmt.Errorf("%q is not host:port: %w", s, err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 || n > 65535 {
+		return "", 0, fmt.Errorf("%q: port %q is not a number between 0 and 65535", s, p)
+	}
+	if !needPort && h == "" {
+		return "", 0, fmt.Errorf("%q has no host", s)
+	}
+	return h, n, nil
+}
+
+func unspecifiedHost(h string) bool {
+	if h == "" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// Embedded is a running in-process broker. It serves clients until Close.
+type Embedded struct {
+	cfg      EmbeddedConfig
+	logger   *slog.Logger
+	klog     *kfakeLogger
+	cluster  *kfake.Cluster
+	lock     *os.File
+	bound    string
+	advertis string
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewEmbedded validates cfg, takes the data dir, binds the listen address and
+// starts the broker, loading whatever the data dir holds. After a clean Close
+// the next start reads a snapshot; after a crash it replays every segment,
+// which takes time and memory proportional to the retained data (see
+// docs/broker.md).
+func NewEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger = logger.With("component", "broker")
+	start := time.Now()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("broker.data_dir: creating %s: %w", cfg.DataDir, err)
+	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+
+	// Bind before starting kfake so a busy port gives an error that names
+	// the setting, and so we know the real port when Listen ends in :0.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		unlockDataDir(lock)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("broker.listen (--broker-listen): %s is already in use by another process "+
+				"(another infergate or a Kafka broker?): choose another address: %w", cfg.Listen, err)
+		}
+		return nil, fmt.Errorf("broker.listen (--broker-listen): cannot listen on %s: %w", cfg.Listen, err)
+	}
+	bound := ln.Addr().String()
+	adv := advertisedAddr(cfg.Advertise, bound)
+
+	minLevel, _ := parseKfakeLevel(cfg.LogLevel)
+	klog := &kfakeLogger{l: logger.With("source", "kfake"), min: minLevel}
+
+	// kfake binds 127.0.0.1 itself; ListenFn hands it our listener instead,
+	// and the listener's Addr() is what kfake advertises in metadata.
+	handed := false
+	listenFn := func(string, string) (net.Listener, error) {
+		if handed {
+			return nil, errors.New("embedded broker runs one node only")
+		}
+		handed = true
+		return &advertisedListener{Listener: ln, addr: tcpAddrString(adv)}, nil
+	}
+
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.ListenFn(listenFn),
+		kfake.ClusterID("infergate"),
+		kfake.DataDir(cfg.DataDir),
+		kfake.WithLogger(klog),
+		kfake.BrokerConfigs(map[string]string{
+			// kfake's cleaner runs hourly by default; retention is
+			// what keeps an unattended edge disk from filling.
+			"log.cleaner.backoff.ms": strconv.FormatInt(cfg.RetentionCheckInterval.Milliseconds(), 10),
+		}),
+	}
+	if cfg.Durability == DurabilityFsync {
+		opts = append(opts, kfake.SyncWrites())
+	}
+	cluster, err := kfake.NewCluster(opts...)
+	if err != nil {
+		ln.Close()
+		unlockDataDir(lock)
+		return nil, fmt.Errorf("starting embedded broker on data dir %s (broker.data_dir): %w", cfg.DataDir, err)
+	}
+
+	e := &Embedded{
+		cfg:      cfg,
+		logger:   logger,
+		klog:     klog,
+		cluster:  cluster,
+		lock:     lock,
+		bound:    bound,
+		advertis: adv,
+		stop:     make(chan struct{}),
+	}
+	e.wg.Add(1)
+	go e.retentionLoop()
+
+	logger.Info("embedded broker started", "addr", adv, "listen", bound, "data_dir", cfg.DataDir,
+		"durability", string(cfg.Durability), "startup", time.Since(start).Round(time.Millisecond))
+	return e, nil
+}
+
+// retentionLoop enforces retention on a timer of our own. kfake only arms its
+// cleaner when a topic's configs change while it runs, not for topics loaded
+// from the data dir, so after a restart nothing would be deleted until the
+// next config change.
+func (e *Embedded) retentionLoop() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.cfg.RetentionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.cluster.ApplyRetention()
+		}
+	}
+}
+
+// Addr is the advertised host:port: the bootstrap address for clients.
+func (e *Embedded) Addr() string { return e.advertis }
+
+// ListenAddr is the address actually bound (useful when Listen ends in :0).
+func (e *Embedded) ListenAddr() string { return e.bound }
+
+// Run blocks until ctx ends, then closes the broker. It lets the broker take
+// part in a run group like the other components.
+func (e *Embedded) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+	case <-e.stop:
+	}
+	return e.Close()
+}
+
+// Close stops accepting connections, finishes pending offset commits, writes
+// the snapshot that makes the next start fast, and closes every file. It is
+// safe to call more than once; later calls return the first result.
+func (e *Embedded) Close() error {
+	e.closeOnce.Do(func() {
+		close(e.stop)
+		e.wg.Wait() // ApplyRetention would block forever on a closed cluster
+		start := time.Now()
+		// kfake's Close reports failures to save state only through its
+		// logger; collect them so a failed snapshot is not a silent nil.
+		e.klog.capture(true)
+		e.cluster.Close()
+		saveErrs := e.klog.capture(false)
+		unlockDataDir(e.lock)
+		if len(saveErrs) > 0 {
+			e.closeErr = fmt.Errorf("closing embedded broker (data dir %s): %s", e.cfg.DataDir, strings.Join(saveErrs, "; "))
+		}
+		e.logger.Info("embedded broker stopped", "took", time.Since(start).Round(time.Millisecond), "err", e.closeErr)
+	})
+	return e.closeErr
+}
+
+// advertisedAddr resolves the advertised address against the bound one:
+// an empty advertise means the bound address, a missing or zero port means the
+// bound port.
+func advertisedAddr(advertise, bound string) string {
+	_, boundPort, _ := net.SplitHostPort(bound)
+	if advertise == "" {
+		return bound
+	}
+	host, port, _ := splitHostPort(advertise, false)
+	if port == 0 {
+		return net.JoinHostPort(host, boundPort)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+type advertisedListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l *advertisedListener) Addr() net.Addr { return l.addr }
+
+type tcpAddrString string
+
+func (tcpAddrString) Network() string  { return "tcp" }
+func (a tcpAddrString) String() string { return string(a) }
+
+func parseKfakeLevel(s string) (kfake.LogLevel, error) {
+	switch strings.ToLower(s) {
+	case "none", "off":
+		return kfake.LogLevelNone, nil
+	case "error":
+		return kfake.LogLevelError, nil
+	case "warn", "warning":
+		return kfake.LogLevelWarn, nil
+	case "info":
+		return kfake.LogLevelInfo, nil
+	case "debug":
+		return kfake.LogLevelDebug, nil
+	}
+	return 0, fmt.Errorf("%q is not one of error, warn, info, debug, none", s)
+}
+
+// kfakeLogger routes kfake's printf-style logs to slog.
+type kfakeLogger struct {
+	l   *slog.Logger
+	min kfake.LogLevel
+
+	mu        sync.Mutex
+	capturing bool
+	captured  []string
+}
+
+func (k *kfakeLogger) Logf(level kfake.LogLevel, format string, args ...any) {
+	if level == kfake.LogLevelError {
+		k.mu.Lock()
+		if k.capturing {
+			k.captured = append(k.captured, fmt.Sprintf(format, args...))
+		}
+		k.mu.Unlock()
+	}
+	if level > k.min || level == kfake.LogLevelNone {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	var sl slog.Level
+	switch level {
+	case kfake.LogLevelError:
+		sl = slog.LevelError
+	case kfake.LogLevelWarn:
+		sl = slog.LevelWarn
+	case kfake.LogLevelInfo:
+		sl = slog.LevelInfo
+	default:
+		sl = slog.LevelDebug
+	}
+	k.l.Log(context.Background(), sl, msg)
+}
+
+// capture starts (on) or stops (off) collecting error messages and returns
+// what was collected.
+func (k *kfakeLogger) capture(on bool) []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.capturing = on
+	out := k.captured
+	k.captured = nil
+	return out
+}

@@ -1,0 +1,238 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TopicSpec is a topic infergate needs, with its retention.
+type TopicSpec struct {
+	Name       string
+	Partitions int32
+	// ReplicationFactor 0 uses the cluster's default.
+	ReplicationFactor int16
+	// RetentionMs is retention.ms: records older than this are deleted.
+	// 0 leaves the topic's setting alone, -1 keeps records forever.
+	RetentionMs int64
+	// RetentionBytes is retention.bytes, per partition: the oldest records
+	// are deleted once a partition holds more. 0 leaves the setting alone,
+	// -1 means no limit.
+	RetentionBytes int64
+	// Configs are further topic configs, applied as given.
+	Configs map[string]*string
+}
+
+// Retention defaults of DefaultTopics. Both a time and a size limit, so a
+// stopped pipeline or a runaway producer fills at most a known amount of disk
+// instead of the whole disk. Per partition, the broker keeps up to one more
+// segment than RetentionBytes because it deletes whole segments.
+const (
+	DefaultRequestsRetention      = 24 * time.Hour
+	DefaultRequestsRetentionBytes = 1 << 30 // 1 GiB per partition
+	DefaultResultsRetention       = 24 * time.Hour
+	DefaultResultsRetentionBytes  = 1 << 30 // 1 GiB per partition
+	DefaultDLQRetention           = 7 * 24 * time.Hour
+	DefaultDLQRetentionBytes      = 256 << 20 // 256 MiB per partition
+	// DefaultSegmentBytes bounds the overshoot above retention.bytes and
+	// how much a crash-recovery replay of the newest segment reads.
+	DefaultSegmentBytes = 64 << 20
+)
+
+// DefaultTopics returns the appliance's three topics with the retention
+// defaults above. The DLQ keeps records longer (an operator inspects and
+// replays them) but is capped lower, since a flood of bad requests should not
+// crowd out the requests topic.
+func DefaultTopics(requests, results, dlq string, partitions int32) []TopicSpec {
+	seg := strconv.Itoa(DefaultSegmentBytes)
+	cfg := func() map[string]*string { return map[string]*string{"segment.bytes": &seg} }
+	return []TopicSpec{
+		{Name: requests, Partitions: partitions, RetentionMs: DefaultRequestsRetention.Milliseconds(), RetentionBytes: DefaultRequestsRetentionBytes, Configs: cfg()},
+		{Name: results, Partitions: partitions, RetentionMs: DefaultResultsRetention.Milliseconds(), RetentionBytes: DefaultResultsRetentionBytes, Configs: cfg()},
+		{Name: dlq, Partitions: partitions, RetentionMs: DefaultDLQRetention.Milliseconds(), RetentionBytes: DefaultDLQRetentionBytes, Configs: cfg()},
+	}
+}
+
+// configs returns every topic config the spec sets.
+func (s TopicSpec) configs() map[string]*string {
+	out := make(map[string]*string, len(s.Configs)+2)
+	for k, v := range s.Configs {
+		out[k] = v
+	}
+	if s.RetentionMs != 0 {
+		v := strconv.FormatInt(s.RetentionMs, 10)
+		out["retention.ms"] = &v
+	}
+	if s.RetentionBytes != 0 {
+		v := strconv.FormatInt(s.RetentionBytes, 10)
+		out["retention.bytes"] = &v
+	}
+	return out
+}
+
+func (s TopicSpec) validate() error {
+	switch {
+	case s.Name == "":
+		return errors.New("topic name is empty")
+	case s.Partitions < 1:
+		return fmt.Errorf("topic %q: partitions must be at least 1, got %d", s.Name, s.Partitions)
+	case s.RetentionMs < -1:
+		return fmt.Errorf("topic %q: retention.ms must be -1, 0 or positive, got %d", s.Name, s.RetentionMs)
+	case s.RetentionBytes < -1:
+		return fmt.Errorf("topic %q: retention.bytes must be -1, 0 or positive, got %d", s.Name, s.RetentionBytes)
+	}
+	return nil
+}
+
+// EnsureTopics creates the topics that are missing and brings the configs of
+// existing ones (retention and Configs) to the spec. It is meant to run at
+// every start: the embedded broker applies its seed options only to a new
+// data dir, and an operator may have changed retention settings since.
+//
+// A topic that exists with fewer partitions than its spec is reported with an
+// error wrapping ErrFewerPartitions (after every other topic was handled), not
+// repaired: adding partitions remaps keys and breaks per-key ordering. More
+// partitions than the spec are accepted.
+func EnsureTopics(ctx context.Context, adm *kadm.Client, specs ...TopicSpec) error {
+	if len(specs) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(specs))
+	for _, s := range specs {
+		if err := s.validate(); err != nil {
+			return err
+		}
+		names = append(names, s.Name)
+	}
+
+	details, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("listing topics: %w", err)
+	}
+
+	var errs []error
+	var existing []TopicSpec
+	for _, s := range specs {
+		d, ok := details[s.Name]
+		if ok && d.Err == nil {
+			existing = append(existing, s)
+			continue
+		}
+		if ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			errs = append(errs, fmt.Errorf("topic %q: %w", s.Name, d.Err))
+			continue
+		}
+		rf := s.ReplicationFactor
+		if rf == 0 {
+			rf = -1
+		}
+		resp, err := adm.CreateTopic(ctx, s.Partitions, rf, s.configs(), s.Name)
+		if err == nil {
+			err = resp.Err
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, kerr.TopicAlreadyExists):
+			// Another instance created it between our list and create.
+			existing = append(existing, s)
+		default:
+			errs = append(errs, fmt.Errorf("creating topic %q (%d partitions): %w", s.Name, s.Partitions, withMessage(err, resp.ErrMessage)))
+		}
+	}
+	if len(existing) == 0 {
+		return errors.Join(errs...)
+	}
+
+	existingNames := make([]string, 0, len(existing))
+	for _, s := range existing {
+		existingNames = append(existingNames, s.Name)
+	}
+	// List again: a topic created by someone else just now is not in details.
+	details, err = adm.ListTopics(ctx, existingNames...)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("listing topics: %w", err))...)
+	}
+	described, err := adm.DescribeTopicConfigs(ctx, existingNames...)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("describing topic configs: %w", err))...)
+	}
+	var mismatches []error
+	for _, s := range existing {
+		if err := alterIfDifferent(ctx, adm, s, described); err != nil {
+			errs = append(errs, err)
+		}
+		if have := int32(len(details[s.Name].Partitions)); have < s.Partitions {
+			mismatches = append(mismatches, fmt.Errorf("topic %q has %d partitions, configured %d: "+
+				"increase them yourself if remapping keys is acceptable (e.g. kadm/kafka-topics --alter), or lower the setting: %w",
+				s.Name, have, s.Partitions, ErrFewerPartitions))
+		}
+	}
+	return errors.Join(append(errs, mismatches...)...)
+}
+
+// alterIfDifferent sets the configs of s whose current value differs. Only
+// changes are sent so that a restart does not rewrite configs needlessly on
+// an external cluster.
+func alterIfDifferent(ctx context.Context, adm *kadm.Client, s TopicSpec, described kadm.ResourceConfigs) error {
+	rc, err := described.On(s.Name, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		return fmt.Errorf("describing configs of topic %q: %w", s.Name, withMessage(err, rc.ErrMessage))
+	}
+	current := make(map[string]kadm.Config, len(rc.Configs))
+	for _, c := range rc.Configs {
+		current[c.Key] = c
+	}
+	var alters []kadm.AlterConfig
+	for k, v := range s.configs() {
+		cur, ok := current[k]
+		if ok && ptrEq(cur.Value, v) {
+			continue
+		}
+		op := kadm.SetConfig
+		if v == nil {
+			if !ok || cur.Source == kmsg.ConfigSourceDefaultConfig {
+				continue
+			}
+			op = kadm.DeleteConfig
+		}
+		alters = append(alters, kadm.AlterConfig{Op: op, Name: k, Value: v})
+	}
+	if len(alters) == 0 {
+		return nil
+	}
+	sort.Slice(alters, func(i, j int) bool { return alters[i].Name < alters[j].Name })
+	resps, err := adm.AlterTopicConfigs(ctx, alters, s.Name)
+	if err != nil {
+		return fmt.Errorf("altering configs of topic %q: %w", s.Name, err)
+	}
+	for _, r := range resps {
+		if r.Err != nil {
+			return fmt.Errorf("altering configs of topic %q: %w", s.Name, withMessage(r.Err, r.ErrMessage))
+		}
+	}
+	return nil
+}
+
+func ptrEq(a, b *string) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func withMessage(err error, msg string) error {
+	if msg == "" || err == nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s", err, msg)
+}
