@@ -1,0 +1,214 @@
+// Package appliance turns one Config into a running infergate: it owns the
+// configuration of `infergate run` (defaults, the YAML file, INFERGATE_*
+// environment variables and flags, in that order), the data dir layout, the
+// order in which the components start and stop, and readiness.
+package appliance
+
+import (
+	"time"
+
+	"github.com/infergate/infergate/broker"
+)
+
+// Modes of the broker and the model server.
+const (
+	BrokerEmbedded = "embedded"
+	BrokerExternal = "external"
+
+	ModelServerEmbedded = "embedded"
+	ModelServerSidecar  = "sidecar"
+	ModelServerExternal = "external"
+
+	AtLeastOnce = "at-least-once"
+	ExactlyOnce = "exactly-once"
+)
+
+// Config is everything `infergate run` can be told. Default() gives the
+// values of DESIGN.md; the YAML file mirrors this struct (the yaml tags are
+// the config-file keys), and settings() binds each field to its flag and
+// environment variable.
+type Config struct {
+	// DataDir holds broker/, store/, models/ and admin-token.
+	DataDir string `yaml:"data_dir"`
+
+	Log         LogConfig         `yaml:"log"`
+	Broker      BrokerConfig      `yaml:"broker"`
+	Topics      TopicsConfig      `yaml:"topics"`
+	ModelServer ModelServerConfig `yaml:"model_server"`
+	Pipeline    PipelineConfig    `yaml:"pipeline"`
+	Delivery    DeliveryConfig    `yaml:"delivery"`
+	Store       StoreConfig       `yaml:"store"`
+	HTTP        HTTPConfig        `yaml:"http"`
+	Demo        DemoConfig        `yaml:"demo"`
+
+	origin origin // how Load assembled it; not a setting
+}
+
+// LogConfig selects how the process logs.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// BrokerConfig is the Kafka side: the embedded broker, or an external cluster.
+type BrokerConfig struct {
+	Mode       string   `yaml:"mode"`       // embedded or external
+	Brokers    []string `yaml:"brokers"`    // seed brokers of an external cluster
+	Listen     string   `yaml:"listen"`     // embedded: address to bind
+	Advertise  string   `yaml:"advertise"`  // embedded: address clients are told to use
+	Durability string   `yaml:"durability"` // embedded: fsync or os
+	// Compression of what infergate produces: every common client must be
+	// able to read it (python3-kafka reads only gzip without extra
+	// packages), hence broker.DefaultCompression rather than kgo's snappy.
+	Compression string          `yaml:"compression"`
+	TLS         BrokerTLSConfig `yaml:"tls"`
+	SASL        SASLConfig      `yaml:"sasl"`
+}
+
+// BrokerTLSConfig is TLS towards an external cluster.
+type BrokerTLSConfig struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASLConfig is SASL authentication towards an external cluster.
+type SASLConfig struct {
+	Mechanism string `yaml:"mechanism"` // "", PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// TopicsConfig names the three topics and how they are created if missing.
+type TopicsConfig struct {
+	Requests          string `yaml:"requests"`
+	Results           string `yaml:"results"`
+	DLQ               string `yaml:"dlq"`
+	Partitions        int    `yaml:"partitions"`
+	ReplicationFactor int    `yaml:"replication_factor"` // -1: the cluster's default
+	// Retention bounds what the broker keeps of requests and results so an
+	// unattended edge disk does not fill: by age and by size per partition.
+	// The DLQ has its own, longer-lived and smaller bounds: an operator
+	// inspects and replays it, and a flood of bad requests should not crowd
+	// out the requests topic. 0 means unbounded.
+	Retention         time.Duration `yaml:"retention"`
+	RetentionBytes    int64         `yaml:"retention_bytes"`
+	DLQRetention      time.Duration `yaml:"dlq_retention"`
+	DLQRetentionBytes int64         `yaml:"dlq_retention_bytes"`
+}
+
+// ModelServerConfig selects and configures the model server.
+type ModelServerConfig struct {
+	Mode       string `yaml:"mode"`        // embedded, sidecar or external
+	GRPCListen string `yaml:"grpc_listen"` // embedded and sidecar
+	RESTListen string `yaml:"rest_listen"` // embedded and sidecar
+	// TFServingBin is the tensorflow_model_server binary the sidecar runs.
+	TFServingBin string `yaml:"tfserving_bin"`
+	// TFServingEndpoints are external TF Serving gRPC endpoints.
+	TFServingEndpoints []string `yaml:"tfserving_endpoints"`
+	// Timeout bounds one Predict call.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// PipelineConfig tunes the streaming pipeline.
+type PipelineConfig struct {
+	Group string `yaml:"group"`
+	// DefaultModel serves requests that name no model.
+	DefaultModel       string        `yaml:"default_model"`
+	MaxBatchSize       int           `yaml:"max_batch_size"`
+	MaxBatchWait       time.Duration `yaml:"max_batch_wait"`
+	MaxInflightBatches int           `yaml:"max_inflight_batches"`
+	// RetryBackoff and RetryLimit govern an unavailable model server:
+	// retries with backoff up to the limit, then the circuit opens.
+	RetryBackoff time.Duration `yaml:"retry_backoff"`
+	RetryLimit   int           `yaml:"retry_limit"`
+}
+
+// DeliveryConfig states the delivery guarantee.
+type DeliveryConfig struct {
+	Guarantee string `yaml:"guarantee"` // at-least-once or exactly-once
+	// TransactionalID identifies this instance's producer in exactly-once
+	// mode; it must be unique per instance and stable across restarts.
+	TransactionalID string `yaml:"transactional_id"`
+}
+
+// StoreConfig is the Badger store of DLQ records.
+type StoreConfig struct {
+	DLQRetention  time.Duration `yaml:"dlq_retention"`
+	DLQMaxRecords int           `yaml:"dlq_max_records"`
+	SyncWrites    bool          `yaml:"sync_writes"`
+}
+
+// HTTPConfig is the dashboard and admin API.
+type HTTPConfig struct {
+	Listen string `yaml:"listen"` // "" disables the dashboard and API
+	// AdminToken authorizes mutating admin calls. Empty: read from, or
+	// generated into, <data dir>/admin-token.
+	AdminToken string `yaml:"admin_token"`
+}
+
+// DemoConfig drives the synthetic sensor traffic of --demo.
+type DemoConfig struct {
+	Enabled         bool          `yaml:"enabled"`
+	Rate            float64       `yaml:"rate"` // requests per second
+	AnomalyRatio    float64       `yaml:"anomaly_ratio"`
+	SummaryInterval time.Duration `yaml:"summary_interval"`
+}
+
+// Default returns the configuration of `infergate run` with nothing set.
+func Default() Config {
+	return Config{
+		DataDir: "./infergate-data",
+		Log:     LogConfig{Level: "info", Format: "text"},
+		Broker: BrokerConfig{
+			Mode:        BrokerEmbedded,
+			Listen:      "127.0.0.1:9092",
+			Durability:  string(broker.DefaultDurability),
+			Compression: broker.DefaultCompression,
+		},
+		Topics: TopicsConfig{
+			Requests:          "inference_requests",
+			Results:           "inference_results",
+			DLQ:               "inference_dlq",
+			Partitions:        6,
+			ReplicationFactor: -1,
+			Retention:         broker.DefaultRequestsRetention,
+			RetentionBytes:    broker.DefaultRequestsRetentionBytes,
+			DLQRetention:      broker.DefaultDLQRetention,
+			DLQRetentionBytes: broker.DefaultDLQRetentionBytes,
+		},
+		ModelServer: ModelServerConfig{
+			Mode:         ModelServerEmbedded,
+			GRPCListen:   "127.0.0.1:8500",
+			RESTListen:   "127.0.0.1:8501",
+			TFServingBin: "tensorflow_model_server",
+			Timeout:      10 * time.Second,
+		},
+		Pipeline: PipelineConfig{
+			Group:              "infergate",
+			DefaultModel:       "demo",
+			MaxBatchSize:       64,
+			MaxBatchWait:       5 * time.Millisecond,
+			MaxInflightBatches: 4,
+			RetryBackoff:       100 * time.Millisecond,
+			RetryLimit:         5,
+		},
+		Delivery: DeliveryConfig{
+			Guarantee:       AtLeastOnce,
+			TransactionalID: "infergate",
+		},
+		Store: StoreConfig{
+			DLQRetention:  7 * 24 * time.Hour,
+			DLQMaxRecords: 1_000_000,
+		},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
+		Demo: DemoConfig{
+			Rate:            20,
+			AnomalyRatio:    0.05,
+			SummaryInterval: 10 * time.Second,
+		},
+	}
+}

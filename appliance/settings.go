@@ -1,0 +1,206 @@
+package appliance
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// setting is one row of the table that drives the config file, the
+// environment and the flags: adding a setting here gives it all three, its
+// --help line and its line in docs/configuration.md.
+type setting struct {
+	Key    string // config-file key, dotted: "broker.listen"
+	Env    string // INFERGATE_BROKER_LISTEN
+	Flag   string // "broker-listen"; "" for secrets, which do not belong on a command line (ps shows it)
+	Arg    string // placeholder in --help: "ADDR"
+	Help   string
+	Secret bool
+	val    value
+}
+
+// value is a typed pointer into a Config.
+type value interface {
+	Set(string) error
+	String() string
+}
+
+// boolFlag marks values that flag parsing accepts without an argument.
+type boolFlag interface{ IsBoolFlag() bool }
+
+// settings binds the table to c. The order is the order of --help and of
+// docs/configuration.md.
+func (c *Config) settings() []setting {
+	return []setting{
+		{Key: "data_dir", Flag: "data-dir", Arg: "DIR", Help: "data directory: broker/, store/, models/, admin-token", val: str(&c.DataDir)},
+
+		{Key: "log.level", Flag: "log-level", Arg: "LEVEL", Help: "debug, info, warn or error", val: str(&c.Log.Level)},
+		{Key: "log.format", Flag: "log-format", Arg: "FORMAT", Help: "text or json", val: str(&c.Log.Format)},
+
+		{Key: "broker.mode", Flag: "broker", Arg: "MODE", Help: "embedded (in-process broker) or external (a Kafka cluster at --brokers)", val: str(&c.Broker.Mode)},
+		{Key: "broker.brokers", Env: "INFERGATE_BROKERS", Flag: "brokers", Arg: "HOST:PORT,...", Help: "seed brokers of the external Kafka cluster", val: list(&c.Broker.Brokers)},
+		{Key: "broker.listen", Flag: "broker-listen", Arg: "ADDR", Help: "embedded broker: address to listen on (port 0 picks a free port)", val: str(&c.Broker.Listen)},
+		{Key: "broker.advertise", Flag: "broker-advertise", Arg: "HOST:PORT", Help: "embedded broker: address clients are told to connect to (required when listening on all interfaces)", val: str(&c.Broker.Advertise)},
+		{Key: "broker.durability", Flag: "broker-durability", Arg: "MODE", Help: "embedded broker: fsync (every acknowledged record survives power loss) or os (survives a process crash; see docs/operations.md)", val: str(&c.Broker.Durability)},
+		{Key: "broker.compression", Flag: "broker-compression", Arg: "CODEC", Help: "compression of produced records: none, gzip, lz4, zstd or snappy", val: str(&c.Broker.Compression)},
+		{Key: "broker.tls.enabled", Flag: "broker-tls", Help: "use TLS towards the external cluster", val: boolean(&c.Broker.TLS.Enabled)},
+		{Key: "broker.tls.ca_file", Flag: "broker-tls-ca", Arg: "FILE", Help: "PEM file of the CAs that sign the brokers' certificates (default: system roots)", val: str(&c.Broker.TLS.CAFile)},
+		{Key: "broker.tls.cert_file", Flag: "broker-tls-cert", Arg: "FILE", Help: "PEM client certificate for mutual TLS", val: str(&c.Broker.TLS.CertFile)},
+		{Key: "broker.tls.key_file", Flag: "broker-tls-key", Arg: "FILE", Help: "PEM key of the client certificate", val: str(&c.Broker.TLS.KeyFile)},
+		{Key: "broker.tls.server_name", Flag: "broker-tls-server-name", Arg: "NAME", Help: "server name to verify instead of the broker's host", val: str(&c.Broker.TLS.ServerName)},
+		{Key: "broker.tls.insecure_skip_verify", Flag: "broker-tls-insecure", Help: "do not verify the brokers' certificates (testing only)", val: boolean(&c.Broker.TLS.InsecureSkipVerify)},
+		{Key: "broker.sasl.mechanism", Flag: "broker-sasl-mechanism", Arg: "MECH", Help: "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)", val: str(&c.Broker.SASL.Mechanism)},
+		{Key: "broker.sasl.username", Flag: "broker-sasl-username", Arg: "USER", Help: "SASL user", val: str(&c.Broker.SASL.Username)},
+		{Key: "broker.sasl.password", Secret: true, Help: "SASL password (config file or environment only)", val: str(&c.Broker.SASL.Password)},
+
+		{Key: "topics.requests", Flag: "requests-topic", Arg: "TOPIC", Help: "topic the pipeline consumes requests from", val: str(&c.Topics.Requests)},
+		{Key: "topics.results", Flag: "results-topic", Arg: "TOPIC", Help: "topic predictions are produced to", val: str(&c.Topics.Results)},
+		{Key: "topics.dlq", Flag: "dlq-topic", Arg: "TOPIC", Help: "dead-letter topic", val: str(&c.Topics.DLQ)},
+		{Key: "topics.partitions", Flag: "topic-partitions", Arg: "N", Help: "partitions of each topic when infergate creates it", val: integer(&c.Topics.Partitions)},
+		{Key: "topics.replication_factor", Flag: "topic-replication-factor", Arg: "N", Help: "replication factor of created topics (-1: the cluster's default)", val: integer(&c.Topics.ReplicationFactor)},
+		{Key: "topics.retention", Flag: "topic-retention", Arg: "DURATION", Help: "retention.ms of the requests and results topics (0: unbounded)", val: duration(&c.Topics.Retention)},
+		{Key: "topics.retention_bytes", Flag: "topic-retention-bytes", Arg: "BYTES", Help: "retention.bytes per partition of the requests and results topics (0: unbounded)", val: int64v(&c.Topics.RetentionBytes)},
+		{Key: "topics.dlq_retention", Flag: "dlq-topic-retention", Arg: "DURATION", Help: "retention.ms of the DLQ topic (0: unbounded)", val: duration(&c.Topics.DLQRetention)},
+		{Key: "topics.dlq_retention_bytes", Flag: "dlq-topic-retention-bytes", Arg: "BYTES", Help: "retention.bytes per partition of the DLQ topic (0: unbounded)", val: int64v(&c.Topics.DLQRetentionBytes)},
+
+		{Key: "model_server.mode", Flag: "model-server", Arg: "MODE", Help: "embedded (in-process, ONNX), sidecar (supervised tensorflow_model_server) or external (TF Serving at --tfserving-endpoints)", val: str(&c.ModelServer.Mode)},
+		{Key: "model_server.grpc_listen", Flag: "grpc-listen", Arg: "ADDR", Help: "TF Serving gRPC API of the embedded model server or sidecar", val: str(&c.ModelServer.GRPCListen)},
+		{Key: "model_server.rest_listen", Flag: "rest-listen", Arg: "ADDR", Help: "TF Serving REST API of the embedded model server or sidecar", val: str(&c.ModelServer.RESTListen)},
+		{Key: "model_server.tfserving_bin", Flag: "tfserving-bin", Arg: "PATH", Help: "tensorflow_model_server binary the sidecar runs", val: str(&c.ModelServer.TFServingBin)},
+		{Key: "model_server.tfserving_endpoints", Flag: "tfserving-endpoints", Arg: "HOST:PORT,...", Help: "external TF Serving gRPC endpoints (load-balanced)", val: list(&c.ModelServer.TFServingEndpoints)},
+		{Key: "model_server.timeout", Flag: "predict-timeout", Arg: "DURATION", Help: "deadline of one Predict call", val: duration(&c.ModelServer.Timeout)},
+
+		{Key: "pipeline.group", Flag: "group", Arg: "GROUP", Help: "consumer group of the pipeline", val: str(&c.Pipeline.Group)},
+		{Key: "pipeline.default_model", Flag: "default-model", Arg: "NAME", Help: "model for requests that name none", val: str(&c.Pipeline.DefaultModel)},
+		{Key: "pipeline.max_batch_size", Flag: "max-batch-size", Arg: "N", Help: "most requests in one model call", val: integer(&c.Pipeline.MaxBatchSize)},
+		{Key: "pipeline.max_batch_wait", Flag: "max-batch-wait", Arg: "DURATION", Help: "longest a request waits for its batch to fill", val: duration(&c.Pipeline.MaxBatchWait)},
+		{Key: "pipeline.max_inflight_batches", Flag: "max-inflight-batches", Arg: "N", Help: "batches being predicted at once", val: integer(&c.Pipeline.MaxInflightBatches)},
+		{Key: "pipeline.retry_backoff", Flag: "retry-backoff", Arg: "DURATION", Help: "first backoff when the model server is unavailable (doubles each retry)", val: duration(&c.Pipeline.RetryBackoff)},
+		{Key: "pipeline.retry_limit", Flag: "retry-limit", Arg: "N", Help: "retries before consumption pauses (circuit open)", val: integer(&c.Pipeline.RetryLimit)},
+
+		{Key: "delivery.guarantee", Flag: "delivery", Arg: "MODE", Help: "at-least-once or exactly-once (Kafka transactions)", val: str(&c.Delivery.Guarantee)},
+		{Key: "delivery.transactional_id", Flag: "transactional-id", Arg: "ID", Help: "exactly-once: transactional id, unique per instance and stable across restarts", val: str(&c.Delivery.TransactionalID)},
+
+		{Key: "store.dlq_retention", Flag: "dlq-retention", Arg: "DURATION", Help: "how long dead-lettered records stay in the store (0: forever)", val: duration(&c.Store.DLQRetention)},
+		{Key: "store.dlq_max_records", Flag: "dlq-max-records", Arg: "N", Help: "most dead-lettered records kept in the store; the oldest go first (0: no cap)", val: integer(&c.Store.DLQMaxRecords)},
+		{Key: "store.sync_writes", Flag: "store-sync-writes", Help: "fsync every store write", val: boolean(&c.Store.SyncWrites)},
+
+		{Key: "http.listen", Flag: "http-listen", Arg: "ADDR", Help: "dashboard, admin API and /metrics (empty: disabled)", val: str(&c.HTTP.Listen)},
+		{Key: "http.admin_token", Env: "INFERGATE_ADMIN_TOKEN", Secret: true, Help: "admin API token (default: generated into <data dir>/admin-token)", val: str(&c.HTTP.AdminToken)},
+
+		{Key: "demo.enabled", Flag: "demo", Help: "feed synthetic sensor readings to the requests topic", val: boolean(&c.Demo.Enabled)},
+		{Key: "demo.rate", Flag: "demo-rate", Arg: "PER_SECOND", Help: "demo requests per second", val: float(&c.Demo.Rate)},
+		{Key: "demo.anomaly_ratio", Flag: "demo-anomaly-ratio", Arg: "RATIO", Help: "share of anomalous demo readings, 0 to 1", val: float(&c.Demo.AnomalyRatio)},
+		{Key: "demo.summary_interval", Flag: "demo-summary-interval", Arg: "DURATION", Help: "how often --demo logs a one-line summary", val: duration(&c.Demo.SummaryInterval)},
+	}
+}
+
+// envName is the environment variable of a key unless the table says otherwise.
+func (s setting) envName() string {
+	if s.Env != "" {
+		return s.Env
+	}
+	return "INFERGATE_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(s.Key))
+}
+
+// describe names a setting the way errors do: key (--flag, ENV).
+func (s setting) describe() string {
+	if s.Flag == "" {
+		return fmt.Sprintf("%s (%s)", s.Key, s.envName())
+	}
+	return fmt.Sprintf("%s (--%s, %s)", s.Key, s.Flag, s.envName())
+}
+
+type stringValue struct{ p *string }
+
+func str(p *string) value                { return stringValue{p} }
+func (v stringValue) Set(s string) error { *v.p = s; return nil }
+func (v stringValue) String() string     { return *v.p }
+
+type intValue struct{ p *int }
+
+func integer(p *int) value { return intValue{p} }
+func (v intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	*v.p = n
+	return nil
+}
+func (v intValue) String() string { return strconv.Itoa(*v.p) }
+
+type int64Value struct{ p *int64 }
+
+func int64v(p *int64) value { return int64Value{p} }
+func (v int64Value) Set(s string) error {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	*v.p = n
+	return nil
+}
+func (v int64Value) String() string { return strconv.FormatInt(*v.p, 10) }
+
+type floatValue struct{ p *float64 }
+
+func float(p *float64) value { return floatValue{p} }
+func (v floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a number", s)
+	}
+	*v.p = f
+	return nil
+}
+func (v floatValue) String() string { return strconv.FormatFloat(*v.p, 'g', -1, 64) }
+
+type boolValue struct{ p *bool }
+
+func boolean(p *bool) value { return boolValue{p} }
+func (v boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", s)
+	}
+	*v.p = b
+	return nil
+}
+func (v boolValue) String() string   { return strconv.FormatBool(*v.p) }
+func (v boolValue) IsBoolFlag() bool { return true }
+
+type durationValue struct{ p *time.Duration }
+
+func duration(p *time.Duration) value { return durationValue{p} }
+func (v durationValue) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		*v.p = 0
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 500ms, 30s or 168h", s)
+	}
+	*v.p = d
+	return nil
+}
+func (v durationValue) String() string { return v.p.String() }
+
+// listValue is a comma-separated list; an empty string is the empty list.
+type listValue struct{ p *[]string }
+
+func list(p *[]string) value { return listValue{p} }
+func (v listValue) Set(s string) error {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	*v.p = out
+	return nil
+}
+func (v listValue) String() string { return strings.Join(*v.p, ",") }

@@ -1,0 +1,301 @@
+package appliance
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Validate checks every setting and reports all problems at once, each
+// naming the setting as "key (--flag, ENV): ...".
+func (c *Config) Validate() error {
+	v := validator{names: map[string]string{}}
+	for _, s := range c.settings() {
+		v.names[s.Key] = s.describe()
+	}
+
+	if strings.TrimSpace(c.DataDir) == "" {
+		v.errf("data_dir", "must be set")
+	}
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+
+	// Broker.
+	v.oneOf("broker.mode", c.Broker.Mode, BrokerEmbedded, BrokerExternal)
+	embeddedBroker := c.Broker.Mode == BrokerEmbedded
+	switch c.Broker.Mode {
+	case BrokerEmbedded:
+		v.listenAddr("broker.listen", c.Broker.Listen)
+		if c.Broker.Advertise != "" {
+			v.hostPort("broker.advertise", c.Broker.Advertise)
+		} else if host, _, err := net.SplitHostPort(c.Broker.Listen); err == nil && unspecified(host) {
+			v.errf("broker.advertise", "must be set when broker.listen %q listens on all interfaces: give the host:port other machines use to reach this one", c.Broker.Listen)
+		}
+		v.oneOf("broker.durability", c.Broker.Durability, "fsync", "os")
+		if len(c.Broker.Brokers) > 0 {
+			v.errf("broker.brokers", "is only used with an external broker (--broker external); the embedded broker listens on broker.listen")
+		}
+	case BrokerExternal:
+		if len(c.Broker.Brokers) == 0 {
+			v.errf("broker.brokers", "must list the seed brokers (HOST:PORT,...) when broker.mode is external")
+		}
+		for _, b := range c.Broker.Brokers {
+			v.hostPort("broker.brokers", b)
+		}
+	}
+	v.oneOf("broker.compression", c.Broker.Compression, "none", "gzip", "lz4", "zstd", "snappy")
+	tls := c.Broker.TLS
+	if !tls.Enabled && (tls.CAFile != "" || tls.CertFile != "" || tls.KeyFile != "" || tls.ServerName != "" || tls.InsecureSkipVerify) {
+		v.errf("broker.tls.enabled", "TLS options are set but TLS is off: set broker.tls.enabled (--broker-tls) too")
+	}
+	if (tls.CertFile == "") != (tls.KeyFile == "") {
+		v.errf("broker.tls.key_file", "broker.tls.cert_file and broker.tls.key_file go together: set both or neither")
+	}
+	sasl := c.Broker.SASL
+	if sasl.Mechanism != "" {
+		v.oneOf("broker.sasl.mechanism", sasl.Mechanism, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+		if sasl.Username == "" {
+			v.errf("broker.sasl.username", "must be set with broker.sasl.mechanism %s", sasl.Mechanism)
+		}
+		if sasl.Password == "" {
+			v.errf("broker.sasl.password", "must be set with broker.sasl.mechanism %s", sasl.Mechanism)
+		}
+	} else if sasl.Username != "" || sasl.Password != "" {
+		v.errf("broker.sasl.mechanism", "a SASL user or password is set but no mechanism: set PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	}
+	if embeddedBroker && (tls.Enabled || sasl.Mechanism != "") {
+		v.errf("broker.mode", "TLS and SASL settings apply to an external cluster; the embedded broker listens in plain text (use --broker external)")
+	}
+
+	// Topics.
+	names := map[string]string{}
+	for _, t := range []struct{ key, name string }{
+		{"topics.requests", c.Topics.Requests}, {"topics.results", c.Topics.Results}, {"topics.dlq", c.Topics.DLQ},
+	} {
+		if !v.topic(t.key, t.name) {
+			continue
+		}
+		if other, dup := names[t.name]; dup {
+			v.errf(t.key, "%q is also %s: the three topics must differ", t.name, other)
+		}
+		names[t.name] = t.key
+	}
+	if c.Topics.Partitions < 1 || c.Topics.Partitions > 10000 {
+		v.errf("topics.partitions", "%d is not between 1 and 10000", c.Topics.Partitions)
+	}
+	if c.Topics.ReplicationFactor == 0 || c.Topics.ReplicationFactor < -1 {
+		v.errf("topics.replication_factor", "%d: must be -1 (the cluster's default) or at least 1", c.Topics.ReplicationFactor)
+	}
+	if embeddedBroker && c.Topics.ReplicationFactor > 1 {
+		v.errf("topics.replication_factor", "%d: the embedded broker is a single node; use -1 or 1", c.Topics.ReplicationFactor)
+	}
+	v.nonNegative("topics.retention", c.Topics.Retention)
+	v.nonNegative("topics.dlq_retention", c.Topics.DLQRetention)
+	if c.Topics.RetentionBytes < 0 {
+		v.errf("topics.retention_bytes", "%d: must be >= 0 (0: unbounded)", c.Topics.RetentionBytes)
+	}
+	if c.Topics.DLQRetentionBytes < 0 {
+		v.errf("topics.dlq_retention_bytes", "%d: must be >= 0 (0: unbounded)", c.Topics.DLQRetentionBytes)
+	}
+
+	// Model server.
+	v.oneOf("model_server.mode", c.ModelServer.Mode, ModelServerEmbedded, ModelServerSidecar, ModelServerExternal)
+	switch c.ModelServer.Mode {
+	case ModelServerEmbedded, ModelServerSidecar:
+		v.listenAddr("model_server.grpc_listen", c.ModelServer.GRPCListen)
+		v.listenAddr("model_server.rest_listen", c.ModelServer.RESTListen)
+		if c.ModelServer.Mode == ModelServerSidecar && strings.TrimSpace(c.ModelServer.TFServingBin) == "" {
+			v.errf("model_server.tfserving_bin", "must name the tensorflow_model_server binary when model_server.mode is sidecar")
+		}
+		if len(c.ModelServer.TFServingEndpoints) > 0 {
+			v.errf("model_server.tfserving_endpoints", "is only used with an external model server (--model-server external)")
+		}
+	case ModelServerExternal:
+		if len(c.ModelServer.TFServingEndpoints) == 0 {
+			v.errf("model_server.tfserving_endpoints", "must list TF Serving gRPC endpoints (HOST:PORT,...) when model_server.mode is external")
+		}
+		for _, e := range c.ModelServer.TFServingEndpoints {
+			v.hostPort("model_server.tfserving_endpoints", e)
+		}
+	}
+	v.positive("model_server.timeout", c.ModelServer.Timeout)
+
+	// Pipeline and delivery.
+	if strings.TrimSpace(c.Pipeline.Group) == "" {
+		v.errf("pipeline.group", "must be set")
+	}
+	if !modelName.MatchString(c.Pipeline.DefaultModel) {
+		v.errf("pipeline.default_model", "%q is not a model name (letters, digits, '.', '_', '-'; at most 128)", c.Pipeline.DefaultModel)
+	}
+	if c.Pipeline.MaxBatchSize < 1 || c.Pipeline.MaxBatchSize > 100000 {
+		v.errf("pipeline.max_batch_size", "%d is not between 1 and 100000", c.Pipeline.MaxBatchSize)
+	}
+	v.nonNegative("pipeline.max_batch_wait", c.Pipeline.MaxBatchWait)
+	if c.Pipeline.MaxBatchWait > time.Minute {
+		v.errf("pipeline.max_batch_wait", "%s is longer than a minute: requests would wait that long for a batch", c.Pipeline.MaxBatchWait)
+	}
+	if c.Pipeline.MaxInflightBatches < 1 || c.Pipeline.MaxInflightBatches > 1024 {
+		v.errf("pipeline.max_inflight_batches", "%d is not between 1 and 1024", c.Pipeline.MaxInflightBatches)
+	}
+	v.positive("pipeline.retry_backoff", c.Pipeline.RetryBackoff)
+	if c.Pipeline.RetryLimit < 0 {
+		v.errf("pipeline.retry_limit", "%d: must be >= 0", c.Pipeline.RetryLimit)
+	}
+	v.oneOf("delivery.guarantee", c.Delivery.Guarantee, AtLeastOnce, ExactlyOnce)
+	if c.Delivery.Guarantee == ExactlyOnce && strings.TrimSpace(c.Delivery.TransactionalID) == "" {
+		v.errf("delivery.transactional_id", "must be set in exactly-once mode")
+	}
+
+	// Store.
+	v.nonNegative("store.dlq_retention", c.Store.DLQRetention)
+	if c.Store.DLQMaxRecords < 0 {
+		v.errf("store.dlq_max_records", "%d: must be >= 0 (0: no cap)", c.Store.DLQMaxRecords)
+	}
+
+	// HTTP.
+	if c.HTTP.Listen != "" {
+		v.listenAddr("http.listen", c.HTTP.Listen)
+	}
+	if t := c.HTTP.AdminToken; t != "" && len(t) < 16 {
+		v.errf("http.admin_token", "is %d characters; use at least 16 (or leave it empty to have one generated)", len(t))
+	}
+
+	// Demo.
+	if c.Demo.Rate <= 0 || c.Demo.Rate > 1e6 {
+		v.errf("demo.rate", "%g is not between 0 (exclusive) and 1000000 requests per second", c.Demo.Rate)
+	}
+	if c.Demo.AnomalyRatio < 0 || c.Demo.AnomalyRatio > 1 {
+		v.errf("demo.anomaly_ratio", "%g is not between 0 and 1", c.Demo.AnomalyRatio)
+	}
+	if c.Demo.SummaryInterval < 100*time.Millisecond {
+		v.errf("demo.summary_interval", "%s is below the minimum of 100ms", c.Demo.SummaryInterval)
+	}
+
+	c.checkPortClashes(&v)
+	return errors.Join(v.errs...)
+}
+
+// checkPortClashes catches two listeners on the same port before anything
+// binds, so the error names both settings instead of "address in use".
+func (c *Config) checkPortClashes(v *validator) {
+	type listener struct{ key, host, port string }
+	var ls []listener
+	add := func(key, addr string) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || port == "0" || port == "" {
+			return
+		}
+		ls = append(ls, listener{key, host, port})
+	}
+	if c.Broker.Mode == BrokerEmbedded {
+		add("broker.listen", c.Broker.Listen)
+	}
+	if c.ModelServer.Mode != ModelServerExternal {
+		add("model_server.grpc_listen", c.ModelServer.GRPCListen)
+		if c.ModelServer.RESTListen != "" {
+			add("model_server.rest_listen", c.ModelServer.RESTListen)
+		}
+	}
+	if c.HTTP.Listen != "" {
+		add("http.listen", c.HTTP.Listen)
+	}
+	for i := range ls {
+		for j := 0; j < i; j++ {
+			a, b := ls[j], ls[i]
+			if a.port == b.port && (a.host == b.host || unspecified(a.host) || unspecified(b.host)) {
+				v.errf(b.key, "port %s is also used by %s", b.port, v.names[a.key])
+			}
+		}
+	}
+}
+
+var (
+	topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+	modelName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
+)
+
+type validator struct {
+	names map[string]string
+	errs  []error
+}
+
+func (v *validator) errf(key, format string, args ...any) {
+	name := v.names[key]
+	if name == "" {
+		name = key // a key missing from the table is a bug, but still say which
+	}
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) oneOf(key, val string, allowed ...string) {
+	for _, a := range allowed {
+		if val == a {
+			return
+		}
+	}
+	v.errf(key, "%q is not one of %s", val, strings.Join(allowed, ", "))
+}
+
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.errf(key, "%s: must be a positive duration such as 500ms or 10s", d)
+	}
+}
+
+func (v *validator) nonNegative(key string, d time.Duration) {
+	if d < 0 {
+		v.errf(key, "%s: must not be negative", d)
+	}
+}
+
+func (v *validator) topic(key, name string) bool {
+	if !topicName.MatchString(name) || name == "." || name == ".." {
+		v.errf(key, "%q is not a Kafka topic name (1 to 249 of letters, digits, '.', '_', '-')", name)
+		return false
+	}
+	return true
+}
+
+// hostPort checks HOST:PORT with a port in 1..65535 (something to dial).
+func (v *validator) hostPort(key, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.errf(key, "%q is not HOST:PORT", addr)
+		return
+	}
+	if host == "" {
+		v.errf(key, "%q has no host", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		v.errf(key, "%q: port %q is not a number between 1 and 65535", addr, port)
+	}
+}
+
+// listenAddr checks an address to bind: HOST:PORT, port 0 meaning any free
+// port; an empty host means all interfaces.
+func (v *validator) listenAddr(key, addr string) {
+	if addr == "" {
+		v.errf(key, "must be set (HOST:PORT, e.g. 127.0.0.1:0 for a free port)")
+		return
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.errf(key, "%q is not HOST:PORT", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.errf(key, "%q: port %q is not a number between 0 and 65535", addr, port)
+	}
+}
+
+func unspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
