@@ -1,0 +1,712 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// openTest opens a store in a fresh temp dir; mutate adjusts the config first.
+func openTest(t *testing.T, mutate func(*Config)) *Store {
+	t.Helper()
+	cfg := DefaultConfig(t.TempDir())
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	s, err := Open(cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		checkConsistent(t, s)
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func rec(class, model string, at time.Time) *Record {
+	return &Record{
+		Key:             []byte("k"),
+		Value:           []byte(`{"request_id":"r","features":[1,2,3]}`),
+		Headers:         []Header{{Key: "model", Value: []byte(model)}},
+		Class:           class,
+		Message:         class + " failed",
+		Model:           model,
+		SourceTopic:     "inference_requests",
+		SourcePartition: 3,
+		SourceOffset:    42,
+		Attempts:        1,
+		FailedAt:        at,
+	}
+}
+
+func mustPut(t *testing.T, s *Store, recs ...*Record) {
+	t.Helper()
+	if err := s.Put(context.Background(), recs...); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+}
+
+func ids(recs []*Record) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+// checkConsistent walks every key and verifies records and index entries agree with each
+// other and with the in-memory counts.
+func checkConsistent(t *testing.T, s *Store) {
+	t.Helper()
+	if s.closed {
+		return
+	}
+	records := map[string]*Record{}
+	classIdx := map[string]string{}
+	modelIdx := map[string]string{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := string(it.Item().Key())
+			switch {
+			case strings.HasPrefix(k, recordPrefix):
+				id := k[len(recordPrefix):]
+				r, err := getRecord(txn, id)
+				if err != nil {
+					return err
+				}
+				records[id] = r
+			case strings.HasPrefix(k, "i/c/"), strings.HasPrefix(k, "i/m/"):
+				name, id, ok := strings.Cut(k[4:], "\x00")
+				if !ok {
+					return fmt.Errorf("index key %q without NUL", k)
+				}
+				if k[2] == 'c' {
+					classIdx[id] = name
+				} else {
+					modelIdx[id] = name
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk: %v", err)
+	}
+	byClass := map[string]int64{}
+	for id, r := range records {
+		byClass[r.Class]++
+		if c, ok := classIdx[id]; !ok || c != r.Class {
+			t.Errorf("record %s class %q: class index %q (present %v)", id, r.Class, c, ok)
+		}
+		if m, ok := modelIdx[id]; (r.Model != "") != ok || m != r.Model {
+			t.Errorf("record %s model %q: model index %q (present %v)", id, r.Model, m, ok)
+		}
+	}
+	for id := range classIdx {
+		if records[id] == nil {
+			t.Errorf("class index entry for missing record %s", id)
+		}
+	}
+	for id := range modelIdx {
+		if records[id] == nil {
+			t.Errorf("model index entry for missing record %s", id)
+		}
+	}
+	st := s.Stats()
+	if st.Records != int64(len(records)) {
+		t.Errorf("Stats.Records = %d, store holds %d", st.Records, len(records))
+	}
+	if fmt.Sprint(st.ByClass) != fmt.Sprint(byClass) {
+		t.Errorf("Stats.ByClass = %v, store holds %v", st.ByClass, byClass)
+	}
+}
+
+func TestPutGetRoundTrip(t *testing.T) {
+	clock := newClock()
+	s := openTest(t, func(c *Config) { c.Now = clock.Now })
+	in := rec("decode", "demo", time.Time{})
+	in.Key = nil // a null Kafka key must stay null, not become empty
+	in.Headers = append(in.Headers, Header{Key: "empty", Value: []byte{}}, Header{Key: "null"})
+	mustPut(t, s, in)
+	if in.ID == "" || !in.FailedAt.Equal(clock.Now()) {
+		t.Fatalf("Put did not assign ID/FailedAt: %q %v", in.ID, in.FailedAt)
+	}
+	if got := idTime(in.ID); !got.Equal(clock.Now()) {
+		t.Errorf("ID time %v, want failure time %v", got, clock.Now())
+	}
+	got, err := s.Get(strings.ToLower(in.ID))
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if got.Key != nil || got.Headers[1].Value == nil || got.Headers[2].Value != nil {
+		t.Errorf("nil/empty distinction lost: key %v, headers %#v", got.Key, got.Headers)
+	}
+	if got.ID != in.ID || string(got.Value) != string(in.Value) || got.Class != "decode" || got.Model != "demo" ||
+		got.Message != in.Message || got.SourceTopic != in.SourceTopic || got.SourcePartition != 3 ||
+		got.SourceOffset != 42 || got.Attempts != 1 || !got.FailedAt.Equal(in.FailedAt) {
+		t.Errorf("Get = %+v, want %+v", got, in)
+	}
+	if _, err := s.Get("01ARZ3NDEKTSV4RRFFQ69G5FAV"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(unknown) err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Get("not-an-id"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(garbage) err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestListNewestFirstWithPaging(t *testing.T) {
+	clock := newClock()
+	s := openTest(t, func(c *Config) { c.Now = clock.Now })
+	var want []string
+	for i := range 25 {
+		r := rec("model", "demo", time.Time{})
+		mustPut(t, s, r)
+		want = append([]string{r.ID}, want...)
+		if i%3 == 0 { // several records in the same millisecond must keep Put order too
+			clock.Add(time.Second)
+		}
+	}
+	var got []string
+	cursor := ""
+	pages := 0
+	for {
+		page, next, err := s.List(Filter{Limit: 10, Cursor: cursor})
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		pages++
+		got = append(got, ids(page)...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if pages != 3 || strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("paged List in %d pages = %v, want newest first %v", pages, got, want)
+	}
+	// Exactly one full page: no cursor, so no empty page follows.
+	if _, next, _ := s.List(Filter{Limit: 25}); next != "" {
+		t.Errorf("List of all 25 with limit 25 returned cursor %q", next)
+	}
+	if _, _, err := s.List(Filter{Cursor: "bogus"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad cursor err = %v, want ErrInvalid", err)
+	}
+}
+
+func TestFilters(t *testing.T) {
+	clock := newClock()
+	s := openTest(t, func(c *Config) { c.Now = clock.Now })
+	start := clock.Now()
+	classes := []string{"decode", "validation", "model", "unavailable", "internal"}
+	models := []string{"demo", "demo/v2", "other", ""}
+	var all []*Record
+	for i := range 40 {
+		r := rec(classes[i%len(classes)], models[i%len(models)], start.Add(time.Duration(i)*time.Minute))
+		all = append([]*Record{r}, all...) // newest first
+	}
+	mustPut(t, s, all...)
+
+	expect := func(keep func(r *Record) bool) []string {
+		var out []string
+		for _, r := range all {
+			if keep(r) {
+				out = append(out, r.ID)
+			}
+		}
+		return out
+	}
+	some := []string{all[3].ID, all[7].ID, strings.ToLower(all[8].ID), all[3].ID, "junk"}
+	inSome := func(r *Record) bool { return r == all[3] || r == all[7] || r == all[8] }
+	since, until := start.Add(10*time.Minute), start.Add(20*time.Minute)
+	inTime := func(r *Record) bool { return !r.FailedAt.Before(since) && r.FailedAt.Before(until) }
+	for _, tc := range []struct {
+		name string
+		f    Filter
+		keep func(*Record) bool
+	}{
+		{"all", Filter{}, func(*Record) bool { return true }},
+		{"class", Filter{Class: "model"}, func(r *Record) bool { return r.Class == "model" }},
+		{"model", Filter{Model: "demo"}, func(r *Record) bool { return r.Model == "demo" }},
+		{"model with slash", Filter{Model: "demo/v2"}, func(r *Record) bool { return r.Model == "demo/v2" }},
+		{"class and model", Filter{Class: "decode", Model: "demo"}, func(r *Record) bool { return r.Class == "decode" && r.Model == "demo" }},
+		{"time", Filter{Since: since, Until: until}, inTime},
+		{"since", Filter{Since: since}, func(r *Record) bool { return !r.FailedAt.Before(since) }},
+		{"until", Filter{Until: until}, func(r *Record) bool { return r.FailedAt.Before(until) }},
+		{"class and time", Filter{Class: "validation", Since: since, Until: until}, func(r *Record) bool { return r.Class == "validation" && inTime(r) }},
+		{"model and time", Filter{Model: "other", Since: since}, func(r *Record) bool { return r.Model == "other" && !r.FailedAt.Before(since) }},
+		{"ids", Filter{IDs: some}, inSome},
+		{"ids and class", Filter{IDs: some, Class: all[7].Class}, func(r *Record) bool { return inSome(r) && r.Class == all[7].Class }},
+		{"ids and time", Filter{IDs: some, Until: all[7].FailedAt.Add(time.Millisecond)}, func(r *Record) bool { return r == all[7] || r == all[8] }},
+		{"unknown class", Filter{Class: "nope"}, func(*Record) bool { return false }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := expect(tc.keep)
+			var got []string
+			f := tc.f
+			f.Limit = 4
+			for {
+				page, next, err := s.List(f)
+				if err != nil {
+					t.Fatalf("List: %v", err)
+				}
+				got = append(got, ids(page)...)
+				if next == "" {
+					break
+				}
+				f.Cursor = next
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("List = %v\nwant %v", got, want)
+			}
+			f.Cursor = "01ARZ3NDEKTSV4RRFFQ69G5FAV" // Count ignores Limit and Cursor
+			if n, err := s.Count(f); err != nil || n != len(want) {
+				t.Errorf("Count = %d, %v; want %d", n, err, len(want))
+			}
+		})
+	}
+}
+
+func TestDeleteKeepsIndexesConsistent(t *testing.T) {
+	s := openTest(t, nil)
+	var recs []*Record
+	for i := range 30 {
+		recs = append(recs, rec([]string{"decode", "model"}[i%2], []string{"demo", ""}[i%3%2], time.Time{}))
+	}
+	mustPut(t, s, recs...)
+	n, err := s.Delete(recs[0].ID, strings.ToLower(recs[1].ID), recs[0].ID, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "junk")
+	if err != nil || n != 2 {
+		t.Fatalf("Delete = %d, %v; want 2", n, err)
+	}
+	if _, err := s.Get(recs[0].ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleted record still there: %v", err)
+	}
+	checkConsistent(t, s)
+
+	before, _ := s.Count(Filter{Class: "decode", Model: "demo"})
+	// Limit and Cursor must not narrow a DeleteMatching.
+	n, err = s.DeleteMatching(Filter{Class: "decode", Model: "demo", Limit: 1, Cursor: recs[0].ID})
+	left, _ := s.Count(Filter{Class: "decode", Model: "demo"})
+	if err != nil || before != 9 || n != before || left != 0 {
+		t.Fatalf("DeleteMatching = %d, %v; had %d (want 9), %d left", n, err, before, left)
+	}
+	checkConsistent(t, s)
+	if n, err := s.DeleteMatching(Filter{}); err != nil || n != 28-9 {
+		t.Errorf("DeleteMatching(all) = %d, %v; want %d", n, err, 28-9)
+	}
+}
+
+func TestPutSameIDReplacesIndexes(t *testing.T) {
+	s := openTest(t, nil)
+	r := rec("decode", "demo", time.Time{})
+	mustPut(t, s, r)
+	r.Class, r.Model = "model", "other"
+	mustPut(t, s, r) // as a retried Put, or an import with the record's own ID, would
+	checkConsistent(t, s)
+	if st := s.Stats(); st.Records != 1 || st.ByClass["model"] != 1 || len(st.ByClass) != 1 {
+		t.Errorf("Stats = %+v, want one record of class model", st)
+	}
+	if err := s.Put(context.Background(), &Record{ID: "junk"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Put with non-ULID ID err = %v, want ErrInvalid", err)
+	}
+	if err := s.Put(context.Background(), &Record{Class: "a\x00b"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Put with NUL in class err = %v, want ErrInvalid", err)
+	}
+}
+
+func TestMarkReplayed(t *testing.T) {
+	clock := newClock()
+	s := openTest(t, func(c *Config) { c.Now = clock.Now })
+	a, b := rec("model", "demo", time.Time{}), rec("model", "demo", time.Time{})
+	mustPut(t, s, a, b)
+	clock.Add(time.Hour)
+	if err := s.MarkReplayed(a.ID, a.ID); err != nil {
+		t.Fatalf("MarkReplayed: %v", err)
+	}
+	got, _ := s.Get(a.ID)
+	if got.Replays != 2 || !got.LastReplayAt.Equal(clock.Now()) {
+		t.Errorf("after replay: Replays %d LastReplayAt %v", got.Replays, got.LastReplayAt)
+	}
+	err := s.MarkReplayed(b.ID, "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("MarkReplayed with a missing id err = %v, want ErrNotFound", err)
+	}
+	if got, _ := s.Get(b.ID); got.Replays != 1 {
+		t.Errorf("existing record not marked when another was missing: Replays %d", got.Replays)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	clock := newClock()
+	s := openTest(t, func(c *Config) {
+		c.Now = clock.Now
+		c.Retention = 24 * time.Hour
+		c.GCInterval = 5 * time.Millisecond
+	})
+	var old, fresh []*Record
+	for i := range 1200 { // more than one delete chunk
+		old = append(old, rec([]string{"decode", "model"}[i%2], "demo", time.Time{}))
+	}
+	mustPut(t, s, old...)
+	clock.Add(20 * time.Hour)
+	for range 5 {
+		fresh = append(fresh, rec("validation", "", time.Time{}))
+	}
+	mustPut(t, s, fresh...)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	// Nothing is old enough yet; then time moves past the first batch's retention.
+	if n, _ := s.Count(Filter{}); n != 1205 {
+		t.Fatalf("Count = %d before expiry, want 1205", n)
+	}
+	clock.Add(5 * time.Hour)
+	waitFor(t, 10*time.Second, func() bool { n, _ := s.Count(Filter{}); return n == 5 })
+	left, _, _ := s.List(Filter{})
+	if strings.Join(ids(left), ",") != strings.Join(ids(reverse(fresh)), ",") {
+		t.Errorf("after retention left %v, want the fresh records", ids(left))
+	}
+	if n, _ := s.Count(Filter{Model: "demo"}); n != 0 {
+		t.Errorf("model index still lists %d expired records", n)
+	}
+	checkConsistent(t, s)
+}
+
+func reverse(recs []*Record) []*Record {
+	out := make([]*Record, len(recs))
+	for i, r := range recs {
+		out[len(recs)-1-i] = r
+	}
+	return out
+}
+
+func TestMaxRecordsDropsOldest(t *testing.T) {
+	s := openTest(t, func(c *Config) { c.MaxRecords = 10 })
+	var all []*Record
+	for range 5 {
+		batch := []*Record{rec("decode", "demo", time.Time{}), rec("model", "", time.Time{}), rec("internal", "x", time.Time{})}
+		mustPut(t, s, batch...)
+		all = append(all, batch...)
+	}
+	got, _, err := s.List(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ids(reverse(all))[:10]; strings.Join(ids(got), ",") != strings.Join(want, ",") {
+		t.Errorf("kept %v, want the 10 newest %v", ids(got), want)
+	}
+	if s.dropped.Load() != 5 {
+		t.Errorf("dropped counter = %d, want 5", s.dropped.Load())
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(DefaultConfig(dir), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := rec("decode", "", time.Time{}), rec("model", "demo", time.Time{})
+	mustPut(t, s, a, b)
+	if err := s.PutSetting("pipeline.paused", []byte("true")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(DefaultConfig(dir), testLogger(t))
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	if got, err := s.Get(b.ID); err != nil || got.Model != "demo" {
+		t.Fatalf("Get after reopen = %+v, %v", got, err)
+	}
+	if st := s.Stats(); st.Records != 2 || st.ByClass["decode"] != 1 || st.ByClass["model"] != 1 {
+		t.Errorf("Stats after reopen = %+v", st)
+	}
+	if v, err := s.GetSetting("pipeline.paused"); err != nil || string(v) != "true" {
+		t.Errorf("setting after reopen = %q, %v", v, err)
+	}
+	checkConsistent(t, s)
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(DefaultConfig(dir), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = Open(DefaultConfig(dir), testLogger(t))
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "in use by another infergate?") || !strings.Contains(err.Error(), dir) {
+		t.Errorf("second Open of %s: err = %v, want ErrLocked naming the dir", dir, err)
+	}
+
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(DefaultConfig(filepath.Join(file, "store")), testLogger(t))
+	if err == nil || !strings.Contains(err.Error(), "data dir") {
+		t.Errorf("Open under a regular file: err = %v, want a data dir error", err)
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		ro := t.TempDir()
+		if err := os.Chmod(ro, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Chmod(ro, 0o700) })
+		if _, err = Open(DefaultConfig(ro), testLogger(t)); err == nil || !strings.Contains(err.Error(), "not writable") {
+			t.Errorf("Open of read-only dir: err = %v, want not writable", err)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{DefaultConfig("/x"), ""},
+		{Config{InMemory: true}, ""},
+		{Config{}, "store.dir: must be set"},
+		{Config{InMemory: true, Dir: "/x"}, "store.dir: must be empty"},
+		{Config{Dir: "/x", Retention: -time.Second}, "store.retention: must be >= 0"},
+		{Config{Dir: "/x", MaxRecords: -1}, "store.max_records: must be >= 0"},
+		{Config{Dir: "/x", GCInterval: -1}, "store.gc_interval: must be >= 0"},
+		{Config{Dir: "/x", GCInterval: time.Microsecond}, "store.gc_interval: must be at least 1ms"},
+	} {
+		err := tc.cfg.Validate()
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+	if _, err := Open(Config{Dir: "/x", Retention: -1}, nil); err == nil || !strings.Contains(err.Error(), "store.retention") {
+		t.Errorf("Open with a bad config: err = %v", err)
+	}
+}
+
+func TestConcurrentPut(t *testing.T) {
+	s := openTest(t, func(c *Config) { c.MaxRecords = 300 })
+	const writers, each = 8, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	seen := make(chan string, writers*each)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				r := rec([]string{"decode", "model", "internal"}[(w+i)%3], fmt.Sprint("m", w%2), time.Time{})
+				if err := s.Put(context.Background(), r); err != nil {
+					errs <- err
+					return
+				}
+				seen <- r.ID
+				if i%10 == 0 {
+					if _, _, err := s.List(Filter{Class: "decode", Limit: 5}); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	close(seen)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	unique := map[string]bool{}
+	for id := range seen {
+		unique[id] = true
+	}
+	if len(unique) != writers*each {
+		t.Errorf("%d unique IDs for %d records", len(unique), writers*each)
+	}
+	if n, _ := s.Count(Filter{}); n != 300 {
+		t.Errorf("Count = %d, want the cap 300", n)
+	}
+}
+
+func TestRunReturnsWhenCancelledOrClosed(t *testing.T) {
+	s := openTest(t, func(c *Config) { c.GCInterval = time.Hour })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+
+	s2, err := Open(Config{InMemory: true}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- s2.Run(context.Background()) }()
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+}
+
+func TestCloseIsIdempotent(t *testing.T) {
+	s, err := Open(Config{InMemory: true}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, rec("decode", "", time.Time{}))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	if err := s.Put(context.Background(), rec("decode", "", time.Time{})); !errors.Is(err, ErrClosed) {
+		t.Errorf("Put after Close = %v, want ErrClosed", err)
+	}
+	if _, _, err := s.List(Filter{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("List after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestSettingsAndAudit(t *testing.T) {
+	clock := newClock()
+	s := openTest(t, func(c *Config) { c.Now = clock.Now })
+	if _, err := s.GetSetting("missing"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetSetting(missing) = %v, want ErrNotFound", err)
+	}
+	if err := s.PutSetting("a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSetting("a", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.GetSetting("a"); err != nil || !bytes.Equal(v, []byte("2")) {
+		t.Errorf("GetSetting = %q, %v", v, err)
+	}
+	defer func(old int) { maxAuditEntries = old }(maxAuditEntries)
+	maxAuditEntries = 3
+	for i := range 5 {
+		if err := s.Audit("dlq.replay", fmt.Sprint("ids=", i)); err != nil {
+			t.Fatal(err)
+		}
+		clock.Add(time.Second)
+	}
+	log, err := s.AuditLog(2)
+	if err != nil || len(log) != 2 || log[0].Detail != "ids=4" || log[1].Detail != "ids=3" || log[0].Action != "dlq.replay" {
+		t.Fatalf("AuditLog(2) = %+v, %v", log, err)
+	}
+	if err := s.trimAudit(); err != nil {
+		t.Fatal(err)
+	}
+	if log, _ := s.AuditLog(0); len(log) != 3 || log[2].Detail != "ids=2" {
+		t.Errorf("after trim AuditLog = %+v, want the newest 3", log)
+	}
+}
+
+func TestBigBatchIsSplit(t *testing.T) {
+	s := openTest(t, nil)
+	var recs []*Record
+	for range 3000 { // ~4 MiB: more than one Badger transaction holds
+		r := rec("decode", "demo", time.Time{})
+		r.Value = bytes.Repeat([]byte("x"), 1300)
+		recs = append(recs, r)
+	}
+	mustPut(t, s, recs...)
+	if n, _ := s.Count(Filter{}); n != 3000 {
+		t.Errorf("Count = %d, want 3000", n)
+	}
+}
+
+func TestLargeValueGoesToValueLog(t *testing.T) {
+	s := openTest(t, nil)
+	r := rec("validation", "demo", time.Time{})
+	r.Value = bytes.Repeat([]byte{7}, 256<<10)
+	mustPut(t, s, r)
+	got, err := s.Get(r.ID)
+	if err != nil || !bytes.Equal(got.Value, r.Value) {
+		t.Fatalf("large record did not round-trip: %v", err)
+	}
+	if _, err := s.Delete(r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.gcValueLog(); err != nil {
+		t.Errorf("value-log GC: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, total time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", total)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
