@@ -112,7 +112,12 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs ...TopicSpec) err
 		names = append(names, s.Name)
 	}
 
-	details, err := adm.ListTopics(ctx, names...)
+	// kadm answers metadata from a 5 s cache, which still says "unknown
+	// topic" right after a create; asking for authorized operations is the
+	// one way through kadm to get a fresh answer (and refresh the cache for
+	// the client's next calls).
+	fresh := kadm.WithAuthorizedOps(ctx)
+	details, err := adm.ListTopics(fresh, names...)
 	if err != nil {
 		return fmt.Errorf("listing topics: %w", err)
 	}
@@ -146,18 +151,19 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs ...TopicSpec) err
 			errs = append(errs, fmt.Errorf("creating topic %q (%d partitions): %w", s.Name, s.Partitions, withMessage(err, resp.ErrMessage)))
 		}
 	}
+	// List everything again, fresh: a topic someone else created just now is
+	// not in details, and the client's cache must learn the created topics
+	// before its next produce or commit.
+	details, err = adm.ListTopics(fresh, names...)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("listing topics: %w", err))...)
+	}
 	if len(existing) == 0 {
 		return errors.Join(errs...)
 	}
-
 	existingNames := make([]string, 0, len(existing))
 	for _, s := range existing {
 		existingNames = append(existingNames, s.Name)
-	}
-	// List again: a topic created by someone else just now is not in details.
-	details, err = adm.ListTopics(ctx, existingNames...)
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("listing topics: %w", err))...)
 	}
 	described, err := adm.DescribeTopicConfigs(ctx, existingNames...)
 	if err != nil {
