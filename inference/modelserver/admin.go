@@ -1,0 +1,152 @@
+package modelserver
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/infergate/infergate/inference/demo"
+)
+
+// UploadVersion adds a version of a configured model: it checks that onnx
+// loads, writes it to a temporary directory inside the base path (ignored by
+// scans: the name is not a number) and renames it into place, so a scan never
+// sees it half-written; then it scans the model at once. version 0 means one
+// above the highest version directory. It returns the version written; a
+// version the policy does not select is written but not loaded.
+// Errors are gRPC status errors: NOT_FOUND (model not configured),
+// INVALID_ARGUMENT (not a loadable model), ALREADY_EXISTS.
+func (s *Server) UploadVersion(name string, version int64, onnx []byte) (int64, error) {
+	if version < 0 {
+		return 0, status.Errorf(codes.InvalidArgument, "version %d is negative", version)
+	}
+	cfg, ok := s.m.configured(name)
+	if !ok {
+		return 0, status.Errorf(codes.NotFound, "model %s is not configured", name)
+	}
+	if _, err := loadONNX(onnx); err != nil {
+		return 0, status.Errorf(codes.InvalidArgument, "not a loadable ONNX model: %v", err)
+	}
+
+	s.m.pollMu.Lock()
+	defer s.m.pollMu.Unlock()
+	if err := os.MkdirAll(cfg.BasePath, 0o755); err != nil {
+		return 0, status.Errorf(codes.Internal, "creating base path: %v", err)
+	}
+	present, err := scan(cfg.BasePath)
+	if err != nil {
+		return 0, status.Errorf(codes.Internal, "reading base path: %v", err)
+	}
+	if version == 0 {
+		version = 1
+		if len(present) > 0 {
+			version = slices.Max(slices.Collect(maps.Keys(present))) + 1
+		}
+	}
+	dir := filepath.Join(cfg.BasePath, strconv.FormatInt(version, 10))
+	if _, err := os.Lstat(dir); err == nil {
+		return 0, status.Errorf(codes.AlreadyExists, "version %d of model %s already exists", version, name)
+	}
+	if err := writeVersionDir(cfg.BasePath, dir, onnx); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return 0, status.Errorf(codes.AlreadyExists, "version %d of model %s already exists", version, name)
+		}
+		return 0, status.Errorf(codes.Internal, "writing version %d of model %s: %v", version, name, err)
+	}
+	s.log.Info("model version uploaded", "model", name, "version", version, "bytes", len(onnx))
+	s.m.trust(name, version)
+	s.m.mu.Lock()
+	mm := s.m.models[name]
+	s.m.mu.Unlock()
+	if mm != nil && !mm.removed {
+		s.m.pollModel(mm, false)
+	}
+	return version, nil
+}
+
+// writeVersionDir writes onnx as dir/model.onnx through a temporary directory
+// in parent and one rename, syncing the file first so a crash cannot leave a
+// complete-looking version with a short file.
+func writeVersionDir(parent, dir string, onnx []byte) error {
+	tmp, err := os.MkdirTemp(parent, ".upload-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp) // no-op after a successful rename
+	f, err := os.OpenFile(filepath.Join(tmp, ModelFileName), os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(onnx); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	if d, err := os.Open(parent); err == nil {
+		d.Sync() // best effort: make the rename durable
+		d.Close()
+	}
+	return nil
+}
+
+// EnsureDemo writes the bundled demo model to modelsDir/demo/1/model.onnx
+// when modelsDir/demo does not exist yet (first start). An existing
+// directory is left alone, whatever it holds: the operator may have replaced
+// the demo model.
+func EnsureDemo(modelsDir string) error {
+	target := filepath.Join(modelsDir, demo.Name)
+	if _, err := os.Lstat(target); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("modelserver: demo model: %w", err)
+	}
+	if err := os.MkdirAll(modelsDir, 0o755); err != nil {
+		return fmt.Errorf("modelserver: demo model: %w", err)
+	}
+	// Build demo/ in a temporary directory and rename it, so a crash never
+	// leaves a demo/ without its version (which would stop later starts from
+	// writing it).
+	tmp, err := os.MkdirTemp(modelsDir, ".demo-")
+	if err != nil {
+		return fmt.Errorf("modelserver: demo model: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("modelserver: demo model: %w", err)
+	}
+	if err := writeVersionDir(tmp, filepath.Join(tmp, "1"), demo.ONNX); err != nil {
+		return fmt.Errorf("modelserver: demo model: %w", err)
+	}
+	if err := os.Rename(tmp, target); err != nil {
+		if _, statErr := os.Lstat(target); statErr == nil {
+			return nil // someone else wrote it meanwhile
+		}
+		return fmt.Errorf("modelserver: demo model: %w", err)
+	}
+	return nil
+}
+
+// DemoModelConfig is the model entry serving what EnsureDemo wrote.
+func DemoModelConfig(modelsDir string) ModelConfig {
+	return ModelConfig{Name: demo.Name, BasePath: filepath.Join(modelsDir, demo.Name)}
+}
