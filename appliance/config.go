@@ -121,10 +121,17 @@ type PipelineConfig struct {
 	MaxBatchSize       int           `yaml:"max_batch_size"`
 	MaxBatchWait       time.Duration `yaml:"max_batch_wait"`
 	MaxInflightBatches int           `yaml:"max_inflight_batches"`
-	// RetryBackoff and RetryLimit govern an unavailable model server:
-	// retries with backoff up to the limit, then the circuit opens.
-	RetryBackoff time.Duration `yaml:"retry_backoff"`
-	RetryLimit   int           `yaml:"retry_limit"`
+	// An unavailable model server is retried with a backoff that starts at
+	// RetryBackoff and doubles up to RetryBackoffMax; RetryAttempts failed
+	// calls in a row open the circuit (consumption pauses, the server is
+	// probed every ProbeInterval).
+	RetryBackoff    time.Duration `yaml:"retry_backoff"`
+	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
+	RetryAttempts   int           `yaml:"retry_attempts"`
+	ProbeInterval   time.Duration `yaml:"probe_interval"`
+	// ShutdownTimeout bounds the drain on shutdown; what is not finished by
+	// then is not committed and is redelivered after the restart.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
 // DeliveryConfig states the delivery guarantee.
@@ -132,6 +139,7 @@ type DeliveryConfig struct {
 	Guarantee string `yaml:"guarantee"` // at-least-once or exactly-once
 	// TransactionalID identifies this instance's producer in exactly-once
 	// mode; it must be unique per instance and stable across restarts.
+	// "" means "<group>-<hostname>".
 	TransactionalID string `yaml:"transactional_id"`
 }
 
@@ -190,16 +198,16 @@ func Default() Config {
 		Pipeline: PipelineConfig{
 			Group:              "infergate",
 			DefaultModel:       "demo",
-			MaxBatchSize:       64,
-			MaxBatchWait:       5 * time.Millisecond,
+			MaxBatchSize:       256,
+			MaxBatchWait:       2 * time.Millisecond,
 			MaxInflightBatches: 4,
-			RetryBackoff:       100 * time.Millisecond,
-			RetryLimit:         5,
+			RetryBackoff:       50 * time.Millisecond,
+			RetryBackoffMax:    2 * time.Second,
+			RetryAttempts:      5,
+			ProbeInterval:      time.Second,
+			ShutdownTimeout:    30 * time.Second,
 		},
-		Delivery: DeliveryConfig{
-			Guarantee:       AtLeastOnce,
-			TransactionalID: "infergate",
-		},
+		Delivery: DeliveryConfig{Guarantee: AtLeastOnce},
 		Store: StoreConfig{
 			DLQRetention:  7 * 24 * time.Hour,
 			DLQMaxRecords: 1_000_000,
@@ -211,4 +219,35 @@ func Default() Config {
 			SummaryInterval: 10 * time.Second,
 		},
 	}
+}
+
+// ClientConfig is how clients reach the appliance's Kafka: the embedded
+// broker's advertised (else listen) address, or the external cluster, with
+// TLS, SASL and compression.
+func (c *Config) ClientConfig() broker.ClientConfig {
+	cc := broker.ClientConfig{
+		Brokers:     append([]string(nil), c.Broker.Brokers...),
+		Compression: c.Broker.Compression,
+		TLS: broker.TLSConfig{
+			Enabled:            c.Broker.TLS.Enabled,
+			CAFile:             c.Broker.TLS.CAFile,
+			CertFile:           c.Broker.TLS.CertFile,
+			KeyFile:            c.Broker.TLS.KeyFile,
+			ServerName:         c.Broker.TLS.ServerName,
+			InsecureSkipVerify: c.Broker.TLS.InsecureSkipVerify,
+		},
+		SASL: broker.SASLConfig{
+			Mechanism: c.Broker.SASL.Mechanism,
+			Username:  c.Broker.SASL.Username,
+			Password:  c.Broker.SASL.Password,
+		},
+	}
+	if c.Broker.Mode == BrokerEmbedded {
+		addr := c.Broker.Advertise
+		if addr == "" {
+			addr = c.Broker.Listen
+		}
+		cc.Brokers = []string{addr}
+	}
+	return cc
 }

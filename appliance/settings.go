@@ -77,10 +77,13 @@ func (c *Config) settings() []setting {
 		{Key: "pipeline.max_batch_wait", Flag: "max-batch-wait", Arg: "DURATION", Help: "longest a request waits for its batch to fill", val: duration(&c.Pipeline.MaxBatchWait)},
 		{Key: "pipeline.max_inflight_batches", Flag: "max-inflight-batches", Arg: "N", Help: "batches being predicted at once", val: integer(&c.Pipeline.MaxInflightBatches)},
 		{Key: "pipeline.retry_backoff", Flag: "retry-backoff", Arg: "DURATION", Help: "first backoff when the model server is unavailable (doubles each retry)", val: duration(&c.Pipeline.RetryBackoff)},
-		{Key: "pipeline.retry_limit", Flag: "retry-limit", Arg: "N", Help: "retries before consumption pauses (circuit open)", val: integer(&c.Pipeline.RetryLimit)},
+		{Key: "pipeline.retry_backoff_max", Flag: "retry-backoff-max", Arg: "DURATION", Help: "longest backoff between retries", val: duration(&c.Pipeline.RetryBackoffMax)},
+		{Key: "pipeline.retry_attempts", Flag: "retry-attempts", Arg: "N", Help: "failed model calls in a row before consumption pauses (circuit open) and the model server is probed", val: integer(&c.Pipeline.RetryAttempts)},
+		{Key: "pipeline.probe_interval", Flag: "probe-interval", Arg: "DURATION", Help: "how often an open circuit probes the model server", val: duration(&c.Pipeline.ProbeInterval)},
+		{Key: "pipeline.shutdown_timeout", Flag: "shutdown-timeout", Arg: "DURATION", Help: "longest graceful drain on shutdown; unfinished requests are redelivered after restart", val: duration(&c.Pipeline.ShutdownTimeout)},
 
 		{Key: "delivery.guarantee", Flag: "delivery", Arg: "MODE", Help: "at-least-once or exactly-once (Kafka transactions)", val: str(&c.Delivery.Guarantee)},
-		{Key: "delivery.transactional_id", Flag: "transactional-id", Arg: "ID", Help: "exactly-once: transactional id, unique per instance and stable across restarts", val: str(&c.Delivery.TransactionalID)},
+		{Key: "delivery.transactional_id", Flag: "transactional-id", Arg: "ID", Help: "exactly-once: transactional id, unique per instance and stable across restarts (default <group>-<hostname>)", val: str(&c.Delivery.TransactionalID)},
 
 		{Key: "store.dlq_retention", Flag: "dlq-retention", Arg: "DURATION", Help: "how long dead-lettered records stay in the store (0: forever)", val: duration(&c.Store.DLQRetention)},
 		{Key: "store.dlq_max_records", Flag: "dlq-max-records", Arg: "N", Help: "most dead-lettered records kept in the store; the oldest go first (0: no cap)", val: integer(&c.Store.DLQMaxRecords)},

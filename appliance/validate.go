@@ -131,8 +131,8 @@ func (c *Config) Validate() error {
 	if !modelName.MatchString(c.Pipeline.DefaultModel) {
 		v.errf("pipeline.default_model", "%q is not a model name (letters, digits, '.', '_', '-'; at most 128)", c.Pipeline.DefaultModel)
 	}
-	if c.Pipeline.MaxBatchSize < 1 || c.Pipeline.MaxBatchSize > 100000 {
-		v.errf("pipeline.max_batch_size", "%d is not between 1 and 100000", c.Pipeline.MaxBatchSize)
+	if c.Pipeline.MaxBatchSize < 1 || c.Pipeline.MaxBatchSize > 65536 {
+		v.errf("pipeline.max_batch_size", "%d is not between 1 and 65536", c.Pipeline.MaxBatchSize)
 	}
 	v.nonNegative("pipeline.max_batch_wait", c.Pipeline.MaxBatchWait)
 	if c.Pipeline.MaxBatchWait > time.Minute {
@@ -142,13 +142,15 @@ func (c *Config) Validate() error {
 		v.errf("pipeline.max_inflight_batches", "%d is not between 1 and 1024", c.Pipeline.MaxInflightBatches)
 	}
 	v.positive("pipeline.retry_backoff", c.Pipeline.RetryBackoff)
-	if c.Pipeline.RetryLimit < 0 {
-		v.errf("pipeline.retry_limit", "%d: must be >= 0", c.Pipeline.RetryLimit)
+	if c.Pipeline.RetryBackoffMax < c.Pipeline.RetryBackoff {
+		v.errf("pipeline.retry_backoff_max", "%s is below pipeline.retry_backoff (%s)", c.Pipeline.RetryBackoffMax, c.Pipeline.RetryBackoff)
 	}
+	if c.Pipeline.RetryAttempts < 1 {
+		v.errf("pipeline.retry_attempts", "%d: must be >= 1", c.Pipeline.RetryAttempts)
+	}
+	v.positive("pipeline.probe_interval", c.Pipeline.ProbeInterval)
+	v.positive("pipeline.shutdown_timeout", c.Pipeline.ShutdownTimeout)
 	v.oneOf("delivery.guarantee", c.Delivery.Guarantee, AtLeastOnce, ExactlyOnce)
-	if c.Delivery.Guarantee == ExactlyOnce && strings.TrimSpace(c.Delivery.TransactionalID) == "" {
-		v.errf("delivery.transactional_id", "must be set in exactly-once mode")
-	}
 
 	// Store.
 	v.nonNegative("store.dlq_retention", c.Store.DLQRetention)

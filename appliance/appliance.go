@@ -1,0 +1,359 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/broker"
+	"github.com/infergate/infergate/store"
+)
+
+// Appliance is one running infergate: every component of a Config, started
+// in dependency order and stopped in reverse.
+type Appliance struct {
+	cfg    Config
+	logger *slog.Logger
+	paths  Paths
+	token  string
+	reg    *prometheus.Registry
+
+	sup   *supervisor
+	comps []*component
+
+	mu       sync.Mutex // guards what components publish as they start
+	store    *store.Store
+	embedded *broker.Embedded
+	client   broker.ClientConfig // brokers filled in once the broker runs
+}
+
+// New validates cfg, prepares the data dir (creating broker/, store/,
+// models/ and the admin token) and checks that every listen address is
+// free, so the common mistakes fail here with a message naming the setting.
+// Nothing is started until Run.
+func New(cfg Config, logger *slog.Logger) (*Appliance, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Appliance{
+		cfg:    cfg,
+		logger: logger,
+		paths:  DataPaths(cfg.DataDir),
+		reg:    prometheus.NewRegistry(),
+		client: cfg.ClientConfig(),
+	}
+	// kgo logs every metadata refresh at info: useful when debugging,
+	// noise otherwise.
+	a.client.Logger = slog.New(minLevel{logger.Handler(), clientLogLevel(cfg.Log.Level)})
+	if err := prepareDataDir(a.paths); err != nil {
+		return nil, err
+	}
+	if err := cfg.checkListeners(); err != nil {
+		return nil, err
+	}
+	token, generated, err := adminToken(cfg.HTTP.AdminToken, a.paths)
+	if err != nil {
+		return nil, err
+	}
+	a.token = token
+	if generated {
+		// Printed once, at generation; afterwards it is in the file only.
+		logger.Warn("generated the admin token; it is shown only this once (also in the file, mode 0600)",
+			"token", token, "file", a.paths.AdminToken)
+	}
+	a.sup = newSupervisor(logger)
+	a.comps = a.components()
+	return a, nil
+}
+
+// Run starts the components and blocks until ctx ends or one of them fails,
+// then stops them in reverse order: the web server stops taking requests,
+// the pipeline drains (finishes in-flight batches, produces, commits), then
+// the model server, the broker and last the store stop.
+func (a *Appliance) Run(ctx context.Context) error {
+	a.logger.Info("starting infergate", "data_dir", a.paths.Root, "broker", a.cfg.Broker.Mode,
+		"model_server", a.cfg.ModelServer.Mode, "delivery", a.cfg.Delivery.Guarantee, "config_file", a.cfg.ConfigFile())
+	return a.sup.run(ctx, a.comps)
+}
+
+// Ready returns nil when every component is ready, else an error (wrapping
+// ErrNotReady) that names each one that is not. It backs /readyz.
+func (a *Appliance) Ready() error { return a.sup.ready(a.comps) }
+
+// Config is the configuration the appliance runs with.
+func (a *Appliance) Config() Config { return a.cfg }
+
+// AdminToken is the token mutating admin calls must present.
+func (a *Appliance) AdminToken() string { return a.token }
+
+// Registry holds the appliance's Prometheus metrics.
+func (a *Appliance) Registry() *prometheus.Registry { return a.reg }
+
+// BrokerAddr is the bootstrap address clients use: the embedded broker's
+// advertised address once it runs, else the configured seed brokers.
+func (a *Appliance) BrokerAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return strings.Join(a.client.Brokers, ",")
+}
+
+// components lists what Run starts, in order. The order is the dependency
+// order; the supervisor stops them in reverse.
+func (a *Appliance) components() []*component {
+	comps := []*component{
+		a.storeComponent(),
+		a.brokerComponent(),
+		a.topicsComponent(),
+	}
+	// TODO(appliance): model server (embedded modelserver / tfserving /
+	// sidecar), pipeline and web are wired as their packages land.
+	if a.cfg.Demo.Enabled {
+		comps = append(comps, a.demoComponent())
+	}
+	return comps
+}
+
+func (a *Appliance) storeComponent() *component {
+	var st *store.Store
+	return &component{
+		name: "store",
+		start: func(context.Context) error {
+			sc := store.DefaultConfig(a.paths.Store)
+			sc.Retention = a.cfg.Store.DLQRetention
+			sc.MaxRecords = a.cfg.Store.DLQMaxRecords
+			sc.SyncWrites = a.cfg.Store.SyncWrites
+			var err error
+			st, err = store.Open(sc, a.logger.With("component", "store"))
+			if err != nil {
+				if errors.Is(err, store.ErrLocked) {
+					return fmt.Errorf("data_dir (--data-dir, INFERGATE_DATA_DIR): %s is in use by another running infergate: %w", a.paths.Root, err)
+				}
+				return err
+			}
+			a.mu.Lock()
+			a.store = st
+			a.mu.Unlock()
+			return nil
+		},
+		run: func(ctx context.Context) error { return st.Run(ctx) },
+		stop: func() error {
+			if st == nil {
+				return nil
+			}
+			return st.Close()
+		},
+	}
+}
+
+func (a *Appliance) brokerComponent() *component {
+	if a.cfg.Broker.Mode == BrokerExternal {
+		return &component{
+			name: "broker",
+			start: func(ctx context.Context) error {
+				return a.pingBrokers(ctx)
+			},
+		}
+	}
+	var e *broker.Embedded
+	return &component{
+		name: "broker",
+		start: func(context.Context) error {
+			var err error
+			e, err = broker.NewEmbedded(broker.EmbeddedConfig{
+				DataDir:    a.paths.Broker,
+				Listen:     a.cfg.Broker.Listen,
+				Advertise:  a.cfg.Broker.Advertise,
+				Durability: broker.Durability(a.cfg.Broker.Durability),
+			}, a.logger)
+			if err != nil {
+				if errors.Is(err, broker.ErrDataDirLocked) {
+					return fmt.Errorf("data_dir (--data-dir, INFERGATE_DATA_DIR): %s is in use by another running infergate: %w", a.paths.Root, err)
+				}
+				return err
+			}
+			a.mu.Lock()
+			a.embedded = e
+			a.client.Brokers = []string{e.Addr()}
+			a.mu.Unlock()
+			return nil
+		},
+		run: func(ctx context.Context) error { return e.Run(ctx) },
+		stop: func() error {
+			if e == nil {
+				return nil
+			}
+			return e.Close()
+		},
+	}
+}
+
+// pingBrokers checks that the external cluster answers, so a wrong address
+// or a TLS/SASL mistake is reported at start with the setting to fix.
+func (a *Appliance) pingBrokers(ctx context.Context) error {
+	cl, err := a.kafkaClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).ListBrokers(ctx); err != nil {
+		return fmt.Errorf("broker.brokers (--brokers, INFERGATE_BROKERS): cannot reach the Kafka cluster at %s "+
+			"(check the addresses and the broker.tls / broker.sasl settings): %w", strings.Join(a.cfg.Broker.Brokers, ","), err)
+	}
+	return nil
+}
+
+// kafkaClient is a client of the appliance's broker with extra options.
+func (a *Appliance) kafkaClient(extra ...kgo.Opt) (*kgo.Client, error) {
+	a.mu.Lock()
+	cc := a.client
+	a.mu.Unlock()
+	opts, err := cc.Opts()
+	if err != nil {
+		return nil, err
+	}
+	return kgo.NewClient(append(opts, extra...)...)
+}
+
+func (a *Appliance) topicsComponent() *component {
+	return &component{
+		name: "topics",
+		start: func(ctx context.Context) error {
+			cl, err := a.kafkaClient()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			err = broker.EnsureTopics(ctx, kadm.NewClient(cl), a.topicSpecs()...)
+			if errors.Is(err, broker.ErrFewerPartitions) {
+				// The pipeline works with fewer partitions; only the
+				// parallelism differs from what was asked.
+				a.logger.Warn("topic partitions", "err", err, "setting", "topics.partitions")
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("creating topics %s, %s, %s: %w", a.cfg.Topics.Requests, a.cfg.Topics.Results, a.cfg.Topics.DLQ, err)
+			}
+			return nil
+		},
+	}
+}
+
+// topicSpecs are broker.DefaultTopics with the configured retention; the
+// settings' 0 ("unbounded") is Kafka's -1.
+func (a *Appliance) topicSpecs() []broker.TopicSpec {
+	t := a.cfg.Topics
+	specs := broker.DefaultTopics(t.Requests, t.Results, t.DLQ, int32(t.Partitions))
+	unbounded := func(v int64) int64 {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	for i := range specs {
+		if t.ReplicationFactor > 0 {
+			specs[i].ReplicationFactor = int16(t.ReplicationFactor)
+		}
+		if specs[i].Name == t.DLQ {
+			specs[i].RetentionMs = unbounded(t.DLQRetention.Milliseconds())
+			specs[i].RetentionBytes = unbounded(t.DLQRetentionBytes)
+		} else {
+			specs[i].RetentionMs = unbounded(t.Retention.Milliseconds())
+			specs[i].RetentionBytes = unbounded(t.RetentionBytes)
+		}
+	}
+	return specs
+}
+
+// checkListeners binds and releases every address the appliance will listen
+// on, so "address in use" names the setting and flag, for all of them, before
+// anything starts (another process could still take a port in between; the
+// components report that case too).
+func (c *Config) checkListeners() error {
+	type l struct{ key, flag, env, addr string }
+	var ls []l
+	if c.Broker.Mode == BrokerEmbedded {
+		ls = append(ls, l{"broker.listen", "--broker-listen", "INFERGATE_BROKER_LISTEN", c.Broker.Listen})
+	}
+	if c.ModelServer.Mode != ModelServerExternal {
+		ls = append(ls, l{"model_server.grpc_listen", "--grpc-listen", "INFERGATE_MODEL_SERVER_GRPC_LISTEN", c.ModelServer.GRPCListen})
+		if c.ModelServer.RESTListen != "" {
+			ls = append(ls, l{"model_server.rest_listen", "--rest-listen", "INFERGATE_MODEL_SERVER_REST_LISTEN", c.ModelServer.RESTListen})
+		}
+	}
+	if c.HTTP.Listen != "" {
+		ls = append(ls, l{"http.listen", "--http-listen", "INFERGATE_HTTP_LISTEN", c.HTTP.Listen})
+	}
+	var errs []error
+	for _, x := range ls {
+		ln, err := net.Listen("tcp", x.addr)
+		if err != nil {
+			errs = append(errs, listenError(x.key, x.flag, x.env, x.addr, err))
+			continue
+		}
+		ln.Close()
+	}
+	return errors.Join(errs...)
+}
+
+func listenError(key, flag, env, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s (%s, %s): %s is already in use by another process (another infergate?): "+
+			"stop it or choose another address with %s: %w", key, flag, env, addr, flag, err)
+	}
+	if errors.Is(err, syscall.EADDRNOTAVAIL) {
+		return fmt.Errorf("%s (%s, %s): %s is not an address of this machine: %w", key, flag, env, addr, err)
+	}
+	return fmt.Errorf("%s (%s, %s): cannot listen on %s: %w", key, flag, env, addr, err)
+}
+
+// minLevel drops records below a level before they reach the handler.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.Handler.Enabled(ctx, l)
+}
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler { return minLevel{m.Handler.WithAttrs(as), m.min} }
+func (m minLevel) WithGroup(g string) slog.Handler       { return minLevel{m.Handler.WithGroup(g), m.min} }
+
+// clientLogLevel is the least level of Kafka client logs shown: warnings,
+// unless the appliance logs at debug.
+func clientLogLevel(level string) slog.Level {
+	if level == "debug" {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}
+
+// NewLogger returns the process logger of a LogConfig, writing to w.
+func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,189 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/inference/demo"
+)
+
+// demoSensors is how many simulated sensors share the demo traffic; each is
+// a record key, so their readings spread over partitions and keep their
+// order.
+const demoSensors = 8
+
+// demoComponent feeds synthetic sensor readings to the requests topic at
+// demo.rate and logs a one-line summary of what comes back every
+// demo.summary_interval, so `infergate run --demo` visibly works.
+func (a *Appliance) demoComponent() *component {
+	var (
+		producer, watcher *kgo.Client
+		stats             demoStats
+	)
+	return &component{
+		name: "demo",
+		start: func(context.Context) error {
+			var err error
+			if producer, err = a.kafkaClient(kgo.DefaultProduceTopic(a.cfg.Topics.Requests)); err != nil {
+				return fmt.Errorf("demo: %w", err)
+			}
+			watcher, err = a.kafkaClient(
+				kgo.ConsumeTopics(a.cfg.Topics.Results, a.cfg.Topics.DLQ),
+				kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+				kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			)
+			if err != nil {
+				producer.Close()
+				return fmt.Errorf("demo: %w", err)
+			}
+			a.logger.Info("demo traffic on: synthetic sensor readings go to the requests topic",
+				"topic", a.cfg.Topics.Requests, "rate_per_s", a.cfg.Demo.Rate, "see_results", "infergate consume")
+			return nil
+		},
+		run: func(ctx context.Context) error {
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); a.demoWatch(ctx, watcher, &stats) }()
+			go func() { defer wg.Done(); a.demoSummaries(ctx, &stats) }()
+			a.demoProduce(ctx, producer, &stats)
+			wg.Wait()
+			return nil
+		},
+		stop: func() error {
+			if producer != nil {
+				// Records still buffered are dropped: demo traffic is
+				// synthetic and the broker may already be gone.
+				producer.Close()
+			}
+			if watcher != nil {
+				watcher.Close()
+			}
+			return nil
+		},
+	}
+}
+
+type demoStats struct {
+	sent, failed, results, dlq, anomalies atomic.Int64
+	lastScore                             atomic.Value // float64
+}
+
+type demoRequest struct {
+	RequestID string    `json:"request_id"`
+	Features  []float32 `json:"features"`
+}
+
+// demoProduce sends at the configured rate, catching up after a stall
+// rather than bursting without bound (at most one second's worth at once).
+func (a *Appliance) demoProduce(ctx context.Context, cl *kgo.Client, st *demoStats) {
+	gen := demo.NewGenerator(time.Now().UnixNano())
+	gen.SetAnomalyRatio(a.cfg.Demo.AnomalyRatio)
+	rate := a.cfg.Demo.Rate
+	step := time.Duration(float64(time.Second) / rate)
+	step = min(max(step, 10*time.Millisecond), time.Second)
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	run := strconv.FormatInt(time.Now().Unix(), 36)
+	start := time.Now()
+	var n int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			due := int64(rate * now.Sub(start).Seconds())
+			if due-n > int64(rate)+1 {
+				n = due - int64(rate) - 1 // drop what a long stall owes
+			}
+			for ; n < due; n++ {
+				features, _ := gen.Reading()
+				value, _ := json.Marshal(demoRequest{RequestID: "demo-" + run + "-" + strconv.FormatInt(n, 10), Features: features})
+				key := []byte("sensor-" + strconv.FormatInt(n%demoSensors, 10))
+				cl.Produce(ctx, &kgo.Record{Key: key, Value: value}, func(_ *kgo.Record, err error) {
+					if err != nil {
+						st.failed.Add(1)
+						return
+					}
+					st.sent.Add(1)
+				})
+			}
+		}
+	}
+}
+
+// demoWatch counts results and dead letters as they arrive.
+func (a *Appliance) demoWatch(ctx context.Context, cl *kgo.Client, st *demoStats) {
+	for ctx.Err() == nil {
+		fetches := cl.PollRecords(ctx, 1000)
+		fetches.EachRecord(func(r *kgo.Record) {
+			if r.Topic == a.cfg.Topics.DLQ {
+				st.dlq.Add(1)
+				return
+			}
+			st.results.Add(1)
+			if score, ok := demoScore(r.Value); ok {
+				st.lastScore.Store(score)
+				if score > 0.5 {
+					st.anomalies.Add(1)
+				}
+			}
+		})
+	}
+}
+
+// demoScore reads the demo model's anomaly score from a result:
+// "prediction" is the request's row of the output, [score].
+func demoScore(value []byte) (float64, bool) {
+	var res struct {
+		Prediction json.RawMessage `json:"prediction"`
+	}
+	if json.Unmarshal(value, &res) != nil || len(res.Prediction) == 0 {
+		return 0, false
+	}
+	var row []float64
+	if json.Unmarshal(res.Prediction, &row) == nil && len(row) == 1 {
+		return row[0], true
+	}
+	var v float64
+	if json.Unmarshal(res.Prediction, &v) == nil {
+		return v, true
+	}
+	return 0, false
+}
+
+func (a *Appliance) demoSummaries(ctx context.Context, st *demoStats) {
+	every := a.cfg.Demo.SummaryInterval
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var lastResults int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		results := st.results.Load()
+		args := []any{
+			"sent", st.sent.Load(),
+			"results", results,
+			"results_per_s", fmt.Sprintf("%.1f", float64(results-lastResults)/every.Seconds()),
+			"dlq", st.dlq.Load(),
+			"anomalies", st.anomalies.Load(),
+		}
+		if s, ok := st.lastScore.Load().(float64); ok {
+			args = append(args, "last_score", fmt.Sprintf("%.3f", s))
+		}
+		if f := st.failed.Load(); f > 0 {
+			args = append(args, "send_failures", f)
+		}
+		lastResults = results
+		a.logger.Info("demo", args...)
+	}
+}

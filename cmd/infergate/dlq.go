@@ -1,0 +1,524 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/appliance"
+	"github.com/infergate/infergate/broker"
+	"github.com/infergate/infergate/store"
+)
+
+const dlqSynopsis = `dlq list [--class C] [--model M] [--since DURATION] [--limit N] [--json] [--data-dir DIR | --url URL]
+       infergate dlq show ID [--data-dir DIR | --url URL]
+       infergate dlq replay (ID... | --all [--class C] [--model M]) [--data-dir DIR | --url URL]
+
+With --url, or when the appliance owning the data dir is running, the commands go through its admin API
+(the token is read from INFERGATE_ADMIN_TOKEN, --token, or <data dir>/admin-token). Otherwise they read
+the store in the data dir directly; replay then produces to the broker itself (starting the embedded
+broker of the data dir for the moment if the appliance uses one).`
+
+// dlqRecord is how the CLI shows a dead-lettered record, whichever way it
+// was read.
+type dlqRecord struct {
+	ID              string      `json:"id"`
+	FailedAt        time.Time   `json:"failed_at"`
+	Class           string      `json:"class"`
+	Message         string      `json:"message"`
+	Model           string      `json:"model,omitempty"`
+	SourceTopic     string      `json:"source_topic"`
+	SourcePartition int32       `json:"source_partition"`
+	SourceOffset    int64       `json:"source_offset"`
+	Attempts        int         `json:"attempts"`
+	Replays         int         `json:"replays"`
+	LastReplayAt    *time.Time  `json:"last_replay_at,omitempty"`
+	Key             string      `json:"key,omitempty"`
+	Value           string      `json:"value"`
+	ValueBase64     bool        `json:"value_base64,omitempty"`
+	Headers         []dlqHeader `json:"headers,omitempty"`
+}
+
+type dlqHeader struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+func fromStore(r *store.Record) dlqRecord {
+	out := dlqRecord{
+		ID: r.ID, FailedAt: r.FailedAt, Class: r.Class, Message: r.Message, Model: r.Model,
+		SourceTopic: r.SourceTopic, SourcePartition: r.SourcePartition, SourceOffset: r.SourceOffset,
+		Attempts: r.Attempts, Replays: r.Replays, Key: string(r.Key),
+	}
+	if !r.LastReplayAt.IsZero() {
+		t := r.LastReplayAt
+		out.LastReplayAt = &t
+	}
+	if utf8.Valid(r.Value) {
+		out.Value = string(r.Value)
+	} else {
+		out.Value, out.ValueBase64 = encodeBase64(r.Value), true
+	}
+	for _, h := range r.Headers {
+		out.Headers = append(out.Headers, dlqHeader{Key: h.Key, Value: string(h.Value)})
+	}
+	return out
+}
+
+// dlqBackend is where the dlq subcommands read and replay.
+type dlqBackend interface {
+	list(ctx context.Context, f dlqFilter) ([]dlqRecord, error)
+	get(ctx context.Context, id string) (*dlqRecord, error)
+	replay(ctx context.Context, ids []string, f *dlqFilter) (int, error)
+	close() error
+}
+
+type dlqFilter struct {
+	Class, Model string
+	Since        time.Duration
+	Limit        int
+}
+
+func cmdDLQ(ctx context.Context, args []string, io stdio) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(io.err, "Usage: infergate %s\n", dlqSynopsis)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
+		return usageError{error: errors.New("missing subcommand: list, show or replay"), printed: false}
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlagSet("dlq "+sub, dlqSynopsis, io.err)
+	var cf clientFlags
+	cf.register(fs)
+	dataDir := fs.String("data-dir", "", "data directory of the appliance (default: the data_dir setting, ./infergate-data)")
+	apiURL := fs.String("url", "", "admin API of a running appliance, e.g. http://127.0.0.1:8080")
+	token := fs.String("token", "", "admin token (default INFERGATE_ADMIN_TOKEN, else <data dir>/admin-token)")
+	var f dlqFilter
+	fs.StringVar(&f.Class, "class", "", "only records of this error class (decode, validation, model, unavailable, internal)")
+	fs.StringVar(&f.Model, "model", "", "only records for this model")
+	fs.DurationVar(&f.Since, "since", 0, "only records that failed within this long, e.g. 1h")
+	fs.IntVar(&f.Limit, "limit", 100, "list: most records to print")
+	asJSON := fs.Bool("json", false, "list: print JSON lines instead of a table")
+	all := fs.Bool("all", false, "replay: every record matching --class/--model/--since")
+	if err := fs.Parse(args); err != nil {
+		return helpOrUsage(err)
+	}
+	switch sub {
+	case "list":
+		if fs.NArg() > 0 {
+			return usageErr(fmt.Errorf("list takes no arguments, got %q", fs.Args()))
+		}
+	case "show":
+		if fs.NArg() != 1 {
+			return usageErr(errors.New("show takes exactly one record ID"))
+		}
+	case "replay":
+		if *all == (fs.NArg() > 0) {
+			return usageErr(errors.New("replay takes record IDs or --all (with optional --class, --model, --since), not both"))
+		}
+	default:
+		return usageErr(fmt.Errorf("unknown subcommand %q: list, show or replay", sub))
+	}
+
+	be, err := openDLQBackend(ctx, &cf, io.environ, *dataDir, *apiURL, *token)
+	if err != nil {
+		return err
+	}
+	defer be.close()
+
+	switch sub {
+	case "list":
+		recs, err := be.list(ctx, f)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(io.out)
+			for _, r := range recs {
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(io.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tFAILED AT\tCLASS\tMODEL\tSOURCE\tREPLAYS\tMESSAGE")
+		for _, r := range recs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s[%d]@%d\t%d\t%s\n", r.ID, r.FailedAt.Local().Format(time.DateTime), r.Class,
+				orDash(r.Model), r.SourceTopic, r.SourcePartition, r.SourceOffset, r.Replays, oneLine(r.Message, 80))
+		}
+		return tw.Flush()
+	case "show":
+		r, err := be.get(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Fprintf(io.out, "%s\n", b)
+		return nil
+	default: // replay
+		var filter *dlqFilter
+		if *all {
+			filter = &f
+		}
+		n, err := be.replay(ctx, fs.Args(), filter)
+		fmt.Fprintf(io.err, "replayed %d records\n", n)
+		return err
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if utf8.RuneCountInString(s) > max {
+		return string([]rune(s)[:max-1]) + "…"
+	}
+	return s
+}
+
+// openDLQBackend picks the admin API or the store. The store's lock tells
+// whether the appliance owning the data dir runs: probing a port could find
+// another appliance with another data dir.
+func openDLQBackend(ctx context.Context, cf *clientFlags, environ []string, dataDir, apiURL, token string) (dlqBackend, error) {
+	cfg, err := cf.settings(environ)
+	if err != nil {
+		return nil, err
+	}
+	if dataDir == "" {
+		dataDir = cfg.DataDir
+	}
+	if token == "" {
+		token = envMap(environ)["INFERGATE_ADMIN_TOKEN"]
+	}
+	if token == "" {
+		token, _ = appliance.ReadAdminToken(dataDir) // a --url without a token still reads
+	}
+	if apiURL != "" {
+		return newAPIBackend(apiURL, token)
+	}
+	paths := appliance.DataPaths(dataDir)
+	if _, err := os.Stat(paths.Store); err != nil {
+		return nil, usageErr(fmt.Errorf("no store at %s (is --data-dir right?): %w", paths.Store, err))
+	}
+	sc := store.DefaultConfig(paths.Store)
+	st, err := store.Open(sc, nil)
+	if errors.Is(err, store.ErrLocked) {
+		if cfg.HTTP.Listen == "" {
+			return nil, fmt.Errorf("the appliance using %s is running with its admin API off (http.listen is empty): stop it or pass --url", dataDir)
+		}
+		return newAPIBackend("http://"+dialable(cfg.HTTP.Listen), token)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &storeBackend{st: st, cfg: cfg, paths: paths, brokers: cf.brokers}, nil
+}
+
+// dialable turns a listen address into one to connect to.
+func dialable(listen string) string {
+	host, port, err := splitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return joinHostPort(host, port)
+}
+
+func envMap(environ []string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// storeBackend reads the store of a stopped appliance.
+type storeBackend struct {
+	st      *store.Store
+	cfg     *appliance.Config
+	paths   appliance.Paths
+	brokers string
+}
+
+func (b *storeBackend) close() error { return b.st.Close() }
+
+func (b *storeBackend) filter(f dlqFilter) store.Filter {
+	sf := store.Filter{Class: f.Class, Model: f.Model, Limit: f.Limit}
+	if f.Since > 0 {
+		sf.Since = time.Now().Add(-f.Since)
+	}
+	return sf
+}
+
+func (b *storeBackend) list(_ context.Context, f dlqFilter) ([]dlqRecord, error) {
+	recs, _, err := b.st.List(b.filter(f))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dlqRecord, len(recs))
+	for i, r := range recs {
+		out[i] = fromStore(r)
+	}
+	return out, nil
+}
+
+func (b *storeBackend) get(_ context.Context, id string) (*dlqRecord, error) {
+	r, err := b.st.Get(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no dead-lettered record %q in %s", id, b.paths.Store)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := fromStore(r)
+	return &out, nil
+}
+
+// replay produces the selected records back to the topic they came from and
+// marks them replayed. The appliance is not running, so the records wait in
+// the requests topic until it starts again.
+func (b *storeBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (int, error) {
+	var recs []*store.Record
+	if f != nil {
+		sf := b.filter(*f)
+		sf.Limit = 1000
+		for {
+			page, next, err := b.st.List(sf)
+			if err != nil {
+				return 0, err
+			}
+			recs = append(recs, page...)
+			if next == "" {
+				break
+			}
+			sf.Cursor = next
+		}
+	} else {
+		for _, id := range ids {
+			r, err := b.st.Get(id)
+			if errors.Is(err, store.ErrNotFound) {
+				return 0, fmt.Errorf("no dead-lettered record %q in %s", id, b.paths.Store)
+			}
+			if err != nil {
+				return 0, err
+			}
+			recs = append(recs, r)
+		}
+	}
+	if len(recs) == 0 {
+		return 0, nil
+	}
+
+	cc := b.cfg.ClientConfig()
+	switch {
+	case b.brokers != "":
+		cc.Brokers = strings.Split(b.brokers, ",")
+	case b.cfg.Broker.Mode == appliance.BrokerEmbedded:
+		// The appliance (and so its broker) is stopped: open the data
+		// dir's broker on a free local port just for this.
+		e, err := broker.NewEmbedded(broker.EmbeddedConfig{
+			DataDir: b.paths.Broker, Listen: "127.0.0.1:0",
+			Durability: broker.Durability(b.cfg.Broker.Durability),
+		}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return 0, fmt.Errorf("opening the embedded broker of %s: %w", b.paths.Root, err)
+		}
+		defer e.Close()
+		cc.Brokers = []string{e.Addr()}
+	}
+	opts, err := cc.Opts()
+	if err != nil {
+		return 0, err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	krecs := make([]*kgo.Record, len(recs))
+	for i, r := range recs {
+		krecs[i] = replayRecord(r, b.cfg.Topics.Requests)
+	}
+	if err := cl.ProduceSync(ctx, krecs...).FirstErr(); err != nil {
+		return 0, fmt.Errorf("producing replayed records: %w", err)
+	}
+	replayed := make([]string, len(recs))
+	for i, r := range recs {
+		replayed[i] = r.ID
+	}
+	if err := b.st.MarkReplayed(replayed...); err != nil {
+		return len(recs), fmt.Errorf("records were replayed but not marked so: %w", err)
+	}
+	return len(recs), nil
+}
+
+// replayRecord is the original request again: key, value and headers as
+// they arrived, to the topic it was consumed from, plus a header naming the
+// DLQ record it replays.
+func replayRecord(r *store.Record, requestsTopic string) *kgo.Record {
+	topic := r.SourceTopic
+	if topic == "" {
+		topic = requestsTopic
+	}
+	kr := &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value}
+	for _, h := range r.Headers {
+		kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: "replay.of", Value: []byte(r.ID)})
+	return kr
+}
+
+// apiBackend talks to a running appliance's admin API (DESIGN.md paths).
+type apiBackend struct {
+	base  *url.URL
+	token string
+	http  *http.Client
+}
+
+func newAPIBackend(raw, token string) (*apiBackend, error) {
+	u, err := url.Parse(strings.TrimRight(raw, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, usageErr(fmt.Errorf("--url %q is not an http(s) URL", raw))
+	}
+	return &apiBackend{base: u, token: token, http: &http.Client{Timeout: time.Minute}}, nil
+}
+
+func (b *apiBackend) close() error { return nil }
+
+func (b *apiBackend) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	u := *b.base
+	u.Path += path
+	u.RawQuery = query.Encode()
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if b.token != "" {
+		req.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	resp, err := b.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", b.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", b.base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error   string `json:"error"`
+			Message string `json:"message"`
+		}
+		msg := strings.TrimSpace(string(data))
+		if json.Unmarshal(data, &e) == nil && (e.Error != "" || e.Message != "") {
+			msg = strings.TrimSpace(e.Error + " " + e.Message)
+		}
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			msg += " (pass the admin token with --token or INFERGATE_ADMIN_TOKEN, or --data-dir of the appliance)"
+		}
+		return fmt.Errorf("admin API %s %s: %s: %s", method, path, resp.Status, msg)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("admin API %s %s: unexpected response: %w", method, path, err)
+	}
+	return nil
+}
+
+func (f dlqFilter) query() url.Values {
+	q := url.Values{}
+	if f.Class != "" {
+		q.Set("class", f.Class)
+	}
+	if f.Model != "" {
+		q.Set("model", f.Model)
+	}
+	if f.Since > 0 {
+		q.Set("since", time.Now().Add(-f.Since).UTC().Format(time.RFC3339Nano))
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	return q
+}
+
+func (b *apiBackend) list(ctx context.Context, f dlqFilter) ([]dlqRecord, error) {
+	var resp struct {
+		Records []dlqRecord `json:"records"`
+	}
+	if err := b.do(ctx, http.MethodGet, "/api/v1/dlq", f.query(), nil, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Records, nil
+}
+
+func (b *apiBackend) get(ctx context.Context, id string) (*dlqRecord, error) {
+	var r dlqRecord
+	if err := b.do(ctx, http.MethodGet, "/api/v1/dlq/"+url.PathEscape(id), nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (b *apiBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (int, error) {
+	body := map[string]any{}
+	if f != nil {
+		filter := map[string]string{}
+		for k, v := range f.query() {
+			if k != "limit" {
+				filter[k] = v[0]
+			}
+		}
+		body["filter"] = filter
+		body["all"] = true
+	} else {
+		body["ids"] = ids
+	}
+	var resp struct {
+		Replayed int `json:"replayed"`
+	}
+	if err := b.do(ctx, http.MethodPost, "/api/v1/dlq/replay", nil, body, &resp); err != nil {
+		return 0, err
+	}
+	return resp.Replayed, nil
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+
+	"github.com/infergate/infergate/appliance"
+)
+
+// cmdRun is `infergate run`: settings errors exit with 2 before anything
+// starts; a failure to start or a component failing later exits with 1; a
+// signal is a clean stop (0).
+func cmdRun(ctx context.Context, args []string, io stdio) error {
+	cfg, err := appliance.Load(args, io.environ, io.out)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return usageErr(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageErr(err)
+	}
+	logger := appliance.NewLogger(cfg.Log, io.err)
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
+	}
+	a, err := appliance.New(*cfg, logger)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// cmdModelServer is `infergate model-server`, a stand-in for
+// tensorflow_model_server with its flags.
+func cmdModelServer(ctx context.Context, args []string, io stdio) error {
+	// TODO(appliance): modelserver.ModelServerMain(ctx, args, io.out, io.err) once inference/modelserver lands.
+	return errors.New("not available yet in this build")
+}
+
+// helpOrUsage turns a flag parsing error into the command's result: -h is
+// not a failure; anything else was already printed by the flag package.
+func helpOrUsage(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return usageError{error: err, printed: true}
+}
