@@ -1,0 +1,357 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/infergate/infergate/store"
+)
+
+// maxJSONBody bounds JSON request bodies (id lists included: 1 MiB is ~35,000 ids).
+const maxJSONBody = 1 << 20
+
+var (
+	// Model names become directory names in the model repository, so no slashes or dots
+	// at the start; TF Serving itself is more lenient, but an operator typo should not
+	// create "../x".
+	modelNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	labelRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
+)
+
+// decodeJSON reads a JSON body into v, rejecting unknown fields (a misspelled "ids" must not
+// turn into "replay everything") and trailing data.
+func decodeJSON(c echo.Context, v any) error {
+	r := c.Request()
+	body := http.MaxBytesReader(c.Response(), r.Body, maxJSONBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &APIError{Code: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("JSON body larger than %d bytes", maxJSONBody), Err: err}
+		}
+		if errors.Is(err, io.EOF) {
+			return badRequest("empty body: a JSON object is required")
+		}
+		return badRequest("invalid JSON body: %v", err)
+	}
+	if dec.More() {
+		return badRequest("invalid JSON body: trailing data after the object")
+	}
+	return nil
+}
+
+func (s *Server) handleStatus(c echo.Context) error {
+	st, err := s.backend.Status(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		st = &Status{}
+	}
+	out := *st
+	if out.Version == "" {
+		out.Version = s.cfg.Version
+	}
+	out.GoVersion = runtime.Version()
+	if out.StartedAt.IsZero() {
+		out.StartedAt = s.started.UTC()
+	}
+	out.Store = s.storeComponent()
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) storeComponent() Component {
+	if _, err := s.store.GetSetting("web.readyz"); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return Component{Mode: "badger", State: StateDown, Detail: err.Error()}
+	}
+	st := s.store.Stats()
+	return Component{Mode: "badger", State: StateOK,
+		Detail: fmt.Sprintf("%d DLQ records, %s on disk", st.Records, humanBytes(st.LSMBytes+st.VLogBytes))}
+}
+
+func (s *Server) handlePause(c echo.Context) error {
+	if err := s.backend.PausePipeline(c.Request().Context()); err != nil {
+		return err
+	}
+	s.audit("pipeline.pause", "")
+	return c.JSON(http.StatusOK, map[string]string{"pipeline": StatePaused})
+}
+
+func (s *Server) handleResume(c echo.Context) error {
+	if err := s.backend.ResumePipeline(c.Request().Context()); err != nil {
+		return err
+	}
+	s.audit("pipeline.resume", "")
+	return c.JSON(http.StatusOK, map[string]string{"pipeline": "running"})
+}
+
+func (s *Server) handleTopics(c echo.Context) error {
+	topics, err := s.backend.Topics(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if topics == nil {
+		topics = []Topic{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"topics": topics})
+}
+
+// handleTestRequest produces the request body verbatim as one request and waits for its
+// result. Query parameters: key (record key), header (repeatable "name:value").
+func (s *Server) handleTestRequest(c echo.Context) error {
+	r := c.Request()
+	value, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxJSONBody))
+	if err != nil {
+		return &APIError{Code: statusOf(err), Message: "reading request body: " + err.Error(), Err: err}
+	}
+	if len(bytes.TrimSpace(value)) == 0 {
+		return badRequest("empty body: send the request value, e.g. {\"request_id\": \"t-1\", \"features\": [...]}")
+	}
+	var key []byte
+	if k := c.QueryParam("key"); k != "" {
+		key = []byte(k)
+	}
+	var headers []store.Header
+	for _, h := range c.QueryParams()["header"] {
+		k, v, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return badRequest("header %q: want name:value", h)
+		}
+		headers = append(headers, store.Header{Key: strings.TrimSpace(k), Value: []byte(strings.TrimSpace(v))})
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.TestTimeout)
+	defer cancel()
+	start := time.Now()
+	res, err := s.backend.SendTestRequest(ctx, key, value, headers)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, resultView(res, time.Since(start)))
+}
+
+func resultView(res []byte, took time.Duration) map[string]any {
+	out := map[string]any{"latency_ms": round(float64(took) / float64(time.Millisecond))}
+	if json.Valid(res) {
+		out["result"] = json.RawMessage(res)
+	} else {
+		text, b64, _ := bytesView(res, 0)
+		out["result_text"], out["result_base64"] = text, b64
+	}
+	return out
+}
+
+func (s *Server) handleModels(c echo.Context) error {
+	models, err := s.backend.Models(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if models == nil {
+		models = []Model{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"models": models})
+}
+
+func (s *Server) handleReload(c echo.Context) error {
+	if err := s.backend.ReloadModels(c.Request().Context()); err != nil {
+		return err
+	}
+	s.audit("models.reload", "")
+	return c.JSON(http.StatusOK, map[string]bool{"reloaded": true})
+}
+
+// handleUpload accepts an ONNX file as multipart/form-data (field "file", optional field
+// "version") or as the raw body (optional query parameter version). Version 0 or absent means
+// one above the highest.
+func (s *Server) handleUpload(c echo.Context) error {
+	name := c.Param("name")
+	if !modelNameRE.MatchString(name) {
+		return badRequest("model name %q: use letters, digits, '_', '.', '-' (at most 128, not starting with '.' or '-')", name)
+	}
+	version, err := parseVersion(c.QueryParam("version"), "version")
+	if err != nil {
+		return err
+	}
+	r := c.Request()
+	body := http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxUploadBytes)
+	var data []byte
+	mt, params, _ := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
+	if mt == "multipart/form-data" {
+		data, version, err = readMultipartModel(body, params["boundary"], version)
+	} else {
+		data, err = io.ReadAll(body)
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &APIError{Code: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("model file larger than http.max_upload_bytes (%d bytes)", s.cfg.MaxUploadBytes), Err: err}
+		}
+		var ae *APIError
+		if errors.As(err, &ae) {
+			return err
+		}
+		return badRequest("reading upload: %v", err)
+	}
+	if len(data) == 0 {
+		return badRequest("empty model file")
+	}
+	v, err := s.backend.UploadModel(r.Context(), name, version, data)
+	if err != nil {
+		return err
+	}
+	s.audit("models.upload", fmt.Sprintf("%s version %d (%d bytes)", name, v, len(data)))
+	return c.JSON(http.StatusCreated, map[string]any{"name": name, "version": v, "bytes": len(data)})
+}
+
+func readMultipartModel(body io.Reader, boundary string, version int64) ([]byte, int64, error) {
+	if boundary == "" {
+		return nil, 0, badRequest("multipart body without boundary")
+	}
+	mr := newMultipartReader(body, boundary)
+	var data []byte
+	found := false
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		switch {
+		case p.FormName() == "version":
+			b, err := io.ReadAll(io.LimitReader(p, 32))
+			if err != nil {
+				return nil, 0, err
+			}
+			if v := strings.TrimSpace(string(b)); v != "" {
+				if version, err = parseVersion(v, "version"); err != nil {
+					return nil, 0, err
+				}
+			}
+		case p.FormName() == "file" || (p.FileName() != "" && !found):
+			if data, err = io.ReadAll(p); err != nil {
+				return nil, 0, err
+			}
+			found = true
+		}
+		_ = p.Close()
+	}
+	if !found {
+		return nil, 0, badRequest("multipart upload without a \"file\" part")
+	}
+	return data, version, nil
+}
+
+func parseVersion(s, what string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, badRequest("%s %q: want a non-negative integer", what, s)
+	}
+	return v, nil
+}
+
+type labelRequest struct {
+	Version *int64 `json:"version"`
+}
+
+func (s *Server) handleSetLabel(c echo.Context) error {
+	name, label := c.Param("name"), c.Param("label")
+	if !modelNameRE.MatchString(name) {
+		return badRequest("model name %q is not valid", name)
+	}
+	if !labelRE.MatchString(label) {
+		return badRequest("label %q: use letters, digits, '_', '.', '-' (at most 64)", label)
+	}
+	var req labelRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Version == nil || *req.Version <= 0 {
+		return badRequest("body must be {\"version\": N} with N >= 1")
+	}
+	if err := s.backend.SetLabel(c.Request().Context(), name, label, *req.Version); err != nil {
+		return err
+	}
+	s.audit("models.label", fmt.Sprintf("%s label %s -> version %d", name, label, *req.Version))
+	return c.JSON(http.StatusOK, map[string]any{"name": name, "label": label, "version": *req.Version})
+}
+
+func (s *Server) handleSidecar(c echo.Context) error {
+	st, ok := s.backend.Sidecar(c.Request().Context())
+	if !ok || st == nil {
+		return c.JSON(http.StatusOK, map[string]any{"enabled": false})
+	}
+	return c.JSON(http.StatusOK, struct {
+		Enabled bool `json:"enabled"`
+		*SidecarStatus
+	}{true, st})
+}
+
+func (s *Server) handleSettings(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.backend.Settings())
+}
+
+func (s *Server) handleAudit(c echo.Context) error {
+	limit := 100
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return badRequest("limit %q: want 1..1000", v)
+		}
+		limit = n
+	}
+	entries, err := s.store.AuditLog(limit)
+	if err != nil {
+		return err
+	}
+	if entries == nil {
+		entries = []store.AuditEntry{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"entries": entries})
+}
+
+// bytesView renders b for JSON: as text when it is UTF-8, else base64. limit > 0 truncates
+// (to a rune boundary) for list views.
+func bytesView(b []byte, limit int) (text, b64 string, truncated bool) {
+	if limit > 0 && len(b) > limit {
+		b, truncated = b[:limit], true
+		for len(b) > 0 && !utf8.Valid(b) && len(b) > limit-utf8.UTFMax {
+			b = b[:len(b)-1]
+		}
+	}
+	if utf8.Valid(b) {
+		return string(b), "", truncated
+	}
+	return "", base64Std(b), truncated
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,152 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// Defaults applied by DefaultConfig and, for zero durations and sizes, by New.
+const (
+	DefaultListen           = "127.0.0.1:8080"
+	DefaultSessionTTL       = 12 * time.Hour
+	DefaultLoginFreeFails   = 5
+	DefaultLoginBackoff     = time.Second
+	DefaultLoginMaxBackoff  = 5 * time.Minute
+	DefaultEventsInterval   = time.Second
+	DefaultMaxUploadBytes   = 256 << 20
+	DefaultTestTimeout      = 10 * time.Second
+	DefaultShutdownTimeout  = 5 * time.Second
+	minAdminTokenLen        = 16
+	maxEventsInterval       = time.Minute
+	minEventsInterval       = 10 * time.Millisecond
+	defaultMaxSessions      = 1000
+	defaultLimiterEntries   = 10000
+	defaultLimiterForgetAge = time.Hour
+)
+
+// Config configures the dashboard, admin API and /metrics listener. Errors from Validate name
+// settings as they appear in the config file (section "http"), because that is where the
+// operator fixes them; the admin token comes from INFERGATE_ADMIN_TOKEN or the data dir.
+type Config struct {
+	// Listen is the address of the dashboard, API and /metrics. Loopback by default: the API
+	// can replay and delete data, so exposing it on a LAN must be a deliberate choice.
+	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey enable HTTPS (PEM files); both or neither. With TLS the session
+	// cookie is marked Secure.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// AdminToken authenticates the API (Authorization: Bearer) and the login page.
+	AdminToken string `yaml:"-"`
+	// SessionTTL is how long a dashboard login lasts.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// LoginFreeFailures is how many wrong tokens one client address may send before each
+	// further attempt must wait; the wait doubles per failure from LoginBackoff up to
+	// LoginMaxBackoff, so typos cost nothing and guessing costs exponentially more.
+	LoginFreeFailures int           `yaml:"login_free_failures"`
+	LoginBackoff      time.Duration `yaml:"login_backoff"`
+	LoginMaxBackoff   time.Duration `yaml:"login_max_backoff"`
+	// MetricsAuth requires the admin token on /metrics too. Off by default because
+	// Prometheus scrapers usually sit on a trusted network and the metrics hold no payloads.
+	MetricsAuth bool `yaml:"metrics_auth"`
+	// EventsInterval is the period of the dashboard's live snapshots (/api/v1/events).
+	EventsInterval time.Duration `yaml:"events_interval"`
+	// MaxUploadBytes bounds an uploaded model file.
+	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// TestTimeout bounds "send a test request" and replay-and-wait from the dashboard.
+	TestTimeout time.Duration `yaml:"test_timeout"`
+	// ShutdownTimeout bounds how long Run waits for requests in flight when ctx ends.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Version is the infergate build version shown by the dashboard and /api/v1/status.
+	Version string `yaml:"-"`
+}
+
+// DefaultConfig returns the defaults; the caller sets AdminToken.
+func DefaultConfig() Config {
+	return Config{
+		Listen:            DefaultListen,
+		SessionTTL:        DefaultSessionTTL,
+		LoginFreeFailures: DefaultLoginFreeFails,
+		LoginBackoff:      DefaultLoginBackoff,
+		LoginMaxBackoff:   DefaultLoginMaxBackoff,
+		EventsInterval:    DefaultEventsInterval,
+		MaxUploadBytes:    DefaultMaxUploadBytes,
+		TestTimeout:       DefaultTestTimeout,
+		ShutdownTimeout:   DefaultShutdownTimeout,
+	}
+}
+
+// Validate reports every invalid setting, each naming the setting at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("http.listen: must be set (host:port, e.g. 127.0.0.1:8080)"))
+	} else if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("http.listen: %q is not host:port: %w", c.Listen, err))
+	} else if port == "" {
+		errs = append(errs, fmt.Errorf("http.listen: %q has no port", c.Listen))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("http.tls_cert, http.tls_key: set both to enable TLS, or neither"))
+	}
+	switch {
+	case c.AdminToken == "":
+		errs = append(errs, errors.New("admin token: must be set (INFERGATE_ADMIN_TOKEN or <data dir>/admin-token)"))
+	case len(c.AdminToken) < minAdminTokenLen:
+		errs = append(errs, fmt.Errorf("admin token: must be at least %d characters, got %d", minAdminTokenLen, len(c.AdminToken)))
+	}
+	if c.SessionTTL < 0 {
+		errs = append(errs, fmt.Errorf("http.session_ttl: must be >= 0 (0 means %s), got %s", DefaultSessionTTL, c.SessionTTL))
+	}
+	if c.LoginFreeFailures < 0 {
+		errs = append(errs, fmt.Errorf("http.login_free_failures: must be >= 0, got %d", c.LoginFreeFailures))
+	}
+	if c.LoginBackoff < 0 {
+		errs = append(errs, fmt.Errorf("http.login_backoff: must be >= 0, got %s", c.LoginBackoff))
+	}
+	if c.LoginMaxBackoff < 0 {
+		errs = append(errs, fmt.Errorf("http.login_max_backoff: must be >= 0, got %s", c.LoginMaxBackoff))
+	} else if c.LoginMaxBackoff > 0 && c.LoginMaxBackoff < c.LoginBackoff {
+		errs = append(errs, fmt.Errorf("http.login_max_backoff: must be >= http.login_backoff (%s), got %s", c.LoginBackoff, c.LoginMaxBackoff))
+	}
+	if c.EventsInterval != 0 && (c.EventsInterval < minEventsInterval || c.EventsInterval > maxEventsInterval) {
+		errs = append(errs, fmt.Errorf("http.events_interval: must be between %s and %s, got %s", minEventsInterval, maxEventsInterval, c.EventsInterval))
+	}
+	if c.MaxUploadBytes < 0 {
+		errs = append(errs, fmt.Errorf("http.max_upload_bytes: must be >= 0 (0 means %d), got %d", DefaultMaxUploadBytes, c.MaxUploadBytes))
+	}
+	if c.TestTimeout < 0 {
+		errs = append(errs, fmt.Errorf("http.test_timeout: must be >= 0, got %s", c.TestTimeout))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("http.shutdown_timeout: must be >= 0, got %s", c.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults fills zero durations and sizes, so a Config built field by field still works.
+func (c Config) withDefaults() Config {
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.LoginBackoff == 0 {
+		c.LoginBackoff = DefaultLoginBackoff
+	}
+	if c.LoginMaxBackoff == 0 {
+		c.LoginMaxBackoff = max(DefaultLoginMaxBackoff, c.LoginBackoff)
+	}
+	if c.EventsInterval == 0 {
+		c.EventsInterval = DefaultEventsInterval
+	}
+	if c.MaxUploadBytes == 0 {
+		c.MaxUploadBytes = DefaultMaxUploadBytes
+	}
+	if c.TestTimeout == 0 {
+		c.TestTimeout = DefaultTestTimeout
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	return c
+}

@@ -1,0 +1,336 @@
+// Package web serves the dashboard, the admin API (/api/v1), /metrics, /healthz and /readyz.
+//
+// The API is JSON; every error is {"error": "..."} with a status code chosen by statusOf. The
+// dashboard is plain HTML, CSS and JavaScript embedded in the binary (it must work offline on
+// a factory network) and gets live numbers from /api/v1/events (server-sent events).
+package web
+
+import (
+	"context"
+	"crypto/tls"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/infergate/infergate/store"
+)
+
+//go:embed ui
+var uiFS embed.FS
+
+// Server is the HTTP side of the appliance. New binds the listener, so a port conflict is
+// reported before anything else starts; Run serves until its context ends.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	backend  Backend
+	store    *store.Store
+	gatherer prometheus.Gatherer // the appliance's metrics merged with web's own
+	sampler  *sampler
+
+	echo      *echo.Echo
+	srv       *http.Server
+	ln        net.Listener
+	tls       bool
+	loginTmpl *template.Template
+	sessions  *sessions
+	limiter   *loginLimiter
+	now       func() time.Time
+
+	stopping  atomic.Bool
+	done      chan struct{} // closed when Run starts shutting down, ends event streams
+	doneOnce  sync.Once
+	closeOnce sync.Once
+	started   time.Time
+}
+
+// New validates cfg, binds the listener and builds the routes. gatherer holds the
+// appliance's metrics (the pipeline's among them); web adds the Go runtime and process
+// collectors (unless gatherer already has them), store gauges and consumer lag. Call Run, or
+// Close if the appliance gives up before Run.
+func New(cfg Config, logger *slog.Logger, backend Backend, st *store.Store, gatherer prometheus.Gatherer) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	if backend == nil || st == nil {
+		return nil, errors.New("web: backend and store are required")
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if gatherer == nil {
+		gatherer = prometheus.NewRegistry()
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:      cfg,
+		log:      logger.With("component", "web"),
+		backend:  backend,
+		store:    st,
+		now:      time.Now,
+		done:     make(chan struct{}),
+		started:  time.Now(),
+		sessions: newSessions(cfg.SessionTTL, time.Now),
+		limiter:  newLoginLimiter(cfg.LoginFreeFailures, cfg.LoginBackoff, cfg.LoginMaxBackoff, time.Now),
+	}
+	tmpl, err := template.ParseFS(uiFS, "ui/login.html")
+	if err != nil {
+		return nil, fmt.Errorf("web: login template: %w", err)
+	}
+	s.loginTmpl = tmpl
+
+	lag := newLagCache(backend, cfg.EventsInterval/2)
+	own, err := ownRegistry(gatherer, st, lag)
+	if err != nil {
+		return nil, fmt.Errorf("web: metrics: %w", err)
+	}
+	s.gatherer = mergedGatherer{primary: gatherer, own: own}
+	s.sampler = newSampler(gatherer, backend, st, lag, cfg.EventsInterval, s.log)
+
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("web: http.tls_cert/http.tls_key: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.tls = true
+	}
+
+	s.echo = s.routes()
+	s.srv = &http.Server{
+		Handler:           s.echo,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		// No ReadTimeout/WriteTimeout: model uploads over a slow link and event streams
+		// legitimately take long; idle keep-alive connections are still reaped.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("web: http.listen %s: %w", cfg.Listen, err)
+	}
+	s.ln = ln
+	return s, nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the base URL of the dashboard.
+func (s *Server) URL() string {
+	if s.tls {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
+
+// SetStopping makes /readyz answer 503 so load balancers and the supervisor stop sending
+// work while the appliance drains. The API keeps working until Run returns.
+func (s *Server) SetStopping() { s.stopping.Store(true) }
+
+// Close releases the listener when Run was never called. Safe to call more than once and
+// after Run.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		if e := s.ln.Close(); e != nil && !errors.Is(e, net.ErrClosed) {
+			err = e
+		}
+	})
+	return err
+}
+
+// Run serves until ctx ends, then stops accepting, ends event streams and waits up to
+// ShutdownTimeout for requests in flight. It returns nil after a clean shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	s.log.Info("dashboard and admin API listening", "url", s.URL())
+	samplerCtx, stopSampler := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { s.sampler.run(samplerCtx) })
+	defer func() {
+		stopSampler()
+		wg.Wait()
+	}()
+
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if s.tls {
+			err = s.srv.ServeTLS(s.ln, "", "")
+		} else {
+			err = s.srv.Serve(s.ln)
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		s.closeOnce.Do(func() {})
+		return fmt.Errorf("web: serve %s: %w", s.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.stopping.Store(true)
+	s.doneOnce.Do(func() { close(s.done) })
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := s.srv.Shutdown(sctx)
+	s.closeOnce.Do(func() {}) // Shutdown closed the listener
+	<-errc
+	if err != nil {
+		_ = s.srv.Close()
+		return fmt.Errorf("web: shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.errorHandler
+	// The peer address, never X-Forwarded-For: the login limiter keys on it.
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.Use(s.recoverer, securityHeaders)
+
+	e.GET("/healthz", s.handleHealthz)
+	e.GET("/readyz", s.handleReadyz)
+	metrics := promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, ErrorLog: slogPromLogger{s.log}})
+	if s.cfg.MetricsAuth {
+		e.GET("/metrics", echo.WrapHandler(metrics), s.requireAuth)
+	} else {
+		e.GET("/metrics", echo.WrapHandler(metrics))
+	}
+
+	e.GET("/login", s.handleLoginPage)
+	e.POST("/login", s.handleLogin)
+	e.POST("/logout", s.handleLogout)
+	e.GET("/", s.handleIndex)
+	assets, _ := fs.Sub(uiFS, "ui/assets")
+	e.GET("/assets/*", echo.WrapHandler(http.StripPrefix("/assets/", noCache(http.FileServer(http.FS(assets))))))
+
+	// Auth is route middleware rather than group middleware: echo's group middleware adds a
+	// catch-all route that would turn "405 wrong method" into 404.
+	api := e.Group("/api/v1")
+	api.GET("/session", s.handleSession, s.requireAuth)
+	api.GET("/status", s.handleStatus, s.requireAuth)
+	api.POST("/pipeline/pause", s.handlePause, s.requireAuth)
+	api.POST("/pipeline/resume", s.handleResume, s.requireAuth)
+	api.GET("/topics", s.handleTopics, s.requireAuth)
+	api.POST("/test-request", s.handleTestRequest, s.requireAuth)
+	api.GET("/models", s.handleModels, s.requireAuth)
+	api.POST("/models/reload", s.handleReload, s.requireAuth)
+	api.POST("/models/:name/versions", s.handleUpload, s.requireAuth)
+	api.PUT("/models/:name/labels/:label", s.handleSetLabel, s.requireAuth)
+	api.GET("/dlq", s.handleDLQList, s.requireAuth)
+	api.POST("/dlq/replay", s.handleDLQReplay, s.requireAuth)
+	api.POST("/dlq/delete", s.handleDLQBulkDelete, s.requireAuth)
+	api.GET("/dlq/:id", s.handleDLQShow, s.requireAuth)
+	api.DELETE("/dlq/:id", s.handleDLQDelete, s.requireAuth)
+	api.POST("/dlq/:id/replay", s.handleDLQReplayOne, s.requireAuth)
+	api.GET("/sidecar", s.handleSidecar, s.requireAuth)
+	api.GET("/settings", s.handleSettings, s.requireAuth)
+	api.GET("/audit", s.handleAudit, s.requireAuth)
+	api.GET("/events", s.handleEvents, s.requireAuth)
+	return e
+}
+
+// recoverer turns a handler panic into a 500 and logs the stack, instead of echo's default
+// of killing the connection.
+func (s *Server) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				buf := make([]byte, 16<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				s.log.Error("handler panic", "path", c.Request().URL.Path, "panic", r, "stack", string(buf))
+				err = apiErr(http.StatusInternalServerError, "internal error: %v", r)
+			}
+		}()
+		return next(c)
+	}
+}
+
+// securityHeaders: the dashboard loads nothing from elsewhere and runs no inline script, so a
+// strict Content-Security-Policy costs nothing and blunts any injected markup.
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+		return next(c)
+	}
+}
+
+func noCache(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Assets are small and change with the binary; revalidating keeps an upgraded
+		// appliance from running yesterday's JavaScript.
+		w.Header().Set("Cache-Control", "no-cache")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) handleIndex(c echo.Context) error {
+	if _, _, ok := s.sessionFromCookie(c.Request()); !ok {
+		return c.Redirect(http.StatusSeeOther, "/login")
+	}
+	b, err := uiFS.ReadFile("ui/index.html")
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.HTMLBlob(http.StatusOK, b)
+}
+
+func (s *Server) handleHealthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "alive"})
+}
+
+func (s *Server) handleReadyz(c echo.Context) error {
+	if s.stopping.Load() {
+		return apiErr(http.StatusServiceUnavailable, "stopping")
+	}
+	if err := s.backend.Ready(); err != nil {
+		return &APIError{Code: http.StatusServiceUnavailable, Message: "not ready: " + err.Error(), Err: err}
+	}
+	if _, err := s.store.GetSetting("web.readyz"); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return &APIError{Code: http.StatusServiceUnavailable, Message: "not ready: store: " + err.Error(), Err: err}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// audit records an admin action; a failure to write the audit log must not fail the action.
+func (s *Server) audit(action, detail string) {
+	if err := s.store.Audit(action, detail); err != nil {
+		s.log.Warn("writing audit log", "action", action, "err", err)
+	}
+	s.log.Info("admin action", "action", action, "detail", detail)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// slogPromLogger adapts slog to promhttp's Println logger.
+type slogPromLogger struct{ l *slog.Logger }
+
+func (p slogPromLogger) Println(v ...any) { p.l.Warn("metrics gathering", "err", fmt.Sprint(v...)) }
