@@ -60,11 +60,11 @@ type Backend interface {
 
 // Errors a Backend wraps so the API answers with the right status code.
 var (
-	ErrNotFound    = errors.New("not found")           // 404
-	ErrInvalid     = errors.New("invalid argument")    // 400
-	ErrConflict    = errors.New("conflict")            // 409
-	ErrUnavailable = errors.New("unavailable")         // 503
-	ErrUnsupported = errors.New("not supported here")  // 501, e.g. uploading to an external TF Serving fleet
+	ErrNotFound    = errors.New("not found")              // 404
+	ErrInvalid     = errors.New("invalid argument")       // 400
+	ErrConflict    = errors.New("conflict")               // 409
+	ErrUnavailable = errors.New("unavailable")            // 503
+	ErrUnsupported = errors.New("not supported here")     // 501, e.g. uploading to an external TF Serving fleet
 	errTooLarge    = errors.New("request body too large") // 413
 )
 

@@ -39,7 +39,9 @@ func apiErr(code int, format string, args ...any) *APIError {
 
 // badRequest wraps err as a 400 whose message is err's text, for decoding failures where the
 // text is what the client must fix.
-func badRequest(format string, args ...any) *APIError { return apiErr(http.StatusBadRequest, format, args...) }
+func badRequest(format string, args ...any) *APIError {
+	return apiErr(http.StatusBadRequest, format, args...)
+}
 
 // statusOf maps an error from a Backend, the store or echo to a status code.
 func statusOf(err error) int {
