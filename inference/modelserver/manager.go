@@ -86,10 +86,10 @@ type managedModel struct {
 // manager owns the model versions: it scans base paths, loads and unloads
 // versions, and publishes the immutable table requests read.
 type manager struct {
-	log      *slog.Logger
-	batching *BatchingConfig
+	log                    *slog.Logger
+	batching               *BatchingConfig
 	allowUnavailableLabels bool
-	metrics  *metrics
+	metrics                *metrics
 
 	pollMu sync.Mutex // one scan, reload or upload at a time
 

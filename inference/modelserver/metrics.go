@@ -79,4 +79,3 @@ func (m *metrics) loadAttempt(path string, ok bool) {
 	}
 	m.loads.WithLabelValues(path, map[bool]string{true: "success", false: "failure"}[ok]).Inc()
 }
-
