@@ -261,9 +261,8 @@ func TestRetentionRunsAfterRestart(t *testing.T) {
 		return ok && s.Offset == 3
 	})
 	waitFor(t, 5*time.Second, "the segment file to be deleted", func() bool {
-		segs, _ := filepath.Glob(filepath.Join(dir, "*", "*.dat"))
-		segs2, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*.dat"))
-		return len(segs)+len(segs2) == 0
+		segs, _ := filepath.Glob(filepath.Join(dir, "partitions", "old-0", "*.dat"))
+		return len(segs) == 0
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // PartitionLag is how far a consumer group is behind on one partition.
@@ -35,7 +36,9 @@ func Lag(ctx context.Context, adm *kadm.Client, group string, topics ...string) 
 	}
 	seen := make(map[string]map[int32]bool)
 	var out []PartitionLag
-	if l, ok := lags[group]; ok {
+	// A group that never started (or was deleted) has no commits: not an
+	// error, its lag is that of the topics asked for.
+	if l, ok := lags[group]; ok && !errors.Is(l.Error(), kerr.GroupIDNotFound) {
 		if err := l.Error(); err != nil {
 			return nil, fmt.Errorf("group %q lag: %w", group, err)
 		}
