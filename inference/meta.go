@@ -20,7 +20,9 @@ type metaKey struct {
 	label   string
 }
 
-func (k metaKey) spec() model.Spec { return model.Spec{Name: k.name, Version: k.version, Label: k.label} }
+func (k metaKey) spec() model.Spec {
+	return model.Spec{Name: k.name, Version: k.version, Label: k.label}
+}
 
 func (k metaKey) String() string {
 	switch {

@@ -68,10 +68,10 @@ type tracker struct {
 	mu         sync.Mutex
 	parts      map[partKey]*partState
 	readyParts []*partState
-	pending    int         // registered and not yet acknowledged
+	pending    int           // registered and not yet acknowledged
 	notify     chan struct{} // closed when pending drops, if someone waits
-	cycle      []*request  // exactly-once: acknowledged in the current transaction
-	cycleErr   error       // exactly-once: a produce failed; the transaction must abort
+	cycle      []*request    // exactly-once: acknowledged in the current transaction
+	cycleErr   error         // exactly-once: a produce failed; the transaction must abort
 
 	emitSig  chan struct{} // something is ready to produce
 	spaceSig chan struct{} // pending dropped
