@@ -100,6 +100,7 @@ type manager struct {
 
 	tab   atomic.Pointer[table]
 	ready atomic.Bool
+	loads atomic.Int64 // load attempts, for tests and logs
 	// onReady is called (without locks held) whenever readiness may have changed.
 	onReady func(bool)
 }
@@ -239,7 +240,8 @@ func (m *manager) pollModel(mm *managedModel, initial bool) {
 	m.mu.Lock()
 	for _, v := range want {
 		fp := present[v]
-		settled := initial || mm.trusted[v] || mm.pending[v] == fp
+		prev, seen := mm.pending[v]
+		settled := initial || mm.trusted[v] || (seen && prev == fp)
 		vs := mm.versions[v]
 		switch {
 		case vs != nil && (vs.state == StateAvailable || vs.state == StateLoading || vs.state == StateUnloading):
@@ -303,6 +305,7 @@ func (m *manager) pollModel(mm *managedModel, initial bool) {
 func (m *manager) loadVersion(mm *managedModel, cfg ModelConfig, vs *versionState, fp fingerprint) {
 	path := filepath.Join(cfg.BasePath, strconv.FormatInt(vs.version, 10), ModelFileName)
 	start := time.Now()
+	m.loads.Add(1)
 	serv, err := m.build(cfg.Name, vs.version, path, fp)
 	m.mu.Lock()
 	delete(mm.trusted, vs.version)
