@@ -249,3 +249,23 @@ func (c *fakeClock) Advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+// startEnvWithRegistry starts a second server over env's backend and store with another
+// gatherer.
+func startEnvWithRegistry(t *testing.T, env *testEnv, g prometheus.Gatherer) *testEnv {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.AdminToken = testToken
+	return startEnv(t, cfg, env.backend, env.store, g)
+}
+
+func (b *memBackend) offsetsSum() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var s int64
+	for _, e := range b.ends {
+		s += e
+	}
+	return s
+}
