@@ -209,6 +209,7 @@ func sumFamily(f *dto.MetricFamily) float64 {
 func TestMetricsWhileTrafficFlows(t *testing.T) {
 	env := newEnv(t, func(c *Config) { c.EventsInterval = time.Second })
 	putRecords(t, env.store, seedRecord("decode"), seedRecord("decode"), seedRecord("model"))
+	env.backend.traffic(3)
 	flow(t, env.backend, 3)
 
 	fams := env.scrape("")
