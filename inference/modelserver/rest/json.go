@@ -1,0 +1,369 @@
+package rest
+
+import (
+	"fmt"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// TF Serving parses request bodies with rapidjson's NaN/Infinity extension,
+// so Python's json.dumps(float("nan")) output is a valid request there.
+// encoding/json rejects those tokens, hence this small parser. It also keeps
+// numbers as their literal text, so int64 values and float32 values convert
+// exactly once, to the dtype the signature asks for.
+
+type jkind uint8
+
+const (
+	jNull jkind = iota
+	jBool
+	jNumber // raw holds the literal, including NaN/Infinity/-Infinity
+	jString // raw holds the decoded bytes
+	jArray
+	jObject // keys[i] names elems[i]
+)
+
+func (k jkind) String() string {
+	return [...]string{"null", "bool", "number", "string", "list", "object"}[k]
+}
+
+type jvalue struct {
+	kind  jkind
+	b     bool
+	raw   []byte
+	elems []jvalue
+	keys  []string
+}
+
+// member returns the value of key in an object, or nil.
+func (v *jvalue) member(key string) *jvalue {
+	for i, k := range v.keys {
+		if k == key {
+			return &v.elems[i]
+		}
+	}
+	return nil
+}
+
+// b64 returns the base64 text of a {"b64": "..."} object, TF's way of
+// sending binary strings.
+func (v *jvalue) b64() ([]byte, bool) {
+	if v.kind == jObject && len(v.keys) == 1 && v.keys[0] == "b64" && v.elems[0].kind == jString {
+		return v.elems[0].raw, true
+	}
+	return nil, false
+}
+
+// maxDepth bounds nesting so a body of "[[[[..." cannot exhaust the stack.
+const maxDepth = 128
+
+type jsonError struct {
+	msg string
+	off int
+}
+
+func (e *jsonError) Error() string {
+	return fmt.Sprintf("JSON Parse error: %s at offset: %d", e.msg, e.off)
+}
+
+type parser struct {
+	b     []byte
+	i     int
+	depth int
+}
+
+// parseJSON parses one JSON document. String and number values may alias b.
+func parseJSON(b []byte) (jvalue, error) {
+	p := parser{b: b}
+	p.ws()
+	v, err := p.value()
+	if err != nil {
+		return jvalue{}, err
+	}
+	p.ws()
+	if p.i != len(p.b) {
+		return jvalue{}, p.err("The document root must not be followed by other values.")
+	}
+	return v, nil
+}
+
+func (p *parser) err(msg string) error { return &jsonError{msg: msg, off: p.i} }
+
+func (p *parser) ws() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) lit(s string) bool {
+	if len(p.b)-p.i >= len(s) && string(p.b[p.i:p.i+len(s)]) == s {
+		p.i += len(s)
+		return true
+	}
+	return false
+}
+
+func (p *parser) value() (jvalue, error) {
+	if p.i >= len(p.b) {
+		return jvalue{}, p.err("The document is empty or ends early.")
+	}
+	switch c := p.b[p.i]; {
+	case c == '{':
+		return p.object()
+	case c == '[':
+		return p.array()
+	case c == '"':
+		s, err := p.str()
+		return jvalue{kind: jString, raw: s}, err
+	case c == 't' && p.lit("true"):
+		return jvalue{kind: jBool, b: true}, nil
+	case c == 'f' && p.lit("false"):
+		return jvalue{kind: jBool}, nil
+	case c == 'n' && p.lit("null"):
+		return jvalue{kind: jNull}, nil
+	case c == '-' || c == 'N' || c == 'I' || (c >= '0' && c <= '9'):
+		return p.number()
+	}
+	return jvalue{}, p.err("Invalid value.")
+}
+
+func (p *parser) nest() error {
+	p.depth++
+	if p.depth > maxDepth {
+		return p.err(fmt.Sprintf("Nesting deeper than %d.", maxDepth))
+	}
+	return nil
+}
+
+func (p *parser) array() (jvalue, error) {
+	if err := p.nest(); err != nil {
+		return jvalue{}, err
+	}
+	p.i++ // [
+	v := jvalue{kind: jArray, elems: []jvalue{}}
+	p.ws()
+	if p.i < len(p.b) && p.b[p.i] == ']' {
+		p.i++
+		p.depth--
+		return v, nil
+	}
+	for {
+		p.ws()
+		e, err := p.value()
+		if err != nil {
+			return jvalue{}, err
+		}
+		v.elems = append(v.elems, e)
+		p.ws()
+		if p.i >= len(p.b) {
+			return jvalue{}, p.err("Missing a comma or ']' after an array element.")
+		}
+		switch p.b[p.i] {
+		case ',':
+			p.i++
+		case ']':
+			p.i++
+			p.depth--
+			return v, nil
+		default:
+			return jvalue{}, p.err("Missing a comma or ']' after an array element.")
+		}
+	}
+}
+
+func (p *parser) object() (jvalue, error) {
+	if err := p.nest(); err != nil {
+		return jvalue{}, err
+	}
+	p.i++ // {
+	v := jvalue{kind: jObject, elems: []jvalue{}, keys: []string{}}
+	p.ws()
+	if p.i < len(p.b) && p.b[p.i] == '}' {
+		p.i++
+		p.depth--
+		return v, nil
+	}
+	for {
+		p.ws()
+		if p.i >= len(p.b) || p.b[p.i] != '"' {
+			return jvalue{}, p.err("Missing a name for object member.")
+		}
+		k, err := p.str()
+		if err != nil {
+			return jvalue{}, err
+		}
+		p.ws()
+		if p.i >= len(p.b) || p.b[p.i] != ':' {
+			return jvalue{}, p.err("Missing a colon after a name of object member.")
+		}
+		p.i++
+		p.ws()
+		e, err := p.value()
+		if err != nil {
+			return jvalue{}, err
+		}
+		v.keys = append(v.keys, string(k))
+		v.elems = append(v.elems, e)
+		p.ws()
+		if p.i >= len(p.b) {
+			return jvalue{}, p.err("Missing a comma or '}' after an object member.")
+		}
+		switch p.b[p.i] {
+		case ',':
+			p.i++
+		case '}':
+			p.i++
+			p.depth--
+			return v, nil
+		default:
+			return jvalue{}, p.err("Missing a comma or '}' after an object member.")
+		}
+	}
+}
+
+// number accepts JSON's number grammar plus NaN, Infinity, Inf and their
+// negative forms, as rapidjson's kParseNanAndInfFlag does.
+func (p *parser) number() (jvalue, error) {
+	start := p.i
+	if p.lit("NaN") || p.lit("Infinity") || p.lit("Inf") || p.lit("-Infinity") || p.lit("-Inf") {
+		return jvalue{kind: jNumber, raw: p.b[start:p.i]}, nil
+	}
+	if p.b[p.i] == '-' {
+		p.i++
+	}
+	digits := func() int {
+		n := 0
+		for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+			p.i++
+			n++
+		}
+		return n
+	}
+	intStart := p.i
+	switch n := digits(); {
+	case n == 0:
+		return jvalue{}, p.err("Invalid value.")
+	case n > 1 && p.b[intStart] == '0':
+		return jvalue{}, p.err("Leading zeros are not allowed.")
+	}
+	if p.i < len(p.b) && p.b[p.i] == '.' {
+		p.i++
+		if digits() == 0 {
+			return jvalue{}, p.err("Missing fraction part in number.")
+		}
+	}
+	if p.i < len(p.b) && (p.b[p.i] == 'e' || p.b[p.i] == 'E') {
+		p.i++
+		if p.i < len(p.b) && (p.b[p.i] == '+' || p.b[p.i] == '-') {
+			p.i++
+		}
+		if digits() == 0 {
+			return jvalue{}, p.err("Missing exponent in number.")
+		}
+	}
+	return jvalue{kind: jNumber, raw: p.b[start:p.i]}, nil
+}
+
+// str reads a string; without escapes it returns a subslice of the input.
+func (p *parser) str() ([]byte, error) {
+	p.i++ // opening quote
+	start := p.i
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			s := p.b[start:p.i]
+			p.i++
+			return s, nil
+		case c == '\\':
+			return p.escaped(start)
+		case c < 0x20:
+			return nil, p.err("Invalid encoding in string.")
+		}
+		p.i++
+	}
+	return nil, p.err("Missing a closing quotation mark in string.")
+}
+
+func (p *parser) escaped(start int) ([]byte, error) {
+	out := append([]byte(nil), p.b[start:p.i]...)
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return out, nil
+		case c < 0x20:
+			return nil, p.err("Invalid encoding in string.")
+		case c != '\\':
+			out = append(out, c)
+			p.i++
+			continue
+		}
+		p.i++ // backslash
+		if p.i >= len(p.b) {
+			break
+		}
+		e := p.b[p.i]
+		p.i++
+		switch e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := p.hex4()
+			if !ok {
+				return nil, p.err("Incorrect hex digit after \\u escape in string.")
+			}
+			if utf16.IsSurrogate(r) {
+				// A lone surrogate becomes U+FFFD, as in encoding/json.
+				r2 := rune(utf8.RuneError)
+				save := p.i
+				if p.lit(`\u`) {
+					if lo, ok := p.hex4(); ok {
+						r2 = lo
+					} else {
+						return nil, p.err("Incorrect hex digit after \\u escape in string.")
+					}
+				}
+				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+					r = dec
+				} else {
+					r = utf8.RuneError
+					p.i = save
+				}
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return nil, p.err("Invalid escape character in string.")
+		}
+	}
+	return nil, p.err("Missing a closing quotation mark in string.")
+}
+
+func (p *parser) hex4() (rune, bool) {
+	if len(p.b)-p.i < 4 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(p.b[p.i:p.i+4]), 16, 16)
+	if err != nil {
+		return 0, false
+	}
+	p.i += 4
+	return rune(v), true
+}
