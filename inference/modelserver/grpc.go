@@ -98,11 +98,9 @@ func (p *predictionService) predict(ctx context.Context, req *servingpb.PredictR
 }
 
 // GetModelMetadata answers the "signature_def" field, the only one TF has.
-func (p *predictionService) GetModelMetadata(ctx context.Context, req *servingpb.GetModelMetadataRequest) (*servingpb.GetModelMetadataResponse, error) {
-	start := time.Now()
-	resp, err := p.metadata(req)
-	p.record(req.GetModelSpec().GetName(), "GetModelMetadata", start, err)
-	return resp, err
+func (p *predictionService) GetModelMetadata(_ context.Context, req *servingpb.GetModelMetadataRequest) (*servingpb.GetModelMetadataResponse, error) {
+	// TF counts and times only inference calls, not metadata.
+	return p.metadata(req)
 }
 
 func (p *predictionService) metadata(req *servingpb.GetModelMetadataRequest) (*servingpb.GetModelMetadataResponse, error) {

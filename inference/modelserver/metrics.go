@@ -63,7 +63,9 @@ func (m *metrics) request(modelName, api, entry string, c codes.Code, d time.Dur
 		return
 	}
 	m.requests.WithLabelValues(modelName, codeName(c)).Inc()
-	m.latency.WithLabelValues(modelName, api, entry).Observe(float64(d.Microseconds()))
+	if c == codes.OK { // TF times successful requests only
+		m.latency.WithLabelValues(modelName, api, entry).Observe(float64(d.Microseconds()))
+	}
 }
 
 func (m *metrics) setAvailable(modelName string, n int) {

@@ -2,28 +2,17 @@ package modelserver
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/infergate/infergate/proto/servingpb"
+	"github.com/infergate/infergate/inference/modelserver/rest"
 )
-
-// newRESTHandler builds TF Serving's REST API over the gRPC services.
-// TODO(modelserver): switch to rest.NewHandler once inference/modelserver/rest lands.
-var newRESTHandler = func(pred servingpb.PredictionServiceServer, models servingpb.ModelServiceServer, log *slog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotImplemented)
-		w.Write([]byte(`{"error": "REST API not available in this build"}`))
-	})
-}
 
 // restMux serves the REST API and, when monitoring is on, the Prometheus
 // metrics on the same port, as TF Serving does.
 func (s *Server) restMux() http.Handler {
 	mux := http.NewServeMux()
-	var api http.Handler = newRESTHandler(s.restPred, s.models, s.log)
+	var api http.Handler = rest.NewHandler(s.restPred, s.models, s.log)
 	if s.cfg.RESTTimeout > 0 {
 		api = withTimeout(api, s.cfg.RESTTimeout)
 	}
