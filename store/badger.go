@@ -11,16 +11,19 @@ import (
 
 // Badger tuning for edge boxes with little RAM. Badger's defaults target servers (64 MiB
 // memtables ×5, a 256 MiB block cache, 1 GiB value-log files, 4 compactors); a DLQ store
-// sees a trickle of writes and rare reads, so we trade peak write throughput for memory:
+// sees a trickle of writes and rare reads, so we trade peak write throughput for memory.
+// Measured with store/internal/rssprobe (numbers in docs/store.md):
 //
-//   - memTableSize 16 MiB, 2 memtables: bounds write buffering to ~32 MiB plus arenas that
-//     stay unmapped until written. 16 rather than 8 MiB because Badger caps a transaction at
-//     15% of a memtable, and 2.4 MiB lets one Put carry a pipeline batch of ~1,500 1 KiB records.
+//   - memTableSize 8 MiB, 2 memtables: the memtable arena is Go heap, and table builders
+//     (flush, compaction) grow buffers in proportion to it; 8 rather than 16 MiB cut peak
+//     anonymous RSS under a write flood from ~300 to ~200 MiB. The cost: Badger caps a
+//     transaction at 15% of a memtable (1.2 MiB, ~900 1 KiB records), so Put splits bigger batches.
 //   - blockCacheSize 8 MiB, indexCacheSize 4 MiB: reads are operator browsing, not a hot path;
-//     the index cache bound keeps table indexes and bloom filters from growing with the data.
-//   - Snappy compression stays on (JSON requests compress ~2×; disks on edge boxes are small
-//     too), which is why the block cache is not zero.
-//   - numCompactors 2 (Badger's minimum that still compacts correctly).
+//     bounding the index cache keeps table indexes and bloom filters from growing with the data.
+//   - Snappy compression stays on: realistic JSON requests (random sensor readings) shrink
+//     2.7× on disk (100k records: 42 MiB vs 114 MiB), and edge disks are small too. Compressed
+//     blocks are what the block cache is for, so it is small but not zero.
+//   - numCompactors 2: Badger's minimum that still compacts correctly.
 //   - valueLogFileSize 64 MiB: value-log GC rewrites whole files, so smaller files are reclaimed
 //     sooner and a GC pass touches less disk.
 //   - valueThreshold 4 KiB: typical requests (a few hundred bytes to a few KiB of JSON) stay in
@@ -28,7 +31,7 @@ import (
 //     big tensors) go to the value log so they do not inflate compaction.
 //   - metrics off: Badger's expvar metrics cost atomics on every read; Stats walks the directory.
 const (
-	memTableSize     = 16 << 20
+	memTableSize     = 8 << 20
 	numMemtables     = 2
 	blockCacheSize   = 8 << 20
 	indexCacheSize   = 4 << 20
