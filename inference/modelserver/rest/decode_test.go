@@ -234,4 +234,3 @@ func BenchmarkEncodePredict256x1(b *testing.B) {
 		}
 	}
 }
-

@@ -71,6 +71,20 @@ type parser struct {
 	b     []byte
 	i     int
 	depth int
+	// stack and keys hold the members of the lists and objects being
+	// parsed; each list or object gets one exactly sized slice when it
+	// closes, instead of growing its own by appending.
+	stack []jvalue
+	keys  []string
+}
+
+// pop moves the values pushed since mark into a new slice.
+func (p *parser) pop(mark int) []jvalue {
+	elems := make([]jvalue, len(p.stack)-mark)
+	copy(elems, p.stack[mark:])
+	clear(p.stack[mark:]) // drop references for the GC
+	p.stack = p.stack[:mark]
+	return elems
 }
 
 // parseJSON parses one JSON document. String and number values may alias b.
@@ -146,20 +160,20 @@ func (p *parser) array() (jvalue, error) {
 		return jvalue{}, err
 	}
 	p.i++ // [
-	v := jvalue{kind: jArray, elems: []jvalue{}}
 	p.ws()
 	if p.i < len(p.b) && p.b[p.i] == ']' {
 		p.i++
 		p.depth--
-		return v, nil
+		return jvalue{kind: jArray, elems: []jvalue{}}, nil
 	}
+	mark := len(p.stack)
 	for {
 		p.ws()
 		e, err := p.value()
 		if err != nil {
 			return jvalue{}, err
 		}
-		v.elems = append(v.elems, e)
+		p.stack = append(p.stack, e)
 		p.ws()
 		if p.i >= len(p.b) {
 			return jvalue{}, p.err("Missing a comma or ']' after an array element.")
@@ -170,7 +184,7 @@ func (p *parser) array() (jvalue, error) {
 		case ']':
 			p.i++
 			p.depth--
-			return v, nil
+			return jvalue{kind: jArray, elems: p.pop(mark)}, nil
 		default:
 			return jvalue{}, p.err("Missing a comma or ']' after an array element.")
 		}
@@ -182,13 +196,13 @@ func (p *parser) object() (jvalue, error) {
 		return jvalue{}, err
 	}
 	p.i++ // {
-	v := jvalue{kind: jObject, elems: []jvalue{}, keys: []string{}}
 	p.ws()
 	if p.i < len(p.b) && p.b[p.i] == '}' {
 		p.i++
 		p.depth--
-		return v, nil
+		return jvalue{kind: jObject, elems: []jvalue{}, keys: []string{}}, nil
 	}
+	mark, kmark := len(p.stack), len(p.keys)
 	for {
 		p.ws()
 		if p.i >= len(p.b) || p.b[p.i] != '"' {
@@ -208,8 +222,8 @@ func (p *parser) object() (jvalue, error) {
 		if err != nil {
 			return jvalue{}, err
 		}
-		v.keys = append(v.keys, string(k))
-		v.elems = append(v.elems, e)
+		p.keys = append(p.keys, string(k))
+		p.stack = append(p.stack, e)
 		p.ws()
 		if p.i >= len(p.b) {
 			return jvalue{}, p.err("Missing a comma or '}' after an object member.")
@@ -220,7 +234,9 @@ func (p *parser) object() (jvalue, error) {
 		case '}':
 			p.i++
 			p.depth--
-			return v, nil
+			keys := append([]string(nil), p.keys[kmark:]...)
+			p.keys = p.keys[:kmark]
+			return jvalue{kind: jObject, elems: p.pop(mark), keys: keys}, nil
 		default:
 			return jvalue{}, p.err("Missing a comma or '}' after an object member.")
 		}
