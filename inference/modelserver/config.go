@@ -32,13 +32,15 @@ type Config struct {
 	// when it changed; 0 reads it once.
 	ModelConfigFilePoll time.Duration
 	// FileSystemPoll is how often model base paths are scanned for new or
-	// removed versions. Default 1s.
+	// removed versions. Default (0) 1s; negative scans only at start, on
+	// reloads and on uploads.
 	FileSystemPoll time.Duration
 	// Batching turns on server-side batching of concurrent Predict calls
 	// (per model version), with TF's parameters. nil = off.
 	Batching *BatchingConfig
 	// MonitoringPath serves Prometheus metrics with TF Serving's names on the
 	// REST listener at this path ("" = off), e.g. /monitoring/prometheus/metrics.
+	// Without a REST listener it has no effect.
 	MonitoringPath string
 	// RESTTimeout bounds each REST request (TF's rest_api_timeout_in_ms).
 	// 0 = no limit.
@@ -146,9 +148,6 @@ func (c Config) Validate() error {
 	if c.GRPCListen != "" && c.GRPCListen == c.RESTListen && !strings.HasSuffix(c.GRPCListen, ":0") {
 		return fmt.Errorf("modelserver: GRPCListen and RESTListen are both %q: they must differ", c.GRPCListen)
 	}
-	if c.FileSystemPoll < 0 {
-		return fmt.Errorf("modelserver: FileSystemPoll %v is negative", c.FileSystemPoll)
-	}
 	if c.ModelConfigFilePoll < 0 {
 		return fmt.Errorf("modelserver: ModelConfigFilePoll %v is negative", c.ModelConfigFilePoll)
 	}
@@ -167,9 +166,6 @@ func (c Config) Validate() error {
 	if c.MonitoringPath != "" {
 		if c.MonitoringPath[0] != '/' {
 			return fmt.Errorf("modelserver: MonitoringPath %q must start with /", c.MonitoringPath)
-		}
-		if c.RESTListen == "" {
-			return errors.New("modelserver: MonitoringPath needs RESTListen (metrics are served on the REST port)")
 		}
 	}
 	if err := validateModels("Models", c.Models); err != nil {

@@ -143,6 +143,10 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	if s.cfg.ListenAfterReady {
 		// tensorflow_model_server opens its ports only once every model is
 		// AVAILABLE, and gives up when a first load fails.
+		wait := s.cfg.FileSystemPoll
+		if wait <= 0 {
+			wait = time.Second
+		}
 		for !s.m.ready.Load() {
 			if err := s.startupFailure(); err != nil {
 				return err
@@ -150,7 +154,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(s.cfg.FileSystemPoll):
+			case <-time.After(wait):
 			}
 			s.m.pollAll(false)
 		}
@@ -209,11 +213,13 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	}
 	close(s.listening)
 
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.pollLoop(loopCtx)
-	}()
+	if s.cfg.FileSystemPoll > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.pollLoop(loopCtx)
+		}()
+	}
 	if s.cfg.ModelConfigFile != "" && s.cfg.ModelConfigFilePoll > 0 {
 		wg.Add(1)
 		go func() {

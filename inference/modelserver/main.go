@@ -1,0 +1,208 @@
+package modelserver
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/encoding/prototext"
+
+	"github.com/infergate/infergate/proto/servingpb"
+)
+
+// Version is reported by --version; the build may set it with -ldflags -X.
+var Version = "dev"
+
+// DefaultPrometheusPath is TF Serving's default metrics path.
+const DefaultPrometheusPath = "/monitoring/prometheus/metrics"
+
+// ignoredFlags are tensorflow_model_server flags accepted for compatibility
+// with supervisors and scripts; they change nothing here. bool says whether
+// the flag is boolean (so "--flag" alone parses).
+var ignoredFlags = []struct {
+	name   string
+	isBool bool
+	why    string
+}{
+	{"grpc_channel_arguments", false, "gRPC channel arguments are not configurable"},
+	{"enable_model_warmup", true, "ONNX models need no warm-up"},
+	{"max_num_load_retries", false, "a failed version is retried when its files change"},
+	{"load_retry_interval_micros", false, "a failed version is retried when its files change"},
+	{"num_load_threads", false, "versions load one at a time"},
+	{"num_unload_threads", false, "unloading is immediate"},
+	{"tensorflow_intra_op_parallelism", false, "there is no TensorFlow runtime"},
+	{"tensorflow_inter_op_parallelism", false, "there is no TensorFlow runtime"},
+	{"tensorflow_session_parallelism", false, "there is no TensorFlow runtime"},
+	{"tensorflow_session_config_file", false, "there is no TensorFlow runtime"},
+	{"enable_grpc_healthcheck_service", true, "the gRPC health service is always on"},
+	{"rest_api_num_threads", false, "REST uses Go's HTTP server"},
+	{"rest_api_enable_cors_support", true, "CORS is not supported"},
+	{"grpc_max_threads", false, "gRPC uses goroutines"},
+	{"grpc_socket_path", false, "UNIX sockets are not supported"},
+	{"ssl_config_file", false, "TLS is not supported; put a proxy in front"},
+	{"platform_config_file", false, "every model is ONNX"},
+	{"per_process_gpu_memory_fraction", false, "there is no GPU support"},
+	{"saved_model_tags", false, "models are ONNX files, not SavedModels"},
+	{"xla_cpu_compilation_enabled", true, "there is no XLA"},
+	{"enable_signature_method_name_check", true, "signatures are derived from the ONNX graph"},
+	{"flush_filesystem_caches", true, "not needed"},
+	{"remove_unused_fields_from_bundle_metagraph", true, "not needed"},
+	{"prefer_tflite_model", true, "TFLite is not supported"},
+	{"use_tflite_model", true, "TFLite is not supported"},
+	{"enable_profiler", true, "there is no profiler"},
+	{"thread_pool_factory_config_file", false, "not needed"},
+	{"mixed_precision", false, "not supported"},
+	{"skip_initialize_tpu", true, "there is no TPU support"},
+}
+
+// ModelServerMain is `infergate model-server`: it takes tensorflow_model_server's
+// flags (args without the program name, --name=value form), serves until
+// ctx ends (the caller cancels it on SIGTERM/SIGINT) and returns nil after a
+// clean stop. Like tensorflow_model_server it listens on all interfaces and
+// opens its ports only once every model is AVAILABLE; a model whose first load
+// fails makes it return an error. Flags with no effect here are accepted with
+// a warning on stderr; unknown flags are an error.
+func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("model-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	port := fs.Int("port", 8500, "TCP port of the gRPC API (0 picks a free one)")
+	restPort := fs.Int("rest_api_port", 0, "TCP port of the REST API (0 = off); must differ from --port")
+	restTimeout := fs.Int("rest_api_timeout_in_ms", 30000, "timeout of a REST request in milliseconds")
+	modelName := fs.String("model_name", "default", "name of the model (ignored with --model_config_file)")
+	basePath := fs.String("model_base_path", "", "directory of the model's versions, <base>/<version>/model.onnx (ignored with --model_config_file)")
+	configFile := fs.String("model_config_file", "", "ModelServerConfig in text format; overrides --model_name/--model_base_path")
+	configPoll := fs.Int("model_config_file_poll_wait_seconds", 0, "re-read --model_config_file this often (0 = read once)")
+	fsPoll := fs.Int("file_system_poll_wait_seconds", 1, "scan model directories this often (0 = once at start, negative = never after start)")
+	enableBatching := fs.Bool("enable_batching", false, "batch concurrent Predict calls per model version")
+	batchingFile := fs.String("batching_parameters_file", "", "BatchingParameters in text format (needs --enable_batching)")
+	monitoringFile := fs.String("monitoring_config_file", "", "MonitoringConfig in text format (Prometheus on the REST port)")
+	allowUnavailableLabels := fs.Bool("allow_version_labels_for_unavailable_models", false, "let labels point at versions that are not loaded")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	ignored := map[string]string{}
+	for _, f := range ignoredFlags {
+		ignored[f.name] = f.why
+		if f.isBool {
+			fs.Bool(f.name, false, "accepted for compatibility; no effect ("+f.why+")")
+		} else {
+			fs.String(f.name, "", "accepted for compatibility; no effect ("+f.why+")")
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("model-server: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("model-server: unexpected argument %q (flags are --name=value)", fs.Arg(0))
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "TensorFlow ModelServer: infergate-%s\nTensorFlow Library: none (ONNX models on infergate's pure-Go runtime)\n", Version)
+		return nil
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	fs.Visit(func(f *flag.Flag) {
+		if why, ok := ignored[f.Name]; ok {
+			fmt.Fprintf(stderr, "warning: --%s has no effect in infergate's model server: %s\n", f.Name, why)
+		}
+	})
+
+	cfg := Config{
+		GRPCListen:                net.JoinHostPort("0.0.0.0", strconv.Itoa(*port)),
+		ListenAfterReady:          true,
+		AllowLabelsForUnavailable: *allowUnavailableLabels,
+	}
+	switch {
+	case *port < 0 || *port > 65535:
+		return fmt.Errorf("model-server: --port=%d is not a TCP port", *port)
+	case *restPort < 0 || *restPort > 65535:
+		return fmt.Errorf("model-server: --rest_api_port=%d is not a TCP port", *restPort)
+	case *restPort != 0 && *restPort == *port:
+		return fmt.Errorf("model-server: --rest_api_port=%d must differ from --port", *restPort)
+	case *restTimeout < 0:
+		return fmt.Errorf("model-server: --rest_api_timeout_in_ms=%d is negative", *restTimeout)
+	case *batchingFile != "" && !*enableBatching:
+		return errors.New("model-server: --batching_parameters_file requires --enable_batching")
+	}
+	if *restPort != 0 {
+		cfg.RESTListen = net.JoinHostPort("0.0.0.0", strconv.Itoa(*restPort))
+	}
+	cfg.RESTTimeout = time.Duration(*restTimeout) * time.Millisecond
+	switch {
+	case *fsPoll > 0:
+		cfg.FileSystemPoll = time.Duration(*fsPoll) * time.Second
+	default:
+		cfg.FileSystemPoll = -1 // TF: 0 polls once, negative never; both mean "scan at start only"
+	}
+	if *configFile != "" {
+		cfg.ModelConfigFile = *configFile
+		if *configPoll > 0 {
+			cfg.ModelConfigFilePoll = time.Duration(*configPoll) * time.Second
+		}
+	} else {
+		if *basePath == "" {
+			return errors.New("model-server: set --model_base_path (with --model_name) or --model_config_file")
+		}
+		cfg.Models = []ModelConfig{{Name: *modelName, BasePath: *basePath}}
+	}
+	if *enableBatching {
+		var bp servingpb.BatchingParameters
+		if *batchingFile != "" {
+			data, err := os.ReadFile(*batchingFile)
+			if err != nil {
+				return fmt.Errorf("model-server: --batching_parameters_file: %w", err)
+			}
+			if err := prototext.Unmarshal(data, &bp); err != nil {
+				return fmt.Errorf("model-server: --batching_parameters_file %s: %w", *batchingFile, err)
+			}
+		}
+		cfg.Batching = BatchingFromProto(&bp)
+	}
+	if *monitoringFile != "" {
+		data, err := os.ReadFile(*monitoringFile)
+		if err != nil {
+			return fmt.Errorf("model-server: --monitoring_config_file: %w", err)
+		}
+		var mc servingpb.MonitoringConfig
+		if err := prototext.Unmarshal(data, &mc); err != nil {
+			return fmt.Errorf("model-server: --monitoring_config_file %s: %w", *monitoringFile, err)
+		}
+		if pc := mc.GetPrometheusConfig(); pc.GetEnable() {
+			cfg.MonitoringPath = pc.GetPath()
+			if cfg.MonitoringPath == "" {
+				cfg.MonitoringPath = DefaultPrometheusPath
+			}
+			if cfg.RESTListen == "" {
+				fmt.Fprintln(stderr, "warning: Prometheus monitoring is served on the REST port, and --rest_api_port is 0 (off)")
+			}
+		}
+	}
+
+	srv, err := New(cfg, logger)
+	if err != nil {
+		return fmt.Errorf("model-server: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	if err := srv.WaitReady(ctx); err == nil {
+		// tensorflow_model_server's wording, which scripts wait for.
+		logger.Info("Running gRPC ModelServer at " + srv.GRPCAddr() + " ...")
+		if a := srv.RESTAddr(); a != "" {
+			logger.Info("Exporting HTTP/REST API at:" + a + " ...")
+		}
+	}
+	err = <-done
+	if err != nil {
+		return fmt.Errorf("model-server: %w", err)
+	}
+	return nil
+}
