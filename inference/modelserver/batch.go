@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -27,6 +28,8 @@ type batcher struct {
 	queue  []*batch
 	closed bool
 	wg     sync.WaitGroup
+
+	runs atomic.Int64 // model runs, for tests
 }
 
 type batch struct {
@@ -214,6 +217,7 @@ func (b *batcher) paddedSize(rows int64) int64 {
 }
 
 func (b *batcher) runGroup(g []*task) {
+	b.runs.Add(1)
 	var total int64
 	for _, t := range g {
 		total += t.rows
