@@ -12,13 +12,13 @@
 // trims the audit log and runs value-log GC every GCInterval until ctx ends; Close (idempotent)
 // waits for operations in flight. The appliance stops the store last.
 //
-// Put of 1 KiB records on a 2-core VM (local SSD, realistic incompressible JSON, other
-// builds running on the box; see docs/store.md for the spread):
+// Put of 1 KiB records on a 2-core VM shared with other builds (realistic incompressible JSON;
+// docs/store.md has the method and the spread):
 //
-//	one record per Put, no fsync       ~20–40k records/s
-//	100 records per Put, no fsync      ~25–55k records/s
-//	one record per Put, SyncWrites     ~400–3,700 records/s (one fsync per Put)
-//	100 records per Put, SyncWrites    ~15–45k records/s
+//	one record per Put, no fsync       ~16–20k records/s
+//	100 records per Put, no fsync      ~21–22k records/s
+//	one record per Put, SyncWrites     ~500–800 records/s (one fsync per Put)
+//	100 records per Put, SyncWrites    ~13–26k records/s
 //
 // Idle memory after reopening: +14 MiB RSS with 100k records, +75 MiB with 1M records (of
 // which ~50 MiB is file-backed, reclaimable mmap of tables). Badger tuning and its reasons are
