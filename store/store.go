@@ -267,7 +267,11 @@ func (s *Store) Put(ctx context.Context, recs ...*Record) error {
 	if err != nil {
 		return fmt.Errorf("store: put: %w", err)
 	}
-	return s.trim()
+	// The records are committed; a Close racing the trim must not make the caller think otherwise.
+	if err := s.trim(); err != nil && !errors.Is(err, ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 func (s *Store) prepare(r *Record, now time.Time) error {
