@@ -447,14 +447,7 @@ func mmKN(out, a, w, bias []float32, m, k, n int, act activation) {
 			if x0 == 0 && x1 == 0 && x2 == 0 && x3 == 0 {
 				continue
 			}
-			wr := w[kk*n : kk*n+n]
-			o0, o1, o2, o3 := o0[:len(wr)], o1[:len(wr)], o2[:len(wr)], o3[:len(wr)]
-			for j, wv := range wr {
-				o0[j] += x0 * wv
-				o1[j] += x1 * wv
-				o2[j] += x2 * wv
-				o3[j] += x3 * wv
-			}
+			axpy4(o0, o1, o2, o3, w[kk*n:kk*n+n], x0, x1, x2, x3)
 		}
 		act.apply(o)
 	}
@@ -477,6 +470,21 @@ func mmKN(out, a, w, bias []float32, m, k, n int, act activation) {
 			}
 		}
 		act.apply(o)
+	}
+}
+
+// axpy4 adds x0..x3 times the weight row wr to four output rows. It is a
+// function of its own, not inlined, so the loop has registers to itself:
+// inlined, the compiler spills the row pointers and reloads them every step.
+//
+//go:noinline
+func axpy4(o0, o1, o2, o3, wr []float32, x0, x1, x2, x3 float32) {
+	o0, o1, o2, o3 = o0[:len(wr)], o1[:len(wr)], o2[:len(wr)], o3[:len(wr)]
+	for j, wv := range wr {
+		o0[j] += x0 * wv
+		o1[j] += x1 * wv
+		o2[j] += x2 * wv
+		o3[j] += x3 * wv
 	}
 }
 

@@ -57,7 +57,7 @@ func closeEnough(got, want float32) bool {
 }
 
 func TestMatchesReferenceOutputs(t *testing.T) {
-	for _, name := range []string{"demo.json", "ops_opset13.json", "ops_opset11.json", "gemm.json"} {
+	for _, name := range []string{"demo.json", "ops_opset13.json", "ops_opset11.json", "gemm.json", "mlp64.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			m, cf := readCases(t, name)
 			if len(cf.Cases) == 0 {
@@ -448,8 +448,16 @@ func FuzzLoad(f *testing.F) {
 	})
 }
 
-func BenchmarkRun(b *testing.B) {
-	m := mustDemo(b)
+// BenchmarkRun measures the bundled demo model (16→32→16→1).
+func BenchmarkRun(b *testing.B) { benchModel(b, mustDemo(b)) }
+
+// BenchmarkRunMLP64 measures the 16→64→64→1 MLP of shared/model-runtimes.md.
+func BenchmarkRunMLP64(b *testing.B) {
+	m, _ := readCases(b, "mlp64.json")
+	benchModel(b, m)
+}
+
+func benchModel(b *testing.B, m *runtime.Model) {
 	gen := demo.NewGenerator(2)
 	for _, n := range []int{1, 32, 256} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {

@@ -147,8 +147,29 @@ def gemm_model():
     print("gemm.onnx: hand-built")
 
 
+def mlp64():
+    """16->64->64->1 (ReLU, ReLU, Sigmoid): the mlp measured in
+    shared/model-runtimes.md, so benchmarks compare with those numbers."""
+    torch.manual_seed(SEED)
+    m = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                      nn.Linear(64, 1), nn.Sigmoid()).eval()
+    torch.onnx.export(
+        m, torch.zeros(1, 16), "mlp64.onnx", input_names=["input"], output_names=["output"],
+        dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=13,
+    )
+    rng = np.random.default_rng(SEED)
+    cases = []
+    for n in (1, 5, 64):
+        x = rng.normal(size=(n, 16)).astype(np.float32)
+        with torch.no_grad():
+            cases.append(({"input": x}, {"output": m(torch.from_numpy(x)).numpy()}))
+    write_cases("mlp64", "mlp64.onnx", cases)
+    print("mlp64.onnx: 16->64->64->1")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     export_ops(13)
     export_ops(11)
     gemm_model()
+    mlp64()

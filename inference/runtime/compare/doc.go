@@ -1,0 +1,3 @@
+// Package compare holds the benchmark of infergate's ONNX runtime against
+// gomlx + onnx-gomlx; see compare_test.go (build tag "compare").
+package compare
