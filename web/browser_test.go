@@ -1,0 +1,185 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infergate/infergate/inference/demo"
+	"github.com/infergate/infergate/store"
+	"github.com/infergate/infergate/web/webtest"
+)
+
+// go test ./web -run Browser -screenshots ../docs/screenshots refreshes the documentation's
+// screenshots; without the flag they go to a temporary directory.
+var screenshots = flag.String("screenshots", "", "directory to save dashboard screenshots to")
+
+func screenshotDir(t *testing.T) string {
+	if *screenshots != "" {
+		return *screenshots
+	}
+	return t.TempDir()
+}
+
+const sixteen = `[0.11,0.42,0.93,0.27,0.55,0.61,0.08,0.77,0.34,0.29,0.81,0.46,0.12,0.65,0.38,0.52]`
+
+// seedForScreens fills the DLQ with a realistic mix, like a line where a firmware update
+// sent short feature vectors and a gateway sent garbage.
+func seedForScreens(t *testing.T, env *testEnv) {
+	t.Helper()
+	now := time.Now()
+	var recs []*store.Record
+	for i := range 14 {
+		class, model, msg, val := "validation", "demo", "input \"input\": shape [1,12] does not match the model's [-1,16]",
+			fmt.Sprintf(`{"request_id":"line3-%04d","features":[0.2,0.4,0.1,0.9,0.3,0.3,0.5,0.7,0.1,0.2,0.8,0.6]}`, 4100+i)
+		switch i % 5 {
+		case 1:
+			class, msg, val = "decode", "request is not JSON: invalid character 'x' looking for beginning of value", "x\x00\x01 garbled frame"
+		case 3:
+			class, model, msg = "model", "fraud", "model \"fraud\" version 3: INVALID_ARGUMENT: input must be float32"
+		}
+		recs = append(recs, &store.Record{
+			Key: []byte(fmt.Sprintf("sensor-%02d", i%7)), Value: []byte(val), Class: class, Message: msg, Model: model,
+			Headers:     []store.Header{{Key: "source", Value: []byte("gateway-2")}, {Key: "content-type", Value: []byte("application/json")}},
+			SourceTopic: "inference_requests", SourcePartition: int32(i % 3), SourceOffset: int64(88120 + i*37), Attempts: 1,
+			FailedAt: now.Add(-time.Duration(14-i) * 7 * time.Minute),
+		})
+	}
+	putRecords(t, env.store, recs...)
+	env.backend.mu.Lock()
+	env.backend.models["fraud"] = &Model{Name: "fraud", Labels: map[string]int64{"stable": 2, "canary": 3},
+		Versions: []ModelVersion{{Version: 2, State: ModelAvailable}, {Version: 3, State: ModelAvailable}}}
+	env.backend.mu.Unlock()
+	env.backend.dlq.WithLabelValues("validation", "demo").Add(9)
+	env.backend.dlq.WithLabelValues("decode", "demo").Add(3)
+	env.backend.dlq.WithLabelValues("model", "fraud").Add(2)
+}
+
+// TestBrowserDashboard drives the dashboard in headless Chromium: log in, watch throughput
+// move, find a poisoned request in the DLQ, fix and replay it and see its result, upload a
+// model version and see it AVAILABLE; screenshots of every page on the way.
+func TestBrowserDashboard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	env := newEnv(t, func(c *Config) { c.EventsInterval = 250 * time.Millisecond })
+	seedForScreens(t, env)
+	flow(t, env.backend, 2)
+	// Errors keep trickling in so the error chart has something to say.
+	errCtx, stopErr := context.WithCancel(context.Background())
+	defer stopErr()
+	go func() {
+		tk := time.NewTicker(300 * time.Millisecond)
+		defer tk.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-errCtx.Done():
+				return
+			case <-tk.C:
+				env.backend.dlq.WithLabelValues([]string{"validation", "decode", "validation", "model"}[i%4], "demo").Inc()
+			}
+		}
+	}()
+	// The poisoned request: a sensor sent only three features.
+	poisoned := `{"request_id": "poison-1", "features": [0.5, 0.25, 0.75]}`
+	if _, err := env.backend.SendTestRequest(context.Background(), []byte("sensor-09"), []byte(poisoned), nil); err == nil {
+		t.Fatal("the poisoned request was not dead-lettered")
+	}
+	dir := screenshotDir(t)
+	ctx := webtest.NewBrowser(t)
+
+	// A wrong token is refused on the page.
+	if msg := webtest.LoginFails(t, ctx, env.base, "not-the-admin-token"); !strings.Contains(msg, "Wrong admin token") {
+		t.Fatalf("login error %q", msg)
+	}
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "login.png"))
+
+	webtest.Login(t, ctx, env.base, testToken)
+	if rps := webtest.WaitThroughputMoves(t, ctx); rps == "–" {
+		t.Fatalf("throughput %q", rps)
+	}
+	// Let the charts gather a few seconds of history for the screenshot.
+	eventually(t, 30*time.Second, func() error {
+		env.srv.sampler.mu.Lock()
+		n := len(env.srv.sampler.history)
+		env.srv.sampler.mu.Unlock()
+		if n < 40 {
+			return fmt.Errorf("%d history points", n)
+		}
+		return nil
+	})
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "overview.png"))
+
+	// DLQ: find the poisoned request, fix it (sixteen features) and replay it.
+	fixed := `{"request_id": "poison-1", "features": ` + sixteen + `}`
+	res := webtest.ReplayFromDLQ(t, ctx, env.base, "validation", "poison-1", fixed)
+	var result struct {
+		RequestID  string    `json:"request_id"`
+		Prediction []float64 `json:"prediction"`
+	}
+	if err := json.Unmarshal([]byte(res), &result); err != nil || result.RequestID != "poison-1" || len(result.Prediction) != 1 {
+		t.Fatalf("replay result %q (%v)", res, err)
+	}
+	var l listResp
+	env.api("GET", "/api/v1/dlq?class=validation", nil).json(t, &l)
+	for _, r := range l.Records {
+		if strings.Contains(r.Value, "poison-1") && r.Replays != 1 {
+			t.Fatalf("replayed record shows %d replays", r.Replays)
+		}
+	}
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "dlq.png"))
+
+	// Models: upload the demo model as a new version.
+	onnx := filepath.Join(t.TempDir(), "demo.onnx")
+	if err := os.WriteFile(onnx, demo.ONNX, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v := webtest.UploadModel(t, ctx, env.base, "demo", onnx)
+	if v != 2 {
+		t.Fatalf("uploaded as version %d, want 2", v)
+	}
+	webtest.WaitModelAvailable(t, ctx, env.base, "demo", v)
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "models.png"))
+
+	// Broker: topics and a test request.
+	out, ok := webtest.SendTestRequest(t, ctx, env.base, `{"request_id": "dash-1", "features": `+sixteen+`}`)
+	if !ok || !strings.Contains(out, "dash-1") {
+		t.Fatalf("test request: %q ok=%v", out, ok)
+	}
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "broker.png"))
+
+	// Sidecar mode, with a crash in its history.
+	env.backend.mu.Lock()
+	env.backend.sidecar = &SidecarStatus{Mode: "sidecar", State: "running", PID: 48211, Binary: "/usr/bin/tensorflow_model_server",
+		Version: "2.18.0", StartedAt: time.Now().Add(-42 * time.Minute), Restarts: 1, LastExit: "signal: killed (OOM)",
+		LastExitAt: time.Now().Add(-43 * time.Minute), Ready: []string{"demo", "fraud"},
+		Endpoints: []Endpoint{{Address: "127.0.0.1:8500", Healthy: true, Detail: "gRPC health SERVING"}},
+		LogTail: []string{
+			"2025-06-02 09:14:03.118: I tensorflow_serving/model_servers/server.cc:77] Building single TensorFlow model file config: model_name: demo model_base_path: /var/lib/infergate/models/demo",
+			"2025-06-02 09:14:03.312: I tensorflow_serving/core/loader_harness.cc:66] Approving load for servable version {name: demo version: 2}",
+			"2025-06-02 09:14:03.901: I tensorflow_serving/core/loader_harness.cc:95] Successfully loaded servable version {name: demo version: 2}",
+			"2025-06-02 09:14:03.907: I tensorflow_serving/model_servers/server.cc:444] Running gRPC ModelServer at 0.0.0.0:8500 ...",
+			"2025-06-02 09:14:03.911: I tensorflow_serving/model_servers/server.cc:480] Exporting HTTP/REST API at:localhost:8501 ...",
+		}}
+	env.backend.mu.Unlock()
+	webtest.Go(t, ctx, env.base, "sidecar")
+	webtest.WaitJS(t, ctx, "sidecar state shown", `(document.querySelector('#sc-state') || {}).textContent === 'running'`)
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "sidecar.png"))
+
+	webtest.Go(t, ctx, env.base, "settings")
+	webtest.WaitJS(t, ctx, "settings shown", `document.querySelector('#settings').textContent.includes('data_dir')`)
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "settings.png"))
+
+	// A phone: the overview and the DLQ must still be usable.
+	webtest.Viewport(t, ctx, 390, 844, true)
+	webtest.Go(t, ctx, env.base, "overview")
+	webtest.WaitJS(t, ctx, "overview on a phone", `document.querySelector('#tput-in').textContent !== '–'`)
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "overview-phone.png"))
+	t.Logf("screenshots in %s", dir)
+}
