@@ -57,8 +57,12 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.ModelConfigFilePoll = time.Second }, "ModelConfigFilePoll"},
 		{func(c *Config) { c.MonitoringPath = "metrics" }, "MonitoringPath"},
 		{func(c *Config) { c.RESTTimeout = -1 }, "RESTTimeout"},
-		{func(c *Config) { c.Models = []ModelConfig{{Name: "a", BasePath: "/a", Policy: VersionPolicy{Latest: 1, All: true}}} }, "Policy"},
-		{func(c *Config) { c.Models = []ModelConfig{{Name: "a", BasePath: "/a", Labels: map[string]int64{"": 1}}} }, "empty label"},
+		{func(c *Config) {
+			c.Models = []ModelConfig{{Name: "a", BasePath: "/a", Policy: VersionPolicy{Latest: 1, All: true}}}
+		}, "Policy"},
+		{func(c *Config) {
+			c.Models = []ModelConfig{{Name: "a", BasePath: "/a", Labels: map[string]int64{"": 1}}}
+		}, "empty label"},
 	} {
 		cfg := DefaultConfig()
 		tc.mod(&cfg)
