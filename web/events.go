@@ -8,6 +8,8 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +36,7 @@ const (
 	mBatchSize  = "infergate_batch_size"
 	mInflight   = "infergate_inflight_batches"
 	mCircuit    = "infergate_circuit_state"
+	mLag        = famLag
 	rateWindow  = 5 * time.Second
 	quantWindow = 10 * time.Second
 	historyLen  = 300
@@ -94,6 +97,8 @@ type sample struct {
 	inflight  float64
 	circuit   float64
 	hasCircut bool
+	lag       []PartitionLag // from the pipeline's gauge, if it exports one
+	hasLag    bool
 }
 
 // buckets is a cumulative histogram summed over label sets: upper bound → count.
@@ -103,7 +108,8 @@ type sampler struct {
 	gatherer prometheus.Gatherer
 	backend  Backend
 	store    *store.Store
-	lag      *lagCache
+	topics   *cache
+	models   *cache
 	interval time.Duration
 	log      *slog.Logger
 	lagLog   onceLogger
@@ -114,13 +120,14 @@ type sampler struct {
 	history []Point
 	last    []byte // latest snapshot JSON
 	subs    map[chan []byte]struct{}
-	models  []Model
+	shown   []Model // models as last looked up for the snapshots
 	pipe    string
 	tick    int
 }
 
-func newSampler(g prometheus.Gatherer, b Backend, st *store.Store, lag *lagCache, interval time.Duration, log *slog.Logger) *sampler {
-	return &sampler{gatherer: g, backend: b, store: st, lag: lag, interval: interval, log: log, subs: map[chan []byte]struct{}{}}
+func newSampler(g prometheus.Gatherer, b Backend, st *store.Store, topics, models *cache, interval time.Duration, log *slog.Logger) *sampler {
+	return &sampler{gatherer: g, backend: b, store: st, topics: topics, models: models, interval: interval, log: log,
+		subs: map[chan []byte]struct{}{}}
 }
 
 func (s *sampler) run(ctx context.Context) {
@@ -150,28 +157,34 @@ func (s *sampler) step(ctx context.Context) {
 		s.samples = s.samples[1:]
 	}
 	watching := len(s.subs) > 0
-	needSlow := s.tick%slowEvery == 0 || s.models == nil
+	needSlow := s.tick%slowEvery == 0 || s.shown == nil
 	s.tick++
 	s.mu.Unlock()
 
 	snap := s.snapshot(cur)
+	if cur.hasLag {
+		snap.Lag = cur.lag
+	}
 	if watching {
 		// Backend calls cross the network; bound them by the tick so a stuck broker cannot
 		// stall the stream.
 		cctx, cancel := context.WithTimeout(ctx, max(s.interval, time.Second))
-		topics, err := s.lag.get(cctx)
-		s.lagLog.report(s.log, "consumer lag lookup", err)
-		if err != nil {
-			snap.LagError = err.Error()
-		}
-		snap.Lag = lagOf(topics)
-		for _, l := range snap.Lag {
-			snap.LagTotal += l.Lag
+		if !cur.hasLag {
+			v, err := s.topics.get(cctx)
+			s.lagLog.report(s.log, "consumer lag lookup", err)
+			if err != nil {
+				snap.LagError = err.Error()
+			}
+			topics, _ := v.([]Topic)
+			snap.Lag = lagOf(topics)
 		}
 		if needSlow {
 			s.refreshSlow(cctx)
 		}
 		cancel()
+	}
+	for _, l := range snap.Lag {
+		snap.LagTotal += l.Lag
 	}
 	st := s.store.Stats()
 	snap.StoreRecords = st.Records
@@ -179,7 +192,7 @@ func (s *sampler) step(ctx context.Context) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap.Models = s.models
+	snap.Models = s.shown
 	snap.Pipeline = s.pipe
 	if snap.Models == nil {
 		snap.Models = []Model{}
@@ -204,7 +217,8 @@ func (s *sampler) step(ctx context.Context) {
 }
 
 func (s *sampler) refreshSlow(ctx context.Context) {
-	models, err := s.backend.Models(ctx)
+	v, err := s.models.get(ctx)
+	models, _ := v.([]Model)
 	var pipe string
 	if err == nil {
 		var st *Status
@@ -217,9 +231,9 @@ func (s *sampler) refreshSlow(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if models != nil {
-		s.models = models
-	} else if s.models == nil {
-		s.models = []Model{}
+		s.shown = models
+	} else if s.shown == nil {
+		s.shown = []Model{}
 	}
 	if pipe != "" {
 		s.pipe = pipe
@@ -260,6 +274,18 @@ func (s *sampler) read(now time.Time) sample {
 		case mCircuit:
 			out.circuit = sumValues(f)
 			out.hasCircut = len(f.GetMetric()) > 0
+		case mLag:
+			out.hasLag = true
+			for _, m := range f.GetMetric() {
+				p, _ := strconv.ParseInt(label(m, "partition"), 10, 32)
+				out.lag = append(out.lag, PartitionLag{Topic: label(m, "topic"), Partition: int32(p), Lag: int64(value(m))})
+			}
+			slices.SortFunc(out.lag, func(a, b PartitionLag) int {
+				if a.Topic != b.Topic {
+					return strings.Compare(a.Topic, b.Topic)
+				}
+				return int(a.Partition - b.Partition)
+			})
 		}
 	}
 	return out
@@ -327,6 +353,16 @@ func (s *sampler) baseFor(at time.Time, window time.Duration) *sample {
 		}
 	}
 	return base
+}
+
+// snapshotNow decodes the latest snapshot (for tests and debugging).
+func (s *sampler) snapshotNow() Snapshot {
+	s.mu.Lock()
+	b := s.last
+	s.mu.Unlock()
+	var snap Snapshot
+	_ = json.Unmarshal(b, &snap)
+	return snap
 }
 
 func (s *sampler) subscribe() (ch chan []byte, history []Point, last []byte) {

@@ -225,6 +225,22 @@ func TestMetricsWhileTrafficFlows(t *testing.T) {
 	if n := len(fams["infergate_consumer_lag"].GetMetric()); n != 3 {
 		t.Errorf("%d lag series, want 3 partitions", n)
 	}
+	if ms := fams["infergate_model_status"].GetMetric(); len(ms) != 1 || label(ms[0], "model") != "demo" ||
+		label(ms[0], "version") != "1" || label(ms[0], "state") != ModelAvailable {
+		t.Errorf("infergate_model_status %v", ms)
+	}
+	if got := sumFamily(fams["infergate_backend_lookup_ok"]); got != 2 {
+		t.Errorf("infergate_backend_lookup_ok sums to %v, want 2 (topics, models)", got)
+	}
+	if fams["infergate_sidecar_restarts_total"] != nil {
+		t.Errorf("sidecar restarts exported without a sidecar")
+	}
+	env.backend.mu.Lock()
+	env.backend.sidecar = &SidecarStatus{Mode: "sidecar", State: "running", Restarts: 4}
+	env.backend.mu.Unlock()
+	if got := sumFamily(env.scrape("")["infergate_sidecar_restarts_total"]); got != 4 {
+		t.Errorf("infergate_sidecar_restarts_total %v, want 4", got)
+	}
 	// Lag and latency series move while requests flow: end offsets grow, so the lag series
 	// see new values, and the latency histogram counts grow.
 	lat0 := sumFamily(fams["infergate_end_to_end_latency_seconds"])
@@ -255,15 +271,31 @@ func TestMetricsNoDuplicateCollectors(t *testing.T) {
 	if n := strings.Count(string(r.body), "\ngo_goroutines "); n != 1 {
 		t.Fatalf("go_goroutines appears %d times", n)
 	}
-	// The appliance's own infergate_consumer_lag wins over web's.
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "infergate_consumer_lag", Help: "from the pipeline"})
+	// The pipeline's own infergate_consumer_lag wins over web's, and web then does not ask
+	// the broker for lag at all.
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "infergate_consumer_lag", Help: "from the pipeline"}, []string{"topic", "partition"})
+	g.WithLabelValues("inference_requests", "0").Set(7)
+	g.WithLabelValues("inference_requests", "1").Set(11)
 	reg.MustRegister(g)
+	env2.srv.topics.invalidate()
+	before := env.backend.callCount("topics")
 	r = env2.call("GET", "/metrics", "", nil)
 	expectCode(t, r, 200)
 	if !strings.Contains(string(r.body), "# HELP infergate_consumer_lag from the pipeline") ||
 		strings.Count(string(r.body), "# TYPE infergate_consumer_lag ") != 1 {
 		t.Fatalf("consumer lag family not deduplicated:\n%s", r.body)
 	}
+	if n := env.backend.callCount("topics") - before; n != 0 {
+		t.Fatalf("scrape asked the backend for topics %d times although the pipeline exports lag", n)
+	}
+	// The dashboard's snapshots show the pipeline's lag too.
+	eventually(t, 10*time.Second, func() error {
+		snap := env2.srv.sampler.snapshotNow()
+		if len(snap.Lag) != 2 || snap.LagTotal != 18 || snap.Lag[1].Partition != 1 {
+			return fmt.Errorf("snapshot lag %+v total %d", snap.Lag, snap.LagTotal)
+		}
+		return nil
+	})
 }
 
 func TestMetricsAuth(t *testing.T) {

@@ -17,7 +17,9 @@ import (
 )
 
 // Metrics owned by web. They are read at scrape time from the store and the Backend rather
-// than kept up to date by whoever changes them, so they cannot drift.
+// than kept up to date by whoever changes them, so they cannot drift. A family that the
+// appliance's own registry already exports (the pipeline exports infergate_consumer_lag
+// from its fetches) is neither collected nor served twice: see mergedGatherer.
 var (
 	descStoreBytes = prometheus.NewDesc("infergate_store_bytes",
 		"On-disk size of the DLQ store (Badger LSM and value log).", []string{"kind"}, nil)
@@ -25,16 +27,26 @@ var (
 		"Dead-lettered records held in the store, by error class.", []string{"class"}, nil)
 	descLag = prometheus.NewDesc("infergate_consumer_lag",
 		"Records in the requests topic not yet committed by the consumer group, per partition.", []string{"topic", "partition"}, nil)
-	descLagUp = prometheus.NewDesc("infergate_consumer_lag_scrape_ok",
-		"1 if the last consumer lag lookup succeeded, 0 if the broker could not be asked.", nil, nil)
+	descModelStatus = prometheus.NewDesc("infergate_model_status",
+		"1 for each served model version, labelled with its state (AVAILABLE, LOADING, ...).", []string{"model", "version", "state"}, nil)
+	descSidecarRestarts = prometheus.NewDesc("infergate_sidecar_restarts_total",
+		"Restarts of the supervised tensorflow_model_server since infergate started.", nil, nil)
+	descLookupOK = prometheus.NewDesc("infergate_backend_lookup_ok",
+		"1 if the last lookup for /metrics succeeded, 0 if the broker or model server could not be asked.", []string{"lookup"}, nil)
 )
 
-// scrapeTimeout bounds the broker round trips a scrape triggers.
+const (
+	famLag             = "infergate_consumer_lag"
+	famModelStatus     = "infergate_model_status"
+	famSidecarRestarts = "infergate_sidecar_restarts_total"
+)
+
+// scrapeTimeout bounds the broker and model server round trips a scrape triggers.
 const scrapeTimeout = 3 * time.Second
 
 // ownRegistry registers web's collectors, plus the Go runtime and process collectors unless
 // the appliance's gatherer already exports them (so they are never collected twice).
-func ownRegistry(primary prometheus.Gatherer, st *store.Store, lag *lagCache) (*prometheus.Registry, error) {
+func ownRegistry(primary prometheus.Gatherer, st *store.Store, b Backend, topics, models *cache, skip *skipSet) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
 	have := map[string]bool{}
 	if fams, err := primary.Gather(); err == nil {
@@ -49,7 +61,7 @@ func ownRegistry(primary prometheus.Gatherer, st *store.Store, lag *lagCache) (*
 	if !have["process_start_time_seconds"] && !have["process_cpu_seconds_total"] {
 		cs = append(cs, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	cs = append(cs, storeCollector{st}, lagCollector{lag})
+	cs = append(cs, storeCollector{st}, &backendCollector{backend: b, topics: topics, models: models, skip: skip})
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -83,25 +95,72 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-type lagCollector struct{ lag *lagCache }
-
-func (c lagCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descLag
-	ch <- descLagUp
+// backendCollector asks the Backend at scrape time for consumer lag, model states and
+// sidecar restarts, skipping what the appliance's registry already has.
+type backendCollector struct {
+	backend Backend
+	topics  *cache
+	models  *cache
+	skip    *skipSet
 }
 
-func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descLag
+	ch <- descModelStatus
+	ch <- descSidecarRestarts
+	ch <- descLookupOK
+}
+
+func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
-	topics, err := c.lag.get(ctx)
-	up := 1.0
-	if err != nil {
-		up = 0
+	ok := func(err error) float64 {
+		if err != nil {
+			return 0
+		}
+		return 1
 	}
-	ch <- prometheus.MustNewConstMetric(descLagUp, prometheus.GaugeValue, up)
-	for _, l := range lagOf(topics) {
-		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(l.Lag), l.Topic, strconv.Itoa(int(l.Partition)))
+	if !c.skip.has(famLag) {
+		v, err := c.topics.get(ctx)
+		topics, _ := v.([]Topic)
+		ch <- prometheus.MustNewConstMetric(descLookupOK, prometheus.GaugeValue, ok(err), "topics")
+		for _, l := range lagOf(topics) {
+			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(l.Lag), l.Topic, strconv.Itoa(int(l.Partition)))
+		}
 	}
+	if !c.skip.has(famModelStatus) {
+		v, err := c.models.get(ctx)
+		models, _ := v.([]Model)
+		ch <- prometheus.MustNewConstMetric(descLookupOK, prometheus.GaugeValue, ok(err), "models")
+		for _, m := range models {
+			for _, mv := range m.Versions {
+				ch <- prometheus.MustNewConstMetric(descModelStatus, prometheus.GaugeValue, 1, m.Name, strconv.FormatInt(mv.Version, 10), mv.State)
+			}
+		}
+	}
+	if !c.skip.has(famSidecarRestarts) {
+		if sc, ok := c.backend.Sidecar(ctx); ok && sc != nil {
+			ch <- prometheus.MustNewConstMetric(descSidecarRestarts, prometheus.CounterValue, float64(sc.Restarts))
+		}
+	}
+}
+
+// skipSet names the families the appliance's registry exported in the current scrape.
+type skipSet struct {
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func (s *skipSet) has(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.names[name]
+}
+
+func (s *skipSet) set(names map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.names = names
 }
 
 // PartitionLag is one partition's consumer lag in the event snapshots.
@@ -124,31 +183,39 @@ func lagOf(topics []Topic) []PartitionLag {
 	return out
 }
 
-// lagCache shares one Backend.Topics call between the event sampler and scrapes that come
-// within maxAge of each other: each call costs broker round trips.
-type lagCache struct {
-	backend Backend
-	maxAge  time.Duration
+// cache shares one Backend call (Topics, Models) between the event sampler and scrapes
+// that come within maxAge of each other: each call costs broker or model server round trips.
+// Concurrent callers wait for the call in flight instead of starting their own.
+type cache struct {
+	fn     func(ctx context.Context) (any, error)
+	maxAge time.Duration
 
-	mu     sync.Mutex
-	at     time.Time
-	topics []Topic
-	err    error
+	mu  sync.Mutex
+	at  time.Time
+	val any
+	err error
 }
 
-func newLagCache(b Backend, maxAge time.Duration) *lagCache {
-	return &lagCache{backend: b, maxAge: maxAge}
+func newCache(maxAge time.Duration, fn func(ctx context.Context) (any, error)) *cache {
+	return &cache{fn: fn, maxAge: maxAge}
 }
 
-func (l *lagCache) get(ctx context.Context) ([]Topic, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.at.IsZero() && time.Since(l.at) < l.maxAge {
-		return l.topics, l.err
+// invalidate makes the next get call the Backend.
+func (c *cache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at = time.Time{}
+}
+
+func (c *cache) get(ctx context.Context) (any, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < c.maxAge {
+		return c.val, c.err
 	}
-	topics, err := l.backend.Topics(ctx)
-	l.at, l.topics, l.err = time.Now(), topics, err
-	return topics, err
+	c.val, c.err = c.fn(ctx)
+	c.at = time.Now()
+	return c.val, c.err
 }
 
 // mergedGatherer serves the appliance's metrics plus web's own. A family the appliance
@@ -156,6 +223,8 @@ func (l *lagCache) get(ctx context.Context) ([]Topic, error) {
 type mergedGatherer struct {
 	primary prometheus.Gatherer
 	own     prometheus.Gatherer
+	skip    *skipSet
+	mu      *sync.Mutex // one own-gather at a time, so skip describes the scrape in progress
 }
 
 func (m mergedGatherer) Gather() ([]*dto.MetricFamily, error) {
@@ -164,7 +233,10 @@ func (m mergedGatherer) Gather() ([]*dto.MetricFamily, error) {
 	for _, f := range fams {
 		have[f.GetName()] = true
 	}
+	m.mu.Lock()
+	m.skip.set(have)
 	own, err2 := m.own.Gather()
+	m.mu.Unlock()
 	for _, f := range own {
 		if !have[f.GetName()] {
 			fams = append(fams, f)

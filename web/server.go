@@ -41,6 +41,8 @@ type Server struct {
 	store    *store.Store
 	gatherer prometheus.Gatherer // the appliance's metrics merged with web's own
 	sampler  *sampler
+	topics   *cache // Backend.Topics, shared by the sampler and scrapes
+	models   *cache // Backend.Models, likewise
 
 	echo      *echo.Echo
 	srv       *http.Server
@@ -93,13 +95,15 @@ func New(cfg Config, logger *slog.Logger, backend Backend, st *store.Store, gath
 	}
 	s.loginTmpl = tmpl
 
-	lag := newLagCache(backend, cfg.EventsInterval/2)
-	own, err := ownRegistry(gatherer, st, lag)
+	s.topics = newCache(cfg.EventsInterval/2, func(ctx context.Context) (any, error) { return backend.Topics(ctx) })
+	s.models = newCache(cfg.EventsInterval/2, func(ctx context.Context) (any, error) { return backend.Models(ctx) })
+	skip := &skipSet{}
+	own, err := ownRegistry(gatherer, st, backend, s.topics, s.models, skip)
 	if err != nil {
 		return nil, fmt.Errorf("web: metrics: %w", err)
 	}
-	s.gatherer = mergedGatherer{primary: gatherer, own: own}
-	s.sampler = newSampler(gatherer, backend, st, lag, cfg.EventsInterval, s.log)
+	s.gatherer = mergedGatherer{primary: gatherer, own: own, skip: skip, mu: &sync.Mutex{}}
+	s.sampler = newSampler(gatherer, backend, st, s.topics, s.models, cfg.EventsInterval, s.log)
 
 	var tlsCfg *tls.Config
 	if cfg.TLSCert != "" {

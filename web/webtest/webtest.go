@@ -265,9 +265,15 @@ func valueOf(t testing.TB, ctx context.Context, sel string) string {
 	return value(t, ctx, sel, chromedp.Text(chromedp.CSS(sel)))
 }
 
-// Screenshot saves a PNG of the whole page to path (directories created).
+// Screenshot saves a PNG of the whole page to path (directories created), scrolled to the
+// top and without a pending notification, so pictures for the docs look alike.
 func Screenshot(t testing.TB, ctx context.Context, path string) {
 	t.Helper()
+	step(t, ctx, "prepare screenshot", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.scrollTo(0, 0);
+		const el = document.querySelector('#toast');
+		if (el) el.hidden = true;
+	})()`))
 	png := value(t, ctx, "screenshot", chromedp.FullScreenshot(100))
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)

@@ -387,12 +387,12 @@ function renderDLQ() {
     cb.checked = d.selected.has(r.id);
     return h('tr', { class: 'clickable' + (d.current === r.id ? ' selected' : ''), dataset: { id: r.id }, onclick: () => showRecord(r.id) },
       h('td', { class: 'check' }, cb),
-      h('td', { title: r.failed_at }, ago(r.failed_at)),
+      h('td', { class: 'nowrap', title: r.failed_at }, ago(r.failed_at)),
       h('td', {}, h('span', { class: 'badge ' + r.class }, r.class)),
       h('td', { class: 'hide-sm' }, r.model || '–'),
       h('td', { class: 'msg', title: r.message }, r.message),
-      h('td', { class: 'hide-sm mono small' }, r.source_topic ? r.source_topic + '/' + r.source_partition + '@' + r.source_offset : ''),
-      h('td', { class: 'hide-sm num' }, r.replays || ''));
+      h('td', { class: 'hide-sm hide-detail mono small' }, r.source_topic ? r.source_topic + '/' + r.source_partition + '@' + r.source_offset : ''),
+      h('td', { class: 'hide-sm hide-detail num' }, r.replays || ''));
   }));
   $('#dlq-empty').hidden = d.records.length > 0;
   $('#dlq-more').hidden = !d.cursor;
@@ -413,7 +413,7 @@ function updateBulk() {
   all.indeterminate = n > 0 && n < state.dlq.records.length;
 }
 
-async function showRecord(id) {
+async function showRecord(id, keepResult = false) {
   const d = state.dlq;
   try {
     const r = await api('GET', '/dlq/' + encodeURIComponent(id));
@@ -441,7 +441,7 @@ async function showRecord(id) {
     ta.value = r.value_base64 ? r.value_base64 : prettyMaybe(r.value);
     ta.dataset.base64 = r.value_base64 ? '1' : '';
     ta.dataset.original = ta.value;
-    $('#d-result').hidden = true;
+    if (!keepResult) $('#d-result').hidden = true;
     $('#dlq-detail').hidden = false;
     $('.split').classList.add('with-detail');
     for (const tr of $$('#dlq-table tbody tr')) tr.classList.toggle('selected', tr.dataset.id === r.id);
@@ -486,14 +486,17 @@ async function replayCurrent(btn, wait) {
       } else {
         out.replaceChildren(h('strong', {}, 'Replayed to the requests topic.'));
       }
+      out.scrollIntoView({ block: 'nearest' });
       toast('Replayed ' + r.id);
-      if (body.delete) closeRecord();
+      if (body.delete) closeRecord(); else showRecord(r.id, true);
       loadDLQ(true);
     } catch (e) {
       if (e.status === 401) return;
       out.hidden = false;
       out.className = 'result bad';
       out.replaceChildren(h('strong', {}, 'Failed again'), h('pre', { id: 'd-result-error' }, e.message));
+      out.scrollIntoView({ block: 'nearest' });
+      showRecord(r.id, true);
       loadDLQ(true);
     }
   });
@@ -565,7 +568,7 @@ async function loadModels() {
       versions.forEach((v, i) => {
         rows.push(h('tr', { dataset: { model: m.name, version: v.version } },
           h('td', {}, i === 0 ? h('strong', {}, m.name) : ''),
-          h('td', { class: 'num' }, v.version),
+          h('td', {}, 'v' + v.version),
           h('td', {}, h('span', { class: 'badge ' + v.state, title: v.error || '' }, v.state), v.error ? h('div', { class: 'error-text small' }, v.error) : null),
           h('td', {}, ...(byVersion[v.version] || []).map((l) => h('span', { class: 'badge' }, l)))));
       });
