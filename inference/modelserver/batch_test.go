@@ -14,6 +14,8 @@ import (
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/proto/servingpb"
+	"github.com/infergate/infergate/proto/tfpb"
 )
 
 // TestBatchingMergesConcurrentCalls sends demo requests of 1-3 rows from many
@@ -182,5 +184,27 @@ func TestBatchingConfigValidation(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%+v: %v", tc.b, err)
 		}
+	}
+}
+
+// A call waiting in the batch queue gives up at its deadline: gRPC answers
+// DEADLINE_EXCEEDED, REST (RESTTimeout) 504.
+func TestDeadlineWhileQueued(t *testing.T) {
+	cfg := testConfig(demoRepo(t))
+	cfg.Batching = &BatchingConfig{MaxBatchSize: 1000, BatchTimeout: time.Hour, NumBatchThreads: 1}
+	cfg.RESTTimeout = 100 * time.Millisecond
+	s := startServer(t, cfg)
+	c := dial(t, s.GRPCAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.pred.Predict(ctx, &servingpb.PredictRequest{ModelSpec: specFor("demo"),
+		Inputs: map[string]*tfpb.TensorProto{"input": floatProto([]int64{1, 16}, make([]float32, 16), false)}})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("gRPC: %v", err)
+	}
+	row := `[` + strings.TrimSuffix(strings.Repeat("0,", 16), ",") + `]`
+	code, body, _ := httpDo(t, "POST", "http://"+s.RESTAddr()+"/v1/models/demo:predict", `{"instances": [`+row+`]}`)
+	if code != 504 {
+		t.Fatalf("REST: %d %s", code, body)
 	}
 }

@@ -410,6 +410,7 @@ func (m *manager) publishLocked() {
 	ready := true
 	for name, mm := range m.models {
 		if mm.removed {
+			m.metrics.setAvailable(name, 0)
 			continue
 		}
 		mt := &modelTable{versions: map[int64]*servable{}, labels: mm.labels}
