@@ -57,7 +57,7 @@ func closeEnough(got, want float32) bool {
 }
 
 func TestMatchesReferenceOutputs(t *testing.T) {
-	for _, name := range []string{"demo.json", "ops_opset13.json", "ops_opset11.json", "gemm.json", "mlp64.json"} {
+	for _, name := range []string{"demo.json", "ops_opset13.json", "ops_opset11.json", "gemm.json", "mlp64.json", "norm_opset13.json", "norm_opset17.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			m, cf := readCases(t, name)
 			if len(cf.Cases) == 0 {
@@ -406,7 +406,7 @@ func TestRunAllocations(t *testing.T) {
 
 func FuzzLoad(f *testing.F) {
 	f.Add(demo.ONNX)
-	for _, name := range []string{"gemm.onnx", "ops_opset13.onnx", "ops_opset11.onnx"} {
+	for _, name := range []string{"gemm.onnx", "ops_opset13.onnx", "ops_opset11.onnx", "norm_opset13.onnx", "norm_opset17.onnx"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)

@@ -68,6 +68,48 @@ class Ops(nn.Module):
         return f, s
 
 
+class Norm(nn.Module):
+    """Slicing, reductions and layer norm (LayerNormalization at opset 17,
+    a ReduceMean/Sub/Pow/Sqrt/Div chain before)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(10, 8)
+        self.ln = nn.LayerNorm(8)
+        with torch.no_grad():
+            self.ln.weight.copy_(torch.rand(8) + 0.5)
+            self.ln.bias.copy_(torch.randn(8) * 0.1)
+
+    def forward(self, x):                                 # x [N, 12]
+        s = x[:, 1:11]                                    # Slice
+        r = x[:, 0:12:3]                                  # Slice with a step
+        h = self.ln(torch.relu(self.fc(s)))
+        m = h.mean(dim=1, keepdim=True)                   # ReduceMean
+        sm = r.sum(dim=1)                                 # ReduceSum
+        mx = h.amax(dim=1)                                # ReduceMax
+        mn = h.amin(dim=1)                                # ReduceMin
+        return torch.cat([h - m, (sm + mx - mn).unsqueeze(1)], dim=1)
+
+
+def export_norm(opset):
+    torch.manual_seed(SEED)
+    m = Norm().eval()
+    name = f"norm_opset{opset}"
+    torch.onnx.export(
+        m, torch.zeros(2, 12), name + ".onnx", input_names=["x"], output_names=["y"],
+        dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=opset,
+    )
+    rng = np.random.default_rng(SEED)
+    cases = []
+    for n in (1, 4):
+        x = rng.normal(size=(n, 12)).astype(np.float32)
+        with torch.no_grad():
+            cases.append(({"x": x}, {"y": m(torch.from_numpy(x)).numpy()}))
+    write_cases(name, name + ".onnx", cases)
+    ops = sorted({n.op_type for n in onnx.load(name + ".onnx").graph.node})
+    print(f"{name}.onnx: {', '.join(ops)}")
+
+
 def export_ops(opset):
     torch.manual_seed(SEED)
     m = Ops().eval()
@@ -173,3 +215,5 @@ if __name__ == "__main__":
     export_ops(11)
     gemm_model()
     mlp64()
+    export_norm(13)
+    export_norm(17)
