@@ -1,0 +1,353 @@
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DefaultBinary is looked up on PATH when Config.Binary is empty.
+const DefaultBinary = "tensorflow_model_server"
+
+// Defaults of Config.
+const (
+	// DefaultReadyTimeout is generous because TF Serving opens its ports only
+	// after every model is loaded, and a large SavedModel (plus warm-up)
+	// takes minutes on an edge box.
+	DefaultReadyTimeout   = 10 * time.Minute
+	DefaultGracePeriod    = 10 * time.Second
+	DefaultLogMaxBytes    = 10 << 20
+	DefaultLogTailLines   = 200
+	DefaultReadyPoll      = 500 * time.Millisecond
+	DefaultHealthInterval = 5 * time.Second
+	DefaultReloadTimeout  = 2 * time.Minute
+	DefaultCallTimeout    = 30 * time.Second
+	DefaultPlatform       = "tensorflow"
+)
+
+// Config of a Supervisor. The zero value of every field but Models and
+// DataDir means its default.
+type Config struct {
+	// Binary is the tensorflow_model_server executable (a path, or a name
+	// looked up on PATH). Empty means DefaultBinary on PATH. The appliance
+	// sets it from --tfserving-bin.
+	Binary string
+	// ExtraFlags are appended to the flags the supervisor passes (for
+	// example --enable_model_warmup=false, --tensorflow_intra_op_parallelism=2).
+	// The flags the supervisor manages itself are refused here.
+	ExtraFlags []string
+	// Env is added to the child's environment (which is infergate's).
+	Env []string
+	// DataDir receives models.config, batching.config, monitoring.config and
+	// logs/. It is created if missing.
+	DataDir string
+	// Models served; at least one. Readiness waits for every one of them.
+	Models []Model
+	// GRPCPort and RESTPort are the ports TF Serving listens on (on every
+	// interface: tensorflow_model_server cannot bind one address). 0 picks
+	// a free port; RESTPort -1 turns the REST API off.
+	GRPCPort int
+	RESTPort int
+	// ConfigPollSeconds is --model_config_file_poll_wait_seconds. 0 (read
+	// once) is the default because Reload pushes changes with
+	// HandleReloadConfigRequest; the file on disk is kept in step so a
+	// restart loads the same models.
+	ConfigPollSeconds int
+	// FileSystemPollSeconds is --file_system_poll_wait_seconds: how often TF
+	// looks for new version directories. 0 means TF's default, 1.
+	FileSystemPollSeconds int
+	// Batching, if set, writes batching.config and passes --enable_batching.
+	Batching *Batching
+	// MonitoringPath, if set, writes monitoring.config so TF exports
+	// Prometheus metrics at this path of the REST port.
+	MonitoringPath string
+	// ReadyTimeout is how long a started process may take to serve every
+	// model; past it the process is killed and restarted (a load that
+	// hangs). Not ready again for this long while running has the same
+	// effect.
+	ReadyTimeout time.Duration
+	// ReadyPoll is how often readiness is polled while not ready;
+	// HealthInterval how often once ready.
+	ReadyPoll      time.Duration
+	HealthInterval time.Duration
+	// CallTimeout bounds Predict/Metadata calls whose context has no deadline.
+	CallTimeout time.Duration
+	// ReloadTimeout bounds Reload (the RPC plus the wait for the new models).
+	ReloadTimeout time.Duration
+	Backoff       Backoff
+	CrashLoop     CrashLoop
+	// GracePeriod is the time between SIGTERM and SIGKILL on stop. TF
+	// Serving does not drain on SIGTERM: callers must drain first.
+	GracePeriod time.Duration
+	// LogMaxBytes bounds each of logs/stdout.log and logs/stderr.log; a full
+	// file is rotated to .1 (one old file kept).
+	LogMaxBytes int64
+	// LogTailLines is the size of the in-memory tail LogTail serves.
+	LogTailLines int
+}
+
+// Model is one entry of TF Serving's model_config_list.
+type Model struct {
+	Name string `json:"name"`
+	// BasePath holds one directory per version (<base>/<version>/saved_model.pb).
+	// TF wants it absolute; a relative path is made absolute.
+	BasePath string `json:"base_path"`
+	// Platform is model_platform; empty means "tensorflow".
+	Platform string `json:"platform,omitempty"`
+	Policy   Policy `json:"policy"`
+	// Labels map a label (stable, canary) to a version. TF accepts labels
+	// only for versions already AVAILABLE: add a version first, label it in
+	// a second Reload.
+	Labels map[string]int64 `json:"labels,omitempty"`
+}
+
+// Policy is model_version_policy. The zero value serves the latest version.
+type Policy struct {
+	// Latest serves the N highest versions (0 means 1).
+	Latest uint32 `json:"latest,omitempty"`
+	// Specific serves exactly these versions.
+	Specific []int64 `json:"specific,omitempty"`
+	// All serves every version found.
+	All bool `json:"all,omitempty"`
+}
+
+// Backoff between restarts: Initial, doubling up to Max.
+type Backoff struct {
+	Initial time.Duration
+	Max     time.Duration
+}
+
+// CrashLoop: Restarts exits within Window put the supervisor in state
+// crash-loop, where it keeps retrying at Backoff.Max.
+type CrashLoop struct {
+	Restarts int
+	Window   time.Duration
+}
+
+// Batching is TF Serving's batching_parameters_file. Zero fields keep TF's
+// defaults.
+type Batching struct {
+	MaxBatchSize       int64
+	BatchTimeout       time.Duration
+	MaxEnqueuedBatches int64
+	NumBatchThreads    int64
+	// AllowedBatchSizes must increase and end at MaxBatchSize.
+	AllowedBatchSizes []int64
+}
+
+func (c Config) withDefaults() Config {
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = DefaultReadyTimeout
+	}
+	if c.ReadyPoll == 0 {
+		c.ReadyPoll = DefaultReadyPoll
+	}
+	if c.HealthInterval == 0 {
+		c.HealthInterval = DefaultHealthInterval
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.ReloadTimeout == 0 {
+		c.ReloadTimeout = DefaultReloadTimeout
+	}
+	if c.Backoff.Initial == 0 {
+		c.Backoff.Initial = time.Second
+	}
+	if c.Backoff.Max == 0 {
+		c.Backoff.Max = time.Minute
+	}
+	if c.CrashLoop.Restarts == 0 {
+		c.CrashLoop.Restarts = 5
+	}
+	if c.CrashLoop.Window == 0 {
+		c.CrashLoop.Window = 10 * time.Minute
+	}
+	if c.GracePeriod == 0 {
+		c.GracePeriod = DefaultGracePeriod
+	}
+	if c.LogMaxBytes == 0 {
+		c.LogMaxBytes = DefaultLogMaxBytes
+	}
+	if c.LogTailLines == 0 {
+		c.LogTailLines = DefaultLogTailLines
+	}
+	if c.FileSystemPollSeconds == 0 {
+		c.FileSystemPollSeconds = 1
+	}
+	return c
+}
+
+// managedFlags are passed by the supervisor; setting them in ExtraFlags
+// would make the supervisor's view (ports, files) disagree with TF's.
+var managedFlags = map[string]string{
+	"port":                                "GRPCPort",
+	"rest_api_port":                       "RESTPort",
+	"model_config_file":                   "Models",
+	"model_name":                          "Models",
+	"model_base_path":                     "Models",
+	"model_config_file_poll_wait_seconds": "ConfigPollSeconds",
+	"file_system_poll_wait_seconds":       "FileSystemPollSeconds",
+	"enable_batching":                     "Batching",
+	"batching_parameters_file":            "Batching",
+	"monitoring_config_file":              "MonitoringPath",
+}
+
+// Validate reports the first invalid setting, named as in Config. It does
+// not look for the binary (New does).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if strings.TrimSpace(c.DataDir) == "" {
+		return errors.New("sidecar: DataDir is empty")
+	}
+	if err := ValidateModels(c.Models); err != nil {
+		return err
+	}
+	for _, f := range c.ExtraFlags {
+		name, _, _ := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if !strings.HasPrefix(f, "-") {
+			return fmt.Errorf("sidecar: ExtraFlags: %q is not a flag (TF Serving takes --name=value)", f)
+		}
+		if field, ok := managedFlags[name]; ok {
+			return fmt.Errorf("sidecar: ExtraFlags: --%s is set by the supervisor; use %s", name, field)
+		}
+	}
+	switch {
+	case c.GRPCPort < 0 || c.GRPCPort > 65535:
+		return fmt.Errorf("sidecar: GRPCPort %d is not a TCP port (0 picks a free one)", c.GRPCPort)
+	case c.RESTPort < -1 || c.RESTPort > 65535:
+		return fmt.Errorf("sidecar: RESTPort %d is not a TCP port (0 picks a free one, -1 turns REST off)", c.RESTPort)
+	case c.GRPCPort != 0 && c.GRPCPort == c.RESTPort:
+		return fmt.Errorf("sidecar: RESTPort %d must differ from GRPCPort", c.RESTPort)
+	case c.ConfigPollSeconds < 0:
+		return fmt.Errorf("sidecar: ConfigPollSeconds %d is negative", c.ConfigPollSeconds)
+	case c.ReadyTimeout < 0, c.ReadyPoll < 0, c.HealthInterval < 0, c.CallTimeout < 0, c.ReloadTimeout < 0, c.GracePeriod < 0:
+		return errors.New("sidecar: ReadyTimeout, ReadyPoll, HealthInterval, CallTimeout, ReloadTimeout and GracePeriod must not be negative")
+	case c.Backoff.Initial < 0 || c.Backoff.Max < c.Backoff.Initial:
+		return fmt.Errorf("sidecar: Backoff: Initial %v must be positive and at most Max %v", c.Backoff.Initial, c.Backoff.Max)
+	case c.CrashLoop.Restarts < 1 || c.CrashLoop.Window < 0:
+		return fmt.Errorf("sidecar: CrashLoop: Restarts %d must be at least 1 and Window %v positive", c.CrashLoop.Restarts, c.CrashLoop.Window)
+	case c.LogMaxBytes < 1024:
+		return fmt.Errorf("sidecar: LogMaxBytes %d is below 1024", c.LogMaxBytes)
+	case c.LogTailLines < 1:
+		return fmt.Errorf("sidecar: LogTailLines %d must be positive", c.LogTailLines)
+	case c.MonitoringPath != "" && !strings.HasPrefix(c.MonitoringPath, "/"):
+		return fmt.Errorf("sidecar: MonitoringPath %q must start with /", c.MonitoringPath)
+	case c.MonitoringPath != "" && c.RESTPort == -1:
+		return errors.New("sidecar: MonitoringPath needs the REST API (TF serves metrics on the REST port), but RESTPort is -1")
+	}
+	if b := c.Batching; b != nil {
+		if b.MaxBatchSize < 0 || b.BatchTimeout < 0 || b.MaxEnqueuedBatches < 0 || b.NumBatchThreads < 0 {
+			return errors.New("sidecar: Batching: values must not be negative")
+		}
+		if n := len(b.AllowedBatchSizes); n > 0 {
+			prev := int64(0)
+			for _, s := range b.AllowedBatchSizes {
+				if s <= prev {
+					return fmt.Errorf("sidecar: Batching.AllowedBatchSizes %v must be positive and increasing", b.AllowedBatchSizes)
+				}
+				prev = s
+			}
+			if prev != b.MaxBatchSize {
+				return fmt.Errorf("sidecar: Batching.AllowedBatchSizes must end at MaxBatchSize %d", b.MaxBatchSize)
+			}
+		}
+	}
+	return nil
+}
+
+// ValidateModels checks a model list the way TF Serving would refuse it.
+func ValidateModels(models []Model) error {
+	if len(models) == 0 {
+		return errors.New("sidecar: Models is empty: configure at least one model")
+	}
+	seen := map[string]bool{}
+	for i, m := range models {
+		switch {
+		case m.Name == "":
+			return fmt.Errorf("sidecar: Models[%d]: Name is empty", i)
+		case strings.ContainsAny(m.Name, "/\\ \t\n'\""):
+			return fmt.Errorf("sidecar: Models[%d]: Name %q contains a slash, quote or space", i, m.Name)
+		case seen[m.Name]:
+			return fmt.Errorf("sidecar: Models[%d]: Name %q appears twice", i, m.Name)
+		case m.BasePath == "":
+			return fmt.Errorf("sidecar: Models[%d] (%s): BasePath is empty", i, m.Name)
+		}
+		seen[m.Name] = true
+		p := m.Policy
+		n := 0
+		if p.Latest > 0 {
+			n++
+		}
+		if len(p.Specific) > 0 {
+			n++
+		}
+		if p.All {
+			n++
+		}
+		if n > 1 {
+			return fmt.Errorf("sidecar: Models[%d] (%s): Policy sets more than one of Latest, Specific, All", i, m.Name)
+		}
+		for _, v := range p.Specific {
+			if v <= 0 {
+				return fmt.Errorf("sidecar: Models[%d] (%s): Policy.Specific has version %d; versions are positive", i, m.Name, v)
+			}
+		}
+		for l, v := range m.Labels {
+			if l == "" || v <= 0 {
+				return fmt.Errorf("sidecar: Models[%d] (%s): label %q → %d: labels need a name and a positive version", i, m.Name, l, v)
+			}
+		}
+	}
+	return nil
+}
+
+// absModels returns models with absolute base paths (TF resolves relative
+// ones against its own working directory, which is a trap) unless they are
+// URLs (gs://, s3://, hdfs://) that TF reads itself.
+func absModels(models []Model) ([]Model, error) {
+	out := make([]Model, len(models))
+	for i, m := range models {
+		if !strings.Contains(m.BasePath, "://") && !filepath.IsAbs(m.BasePath) {
+			abs, err := filepath.Abs(m.BasePath)
+			if err != nil {
+				return nil, fmt.Errorf("sidecar: model %s: BasePath: %w", m.Name, err)
+			}
+			m.BasePath = abs
+		}
+		m.Policy.Specific = slices.Clone(m.Policy.Specific)
+		if m.Labels != nil {
+			l := make(map[string]int64, len(m.Labels))
+			for k, v := range m.Labels {
+				l[k] = v
+			}
+			m.Labels = l
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+// findBinary resolves the binary to run, naming the setting when it is
+// missing so an operator knows what to change.
+func findBinary(bin string) (string, error) {
+	setting := "set --tfserving-bin (model_server.tfserving_bin, INFERGATE_MODEL_SERVER_TFSERVING_BIN) to its path"
+	if bin == "" {
+		bin = DefaultBinary
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		if strings.ContainsRune(bin, filepath.Separator) {
+			return "", fmt.Errorf("sidecar: tensorflow_model_server binary %s is not an executable file (%w); %s", bin, err, setting)
+		}
+		return "", fmt.Errorf("sidecar: %s not found on PATH (install TensorFlow Serving, see docs/sidecar.md, or %s): %w", bin, setting, err)
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return path, nil
+}

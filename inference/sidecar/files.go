@@ -1,0 +1,149 @@
+package sidecar
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/infergate/infergate/proto/servingpb"
+)
+
+// Names of the files the supervisor writes into DataDir.
+const (
+	ModelsFile     = "models.config"
+	BatchingFile   = "batching.config"
+	MonitoringFile = "monitoring.config"
+	LogsDir        = "logs"
+)
+
+// ModelServerConfig converts models to TF's ModelServerConfig, the message
+// behind --model_config_file and HandleReloadConfigRequest.
+func ModelServerConfig(models []Model) *servingpb.ModelServerConfig {
+	list := &servingpb.ModelConfigList{}
+	for _, m := range models {
+		platform := m.Platform
+		if platform == "" {
+			platform = DefaultPlatform
+		}
+		mc := &servingpb.ModelConfig{Name: m.Name, BasePath: m.BasePath, ModelPlatform: platform}
+		p := &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy{}
+		switch {
+		case m.Policy.All:
+			p.PolicyChoice = &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_All_{
+				All: &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_All{}}
+		case len(m.Policy.Specific) > 0:
+			p.PolicyChoice = &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Specific_{
+				Specific: &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Specific{Versions: slices.Clone(m.Policy.Specific)}}
+		default:
+			p.PolicyChoice = &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Latest_{
+				Latest: &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Latest{NumVersions: max(m.Policy.Latest, 1)}}
+		}
+		mc.ModelVersionPolicy = p
+		if len(m.Labels) > 0 {
+			mc.VersionLabels = make(map[string]int64, len(m.Labels))
+			for k, v := range m.Labels {
+				mc.VersionLabels[k] = v
+			}
+		}
+		list.Config = append(list.Config, mc)
+	}
+	return &servingpb.ModelServerConfig{Config: &servingpb.ModelServerConfig_ModelConfigList{ModelConfigList: list}}
+}
+
+func batchingProto(b *Batching) *servingpb.BatchingParameters {
+	p := &servingpb.BatchingParameters{AllowedBatchSizes: slices.Clone(b.AllowedBatchSizes)}
+	if b.MaxBatchSize > 0 {
+		p.MaxBatchSize = wrapperspb.Int64(b.MaxBatchSize)
+	}
+	if b.BatchTimeout > 0 {
+		p.BatchTimeoutMicros = wrapperspb.Int64(b.BatchTimeout.Microseconds())
+	}
+	if b.MaxEnqueuedBatches > 0 {
+		p.MaxEnqueuedBatches = wrapperspb.Int64(b.MaxEnqueuedBatches)
+	}
+	if b.NumBatchThreads > 0 {
+		p.NumBatchThreads = wrapperspb.Int64(b.NumBatchThreads)
+	}
+	return p
+}
+
+// textFormat marshals m in TF's text format. Multiline output keeps the
+// files readable for an operator comparing them with TF's documentation.
+func textFormat(m proto.Message) ([]byte, error) {
+	b, err := prototext.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("# Written by infergate's sidecar supervisor; edits are overwritten.\n"), b...), nil
+}
+
+// writeAtomic replaces path with data so TF, which may re-read the file at
+// any time, never sees it half-written.
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func writeModelsFile(dir string, models []Model) error {
+	data, err := textFormat(ModelServerConfig(models))
+	if err != nil {
+		return fmt.Errorf("sidecar: encoding %s: %w", ModelsFile, err)
+	}
+	if err := writeAtomic(filepath.Join(dir, ModelsFile), data); err != nil {
+		return fmt.Errorf("sidecar: writing %s: %w", ModelsFile, err)
+	}
+	return nil
+}
+
+// writeStaticFiles writes the files that do not change while running and
+// returns the flags that point TF at them.
+func writeStaticFiles(cfg Config) ([]string, error) {
+	var flags []string
+	if cfg.Batching != nil {
+		data, err := textFormat(batchingProto(cfg.Batching))
+		if err != nil {
+			return nil, fmt.Errorf("sidecar: encoding %s: %w", BatchingFile, err)
+		}
+		path := filepath.Join(cfg.DataDir, BatchingFile)
+		if err := writeAtomic(path, data); err != nil {
+			return nil, fmt.Errorf("sidecar: writing %s: %w", BatchingFile, err)
+		}
+		flags = append(flags, "--enable_batching=true", "--batching_parameters_file="+path)
+	}
+	if cfg.MonitoringPath != "" {
+		mc := &servingpb.MonitoringConfig{PrometheusConfig: &servingpb.PrometheusConfig{Enable: true, Path: cfg.MonitoringPath}}
+		data, err := textFormat(mc)
+		if err != nil {
+			return nil, fmt.Errorf("sidecar: encoding %s: %w", MonitoringFile, err)
+		}
+		path := filepath.Join(cfg.DataDir, MonitoringFile)
+		if err := writeAtomic(path, data); err != nil {
+			return nil, fmt.Errorf("sidecar: writing %s: %w", MonitoringFile, err)
+		}
+		flags = append(flags, "--monitoring_config_file="+path)
+	}
+	return flags, nil
+}
