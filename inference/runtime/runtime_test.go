@@ -206,6 +206,9 @@ func graph(opset int64, inputs []*onnxpb.ValueInfoProto, outputs []string, inits
 	return b
 }
 
+func protoUnmarshal(b []byte, m proto.Message) error { return proto.Unmarshal(b, m) }
+func protoMarshal(m proto.Message) ([]byte, error)   { return proto.Marshal(m) }
+
 func floatInput(name string, dims ...int64) *onnxpb.ValueInfoProto {
 	return typedInput(name, onnxpb.TensorProto_FLOAT, dims...)
 }
