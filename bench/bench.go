@@ -1,0 +1,373 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/broker"
+)
+
+// Run performs one bench run and returns its report. The error is for runs
+// that could not be made (setup failed); problems during a run (lost
+// requests, produce errors) are in the report: see Report.OK.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	sys, err := startSystem(ctx, &cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	rep, runErr := runOn(ctx, cfg, sys, logger)
+	if err := sys.stop(); err != nil {
+		if rep != nil {
+			rep.Errors = append(rep.Errors, "stopping: "+err.Error())
+		} else {
+			runErr = errors.Join(runErr, err)
+		}
+	}
+	return rep, runErr
+}
+
+func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*Report, error) {
+	run := seed()
+	cc := broker.ClientConfig{Brokers: sys.brokers, Compression: broker.CompressionNone}
+	base, err := cc.Opts()
+	if err != nil {
+		return nil, fmt.Errorf("bench: --brokers: %w", err)
+	}
+	admCl, err := kgo.NewClient(base...)
+	if err != nil {
+		return nil, fmt.Errorf("bench: kafka client: %w", err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+
+	requests, results, dlq := sys.requests, sys.results, sys.dlq
+	var bl *runner
+	if cfg.Mode == ModeBaseline {
+		// Topics of this run alone: the baseline's consumer group then reads
+		// them from the start without meeting earlier runs' requests, and
+		// the appliance's own pipeline never sees them.
+		prefix := fmt.Sprintf("infergate_bench_%016x_", run)
+		requests, results, dlq = prefix+"requests", prefix+"results", prefix+"dlq"
+		tctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := broker.EnsureTopics(tctx, adm, broker.DefaultTopics(requests, results, dlq, int32(cfg.Partitions))...)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("bench: creating the baseline's topics: %w", err)
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_, _ = adm.DeleteTopics(dctx, requests, results, dlq)
+		}()
+		if sys.grpcAddr == "" {
+			return nil, errors.New("bench: the baseline needs a model server gRPC endpoint (--tfserving)")
+		}
+		b := &baseline{
+			logger: logger, clientOpt: base,
+			requests: requests, results: results, dlq: dlq,
+			group: prefix + "group", modelName: "demo", grpcAddr: sys.grpcAddr,
+		}
+		bl = start(ctx, b.run)
+		defer bl.stop()
+	}
+
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	offsets, err := startOffsets(octx, adm, results, dlq)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+
+	prodCl, err := kgo.NewClient(append(append([]kgo.Opt{}, base...),
+		kgo.DefaultProduceTopic(requests),
+		kgo.ProducerLinger(cfg.Linger),
+		kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.MaxBufferedRecords(max(cfg.Window, 100000)),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("bench: producer: %w", err)
+	}
+	defer prodCl.Close()
+	// Metadata before the first slot, so the first requests do not pay for it.
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err = adm.ListEndOffsets(mctx, requests)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("bench: topic %s: %w", requests, err)
+	}
+	if err := prodCl.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("bench: producer: %w", err)
+	}
+
+	consCl, err := kgo.NewClient(append(append([]kgo.Opt{}, base...),
+		kgo.ConsumePartitions(offsets),
+		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.FetchMaxBytes(32<<20),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("bench: consumer: %w", err)
+	}
+	defer consCl.Close()
+
+	rep := &Report{
+		Mode: cfg.Mode, ModelPath: cfg.ModelPath, Rate: "max", TargetRPS: cfg.Rate,
+		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
+		SelfContained: len(cfg.Brokers) == 0, Brokers: strings.Join(sys.brokers, ","),
+		ReadyMS: float64(sys.ready.Microseconds()) / 1000,
+	}
+	if rep.SelfContained {
+		rep.Partitions = cfg.Partitions
+		rep.Durability = orDefault(cfg.Durability, "appliance default")
+		rep.Compression = orDefault(cfg.Compression, "appliance default")
+	}
+	if cfg.Rate > 0 {
+		rep.Rate = strconv.FormatFloat(cfg.Rate, 'f', -1, 64)
+	}
+
+	// Idle memory: the appliance is ready and has nothing to do yet. A
+	// moment's pause lets start-up garbage be collected as it would be.
+	var idle procSample
+	if sys.proc != nil {
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return nil, err
+		}
+		if idle, err = sys.proc.sample(); err != nil {
+			return nil, err
+		}
+	}
+
+	pay := newPayloads(cfg.Payloads, run, cfg.BadEvery)
+	gen := newGenerator(prodCl, requests, run, pay)
+	begin := time.Now().Add(20 * time.Millisecond)
+	measureFrom := begin.Add(cfg.Warmup)
+	measureTo := measureFrom.Add(cfg.Duration)
+	rep.Started = begin.UTC().Format(time.RFC3339)
+	col := &collector{
+		cl: consCl, run: run, resultTopic: results, dlqTopic: dlq,
+		start: begin, measureFrom: measureFrom, measureTo: measureTo,
+		sent:     gen.handed.Load,
+		progress: make(chan struct{}, 1),
+		total:    newHist(), interval: newHist(),
+	}
+	colCtx, stopCol := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { col.loop(colCtx) })
+
+	// Resource sampling: CPU at the window's edges, RSS every 250 ms.
+	smp := &sampler{src: sys.proc}
+	smpCtx, stopSmp := context.WithCancel(ctx)
+	wg.Go(func() { smp.loop(smpCtx, measureFrom, measureTo) })
+
+	prgCtx, stopPrg := context.WithCancel(ctx)
+	if cfg.Progress != nil {
+		wg.Go(func() { progress(prgCtx, cfg, gen, col, smp, begin, measureFrom) })
+	}
+
+	if cfg.Rate > 0 {
+		gen.runFixed(ctx, newSchedule(begin, cfg.Rate, cfg.Warmup+cfg.Duration))
+	} else {
+		if err := sleepUntil(ctx, begin); err == nil {
+			gen.runMax(ctx, measureTo, int64(cfg.Window), col.completed, col.progress)
+		}
+	}
+
+	// Drain: every request acknowledged, then every output seen, or the
+	// drain period is over.
+	drainEnd := time.Now().Add(cfg.Drain)
+	fctx, cancel := context.WithDeadline(ctx, drainEnd)
+	if err := prodCl.Flush(fctx); err != nil {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("flushing requests: %v", err))
+	}
+	cancel()
+	for col.completed() < gen.acked.Load() && time.Now().Before(drainEnd) && ctx.Err() == nil {
+		if bl != nil && isDone(bl) {
+			break
+		}
+		_ = sleepCtx(ctx, 10*time.Millisecond)
+	}
+	stopPrg()
+	stopSmp()
+	stopCol()
+	wg.Wait()
+
+	rep.Sent = gen.acked.Load()
+	rep.Results, rep.DLQ, rep.Duplicates = col.results.Load(), col.dlq.Load(), col.dups.Load()
+	rep.Lost = rep.Sent - rep.Results - rep.DLQ
+	rep.ThroughputRPS = float64(col.windowN.Load()) / cfg.Duration.Seconds()
+	col.mu.Lock()
+	rep.Percentiles = summarize(col.total)
+	rep.Curve = curve(col.total)
+	rep.Series = col.series
+	if col.err != nil {
+		rep.Errors = append(rep.Errors, col.err.Error())
+	}
+	col.mu.Unlock()
+	lag := summarize(gen.lag)
+	rep.SendLagP99MS, rep.SendLagMaxMS = lag.P99, lag.Max
+
+	if err := gen.produceErr(); err != nil {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("%d requests failed: %v", gen.failed.Load(), err))
+	}
+	if rep.Lost > 0 {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("%d requests lost: no result or DLQ record within --drain %s", rep.Lost, cfg.Drain))
+	}
+	if rep.Lost < 0 {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("%d more outputs than acknowledged requests", -rep.Lost))
+	}
+	if bl != nil && isDone(bl) && bl.err != nil {
+		rep.Errors = append(rep.Errors, "baseline: "+bl.err.Error())
+	}
+	if ctx.Err() != nil {
+		rep.Errors = append(rep.Errors, "interrupted: "+ctx.Err().Error())
+	}
+	if sys.proc != nil {
+		smp.fill(rep, idle)
+	}
+	return rep, nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func isDone(r *runner) bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// progress prints a line per second on cfg.Progress.
+func progress(ctx context.Context, cfg Config, gen *generator, col *collector, smp *sampler, begin, measureFrom time.Time) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var lastSent, lastDone int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			sent, done := gen.handed.Load(), col.completed()
+			col.mu.Lock()
+			p99 := usToMS(col.total.ValueAtPercentile(99))
+			col.mu.Unlock()
+			fmt.Fprintln(cfg.Progress, progressLine(now.Sub(begin).Round(time.Second), now.Before(measureFrom),
+				sent, done, col.dlq.Load(), sent-lastSent, done-lastDone, p99, mb(smp.lastRSS())))
+			lastSent, lastDone = sent, done
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func sleepUntil(ctx context.Context, at time.Time) error { return sleepCtx(ctx, time.Until(at)) }
+
+// sampler reads the appliance's resource use while the run lasts.
+type sampler struct {
+	src      procSource
+	mu       sync.Mutex
+	from, to procSample // at the measured window's edges
+	maxRSS   int64
+	last     procSample
+	err      error
+	haveFrom bool
+	haveTo   bool
+}
+
+func (s *sampler) loop(ctx context.Context, from, to time.Time) {
+	if s.src == nil {
+		return
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	fromT := time.NewTimer(time.Until(from))
+	defer fromT.Stop()
+	toT := time.NewTimer(time.Until(to))
+	defer toT.Stop()
+	take := func() procSample {
+		p, err := s.src.sample()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err != nil {
+			s.err = err
+			return p
+		}
+		s.last = p
+		s.maxRSS = max(s.maxRSS, p.rss)
+		return p
+	}
+	take()
+	for {
+		select {
+		case <-ctx.Done():
+			take()
+			return
+		case <-tick.C:
+			take()
+		case <-fromT.C:
+			p := take()
+			s.mu.Lock()
+			s.from, s.haveFrom = p, true
+			s.mu.Unlock()
+		case <-toT.C:
+			p := take()
+			s.mu.Lock()
+			s.to, s.haveTo = p, true
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *sampler) lastRSS() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last.rss
+}
+
+func (s *sampler) fill(rep *Report, idle procSample) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		rep.Errors = append(rep.Errors, "sampling the appliance: "+s.err.Error())
+	}
+	rep.RSSIdleMB = mb(idle.rss)
+	rep.RSSMB = mb(s.maxRSS)
+	rep.RSSPeakMB = mb(max(s.last.hwm, idle.hwm))
+	if s.haveFrom && s.haveTo {
+		cpu := s.to.cpu - s.from.cpu
+		rep.CPUSeconds = cpu.Seconds()
+		if w := s.to.at.Sub(s.from.at); w > 0 {
+			rep.CPUCores = cpu.Seconds() / w.Seconds()
+		}
+	}
+}

@@ -1,0 +1,150 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Modes and model paths.
+const (
+	ModePipeline = "pipeline"
+	ModeBaseline = "baseline"
+
+	ModelPathInProcess = "inprocess"
+	ModelPathGRPC      = "grpc"
+)
+
+// Config is one bench run. Start from DefaultConfig.
+type Config struct {
+	// Brokers of a running appliance; empty starts a self-contained one in
+	// this process (temporary data dir, embedded broker, demo model).
+	Brokers []string
+	// Rate is requests per second on a fixed schedule; 0 sends as fast as
+	// Window allows.
+	Rate float64
+	// Duration is how long requests are measured, after Warmup.
+	Duration time.Duration
+	// Warmup is sent like the rest but left out of the latency figures
+	// and the throughput window.
+	Warmup time.Duration
+	// Drain is how long to wait after sending for the last outputs.
+	Drain time.Duration
+	// Window bounds requests outstanding (sent, output not seen) when
+	// Rate is 0.
+	Window int
+	// Mode is ModePipeline or ModeBaseline.
+	Mode string
+	// ModelPath (self-contained only) is how the pipeline reaches the model:
+	// in process, or over loopback gRPC to a model server of its own.
+	ModelPath string
+	// Partitions of the self-contained appliance's topics.
+	Partitions int
+	// BadEvery makes every n-th distinct payload undecodable, to exercise
+	// the DLQ (0: none).
+	BadEvery int
+	// Payloads is how many distinct request values are pre-encoded.
+	Payloads int
+	// Linger of the generator's producer.
+	Linger time.Duration
+
+	// Topics of an external appliance (self-contained: its own).
+	RequestsTopic, ResultsTopic, DLQTopic string
+	// TFServing is the gRPC endpoint the baseline calls when Brokers is
+	// set (self-contained: the appliance's model server).
+	TFServing string
+	// PID of an external appliance, to sample its CPU and memory.
+	PID int
+
+	// Self-contained appliance settings; zero values keep the appliance's
+	// defaults (MaxWait: negative keeps it).
+	Durability  string
+	Compression string
+	MaxBatch    int
+	MaxWait     time.Duration
+	InFlight    int
+
+	// Progress receives a line per second while the run lasts (nil: none).
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// DefaultConfig is a ten-second run at 1,000 requests/s against a
+// self-contained appliance.
+func DefaultConfig() Config {
+	return Config{
+		Rate:          1000,
+		Duration:      10 * time.Second,
+		Warmup:        2 * time.Second,
+		Drain:         30 * time.Second,
+		Window:        20000,
+		Mode:          ModePipeline,
+		ModelPath:     ModelPathInProcess,
+		Partitions:    6,
+		Payloads:      4096,
+		Linger:        time.Millisecond,
+		RequestsTopic: "inference_requests",
+		ResultsTopic:  "inference_results",
+		DLQTopic:      "inference_dlq",
+		MaxWait:       -1,
+	}
+}
+
+// Validate reports every invalid setting, named by its flag.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...)))
+	}
+	if c.Rate < 0 {
+		bad("rate", "must be a positive number or max, got %g", c.Rate)
+	}
+	if c.Duration <= 0 {
+		bad("duration", "must be > 0, got %s", c.Duration)
+	}
+	if c.Warmup < 0 {
+		bad("warmup", "must be >= 0, got %s", c.Warmup)
+	}
+	if c.Drain <= 0 {
+		bad("drain", "must be > 0, got %s", c.Drain)
+	}
+	if c.Rate == 0 && c.Window < 1 {
+		bad("window", "must be >= 1, got %d", c.Window)
+	}
+	if c.Mode != ModePipeline && c.Mode != ModeBaseline {
+		bad("mode", "must be %s or %s, got %q", ModePipeline, ModeBaseline, c.Mode)
+	}
+	if c.ModelPath != ModelPathInProcess && c.ModelPath != ModelPathGRPC {
+		bad("model-path", "must be %s or %s, got %q", ModelPathInProcess, ModelPathGRPC, c.ModelPath)
+	}
+	if len(c.Brokers) > 0 && c.ModelPath == ModelPathGRPC {
+		bad("model-path", "grpc selects how a self-contained appliance calls its model; a running appliance (--brokers) uses its own configuration")
+	}
+	if len(c.Brokers) > 0 && c.Mode == ModeBaseline && c.TFServing == "" {
+		bad("tfserving", "the baseline against --brokers needs a TF Serving gRPC endpoint (HOST:PORT)")
+	}
+	if c.Partitions < 1 || c.Partitions > 1000 {
+		bad("partitions", "must be 1..1000, got %d", c.Partitions)
+	}
+	if c.BadEvery < 0 {
+		bad("bad-every", "must be >= 0, got %d", c.BadEvery)
+	}
+	if c.Payloads < 1 {
+		bad("payloads", "must be >= 1, got %d", c.Payloads)
+	}
+	if c.Linger < 0 {
+		bad("linger", "must be >= 0, got %s", c.Linger)
+	}
+	if c.RequestsTopic == "" || c.ResultsTopic == "" || c.DLQTopic == "" {
+		bad("requests-topic", "the requests, results and DLQ topics must be named")
+	}
+	if c.PID < 0 {
+		bad("pid", "must be a process id, got %d", c.PID)
+	}
+	if c.PID > 0 && len(c.Brokers) == 0 {
+		bad("pid", "samples an external appliance (with --brokers); a self-contained one is this process")
+	}
+	return errors.Join(errs...)
+}
