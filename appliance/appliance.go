@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/broker"
+	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/store"
 )
 
@@ -35,6 +36,10 @@ type Appliance struct {
 	mu       sync.Mutex // guards what components publish as they start
 	store    *store.Store
 	embedded *broker.Embedded
+	// modelServer is the embedded model server (nil in other modes);
+	// predictor is what the pipeline calls, whatever the mode.
+	modelServer *modelserver.Server
+	predictor   predictor
 	client   broker.ClientConfig // brokers filled in once the broker runs
 }
 
@@ -103,6 +108,21 @@ func (a *Appliance) AdminToken() string { return a.token }
 // Registry holds the appliance's Prometheus metrics.
 func (a *Appliance) Registry() *prometheus.Registry { return a.reg }
 
+// ModelServer is the embedded model server, nil unless model_server.mode is
+// embedded and it has started.
+func (a *Appliance) ModelServer() *modelserver.Server {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.modelServer
+}
+
+// Store is the DLQ store, nil until it has started.
+func (a *Appliance) Store() *store.Store {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.store
+}
+
 // BrokerAddr is the bootstrap address clients use: the embedded broker's
 // advertised address once it runs, else the configured seed brokers.
 func (a *Appliance) BrokerAddr() string {
@@ -118,9 +138,9 @@ func (a *Appliance) components() []*component {
 		a.storeComponent(),
 		a.brokerComponent(),
 		a.topicsComponent(),
+		a.modelServerComponent(),
 	}
-	// TODO(appliance): model server (embedded modelserver / tfserving /
-	// sidecar), pipeline and web are wired as their packages land.
+	// TODO(appliance): pipeline and web are wired as their packages land.
 	if a.cfg.Demo.Enabled {
 		comps = append(comps, a.demoComponent())
 	}

@@ -51,6 +51,7 @@ type supervisor struct {
 	mu       sync.Mutex
 	running  []*runningComponent
 	starting string // name of the component being started, for Ready
+	started  bool   // every component started
 	stopping bool
 	exited   chan *runningComponent // a run returned
 }
@@ -65,8 +66,16 @@ func newSupervisor(logger *slog.Logger) *supervisor {
 func (s *supervisor) run(ctx context.Context, comps []*component) error {
 	if err := s.startAll(ctx, comps); err != nil {
 		stopErr := s.stopAll()
+		if ctx.Err() != nil {
+			// Interrupted while starting (Ctrl-C): a clean stop, not a failure.
+			s.logger.Info("start interrupted", "reason", context.Cause(ctx), "during", err)
+			return stopErr
+		}
 		return errors.Join(err, stopErr)
 	}
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
 	s.logger.Info("infergate is ready")
 
 	var cause error
@@ -199,7 +208,7 @@ var ErrNotReady = errors.New("not ready")
 // error naming each one that is not.
 func (s *supervisor) ready(all []*component) error {
 	s.mu.Lock()
-	stopping, starting := s.stopping, s.starting
+	stopping, starting, started := s.stopping, s.starting, s.started
 	running := map[string]*runningComponent{}
 	for _, rc := range s.running {
 		running[rc.name] = rc
@@ -234,6 +243,9 @@ func (s *supervisor) ready(all []*component) error {
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrNotReady, strings.Join(problems, "; "))
+	}
+	if !started {
+		return fmt.Errorf("%w: starting", ErrNotReady)
 	}
 	return nil
 }

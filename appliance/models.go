@@ -1,0 +1,229 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/tfserving"
+)
+
+// predictor is what the pipeline calls: the embedded server in process, or
+// TF Serving over gRPC. (The pipeline owns the interface; this is the same
+// method set, kept here so the wiring does not depend on its package.)
+type predictor interface {
+	Predict(ctx context.Context, spec model.Spec, inputs map[string]*tensor.Tensor) (*model.Result, error)
+	Metadata(ctx context.Context, spec model.Spec) (*model.Metadata, error)
+}
+
+// modelReadyTimeout bounds how long the start waits for the models to load
+// before the pipeline starts.
+const modelReadyTimeout = 2 * time.Minute
+
+// repositoryModels lists the models of the repository: one directory per
+// model, holding one directory per version (TF Serving's layout).
+func repositoryModels(dir string) ([]modelserver.ModelConfig, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading the model repository %s: %w", dir, err)
+	}
+	var models []modelserver.ModelConfig
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue // .demo-* and other temporaries
+		}
+		models = append(models, modelserver.ModelConfig{Name: e.Name(), BasePath: filepath.Join(dir, e.Name())})
+	}
+	return models, nil
+}
+
+func (a *Appliance) modelServerComponent() *component {
+	if a.cfg.ModelServer.Mode == ModelServerExternal {
+		return a.externalModelServerComponent()
+	}
+	// TODO(appliance): model_server.mode sidecar (inference/sidecar) when it lands.
+	var srv *modelserver.Server
+	return &component{
+		name: "model server",
+		start: func(context.Context) error {
+			if err := modelserver.EnsureDemo(a.paths.Models); err != nil {
+				return fmt.Errorf("writing the demo model into %s: %w", a.paths.Models, err)
+			}
+			models, err := repositoryModels(a.paths.Models)
+			if err != nil {
+				return err
+			}
+			names := make([]string, len(models))
+			for i, m := range models {
+				names[i] = m.Name
+			}
+			if !slices.Contains(names, a.cfg.Pipeline.DefaultModel) {
+				return fmt.Errorf("pipeline.default_model (--default-model, INFERGATE_PIPELINE_DEFAULT_MODEL): model %q is not in the model repository %s (it has: %s); "+
+					"add %s/%s/1/model.onnx or choose one of those", a.cfg.Pipeline.DefaultModel, a.paths.Models,
+					strings.Join(names, ", "), a.paths.Models, a.cfg.Pipeline.DefaultModel)
+			}
+			mc := modelserver.DefaultConfig()
+			mc.GRPCListen = a.cfg.ModelServer.GRPCListen
+			mc.RESTListen = a.cfg.ModelServer.RESTListen
+			mc.Models = models
+			mc.MonitoringPath = "/monitoring/prometheus/metrics"
+			srv, err = modelserver.New(mc, a.logger.With("component", "model-server"))
+			if err != nil {
+				return err
+			}
+			a.mu.Lock()
+			a.modelServer = srv
+			a.predictor = srv.InProcess()
+			a.mu.Unlock()
+			return nil
+		},
+		run: func(ctx context.Context) error {
+			err := srv.Run(ctx)
+			if errors.Is(err, syscall.EADDRINUSE) {
+				key, flag, env, addr := "model_server.grpc_listen", "--grpc-listen", "INFERGATE_MODEL_SERVER_GRPC_LISTEN", a.cfg.ModelServer.GRPCListen
+				if strings.Contains(err.Error(), a.cfg.ModelServer.RESTListen) {
+					key, flag, env, addr = "model_server.rest_listen", "--rest-listen", "INFERGATE_MODEL_SERVER_REST_LISTEN", a.cfg.ModelServer.RESTListen
+				}
+				return listenError(key, flag, env, addr, err)
+			}
+			return err
+		},
+		ready: func() error {
+			if srv == nil || !srv.Ready() || srv.GRPCAddr() == "" {
+				var loading []string
+				if srv != nil {
+					for _, m := range srv.Models() {
+						loading = append(loading, m.Name)
+					}
+				}
+				return fmt.Errorf("models not loaded yet (%s)", strings.Join(loading, ", "))
+			}
+			return nil
+		},
+		readyTimeout: modelReadyTimeout,
+	}
+}
+
+// externalModelServerComponent connects to TF Serving endpoints. Their being
+// down at start is not fatal: the pipeline treats an unavailable model server
+// as a circuit to wait on, not as an error, and TF Serving often starts after
+// its clients.
+func (a *Appliance) externalModelServerComponent() *component {
+	var clients []*tfserving.Client
+	var p *roundRobin
+	var up atomic.Bool
+	return &component{
+		name: "model server",
+		start: func(ctx context.Context) error {
+			for _, ep := range a.cfg.ModelServer.TFServingEndpoints {
+				c, err := tfserving.Dial(tfserving.Config{Address: ep, Timeout: a.cfg.ModelServer.Timeout})
+				if err != nil {
+					for _, c := range clients {
+						c.Close()
+					}
+					return fmt.Errorf("model_server.tfserving_endpoints (--tfserving-endpoints, INFERGATE_MODEL_SERVER_TFSERVING_ENDPOINTS): %w", err)
+				}
+				clients = append(clients, c)
+			}
+			p = &roundRobin{clients: clients}
+			a.mu.Lock()
+			a.predictor = p
+			a.mu.Unlock()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if _, err := p.Metadata(cctx, model.Spec{Name: a.cfg.Pipeline.DefaultModel}); err != nil {
+				if status.Code(err) == codes.NotFound {
+					return fmt.Errorf("pipeline.default_model (--default-model, INFERGATE_PIPELINE_DEFAULT_MODEL): TF Serving at %s does not serve model %q: %w",
+						strings.Join(a.cfg.ModelServer.TFServingEndpoints, ","), a.cfg.Pipeline.DefaultModel, err)
+				}
+				a.logger.Warn("TF Serving does not answer yet; the pipeline waits for it", "endpoints", a.cfg.ModelServer.TFServingEndpoints, "err", err)
+			} else {
+				up.Store(true)
+			}
+			return nil
+		},
+		run: func(ctx context.Context) error {
+			// Probe so Ready tells whether TF Serving answers.
+			t := time.NewTicker(5 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-t.C:
+				}
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := p.Metadata(pctx, model.Spec{Name: a.cfg.Pipeline.DefaultModel})
+				cancel()
+				up.Store(err == nil)
+			}
+		},
+		stop: func() error {
+			var errs []error
+			for _, c := range clients {
+				errs = append(errs, c.Close())
+			}
+			return errors.Join(errs...)
+		},
+		ready: func() error {
+			if !up.Load() {
+				return fmt.Errorf("TF Serving at %s does not answer", strings.Join(a.cfg.ModelServer.TFServingEndpoints, ","))
+			}
+			return nil
+		},
+	}
+}
+
+// roundRobin spreads calls over TF Serving endpoints and tries the next one
+// when an endpoint is unavailable.
+// TODO(appliance): replace with the tfserving fleet when it lands.
+type roundRobin struct {
+	clients []*tfserving.Client
+	next    atomic.Uint64
+}
+
+func (r *roundRobin) pick(call func(c *tfserving.Client) error) error {
+	start := r.next.Add(1)
+	var err error
+	for i := range len(r.clients) {
+		c := r.clients[(start+uint64(i))%uint64(len(r.clients))]
+		err = call(c)
+		if status.Code(err) != codes.Unavailable {
+			return err
+		}
+	}
+	return err
+}
+
+func (r *roundRobin) Predict(ctx context.Context, spec model.Spec, inputs map[string]*tensor.Tensor) (*model.Result, error) {
+	var res *model.Result
+	err := r.pick(func(c *tfserving.Client) error {
+		var err error
+		res, err = c.Predict(ctx, spec, inputs)
+		return err
+	})
+	return res, err
+}
+
+func (r *roundRobin) Metadata(ctx context.Context, spec model.Spec) (*model.Metadata, error) {
+	var md *model.Metadata
+	err := r.pick(func(c *tfserving.Client) error {
+		var err error
+		md, err = c.Metadata(ctx, spec)
+		return err
+	})
+	return md, err
+}
