@@ -24,6 +24,10 @@ func withAttr(n *onnxpb.NodeProto, attrs ...*onnxpb.AttributeProto) *onnxpb.Node
 	return n
 }
 
+func floatAttr(name string, v float32) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: name, Type: onnxpb.AttributeProto_FLOAT, F: v}
+}
+
 func intAttr(name string, v int64) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: name, Type: onnxpb.AttributeProto_INT, I: v}
 }
@@ -99,6 +103,21 @@ func TestOperatorsByHand(t *testing.T) {
 				op("MatMul", "mm", []string{"a", "b"}, []string{"y"})),
 			map[string]*tensor.Tensor{"a": f(2, 1, 2)(1, 2, 3, 4), "b": f(2, 1)(10, 1)},
 			"[2 1 1] [12 34]",
+		},
+		{
+			"gemm with a per-row constant C",
+			graph(13, []*onnxpb.ValueInfoProto{floatInput("a", 2, 2)}, []string{"y"},
+				[]*onnxpb.TensorProto{floats("w", []int64{2, 2}, 1, 0, 0, 1), floats("c", []int64{2, 1}, 10, 20)},
+				withAttr(op("Gemm", "g", []string{"a", "w", "c"}, []string{"g"})), op("Relu", "r", []string{"g"}, []string{"y"})),
+			map[string]*tensor.Tensor{"a": f(2, 2)(1, 2, 3, -40)},
+			"[2 2] [11 12 23 0]",
+		},
+		{
+			"gemm with computed B and C",
+			graph(13, []*onnxpb.ValueInfoProto{floatInput("a", 2, 2), floatInput("b", 2, 2), floatInput("c", 2)}, []string{"y"}, nil,
+				withAttr(op("Gemm", "g", []string{"a", "b", "c"}, []string{"y"}), floatAttr("alpha", 0.5), floatAttr("beta", 2))),
+			map[string]*tensor.Tensor{"a": f(2, 2)(1, 2, 3, 4), "b": f(2, 2)(1, 1, 1, 1), "c": f(2)(1, 2)},
+			"[2 2] [3.5 5.5 5.5 7.5]",
 		},
 		{
 			"constant folding through shape ops",

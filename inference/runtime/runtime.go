@@ -182,10 +182,13 @@ func (m *Model) getState() *state {
 }
 
 func (m *Model) putState(st *state) {
-	// Inputs belong to the caller: drop the references so a pooled state does
-	// not keep their memory alive.
-	for _, id := range m.inputIDs {
-		st.vals[id].f, st.vals[id].i = nil, nil
+	// Inputs belong to the caller, and views (Identity, Reshape, …) may point
+	// into them: drop every reference to data the state does not own, so a
+	// pooled state keeps no caller memory alive.
+	for id, c := range m.consts {
+		if c == nil {
+			st.vals[id].f, st.vals[id].i = nil, nil
+		}
 	}
 	if st.held() <= maxPooledElements {
 		m.pool.Put(st)
