@@ -303,3 +303,36 @@ func TestMetricsAuth(t *testing.T) {
 	expectCode(t, env.call("GET", "/metrics", "", nil), http.StatusUnauthorized)
 	env.scrape(testToken)
 }
+
+// Run must return promptly while a dashboard still holds an event stream open.
+func TestShutdownWithOpenStream(t *testing.T) {
+	st := newEnv(t).store // a store for the second server; its env shuts down normally
+	b := newMemBackend(st)
+	cfg := DefaultConfig()
+	cfg.Listen, cfg.AdminToken, cfg.EventsInterval = "127.0.0.1:0", testToken, 50*time.Millisecond
+	srv, err := New(cfg, testLogger(t), b, st, b.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run(ctx) }()
+	env := &testEnv{t: t, srv: srv, backend: b, store: st, base: srv.URL()}
+	events := env.readEvents(context.Background(), "/api/v1/events")
+	if ev := <-events; ev.name != "history" {
+		t.Fatalf("first event %q", ev.name)
+	}
+	srv.SetStopping()
+	expectCode(t, env.call("GET", "/readyz", "", nil), http.StatusServiceUnavailable)
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(cfg.ShutdownTimeout):
+		t.Fatal("Run waited for the event stream")
+	}
+	for range events { // the stream ends
+	}
+}
