@@ -7,10 +7,10 @@ import (
 
 // Decoded is what DecodeRequest found in a record, for tests of the decoder.
 type Decoded struct {
-	ID        string // request_id as JSON text
-	Spec      model.Spec
-	Inputs    map[string]*tensor.Tensor
-	Rows      int64
+	ID     string // request_id as JSON text
+	Spec   model.Spec
+	Inputs map[string]*tensor.Tensor
+	Rows   int64
 }
 
 // DecodeRequest decodes value as the pipeline does for a model whose
