@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/broker"
+	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/store"
 )
@@ -40,7 +41,8 @@ type Appliance struct {
 	// predictor is what the pipeline calls, whatever the mode.
 	modelServer *modelserver.Server
 	predictor   predictor
-	client   broker.ClientConfig // brokers filled in once the broker runs
+	pipeline    *inference.Pipeline
+	client      broker.ClientConfig // brokers filled in once the broker runs
 }
 
 // New validates cfg, prepares the data dir (creating broker/, store/,
@@ -123,6 +125,13 @@ func (a *Appliance) Store() *store.Store {
 	return a.store
 }
 
+// Pipeline is the streaming pipeline, nil until it has started.
+func (a *Appliance) Pipeline() *inference.Pipeline {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pipeline
+}
+
 // BrokerAddr is the bootstrap address clients use: the embedded broker's
 // advertised address once it runs, else the configured seed brokers.
 func (a *Appliance) BrokerAddr() string {
@@ -139,8 +148,9 @@ func (a *Appliance) components() []*component {
 		a.brokerComponent(),
 		a.topicsComponent(),
 		a.modelServerComponent(),
+		a.pipelineComponent(),
 	}
-	// TODO(appliance): pipeline and web are wired as their packages land.
+	// TODO(appliance): web is wired next.
 	if a.cfg.Demo.Enabled {
 		comps = append(comps, a.demoComponent())
 	}
@@ -353,8 +363,10 @@ type minLevel struct {
 func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= m.min && m.Handler.Enabled(ctx, l)
 }
-func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler { return minLevel{m.Handler.WithAttrs(as), m.min} }
-func (m minLevel) WithGroup(g string) slog.Handler       { return minLevel{m.Handler.WithGroup(g), m.min} }
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{m.Handler.WithAttrs(as), m.min}
+}
+func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.min} }
 
 // clientLogLevel is the least level of Kafka client logs shown: warnings,
 // unless the appliance logs at debug.
@@ -376,4 +388,39 @@ func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func (a *Appliance) pipelineComponent() *component {
+	var p *inference.Pipeline
+	return &component{
+		name: "pipeline",
+		start: func(context.Context) error {
+			a.mu.Lock()
+			cc, pred, st := a.client, a.predictor, a.store
+			a.mu.Unlock()
+			opts, err := cc.Opts()
+			if err != nil {
+				return err
+			}
+			p, err = inference.New(a.cfg.pipelineConfig(), a.logger.With("component", "pipeline"), opts, pred, st, a.reg)
+			if err != nil {
+				return err
+			}
+			a.mu.Lock()
+			a.pipeline = p
+			a.mu.Unlock()
+			return nil
+		},
+		run: func(ctx context.Context) error { return p.Run(ctx) },
+		ready: func() error {
+			if !p.Ready() {
+				st := p.Status()
+				if st.LastError != "" {
+					return fmt.Errorf("%s (last error: %s)", st.State, st.LastError)
+				}
+				return errors.New(st.State)
+			}
+			return nil
+		},
+	}
 }

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/broker"
+	"github.com/infergate/infergate/inference"
+	"github.com/infergate/infergate/store"
+	"github.com/infergate/infergate/web"
 )
 
 // Modes of the broker and the model server.
@@ -19,8 +22,8 @@ const (
 	ModelServerSidecar  = "sidecar"
 	ModelServerExternal = "external"
 
-	AtLeastOnce = "at-least-once"
-	ExactlyOnce = "exactly-once"
+	AtLeastOnce = inference.AtLeastOnce
+	ExactlyOnce = inference.ExactlyOnce
 )
 
 // Config is everything `infergate run` can be told. Default() gives the
@@ -167,7 +170,10 @@ type DemoConfig struct {
 }
 
 // Default returns the configuration of `infergate run` with nothing set.
+// Component defaults come from the components, so a tuned default (batching,
+// retention, fsync) is changed in one place.
 func Default() Config {
+	pl := inference.DefaultConfig()
 	return Config{
 		DataDir: "./infergate-data",
 		Log:     LogConfig{Level: "info", Format: "text"},
@@ -178,9 +184,9 @@ func Default() Config {
 			Compression: broker.DefaultCompression,
 		},
 		Topics: TopicsConfig{
-			Requests:          "inference_requests",
-			Results:           "inference_results",
-			DLQ:               "inference_dlq",
+			Requests:          pl.RequestsTopic,
+			Results:           pl.ResultsTopic,
+			DLQ:               pl.DLQTopic,
 			Partitions:        6,
 			ReplicationFactor: -1,
 			Retention:         broker.DefaultRequestsRetention,
@@ -193,26 +199,26 @@ func Default() Config {
 			GRPCListen:   "127.0.0.1:8500",
 			RESTListen:   "127.0.0.1:8501",
 			TFServingBin: "tensorflow_model_server",
-			Timeout:      10 * time.Second,
+			Timeout:      pl.PredictTimeout,
 		},
 		Pipeline: PipelineConfig{
-			Group:              "infergate",
-			DefaultModel:       "demo",
-			MaxBatchSize:       256,
-			MaxBatchWait:       2 * time.Millisecond,
-			MaxInflightBatches: 4,
-			RetryBackoff:       50 * time.Millisecond,
-			RetryBackoffMax:    2 * time.Second,
-			RetryAttempts:      5,
-			ProbeInterval:      time.Second,
-			ShutdownTimeout:    30 * time.Second,
+			Group:              pl.Group,
+			DefaultModel:       pl.DefaultModel,
+			MaxBatchSize:       pl.MaxBatch,
+			MaxBatchWait:       pl.MaxWait,
+			MaxInflightBatches: pl.MaxInFlight,
+			RetryBackoff:       pl.Retry.Initial,
+			RetryBackoffMax:    pl.Retry.Max,
+			RetryAttempts:      pl.Retry.Attempts,
+			ProbeInterval:      pl.ProbeInterval,
+			ShutdownTimeout:    pl.ShutdownTimeout,
 		},
-		Delivery: DeliveryConfig{Guarantee: AtLeastOnce},
+		Delivery: DeliveryConfig{Guarantee: pl.Delivery},
 		Store: StoreConfig{
-			DLQRetention:  7 * 24 * time.Hour,
-			DLQMaxRecords: 1_000_000,
+			DLQRetention:  store.DefaultRetention,
+			DLQMaxRecords: store.DefaultMaxRecords,
 		},
-		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
+		HTTP: HTTPConfig{Listen: web.DefaultListen},
 		Demo: DemoConfig{
 			Rate:            20,
 			AnomalyRatio:    0.05,
@@ -250,4 +256,24 @@ func (c *Config) ClientConfig() broker.ClientConfig {
 		cc.Brokers = []string{addr}
 	}
 	return cc
+}
+
+// pipelineConfig is the pipeline's part of c.
+func (c *Config) pipelineConfig() inference.Config {
+	pc := inference.DefaultConfig()
+	pc.RequestsTopic = c.Topics.Requests
+	pc.ResultsTopic = c.Topics.Results
+	pc.DLQTopic = c.Topics.DLQ
+	pc.Group = c.Pipeline.Group
+	pc.DefaultModel = c.Pipeline.DefaultModel
+	pc.MaxBatch = c.Pipeline.MaxBatchSize
+	pc.MaxWait = c.Pipeline.MaxBatchWait
+	pc.MaxInFlight = c.Pipeline.MaxInflightBatches
+	pc.Delivery = c.Delivery.Guarantee
+	pc.TransactionalID = c.Delivery.TransactionalID
+	pc.Retry = inference.RetryConfig{Initial: c.Pipeline.RetryBackoff, Max: c.Pipeline.RetryBackoffMax, Attempts: c.Pipeline.RetryAttempts}
+	pc.ProbeInterval = c.Pipeline.ProbeInterval
+	pc.PredictTimeout = c.ModelServer.Timeout
+	pc.ShutdownTimeout = c.Pipeline.ShutdownTimeout
+	return pc
 }
