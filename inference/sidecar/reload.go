@@ -71,8 +71,15 @@ func (s *Supervisor) Reload(ctx context.Context, models []Model) error {
 
 func (s *Supervisor) setModels(models []Model) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.models = models
-	s.mu.Unlock()
+	// The version check must judge the next answer by the new policy, not
+	// wait for the next readiness poll.
+	for _, m := range models {
+		if ms := s.modelStates[m.Name]; ms != nil {
+			ms.expected = expectedVersion(m)
+		}
+	}
 }
 
 func modelNames(models []Model) []string {

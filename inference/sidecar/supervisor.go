@@ -44,8 +44,8 @@ const (
 // Exit describes how the last process ended.
 type Exit struct {
 	// Code is the exit code, -1 when a signal ended it.
-	Code   int    `json:"code"`
-	Signal string `json:"signal,omitempty"`
+	Code   int       `json:"code"`
+	Signal string    `json:"signal,omitempty"`
 	At     time.Time `json:"at"`
 	// Uptime is how long the process ran.
 	Uptime        time.Duration `json:"-"`
@@ -58,6 +58,8 @@ type Exit struct {
 // Status is a snapshot of the supervisor, JSON-ready for the admin API.
 type Status struct {
 	State State `json:"state"`
+	// Ready is State == StateReady: every model has an AVAILABLE version.
+	Ready bool `json:"ready"`
 	// Reason explains the state (what readiness waits for, why it restarts).
 	Reason    string    `json:"reason,omitempty"`
 	Binary    string    `json:"binary"`
@@ -268,6 +270,7 @@ func (s *Supervisor) Status() Status {
 	defer s.mu.Unlock()
 	st := Status{
 		State:       s.state,
+		Ready:       s.state == StateReady,
 		Reason:      s.reason,
 		Binary:      s.bin,
 		Args:        append([]string(nil), s.args...),
