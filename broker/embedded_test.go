@@ -95,7 +95,7 @@ func TestEmbeddedRestartKeepsTopicsRecordsAndOffsets(t *testing.T) {
 	if err := EnsureTopics(testCtx(t), adm2, DefaultTopics("req", "res", "dlq", 4)...); err != nil {
 		t.Fatal(err)
 	}
-	assertTopicConfig(t, adm2, "req", "retention.bytes", fmt.Sprint(DefaultRequestsRetentionBytes))
+	assertTopicConfig(t, adm2, "req", "retention.bytes", fmt.Sprint(DefaultRequestsTopicBytes/4))
 
 	// The group resumes at its commit: it sees exactly the records after 100.
 	cons := newClient(t, e2.Addr(), kgo.ConsumeTopics("req"), kgo.ConsumerGroup("g"))

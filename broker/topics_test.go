@@ -29,8 +29,12 @@ func TestEnsureTopicsIdempotentWithRetention(t *testing.T) {
 		}
 		assertTopicConfig(t, adm, s.Name, "retention.ms", fmt.Sprint(s.RetentionMs))
 		assertTopicConfig(t, adm, s.Name, "retention.bytes", fmt.Sprint(s.RetentionBytes))
-		assertTopicConfig(t, adm, s.Name, "segment.bytes", fmt.Sprint(DefaultSegmentBytes))
+		assertTopicConfig(t, adm, s.Name, "segment.bytes", *s.Configs["segment.bytes"])
+		assertTopicConfig(t, adm, s.Name, "segment.ms", "3600000")
 	}
+	// Byte budgets are per topic, split over the partitions.
+	assertTopicConfig(t, adm, "inference_requests", "retention.bytes", fmt.Sprint(DefaultRequestsTopicBytes/6))
+	assertTopicConfig(t, adm, "inference_dlq", "retention.bytes", fmt.Sprint(DefaultDLQTopicBytes/6))
 	assertTopicConfig(t, adm, "inference_requests", "retention.ms", "86400000")
 	assertTopicConfig(t, adm, "inference_dlq", "retention.ms", "604800000")
 
@@ -43,6 +47,24 @@ func TestEnsureTopicsIdempotentWithRetention(t *testing.T) {
 	}
 	assertTopicConfig(t, adm, changed.Name, "retention.ms", "3600000")
 	assertTopicConfig(t, adm, changed.Name, "retention.bytes", "-1")
+}
+
+func TestPartitionBytes(t *testing.T) {
+	for _, tc := range []struct {
+		topic       int64
+		parts       int32
+		perPart, sg int64
+	}{
+		{512 << 20, 6, (512 << 20) / 6, (512 << 20) / 6 / 8},
+		{512 << 20, 1, 512 << 20, 64 << 20},
+		{128 << 20, 64, 2 << 20, 1 << 20},
+		{1 << 20, 100, 1 << 20, 1 << 20},
+	} {
+		p, s := partitionBytes(tc.topic, tc.parts)
+		if p != tc.perPart || s != tc.sg {
+			t.Errorf("partitionBytes(%d, %d) = %d, %d; want %d, %d", tc.topic, tc.parts, p, s, tc.perPart, tc.sg)
+		}
+	}
 }
 
 func TestEnsureTopicsReportsFewerPartitions(t *testing.T) {
