@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -326,10 +327,13 @@ func runMeasureChild(t *testing.T, mode, dir, end string, size int64) string {
 	return result
 }
 
-func peakRSS() string {
+func peakRSS() string { return procStatus("VmHWM:") }
+
+// procStatus returns a memory line of /proc/self/status in MiB.
+func procStatus(key string) string {
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(l, key); ok {
 			kb, _ := strconv.Atoi(strings.Fields(v)[0])
 			return fmt.Sprintf("%d MiB", kb/1024)
 		}
@@ -361,7 +365,11 @@ func childMeasure(mode string) error {
 		ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
 		cl.Close()
 		ready := time.Since(start)
-		res := fmt.Sprintf("open %s, first admin answer %s, %d records, peak RSS %s", opened.Round(time.Millisecond), ready.Round(time.Millisecond), total, peakRSS())
+		peak := peakRSS()
+		runtime.GC()
+		debug.FreeOSMemory()
+		res := fmt.Sprintf("open %s, first admin answer %s, %d records, peak RSS %s, RSS after GC %s",
+			opened.Round(time.Millisecond), ready.Round(time.Millisecond), total, peak, procStatus("VmRSS:"))
 		if end == "close" {
 			s := time.Now()
 			if err := e.Close(); err != nil {
@@ -383,7 +391,13 @@ func childMeasure(mode string) error {
 		return err
 	}
 	ctx := context.Background()
-	if err := EnsureTopics(ctx, kadm.NewClient(cl), DefaultTopics("req", "res", "dlq", 6)...); err != nil {
+	// The default topic layout, without the byte limit, so all the data stays.
+	spec := DefaultTopics("req", "res", "dlq", 6)[0]
+	spec.RetentionBytes = -1
+	if seg := os.Getenv(childEnv + "_SEGMENT"); seg != "" {
+		spec.Configs["segment.bytes"] = &seg
+	}
+	if err := EnsureTopics(ctx, kadm.NewClient(cl), spec); err != nil {
 		return err
 	}
 	r := rand.New(rand.NewPCG(5, 5))
