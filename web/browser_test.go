@@ -100,31 +100,39 @@ func TestBrowserDashboard(t *testing.T) {
 	}
 	webtest.Screenshot(t, ctx, filepath.Join(dir, "login.png"))
 
-	webtest.Login(t, ctx, env.base, testToken)
-	if rps := webtest.WaitThroughputMoves(t, ctx); rps == "–" {
-		t.Fatalf("throughput %q", rps)
+	// Let the charts gather some history before the overview's screenshot.
+	warm := func() {
+		eventually(t, 30*time.Second, func() error {
+			env.srv.sampler.mu.Lock()
+			n := len(env.srv.sampler.history)
+			env.srv.sampler.mu.Unlock()
+			if n < 40 {
+				return fmt.Errorf("%d history points", n)
+			}
+			return nil
+		})
 	}
-	// Let the charts gather a few seconds of history for the screenshot.
-	eventually(t, 30*time.Second, func() error {
-		env.srv.sampler.mu.Lock()
-		n := len(env.srv.sampler.history)
-		env.srv.sampler.mu.Unlock()
-		if n < 40 {
-			return fmt.Errorf("%d history points", n)
-		}
-		return nil
-	})
-	webtest.Screenshot(t, ctx, filepath.Join(dir, "overview.png"))
-
-	// DLQ: find the poisoned request, fix it (sixteen features) and replay it.
-	fixed := `{"request_id": "poison-1", "features": ` + sixteen + `}`
-	res := webtest.ReplayFromDLQ(t, ctx, env.base, "validation", "poison-1", fixed)
+	warm()
+	onnx := filepath.Join(t.TempDir(), "demo.onnx")
+	if err := os.WriteFile(onnx, demo.ONNX, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The poisoned request is fixed by sending all sixteen features.
+	got := webtest.Scenario{
+		BaseURL: env.base, Token: testToken,
+		PoisonClass: "validation", PoisonMatch: "poison-1", FixedValue: `{"request_id": "poison-1", "features": ` + sixteen + `}`,
+		ModelName: "demo", ModelFile: onnx,
+		ScreenshotDir: dir,
+	}.Run(t, ctx)
+	if got.Throughput == "–" {
+		t.Fatalf("throughput %q", got.Throughput)
+	}
 	var result struct {
 		RequestID  string    `json:"request_id"`
 		Prediction []float64 `json:"prediction"`
 	}
-	if err := json.Unmarshal([]byte(res), &result); err != nil || result.RequestID != "poison-1" || len(result.Prediction) != 1 {
-		t.Fatalf("replay result %q (%v)", res, err)
+	if err := json.Unmarshal([]byte(got.ReplayResult), &result); err != nil || result.RequestID != "poison-1" || len(result.Prediction) != 1 {
+		t.Fatalf("replay result %q (%v)", got.ReplayResult, err)
 	}
 	var l listResp
 	env.api("GET", "/api/v1/dlq?class=validation", nil).json(t, &l)
@@ -133,19 +141,9 @@ func TestBrowserDashboard(t *testing.T) {
 			t.Fatalf("replayed record shows %d replays", r.Replays)
 		}
 	}
-	webtest.Screenshot(t, ctx, filepath.Join(dir, "dlq.png"))
-
-	// Models: upload the demo model as a new version.
-	onnx := filepath.Join(t.TempDir(), "demo.onnx")
-	if err := os.WriteFile(onnx, demo.ONNX, 0o644); err != nil {
-		t.Fatal(err)
+	if got.UploadVersion != 2 {
+		t.Fatalf("uploaded as version %d, want 2", got.UploadVersion)
 	}
-	v := webtest.UploadModel(t, ctx, env.base, "demo", onnx)
-	if v != 2 {
-		t.Fatalf("uploaded as version %d, want 2", v)
-	}
-	webtest.WaitModelAvailable(t, ctx, env.base, "demo", v)
-	webtest.Screenshot(t, ctx, filepath.Join(dir, "models.png"))
 
 	// Broker: topics and a test request.
 	out, ok := webtest.SendTestRequest(t, ctx, env.base, `{"request_id": "dash-1", "features": `+sixteen+`}`)

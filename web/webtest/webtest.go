@@ -292,3 +292,46 @@ func Viewport(t testing.TB, ctx context.Context, width, height int64, mobile boo
 	}
 	step(t, ctx, "resize", chromedp.EmulateViewport(width, height, opts...))
 }
+
+// Scenario is the dashboard walk-through of the acceptance criteria: log in, see throughput
+// move, find a poisoned request in the DLQ, fix and replay it and see its result, upload a
+// model version and see it AVAILABLE. The caller makes requests flow and dead-letters the
+// poisoned request before Run.
+type Scenario struct {
+	BaseURL, Token string
+	// PoisonClass is the DLQ class to filter by ("validation"); PoisonMatch is text in the
+	// poisoned record's value (its request_id); FixedValue replaces the value before the
+	// replay ("" replays it unchanged).
+	PoisonClass, PoisonMatch, FixedValue string
+	// ModelName and ModelFile: the ONNX file uploaded as a new version.
+	ModelName, ModelFile string
+	// ScreenshotDir, if set, receives overview.png, dlq.png and models.png.
+	ScreenshotDir string
+}
+
+// Result is what the scenario saw.
+type Result struct {
+	Throughput    string // requests per second shown on the overview
+	ReplayResult  string // the replayed request's result, as JSON text
+	UploadVersion int64
+}
+
+// Run walks the scenario in the browser tab ctx (from NewBrowser).
+func (s Scenario) Run(t testing.TB, ctx context.Context) Result {
+	t.Helper()
+	shot := func(name string) {
+		if s.ScreenshotDir != "" {
+			Screenshot(t, ctx, filepath.Join(s.ScreenshotDir, name))
+		}
+	}
+	var r Result
+	Login(t, ctx, s.BaseURL, s.Token)
+	r.Throughput = WaitThroughputMoves(t, ctx)
+	shot("overview.png")
+	r.ReplayResult = ReplayFromDLQ(t, ctx, s.BaseURL, s.PoisonClass, s.PoisonMatch, s.FixedValue)
+	shot("dlq.png")
+	r.UploadVersion = UploadModel(t, ctx, s.BaseURL, s.ModelName, s.ModelFile)
+	WaitModelAvailable(t, ctx, s.BaseURL, s.ModelName, r.UploadVersion)
+	shot("models.png")
+	return r
+}
