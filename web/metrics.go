@@ -256,7 +256,8 @@ func (m mergedGatherer) Gather() ([]*dto.MetricFamily, error) {
 
 var _ prometheus.Gatherer = mergedGatherer{}
 
-// logAttrs is a helper for components that log a failed lookup once per state change.
+// onceLogger logs a failing lookup once when it starts failing and once when it recovers,
+// not every second.
 type onceLogger struct {
 	mu     sync.Mutex
 	failed bool
