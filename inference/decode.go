@@ -160,7 +160,7 @@ func (env *envelope) field(s *scanner, k []byte) error {
 		if env.form != 0 && env.form != f {
 			return decodeErr(`request has more than one of "features", "inputs", "instances"`)
 		}
-		body, err := s.skip()
+		body, err := s.skipStructure()
 		if err != nil {
 			return withClass(ClassDecode, err)
 		}
@@ -188,6 +188,10 @@ func decodeInputs(env *envelope, si *sigInfo) ([]*tensor.Tensor, int64, error) {
 	case formFeatures:
 		if si.def < 0 {
 			return nil, 0, validationErr("%s; send the full form with \"inputs\" or \"instances\"", si.defErr)
+		}
+		if row := parseFloatRow(env.body, si.sig.Inputs[si.def]); row != nil {
+			ins[si.def] = &tensor.Tensor{DType: tensor.Float, Shape: []int64{1, int64(len(row))}, Data: row}
+			break
 		}
 		t, err := parseTensorText(env.body, si.sig.Inputs[si.def].DType, 1)
 		if err != nil {
@@ -228,6 +232,46 @@ func decodeInputs(env *envelope, si *sigInfo) ([]*tensor.Tensor, int64, error) {
 		return nil, 0, validationErr("request has no rows")
 	}
 	return ins, rows, nil
+}
+
+// parseFloatRow is the common case of the short form: a flat list of
+// numbers for a float32 input of shape [-1, n]. It returns nil for anything
+// else, which the general parser then reads (and reports errors in).
+func parseFloatRow(body []byte, spec model.TensorSpec) []float32 {
+	if spec.DType != tensor.Float || len(spec.Shape) != 2 || spec.Shape[1] < 1 || spec.Shape[1] > 1<<16 {
+		return nil
+	}
+	s := scanner{b: body}
+	s.ws()
+	if s.peek() != '[' {
+		return nil
+	}
+	s.i++
+	row := make([]float32, 0, spec.Shape[1])
+	for {
+		s.ws()
+		f, _, ok, err := s.float(32)
+		if err != nil || !ok {
+			return nil
+		}
+		row = append(row, float32(f))
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.i++
+			continue
+		case ']':
+			s.i++
+		default:
+			return nil
+		}
+		break
+	}
+	s.ws()
+	if s.i != len(s.b) {
+		return nil
+	}
+	return row
 }
 
 // decodeColumnar reads {"inputs": {name: tensor, ...}} or, for a signature
@@ -581,25 +625,32 @@ func (p *tensorParser) scalar() error {
 	if c != '-' && !isDigit(c) {
 		return p.mismatch()
 	}
+	switch p.dt {
+	case tensor.Float, tensor.Double:
+		bits := 32
+		if p.dt == tensor.Double {
+			bits = 64
+		}
+		f, tok, ok, err := s.float(bits)
+		if err != nil {
+			return withClass(ClassDecode, err)
+		}
+		if !ok {
+			return validationErr("%s is out of range for %s", tok, p.dt)
+		}
+		if bits == 32 {
+			p.f32 = append(p.f32, float32(f))
+		} else {
+			p.f64 = append(p.f64, f)
+		}
+		return nil
+	}
 	tok, err := s.number()
 	if err != nil {
 		return withClass(ClassDecode, err)
 	}
 	text := unsafe.String(unsafe.SliceData(tok), len(tok)) // strconv does not keep it
-	switch p.dt {
-	case tensor.Float:
-		f, err := strconv.ParseFloat(text, 32)
-		if err != nil {
-			return validationErr("%s is out of range for %s", tok, p.dt)
-		}
-		p.f32 = append(p.f32, float32(f))
-	case tensor.Double:
-		f, err := strconv.ParseFloat(text, 64)
-		if err != nil {
-			return validationErr("%s is out of range for %s", tok, p.dt)
-		}
-		p.f64 = append(p.f64, f)
-	default:
+	{
 		v, err := parseInt(text, p.dt)
 		if err != nil {
 			return err

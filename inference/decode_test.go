@@ -2,7 +2,10 @@ package inference_test
 
 import (
 	"encoding/json"
+	"math"
+	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -238,6 +241,64 @@ func TestAppendJSONString(t *testing.T) {
 		}
 		if utf8.ValidString(s) && back != s {
 			t.Errorf("%q -> %s -> %q", s, b, back)
+		}
+	}
+}
+
+// TestFloatsLikeStrconv checks the decoder's float fast path against
+// strconv.ParseFloat on random decimals, including float32 halfway cases.
+func TestFloatsLikeStrconv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	num := func() string {
+		switch rng.IntN(4) {
+		case 0: // a float32 written with all its digits
+			return strconv.FormatFloat(float64(float32(rng.NormFloat64()*math.Pow(10, float64(rng.IntN(20)-10)))), 'g', -1, 64)
+		case 1: // halfway between two float32s, exactly
+			f := float32(rng.Float64() * 1000)
+			next := math.Nextafter32(f, float32(math.Inf(1)))
+			return strconv.FormatFloat((float64(f)+float64(next))/2, 'g', -1, 64)
+		case 2: // random digits and exponent
+			var b strings.Builder
+			if rng.IntN(2) == 0 {
+				b.WriteByte('-')
+			}
+			b.WriteString(strconv.Itoa(rng.IntN(100000)))
+			if rng.IntN(2) == 0 {
+				b.WriteString("." + strconv.Itoa(rng.IntN(1e9)))
+			}
+			if rng.IntN(2) == 0 {
+				b.WriteString("e" + strconv.Itoa(rng.IntN(90)-45))
+			}
+			return b.String()
+		default: // many digits
+			return "0." + strconv.FormatUint(rng.Uint64(), 10) + strconv.FormatUint(rng.Uint64(), 10)
+		}
+	}
+	for range 100000 {
+		x := [4]string{num(), num(), num(), num()}
+		d, class, err := inference.DecodeRequest([]byte(`{"features":[`+strings.Join(x[:], ",")+`]}`), demoSig, "")
+		var want [4]float32
+		inRange := true
+		for i, s := range x {
+			f, perr := strconv.ParseFloat(s, 32)
+			if perr != nil {
+				inRange = false
+			}
+			want[i] = float32(f)
+		}
+		if !inRange {
+			if class != inference.ClassValidation {
+				t.Fatalf("%v: class %q err %v, want a validation error", x, class, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", x, err)
+		}
+		for i, g := range d.Inputs["input"].Float32s() {
+			if math.Float32bits(g) != math.Float32bits(want[i]) {
+				t.Fatalf("%s: %v, strconv says %v", x[i], g, want[i])
+			}
 		}
 	}
 }

@@ -1,6 +1,11 @@
 package inference
 
 import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
 )
@@ -34,3 +39,60 @@ func DecodeRequest(value []byte, sig *model.Signature, defaultInput string) (*De
 
 // AppendJSONString exposes the result encoder's string writer.
 func AppendJSONString(b []byte, s string) []byte { return appendJSONString(b, s) }
+
+// HotPath is the pipeline's per-request work without the broker: decode
+// each record against the model's cached metadata, stack rows into batches,
+// predict, and encode one result per request.
+type HotPath struct {
+	p   *Pipeline
+	buf []byte
+}
+
+// NewHotPath prepares a hot path with the default config and maxBatch.
+func NewHotPath(pred Predictor, maxBatch int) (*HotPath, error) {
+	cfg := DefaultConfig()
+	cfg.MaxBatch = maxBatch
+	p, err := New(cfg, nil, nil, pred, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &HotPath{p: p}, nil
+}
+
+// Run processes values in batches and returns the bytes of results encoded.
+func (h *HotPath) Run(ctx context.Context, values [][]byte) (int, error) {
+	p := h.p
+	n := 0
+	now := time.Now()
+	reqs := make([]request, len(values))
+	for start := 0; start < len(values); start += p.cfg.MaxBatch {
+		end := min(start+p.cfg.MaxBatch, len(values))
+		b := &batch{reqs: make([]*request, 0, end-start)}
+		for i := start; i < end; i++ {
+			r := &reqs[i]
+			r.rec = &kgo.Record{Value: values[i], Timestamp: now}
+			if err := p.decode(ctx, r); err != nil {
+				return 0, err
+			}
+			b.reqs = append(b.reqs, r)
+			b.rows += r.rows
+		}
+		b.spec = p.specOf(b.reqs[0])
+		res, err := p.pred.Predict(ctx, b.spec, batchInputs(b))
+		if err != nil {
+			return 0, err
+		}
+		if err := checkOutputs(res, b.rows, true); err != nil {
+			return 0, err
+		}
+		names := outputNames(b.reqs[0].si, res)
+		off := int64(0)
+		for _, r := range b.reqs {
+			h.buf = resultValue(h.buf[:0], r, res, names, off, true, now)
+			r.out = &kgo.Record{Value: append([]byte(nil), h.buf...)}
+			n += len(h.buf)
+			off += r.rows
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,169 @@
+package inference_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/inference"
+	"github.com/infergate/infergate/inference/demo"
+	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/tensor"
+)
+
+// demoRequests returns n short-form requests for the demo model, as the
+// bench command and --demo mode send them.
+func demoRequests(n int) [][]byte {
+	gen := demo.NewGenerator(1)
+	out := make([][]byte, n)
+	for i := range out {
+		x, _ := gen.Reading()
+		out[i] = []byte(fmt.Sprintf(`{"request_id":"sensor-7-%d","features":%s}`, i, featuresJSON(x)))
+	}
+	return out
+}
+
+// nullPredictor answers the demo signature with zeros: it isolates the
+// pipeline's own cost from the model's.
+type nullPredictor struct{ md *model.Metadata }
+
+func newNullPredictor(t testing.TB, real inference.Predictor) *nullPredictor {
+	md, err := real.Metadata(context.Background(), model.Spec{Name: demo.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &nullPredictor{md: md}
+}
+
+func (p *nullPredictor) Metadata(context.Context, model.Spec) (*model.Metadata, error) { return p.md, nil }
+
+func (p *nullPredictor) Predict(_ context.Context, _ model.Spec, in map[string]*tensor.Tensor) (*model.Result, error) {
+	n := in[demo.InputName].Shape[0]
+	return &model.Result{Version: 1, Outputs: map[string]*tensor.Tensor{
+		demo.OutputName: {DType: tensor.Float, Shape: []int64{n, 1}, Data: make([]float32, n)}}}, nil
+}
+
+// BenchmarkHotPath: decode → batch → predict → encode, without the broker,
+// for the demo model (real, through the embedded model server in process)
+// and for a model that costs nothing (the pipeline's own share).
+func BenchmarkHotPath(b *testing.B) {
+	pred := newTestPredictor(b)
+	null := newNullPredictor(b, pred)
+	values := demoRequests(1024)
+	for _, m := range []struct {
+		name string
+		pred inference.Predictor
+	}{{"demo", pred.demo}, {"null", null}} {
+		for _, size := range []int{1, 16, 64, 256} {
+			b.Run(fmt.Sprintf("model=%s/batch=%d", m.name, size), func(b *testing.B) {
+				h, err := inference.NewHotPath(m.pred, size)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx := context.Background()
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := h.Run(ctx, values); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reqs := float64(b.N * len(values))
+				b.ReportMetric(b.Elapsed().Seconds()*1e9/reqs, "ns/req")
+				b.ReportMetric(reqs/b.Elapsed().Seconds(), "req/s")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
+	}
+}
+
+// BenchmarkDecode compares the request decoder with the standard library
+// and with encoding/json/v2's implementation (go-json-experiment) decoding
+// the same short-form request into float32s.
+func BenchmarkDecode(b *testing.B) {
+	values := demoRequests(256)
+	sig := &model.Signature{
+		Inputs:  []model.TensorSpec{{Name: demo.InputName, DType: tensor.Float, Shape: []int64{-1, demo.Channels}}},
+		Outputs: []model.TensorSpec{{Name: demo.OutputName, DType: tensor.Float, Shape: []int64{-1, 1}}},
+	}
+	type req struct {
+		RequestID string    `json:"request_id"`
+		Model     string    `json:"model"`
+		Features  []float32 `json:"features"`
+	}
+	run := func(b *testing.B, f func(v []byte) error) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if err := f(values[i%len(values)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	}
+	b.Run("scanner", func(b *testing.B) {
+		run(b, func(v []byte) error {
+			_, _, err := inference.DecodeRequest(v, sig, "")
+			return err
+		})
+	})
+	b.Run("encoding_json", func(b *testing.B) {
+		run(b, func(v []byte) error {
+			var r req
+			return json.Unmarshal(v, &r)
+		})
+	})
+	b.Run("json_v2", func(b *testing.B) {
+		run(b, func(v []byte) error {
+			var r req
+			return jsonv2.Unmarshal(v, &r)
+		})
+	})
+}
+
+// BenchmarkPipeline measures the whole pipeline through an in-process kfake
+// broker: requests produced beforehand, timed until every result is
+// acknowledged. The broker, the model and the pipeline share the machine's
+// cores, as in the appliance.
+func BenchmarkPipeline(b *testing.B) {
+	pred := newTestPredictor(b)
+	for _, wait := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond} {
+		b.Run(fmt.Sprintf("max_wait=%s", wait), func(b *testing.B) {
+			const n = 50000
+			values := demoRequests(n)
+			var total time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				addrs := newCluster(b)
+				prod := newClient(b, addrs, kgo.ProducerLinger(5*time.Millisecond))
+				recs := make([]*kgo.Record, n)
+				for i, v := range values {
+					recs[i] = &kgo.Record{Value: v, Partition: int32(i % nParts)}
+				}
+				produce(b, prod, recs...)
+				cfg := inference.DefaultConfig()
+				cfg.MaxWait = wait
+				b.StartTimer()
+				start := time.Now()
+				run := startPipeline(b, cfg, addrs, pred.demo, nil)
+				deadline := time.Now().Add(2 * time.Minute)
+				for run.p.Status().Results < n {
+					if time.Now().After(deadline) {
+						b.Fatalf("%d of %d results", run.p.Status().Results, n)
+					}
+					time.Sleep(time.Millisecond)
+				}
+				total += time.Since(start)
+				b.StopTimer()
+				run.stop(b)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.N*n)/total.Seconds(), "req/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
