@@ -40,7 +40,9 @@ func newNullPredictor(t testing.TB, real inference.Predictor) *nullPredictor {
 	return &nullPredictor{md: md}
 }
 
-func (p *nullPredictor) Metadata(context.Context, model.Spec) (*model.Metadata, error) { return p.md, nil }
+func (p *nullPredictor) Metadata(context.Context, model.Spec) (*model.Metadata, error) {
+	return p.md, nil
+}
 
 func (p *nullPredictor) Predict(_ context.Context, _ model.Spec, in map[string]*tensor.Tensor) (*model.Result, error) {
 	n := in[demo.InputName].Shape[0]
