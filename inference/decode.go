@@ -33,6 +33,10 @@ type envelope struct {
 	hasVersion bool
 	form       form
 	body       []byte
+	// row is the short form's features read speculatively as a flat
+	// float32 list while scanning the envelope (the common case: the
+	// signature is then only checked, not re-read); nil if they are not one.
+	row []float32
 }
 
 func decodeErr(format string, args ...any) error {
@@ -160,11 +164,20 @@ func (env *envelope) field(s *scanner, k []byte) error {
 		if env.form != 0 && env.form != f {
 			return decodeErr(`request has more than one of "features", "inputs", "instances"`)
 		}
+		s.ws()
+		start := s.i
+		if f == formFeatures {
+			if row, end := floatRow(s.b, start, 16); row != nil {
+				s.i = end
+				env.form, env.body, env.row = f, s.b[start:end], row
+				return nil
+			}
+		}
 		body, err := s.skipStructure()
 		if err != nil {
 			return withClass(ClassDecode, err)
 		}
-		env.form, env.body = f, body
+		env.form, env.body, env.row = f, body, nil
 		return nil
 	}
 	if _, err := s.skip(); err != nil {
@@ -189,8 +202,8 @@ func decodeInputs(env *envelope, si *sigInfo) ([]*tensor.Tensor, int64, error) {
 		if si.def < 0 {
 			return nil, 0, validationErr("%s; send the full form with \"inputs\" or \"instances\"", si.defErr)
 		}
-		if row := parseFloatRow(env.body, si.sig.Inputs[si.def]); row != nil {
-			ins[si.def] = &tensor.Tensor{DType: tensor.Float, Shape: []int64{1, int64(len(row))}, Data: row}
+		if spec := si.sig.Inputs[si.def]; env.row != nil && spec.DType == tensor.Float && len(spec.Shape) == 2 {
+			ins[si.def] = &tensor.Tensor{DType: tensor.Float, Shape: []int64{1, int64(len(env.row))}, Data: env.row}
 			break
 		}
 		t, err := parseTensorText(env.body, si.sig.Inputs[si.def].DType, 1)
@@ -234,25 +247,22 @@ func decodeInputs(env *envelope, si *sigInfo) ([]*tensor.Tensor, int64, error) {
 	return ins, rows, nil
 }
 
-// parseFloatRow is the common case of the short form: a flat list of
-// numbers for a float32 input of shape [-1, n]. It returns nil for anything
-// else, which the general parser then reads (and reports errors in).
-func parseFloatRow(body []byte, spec model.TensorSpec) []float32 {
-	if spec.DType != tensor.Float || len(spec.Shape) != 2 || spec.Shape[1] < 1 || spec.Shape[1] > 1<<16 {
-		return nil
-	}
-	s := scanner{b: body}
-	s.ws()
+// floatRow reads a flat list of numbers starting at b[i] as float32s and
+// returns them and the index after the list; nil if b[i:] does not start
+// with such a list (or a number is out of float32's range), which the
+// general parser then reads and reports errors in.
+func floatRow(b []byte, i, hint int) ([]float32, int) {
+	s := scanner{b: b, i: i}
 	if s.peek() != '[' {
-		return nil
+		return nil, 0
 	}
 	s.i++
-	row := make([]float32, 0, spec.Shape[1])
+	row := make([]float32, 0, hint)
 	for {
 		s.ws()
 		f, _, ok, err := s.float(32)
 		if err != nil || !ok {
-			return nil
+			return nil, 0
 		}
 		row = append(row, float32(f))
 		s.ws()
@@ -261,17 +271,10 @@ func parseFloatRow(body []byte, spec model.TensorSpec) []float32 {
 			s.i++
 			continue
 		case ']':
-			s.i++
-		default:
-			return nil
+			return row, s.i + 1
 		}
-		break
+		return nil, 0
 	}
-	s.ws()
-	if s.i != len(s.b) {
-		return nil
-	}
-	return row
 }
 
 // decodeColumnar reads {"inputs": {name: tensor, ...}} or, for a signature

@@ -225,6 +225,9 @@ func (p *Pipeline) decode(ctx context.Context, r *request) (err error) {
 // lookupMeta returns cached metadata, retrying while the model server is
 // unavailable exactly as predictions do (backoff, then the circuit).
 func (p *Pipeline) lookupMeta(ctx context.Context, key metaKey) (*metaEntry, error) {
+	if e := p.meta.cached(key); e != nil {
+		return e, e.err
+	}
 	var e *metaEntry
 	err := p.retry(ctx, key.spec(), func(ctx context.Context) error {
 		var err error

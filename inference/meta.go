@@ -148,16 +148,13 @@ func newMetaCache(pred Predictor) *metaCache {
 // model server says the model does not exist, and is returned unclassified
 // otherwise (the caller sorts unavailability from the rest with classOf).
 func (c *metaCache) lookup(ctx context.Context, key metaKey, timeout time.Duration) (*metaEntry, error) {
-	c.mu.Lock()
-	e, ok := c.m[key]
-	c.mu.Unlock()
-	if ok && !e.stale.Load() && (e.err == nil || time.Now().Before(e.expires)) {
+	if e := c.cached(key); e != nil {
 		return e, e.err
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	md, err := c.pred.Metadata(cctx, key.spec())
 	cancel()
-	e = &metaEntry{key: key, meta: md}
+	e := &metaEntry{key: key, meta: md}
 	if err != nil {
 		switch status.Code(err) {
 		case codes.NotFound, codes.InvalidArgument, codes.FailedPrecondition:
@@ -183,4 +180,15 @@ func (c *metaCache) lookup(ctx context.Context, key metaKey, timeout time.Durati
 	c.m[key] = e
 	c.mu.Unlock()
 	return e, e.err
+}
+
+// cached returns the entry for key if it is fresh, else nil.
+func (c *metaCache) cached(key metaKey) *metaEntry {
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if ok && !e.stale.Load() && (e.err == nil || time.Now().Before(e.expires)) {
+		return e
+	}
+	return nil
 }
