@@ -2,7 +2,6 @@ package modelserver
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -754,5 +753,3 @@ func (m *manager) trust(name string, version int64) {
 		mm.trusted[version] = true
 	}
 }
-
-func (m *manager) String() string { return fmt.Sprintf("manager(%d models)", len(m.models)) }
