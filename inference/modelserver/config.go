@@ -164,8 +164,8 @@ func (c Config) Validate() error {
 		return errors.New("modelserver: ModelConfigFilePoll is set without ModelConfigFile")
 	}
 	if c.MonitoringPath != "" {
-		if c.MonitoringPath[0] != '/' {
-			return fmt.Errorf("modelserver: MonitoringPath %q must start with /", c.MonitoringPath)
+		if c.MonitoringPath[0] != '/' || c.MonitoringPath == "/" || strings.HasPrefix(c.MonitoringPath, "/v1/") {
+			return fmt.Errorf("modelserver: MonitoringPath %q must start with / and not be / or under /v1/ (the REST API's paths)", c.MonitoringPath)
 		}
 	}
 	if err := validateModels("Models", c.Models); err != nil {

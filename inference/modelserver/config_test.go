@@ -56,6 +56,7 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.ModelConfigFile = "x"; c.Models = []ModelConfig{{Name: "a", BasePath: "/a"}} }, "Models and ModelConfigFile"},
 		{func(c *Config) { c.ModelConfigFilePoll = time.Second }, "ModelConfigFilePoll"},
 		{func(c *Config) { c.MonitoringPath = "metrics" }, "MonitoringPath"},
+		{func(c *Config) { c.MonitoringPath = "/v1/metrics" }, "MonitoringPath"},
 		{func(c *Config) { c.RESTTimeout = -1 }, "RESTTimeout"},
 		{func(c *Config) {
 			c.Models = []ModelConfig{{Name: "a", BasePath: "/a", Policy: VersionPolicy{Latest: 1, All: true}}}
