@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -167,5 +169,90 @@ func BenchmarkPipeline(b *testing.B) {
 			b.ReportMetric(float64(b.N*n)/total.Seconds(), "req/s")
 			b.ReportMetric(0, "ns/op")
 		})
+	}
+}
+
+// BenchmarkPipelineLatency sends requests open-loop at a fixed rate for a
+// few seconds (producer, broker, pipeline, model and the results consumer
+// all in this process, sharing the cores) and reports the latency from each
+// request's intended send time to its result's arrival at the consumer.
+func BenchmarkPipelineLatency(b *testing.B) {
+	pred := newTestPredictor(b)
+	const dur = 3 * time.Second
+	for _, rate := range []int{1000, 20000, 60000, 100000} {
+		for _, wait := range []time.Duration{0, 2 * time.Millisecond} {
+			b.Run(fmt.Sprintf("rate=%d/max_wait=%s", rate, wait), func(b *testing.B) {
+				for b.Loop() {
+					b.StopTimer()
+					addrs := newCluster(b)
+					cfg := inference.DefaultConfig()
+					cfg.MaxWait = wait
+					run := startPipeline(b, cfg, addrs, pred.demo, nil)
+					lat := make(chan time.Duration, 1<<20)
+					cons := newClient(b, addrs, kgo.ConsumeTopics(resTopic), kgo.FetchMaxWait(50*time.Millisecond))
+					ctx, cancel := context.WithCancel(context.Background())
+					go func() {
+						for ctx.Err() == nil {
+							fs := cons.PollFetches(ctx)
+							now := time.Now()
+							fs.EachRecord(func(r *kgo.Record) {
+								h, _ := header(r, "sent")
+								ns, _ := strconv.ParseInt(h, 10, 64)
+								lat <- now.Sub(time.Unix(0, ns))
+							})
+						}
+					}()
+					// Warm up: the group join and first metadata lookups.
+					prod := newClient(b, addrs, kgo.ProducerLinger(time.Millisecond))
+					produce(b, prod, &kgo.Record{Value: []byte(`{"features":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}`),
+						Headers: []kgo.RecordHeader{{Key: "sent", Value: []byte(strconv.FormatInt(time.Now().UnixNano(), 10))}}})
+					<-lat
+					values := demoRequests(4096)
+					b.StartTimer()
+					start := time.Now()
+					total := int(float64(rate) * dur.Seconds())
+					sent := 0
+					tick := time.NewTicker(time.Millisecond)
+					for sent < total {
+						<-tick.C
+						due := min(int(float64(rate)*time.Since(start).Seconds()), total)
+						for ; sent < due; sent++ {
+							at := start.Add(time.Duration(float64(sent) / float64(rate) * float64(time.Second)))
+							prod.Produce(ctx, &kgo.Record{Topic: reqTopic, Value: values[sent%len(values)], Timestamp: at,
+								Headers: []kgo.RecordHeader{{Key: "sent", Value: []byte(strconv.FormatInt(at.UnixNano(), 10))}}}, nil)
+						}
+					}
+					tick.Stop()
+					var ls []time.Duration
+					deadline := time.After(60 * time.Second)
+				wait:
+					for len(ls) < total {
+						select {
+						case l := <-lat:
+							ls = append(ls, l)
+						case <-deadline:
+							break wait
+						}
+					}
+					elapsed := time.Since(start)
+					b.StopTimer()
+					cancel()
+					run.stop(b)
+					slices.Sort(ls)
+					q := func(p float64) float64 {
+						if len(ls) == 0 {
+							return 0
+						}
+						return float64(ls[min(int(p*float64(len(ls))), len(ls)-1)]) / 1e6
+					}
+					b.ReportMetric(q(0.5), "p50_ms")
+					b.ReportMetric(q(0.99), "p99_ms")
+					b.ReportMetric(q(1), "max_ms")
+					b.ReportMetric(float64(len(ls))/elapsed.Seconds(), "results/s")
+					b.ReportMetric(0, "ns/op")
+					b.StartTimer()
+				}
+			})
+		}
 	}
 }

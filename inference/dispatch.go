@@ -101,9 +101,9 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 		now := time.Now()
 		var next time.Time
 		for k, b := range groups {
-			if all || !now.Before(b.deadline) {
+			if all || (p.cfg.MaxWait > 0 && !now.Before(b.deadline)) {
 				closeGroup(k, b)
-			} else if next.IsZero() || b.deadline.Before(next) {
+			} else if p.cfg.MaxWait > 0 && (next.IsZero() || b.deadline.Before(next)) {
 				next = b.deadline
 			}
 		}
@@ -116,15 +116,31 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 	for {
 		var send chan *batch
 		var head *batch
-		if len(ready) > 0 {
+		var headKey groupKey
+		switch {
+		case len(ready) > 0:
 			send, head = p.work, ready[0]
+		case p.cfg.MaxWait == 0 && len(groups) > 0:
+			// No waiting: the oldest open batch goes as soon as a worker is
+			// free, and grows meanwhile, so batches are as large as the
+			// model's pace makes them and no larger.
+			for k, b := range groups {
+				if head == nil || b.deadline.Before(head.deadline) {
+					head, headKey = b, k
+				}
+			}
+			send = p.work
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case send <- head:
-			ready[0] = nil
-			ready = ready[1:]
+			if len(ready) > 0 && ready[0] == head {
+				ready[0] = nil
+				ready = ready[1:]
+			} else {
+				delete(groups, headKey)
+			}
 		case <-timer.C:
 			expire(false)
 		case <-p.in.sig:
@@ -148,7 +164,7 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 				}
 			}
 			clear(items)
-			expire(p.cfg.MaxWait == 0)
+			expire(false)
 		}
 	}
 }
