@@ -51,10 +51,12 @@ func repositoryModels(dir string) ([]modelserver.ModelConfig, error) {
 }
 
 func (a *Appliance) modelServerComponent() *component {
-	if a.cfg.ModelServer.Mode == ModelServerExternal {
+	switch a.cfg.ModelServer.Mode {
+	case ModelServerExternal:
 		return a.externalModelServerComponent()
+	case ModelServerSidecar:
+		return a.sidecarModelServerComponent() // sidecar.go
 	}
-	// TODO(appliance): model_server.mode sidecar (inference/sidecar) when it lands.
 	var srv *modelserver.Server
 	return &component{
 		name: "model server",
@@ -122,23 +124,23 @@ func (a *Appliance) modelServerComponent() *component {
 // as a circuit to wait on, not as an error, and TF Serving often starts after
 // its clients.
 func (a *Appliance) externalModelServerComponent() *component {
-	var clients []*tfserving.Client
-	var p *roundRobin
+	var p *tfserving.Fleet
 	var up atomic.Bool
 	return &component{
 		name: "model server",
 		start: func(ctx context.Context) error {
-			for _, ep := range a.cfg.ModelServer.TFServingEndpoints {
-				c, err := tfserving.Dial(tfserving.Config{Address: ep, Timeout: a.cfg.ModelServer.Timeout})
-				if err != nil {
-					for _, c := range clients {
-						c.Close()
-					}
-					return fmt.Errorf("model_server.tfserving_endpoints (--tfserving-endpoints, INFERGATE_MODEL_SERVER_TFSERVING_ENDPOINTS): %w", err)
-				}
-				clients = append(clients, c)
+			// The fleet balances over the endpoints, checks their health
+			// (GetModelStatus of the default model) and retries an
+			// UNAVAILABLE call on another endpoint.
+			var err error
+			p, err = tfserving.NewFleet(tfserving.FleetConfig{
+				Endpoints:   a.cfg.ModelServer.TFServingEndpoints,
+				Timeout:     a.cfg.ModelServer.Timeout,
+				HealthModel: a.cfg.Pipeline.DefaultModel,
+			}, a.logger.With("component", "tfserving-fleet"))
+			if err != nil {
+				return fmt.Errorf("model_server.tfserving_endpoints (--tfserving-endpoints, INFERGATE_MODEL_SERVER_TFSERVING_ENDPOINTS): %w", err)
 			}
-			p = &roundRobin{clients: clients}
 			a.mu.Lock()
 			a.predictor = p
 			a.mu.Unlock()
@@ -172,11 +174,10 @@ func (a *Appliance) externalModelServerComponent() *component {
 			}
 		},
 		stop: func() error {
-			var errs []error
-			for _, c := range clients {
-				errs = append(errs, c.Close())
+			if p == nil {
+				return nil
 			}
-			return errors.Join(errs...)
+			return p.Close()
 		},
 		ready: func() error {
 			if !up.Load() {
@@ -185,45 +186,4 @@ func (a *Appliance) externalModelServerComponent() *component {
 			return nil
 		},
 	}
-}
-
-// roundRobin spreads calls over TF Serving endpoints and tries the next one
-// when an endpoint is unavailable.
-// TODO(appliance): replace with the tfserving fleet when it lands.
-type roundRobin struct {
-	clients []*tfserving.Client
-	next    atomic.Uint64
-}
-
-func (r *roundRobin) pick(call func(c *tfserving.Client) error) error {
-	start := r.next.Add(1)
-	var err error
-	for i := range len(r.clients) {
-		c := r.clients[(start+uint64(i))%uint64(len(r.clients))]
-		err = call(c)
-		if status.Code(err) != codes.Unavailable {
-			return err
-		}
-	}
-	return err
-}
-
-func (r *roundRobin) Predict(ctx context.Context, spec model.Spec, inputs map[string]*tensor.Tensor) (*model.Result, error) {
-	var res *model.Result
-	err := r.pick(func(c *tfserving.Client) error {
-		var err error
-		res, err = c.Predict(ctx, spec, inputs)
-		return err
-	})
-	return res, err
-}
-
-func (r *roundRobin) Metadata(ctx context.Context, spec model.Spec) (*model.Metadata, error) {
-	var md *model.Metadata
-	err := r.pick(func(c *tfserving.Client) error {
-		var err error
-		md, err = c.Metadata(ctx, spec)
-		return err
-	})
-	return md, err
 }

@@ -1,0 +1,97 @@
+package appliance
+
+// Wiring of model_server.mode sidecar (inference/sidecar), kept in its own
+// file by the sidecar's author so models.go stays the appliance's.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/infergate/infergate/inference/sidecar"
+)
+
+// sidecarDir holds models.config, batching.config, monitoring.config and the
+// logs of the supervised tensorflow_model_server.
+const sidecarDir = "tfserving"
+
+// listenPort is the port of a listen address; TF Serving binds every
+// interface, so only the port of grpc_listen/rest_listen is used.
+func listenPort(key, flag, addr string) (int, error) {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("model_server.%s (--%s): %q: %w", key, flag, addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return 0, fmt.Errorf("model_server.%s (--%s): %q has no numeric port", key, flag, addr)
+	}
+	return port, nil
+}
+
+func (a *Appliance) sidecarModelServerComponent() *component {
+	var sup *sidecar.Supervisor
+	return &component{
+		name: "model server",
+		start: func(context.Context) error {
+			// Unlike the embedded server, the demo is not written: it is ONNX,
+			// and tensorflow_model_server serves SavedModels.
+			repo, err := repositoryModels(a.paths.Models)
+			if err != nil {
+				return err
+			}
+			var models []sidecar.Model
+			var names []string
+			for _, m := range repo {
+				models = append(models, sidecar.Model{Name: m.Name, BasePath: m.BasePath})
+				names = append(names, m.Name)
+			}
+			if !slices.Contains(names, a.cfg.Pipeline.DefaultModel) {
+				return fmt.Errorf("pipeline.default_model (--default-model, INFERGATE_PIPELINE_DEFAULT_MODEL): model %q is not in the model repository %s (it has: %s); "+
+					"put a SavedModel in %s/%s/1/ or choose one of those", a.cfg.Pipeline.DefaultModel, a.paths.Models,
+					strings.Join(names, ", "), a.paths.Models, a.cfg.Pipeline.DefaultModel)
+			}
+			grpcPort, err := listenPort("grpc_listen", "grpc-listen", a.cfg.ModelServer.GRPCListen)
+			if err != nil {
+				return err
+			}
+			restPort, err := listenPort("rest_listen", "rest-listen", a.cfg.ModelServer.RESTListen)
+			if err != nil {
+				return err
+			}
+			sup, err = sidecar.New(sidecar.Config{
+				Binary:         a.cfg.ModelServer.TFServingBin,
+				DataDir:        filepath.Join(a.paths.Root, sidecarDir),
+				Models:         models,
+				GRPCPort:       grpcPort,
+				RESTPort:       restPort,
+				CallTimeout:    a.cfg.ModelServer.Timeout,
+				MonitoringPath: "/monitoring/prometheus/metrics",
+			}, a.logger.With("component", "sidecar"))
+			if err != nil {
+				return err
+			}
+			a.mu.Lock()
+			a.predictor = sup.Predictor()
+			a.mu.Unlock()
+			return nil
+		},
+		run: func(ctx context.Context) error { return sup.Run(ctx) },
+		ready: func() error {
+			if sup == nil {
+				return fmt.Errorf("tensorflow_model_server not started")
+			}
+			if !sup.Ready() {
+				st := sup.Status()
+				return fmt.Errorf("tensorflow_model_server is %s: %s", st.State, st.Reason)
+			}
+			return nil
+		},
+		// Large SavedModels load for minutes before TF opens its ports.
+		readyTimeout: sidecar.DefaultReadyTimeout,
+	}
+}
