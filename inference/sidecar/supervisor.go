@@ -527,6 +527,15 @@ func (s *Supervisor) choosePorts() error {
 	grpcPort, restPort := s.grpcPort, s.restPort
 	s.mu.Unlock()
 	var err error
+	for _, p := range []int{s.cfg.GRPCPort, s.cfg.RESTPort} {
+		if p > 0 && !portFree(p) {
+			// TF would exit with a bind error buried in its log; say it here
+			// too, since the usual cause is another server left running.
+			msg := fmt.Sprintf("port %d is in use (another tensorflow_model_server or model server still running?)", p)
+			s.log.Warn("tensorflow_model_server cannot listen", "why", msg)
+			s.tail.add("infergate: " + msg)
+		}
+	}
 	if s.cfg.GRPCPort != 0 {
 		grpcPort = s.cfg.GRPCPort
 	} else if grpcPort == 0 || !portFree(grpcPort) {
