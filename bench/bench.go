@@ -130,14 +130,20 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
 		SelfContained: len(cfg.Brokers) == 0, Brokers: strings.Join(sys.brokers, ","),
 		ReadyMS: float64(sys.ready.Microseconds()) / 1000,
+		Linger:  cfg.Linger.String(),
 	}
-	if rep.SelfContained {
-		rep.Partitions = cfg.Partitions
-		rep.Durability = orDefault(cfg.Durability, "appliance default")
-		rep.Compression = orDefault(cfg.Compression, "appliance default")
+	if ac := sys.cfg; ac != nil {
+		rep.Partitions = ac.Topics.Partitions
+		rep.Durability = ac.Broker.Durability
+		rep.Compression = ac.Broker.Compression
+		rep.MaxBatch, rep.InFlight = ac.Pipeline.MaxBatchSize, ac.Pipeline.MaxInflightBatches
+		rep.MaxWait = ac.Pipeline.MaxBatchWait.String()
 	}
 	if cfg.Rate > 0 {
 		rep.Rate = strconv.FormatFloat(cfg.Rate, 'f', -1, 64)
+	}
+	if cfg.Mode == ModeBaseline {
+		rep.ModelPath = ModelPathGRPC // the baseline always calls Predict over gRPC
 	}
 
 	// Idle memory: the appliance is ready and has nothing to do yet. A
@@ -238,15 +244,11 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 	}
 	if sys.proc != nil {
 		smp.fill(rep, idle)
+		if n := col.windowN.Load(); n > 0 {
+			rep.CPUMicrosPerRequest = rep.CPUSeconds * 1e6 / float64(n)
+		}
 	}
 	return rep, nil
-}
-
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
 }
 
 func isDone(r *runner) bool {

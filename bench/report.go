@@ -23,7 +23,12 @@ type Report struct {
 	Partitions    int     `json:"partitions,omitempty"`
 	Durability    string  `json:"durability,omitempty"`
 	Compression   string  `json:"compression,omitempty"`
-	Started       string  `json:"started"`
+	// The self-contained pipeline's settings.
+	MaxBatch int    `json:"max_batch,omitempty"`
+	MaxWait  string `json:"max_wait,omitempty"`
+	InFlight int    `json:"in_flight,omitempty"`
+	Linger   string `json:"linger"` // the generator's
+	Started  string `json:"started"`
 
 	// Sent is requests the broker acknowledged; Results and DLQ count
 	// distinct requests whose output arrived; Lost = Sent - Results - DLQ
@@ -49,7 +54,10 @@ type Report struct {
 	RSSPeakMB  float64 `json:"rss_peak_mb"` // VmHWM: the peak since the process started
 	CPUSeconds float64 `json:"cpu_seconds"` // CPU time within the measured window
 	CPUCores   float64 `json:"cpu_cores"`   // CPUSeconds / window: cores busy on average
-	ReadyMS    float64 `json:"ready_ms"`    // self-contained: New to ready
+	// CPUMicrosPerRequest is CPUSeconds over the outputs of the window: a
+	// cost per request that other load on the machine hardly changes.
+	CPUMicrosPerRequest float64 `json:"cpu_us_per_request"`
+	ReadyMS             float64 `json:"ready_ms"` // self-contained: New to ready
 
 	Errors []string      `json:"errors,omitempty"`
 	Series []SeriesPoint `json:"series,omitempty"`
@@ -81,6 +89,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "infergate bench: %s, model %s\n", r.Mode, r.ModelPath)
 	row("appliance", "%s", where)
 	row("rate", "%s for %s after %s warmup", target, secs(r.DurationS), secs(r.WarmupS))
+	if r.SelfContained {
+		row("settings", "%d partitions, durability %s, compression %s; pipeline max batch %d, max wait %s, %d in flight; generator linger %s",
+			r.Partitions, r.Durability, r.Compression, r.MaxBatch, r.MaxWait, r.InFlight, r.Linger)
+	}
 	row("sent", "%d", r.Sent)
 	row("results", "%d", r.Results)
 	row("dlq", "%d", r.DLQ)
@@ -96,7 +108,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if r.RSSMB > 0 {
 		row("memory", "RSS idle %.1f MB, under load %.1f MB, peak %.1f MB", r.RSSIdleMB, r.RSSMB, r.RSSPeakMB)
-		row("cpu", "%.1f s in the window = %.2f cores", r.CPUSeconds, r.CPUCores)
+		row("cpu", "%.1f s in the window = %.2f cores, %.1f µs per request", r.CPUSeconds, r.CPUCores, r.CPUMicrosPerRequest)
 	}
 	if r.ReadyMS > 0 {
 		row("ready", "%.0f ms after start (empty data dir)", r.ReadyMS)

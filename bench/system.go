@@ -30,6 +30,8 @@ type system struct {
 	proc procSource
 	// stop shuts down what setup started and removes its data.
 	stop func() error
+	// cfg is the self-contained appliance's configuration (nil: external).
+	cfg *appliance.Config
 }
 
 // startSystem starts a self-contained appliance (no brokers configured) or
@@ -132,6 +134,7 @@ func startSelfContained(ctx context.Context, cfg *Config, logger *slog.Logger) (
 		ready: ready,
 		proc:  selfProc{},
 		stop:  stop,
+		cfg:   &ac,
 	}
 	switch {
 	case sidecarAddr != "":
