@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -705,4 +706,26 @@ func httpGet(url string) (string, error) {
 		return string(b), fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return string(b), err
+}
+
+// TestPortInUse: a configured port someone else holds is named in the log
+// tail, and the failing process is restarted rather than given up on.
+func TestPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	cfg := baseConfig(t, standIn, modelsDir(t))
+	cfg.GRPCPort = port
+	s := start(t, cfg)
+	eventually(t, 30*time.Second, "a failed start", func() bool {
+		st := s.Status()
+		return st.LastExit != nil && st.LastExit.Code != 0 && (st.State == sidecar.StateRestarting || st.State == sidecar.StateCrashLoop || st.Restarts > 0)
+	})
+	want := "port " + strconv.Itoa(port) + " is in use"
+	if !slices.ContainsFunc(s.LogTail(0), func(l string) bool { return strings.Contains(l, want) }) {
+		t.Fatalf("log tail lacks %q: %q", want, s.LogTail(0))
+	}
 }
