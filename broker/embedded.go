@@ -141,13 +141,13 @@ func unspecifiedHost(h string) bool {
 
 // Embedded is a running in-process broker. It serves clients until Close.
 type Embedded struct {
-	cfg      EmbeddedConfig
-	logger   *slog.Logger
-	klog     *kfakeLogger
-	cluster  *kfake.Cluster
-	lock     *os.File
-	bound    string
-	advertis string
+	cfg        EmbeddedConfig
+	logger     *slog.Logger
+	klog       *kfakeLogger
+	cluster    *kfake.Cluster
+	lock       *os.File
+	bound      string
+	advertised string
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -229,14 +229,14 @@ func NewEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 	}
 
 	e := &Embedded{
-		cfg:      cfg,
-		logger:   logger,
-		klog:     klog,
-		cluster:  cluster,
-		lock:     lock,
-		bound:    bound,
-		advertis: adv,
-		stop:     make(chan struct{}),
+		cfg:        cfg,
+		logger:     logger,
+		klog:       klog,
+		cluster:    cluster,
+		lock:       lock,
+		bound:      bound,
+		advertised: adv,
+		stop:       make(chan struct{}),
 	}
 	e.wg.Add(1)
 	go e.retentionLoop()
@@ -265,7 +265,7 @@ func (e *Embedded) retentionLoop() {
 }
 
 // Addr is the advertised host:port: the bootstrap address for clients.
-func (e *Embedded) Addr() string { return e.advertis }
+func (e *Embedded) Addr() string { return e.advertised }
 
 // ListenAddr is the address actually bound (useful when Listen ends in :0).
 func (e *Embedded) ListenAddr() string { return e.bound }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -109,6 +110,29 @@ func TestEmbeddedRestartKeepsTopicsRecordsAndOffsets(t *testing.T) {
 			t.Fatalf("resumed group got %s/%d@%d, below its commit", r.Topic, r.Partition, r.Offset)
 		}
 	}
+}
+
+func TestEmbeddedRunStopsOnCancel(t *testing.T) {
+	e, err := NewEmbedded(EmbeddedConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0"}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// Closed: the port is free again and a second Close is a no-op.
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", e.ListenAddr())
+	if err != nil {
+		t.Fatalf("port still taken after Run returned: %v", err)
+	}
+	ln.Close()
 }
 
 func TestEmbeddedPortInUse(t *testing.T) {
