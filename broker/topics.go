@@ -60,7 +60,7 @@ const (
 // crowd out the requests topic, and every DLQ record is kept in the store too.
 func DefaultTopics(requests, results, dlq string, partitions int32) []TopicSpec {
 	mk := func(name string, retention time.Duration, topicBytes int64) TopicSpec {
-		perPart, segment := partitionBytes(topicBytes, partitions)
+		perPart, segment := PartitionBytes(topicBytes, partitions)
 		seg := strconv.FormatInt(segment, 10)
 		segMs := strconv.FormatInt(DefaultSegmentMs.Milliseconds(), 10)
 		return TopicSpec{
@@ -76,11 +76,11 @@ func DefaultTopics(requests, results, dlq string, partitions int32) []TopicSpec 
 	}
 }
 
-// partitionBytes splits a topic's byte budget over its partitions and picks a
-// segment size of an eighth of a partition's share (1 to 64 MiB): retention
+// PartitionBytes splits a topic's byte budget over its partitions (at least
+// 1 MiB each) and picks a segment size of an eighth of a partition's share (1 to 64 MiB): retention
 // deletes whole segments, so a partition holds up to one segment more than its
 // share, and smaller segments keep that overshoot small.
-func partitionBytes(topicBytes int64, partitions int32) (perPartition, segment int64) {
+func PartitionBytes(topicBytes int64, partitions int32) (perPartition, segment int64) {
 	perPartition = max(topicBytes/int64(max(partitions, 1)), 1<<20)
 	segment = min(max(perPartition/8, 1<<20), 64<<20)
 	return perPartition, segment

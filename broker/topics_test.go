@@ -60,9 +60,9 @@ func TestPartitionBytes(t *testing.T) {
 		{128 << 20, 64, 2 << 20, 1 << 20},
 		{1 << 20, 100, 1 << 20, 1 << 20},
 	} {
-		p, s := partitionBytes(tc.topic, tc.parts)
+		p, s := PartitionBytes(tc.topic, tc.parts)
 		if p != tc.perPart || s != tc.sg {
-			t.Errorf("partitionBytes(%d, %d) = %d, %d; want %d, %d", tc.topic, tc.parts, p, s, tc.perPart, tc.sg)
+			t.Errorf("PartitionBytes(%d, %d) = %d, %d; want %d, %d", tc.topic, tc.parts, p, s, tc.perPart, tc.sg)
 		}
 	}
 }
