@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/inference"
@@ -601,4 +602,134 @@ func TestReplay(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRebalance runs a second pipeline in the same group mid-stream (the
+// first gives up partitions) and then stops the first (the second takes
+// them all), while requests keep arriving: every request gets a result,
+// none is lost in the handovers.
+func TestRebalance(t *testing.T) {
+	addrs := newCluster(t)
+	pred := newTestPredictor(t)
+	results := collect(t, addrs, resTopic)
+	cfg := testConfig()
+	cfg.MaxBatch = 8
+	a := startPipeline(t, cfg, addrs, pred, openStore(t))
+	prod := newClient(t, addrs)
+	const n = 4000
+	sent := make(chan struct{})
+	go func() { // about 2000 requests a second
+		defer close(sent)
+		for i := 0; i < n; i += 20 {
+			var recs []*kgo.Record
+			for j := i; j < i+20; j++ {
+				recs = append(recs, &kgo.Record{Topic: reqTopic, Key: []byte(strconv.Itoa(j % 13)),
+					Value: []byte(fmt.Sprintf(`{"request_id":"r-%d","features":[%d,0,0,0],"model":"slow"}`, j, j+1000))})
+			}
+			if err := prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	results.waitN(t, 10, 30*time.Second)
+	b := startPipeline(t, cfg, addrs, pred, openStore(t))
+	checkFor(t, 30*time.Second, func() error {
+		if b.p.Status().Consumed == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+	a.stop(t)
+	<-sent
+	checkFor(t, 60*time.Second, func() error {
+		seen := map[string]bool{}
+		for _, r := range results.records() {
+			seen[decodeResult(t, r).RequestID] = true
+		}
+		if len(seen) < n {
+			return fmt.Errorf("%d of %d requests have results", len(seen), n)
+		}
+		return nil
+	})
+	t.Logf("%d results for %d requests; first pipeline consumed %d, second %d (duplicates are allowed at least once)",
+		len(results.records()), n, a.p.Status().Consumed, b.p.Status().Consumed)
+}
+
+func TestMetrics(t *testing.T) {
+	addrs := newCluster(t)
+	pred := newTestPredictor(t)
+	reg := prometheus.NewRegistry()
+	p, err := inference.New(testConfig(), testLogger(t), []kgo.Opt{kgo.SeedBrokers(addrs...)}, pred, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inference.New(testConfig(), testLogger(t), nil, pred, nil, reg); err == nil {
+		t.Error("registering the metrics twice did not fail")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	results := collect(t, addrs, resTopic)
+	dlq := collect(t, addrs, dlqTopic)
+	produce(t, newClient(t, addrs),
+		&kgo.Record{Value: []byte(`{"features":[1,2,3,4],"model":"poison"}`)},
+		&kgo.Record{Value: []byte(`oops`)})
+	results.waitN(t, 1, 30*time.Second)
+	dlq.waitN(t, 1, 30*time.Second)
+	checkFor(t, 10*time.Second, func() error {
+		mfs, err := reg.Gather()
+		if err != nil {
+			return err
+		}
+		got := map[string]bool{}
+		for _, mf := range mfs {
+			got[mf.GetName()] = true
+		}
+		for _, name := range []string{"infergate_requests_total", "infergate_results_total", "infergate_dlq_records_total",
+			"infergate_end_to_end_latency_seconds", "infergate_predict_latency_seconds", "infergate_batch_size",
+			"infergate_inflight_batches", "infergate_circuit_state", "infergate_consumer_lag"} {
+			if !got[name] {
+				return fmt.Errorf("metric %s missing", name)
+			}
+		}
+		return nil
+	})
+}
+
+func TestConfigValidate(t *testing.T) {
+	def := inference.DefaultConfig()
+	if err := def.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for _, tc := range []struct {
+		mod  func(*inference.Config)
+		want string
+	}{
+		{func(c *inference.Config) { c.MaxBatch = 0 }, "pipeline.max_batch"},
+		{func(c *inference.Config) { c.MaxBatch = 70000 }, "pipeline.max_batch"},
+		{func(c *inference.Config) { c.MaxWait = -1 }, "pipeline.max_wait"},
+		{func(c *inference.Config) { c.MaxInFlight = 0 }, "pipeline.max_in_flight"},
+		{func(c *inference.Config) { c.Delivery = "twice" }, "pipeline.delivery"},
+		{func(c *inference.Config) { c.Retry.Initial = 0 }, "pipeline.retry.initial"},
+		{func(c *inference.Config) { c.Retry.Max = time.Nanosecond }, "pipeline.retry.max"},
+		{func(c *inference.Config) { c.Retry.Attempts = 0 }, "pipeline.retry.attempts"},
+		{func(c *inference.Config) { c.ProbeInterval = 0 }, "pipeline.probe_interval"},
+		{func(c *inference.Config) { c.PredictTimeout = 0 }, "pipeline.predict_timeout"},
+		{func(c *inference.Config) { c.ShutdownTimeout = 0 }, "pipeline.shutdown_timeout"},
+		{func(c *inference.Config) { c.Group = "" }, "pipeline.group"},
+		{func(c *inference.Config) { c.DefaultModel = "" }, "pipeline.default_model"},
+		{func(c *inference.Config) { c.ResultsTopic = c.RequestsTopic }, "pipeline.requests_topic"},
+	} {
+		c := inference.DefaultConfig()
+		tc.mod(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want+":") {
+			t.Errorf("want an error naming %s, got %v", tc.want, err)
+		}
+	}
 }
