@@ -410,6 +410,9 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return errors.New("sidecar: Run called twice")
 	}
 	defer func() {
+		// running goes false before the final state is published, so a
+		// WaitReady woken by it sees that Run is over.
+		s.running.Store(false)
 		s.mu.Lock()
 		s.pid = 0
 		for _, c := range s.clients {
@@ -422,7 +425,6 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 			s.setStateLocked(StateStopped, "stopped")
 		}
 		s.mu.Unlock()
-		s.running.Store(false)
 	}()
 	if err := os.MkdirAll(filepath.Join(s.cfg.DataDir, LogsDir), 0o755); err != nil {
 		return fmt.Errorf("sidecar: DataDir: %w", err)
