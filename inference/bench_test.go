@@ -135,8 +135,18 @@ func BenchmarkDecode(b *testing.B) {
 // cores, as in the appliance.
 func BenchmarkPipeline(b *testing.B) {
 	pred := newTestPredictor(b)
+	type variant struct {
+		delivery string
+		wait     time.Duration
+	}
+	var variants []variant
 	for _, wait := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond} {
-		b.Run(fmt.Sprintf("max_wait=%s", wait), func(b *testing.B) {
+		variants = append(variants, variant{inference.AtLeastOnce, wait})
+	}
+	variants = append(variants, variant{inference.ExactlyOnce, 0})
+	for _, v := range variants {
+		wait := v.wait
+		b.Run(fmt.Sprintf("delivery=%s/max_wait=%s", v.delivery, wait), func(b *testing.B) {
 			const n = 50000
 			values := demoRequests(n)
 			var total time.Duration
@@ -151,6 +161,7 @@ func BenchmarkPipeline(b *testing.B) {
 				produce(b, prod, recs...)
 				cfg := inference.DefaultConfig()
 				cfg.MaxWait = wait
+				cfg.Delivery = v.delivery
 				b.StartTimer()
 				start := time.Now()
 				run := startPipeline(b, cfg, addrs, pred.demo, nil)
