@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,7 +20,9 @@ import (
 	"github.com/infergate/infergate/broker"
 	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/store"
+	"github.com/infergate/infergate/web"
 )
 
 // Appliance is one running infergate: every component of a Config, started
@@ -41,7 +44,9 @@ type Appliance struct {
 	// predictor is what the pipeline calls, whatever the mode.
 	modelServer *modelserver.Server
 	predictor   predictor
+	sidecar     *sidecar.Supervisor // model_server.mode sidecar
 	pipeline    *inference.Pipeline
+	web         *web.Server
 	client      broker.ClientConfig // brokers filled in once the broker runs
 }
 
@@ -286,27 +291,37 @@ func (a *Appliance) topicsComponent() *component {
 	}
 }
 
-// topicSpecs are broker.DefaultTopics with the configured retention; the
-// settings' 0 ("unbounded") is Kafka's -1.
+// topicSpecs are broker.DefaultTopics with the configured retention. A
+// changed size budget is split over the partitions by broker's rule
+// (per partition at least 1 MiB, segments an eighth of that, 1 to 64 MiB);
+// the settings' 0 ("unbounded") is Kafka's -1.
 func (a *Appliance) topicSpecs() []broker.TopicSpec {
 	t := a.cfg.Topics
+	d := Default().Topics
 	specs := broker.DefaultTopics(t.Requests, t.Results, t.DLQ, int32(t.Partitions))
-	unbounded := func(v int64) int64 {
-		if v == 0 {
-			return -1
-		}
-		return v
-	}
 	for i := range specs {
+		retention, budget, defBudget := t.Retention, t.RequestsBytes, d.RequestsBytes
+		switch specs[i].Name {
+		case t.Results:
+			budget, defBudget = t.ResultsBytes, d.ResultsBytes
+		case t.DLQ:
+			retention, budget, defBudget = t.DLQRetention, t.DLQBytes, d.DLQBytes
+		}
 		if t.ReplicationFactor > 0 {
 			specs[i].ReplicationFactor = int16(t.ReplicationFactor)
 		}
-		if specs[i].Name == t.DLQ {
-			specs[i].RetentionMs = unbounded(t.DLQRetention.Milliseconds())
-			specs[i].RetentionBytes = unbounded(t.DLQRetentionBytes)
-		} else {
-			specs[i].RetentionMs = unbounded(t.Retention.Milliseconds())
-			specs[i].RetentionBytes = unbounded(t.RetentionBytes)
+		specs[i].RetentionMs = retention.Milliseconds()
+		if retention == 0 {
+			specs[i].RetentionMs = -1
+		}
+		switch {
+		case budget == 0:
+			specs[i].RetentionBytes = -1
+		case budget != defBudget:
+			perPart := max(budget/int64(t.Partitions), 1<<20)
+			seg := strconv.FormatInt(min(max(perPart/8, 1<<20), 64<<20), 10)
+			specs[i].RetentionBytes = perPart
+			specs[i].Configs["segment.bytes"] = &seg
 		}
 	}
 	return specs

@@ -92,15 +92,15 @@ type TopicsConfig struct {
 	DLQ               string `yaml:"dlq"`
 	Partitions        int    `yaml:"partitions"`
 	ReplicationFactor int    `yaml:"replication_factor"` // -1: the cluster's default
-	// Retention bounds what the broker keeps of requests and results so an
-	// unattended edge disk does not fill: by age and by size per partition.
-	// The DLQ has its own, longer-lived and smaller bounds: an operator
-	// inspects and replays it, and a flood of bad requests should not crowd
-	// out the requests topic. 0 means unbounded.
-	Retention         time.Duration `yaml:"retention"`
-	RetentionBytes    int64         `yaml:"retention_bytes"`
-	DLQRetention      time.Duration `yaml:"dlq_retention"`
-	DLQRetentionBytes int64         `yaml:"dlq_retention_bytes"`
+	// Retention bounds what the broker keeps so an unattended edge disk does
+	// not fill: by age (requests and results share one limit; the DLQ, which
+	// an operator inspects and replays, lives longer) and by size, as a
+	// budget per topic split over its partitions. 0 means unbounded.
+	Retention     time.Duration `yaml:"retention"`
+	DLQRetention  time.Duration `yaml:"dlq_retention"`
+	RequestsBytes int64         `yaml:"requests_bytes"`
+	ResultsBytes  int64         `yaml:"results_bytes"`
+	DLQBytes      int64         `yaml:"dlq_bytes"`
 }
 
 // ModelServerConfig selects and configures the model server.
@@ -190,9 +190,10 @@ func Default() Config {
 			Partitions:        6,
 			ReplicationFactor: -1,
 			Retention:         broker.DefaultRequestsRetention,
-			RetentionBytes:    broker.DefaultRequestsRetentionBytes,
 			DLQRetention:      broker.DefaultDLQRetention,
-			DLQRetentionBytes: broker.DefaultDLQRetentionBytes,
+			RequestsBytes:     broker.DefaultRequestsTopicBytes,
+			ResultsBytes:      broker.DefaultResultsTopicBytes,
+			DLQBytes:          broker.DefaultDLQTopicBytes,
 		},
 		ModelServer: ModelServerConfig{
 			Mode:         ModelServerEmbedded,

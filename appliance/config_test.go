@@ -83,7 +83,7 @@ func TestFullFileValues(t *testing.T) {
 		{c.Broker.SASL.Password, "s3cret-password"},
 		{c.Topics.Partitions, 12},
 		{c.Topics.Retention, 72 * time.Hour},
-		{c.Topics.RetentionBytes, int64(10 << 30)},
+		{c.Topics.RequestsBytes, int64(10 << 30)},
 		{c.ModelServer.TFServingEndpoints, []string{"tfs-1:8500", "tfs-2:8500"}},
 		{c.Pipeline.MaxBatchWait, 2 * time.Millisecond},
 		{c.Delivery.Guarantee, ExactlyOnce},

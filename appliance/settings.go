@@ -60,9 +60,10 @@ func (c *Config) settings() []setting {
 		{Key: "topics.partitions", Flag: "topic-partitions", Arg: "N", Help: "partitions of each topic when infergate creates it", val: integer(&c.Topics.Partitions)},
 		{Key: "topics.replication_factor", Flag: "topic-replication-factor", Arg: "N", Help: "replication factor of created topics (-1: the cluster's default)", val: integer(&c.Topics.ReplicationFactor)},
 		{Key: "topics.retention", Flag: "topic-retention", Arg: "DURATION", Help: "retention.ms of the requests and results topics (0: unbounded)", val: duration(&c.Topics.Retention)},
-		{Key: "topics.retention_bytes", Flag: "topic-retention-bytes", Arg: "BYTES", Help: "retention.bytes per partition of the requests and results topics (0: unbounded)", val: int64v(&c.Topics.RetentionBytes)},
 		{Key: "topics.dlq_retention", Flag: "dlq-topic-retention", Arg: "DURATION", Help: "retention.ms of the DLQ topic (0: unbounded)", val: duration(&c.Topics.DLQRetention)},
-		{Key: "topics.dlq_retention_bytes", Flag: "dlq-topic-retention-bytes", Arg: "BYTES", Help: "retention.bytes per partition of the DLQ topic (0: unbounded)", val: int64v(&c.Topics.DLQRetentionBytes)},
+		{Key: "topics.requests_bytes", Flag: "requests-topic-bytes", Arg: "BYTES", Help: "disk budget of the requests topic, split over its partitions (0: unbounded)", val: int64v(&c.Topics.RequestsBytes)},
+		{Key: "topics.results_bytes", Flag: "results-topic-bytes", Arg: "BYTES", Help: "disk budget of the results topic, split over its partitions (0: unbounded)", val: int64v(&c.Topics.ResultsBytes)},
+		{Key: "topics.dlq_bytes", Flag: "dlq-topic-bytes", Arg: "BYTES", Help: "disk budget of the DLQ topic, split over its partitions (0: unbounded)", val: int64v(&c.Topics.DLQBytes)},
 
 		{Key: "model_server.mode", Flag: "model-server", Arg: "MODE", Help: "embedded (in-process, ONNX), sidecar (supervised tensorflow_model_server) or external (TF Serving at --tfserving-endpoints)", val: str(&c.ModelServer.Mode)},
 		{Key: "model_server.grpc_listen", Flag: "grpc-listen", Arg: "ADDR", Help: "TF Serving gRPC API of the embedded model server or sidecar", val: str(&c.ModelServer.GRPCListen)},

@@ -77,9 +77,7 @@ func (a *Appliance) sidecarModelServerComponent() *component {
 			}
 			a.mu.Lock()
 			a.predictor = sup.Predictor()
-			// TODO(appliance): keep sup on the Appliance for the admin API's
-			// GET /api/v1/sidecar (sup.Status(), sup.LogTail(n)) and for
-			// reloading models (repositoryModels → sup.Reload).
+			a.sidecar = sup // for the admin API: status, log tail, reload
 			a.mu.Unlock()
 			return nil
 		},

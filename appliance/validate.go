@@ -95,11 +95,13 @@ func (c *Config) Validate() error {
 	}
 	v.nonNegative("topics.retention", c.Topics.Retention)
 	v.nonNegative("topics.dlq_retention", c.Topics.DLQRetention)
-	if c.Topics.RetentionBytes < 0 {
-		v.errf("topics.retention_bytes", "%d: must be >= 0 (0: unbounded)", c.Topics.RetentionBytes)
-	}
-	if c.Topics.DLQRetentionBytes < 0 {
-		v.errf("topics.dlq_retention_bytes", "%d: must be >= 0 (0: unbounded)", c.Topics.DLQRetentionBytes)
+	for _, b := range []struct {
+		key string
+		v   int64
+	}{{"topics.requests_bytes", c.Topics.RequestsBytes}, {"topics.results_bytes", c.Topics.ResultsBytes}, {"topics.dlq_bytes", c.Topics.DLQBytes}} {
+		if b.v < 0 || (b.v > 0 && b.v < 1<<20) {
+			v.errf(b.key, "%d: must be 0 (unbounded) or at least 1048576 (1 MiB)", b.v)
+		}
 	}
 
 	// Model server.
