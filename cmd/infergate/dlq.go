@@ -21,7 +21,9 @@ import (
 
 	"github.com/infergate/infergate/appliance"
 	"github.com/infergate/infergate/broker"
+	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/store"
+	"github.com/infergate/infergate/web"
 )
 
 const dlqSynopsis = `dlq list [--class C] [--model M] [--since DURATION] [--limit N] [--json] [--data-dir DIR | --url URL]
@@ -34,49 +36,42 @@ the store in the data dir directly; replay then produces to the broker itself (s
 broker of the data dir for the moment if the appliance uses one).`
 
 // dlqRecord is how the CLI shows a dead-lettered record, whichever way it
-// was read.
-type dlqRecord struct {
-	ID              string      `json:"id"`
-	FailedAt        time.Time   `json:"failed_at"`
-	Class           string      `json:"class"`
-	Message         string      `json:"message"`
-	Model           string      `json:"model,omitempty"`
-	SourceTopic     string      `json:"source_topic"`
-	SourcePartition int32       `json:"source_partition"`
-	SourceOffset    int64       `json:"source_offset"`
-	Attempts        int         `json:"attempts"`
-	Replays         int         `json:"replays"`
-	LastReplayAt    *time.Time  `json:"last_replay_at,omitempty"`
-	Key             string      `json:"key,omitempty"`
-	Value           string      `json:"value"`
-	ValueBase64     bool        `json:"value_base64,omitempty"`
-	Headers         []dlqHeader `json:"headers,omitempty"`
-}
+// was read: the admin API's JSON form (web.RecordView), so `--json` output
+// is the same with and without a running appliance.
+type dlqRecord = web.RecordView
 
-type dlqHeader struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
-}
-
+// fromStore is the admin API's view of a store record: text where the bytes
+// are UTF-8, base64 otherwise.
 func fromStore(r *store.Record) dlqRecord {
-	out := dlqRecord{
-		ID: r.ID, FailedAt: r.FailedAt, Class: r.Class, Message: r.Message, Model: r.Model,
+	v := dlqRecord{
+		ID: r.ID, Class: r.Class, Message: r.Message, Model: r.Model,
+		ValueSize: len(r.Value), Headers: make([]web.HeaderView, 0, len(r.Headers)),
 		SourceTopic: r.SourceTopic, SourcePartition: r.SourcePartition, SourceOffset: r.SourceOffset,
-		Attempts: r.Attempts, Replays: r.Replays, Key: string(r.Key),
+		Attempts: r.Attempts, FailedAt: r.FailedAt.UTC(), Replays: r.Replays, LastReplayAt: r.LastReplayAt,
 	}
-	if !r.LastReplayAt.IsZero() {
-		t := r.LastReplayAt
-		out.LastReplayAt = &t
+	if r.Key != nil {
+		if utf8.Valid(r.Key) {
+			k := string(r.Key)
+			v.Key = &k
+		} else {
+			v.KeyBase64 = encodeBase64(r.Key)
+		}
 	}
 	if utf8.Valid(r.Value) {
-		out.Value = string(r.Value)
+		v.Value = string(r.Value)
 	} else {
-		out.Value, out.ValueBase64 = encodeBase64(r.Value), true
+		v.ValueBase64 = encodeBase64(r.Value)
 	}
 	for _, h := range r.Headers {
-		out.Headers = append(out.Headers, dlqHeader{Key: h.Key, Value: string(h.Value)})
+		hv := web.HeaderView{Key: h.Key}
+		if utf8.Valid(h.Value) {
+			hv.Value = string(h.Value)
+		} else {
+			hv.ValueBase64 = encodeBase64(h.Value)
+		}
+		v.Headers = append(v.Headers, hv)
 	}
-	return out
+	return v
 }
 
 // dlqBackend is where the dlq subcommands read and replay.
@@ -115,20 +110,30 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 	fs.IntVar(&f.Limit, "limit", 100, "list: most records to print")
 	asJSON := fs.Bool("json", false, "list: print JSON lines instead of a table")
 	all := fs.Bool("all", false, "replay: every record matching --class/--model/--since")
-	if err := fs.Parse(args); err != nil {
-		return helpOrUsage(err)
+	// Flags may follow the IDs (`dlq show ID --url URL`, as documented):
+	// the flag package stops at the first argument, so parse the rest again.
+	var ids []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return helpOrUsage(err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		ids = append(ids, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 	switch sub {
 	case "list":
-		if fs.NArg() > 0 {
-			return usageErr(fmt.Errorf("list takes no arguments, got %q", fs.Args()))
+		if len(ids) > 0 {
+			return usageErr(fmt.Errorf("list takes no arguments, got %q", ids))
 		}
 	case "show":
-		if fs.NArg() != 1 {
+		if len(ids) != 1 {
 			return usageErr(errors.New("show takes exactly one record ID"))
 		}
 	case "replay":
-		if *all == (fs.NArg() > 0) {
+		if *all == (len(ids) > 0) {
 			return usageErr(errors.New("replay takes record IDs or --all (with optional --class, --model, --since), not both"))
 		}
 	default:
@@ -164,7 +169,7 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 		}
 		return tw.Flush()
 	case "show":
-		r, err := be.get(ctx, fs.Arg(0))
+		r, err := be.get(ctx, ids[0])
 		if err != nil {
 			return err
 		}
@@ -176,8 +181,8 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 		if *all {
 			filter = &f
 		}
-		n, err := be.replay(ctx, fs.Args(), filter)
-		fmt.Fprintf(io.err, "replayed %d records\n", n)
+		n, err := be.replay(ctx, ids, filter)
+		fmt.Fprintf(io.err, "replayed %d records to %s\n", n, "the requests topic")
 		return err
 	}
 }
@@ -299,8 +304,8 @@ func (b *storeBackend) get(_ context.Context, id string) (*dlqRecord, error) {
 	return &out, nil
 }
 
-// replay produces the selected records back to the topic they came from and
-// marks them replayed. The appliance is not running, so the records wait in
+// replay produces the selected records to the requests topic, as the admin
+// API does, and marks them replayed. The appliance is not running, so the records wait in
 // the requests topic until it starts again.
 func (b *storeBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (int, error) {
 	var recs []*store.Record
@@ -360,11 +365,7 @@ func (b *storeBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (
 		return 0, err
 	}
 	defer cl.Close()
-	krecs := make([]*kgo.Record, len(recs))
-	for i, r := range recs {
-		krecs[i] = replayRecord(r, b.cfg.Topics.Requests)
-	}
-	if err := cl.ProduceSync(ctx, krecs...).FirstErr(); err != nil {
+	if err := inference.Replay(ctx, cl, b.cfg.Topics.Requests, recs); err != nil {
 		return 0, fmt.Errorf("producing replayed records: %w", err)
 	}
 	replayed := make([]string, len(recs))
@@ -375,22 +376,6 @@ func (b *storeBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (
 		return len(recs), fmt.Errorf("records were replayed but not marked so: %w", err)
 	}
 	return len(recs), nil
-}
-
-// replayRecord is the original request again: key, value and headers as
-// they arrived, to the topic it was consumed from, plus a header naming the
-// DLQ record it replays.
-func replayRecord(r *store.Record, requestsTopic string) *kgo.Record {
-	topic := r.SourceTopic
-	if topic == "" {
-		topic = requestsTopic
-	}
-	kr := &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value}
-	for _, h := range r.Headers {
-		kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
-	}
-	kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: "replay.of", Value: []byte(r.ID)})
-	return kr
 }
 
 // apiBackend talks to a running appliance's admin API (DESIGN.md paths).
@@ -484,7 +469,7 @@ func (f dlqFilter) query() url.Values {
 
 func (b *apiBackend) list(ctx context.Context, f dlqFilter) ([]dlqRecord, error) {
 	var resp struct {
-		Records []dlqRecord `json:"records"`
+		Records []web.RecordView `json:"records"`
 	}
 	if err := b.do(ctx, http.MethodGet, "/api/v1/dlq", f.query(), nil, &resp); err != nil {
 		return nil, err
@@ -493,26 +478,22 @@ func (b *apiBackend) list(ctx context.Context, f dlqFilter) ([]dlqRecord, error)
 }
 
 func (b *apiBackend) get(ctx context.Context, id string) (*dlqRecord, error) {
-	var r dlqRecord
-	if err := b.do(ctx, http.MethodGet, "/api/v1/dlq/"+url.PathEscape(id), nil, nil, &r); err != nil {
+	var v web.RecordView
+	if err := b.do(ctx, http.MethodGet, "/api/v1/dlq/"+url.PathEscape(id), nil, nil, &v); err != nil {
 		return nil, err
 	}
-	return &r, nil
+	return &v, nil
 }
 
 func (b *apiBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (int, error) {
-	body := map[string]any{}
+	var body web.BulkRequest
 	if f != nil {
-		filter := map[string]string{}
-		for k, v := range f.query() {
-			if k != "limit" {
-				filter[k] = v[0]
-			}
+		body.Filter = &web.FilterJSON{Class: f.Class, Model: f.Model}
+		if f.Since > 0 {
+			body.Filter.Since = f.Since.String() // "that long ago"
 		}
-		body["filter"] = filter
-		body["all"] = true
 	} else {
-		body["ids"] = ids
+		body.IDs = ids
 	}
 	var resp struct {
 		Replayed int `json:"replayed"`
