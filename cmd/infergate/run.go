@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"strings"
 
 	"github.com/infergate/infergate/appliance"
+	"github.com/infergate/infergate/inference/modelserver"
 )
 
 // cmdRun is `infergate run`: settings errors exit with 2 before anything
@@ -36,8 +38,11 @@ func cmdRun(ctx context.Context, args []string, io stdio) error {
 // cmdModelServer is `infergate model-server`, a stand-in for
 // tensorflow_model_server with its flags.
 func cmdModelServer(ctx context.Context, args []string, io stdio) error {
-	// TODO(appliance): modelserver.ModelServerMain(ctx, args, io.out, io.err) once inference/modelserver lands.
-	return errors.New("not available yet in this build")
+	// ModelServerMain prefixes its errors with "model-server:" itself.
+	if err := modelserver.ModelServerMain(ctx, args, io.out, io.err); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "model-server: "))
+	}
+	return nil
 }
 
 // helpOrUsage turns a flag parsing error into the command's result: -h is
