@@ -155,9 +155,12 @@ func (a *Appliance) components() []*component {
 		a.modelServerComponent(),
 		a.pipelineComponent(),
 	}
-	// TODO(appliance): web is wired next.
 	if a.cfg.Demo.Enabled {
 		comps = append(comps, a.demoComponent())
+	}
+	// Last: it reports on all the others, and stops first (web.go).
+	if a.cfg.HTTP.Listen != "" {
+		comps = append(comps, a.webComponent())
 	}
 	return comps
 }

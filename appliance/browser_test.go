@@ -1,0 +1,153 @@
+package appliance
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/inference/demo"
+	"github.com/infergate/infergate/store"
+	"github.com/infergate/infergate/web/webtest"
+)
+
+// go test ./appliance -run Browser -screenshots ../docs/screenshots refreshes
+// the documentation's screenshots from a real appliance (it waits a minute
+// first so the charts have history); without the flag they go to a
+// temporary directory.
+var screenshots = flag.String("screenshots", "", "directory to save dashboard screenshots of the real appliance to")
+
+// TestBrowserDashboard walks the dashboard of a whole appliance, with demo
+// traffic flowing, in headless Chromium: log in, see throughput move, find a
+// poisoned request in the DLQ, fix and replay it and see its result, upload
+// a model version and see it AVAILABLE, send a test request.
+func TestBrowserDashboard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	ctx := webtest.NewBrowser(t) // skips without chromium, before starting anything
+	dir := *screenshots
+	if dir == "" {
+		dir = t.TempDir()
+	}
+
+	c := testConfig(t)
+	c.Demo.Enabled = true
+	c.Demo.Rate = 40
+	a := start(t, c)
+	base := a.WebURL()
+
+	// What a line sends on a bad day: short feature vectors after a firmware
+	// update, a garbled frame, a request for a model that is not deployed.
+	// The poisoned request the walk-through fixes is among them.
+	cl := producer(t, a)
+	var recs []*kgo.Record
+	for i := range 6 {
+		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprintf("line3-sensor-%02d", i)),
+			Value:   requestValue(fmt.Sprintf("line3-%04d", 4100+i), features(12, 0.2)),
+			Headers: []kgo.RecordHeader{{Key: "source", Value: []byte("gateway-2")}}})
+	}
+	recs = append(recs,
+		&kgo.Record{Key: []byte("gateway-7"), Value: []byte("x\x00\x01 garbled frame")},
+		&kgo.Record{Key: []byte("sensor-11"), Value: []byte(`{"request_id": "q-88", "model": "fraud", "features": [0.1]}`)},
+		&kgo.Record{Key: []byte("sensor-09"), Value: []byte(`{"request_id": "poison-1", "features": [0.5, 0.25, 0.75]}`)},
+	)
+	produce(t, cl, recs...)
+	eventually(t, time.Minute, func() error {
+		n, err := a.Store().Count(store.Filter{})
+		if err != nil || n < len(recs) {
+			return fmt.Errorf("%d DLQ records (%v)", n, err)
+		}
+		return nil
+	})
+
+	// A wrong token is refused on the page.
+	if msg := webtest.LoginFails(t, ctx, base, "not-the-admin-token"); !strings.Contains(msg, "Wrong admin token") {
+		t.Fatalf("login error %q", msg)
+	}
+	if *screenshots != "" {
+		// An empty form looks better in the docs than an error.
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/login"), chromedp.WaitVisible(chromedp.CSS("#token"))); err != nil {
+			t.Fatal(err)
+		}
+		webtest.Screenshot(t, ctx, filepath.Join(dir, "login.png"))
+	}
+
+	onnx := filepath.Join(t.TempDir(), "demo.onnx")
+	if err := os.WriteFile(onnx, demo.ONNX, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fixed := string(requestValue("poison-1", features(16, 0.5)))
+	sc := webtest.Scenario{
+		BaseURL: base, Token: a.AdminToken(),
+		PoisonClass: "validation", PoisonMatch: "poison-1", FixedValue: fixed,
+		ModelName: "demo", ModelFile: onnx,
+	}
+	if *screenshots != "" {
+		sc.ScreenshotDir = dir
+		// Let the charts gather a minute of history first.
+		webtest.Login(t, ctx, base, a.AdminToken())
+		time.Sleep(70 * time.Second)
+	}
+	got := sc.Run(t, ctx)
+
+	var result struct {
+		RequestID  string    `json:"request_id"`
+		Model      string    `json:"model"`
+		Prediction []float64 `json:"prediction"`
+	}
+	if err := json.Unmarshal([]byte(got.ReplayResult), &result); err != nil || result.RequestID != "poison-1" || len(result.Prediction) != 1 {
+		t.Fatalf("replay result %q (%v)", got.ReplayResult, err)
+	}
+	if got.UploadVersion != 2 {
+		t.Fatalf("uploaded as version %d, want 2", got.UploadVersion)
+	}
+	// The model server really serves it.
+	var models modelsResp
+	newAPIClient(t, a).json("GET", "/api/v1/models", nil, 200, &models)
+	if s := modelState(models.Models, "demo", 2); s != "AVAILABLE" {
+		t.Fatalf("demo v2 is %q", s)
+	}
+
+	// Broker page: topics, and a test request answered by the pipeline.
+	out, ok := webtest.SendTestRequest(t, ctx, base, string(requestValue("dash-1", features(16, 0.3))))
+	if !ok || !strings.Contains(out, "dash-1") || !strings.Contains(out, "prediction") {
+		t.Fatalf("test request: %q ok=%v", out, ok)
+	}
+	webtest.WaitJS(t, ctx, "topics listed", `document.querySelector('#topics').textContent.includes('inference_requests')`)
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "broker.png"))
+	// A bad test request shows why it was dead-lettered (the previous
+	// answer removed first, so the wait is for the new one).
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('#test-result-json').remove(); undefined`)); err != nil {
+		t.Fatal(err)
+	}
+	out, ok = webtest.SendTestRequest(t, ctx, base, `{"request_id": "dash-2", "features": [1, 2]}`)
+	if ok || !strings.Contains(out, "validation") {
+		t.Fatalf("bad test request: %q ok=%v", out, ok)
+	}
+
+	webtest.Go(t, ctx, base, "settings")
+	webtest.WaitJS(t, ctx, "settings shown", `document.querySelector('#settings').textContent.includes('http.listen')`)
+	shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#settings")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(shown, a.AdminToken()) {
+		t.Fatal("the settings page shows the admin token")
+	}
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "settings.png"))
+
+	// A phone: the overview must still be usable.
+	webtest.Viewport(t, ctx, 390, 844, true)
+	webtest.Go(t, ctx, base, "overview")
+	webtest.WaitJS(t, ctx, "overview on a phone", `document.querySelector('#tput-in').textContent !== '–'`)
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "overview-phone.png"))
+	t.Logf("throughput shown %s; screenshots in %s", got.Throughput, dir)
+}

@@ -1,0 +1,714 @@
+package appliance
+
+// Wiring of the dashboard, admin API and /metrics (package web): the
+// appliance's implementation of web.Backend over the broker, the pipeline,
+// the model server (embedded, sidecar or external) and the store.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/infergate/infergate/broker"
+	"github.com/infergate/infergate/inference"
+	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/runtime"
+	"github.com/infergate/infergate/inference/sidecar"
+	"github.com/infergate/infergate/inference/tfserving"
+	"github.com/infergate/infergate/store"
+	"github.com/infergate/infergate/web"
+)
+
+// HeaderTestRequest carries the correlation id of a test request sent from
+// the dashboard; the pipeline copies request headers to the result or DLQ
+// record, which is how the answer is found.
+const HeaderTestRequest = "infergate.test-request"
+
+// logTailLines is how much of the sidecar's output the dashboard shows.
+const logTailLines = 200
+
+// webComponent serves the dashboard and admin API. It starts last, when
+// everything it reports on runs, and stops first: /readyz turns 503 and the
+// API stops taking work before the pipeline drains.
+func (a *Appliance) webComponent() *component {
+	var (
+		srv *web.Server
+		be  *webBackend
+	)
+	return &component{
+		name: "web",
+		start: func(context.Context) error {
+			cl, err := a.kafkaClient()
+			if err != nil {
+				return fmt.Errorf("web: %w", err)
+			}
+			be = &webBackend{a: a, cl: cl, adm: kadm.NewClient(cl), started: time.Now()}
+			wc := web.DefaultConfig()
+			wc.Listen = a.cfg.HTTP.Listen
+			wc.AdminToken = a.token
+			wc.Version = buildVersion()
+			a.mu.Lock()
+			st := a.store
+			a.mu.Unlock()
+			// The same registry as the pipeline's: /metrics serves its series,
+			// except its consumer lag (see brokerLag).
+			srv, err = web.New(wc, a.logger, be, st, brokerLag{a.reg})
+			if err != nil {
+				if strings.Contains(err.Error(), "address already in use") {
+					return listenError("http.listen", "--http-listen", "INFERGATE_HTTP_LISTEN", a.cfg.HTTP.Listen, err)
+				}
+				return err
+			}
+			a.mu.Lock()
+			a.web = srv
+			a.mu.Unlock()
+			return nil
+		},
+		run: func(ctx context.Context) error {
+			// Run marks the server stopping (/readyz 503) as soon as ctx ends,
+			// then lets requests in flight finish.
+			return srv.Run(ctx)
+		},
+		stop: func() error {
+			if srv != nil {
+				srv.SetStopping()
+				_ = srv.Close()
+			}
+			if be != nil {
+				be.cl.Close()
+			}
+			return nil
+		},
+	}
+}
+
+// brokerLag hides the pipeline's infergate_consumer_lag, so web serves the
+// lag of the consumer group's committed offsets that it reads from the
+// broker instead. The pipeline's gauge is the lag seen by its last fetch: it
+// stops changing when fetching stops, which is when lag matters most (an
+// operator pause, an open circuit, a stuck consumer), so a "lag growing"
+// alert on it could never fire then. The committed lag keeps growing.
+type brokerLag struct{ prometheus.Gatherer }
+
+func (b brokerLag) Gather() ([]*dto.MetricFamily, error) {
+	fams, err := b.Gatherer.Gather()
+	return slices.DeleteFunc(fams, func(f *dto.MetricFamily) bool { return f.GetName() == "infergate_consumer_lag" }), err
+}
+
+// WebURL is the base URL of the dashboard and admin API, "" until it has
+// started or when http.listen is empty.
+func (a *Appliance) WebURL() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.web == nil {
+		return ""
+	}
+	return a.web.URL()
+}
+
+// buildVersion is the module version of the binary, "devel" for a build
+// from a work tree.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// webBackend implements web.Backend. cl produces replays and test requests
+// and backs the admin client.
+type webBackend struct {
+	a       *Appliance
+	cl      *kgo.Client
+	adm     *kadm.Client
+	started time.Time
+}
+
+var _ web.Backend = (*webBackend)(nil)
+
+// parts is what the backend reads from the appliance, under its lock.
+type parts struct {
+	pipeline *inference.Pipeline
+	embedded *modelserver.Server
+	sidecar  *sidecar.Supervisor
+	fleet    *tfserving.Fleet
+}
+
+func (b *webBackend) parts() parts {
+	a := b.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := parts{pipeline: a.pipeline, embedded: a.modelServer, sidecar: a.sidecar}
+	p.fleet, _ = a.predictor.(*tfserving.Fleet)
+	return p
+}
+
+// componentReady is the supervisor's readiness of one component.
+func (b *webBackend) componentReady(name string) error {
+	for _, c := range b.a.comps {
+		if c.name == name {
+			return b.a.sup.ready([]*component{c})
+		}
+	}
+	return fmt.Errorf("no component %q", name)
+}
+
+func (b *webBackend) Status(context.Context) (*web.Status, error) {
+	a := b.a
+	p := b.parts()
+	st := &web.Status{Version: buildVersion(), StartedAt: b.started, Delivery: a.cfg.Delivery.Guarantee}
+
+	st.Broker = web.Component{Mode: a.cfg.Broker.Mode, Address: a.BrokerAddr(), State: web.StateOK,
+		Detail: fmt.Sprintf("topics %s, %s, %s", a.cfg.Topics.Requests, a.cfg.Topics.Results, a.cfg.Topics.DLQ)}
+	if a.cfg.Broker.Mode == BrokerEmbedded {
+		st.Broker.Detail = fmt.Sprintf("%s; durability %s", st.Broker.Detail, a.cfg.Broker.Durability)
+	}
+	if err := b.componentReady("broker"); err != nil {
+		st.Broker.State, st.Broker.Detail = web.StateDown, err.Error()
+	}
+
+	st.ModelServer = b.modelServerComponent(p)
+
+	st.Pipeline = web.Component{Mode: a.cfg.Delivery.Guarantee, State: web.StateStarting}
+	if p.pipeline != nil {
+		ps := p.pipeline.Status()
+		var dlq uint64
+		for _, n := range ps.DLQ {
+			dlq += n
+		}
+		st.Pipeline.Detail = fmt.Sprintf("%d consumed, %d results, %d dead-lettered, %d pending, %d batches in flight",
+			ps.Consumed, ps.Results, dlq, ps.Pending, ps.InFlightBatches)
+		switch ps.State {
+		case inference.StateRunning:
+			st.Pipeline.State = web.StateOK
+		case inference.StatePaused:
+			st.Pipeline.State = web.StatePaused
+		case inference.StateCircuitOpen:
+			st.Pipeline.State = web.StateCircuitOpen
+		case inference.StateStarting:
+			st.Pipeline.State = web.StateStarting
+		default: // draining, stopped
+			st.Pipeline.State = web.StateDown
+			st.Pipeline.Detail = ps.State + "; " + st.Pipeline.Detail
+		}
+		if ps.LastError != "" {
+			st.Pipeline.Detail += fmt.Sprintf("; last error %s ago: %s", time.Since(ps.LastErrorAt).Round(time.Second), ps.LastError)
+		}
+	}
+	return st, nil
+}
+
+func (b *webBackend) modelServerComponent(p parts) web.Component {
+	a := b.a
+	c := web.Component{Mode: a.cfg.ModelServer.Mode, State: web.StateOK}
+	switch {
+	case p.embedded != nil:
+		c.Address = p.embedded.GRPCAddr()
+		if r := p.embedded.RESTAddr(); r != "" {
+			c.Address += " (REST " + r + ")"
+		}
+		var avail []string
+		for _, m := range p.embedded.Models() {
+			for _, v := range m.Versions {
+				if v.State == modelserver.StateAvailable {
+					avail = append(avail, fmt.Sprintf("%s v%d", m.Name, v.Version))
+				}
+			}
+		}
+		c.Detail = "serving " + orNone(avail)
+		if !p.embedded.Ready() {
+			c.State = web.StateStarting
+		}
+	case p.sidecar != nil:
+		ss := p.sidecar.Status()
+		c.Address = ss.GRPCAddr
+		c.Detail = string(ss.State)
+		if ss.Reason != "" {
+			c.Detail += ": " + ss.Reason
+		}
+		switch ss.State {
+		case sidecar.StateReady:
+			c.State = web.StateOK
+			c.Detail = "serving " + orNone(ss.ReadyModels)
+		case sidecar.StateStarting, sidecar.StateLoading:
+			c.State = web.StateStarting
+		case sidecar.StateRestarting:
+			c.State = web.StateDegraded
+		default:
+			c.State = web.StateDown
+		}
+	case p.fleet != nil:
+		eps := p.fleet.Endpoints()
+		healthy := 0
+		for _, ep := range eps {
+			if ep.Healthy {
+				healthy++
+			}
+		}
+		c.Address = strings.Join(a.cfg.ModelServer.TFServingEndpoints, ",")
+		c.Detail = fmt.Sprintf("%d of %d TF Serving endpoints healthy", healthy, len(eps))
+		switch {
+		case healthy == 0:
+			c.State = web.StateDown
+		case healthy < len(eps):
+			c.State = web.StateDegraded
+		}
+	default:
+		c.State = web.StateStarting
+	}
+	if err := b.componentReady("model server"); err != nil && c.State == web.StateOK {
+		c.State, c.Detail = web.StateDegraded, err.Error()
+	}
+	return c
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "no model version yet"
+	}
+	return strings.Join(s, ", ")
+}
+
+// Ready is the appliance's readiness (every component, the web server included).
+func (b *webBackend) Ready() error { return b.a.Ready() }
+
+func (b *webBackend) pipeline() (*inference.Pipeline, error) {
+	p := b.parts().pipeline
+	if p == nil {
+		return nil, fmt.Errorf("%w: the pipeline has not started", web.ErrUnavailable)
+	}
+	return p, nil
+}
+
+func (b *webBackend) PausePipeline(context.Context) error {
+	p, err := b.pipeline()
+	if err != nil {
+		return err
+	}
+	p.Pause()
+	return nil
+}
+
+func (b *webBackend) ResumePipeline(context.Context) error {
+	p, err := b.pipeline()
+	if err != nil {
+		return err
+	}
+	p.Resume()
+	return nil
+}
+
+// Topics lists the three topics with their offsets and the consumer
+// group's committed offsets and lag on the requests topic.
+func (b *webBackend) Topics(ctx context.Context) ([]web.Topic, error) {
+	t := b.a.cfg.Topics
+	group := b.a.cfg.Pipeline.Group
+	names := []string{t.Requests, t.Results, t.DLQ}
+	md, err := b.adm.Metadata(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: broker metadata: %w", web.ErrUnavailable, err)
+	}
+	starts, err := b.adm.ListStartOffsets(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing start offsets: %w", web.ErrUnavailable, err)
+	}
+	ends, err := b.adm.ListEndOffsets(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing end offsets: %w", web.ErrUnavailable, err)
+	}
+	lags, err := broker.Lag(ctx, b.adm, group, t.Requests)
+	if err != nil {
+		return nil, fmt.Errorf("%w: consumer lag: %w", web.ErrUnavailable, err)
+	}
+	lagOf := map[int32]broker.PartitionLag{}
+	for _, l := range lags {
+		if l.Topic == t.Requests {
+			lagOf[l.Partition] = l
+		}
+	}
+	roles := []string{web.RoleRequests, web.RoleResults, web.RoleDLQ}
+	out := make([]web.Topic, 0, len(names))
+	for i, name := range names {
+		td, ok := md.Topics[name]
+		if !ok {
+			return nil, fmt.Errorf("%w: topic %s is missing from the broker's metadata", web.ErrUnavailable, name)
+		}
+		if td.Err != nil {
+			return nil, fmt.Errorf("%w: topic %s: %w", web.ErrUnavailable, name, td.Err)
+		}
+		topic := web.Topic{Name: name, Role: roles[i], Partitions: []web.Partition{}}
+		if topic.Role == web.RoleRequests {
+			topic.Group = group
+		}
+		for _, pd := range td.Partitions.Sorted() {
+			p := web.Partition{Partition: pd.Partition, Leader: pd.Leader, Committed: -1, Lag: -1}
+			if s, ok := starts.Lookup(name, pd.Partition); ok && s.Err == nil {
+				p.StartOffset = s.Offset
+			}
+			if e, ok := ends.Lookup(name, pd.Partition); ok && e.Err == nil {
+				p.EndOffset = e.Offset
+			}
+			if l, ok := lagOf[pd.Partition]; ok && topic.Role == web.RoleRequests {
+				p.Committed, p.Lag = l.Committed, l.Lag
+			}
+			topic.Partitions = append(topic.Partitions, p)
+		}
+		out = append(out, topic)
+	}
+	return out, nil
+}
+
+// Models lists what the model server serves, whichever kind it is.
+func (b *webBackend) Models(ctx context.Context) ([]web.Model, error) {
+	p := b.parts()
+	switch {
+	case p.embedded != nil:
+		var out []web.Model
+		for _, m := range p.embedded.Models() {
+			if m.Removed {
+				continue
+			}
+			wm := web.Model{Name: m.Name, Labels: m.Labels, Versions: []web.ModelVersion{}}
+			for _, v := range m.Versions {
+				wm.Versions = append(wm.Versions, web.ModelVersion{Version: v.Version, State: v.State.String(), Error: v.Error})
+			}
+			out = append(out, wm)
+		}
+		return out, nil
+	case p.sidecar != nil:
+		ss := p.sidecar.Status()
+		var out []web.Model
+		for _, m := range ss.Models {
+			wm := web.Model{Name: m.Name, Labels: m.Labels, Versions: []web.ModelVersion{}}
+			for _, v := range m.Versions {
+				wm.Versions = append(wm.Versions, web.ModelVersion{Version: v.Version, State: v.State, Error: v.Error})
+			}
+			out = append(out, wm)
+		}
+		return out, nil
+	case p.fleet != nil:
+		// An external fleet does not say what it serves; the default model
+		// is what the pipeline needs.
+		name := b.a.cfg.Pipeline.DefaultModel
+		wm := web.Model{Name: name, Versions: []web.ModelVersion{}}
+		vs, err := p.fleet.Status(ctx, name, 0)
+		if err != nil {
+			if status.Code(err) == codes.NotFound {
+				return []web.Model{wm}, nil
+			}
+			wm.Versions = append(wm.Versions, web.ModelVersion{State: web.ModelUnavailable, Error: err.Error()})
+			return []web.Model{wm}, nil
+		}
+		for _, v := range vs {
+			wm.Versions = append(wm.Versions, web.ModelVersion{Version: v.Version, State: v.State, Error: v.ErrorMessage})
+		}
+		return []web.Model{wm}, nil
+	}
+	return nil, fmt.Errorf("%w: the model server has not started", web.ErrUnavailable)
+}
+
+// UploadModel stores an ONNX version in the model repository. A model not
+// served yet gets its directory and is added to the served models first,
+// so "upload a new model" works the same as "upload a new version".
+func (b *webBackend) UploadModel(ctx context.Context, name string, version int64, onnx []byte) (int64, error) {
+	p := b.parts()
+	switch {
+	case p.sidecar != nil:
+		return 0, fmt.Errorf("%w: tensorflow_model_server serves SavedModels; put the version into %s/%s/<version>/ and reload",
+			web.ErrUnsupported, b.a.paths.Models, name)
+	case p.fleet != nil:
+		return 0, fmt.Errorf("%w: models of an external TF Serving fleet are deployed to its own model repository", web.ErrUnsupported)
+	case p.embedded == nil:
+		return 0, fmt.Errorf("%w: the model server has not started", web.ErrUnavailable)
+	}
+	ms := p.embedded
+	known := slices.ContainsFunc(ms.Models(), func(m modelserver.ModelStatus) bool { return m.Name == name && !m.Removed })
+	if !known {
+		// Check before creating anything: a bad file must not leave an
+		// empty model behind.
+		if _, err := runtime.Load(onnx); err != nil {
+			return 0, fmt.Errorf("%w: not a loadable ONNX model: %w", web.ErrInvalid, err)
+		}
+		if err := os.MkdirAll(filepath.Join(b.a.paths.Models, name), 0o755); err != nil {
+			return 0, fmt.Errorf("creating the model directory: %w", err)
+		}
+		if err := b.reloadEmbedded(ms); err != nil {
+			return 0, err
+		}
+	}
+	return ms.UploadVersion(name, version, onnx)
+}
+
+// reloadEmbedded serves what the model repository holds now, keeping the
+// labels set since (a reload replaces them otherwise).
+func (b *webBackend) reloadEmbedded(ms *modelserver.Server) error {
+	repo, err := repositoryModels(b.a.paths.Models)
+	if err != nil {
+		return err
+	}
+	labels := map[string]map[string]int64{}
+	for _, m := range ms.Models() {
+		if !m.Removed && len(m.Labels) > 0 {
+			labels[m.Name] = maps.Clone(m.Labels)
+		}
+	}
+	for i := range repo {
+		repo[i].Labels = labels[repo[i].Name]
+	}
+	return ms.Reload(modelserver.ModelsToProto(repo))
+}
+
+func (b *webBackend) SetLabel(ctx context.Context, name, label string, version int64) error {
+	p := b.parts()
+	switch {
+	case p.embedded != nil:
+		if !slices.ContainsFunc(p.embedded.Models(), func(m modelserver.ModelStatus) bool { return m.Name == name && !m.Removed }) {
+			return fmt.Errorf("%w: no model %q", web.ErrNotFound, name)
+		}
+		return p.embedded.SetLabel(name, label, version)
+	case p.sidecar != nil:
+		models := p.sidecar.Models()
+		i := slices.IndexFunc(models, func(m sidecar.Model) bool { return m.Name == name })
+		if i < 0 {
+			return fmt.Errorf("%w: no model %q", web.ErrNotFound, name)
+		}
+		labels := maps.Clone(models[i].Labels)
+		if labels == nil {
+			labels = map[string]int64{}
+		}
+		labels[label] = version
+		models[i].Labels = labels
+		return p.sidecar.Reload(ctx, models)
+	case p.fleet != nil:
+		return fmt.Errorf("%w: labels of an external TF Serving fleet are set in its own model config", web.ErrUnsupported)
+	}
+	return fmt.Errorf("%w: the model server has not started", web.ErrUnavailable)
+}
+
+func (b *webBackend) ReloadModels(ctx context.Context) error {
+	p := b.parts()
+	switch {
+	case p.embedded != nil:
+		return b.reloadEmbedded(p.embedded)
+	case p.sidecar != nil:
+		repo, err := repositoryModels(b.a.paths.Models)
+		if err != nil {
+			return err
+		}
+		// Keep what the supervisor was told of the models it knows
+		// (policies, labels); add the new directories.
+		current := p.sidecar.Models()
+		var models []sidecar.Model
+		for _, m := range repo {
+			if i := slices.IndexFunc(current, func(c sidecar.Model) bool { return c.Name == m.Name }); i >= 0 {
+				models = append(models, current[i])
+			} else {
+				models = append(models, sidecar.Model{Name: m.Name, BasePath: m.BasePath})
+			}
+		}
+		return p.sidecar.Reload(ctx, models)
+	case p.fleet != nil:
+		return fmt.Errorf("%w: an external TF Serving fleet reloads its own model config", web.ErrUnsupported)
+	}
+	return fmt.Errorf("%w: the model server has not started", web.ErrUnavailable)
+}
+
+// Replay produces the records to the requests topic as they first arrived.
+func (b *webBackend) Replay(ctx context.Context, recs []*store.Record) error {
+	if err := inference.Replay(ctx, b.cl, b.a.cfg.Topics.Requests, recs); err != nil {
+		return fmt.Errorf("%w: %w", web.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// SendTestRequest produces one request with a correlation header and waits
+// for the result or DLQ record that carries it back. The end offsets of the
+// results and DLQ topics are taken before producing, so the answer cannot
+// be missed however fast it comes.
+func (b *webBackend) SendTestRequest(ctx context.Context, key, value []byte, headers []store.Header) ([]byte, error) {
+	t := b.a.cfg.Topics
+	var idb [12]byte
+	_, _ = rand.Read(idb[:])
+	id := hex.EncodeToString(idb[:])
+
+	ends, err := b.adm.ListEndOffsets(ctx, t.Results, t.DLQ)
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing end offsets: %w", web.ErrUnavailable, err)
+	}
+	from := map[string]map[int32]kgo.Offset{}
+	var errs []error
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			errs = append(errs, fmt.Errorf("%s/%d: %w", o.Topic, o.Partition, o.Err))
+			return
+		}
+		if from[o.Topic] == nil {
+			from[o.Topic] = map[int32]kgo.Offset{}
+		}
+		from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("%w: listing end offsets: %w", web.ErrUnavailable, err)
+	}
+	watcher, err := b.a.kafkaClient(
+		kgo.ConsumePartitions(from),
+		// Exactly-once results count once their transaction commits.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(100*time.Millisecond),
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer watcher.Close()
+
+	// A request replayed from the DLQ carries the DLQ headers; the request
+	// goes out as it first arrived.
+	rec := inference.ReplayRecord(t.Requests, &store.Record{Key: key, Value: value, Headers: headers})
+	rec.Headers = slices.DeleteFunc(rec.Headers, func(h kgo.RecordHeader) bool {
+		return h.Key == inference.HeaderReplayOf || h.Key == HeaderTestRequest
+	})
+	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderTestRequest, Value: []byte(id)})
+	if err := b.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return nil, fmt.Errorf("%w: producing the test request: %w", web.ErrUnavailable, err)
+	}
+
+	for {
+		fs := watcher.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, b.noAnswer(err)
+		}
+		var found *kgo.Record
+		fs.EachRecord(func(r *kgo.Record) {
+			if found != nil {
+				return
+			}
+			for _, h := range r.Headers {
+				if h.Key == HeaderTestRequest && string(h.Value) == id {
+					found = r
+					return
+				}
+			}
+		})
+		if found == nil {
+			continue
+		}
+		if found.Topic == t.Results {
+			return found.Value, nil
+		}
+		return nil, dlqError(found)
+	}
+}
+
+// noAnswer explains a test request that got no answer in time.
+func (b *webBackend) noAnswer(err error) error {
+	why := "the pipeline has not started"
+	if p := b.parts().pipeline; p != nil {
+		st := p.Status()
+		why = "pipeline " + st.State
+		if st.State == inference.StatePaused {
+			why = "the pipeline is paused: resume it"
+		}
+		if st.LastError != "" {
+			why += "; last error: " + st.LastError
+		}
+	}
+	return fmt.Errorf("no result or DLQ record for the test request yet (%s): %w", why, err)
+}
+
+// dlqError turns a dead-lettered test request into the error the API
+// reports: the request's fault (400) or the appliance's (503, 500).
+func dlqError(r *kgo.Record) error {
+	var class, msg string
+	for _, h := range r.Headers {
+		switch h.Key {
+		case inference.HeaderErrorClass:
+			class = string(h.Value)
+		case inference.HeaderErrorMessage:
+			msg = string(h.Value)
+		}
+	}
+	text := fmt.Sprintf("dead-lettered (class %s): %s", class, msg)
+	switch class {
+	case "decode", "validation", "model":
+		return kindError{text, web.ErrInvalid}
+	case "unavailable":
+		return kindError{text, web.ErrUnavailable}
+	}
+	return errors.New(text)
+}
+
+// kindError reads as its text alone and unwraps to one of web's error kinds,
+// which pick the status code ("invalid argument: " would only be noise).
+type kindError struct {
+	text string
+	kind error
+}
+
+func (e kindError) Error() string { return e.text }
+func (e kindError) Unwrap() error { return e.kind }
+
+// Sidecar reports the supervised tensorflow_model_server, or the external
+// fleet's endpoints.
+func (b *webBackend) Sidecar(context.Context) (*web.SidecarStatus, bool) {
+	p := b.parts()
+	switch {
+	case p.sidecar != nil:
+		ss := p.sidecar.Status()
+		out := &web.SidecarStatus{
+			Mode: ModelServerSidecar, State: string(ss.State), PID: ss.PID, Binary: ss.Binary,
+			StartedAt: ss.StartedAt, Restarts: ss.Restarts, Ready: ss.ReadyModels,
+			LogTail: p.sidecar.LogTail(logTailLines),
+		}
+		if ss.Reason != "" {
+			out.State += ": " + ss.Reason
+		}
+		if ss.LastExit != nil {
+			out.LastExit, out.LastExitAt = ss.LastExit.Reason, ss.LastExit.At
+		}
+		return out, true
+	case p.fleet != nil:
+		eps := p.fleet.Endpoints()
+		out := &web.SidecarStatus{Mode: ModelServerExternal, State: "running"}
+		healthy := 0
+		for _, ep := range eps {
+			out.Endpoints = append(out.Endpoints, web.Endpoint{Address: ep.Address, Healthy: ep.Healthy, Detail: ep.LastError, CheckedAt: ep.CheckedAt})
+			if ep.Healthy {
+				healthy++
+			}
+		}
+		switch {
+		case healthy == 0:
+			out.State = "down"
+		case healthy < len(eps):
+			out.State = "degraded"
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// Settings are every setting with its value (secrets redacted), default
+// and source.
+func (b *webBackend) Settings() any {
+	return map[string]any{
+		"config_file": b.a.cfg.ConfigFile(),
+		"data_dir":    b.a.paths.Root,
+		"settings":    b.a.cfg.Describe(),
+	}
+}
