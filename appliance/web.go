@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -78,6 +79,11 @@ func (a *Appliance) webComponent() *component {
 			a.mu.Lock()
 			a.web = srv
 			a.mu.Unlock()
+			// The CLI finds the API of the appliance owning a data dir here
+			// (the listen address may come from flags it does not see).
+			if err := os.WriteFile(filepath.Join(a.paths.Root, AdminURLFile), []byte(dialableURL(srv)+"\n"), 0o644); err != nil {
+				a.logger.Warn("writing the admin API address into the data dir", "err", err)
+			}
 			return nil
 		},
 		run: func(ctx context.Context) error {
@@ -89,6 +95,7 @@ func (a *Appliance) webComponent() *component {
 			if srv != nil {
 				srv.SetStopping()
 				_ = srv.Close()
+				_ = os.Remove(filepath.Join(a.paths.Root, AdminURLFile))
 			}
 			if be != nil {
 				be.cl.Close()
@@ -109,6 +116,34 @@ type brokerLag struct{ prometheus.Gatherer }
 func (b brokerLag) Gather() ([]*dto.MetricFamily, error) {
 	fams, err := b.Gatherer.Gather()
 	return slices.DeleteFunc(fams, func(f *dto.MetricFamily) bool { return f.GetName() == "infergate_consumer_lag" }), err
+}
+
+// AdminURLFile, in the data dir, holds the admin API's URL while the
+// appliance runs.
+const AdminURLFile = "admin-url"
+
+// ReadAdminURL returns the admin API URL of the appliance running on
+// dataDir, for the CLI; an error if it does not run or serves no API.
+func ReadAdminURL(dataDir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dataDir, AdminURLFile))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+// dialableURL is the server's URL with an unspecified listen host (all
+// interfaces) replaced by loopback, which a local client can connect to.
+func dialableURL(srv *web.Server) string {
+	u := srv.URL()
+	host, port, err := net.SplitHostPort(srv.Addr())
+	if err != nil {
+		return u
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return strings.Replace(u, srv.Addr(), net.JoinHostPort("127.0.0.1", port), 1)
+	}
+	return u
 }
 
 // WebURL is the base URL of the dashboard and admin API, "" until it has

@@ -173,6 +173,11 @@ func TestWebAPI(t *testing.T) {
 	api := newAPIClient(t, a)
 	cfg := a.Config()
 
+	// The CLI finds the API through the data dir.
+	if u, err := ReadAdminURL(cfg.DataDir); err != nil || u != a.WebURL() {
+		t.Errorf("admin URL in the data dir: %q %v, want %q", u, err, a.WebURL())
+	}
+
 	// Health, readiness and auth.
 	api.json("GET", "/healthz", nil, 200, nil)
 	api.json("GET", "/readyz", nil, 200, nil)
@@ -436,6 +441,9 @@ func TestWebStopsFirst(t *testing.T) {
 	if resp, err := http.Get(url + "/readyz"); err == nil {
 		resp.Body.Close()
 		t.Fatalf("dashboard still answers after stop: %d", resp.StatusCode)
+	}
+	if u, err := ReadAdminURL(a.Config().DataDir); err == nil {
+		t.Errorf("admin URL %q left in the data dir after stop", u)
 	}
 }
 
