@@ -229,6 +229,10 @@ func openDLQBackend(ctx context.Context, cf *clientFlags, environ []string, data
 	sc := store.DefaultConfig(paths.Store)
 	st, err := store.Open(sc, nil)
 	if errors.Is(err, store.ErrLocked) {
+		// The running appliance left its API's address in the data dir.
+		if u, err := appliance.ReadAdminURL(dataDir); err == nil && u != "" {
+			return newAPIBackend(u, token)
+		}
 		if cfg.HTTP.Listen == "" {
 			return nil, fmt.Errorf("the appliance using %s is running with its admin API off (http.listen is empty): stop it or pass --url", dataDir)
 		}
