@@ -169,13 +169,14 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 		start: begin, measureFrom: measureFrom, measureTo: measureTo,
 		sent:     gen.handed.Load,
 		progress: make(chan struct{}, 1),
-		total:    newHist(), interval: newHist(),
+		total:    newHist(), interval: newHist(), encoded: newHist(),
 	}
 	colCtx, stopCol := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { col.loop(colCtx) })
 
-	// Resource sampling: CPU at the window's edges, RSS every 250 ms.
+	// Resource sampling: CPU at the window's edges, RSS and the machine's
+	// CPU every 250 ms.
 	smp := &sampler{src: sys.proc}
 	smpCtx, stopSmp := context.WithCancel(ctx)
 	wg.Go(func() { smp.loop(smpCtx, measureFrom, measureTo) })
@@ -218,6 +219,8 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 	rep.ThroughputRPS = float64(col.windowN.Load()) / cfg.Duration.Seconds()
 	col.mu.Lock()
 	rep.Percentiles = summarize(col.total)
+	enc := summarize(col.encoded)
+	rep.EncodedP50MS, rep.EncodedP99MS = enc.P50, enc.P99
 	rep.Curve = curve(col.total)
 	rep.Series = col.series
 	if col.err != nil {
@@ -241,6 +244,11 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 	}
 	if ctx.Err() != nil {
 		rep.Errors = append(rep.Errors, "interrupted: "+ctx.Err().Error())
+	}
+	rep.OtherCores = smp.otherCores(measureFrom, measureTo)
+	for i := range rep.Series {
+		end := begin.Add(time.Duration(rep.Series[i].T * float64(time.Second)))
+		rep.Series[i].OtherCores = smp.otherCores(end.Add(-time.Second), end)
 	}
 	if sys.proc != nil {
 		smp.fill(rep, idle)
@@ -293,83 +301,3 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 func sleepUntil(ctx context.Context, at time.Time) error { return sleepCtx(ctx, time.Until(at)) }
-
-// sampler reads the appliance's resource use while the run lasts.
-type sampler struct {
-	src      procSource
-	mu       sync.Mutex
-	from, to procSample // at the measured window's edges
-	maxRSS   int64
-	last     procSample
-	err      error
-	haveFrom bool
-	haveTo   bool
-}
-
-func (s *sampler) loop(ctx context.Context, from, to time.Time) {
-	if s.src == nil {
-		return
-	}
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	fromT := time.NewTimer(time.Until(from))
-	defer fromT.Stop()
-	toT := time.NewTimer(time.Until(to))
-	defer toT.Stop()
-	take := func() procSample {
-		p, err := s.src.sample()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if err != nil {
-			s.err = err
-			return p
-		}
-		s.last = p
-		s.maxRSS = max(s.maxRSS, p.rss)
-		return p
-	}
-	take()
-	for {
-		select {
-		case <-ctx.Done():
-			take()
-			return
-		case <-tick.C:
-			take()
-		case <-fromT.C:
-			p := take()
-			s.mu.Lock()
-			s.from, s.haveFrom = p, true
-			s.mu.Unlock()
-		case <-toT.C:
-			p := take()
-			s.mu.Lock()
-			s.to, s.haveTo = p, true
-			s.mu.Unlock()
-		}
-	}
-}
-
-func (s *sampler) lastRSS() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.last.rss
-}
-
-func (s *sampler) fill(rep *Report, idle procSample) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		rep.Errors = append(rep.Errors, "sampling the appliance: "+s.err.Error())
-	}
-	rep.RSSIdleMB = mb(idle.rss)
-	rep.RSSMB = mb(s.maxRSS)
-	rep.RSSPeakMB = mb(max(s.last.hwm, idle.hwm))
-	if s.haveFrom && s.haveTo {
-		cpu := s.to.cpu - s.from.cpu
-		rep.CPUSeconds = cpu.Seconds()
-		if w := s.to.at.Sub(s.from.at); w > 0 {
-			rep.CPUCores = cpu.Seconds() / w.Seconds()
-		}
-	}
-}

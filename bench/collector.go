@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,8 @@ type SeriesPoint struct {
 	P50       float64 `json:"p50_ms"`
 	P99       float64 `json:"p99_ms"`
 	Max       float64 `json:"max_ms"`
+	// OtherCores is the cores other processes kept busy in the interval.
+	OtherCores float64 `json:"other_cores"`
 }
 
 // collector reads the results and DLQ topics from the offsets they had
@@ -47,8 +50,12 @@ type collector struct {
 	// so a window-bound generator wakes up.
 	progress chan struct{}
 
-	mu       sync.Mutex // guards what follows: the progress printer reads it
-	total    *hdr.Histogram
+	mu    sync.Mutex // guards what follows: the progress printer reads it
+	total *hdr.Histogram
+	// encoded is intended send time → the result's "timestamp" (when the
+	// pipeline encoded it): the total minus producing the result and
+	// fetching it here.
+	encoded  *hdr.Histogram
 	interval *hdr.Histogram
 	series   []SeriesPoint
 	nextTick time.Time
@@ -146,11 +153,31 @@ func (c *collector) add(r *kgo.Record, now time.Time) bool {
 	recordLatency(c.interval, lat)
 	if st.intended >= c.measureFrom.UnixNano() {
 		recordLatency(c.total, lat)
+		if at, ok := resultTimestamp(r.Value); ok {
+			recordLatency(c.encoded, at.Sub(time.Unix(0, st.intended)))
+		}
 	}
 	if !now.Before(c.measureFrom) && now.Before(c.measureTo) {
 		c.windowN.Add(1)
 	}
 	return true
+}
+
+// resultTimestamp reads the "timestamp" field of a result value without
+// decoding the rest of it.
+func resultTimestamp(v []byte) (time.Time, bool) {
+	const key = `"timestamp":"`
+	i := bytes.LastIndex(v, []byte(key))
+	if i < 0 {
+		return time.Time{}, false
+	}
+	rest := v[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
+	return t, err == nil
 }
 
 // tick closes the one-second intervals that ended by now; called with mu

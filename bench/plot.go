@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"strings"
 )
 
@@ -40,7 +41,8 @@ type panel struct {
 	xMin, xMax     float64
 	yMin, yMax     float64
 	logY           bool
-	xTicks         []tick // nil: automatic
+	xTicks         []tick  // nil: automatic
+	yFixed         float64 // linear axes: the top of the y axis, if set
 	shadeTo        float64
 	shadeLabel     string
 	series         []plotSeries
@@ -88,8 +90,14 @@ func writeSVG(w io.Writer, reps ...*Report) error {
 			xLabel: "seconds since start", yLabel: "latency (ms)", logY: true,
 			xMax: xMax, shadeTo: r.WarmupS, shadeLabel: "warmup",
 		}
-		var ts, sent, done, p50, p99, mx []float64
+		op := panel{
+			title:  "CPU taken by other processes on the machine (it is shared)",
+			xLabel: "seconds since start", yLabel: "cores",
+			xMax: xMax, shadeTo: r.WarmupS, shadeLabel: "warmup", yFixed: float64(runtime.NumCPU()),
+		}
+		var ts, sent, done, p50, p99, mx, other []float64
 		for _, p := range r.Series {
+			other = append(other, p.OtherCores)
 			ts = append(ts, p.T)
 			sent = append(sent, float64(p.Sent))
 			done = append(done, float64(p.Completed))
@@ -106,7 +114,8 @@ func writeSVG(w io.Writer, reps ...*Report) error {
 			{name: "p99", color: pal[1], xs: ts, ys: p99},
 			{name: "max", color: pal[2], xs: ts, ys: mx},
 		}
-		panels = append(panels, tp, lp)
+		op.series = []plotSeries{{name: "other", color: "#7f7f7f", xs: ts, ys: other}}
+		panels = append(panels, tp, lp, op)
 	}
 	cp := panel{
 		title:  "latency by percentile (measured window)",
@@ -163,6 +172,8 @@ func percentileLabel(nines int) string {
 		return "0%"
 	case 1:
 		return "90%"
+	case 2:
+		return "99%"
 	}
 	return "99." + strings.Repeat("9", nines-2) + "%"
 }
@@ -193,19 +204,22 @@ func (p *panel) autoscale() {
 	} else {
 		p.yMin = 0
 		p.yMax = niceCeil(p.yMax * 1.05)
+		if p.yFixed > 0 {
+			p.yMax = max(p.yFixed, p.yMax)
+		}
 	}
 	if p.xMax <= p.xMin {
 		p.xMax = p.xMin + 1
 	}
 }
 
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten.
+// niceCeil rounds v up to a round multiple of a power of ten.
 func niceCeil(v float64) float64 {
 	if v <= 0 {
 		return 1
 	}
 	e := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
+	for _, m := range []float64{1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10} {
 		if v <= m*e {
 			return m * e
 		}

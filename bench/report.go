@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,6 +43,10 @@ type Report struct {
 	// within the measured window, per second.
 	ThroughputRPS float64 `json:"throughput_rps"`
 	Percentiles
+	// Encoded is the latency up to the result's "timestamp" field, when the
+	// pipeline encoded it; the rest is producing it and fetching it here.
+	EncodedP50MS float64 `json:"encoded_p50_ms"`
+	EncodedP99MS float64 `json:"encoded_p99_ms"`
 	// SendLag is how late the generator handed requests to the producer
 	// relative to their slots: its own share of the latency (fixed rate).
 	SendLagP99MS float64 `json:"send_lag_p99_ms"`
@@ -58,6 +63,9 @@ type Report struct {
 	// cost per request that other load on the machine hardly changes.
 	CPUMicrosPerRequest float64 `json:"cpu_us_per_request"`
 	ReadyMS             float64 `json:"ready_ms"` // self-contained: New to ready
+	// OtherCores is how many cores other processes on the machine kept busy
+	// on average during the window (the machine may be shared).
+	OtherCores float64 `json:"other_cores"`
 
 	Errors []string      `json:"errors,omitempty"`
 	Series []SeriesPoint `json:"series,omitempty"`
@@ -103,6 +111,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	row("throughput", "%.0f req/s", r.ThroughputRPS)
 	row("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (%d measured)",
 		ms(r.P50), ms(r.P90), ms(r.P99), ms(r.P999), ms(r.Max), r.Count)
+	if r.EncodedP99MS > 0 {
+		row("to encoded", "p50 %s  p99 %s  (up to the result's timestamp; the rest is its produce and fetch)", ms(r.EncodedP50MS), ms(r.EncodedP99MS))
+	}
 	if r.TargetRPS > 0 {
 		row("send lag", "p99 %s  max %s  (generator's own lateness, included above)", ms(r.SendLagP99MS), ms(r.SendLagMaxMS))
 	}
@@ -110,6 +121,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		row("memory", "RSS idle %.1f MB, under load %.1f MB, peak %.1f MB", r.RSSIdleMB, r.RSSMB, r.RSSPeakMB)
 		row("cpu", "%.1f s in the window = %.2f cores, %.1f µs per request", r.CPUSeconds, r.CPUCores, r.CPUMicrosPerRequest)
 	}
+	row("other load", "%.2f cores busy with other processes on average (%d CPUs)", r.OtherCores, runtime.NumCPU())
 	if r.ReadyMS > 0 {
 		row("ready", "%.0f ms after start (empty data dir)", r.ReadyMS)
 	}

@@ -239,10 +239,34 @@ func TestPlotIsSVG(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	if !strings.HasPrefix(out, "<svg") || !strings.Contains(out, "</svg>") || strings.Count(out, "<polyline") != 6 {
+	if !strings.HasPrefix(out, "<svg") || !strings.Contains(out, "</svg>") || strings.Count(out, "<polyline") != 7 {
 		t.Fatalf("unexpected SVG:\n%s", out)
 	}
 	if strings.Contains(out, "NaN") || strings.Contains(out, "Inf") {
 		t.Fatal("NaN or Inf coordinates in the SVG")
+	}
+}
+
+func TestResultTimestamp(t *testing.T) {
+	v := []byte(`{"request_id":"r-1","model":"demo","model_version":1,"prediction":[0.5],"timestamp":"2026-11-29T07:40:01.123456789Z","latency_ms":1.5}`)
+	got, ok := resultTimestamp(v)
+	if want := time.Date(2026, 11, 29, 7, 40, 1, 123456789, time.UTC); !ok || !got.Equal(want) {
+		t.Fatalf("got %s %v, want %s", got, ok, want)
+	}
+	for _, bad := range []string{`{}`, `{"timestamp":"yesterday"}`, `{"timestamp":"2026`} {
+		if _, ok := resultTimestamp([]byte(bad)); ok {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
+
+func TestMachineBusy(t *testing.T) {
+	b := []byte("cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n")
+	got, err := parseMachineBusy(b)
+	if want := 161 * 10 * time.Millisecond; err != nil || got != want {
+		t.Fatalf("busy = %s, %v; want %s", got, err, want)
+	}
+	if _, err := machineBusy(); err != nil {
+		t.Fatal(err)
 	}
 }
