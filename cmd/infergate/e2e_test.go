@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/infergate/infergate/appliance"
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/runtime"
 	"github.com/infergate/infergate/inference/tensor"
@@ -174,6 +176,31 @@ func TestE2ERequestsInResultsOut(t *testing.T) {
 		if headers[h] == "" {
 			t.Errorf("DLQ record lacks header %s: %v", h, headers)
 		}
+	}
+
+	// While it runs, the CLI goes through the admin API (the store is
+	// locked), and /readyz says ready.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		stdout, stderr, code = infergate(t, "", "dlq", "list", "--data-dir", dataDir, "--json")
+		if code == 0 && strings.Contains(stdout, `"class":"validation"`) && strings.Contains(stdout, "bad-shape") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dlq list (admin API): exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	adminURL, err := appliance.ReadAdminURL(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(adminURL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz: %s", resp.Status)
 	}
 
 	// Committed offsets before a clean stop.
