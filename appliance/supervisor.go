@@ -201,8 +201,15 @@ func (s *supervisor) stopAll() error {
 	return errors.Join(errs...)
 }
 
-// ErrNotReady is wrapped by Ready's errors.
+// ErrNotReady is what Ready's errors match (errors.Is).
 var ErrNotReady = errors.New("not ready")
+
+// notReady lists what is not ready; its text leaves "not ready" to the
+// caller (/readyz says "not ready: " + the list).
+type notReady struct{ problems []string }
+
+func (e *notReady) Error() string        { return strings.Join(e.problems, "; ") }
+func (e *notReady) Is(target error) bool { return target == ErrNotReady }
 
 // ready returns nil when every component is running and ready, else an
 // error naming each one that is not.
@@ -215,7 +222,7 @@ func (s *supervisor) ready(all []*component) error {
 	}
 	s.mu.Unlock()
 	if stopping {
-		return fmt.Errorf("%w: stopping", ErrNotReady)
+		return &notReady{[]string{"stopping"}}
 	}
 	var problems []string
 	for _, c := range all {
@@ -242,10 +249,10 @@ func (s *supervisor) ready(all []*component) error {
 		}
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", ErrNotReady, strings.Join(problems, "; "))
+		return &notReady{problems}
 	}
 	if !started {
-		return fmt.Errorf("%w: starting", ErrNotReady)
+		return &notReady{[]string{"starting"}}
 	}
 	return nil
 }
