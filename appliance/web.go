@@ -209,10 +209,9 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 	p := b.parts()
 	st := &web.Status{Version: buildVersion(), StartedAt: b.started, Delivery: a.cfg.Delivery.Guarantee}
 
-	st.Broker = web.Component{Mode: a.cfg.Broker.Mode, Address: a.BrokerAddr(), State: web.StateOK,
-		Detail: fmt.Sprintf("topics %s, %s, %s", a.cfg.Topics.Requests, a.cfg.Topics.Results, a.cfg.Topics.DLQ)}
+	st.Broker = web.Component{Mode: a.cfg.Broker.Mode, Address: a.BrokerAddr(), State: web.StateOK}
 	if a.cfg.Broker.Mode == BrokerEmbedded {
-		st.Broker.Detail = fmt.Sprintf("%s; durability %s", st.Broker.Detail, a.cfg.Broker.Durability)
+		st.Broker.Detail = "durability " + a.cfg.Broker.Durability
 	}
 	if err := b.componentReady("broker"); err != nil {
 		st.Broker.State, st.Broker.Detail = web.StateDown, err.Error()
@@ -227,8 +226,7 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 		for _, n := range ps.DLQ {
 			dlq += n
 		}
-		st.Pipeline.Detail = fmt.Sprintf("%d consumed, %d results, %d dead-lettered, %d pending, %d batches in flight",
-			ps.Consumed, ps.Results, dlq, ps.Pending, ps.InFlightBatches)
+		st.Pipeline.Detail = fmt.Sprintf("%d consumed, %d results, %d dead-lettered", ps.Consumed, ps.Results, dlq)
 		switch ps.State {
 		case inference.StateRunning:
 			st.Pipeline.State = web.StateOK
@@ -738,12 +736,30 @@ func (b *webBackend) Sidecar(context.Context) (*web.SidecarStatus, bool) {
 	return nil, false
 }
 
-// Settings are every setting with its value (secrets redacted), default
-// and source.
+// Settings are the effective settings (secrets redacted) shaped like the
+// config file, and where each one that is not a default came from.
 func (b *webBackend) Settings() any {
+	values := map[string]any{}
+	changed := map[string]string{}
+	for _, s := range b.a.cfg.Describe() {
+		m := values
+		parts := strings.Split(s.Key, ".")
+		for _, p := range parts[:len(parts)-1] {
+			sub, ok := m[p].(map[string]any)
+			if !ok {
+				sub = map[string]any{}
+				m[p] = sub
+			}
+			m = sub
+		}
+		m[parts[len(parts)-1]] = s.Value
+		if s.Source != SourceDefault {
+			changed[s.Key] = s.Source
+		}
+	}
 	return map[string]any{
 		"config_file": b.a.cfg.ConfigFile(),
-		"data_dir":    b.a.paths.Root,
-		"settings":    b.a.cfg.Describe(),
+		"not_default": changed,
+		"settings":    values,
 	}
 }

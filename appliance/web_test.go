@@ -394,7 +394,7 @@ func TestWebAPI(t *testing.T) {
 
 	// Settings: every setting, secrets redacted; no sidecar in embedded mode.
 	code, body = api.do("GET", "/api/v1/settings", nil)
-	if code != 200 || strings.Contains(string(body), a.AdminToken()) || !strings.Contains(string(body), `"key":"http.listen"`) {
+	if code != 200 || strings.Contains(string(body), a.AdminToken()) || !strings.Contains(string(body), `"http":{"admin_token":"","listen":"127.0.0.1:0"}`) {
 		t.Errorf("settings: %d %.300s", code, body)
 	}
 	var sc struct{ Enabled bool }
@@ -596,4 +596,32 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 		return nil
 	})
 	t.Logf("max consumer lag seen on /metrics: %v; background requests sent: %d", maxLag, sent.Load())
+}
+
+// TestWebSettingsRedacted: a configured admin token authenticates the API
+// and reads as redacted in the settings.
+func TestWebSettingsRedacted(t *testing.T) {
+	c := testConfig(t)
+	c.HTTP.AdminToken = "configured-admin-token-0123456789"
+	a := start(t, c)
+	api := newAPIClient(t, a)
+	if api.token != c.HTTP.AdminToken {
+		t.Fatalf("admin token %q", api.token)
+	}
+	var got struct {
+		NotDefault map[string]string `json:"not_default"`
+		Settings   struct {
+			HTTP map[string]string `json:"http"`
+		} `json:"settings"`
+	}
+	code, body := api.do("GET", "/api/v1/settings", nil)
+	if code != 200 || strings.Contains(string(body), c.HTTP.AdminToken) {
+		t.Fatalf("settings: %d %s", code, body)
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Settings.HTTP["admin_token"] != Redacted {
+		t.Errorf("admin token shown as %q", got.Settings.HTTP["admin_token"])
+	}
 }
