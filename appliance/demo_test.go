@@ -1,0 +1,135 @@
+package appliance
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// captureHandler keeps log records for assertions.
+type captureHandler struct {
+	mu   *sync.Mutex
+	recs *[]slog.Record
+}
+
+func (h captureHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h captureHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	*h.recs = append(*h.recs, r.Clone())
+	h.mu.Unlock()
+	return nil
+}
+func (h captureHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h captureHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestDemoTrafficFlows: --demo produces readings that the pipeline scores,
+// and the summary line reports results.
+func TestDemoTrafficFlows(t *testing.T) {
+	c := testConfig(t)
+	c.HTTP.Listen = ""
+	c.Demo.Enabled = true
+	c.Demo.Rate = 200
+	c.Demo.SummaryInterval = 100 * time.Millisecond
+	var mu sync.Mutex
+	var recs []slog.Record
+	a, err := New(c, slog.New(captureHandler{&mu, &recs}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	eventually(t, time.Minute, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range recs {
+			if r.Message != "demo" {
+				continue
+			}
+			var results int64
+			r.Attrs(func(at slog.Attr) bool {
+				if at.Key == "results" {
+					results = at.Value.Int64()
+				}
+				return true
+			})
+			if results >= 50 {
+				return nil
+			}
+		}
+		return errNo("demo summary with results >= 50")
+	})
+}
+
+type errNo string
+
+func (e errNo) Error() string { return "no " + string(e) }
+
+func TestDemoScore(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want float64
+		ok   bool
+	}{
+		{`{"prediction":[0.25]}`, 0.25, true},
+		{`{"prediction":0.5}`, 0.5, true},
+		{`{"prediction":[0.1,0.2]}`, 0, false},
+		{`{"outputs":{"output":[0.1]}}`, 0, false},
+		{`not json`, 0, false},
+	} {
+		got, ok := demoScore([]byte(tc.in))
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("%s: got %v %v", tc.in, got, ok)
+		}
+	}
+}
+
+func TestTopicSpecs(t *testing.T) {
+	c := testConfig(t)
+	a := &Appliance{cfg: c}
+	specs := a.topicSpecs()
+	if len(specs) != 3 {
+		t.Fatalf("%d specs", len(specs))
+	}
+	byName := map[string]int{}
+	for i, s := range specs {
+		byName[s.Name] = i
+		if s.Partitions != int32(c.Topics.Partitions) {
+			t.Errorf("%s: %d partitions", s.Name, s.Partitions)
+		}
+	}
+	req, dlq := specs[byName[c.Topics.Requests]], specs[byName[c.Topics.DLQ]]
+	if req.RetentionMs != c.Topics.Retention.Milliseconds() || dlq.RetentionMs != c.Topics.DLQRetention.Milliseconds() {
+		t.Errorf("retention: requests %d, dlq %d", req.RetentionMs, dlq.RetentionMs)
+	}
+	if want := c.Topics.RequestsBytes / int64(c.Topics.Partitions); req.RetentionBytes != want {
+		t.Errorf("requests retention.bytes %d, want the budget split over partitions, %d", req.RetentionBytes, want)
+	}
+
+	// Unbounded (0) becomes Kafka's -1; a changed budget is split over the
+	// partitions, with segments small enough for it.
+	c.Topics.Retention = 0
+	c.Topics.ResultsBytes = 0
+	c.Topics.DLQBytes = 16 << 20
+	a = &Appliance{cfg: c}
+	specs = a.topicSpecs()
+	res, dlq := specs[byName[c.Topics.Results]], specs[byName[c.Topics.DLQ]]
+	if res.RetentionMs != -1 || res.RetentionBytes != -1 {
+		t.Errorf("unbounded results: %+v", res)
+	}
+	if dlq.RetentionBytes != 8<<20 || *dlq.Configs["segment.bytes"] != "1048576" {
+		t.Errorf("dlq: retention.bytes %d, segment.bytes %s", dlq.RetentionBytes, *dlq.Configs["segment.bytes"])
+	}
+	if strings.Contains(*specs[byName[c.Topics.Requests]].Configs["segment.bytes"], "-") {
+		t.Error("negative segment size")
+	}
+}
