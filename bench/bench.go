@@ -96,7 +96,7 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 
 	prodCl, err := kgo.NewClient(append(append([]kgo.Opt{}, base...),
 		kgo.DefaultProduceTopic(requests),
-		kgo.ProducerLinger(cfg.Linger),
+		kgo.ProducerLinger(cfg.linger()),
 		kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.MaxBufferedRecords(max(cfg.Window, 100000)),
 	)...)
@@ -130,7 +130,7 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
 		SelfContained: len(cfg.Brokers) == 0, Brokers: strings.Join(sys.brokers, ","),
 		ReadyMS: float64(sys.ready.Microseconds()) / 1000,
-		Linger:  cfg.Linger.String(),
+		Linger:  cfg.linger().String(),
 	}
 	if ac := sys.cfg; ac != nil {
 		rep.Partitions = ac.Topics.Partitions

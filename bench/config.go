@@ -47,7 +47,8 @@ type Config struct {
 	BadEvery int
 	// Payloads is how many distinct request values are pre-encoded.
 	Payloads int
-	// Linger of the generator's producer.
+	// Linger of the generator's producer; negative picks one for the rate
+	// (see linger).
 	Linger time.Duration
 
 	// Topics of an external appliance (self-contained: its own).
@@ -84,7 +85,7 @@ func DefaultConfig() Config {
 		ModelPath:     ModelPathInProcess,
 		Partitions:    6,
 		Payloads:      4096,
-		Linger:        time.Millisecond,
+		Linger:        -1,
 		RequestsTopic: "inference_requests",
 		ResultsTopic:  "inference_results",
 		DLQTopic:      "inference_dlq",
@@ -134,9 +135,6 @@ func (c *Config) Validate() error {
 	if c.Payloads < 1 {
 		bad("payloads", "must be >= 1, got %d", c.Payloads)
 	}
-	if c.Linger < 0 {
-		bad("linger", "must be >= 0, got %s", c.Linger)
-	}
 	if c.RequestsTopic == "" || c.ResultsTopic == "" || c.DLQTopic == "" {
 		bad("requests-topic", "the requests, results and DLQ topics must be named")
 	}
@@ -147,4 +145,21 @@ func (c *Config) Validate() error {
 		bad("pid", "samples an external appliance (with --brokers); a self-contained one is this process")
 	}
 	return errors.Join(errs...)
+}
+
+// lowRate is the rate below which the generator does not linger: clients
+// sending a few thousand requests a second send each on its own, and a
+// millisecond of linger would be most of the latency being measured. Above
+// it, and as fast as possible, records are batched as busy producers do.
+const lowRate = 10000
+
+// linger is the generator's producer linger.
+func (c *Config) linger() time.Duration {
+	switch {
+	case c.Linger >= 0:
+		return c.Linger
+	case c.Rate > 0 && c.Rate < lowRate:
+		return 0
+	}
+	return time.Millisecond
 }

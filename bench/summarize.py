@@ -43,8 +43,8 @@ def main():
         print(int(statistics.median(ok) / 2) if ok else 1000)
         return
     runs = load(sys.argv[1])
-    print("| run | n | throughput req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | sent | lost | dlq | RSS idle MB | RSS load MB | CPU cores | CPU µs/req | ready ms | load avg (1 min) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | n | throughput req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | sent | lost | dlq | RSS idle MB | RSS load MB | CPU cores | CPU µs/req | ready ms | other cores | load avg (1 min) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, reps in runs.items():
         key = "throughput_rps" if name.startswith("max") else "p99_ms"
         r = median_run(reps, key)
@@ -52,7 +52,7 @@ def main():
         loads = "/".join(x["_load"] for x in reps)
         print(f"| {name} | {len(reps)} | {r['throughput_rps']:.0f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | "
               f"{r['p999_ms']:.2f} | {r['max_ms']:.2f} | {r['sent']} | {lost} | {r['dlq']} | {r['rss_idle_mb']:.1f} | {r['rss_mb']:.1f} | "
-              f"{r['cpu_cores']:.2f} | {r.get('cpu_us_per_request', 0):.1f} | {r['ready_ms']:.0f} | {loads} |")
+              f"{r['cpu_cores']:.2f} | {r.get('cpu_us_per_request', 0):.1f} | {r['ready_ms']:.0f} | {r.get('other_cores', 0):.2f} | {loads} |")
 
 
 if __name__ == "__main__":
