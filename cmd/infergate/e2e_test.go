@@ -540,3 +540,33 @@ func TestE2EConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EProduceRejectsBadLines: a line that is not JSON is reported by its
+// number before anything after it is sent, unless --no-validate.
+func TestE2EProduceRejectsBadLines(t *testing.T) {
+	a := startAppliance(t, filepath.Join(t.TempDir(), "data"), freePort(t))
+	in := "{\"request_id\":\"ok-1\",\"features\":[]}\n\n{not json}\n{\"request_id\":\"ok-2\"}\n"
+	_, stderr, code := infergate(t, in, "produce", "--brokers", a.broker, "--topic", "scratch", "--no-validate")
+	if code != exitFailure || !strings.Contains(stderr, "does topic scratch exist?") {
+		t.Fatalf("missing topic: exit %d:\n%s", code, stderr)
+	}
+	if _, err := kadm.NewClient(client(t, a.broker)).CreateTopic(context.Background(), 1, -1, nil, "scratch"); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code = infergate(t, in, "produce", "--brokers", a.broker, "--topic", "scratch")
+	if code != exitUsage || !strings.Contains(stderr, "stdin line 3: not valid JSON") || !strings.Contains(stderr, "produced 1 of 1 records") {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	_, stderr, code = infergate(t, in, "produce", "--brokers", a.broker, "--topic", "scratch", "--no-validate")
+	if code != 0 || !strings.Contains(stderr, "produced 3 of 3 records to scratch") {
+		t.Fatalf("--no-validate: exit %d:\n%s", code, stderr)
+	}
+	_, stderr, code = infergate(t, "{\"id\":[1]}\n", "produce", "--brokers", a.broker, "--topic", "scratch", "--key-field", "id")
+	if code != exitUsage || !strings.Contains(stderr, "stdin line 1: --key-field id: value [1] is not a string or number") {
+		t.Fatalf("--key-field: exit %d:\n%s", code, stderr)
+	}
+	stdout, _, code := infergate(t, "", "consume", "--brokers", a.broker, "--topic", "scratch", "--from-beginning", "-n", "4", "--print-key")
+	if code != 0 || strings.Count(stdout, "\n") != 4 || !strings.Contains(stdout, "\t{not json}") {
+		t.Fatalf("consume: exit %d:\n%s", code, stdout)
+	}
+}

@@ -13,7 +13,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -73,7 +75,11 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 	if err != nil {
 		return usageErr(err)
 	}
-	opts = append(opts, kgo.DefaultProduceTopic(*topic))
+	opts = append(opts, kgo.DefaultProduceTopic(*topic),
+		// A missing topic fails within a second or two instead of kgo's
+		// four metadata rounds of 5 s: the appliance creates its topics,
+		// so a missing one is a typo in --topic or the wrong --brokers.
+		kgo.UnknownTopicRetries(2), kgo.MetadataMinAge(250*time.Millisecond))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
@@ -117,15 +123,20 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 	flushErr := cl.Flush(context.WithoutCancel(ctx))
 	n := acked.Load()
 	fmt.Fprintf(io.err, "produced %d of %d records to %s (acknowledged by the broker)\n", n, sent, *topic)
+	var sendErr error
 	switch {
-	case readErr != nil:
-		return usageErr(readErr)
 	case failed != nil:
-		return fmt.Errorf("%d of %d records were not acknowledged: %w", sent-n, sent, failed)
+		sendErr = fmt.Errorf("%d of %d records were not acknowledged: %w", sent-n, sent, failed)
+		if errors.Is(failed, kerr.UnknownTopicOrPartition) {
+			sendErr = fmt.Errorf("%w (does topic %s exist?)", sendErr, *topic)
+		}
 	case flushErr != nil:
-		return flushErr
+		sendErr = flushErr
 	}
-	return nil
+	if readErr != nil {
+		return usageErr(errors.Join(readErr, sendErr))
+	}
+	return sendErr
 }
 
 // readLines calls fn for each non-blank line (without its newline), with no
