@@ -570,3 +570,23 @@ func TestE2EProduceRejectsBadLines(t *testing.T) {
 		t.Fatalf("consume: exit %d:\n%s", code, stdout)
 	}
 }
+
+// TestE2EVersionAndHelp: the commands that need nothing running.
+func TestE2EVersionAndHelp(t *testing.T) {
+	stdout, _, code := infergate(t, "", "version")
+	if code != 0 || !strings.HasPrefix(stdout, "infergate ") || !strings.Contains(stdout, "go1.") {
+		t.Errorf("version: exit %d: %s", code, stdout)
+	}
+	stdout, _, code = infergate(t, "", "run", "--help")
+	if code != 0 || !strings.Contains(stdout, "--broker-listen ADDR") || !strings.Contains(stdout, "config broker.listen, env INFERGATE_BROKER_LISTEN") {
+		t.Errorf("run --help: exit %d: %s", code, tail(stdout, 5))
+	}
+	_, stderr, code := infergate(t, "", "no-such-command")
+	if code != exitUsage || !strings.Contains(stderr, `unknown command "no-such-command"`) || !strings.Contains(stderr, "produce") {
+		t.Errorf("unknown command: exit %d: %s", code, stderr)
+	}
+	_, stderr, code = infergate(t, "", "dlq", "frobnicate")
+	if code != exitUsage || !strings.Contains(stderr, `unknown subcommand "frobnicate"`) {
+		t.Errorf("dlq frobnicate: exit %d: %s", code, stderr)
+	}
+}
