@@ -159,6 +159,14 @@ type HTTPConfig struct {
 	// AdminToken authorizes mutating admin calls. Empty: read from, or
 	// generated into, <data dir>/admin-token.
 	AdminToken string `yaml:"admin_token"`
+	// TLSCert and TLSKey (PEM files, both or neither) serve the dashboard
+	// over HTTPS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// SessionTTL is how long a dashboard login lasts.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// MetricsAuth requires the admin token on /metrics too.
+	MetricsAuth bool `yaml:"metrics_auth"`
 }
 
 // DemoConfig drives the synthetic sensor traffic of --demo.
@@ -219,7 +227,7 @@ func Default() Config {
 			DLQRetention:  store.DefaultRetention,
 			DLQMaxRecords: store.DefaultMaxRecords,
 		},
-		HTTP: HTTPConfig{Listen: web.DefaultListen},
+		HTTP: HTTPConfig{Listen: web.DefaultListen, SessionTTL: web.DefaultSessionTTL},
 		Demo: DemoConfig{
 			Rate:            20,
 			AnomalyRatio:    0.05,

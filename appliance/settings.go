@@ -92,6 +92,10 @@ func (c *Config) settings() []setting {
 
 		{Key: "http.listen", Flag: "http-listen", Arg: "ADDR", Help: "dashboard, admin API and /metrics (empty: disabled)", val: str(&c.HTTP.Listen)},
 		{Key: "http.admin_token", Env: "INFERGATE_ADMIN_TOKEN", Secret: true, Help: "admin API token (default: generated into <data dir>/admin-token)", val: str(&c.HTTP.AdminToken)},
+		{Key: "http.tls_cert", Flag: "http-tls-cert", Arg: "FILE", Help: "PEM certificate: serve the dashboard and API over HTTPS (with --http-tls-key)", val: str(&c.HTTP.TLSCert)},
+		{Key: "http.tls_key", Flag: "http-tls-key", Arg: "FILE", Help: "PEM key of --http-tls-cert", val: str(&c.HTTP.TLSKey)},
+		{Key: "http.session_ttl", Flag: "http-session-ttl", Arg: "DURATION", Help: "how long a dashboard login lasts", val: duration(&c.HTTP.SessionTTL)},
+		{Key: "http.metrics_auth", Flag: "http-metrics-auth", Help: "require the admin token on /metrics too", val: boolean(&c.HTTP.MetricsAuth)},
 
 		{Key: "demo.enabled", Flag: "demo", Help: "feed synthetic sensor readings to the requests topic", val: boolean(&c.Demo.Enabled)},
 		{Key: "demo.rate", Flag: "demo-rate", Arg: "PER_SECOND", Help: "demo requests per second", val: float(&c.Demo.Rate)},

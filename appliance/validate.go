@@ -167,6 +167,10 @@ func (c *Config) Validate() error {
 	if t := c.HTTP.AdminToken; t != "" && len(t) < 16 {
 		v.errf("http.admin_token", "is %d characters; use at least 16 (or leave it empty to have one generated)", len(t))
 	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		v.errf("http.tls_cert", "set it and http.tls_key (--http-tls-key) both to serve HTTPS, or neither")
+	}
+	v.positive("http.session_ttl", c.HTTP.SessionTTL)
 
 	// Demo.
 	if c.Demo.Rate <= 0 || c.Demo.Rate > 1e6 {

@@ -63,6 +63,9 @@ func (a *Appliance) webComponent() *component {
 			wc := web.DefaultConfig()
 			wc.Listen = a.cfg.HTTP.Listen
 			wc.AdminToken = a.token
+			wc.TLSCert, wc.TLSKey = a.cfg.HTTP.TLSCert, a.cfg.HTTP.TLSKey
+			wc.SessionTTL = a.cfg.HTTP.SessionTTL
+			wc.MetricsAuth = a.cfg.HTTP.MetricsAuth
 			wc.Version = buildVersion()
 			a.mu.Lock()
 			st := a.store

@@ -3,10 +3,21 @@ package appliance
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -394,7 +405,7 @@ func TestWebAPI(t *testing.T) {
 
 	// Settings: every setting, secrets redacted; no sidecar in embedded mode.
 	code, body = api.do("GET", "/api/v1/settings", nil)
-	if code != 200 || strings.Contains(string(body), a.AdminToken()) || !strings.Contains(string(body), `"http":{"admin_token":"","listen":"127.0.0.1:0"}`) {
+	if code != 200 || strings.Contains(string(body), a.AdminToken()) || !strings.Contains(string(body), `"listen":"127.0.0.1:0"`) {
 		t.Errorf("settings: %d %.300s", code, body)
 	}
 	var sc struct{ Enabled bool }
@@ -623,5 +634,60 @@ func TestWebSettingsRedacted(t *testing.T) {
 	}
 	if got.Settings.HTTP["admin_token"] != Redacted {
 		t.Errorf("admin token shown as %q", got.Settings.HTTP["admin_token"])
+	}
+}
+
+// TestWebTLS: with http.tls_cert and http.tls_key the dashboard speaks
+// HTTPS; /metrics asks for the token with http.metrics_auth.
+func TestWebTLS(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "infergate"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig(t)
+	c.HTTP.TLSCert, c.HTTP.TLSKey = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	c.HTTP.MetricsAuth = true
+	if err := os.WriteFile(c.HTTP.TLSCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.HTTP.TLSKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, c)
+	if !strings.HasPrefix(a.WebURL(), "https://") {
+		t.Fatalf("URL %s", a.WebURL())
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for path, want := range map[string]int{"/readyz": 200, "/metrics": 401} {
+		resp, err := cl.Get(a.WebURL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+
+	// Only one of the two files is refused, naming the settings.
+	c = testConfig(t)
+	c.HTTP.TLSCert = filepath.Join(dir, "cert.pem")
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "http.tls_cert") {
+		t.Fatalf("got %v", err)
 	}
 }
