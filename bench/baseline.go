@@ -25,14 +25,14 @@ import (
 // overlaps. It runs in the bench's process, against the same broker and
 // the same model server as the pipeline, so the two figures are comparable.
 type baseline struct {
-	logger    *slog.Logger
-	clientOpt []kgo.Opt
-	requests  string
-	results   string
-	dlq       string
-	group     string
-	modelName string
-	grpcAddr  string
+	logger     *slog.Logger
+	clientOpts func(extra ...kgo.Opt) []kgo.Opt
+	requests   string
+	results    string
+	dlq        string
+	group      string
+	modelName  string
+	grpcAddr   string
 
 	processed atomic.Int64
 }
@@ -45,8 +45,7 @@ type baselineRequest struct {
 
 // run consumes until ctx ends.
 func (b *baseline) run(ctx context.Context) error {
-	opts := append([]kgo.Opt{}, b.clientOpt...)
-	opts = append(opts,
+	opts := b.clientOpts(
 		kgo.ConsumerGroup(b.group),
 		kgo.ConsumeTopics(b.requests),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

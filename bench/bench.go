@@ -45,11 +45,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*Report, error) {
 	run := seed()
 	cc := broker.ClientConfig{Brokers: sys.brokers, Compression: broker.CompressionNone}
-	base, err := cc.Opts()
-	if err != nil {
+	// Every client gets options of its own: kgo's compression option is
+	// rewritten in place by NewClient, so a shared slice races.
+	opts := func(extra ...kgo.Opt) []kgo.Opt {
+		o, err := cc.Opts()
+		if err != nil {
+			panic(err) // validated below, before the first use
+		}
+		return append(o, extra...)
+	}
+	if _, err := cc.Opts(); err != nil {
 		return nil, fmt.Errorf("bench: --brokers: %w", err)
 	}
-	admCl, err := kgo.NewClient(base...)
+	admCl, err := kgo.NewClient(opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("bench: kafka client: %w", err)
 	}
@@ -79,7 +87,7 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 			return nil, errors.New("bench: the baseline needs a model server gRPC endpoint (--tfserving)")
 		}
 		b := &baseline{
-			logger: logger, clientOpt: base,
+			logger: logger, clientOpts: opts,
 			requests: requests, results: results, dlq: dlq,
 			group: prefix + "group", modelName: "demo", grpcAddr: sys.grpcAddr,
 		}
@@ -94,7 +102,7 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 		return nil, err
 	}
 
-	prodCl, err := kgo.NewClient(append(append([]kgo.Opt{}, base...),
+	prodCl, err := kgo.NewClient(opts(
 		kgo.DefaultProduceTopic(requests),
 		kgo.ProducerLinger(cfg.linger()),
 		kgo.ProducerBatchMaxBytes(1<<20),
@@ -115,7 +123,7 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 		return nil, fmt.Errorf("bench: producer: %w", err)
 	}
 
-	consCl, err := kgo.NewClient(append(append([]kgo.Opt{}, base...),
+	consCl, err := kgo.NewClient(opts(
 		kgo.ConsumePartitions(offsets),
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.FetchMaxBytes(32<<20),
