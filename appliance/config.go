@@ -9,6 +9,7 @@ import (
 
 	"github.com/infergate/infergate/broker"
 	"github.com/infergate/infergate/inference"
+	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
 )
@@ -114,6 +115,41 @@ type ModelServerConfig struct {
 	TFServingEndpoints []string `yaml:"tfserving_endpoints"`
 	// Timeout bounds one Predict call.
 	Timeout time.Duration `yaml:"timeout"`
+	// Sidecar tunes the supervised tensorflow_model_server (mode sidecar).
+	Sidecar SidecarConfig `yaml:"sidecar"`
+}
+
+// SidecarConfig is what model_server.mode sidecar passes to
+// tensorflow_model_server and how it is supervised (inference/sidecar).
+type SidecarConfig struct {
+	// EnableBatching turns on TF's server-side batching, written to
+	// <data dir>/tfserving/batching.config. It merges concurrent Predict
+	// calls inside TF: the pipeline already sends micro-batches, so it pays
+	// off with several batches in flight or other clients of the sidecar.
+	// Zero values keep TF's defaults.
+	EnableBatching     bool          `yaml:"enable_batching"`
+	MaxBatchSize       int64         `yaml:"max_batch_size"`
+	BatchTimeout       time.Duration `yaml:"batch_timeout"`
+	MaxEnqueuedBatches int64         `yaml:"max_enqueued_batches"`
+	NumBatchThreads    int64         `yaml:"num_batch_threads"`
+	AllowedBatchSizes  []int64       `yaml:"allowed_batch_sizes"`
+	// Monitoring makes TF export Prometheus metrics on its REST port.
+	Monitoring bool `yaml:"monitoring"`
+	// ExtraFlags are appended to TF's command line.
+	ExtraFlags []string `yaml:"extra_flags"`
+	// ReadyTimeout: a child not serving every model by then is restarted
+	// (and the appliance gives up waiting at start).
+	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+	// GracePeriod is the time between SIGTERM and SIGKILL on stop.
+	GracePeriod time.Duration `yaml:"grace_period"`
+	// Restarts back off from RestartBackoff, doubling to RestartBackoffMax;
+	// CrashLoopRestarts exits within CrashLoopWindow are a crash loop.
+	RestartBackoff    time.Duration `yaml:"restart_backoff"`
+	RestartBackoffMax time.Duration `yaml:"restart_backoff_max"`
+	CrashLoopRestarts int           `yaml:"crash_loop_restarts"`
+	CrashLoopWindow   time.Duration `yaml:"crash_loop_window"`
+	// LogMaxBytes bounds each of the child's stdout and stderr log files.
+	LogMaxBytes int64 `yaml:"log_max_bytes"`
 }
 
 // PipelineConfig tunes the streaming pipeline.
@@ -209,6 +245,16 @@ func Default() Config {
 			RESTListen:   "127.0.0.1:8501",
 			TFServingBin: "tensorflow_model_server",
 			Timeout:      pl.PredictTimeout,
+			Sidecar: SidecarConfig{
+				Monitoring:        true,
+				ReadyTimeout:      sidecar.DefaultReadyTimeout,
+				GracePeriod:       sidecar.DefaultGracePeriod,
+				RestartBackoff:    sidecar.DefaultBackoffInitial,
+				RestartBackoffMax: sidecar.DefaultBackoffMax,
+				CrashLoopRestarts: sidecar.DefaultCrashLoopRestarts,
+				CrashLoopWindow:   sidecar.DefaultCrashLoopWindow,
+				LogMaxBytes:       sidecar.DefaultLogMaxBytes,
+			},
 		},
 		Pipeline: PipelineConfig{
 			Group:              pl.Group,

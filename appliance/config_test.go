@@ -343,6 +343,8 @@ func TestTableMatchesStruct(t *testing.T) {
 	d := Default()
 	d.Broker.Brokers = []string{"a:1", "b:2"}
 	d.ModelServer.TFServingEndpoints = []string{"t:1"}
+	d.ModelServer.Sidecar.ExtraFlags = []string{"--enable_model_warmup=false", "--num_load_threads=2"}
+	d.ModelServer.Sidecar.AllowedBatchSizes = []int64{8, 32}
 	var doc strings.Builder
 	for _, s := range d.settings() {
 		doc.WriteString(nested(s.Key, yamlScalar(s)))
@@ -360,8 +362,11 @@ func TestTableMatchesStruct(t *testing.T) {
 }
 
 func yamlScalar(s setting) string {
-	if l, ok := s.val.(listValue); ok {
+	switch l := s.val.(type) {
+	case listValue:
 		return "[" + strings.Join(*l.p, ", ") + "]"
+	case int64ListValue:
+		return "[" + strings.ReplaceAll(l.String(), ",", ", ") + "]"
 	}
 	switch s.val.(type) {
 	case stringValue, durationValue:

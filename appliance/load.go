@@ -251,7 +251,7 @@ func scalarOrList(n *yaml.Node, s *setting) (string, error) {
 		}
 		return n.Value, nil
 	case yaml.SequenceNode:
-		if _, ok := s.val.(listValue); !ok {
+		if _, ok := s.val.(lister); !ok {
 			return "", errors.New("expected a single value, not a list")
 		}
 		var parts []string
@@ -354,6 +354,8 @@ func (c *Config) Redacted() Config {
 	r := *c
 	r.Broker.Brokers = append([]string(nil), c.Broker.Brokers...)
 	r.ModelServer.TFServingEndpoints = append([]string(nil), c.ModelServer.TFServingEndpoints...)
+	r.ModelServer.Sidecar.ExtraFlags = append([]string(nil), c.ModelServer.Sidecar.ExtraFlags...)
+	r.ModelServer.Sidecar.AllowedBatchSizes = append([]int64(nil), c.ModelServer.Sidecar.AllowedBatchSizes...)
 	for _, s := range r.settings() {
 		if s.Secret && s.val.String() != "" {
 			_ = s.val.Set(Redacted)

@@ -71,6 +71,21 @@ func (c *Config) settings() []setting {
 		{Key: "model_server.tfserving_bin", Flag: "tfserving-bin", Arg: "PATH", Help: "tensorflow_model_server binary the sidecar runs", val: str(&c.ModelServer.TFServingBin)},
 		{Key: "model_server.tfserving_endpoints", Flag: "tfserving-endpoints", Arg: "HOST:PORT,...", Help: "external TF Serving gRPC endpoints (load-balanced)", val: list(&c.ModelServer.TFServingEndpoints)},
 		{Key: "model_server.timeout", Flag: "predict-timeout", Arg: "DURATION", Help: "deadline of one Predict call", val: duration(&c.ModelServer.Timeout)},
+		{Key: "model_server.sidecar.enable_batching", Flag: "sidecar-batching", Help: "sidecar: TF Serving's server-side batching (--enable_batching with <data dir>/tfserving/batching.config)", val: boolean(&c.ModelServer.Sidecar.EnableBatching)},
+		{Key: "model_server.sidecar.max_batch_size", Flag: "sidecar-max-batch-size", Arg: "N", Help: "sidecar batching: largest batch TF forms (0: TF's default)", val: int64v(&c.ModelServer.Sidecar.MaxBatchSize)},
+		{Key: "model_server.sidecar.batch_timeout", Flag: "sidecar-batch-timeout", Arg: "DURATION", Help: "sidecar batching: longest TF waits to fill a batch (batch_timeout_micros; 0: TF's default)", val: duration(&c.ModelServer.Sidecar.BatchTimeout)},
+		{Key: "model_server.sidecar.max_enqueued_batches", Flag: "sidecar-max-enqueued-batches", Arg: "N", Help: "sidecar batching: batches queued before TF refuses calls (0: TF's default)", val: int64v(&c.ModelServer.Sidecar.MaxEnqueuedBatches)},
+		{Key: "model_server.sidecar.num_batch_threads", Flag: "sidecar-batch-threads", Arg: "N", Help: "sidecar batching: batches TF processes at once (0: TF's default)", val: int64v(&c.ModelServer.Sidecar.NumBatchThreads)},
+		{Key: "model_server.sidecar.allowed_batch_sizes", Flag: "sidecar-allowed-batch-sizes", Arg: "N,...", Help: "sidecar batching: sizes TF pads batches to, increasing and ending at max_batch_size (empty: no padding)", val: int64List(&c.ModelServer.Sidecar.AllowedBatchSizes)},
+		{Key: "model_server.sidecar.monitoring", Flag: "sidecar-monitoring", Help: "sidecar: TF exports Prometheus metrics at /monitoring/prometheus/metrics of its REST port", val: boolean(&c.ModelServer.Sidecar.Monitoring)},
+		{Key: "model_server.sidecar.extra_flags", Flag: "sidecar-flags", Arg: "--FLAG=VALUE,...", Help: "sidecar: more tensorflow_model_server flags, e.g. --tensorflow_intra_op_parallelism=2 (ports, model config, batching and monitoring are set by infergate)", val: list(&c.ModelServer.Sidecar.ExtraFlags)},
+		{Key: "model_server.sidecar.ready_timeout", Flag: "sidecar-ready-timeout", Arg: "DURATION", Help: "sidecar: longest TF may take to serve every model before it is restarted (large models load for minutes)", val: duration(&c.ModelServer.Sidecar.ReadyTimeout)},
+		{Key: "model_server.sidecar.grace_period", Flag: "sidecar-grace-period", Arg: "DURATION", Help: "sidecar: time between SIGTERM and SIGKILL on stop", val: duration(&c.ModelServer.Sidecar.GracePeriod)},
+		{Key: "model_server.sidecar.restart_backoff", Flag: "sidecar-restart-backoff", Arg: "DURATION", Help: "sidecar: first wait before restarting an exited TF (doubles with each failed run)", val: duration(&c.ModelServer.Sidecar.RestartBackoff)},
+		{Key: "model_server.sidecar.restart_backoff_max", Flag: "sidecar-restart-backoff-max", Arg: "DURATION", Help: "sidecar: longest wait between restarts", val: duration(&c.ModelServer.Sidecar.RestartBackoffMax)},
+		{Key: "model_server.sidecar.crash_loop_restarts", Flag: "sidecar-crash-loop-restarts", Arg: "N", Help: "sidecar: exits within crash_loop_window that count as a crash loop (retried at restart_backoff_max)", val: integer(&c.ModelServer.Sidecar.CrashLoopRestarts)},
+		{Key: "model_server.sidecar.crash_loop_window", Flag: "sidecar-crash-loop-window", Arg: "DURATION", Help: "sidecar: window of crash_loop_restarts", val: duration(&c.ModelServer.Sidecar.CrashLoopWindow)},
+		{Key: "model_server.sidecar.log_max_bytes", Flag: "sidecar-log-max-bytes", Arg: "BYTES", Help: "sidecar: size at which each of TF's stdout and stderr logs (<data dir>/tfserving/logs) is rotated", val: int64v(&c.ModelServer.Sidecar.LogMaxBytes)},
 
 		{Key: "pipeline.group", Flag: "group", Arg: "GROUP", Help: "consumer group of the pipeline", val: str(&c.Pipeline.Group)},
 		{Key: "pipeline.default_model", Flag: "default-model", Arg: "NAME", Help: "model for requests that name none", val: str(&c.Pipeline.DefaultModel)},
@@ -197,6 +212,9 @@ func (v durationValue) Set(s string) error {
 }
 func (v durationValue) String() string { return v.p.String() }
 
+// lister marks the values a YAML sequence may set (joined with commas).
+type lister interface{ isList() }
+
 // listValue is a comma-separated list; an empty string is the empty list.
 type listValue struct{ p *[]string }
 
@@ -212,3 +230,32 @@ func (v listValue) Set(s string) error {
 	return nil
 }
 func (v listValue) String() string { return strings.Join(*v.p, ",") }
+func (listValue) isList()          {}
+
+// int64ListValue is a comma-separated list of whole numbers.
+type int64ListValue struct{ p *[]int64 }
+
+func int64List(p *[]int64) value { return int64ListValue{p} }
+func (v int64ListValue) Set(s string) error {
+	var out []int64
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(part, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", part)
+		}
+		out = append(out, n)
+	}
+	*v.p = out
+	return nil
+}
+func (v int64ListValue) String() string {
+	parts := make([]string, len(*v.p))
+	for i, n := range *v.p {
+		parts[i] = strconv.FormatInt(n, 10)
+	}
+	return strings.Join(parts, ",")
+}
+func (int64ListValue) isList() {}

@@ -19,6 +19,10 @@ import (
 // logs of the supervised tensorflow_model_server.
 const sidecarDir = "tfserving"
 
+// tfMonitoringPath is where model_server.sidecar.monitoring has TF export
+// Prometheus metrics: TF's documented default, which scrapers expect.
+const tfMonitoringPath = "/monitoring/prometheus/metrics"
+
 // listenPort is the port of a listen address; TF Serving binds every
 // interface, so only the port of grpc_listen/rest_listen is used.
 func listenPort(key, flag, addr string) (int, error) {
@@ -63,15 +67,7 @@ func (a *Appliance) sidecarModelServerComponent() *component {
 			if err != nil {
 				return err
 			}
-			sup, err = sidecar.New(sidecar.Config{
-				Binary:         a.cfg.ModelServer.TFServingBin,
-				DataDir:        filepath.Join(a.paths.Root, sidecarDir),
-				Models:         models,
-				GRPCPort:       grpcPort,
-				RESTPort:       restPort,
-				CallTimeout:    a.cfg.ModelServer.Timeout,
-				MonitoringPath: "/monitoring/prometheus/metrics",
-			}, a.logger.With("component", "sidecar"))
+			sup, err = sidecar.New(a.sidecarConfig(models, grpcPort, restPort), a.logger.With("component", "sidecar"))
 			if err != nil {
 				return err
 			}
@@ -93,6 +89,38 @@ func (a *Appliance) sidecarModelServerComponent() *component {
 			return nil
 		},
 		// Large SavedModels load for minutes before TF opens its ports.
-		readyTimeout: sidecar.DefaultReadyTimeout,
+		readyTimeout: a.cfg.ModelServer.Sidecar.ReadyTimeout,
 	}
+}
+
+// sidecarConfig maps model_server.* onto the supervisor's Config.
+func (a *Appliance) sidecarConfig(models []sidecar.Model, grpcPort, restPort int) sidecar.Config {
+	sc := a.cfg.ModelServer.Sidecar
+	cfg := sidecar.Config{
+		Binary:       a.cfg.ModelServer.TFServingBin,
+		ExtraFlags:   slices.Clone(sc.ExtraFlags),
+		DataDir:      filepath.Join(a.paths.Root, sidecarDir),
+		Models:       models,
+		GRPCPort:     grpcPort,
+		RESTPort:     restPort,
+		CallTimeout:  a.cfg.ModelServer.Timeout,
+		ReadyTimeout: sc.ReadyTimeout,
+		Backoff:      sidecar.Backoff{Initial: sc.RestartBackoff, Max: sc.RestartBackoffMax},
+		CrashLoop:    sidecar.CrashLoop{Restarts: sc.CrashLoopRestarts, Window: sc.CrashLoopWindow},
+		GracePeriod:  sc.GracePeriod,
+		LogMaxBytes:  sc.LogMaxBytes,
+	}
+	if sc.Monitoring {
+		cfg.MonitoringPath = tfMonitoringPath
+	}
+	if sc.EnableBatching {
+		cfg.Batching = &sidecar.Batching{
+			MaxBatchSize:       sc.MaxBatchSize,
+			BatchTimeout:       sc.BatchTimeout,
+			MaxEnqueuedBatches: sc.MaxEnqueuedBatches,
+			NumBatchThreads:    sc.NumBatchThreads,
+			AllowedBatchSizes:  slices.Clone(sc.AllowedBatchSizes),
+		}
+	}
+	return cfg
 }

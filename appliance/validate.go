@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/infergate/infergate/inference/sidecar"
 )
 
 // Validate checks every setting and reports all problems at once, each
@@ -125,6 +127,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	v.positive("model_server.timeout", c.ModelServer.Timeout)
+	c.validateSidecar(&v)
 
 	// Pipeline and delivery.
 	if strings.TrimSpace(c.Pipeline.Group) == "" {
@@ -185,6 +188,88 @@ func (c *Config) Validate() error {
 
 	c.checkPortClashes(&v)
 	return errors.Join(v.errs...)
+}
+
+// validateSidecar checks model_server.sidecar.*, which only sidecar mode
+// uses; what would make TF refuse to start is caught here, naming the
+// setting, rather than in a restart loop of the child.
+func (c *Config) validateSidecar(v *validator) {
+	sc := c.ModelServer.Sidecar
+	if c.ModelServer.Mode != ModelServerSidecar {
+		if sc.EnableBatching {
+			v.errf("model_server.sidecar.enable_batching", "is only used with model_server.mode sidecar (--model-server sidecar)")
+		}
+		if len(sc.ExtraFlags) > 0 {
+			v.errf("model_server.sidecar.extra_flags", "is only used with model_server.mode sidecar (--model-server sidecar)")
+		}
+	}
+	batching := []struct {
+		key string
+		set bool
+	}{
+		{"model_server.sidecar.max_batch_size", sc.MaxBatchSize != 0},
+		{"model_server.sidecar.batch_timeout", sc.BatchTimeout != 0},
+		{"model_server.sidecar.max_enqueued_batches", sc.MaxEnqueuedBatches != 0},
+		{"model_server.sidecar.num_batch_threads", sc.NumBatchThreads != 0},
+		{"model_server.sidecar.allowed_batch_sizes", len(sc.AllowedBatchSizes) > 0},
+	}
+	for _, b := range batching {
+		if b.set && !sc.EnableBatching {
+			v.errf(b.key, "is set but batching is off: set model_server.sidecar.enable_batching (--sidecar-batching) too")
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int64
+	}{
+		{"model_server.sidecar.max_batch_size", sc.MaxBatchSize},
+		{"model_server.sidecar.max_enqueued_batches", sc.MaxEnqueuedBatches},
+		{"model_server.sidecar.num_batch_threads", sc.NumBatchThreads},
+	} {
+		if n.v < 0 {
+			v.errf(n.key, "%d: must be >= 0 (0: TF's default)", n.v)
+		}
+	}
+	v.nonNegative("model_server.sidecar.batch_timeout", sc.BatchTimeout)
+	if sc.BatchTimeout > 0 && sc.BatchTimeout < time.Microsecond {
+		v.errf("model_server.sidecar.batch_timeout", "%s: TF counts in microseconds; use at least 1µs", sc.BatchTimeout)
+	}
+	if sizes := sc.AllowedBatchSizes; len(sizes) > 0 {
+		prev := int64(0)
+		for _, n := range sizes {
+			if n <= prev {
+				v.errf("model_server.sidecar.allowed_batch_sizes", "%v: sizes must be positive and increasing", sizes)
+				break
+			}
+			prev = n
+		}
+		// TF refuses the file otherwise.
+		if last := sizes[len(sizes)-1]; last != sc.MaxBatchSize {
+			v.errf("model_server.sidecar.allowed_batch_sizes", "%v must end at model_server.sidecar.max_batch_size (%d)", sizes, sc.MaxBatchSize)
+		}
+	}
+	for _, f := range sc.ExtraFlags {
+		if !strings.HasPrefix(f, "-") {
+			v.errf("model_server.sidecar.extra_flags", "%q is not a flag (tensorflow_model_server takes --name=value)", f)
+			continue
+		}
+		if name, _, managed := sidecar.ManagedFlag(f); managed {
+			v.errf("model_server.sidecar.extra_flags", "--%s is set by infergate itself (ports from grpc_listen/rest_listen, models from the model repository, batching and monitoring from model_server.sidecar.*); remove it", name)
+		}
+	}
+	v.positive("model_server.sidecar.ready_timeout", sc.ReadyTimeout)
+	v.positive("model_server.sidecar.grace_period", sc.GracePeriod)
+	v.positive("model_server.sidecar.restart_backoff", sc.RestartBackoff)
+	if sc.RestartBackoffMax < sc.RestartBackoff {
+		v.errf("model_server.sidecar.restart_backoff_max", "%s is below model_server.sidecar.restart_backoff (%s)", sc.RestartBackoffMax, sc.RestartBackoff)
+	}
+	if sc.CrashLoopRestarts < 1 {
+		v.errf("model_server.sidecar.crash_loop_restarts", "%d: must be >= 1", sc.CrashLoopRestarts)
+	}
+	v.positive("model_server.sidecar.crash_loop_window", sc.CrashLoopWindow)
+	if sc.LogMaxBytes < 1024 {
+		v.errf("model_server.sidecar.log_max_bytes", "%d: must be at least 1024", sc.LogMaxBytes)
+	}
 }
 
 // checkPortClashes catches two listeners on the same port before anything

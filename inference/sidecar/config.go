@@ -27,6 +27,13 @@ const (
 	DefaultReloadTimeout  = 2 * time.Minute
 	DefaultCallTimeout    = 30 * time.Second
 	DefaultPlatform       = "tensorflow"
+	// Restarts back off from DefaultBackoffInitial, doubling up to
+	// DefaultBackoffMax; DefaultCrashLoopRestarts exits within
+	// DefaultCrashLoopWindow are a crash loop.
+	DefaultBackoffInitial    = time.Second
+	DefaultBackoffMax        = time.Minute
+	DefaultCrashLoopRestarts = 5
+	DefaultCrashLoopWindow   = 10 * time.Minute
 )
 
 // Config of a Supervisor. The zero value of every field but Models and
@@ -156,16 +163,16 @@ func (c Config) withDefaults() Config {
 		c.ReloadTimeout = DefaultReloadTimeout
 	}
 	if c.Backoff.Initial == 0 {
-		c.Backoff.Initial = time.Second
+		c.Backoff.Initial = DefaultBackoffInitial
 	}
 	if c.Backoff.Max == 0 {
-		c.Backoff.Max = time.Minute
+		c.Backoff.Max = DefaultBackoffMax
 	}
 	if c.CrashLoop.Restarts == 0 {
-		c.CrashLoop.Restarts = 5
+		c.CrashLoop.Restarts = DefaultCrashLoopRestarts
 	}
 	if c.CrashLoop.Window == 0 {
-		c.CrashLoop.Window = 10 * time.Minute
+		c.CrashLoop.Window = DefaultCrashLoopWindow
 	}
 	if c.GracePeriod == 0 {
 		c.GracePeriod = DefaultGracePeriod
@@ -197,6 +204,15 @@ var managedFlags = map[string]string{
 	"monitoring_config_file":              "MonitoringPath",
 }
 
+// ManagedFlag reports whether arg (an ExtraFlags entry such as
+// "--port=8500") is a flag the supervisor sets itself, and which Config
+// field stands for it, so callers can refuse it before starting anything.
+func ManagedFlag(arg string) (name, field string, managed bool) {
+	name, _, _ = strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	field, managed = managedFlags[name]
+	return name, field, managed
+}
+
 // Validate reports the first invalid setting, named as in Config. It does
 // not look for the binary (New does).
 func (c Config) Validate() error {
@@ -208,11 +224,10 @@ func (c Config) Validate() error {
 		return err
 	}
 	for _, f := range c.ExtraFlags {
-		name, _, _ := strings.Cut(strings.TrimLeft(f, "-"), "=")
 		if !strings.HasPrefix(f, "-") {
 			return fmt.Errorf("sidecar: ExtraFlags: %q is not a flag (TF Serving takes --name=value)", f)
 		}
-		if field, ok := managedFlags[name]; ok {
+		if name, field, ok := ManagedFlag(f); ok {
 			return fmt.Errorf("sidecar: ExtraFlags: --%s is set by the supervisor; use %s", name, field)
 		}
 	}
