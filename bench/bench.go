@@ -189,6 +189,20 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 	smpCtx, stopSmp := context.WithCancel(ctx)
 	wg.Go(func() { smp.loop(smpCtx, measureFrom, measureTo) })
 
+	// Model calls and rows at the window's edges: the mean batch size.
+	var calls [2]uint64
+	var rows [2]float64
+	if sys.metrics != nil {
+		wg.Go(func() {
+			for i, at := range []time.Time{measureFrom, measureTo} {
+				if sleepUntil(smpCtx, at) != nil {
+					return
+				}
+				calls[i], rows[i] = batchRows(sys.metrics)
+			}
+		})
+	}
+
 	prgCtx, stopPrg := context.WithCancel(ctx)
 	if cfg.Progress != nil {
 		wg.Go(func() { progress(prgCtx, cfg, gen, col, smp, begin, measureFrom) })
@@ -252,6 +266,10 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 	}
 	if ctx.Err() != nil {
 		rep.Errors = append(rep.Errors, "interrupted: "+ctx.Err().Error())
+	}
+	if n := calls[1] - calls[0]; calls[1] > 0 && n > 0 {
+		rep.ModelCalls = n
+		rep.MeanBatch = (rows[1] - rows[0]) / float64(n)
 	}
 	rep.OtherCores = smp.otherCores(measureFrom, measureTo)
 	for i := range rep.Series {

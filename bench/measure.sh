@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every measurement of docs/performance.md, each REPEAT times, and
-# keeps each run's JSON report in OUT (default bench-results/). The machine
+# keeps each run's JSON report in OUT (default bench-out/). The machine
 # is shared: each file records `uptime` before the run, and the summary
 # takes the median of the repetitions.
 #
@@ -8,7 +8,7 @@
 #   /usr/bin/python3 bench/summarize.py OUT
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-bench-results}
+out=${1:-bench-out}
 repeat=${2:-3}
 mkdir -p "$out"
 go build -o "$out/infergate" ./cmd/infergate

@@ -47,6 +47,10 @@ type Report struct {
 	// pipeline encoded it; the rest is producing it and fetching it here.
 	EncodedP50MS float64 `json:"encoded_p50_ms"`
 	EncodedP99MS float64 `json:"encoded_p99_ms"`
+	// ModelCalls and MeanBatch (self-contained pipeline) are the model calls
+	// within the window and the rows each carried on average.
+	ModelCalls uint64  `json:"model_calls,omitempty"`
+	MeanBatch  float64 `json:"mean_batch,omitempty"`
 	// SendLag is how late the generator handed requests to the producer
 	// relative to their slots: its own share of the latency (fixed rate).
 	SendLagP99MS float64 `json:"send_lag_p99_ms"`
@@ -111,6 +115,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	row("throughput", "%.0f req/s", r.ThroughputRPS)
 	row("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (%d measured)",
 		ms(r.P50), ms(r.P90), ms(r.P99), ms(r.P999), ms(r.Max), r.Count)
+	if r.ModelCalls > 0 {
+		row("batches", "%d model calls, %.1f requests each on average", r.ModelCalls, r.MeanBatch)
+	}
 	if r.EncodedP99MS > 0 {
 		row("to encoded", "p50 %s  p99 %s  (up to the result's timestamp; the rest is its produce and fetch)", ms(r.EncodedP50MS), ms(r.EncodedP99MS))
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/infergate/infergate/appliance"
 	"github.com/infergate/infergate/inference/modelserver"
 )
@@ -32,6 +34,9 @@ type system struct {
 	stop func() error
 	// cfg is the self-contained appliance's configuration (nil: external).
 	cfg *appliance.Config
+	// metrics are the self-contained appliance's Prometheus metrics (nil:
+	// external).
+	metrics prometheus.Gatherer
 }
 
 // startSystem starts a self-contained appliance (no brokers configured) or
@@ -131,10 +136,11 @@ func startSelfContained(ctx context.Context, cfg *Config, logger *slog.Logger) (
 	sys := &system{
 		brokers:  []string{a.BrokerAddr()},
 		requests: ac.Topics.Requests, results: ac.Topics.Results, dlq: ac.Topics.DLQ,
-		ready: ready,
-		proc:  selfProc{},
-		stop:  stop,
-		cfg:   &ac,
+		ready:   ready,
+		proc:    selfProc{},
+		stop:    stop,
+		cfg:     &ac,
+		metrics: a.Registry(),
 	}
 	switch {
 	case sidecarAddr != "":
@@ -233,4 +239,28 @@ func waitFor(ctx context.Context, r *runner, timeout time.Duration, ready func()
 		case <-tick.C:
 		}
 	}
+}
+
+// batchRows reads the pipeline's batch-size histogram: model calls and the
+// rows they carried so far.
+func batchRows(g prometheus.Gatherer) (calls uint64, rows float64) {
+	if g == nil {
+		return 0, 0
+	}
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "infergate_batch_size" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				calls += h.GetSampleCount()
+				rows += h.GetSampleSum()
+			}
+		}
+	}
+	return calls, rows
 }

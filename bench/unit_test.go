@@ -270,3 +270,26 @@ func TestMachineBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParseUTCLikeTimeParse(t *testing.T) {
+	base := time.Date(2026, 11, 29, 7, 40, 1, 0, time.UTC)
+	for _, ns := range []int{0, 1, 10, 123456789, 100000000, 999999999, 5000} {
+		want := base.Add(time.Duration(ns))
+		s := want.Format(time.RFC3339Nano)
+		got, ok := parseUTC([]byte(s))
+		if !ok || !got.Equal(want) {
+			t.Errorf("%s: got %s %v", s, got, ok)
+		}
+	}
+	for _, s := range []string{"2026-11-29T07:40:01+01:00", "2026-11-29T07:40:01.5+01:00"} {
+		want, _ := time.Parse(time.RFC3339Nano, s)
+		if got, ok := parseUTC([]byte(s)); !ok || !got.Equal(want) {
+			t.Errorf("%s: got %s %v", s, got, ok)
+		}
+	}
+	for _, s := range []string{"2026-13-29T07:40:01Z", "2026-11-29T07:40:01.Z", "2026-11-29 07:40:01Z", "x"} {
+		if _, ok := parseUTC([]byte(s)); ok {
+			t.Errorf("%s: accepted", s)
+		}
+	}
+}
