@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// A previous run in this process (--compare) leaves heap the runtime
+	// has not returned yet; it would count as this appliance's memory.
+	debug.FreeOSMemory()
 	sys, err := startSystem(ctx, &cfg, logger)
 	if err != nil {
 		return nil, err

@@ -21,7 +21,7 @@ run() { # name, args...
 		local f="$out/$name.$i.json"
 		echo "--- $name #$i: infergate bench $*" >&2
 		uptime >"$out/$name.$i.uptime"
-		"$bin" bench --quiet --json "$@" >"$f" || echo "    (exit $?: see $f)" >&2
+		"$bin" bench --quiet --json --plot "$out/$name.$i.svg" "$@" >"$f" || echo "    (exit $?: see $f)" >&2
 	done
 }
 
@@ -45,3 +45,11 @@ run halfmax-grpc           --rate "$(half max-grpc)" --duration 20s --warmup 3s 
 
 # Idle memory and readiness: a low rate, short.
 run idle                   --rate 10 --duration 3s --warmup 0s
+
+# The pipeline and the baseline back to back (one report with the ratio).
+for i in $(seq 1 "$repeat"); do
+	echo "--- compare #$i" >&2
+	uptime >"$out/compare.$i.uptime"
+	"$bin" bench --quiet --json --compare --rate max --duration 20s --warmup 3s --plot "$out/compare.$i.svg" \
+		>"$out/compare.$i.cmp" || echo "    (exit $?)" >&2
+done
