@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/prototext"
 
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
@@ -307,27 +308,8 @@ func ModelsFromProto(cfg *servingpb.ModelServerConfig) ([]ModelConfig, error) {
 func ModelsToProto(models []ModelConfig) *servingpb.ModelServerConfig {
 	list := &servingpb.ModelConfigList{}
 	for _, m := range models {
-		mc := &servingpb.ModelConfig{Name: m.Name, BasePath: m.BasePath, ModelPlatform: "onnx"}
-		p := &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy{}
-		switch {
-		case m.Policy.All:
-			p.PolicyChoice = &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_All_{
-				All: &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_All{}}
-		case len(m.Policy.Specific) > 0:
-			p.PolicyChoice = &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Specific_{
-				Specific: &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Specific{Versions: slices.Clone(m.Policy.Specific)}}
-		default:
-			p.PolicyChoice = &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Latest_{
-				Latest: &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Latest{NumVersions: max(m.Policy.Latest, 1)}}
-		}
-		mc.ModelVersionPolicy = p
-		if len(m.Labels) > 0 {
-			mc.VersionLabels = make(map[string]int64, len(m.Labels))
-			for k, v := range m.Labels {
-				mc.VersionLabels[k] = v
-			}
-		}
-		list.Config = append(list.Config, mc)
+		list.Config = append(list.Config, tfserving.ModelConfigToProto(m.Name, m.BasePath, "onnx",
+			m.Policy.Latest, m.Policy.Specific, m.Policy.All, m.Labels))
 	}
 	return &servingpb.ModelServerConfig{Config: &servingpb.ModelServerConfig_ModelConfigList{ModelConfigList: list}}
 }
