@@ -18,8 +18,9 @@ import (
 
 // Metrics owned by web. They are read at scrape time from the store and the Backend rather
 // than kept up to date by whoever changes them, so they cannot drift. A family that the
-// appliance's own registry already exports (the pipeline exports infergate_consumer_lag
-// from its fetches) is neither collected nor served twice: see mergedGatherer.
+// appliance's own registry already exports is neither collected nor served twice: see
+// mergedGatherer. (infergate run hides the pipeline's per-fetch infergate_consumer_lag from
+// the registry it passes in, so the committed-offset lag below is the one served.)
 var (
 	descStoreBytes = prometheus.NewDesc("infergate_store_bytes",
 		"On-disk size of the DLQ store (Badger LSM and value log).", []string{"kind"}, nil)
