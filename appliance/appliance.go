@@ -178,7 +178,7 @@ func (a *Appliance) storeComponent() *component {
 			st, err = store.Open(sc, a.logger.With("component", "store"))
 			if err != nil {
 				if errors.Is(err, store.ErrLocked) {
-					return fmt.Errorf("data_dir (--data-dir, INFERGATE_DATA_DIR): %s is in use by another running infergate: %w", a.paths.Root, err)
+					return a.dataDirInUse(err)
 				}
 				return err
 			}
@@ -195,6 +195,12 @@ func (a *Appliance) storeComponent() *component {
 			return st.Close()
 		},
 	}
+}
+
+// dataDirInUse reports a lock held on the store or the broker's data: both
+// mean another infergate runs on the same data dir.
+func (a *Appliance) dataDirInUse(err error) error {
+	return fmt.Errorf("data_dir (--data-dir, INFERGATE_DATA_DIR): %s is in use by another running infergate: %w", a.paths.Root, err)
 }
 
 func (a *Appliance) brokerComponent() *component {
@@ -219,7 +225,7 @@ func (a *Appliance) brokerComponent() *component {
 			}, a.logger)
 			if err != nil {
 				if errors.Is(err, broker.ErrDataDirLocked) {
-					return fmt.Errorf("data_dir (--data-dir, INFERGATE_DATA_DIR): %s is in use by another running infergate: %w", a.paths.Root, err)
+					return a.dataDirInUse(err)
 				}
 				return err
 			}
