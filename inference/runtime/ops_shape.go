@@ -210,7 +210,7 @@ func (k *squeezeKernel) run(st *state, nd *node) error {
 	// marked[i] is set for each listed axis of the (output, for Unsqueeze;
 	// input, for Squeeze) shape.
 	var small [16]bool
-	marked := small[:0]
+	var marked []bool
 	if r <= len(small) {
 		marked = small[:r]
 	} else {
