@@ -48,10 +48,10 @@ const (
 	DefaultResultsTopicBytes  = 256 << 20
 	DefaultDLQRetention       = 7 * 24 * time.Hour
 	DefaultDLQTopicBytes      = 128 << 20
-	// DefaultSegmentMs rolls segments hourly, so that time retention (which
+	// DefaultSegmentRoll (segment.ms) rolls segments hourly, so that time retention (which
 	// deletes whole segments, never the active one on a Kafka cluster)
 	// is accurate to the hour even on a quiet topic.
-	DefaultSegmentMs = time.Hour
+	DefaultSegmentRoll = time.Hour
 )
 
 // DefaultTopics returns the appliance's three topics with the retention
@@ -62,7 +62,7 @@ func DefaultTopics(requests, results, dlq string, partitions int32) []TopicSpec 
 	mk := func(name string, retention time.Duration, topicBytes int64) TopicSpec {
 		perPart, segment := PartitionBytes(topicBytes, partitions)
 		seg := strconv.FormatInt(segment, 10)
-		segMs := strconv.FormatInt(DefaultSegmentMs.Milliseconds(), 10)
+		segMs := strconv.FormatInt(DefaultSegmentRoll.Milliseconds(), 10)
 		return TopicSpec{
 			Name: name, Partitions: partitions,
 			RetentionMs: retention.Milliseconds(), RetentionBytes: perPart,
