@@ -47,7 +47,7 @@ func DefaultConfig(dir string) Config {
 	}
 }
 
-// Validate reports the first invalid setting, naming it as it appears in the config file.
+// Validate reports every invalid setting, each named as it appears in the config file.
 func (c *Config) Validate() error {
 	var errs []error
 	switch {
