@@ -3,7 +3,6 @@ package modelserver
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -322,19 +321,6 @@ func ParseModelConfigText(data []byte) ([]ModelConfig, error) {
 		return nil, err
 	}
 	return ModelsFromProto(&cfg)
-}
-
-// ReadModelConfigFile reads and parses a model_config_file.
-func ReadModelConfigFile(path string) ([]ModelConfig, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("model config file: %w", err)
-	}
-	models, err := ParseModelConfigText(data)
-	if err != nil {
-		return nil, fmt.Errorf("model config file %s: %w", path, err)
-	}
-	return models, nil
 }
 
 // BatchingFromProto converts TF's BatchingParameters; unset fields keep TF's
