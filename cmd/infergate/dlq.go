@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -54,20 +56,20 @@ func fromStore(r *store.Record) dlqRecord {
 			k := string(r.Key)
 			v.Key = &k
 		} else {
-			v.KeyBase64 = encodeBase64(r.Key)
+			v.KeyBase64 = base64.StdEncoding.EncodeToString(r.Key)
 		}
 	}
 	if utf8.Valid(r.Value) {
 		v.Value = string(r.Value)
 	} else {
-		v.ValueBase64 = encodeBase64(r.Value)
+		v.ValueBase64 = base64.StdEncoding.EncodeToString(r.Value)
 	}
 	for _, h := range r.Headers {
 		hv := web.HeaderView{Key: h.Key}
 		if utf8.Valid(h.Value) {
 			hv.Value = string(h.Value)
 		} else {
-			hv.ValueBase64 = encodeBase64(h.Value)
+			hv.ValueBase64 = base64.StdEncoding.EncodeToString(h.Value)
 		}
 		v.Headers = append(v.Headers, hv)
 	}
@@ -246,14 +248,14 @@ func openDLQBackend(ctx context.Context, cf *clientFlags, environ []string, data
 
 // dialable turns a listen address into one to connect to.
 func dialable(listen string) string {
-	host, port, err := splitHostPort(listen)
+	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return listen
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	return joinHostPort(host, port)
+	return net.JoinHostPort(host, port)
 }
 
 func envMap(environ []string) map[string]string {
