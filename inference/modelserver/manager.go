@@ -148,16 +148,21 @@ func (m *manager) pollAll(initial bool) {
 	m.pollAllLocked(initial)
 }
 
-func (m *manager) pollAllLocked(initial bool) {
+// liveModels are the configured models not removed, in configuration order.
+func (m *manager) liveModels() []*managedModel {
 	m.mu.Lock()
-	var todo []*managedModel
+	defer m.mu.Unlock()
+	var out []*managedModel
 	for _, name := range m.order {
 		if mm := m.models[name]; !mm.removed {
-			todo = append(todo, mm)
+			out = append(out, mm)
 		}
 	}
-	m.mu.Unlock()
-	for _, mm := range todo {
+	return out
+}
+
+func (m *manager) pollAllLocked(initial bool) {
+	for _, mm := range m.liveModels() {
 		m.pollModel(mm, initial)
 	}
 }
@@ -497,15 +502,7 @@ func (m *manager) reload(models []ModelConfig) error {
 		m.unloadAll(mm)
 	}
 	// Scan now; the models just added have no earlier scan to compare with.
-	m.mu.Lock()
-	var todo []*managedModel
-	for _, name := range m.order {
-		if mm := m.models[name]; !mm.removed {
-			todo = append(todo, mm)
-		}
-	}
-	m.mu.Unlock()
-	for _, mm := range todo {
+	for _, mm := range m.liveModels() {
 		m.pollModel(mm, slices.Contains(added, mm.cfg.Name))
 	}
 
