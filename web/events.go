@@ -86,19 +86,19 @@ type Point struct {
 
 // sample is the raw state of the counters at one instant.
 type sample struct {
-	at        time.Time
-	requests  float64
-	results   float64
-	dlq       map[string]float64 // by class, summed over models
-	e2e       buckets
-	predict   buckets
-	batchSum  float64
-	batchCnt  float64
-	inflight  float64
-	circuit   float64
-	hasCircut bool
-	lag       []PartitionLag // from the pipeline's gauge, if it exports one
-	hasLag    bool
+	at         time.Time
+	requests   float64
+	results    float64
+	dlq        map[string]float64 // by class, summed over models
+	e2e        buckets
+	predict    buckets
+	batchSum   float64
+	batchCnt   float64
+	inflight   float64
+	circuit    float64
+	hasCircuit bool
+	lag        []PartitionLag // from the pipeline's gauge, if it exports one
+	hasLag     bool
 }
 
 // buckets is a cumulative histogram summed over label sets: upper bound → count.
@@ -273,7 +273,7 @@ func (s *sampler) read(now time.Time) sample {
 			out.inflight = sumValues(f)
 		case mCircuit:
 			out.circuit = sumValues(f)
-			out.hasCircut = len(f.GetMetric()) > 0
+			out.hasCircuit = len(f.GetMetric()) > 0
 		case mLag:
 			out.hasLag = true
 			for _, m := range f.GetMetric() {
@@ -311,7 +311,7 @@ func (s *sampler) snapshot(cur sample) Snapshot {
 		snap.ErrorsTotal[class] = v
 		snap.DLQTotal += v
 	}
-	if cur.hasCircut {
+	if cur.hasCircuit {
 		snap.Circuit = circuitName(cur.circuit)
 	}
 	if rateBase != nil {
