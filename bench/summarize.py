@@ -53,6 +53,26 @@ def main():
         print(f"| {name} | {len(reps)} | {r['throughput_rps']:.0f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | "
               f"{r['p999_ms']:.2f} | {r['max_ms']:.2f} | {r['sent']} | {lost} | {r['dlq']} | {r['rss_idle_mb']:.1f} | {r['rss_mb']:.1f} | "
               f"{r['cpu_cores']:.2f} | {r.get('cpu_us_per_request', 0):.1f} | {r['ready_ms']:.0f} | {r.get('other_cores', 0):.2f} | {loads} |")
+    compares(sys.argv[1])
+
+
+def compares(out):
+    rows = []
+    for f in sorted(glob.glob(os.path.join(out, "compare.*.cmp"))):
+        try:
+            with open(f) as fh:
+                c = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        rows.append(c)
+    if not rows:
+        return
+    print()
+    print("| --compare run | pipeline req/s | baseline req/s | ratio | lost (pipeline/baseline) |")
+    print("|---|---|---|---|---|")
+    for i, c in enumerate(rows, 1):
+        p, b = c["pipeline"], c["baseline"]
+        print(f"| {i} | {p['throughput_rps']:.0f} | {b['throughput_rps']:.0f} | {c['ratio']:.0f}x | {p['lost']}/{b['lost']} |")
 
 
 if __name__ == "__main__":
