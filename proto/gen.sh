@@ -13,5 +13,6 @@ protoc -I . -I /usr/include \
   --go-grpc_out=.. --go-grpc_opt=module=$M \
   $files
 if [ -f onnx/onnx.proto ]; then
-  protoc -I . --go_out=.. --go_opt=module=$M onnx/onnx.proto
+  # from the repository root, so the registered file name stays proto/onnx/onnx.proto
+  (cd .. && protoc --go_out=. --go_opt=module=$M proto/onnx/onnx.proto)
 fi
