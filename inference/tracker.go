@@ -8,7 +8,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
 	"github.com/infergate/infergate/store"
 )
@@ -33,7 +32,6 @@ type request struct {
 	dlq      *store.Record // non-nil when out is a DLQ record
 	class    string        // DLQ class
 	label    string        // model label for metrics
-	spec     model.Spec
 
 	// Guarded by tracker.mu.
 	done  bool // out is set
