@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,7 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/inference/demo"
+	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/store"
+	"github.com/infergate/infergate/web"
 	"github.com/infergate/infergate/web/webtest"
 )
 
@@ -160,4 +163,74 @@ func TestBrowserDashboard(t *testing.T) {
 	webtest.WaitJS(t, ctx, "overview on a phone", `document.querySelector('#tput-in').textContent !== '–'`)
 	webtest.Screenshot(t, ctx, filepath.Join(dir, "overview-phone.png"))
 	t.Logf("throughput shown %s; screenshots in %s", got.Throughput, dir)
+}
+
+// TestBrowserSidecarScreenshot takes the documentation's sidecar page
+// screenshot from a real appliance in sidecar mode: `infergate
+// model-server` stands in for tensorflow_model_server, demo traffic flows,
+// and the child is killed once so restarts and last exit are real. It only
+// runs with -screenshots (TestWebSidecar and TestSidecarRestartAndBatching
+// test the same paths without a browser).
+func TestBrowserSidecarScreenshot(t *testing.T) {
+	if *screenshots == "" {
+		t.Skip("only with -screenshots")
+	}
+	ctx := webtest.NewBrowser(t)
+	dir, err := filepath.Abs(*screenshots)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c := testConfig(t)
+	c.ModelServer.Mode = ModelServerSidecar
+	c.ModelServer.TFServingBin = tfServingStandIn(t)
+	// TF Serving binds every interface on fixed ports: pick free ones.
+	c.ModelServer.GRPCListen = "127.0.0.1:" + freePort(t)
+	c.ModelServer.RESTListen = "127.0.0.1:" + freePort(t)
+	if err := modelserver.EnsureDemo(filepath.Join(c.DataDir, ModelsDir)); err != nil {
+		t.Fatal(err)
+	}
+	c.Demo.Enabled = true
+	c.Demo.Rate = 40
+	a := start(t, c)
+	api := newAPIClient(t, a)
+
+	var sc struct {
+		Enabled bool
+		web.SidecarStatus
+	}
+	eventually(t, time.Minute, func() error {
+		api.json("GET", "/api/v1/sidecar", nil, 200, &sc)
+		if !sc.Enabled || !strings.HasPrefix(sc.State, "ready") || sc.PID == 0 {
+			return fmt.Errorf("sidecar: %+v", sc)
+		}
+		return nil
+	})
+	first := sc.PID
+	// A crash in its history (the stand-in script execs, so the PID is the
+	// model server's).
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, func() error {
+		api.json("GET", "/api/v1/sidecar", nil, 200, &sc)
+		if sc.Restarts != 1 || sc.PID == first || !strings.HasPrefix(sc.State, "ready") {
+			return fmt.Errorf("sidecar after the kill: %+v", sc)
+		}
+		return nil
+	})
+	// Demo traffic answered by the restarted child.
+	res0, _ := scrape(t, a.WebURL())
+	eventually(t, time.Minute, func() error {
+		if s, _ := scrape(t, a.WebURL()); s["infergate_results_total"] < res0["infergate_results_total"]+40 {
+			return fmt.Errorf("%v results", s["infergate_results_total"])
+		}
+		return nil
+	})
+
+	webtest.Login(t, ctx, a.WebURL(), a.AdminToken())
+	webtest.Go(t, ctx, a.WebURL(), "sidecar")
+	webtest.WaitJS(t, ctx, "sidecar state shown", `((document.querySelector('#sc-state') || {}).textContent || '').startsWith('ready') && document.querySelector('#sc-restarts').textContent === '1'`)
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "sidecar.png"))
+	t.Logf("sidecar %s, pid %d (was %d), last exit %q; screenshot in %s", sc.State, sc.PID, first, sc.LastExit, dir)
 }
