@@ -106,8 +106,10 @@ function ago(s) {
   return Math.round(sec / 86400) + ' d ago';
 }
 function stateClass(s) {
-  if (['ok', 'running', 'AVAILABLE', 'closed'].includes(s)) return 'ok';
-  if (['down', 'circuit_open', 'open', 'END', 'UNAVAILABLE', 'crashloop', 'stopped'].includes(s)) return 'bad';
+  // Sidecar states carry a reason after a colon ("ready: serving demo (version 1)").
+  s = String(s || '').split(':')[0].trim();
+  if (['ok', 'running', 'ready', 'AVAILABLE', 'closed'].includes(s)) return 'ok';
+  if (['down', 'circuit_open', 'open', 'END', 'UNAVAILABLE', 'crashloop', 'crash-loop', 'failed', 'stopped'].includes(s)) return 'bad';
   return 'warn';
 }
 
