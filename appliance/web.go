@@ -717,6 +717,11 @@ func (b *webBackend) Sidecar(context.Context) (*web.SidecarStatus, bool) {
 		if ss.LastExit != nil {
 			out.LastExit, out.LastExitAt = ss.LastExit.Reason, ss.LastExit.At
 		}
+		// The child's gRPC address is the one endpoint the pipeline calls;
+		// it is healthy when readiness (every model AVAILABLE) holds.
+		if ss.GRPCAddr != "" {
+			out.Endpoints = []web.Endpoint{{Address: ss.GRPCAddr, Healthy: ss.Ready, Detail: ss.Reason}}
+		}
 		return out, true
 	case p.fleet != nil:
 		eps := p.fleet.Endpoints()

@@ -144,6 +144,9 @@ func TestWebSidecar(t *testing.T) {
 	if !sc.Enabled || sc.Mode != ModelServerSidecar || !strings.HasPrefix(sc.State, "ready") || sc.PID == 0 || len(sc.Ready) != 1 {
 		t.Fatalf("sidecar: %+v", sc)
 	}
+	if len(sc.Endpoints) != 1 || !sc.Endpoints[0].Healthy || sc.Endpoints[0].Address == "" {
+		t.Errorf("sidecar endpoints: want the child's gRPC address, healthy: %+v", sc.Endpoints)
+	}
 	var st web.Status
 	api.json("GET", "/api/v1/status", nil, 200, &st)
 	if st.ModelServer.State != web.StateOK || st.ModelServer.Mode != ModelServerSidecar {
