@@ -124,6 +124,22 @@ func isRowBias(shape []int, n int) bool {
 	return false
 }
 
+// isColumnBias reports whether adding a constant of this shape to the layer's
+// output adds bias[j] to every element of column j and leaves the output's
+// shape as it is, which is what fusing it as a per-column bias computes. The
+// element count alone is not enough: [n,1] has n elements too, but broadcasts
+// down the rows (and turns a [1,n] output into [n,n]). [n] keeps the shape for
+// any rank of A; [1,n] only when the output is known to be 2-D (Gemm).
+func isColumnBias(shape []int, n int, gemm bool) bool {
+	switch len(shape) {
+	case 1:
+		return shape[0] == n
+	case 2:
+		return gemm && shape[0] == 1 && shape[1] == n
+	}
+	return false
+}
+
 func expandBias(c []float32, n int) []float32 {
 	if len(c) == n {
 		return c
@@ -196,12 +212,7 @@ func (g *denseKernel) absorb(next *node, out int, consts []*value) bool {
 			return false
 		}
 		bv := consts[other]
-		if bv == nil || bv.dt != tensor.Float || len(bv.f) != g.n {
-			return false
-		}
-		// [n] keeps the output's shape for any rank of A; [1,n] only when the
-		// output is known to be 2-D.
-		if len(bv.shape) != 1 && !(g.gemm && len(bv.shape) == 2) {
+		if bv == nil || bv.dt != tensor.Float || !isColumnBias(bv.shape, g.n, g.gemm) {
 			return false
 		}
 		g.bias = bv.f
