@@ -318,6 +318,18 @@ func (c *compiler) runFold(n *node) (err error) {
 	return n.k.run(c.fold, n)
 }
 
+// Supports reports whether the runtime implements operator op of the given
+// domain ("" or "ai.onnx" for the default one). A model whose operators are all
+// supported may still be refused for an attribute, data type or shape the
+// kernel does not handle; Load says which.
+func Supports(domain, op string) bool {
+	if domain == "" || domain == "ai.onnx" {
+		_, ok := ops[op]
+		return ok
+	}
+	return false
+}
+
 func supportedOps() string {
 	names := make([]string, 0, len(ops))
 	for k := range ops {
