@@ -104,14 +104,32 @@ func (a *Appliance) modelServerComponent() *component {
 			return err
 		},
 		ready: func() error {
-			if srv == nil || !srv.Ready() || srv.GRPCAddr() == "" {
-				var loading []string
-				if srv != nil {
-					for _, m := range srv.Models() {
-						loading = append(loading, m.Name)
-					}
+			if srv == nil {
+				return errors.New("the model server has not started")
+			}
+			if failed := srv.Failed(); len(failed) > 0 {
+				// Only the models that failed, each with the versions that
+				// failed and why; waiting would not change them.
+				return fmt.Errorf("%w: %w", errNeverReady, errors.Join(failed...))
+			}
+			// Ready means every model of the repository is served, and in
+			// particular the one the pipeline needs: a reload that unloads
+			// it must turn readiness red, not leave "every model of an
+			// empty list" green.
+			var loading []string
+			for _, m := range srv.Models() {
+				if !m.Removed && !srv.Serving(m.Name) {
+					loading = append(loading, m.Name)
 				}
-				return fmt.Errorf("models not loaded yet (%s)", strings.Join(loading, ", "))
+			}
+			if def := a.cfg.Pipeline.DefaultModel; !srv.Serving(def) && !slices.Contains(loading, def) {
+				loading = append(loading, def)
+			}
+			if len(loading) > 0 {
+				return fmt.Errorf("models not available: %s", strings.Join(loading, ", "))
+			}
+			if srv.GRPCAddr() == "" && a.cfg.ModelServer.GRPCListen != "" {
+				return errors.New("the model server's gRPC listener is not open yet")
 			}
 			return nil
 		},

@@ -154,6 +154,9 @@ func (s *supervisor) waitReady(ctx context.Context, rc *runningComponent) error 
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, errNeverReady) {
+			return fmt.Errorf("%s cannot become ready: %w", rc.name, err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("interrupted while waiting for %s: %w", rc.name, context.Cause(ctx))
@@ -165,6 +168,11 @@ func (s *supervisor) waitReady(ctx context.Context, rc *runningComponent) error 
 		}
 	}
 }
+
+// errNeverReady marks a ready error that waiting cannot fix (a model whose
+// every version failed to load): start-up fails at once instead of at the
+// end of readyTimeout.
+var errNeverReady = errors.New("it will not become ready without a change")
 
 func orStopped(err error) error {
 	if err == nil {

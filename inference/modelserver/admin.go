@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,7 +49,12 @@ func (s *Server) UploadVersion(name string, version int64, onnx []byte) (int64, 
 	if version == 0 {
 		version = 1
 		if len(present) > 0 {
-			version = slices.Max(slices.Collect(maps.Keys(present))) + 1
+			highest := slices.Max(slices.Collect(maps.Keys(present)))
+			if highest == math.MaxInt64 {
+				return 0, status.Errorf(codes.InvalidArgument,
+					"model %s already has version %d, the highest an int64 holds: there is no next version; upload with an explicit, unused version", name, highest)
+			}
+			version = highest + 1
 		}
 	}
 	dir := filepath.Join(cfg.BasePath, strconv.FormatInt(version, 10))

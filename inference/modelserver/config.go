@@ -347,3 +347,7 @@ func BatchingFromProto(p *servingpb.BatchingParameters) *BatchingConfig {
 	}
 	return b
 }
+
+// fallsBack reports whether the policy serves the highest versions that load
+// (Latest), rather than versions named or all of them.
+func (p VersionPolicy) fallsBack() bool { return !p.All && len(p.Specific) == 0 }

@@ -192,10 +192,15 @@ func scan(base string) (map[int64]fingerprint, error) {
 	return present, nil
 }
 
-// aspired applies the version policy to the versions present.
-func aspired(p VersionPolicy, present map[int64]fingerprint) []int64 {
+// aspired applies the version policy to the versions present. Under a
+// Latest policy, versions for which failed is true are skipped, so the N
+// highest versions that load are served.
+func aspired(p VersionPolicy, present map[int64]fingerprint, failed func(int64) bool) []int64 {
 	all := slices.Sorted(maps.Keys(present))
 	slices.Reverse(all) // highest first
+	if p.fallsBack() {
+		all = slices.DeleteFunc(all, failed)
+	}
 	switch {
 	case p.All:
 		return all
@@ -233,49 +238,64 @@ func (m *manager) pollModel(mm *managedModel, initial bool) {
 	if len(present) == 0 && len(mm.pending) == 0 {
 		m.log.Warn("no versions of model found under base path", "model", cfg.Name, "base_path", cfg.BasePath)
 	}
-	want := aspired(cfg.Policy, present)
-
-	// Decide what to load, under the lock.
+	// Decide what to load, under the lock, and load it. Under a Latest
+	// policy a version that failed to load (with the files it has now) is
+	// passed over for the next lower one, so a corrupt newest version does
+	// not leave the model without any: each round adds at least one failed
+	// version, so this ends.
 	type load struct {
 		vs *versionState
 		fp fingerprint
 	}
-	var loads []load
-	m.mu.Lock()
-	for _, v := range want {
-		fp := present[v]
-		prev, seen := mm.pending[v]
-		settled := initial || mm.trusted[v] || (seen && prev == fp)
-		vs := mm.versions[v]
-		switch {
-		case vs != nil && (vs.state == StateAvailable || vs.state == StateLoading || vs.state == StateUnloading):
-			continue
-		case vs != nil && vs.state == StateEnd && vs.err != nil && vs.fp == fp:
-			continue // failed with exactly these files: retry when they change
+	var want []int64
+	for {
+		m.mu.Lock()
+		want = aspired(cfg.Policy, present, func(v int64) bool {
+			vs := mm.versions[v]
+			return vs != nil && vs.state == StateEnd && vs.err != nil && vs.fp == present[v]
+		})
+		var loads []load
+		for _, v := range want {
+			fp := present[v]
+			prev, seen := mm.pending[v]
+			settled := initial || mm.trusted[v] || (seen && prev == fp)
+			vs := mm.versions[v]
+			switch {
+			case vs != nil && (vs.state == StateAvailable || vs.state == StateLoading || vs.state == StateUnloading):
+				continue
+			case vs != nil && vs.state == StateEnd && vs.err != nil && vs.fp == fp:
+				continue // failed with exactly these files: retry when they change
+			}
+			if vs == nil {
+				vs = &versionState{version: v}
+				mm.versions[v] = vs
+			}
+			if !settled {
+				vs.state, vs.err = StateStart, nil
+				continue
+			}
+			vs.state, vs.err, vs.fp = StateLoading, nil, fp
+			loads = append(loads, load{vs, fp})
 		}
-		if vs == nil {
-			vs = &versionState{version: v}
-			mm.versions[v] = vs
+		// Forget START records whose directory went away before they loaded.
+		for v, vs := range mm.versions {
+			if _, ok := present[v]; !ok && vs.state == StateStart {
+				delete(mm.versions, v)
+			}
 		}
-		if !settled {
-			vs.state, vs.err = StateStart, nil
-			continue
-		}
-		vs.state, vs.err, vs.fp = StateLoading, nil, fp
-		loads = append(loads, load{vs, fp})
-	}
-	// Forget START records whose directory went away before they loaded.
-	for v, vs := range mm.versions {
-		if _, ok := present[v]; !ok && vs.state == StateStart {
-			delete(mm.versions, v)
-		}
-	}
-	mm.pending = present
-	m.publishLocked()
-	m.mu.Unlock()
+		mm.pending = present
+		m.publishLocked()
+		m.mu.Unlock()
 
-	for _, l := range loads {
-		m.loadVersion(mm, cfg, l.vs, l.fp)
+		failed := false
+		for _, l := range loads {
+			if !m.loadVersion(mm, cfg, l.vs, l.fp) {
+				failed = true
+			}
+		}
+		if !failed || !cfg.Policy.fallsBack() {
+			break
+		}
 	}
 
 	// Unload versions no longer wanted, but never leave the model without an
@@ -306,7 +326,9 @@ func (m *manager) pollModel(mm *managedModel, initial bool) {
 }
 
 // loadVersion loads one version outside the state lock.
-func (m *manager) loadVersion(mm *managedModel, cfg ModelConfig, vs *versionState, fp fingerprint) {
+// It reports false when the load failed (not when the file was still being
+// written: that is retried by a later scan).
+func (m *manager) loadVersion(mm *managedModel, cfg ModelConfig, vs *versionState, fp fingerprint) bool {
 	path := filepath.Join(cfg.BasePath, strconv.FormatInt(vs.version, 10), ModelFileName)
 	start := time.Now()
 	m.loads.Add(1)
@@ -319,11 +341,15 @@ func (m *manager) loadVersion(mm *managedModel, cfg ModelConfig, vs *versionStat
 		mm.pending[vs.version] = fingerprint{size: -1}
 		m.publishLocked()
 		m.mu.Unlock()
-		return
+		return true
 	}
 	if err != nil {
 		vs.state, vs.err, vs.serv = StateEnd, err, nil
-		m.log.Error("model version failed to load; earlier versions keep serving", "model", cfg.Name, "version", vs.version, "err", err)
+		msg := "model version failed to load; earlier versions keep serving"
+		if cfg.Policy.fallsBack() {
+			msg = "model version failed to load; the next lower version that loads (if any) is served instead"
+		}
+		m.log.Error(msg, "model", cfg.Name, "version", vs.version, "err", err)
 		m.metrics.loadAttempt(cfg.BasePath, false)
 	} else {
 		vs.state, vs.err, vs.serv = StateAvailable, nil, serv
@@ -341,6 +367,7 @@ func (m *manager) loadVersion(mm *managedModel, cfg ModelConfig, vs *versionStat
 		m.mu.Unlock()
 		m.finishUnloads(mm, []*versionState{vs})
 	}
+	return err == nil
 }
 
 var errStillWriting = errors.New("model file changed while it was read")

@@ -13,10 +13,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,7 +56,8 @@ type Server struct {
 	grpcAddr string
 	restAddr string
 
-	configFileData []byte // last applied ModelConfigFile contents
+	configFileData []byte      // last applied ModelConfigFile contents
+	scanned        atomic.Bool // the first scan of every model is done
 }
 
 var numCPU = runtime.NumCPU
@@ -139,6 +143,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	defer s.m.stopAll()
 
 	s.m.pollAll(true)
+	s.scanned.Store(true)
 	s.warnBadLabels()
 	if s.cfg.ListenAfterReady {
 		// tensorflow_model_server opens its ports only once every model is
@@ -332,6 +337,53 @@ func (s *Server) warnBadLabels() {
 
 // Ready reports whether every configured model has an AVAILABLE version.
 func (s *Server) Ready() bool { return s.m.ready.Load() }
+
+// Serving reports whether the named model has an AVAILABLE version now.
+func (s *Server) Serving(name string) bool {
+	mt, ok := s.m.tab.Load().models[name]
+	return ok && mt.latest != nil
+}
+
+// Failed lists the configured models that cannot become AVAILABLE without
+// a change on disk: no version is available or still loading, and every
+// version the policy selects failed to load (or there is no version at all).
+// Each error names the model, the version that failed and why. It is empty
+// until Run's first scan is done.
+func (s *Server) Failed() []error {
+	if !s.scanned.Load() {
+		return nil
+	}
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	var out []error
+	for _, name := range s.m.order {
+		mm := s.m.models[name]
+		if mm.removed {
+			continue
+		}
+		busy := false
+		for _, vs := range mm.versions {
+			if vs.state != StateEnd {
+				busy = true // AVAILABLE, or on its way
+			}
+		}
+		if busy {
+			continue
+		}
+		var why []string
+		for _, v := range slices.Backward(slices.Sorted(maps.Keys(mm.versions))) {
+			if err := mm.versions[v].err; err != nil {
+				why = append(why, fmt.Sprintf("version %d: %s", v, status.Convert(err).Message()))
+			}
+		}
+		if len(why) > 0 {
+			out = append(out, fmt.Errorf("model %s: no version loads (%s)", name, strings.Join(why, "; ")))
+		} else if len(mm.pending) == 0 {
+			out = append(out, fmt.Errorf("model %s has no version under %s (want %s/<version>/%s)", name, mm.cfg.BasePath, mm.cfg.BasePath, ModelFileName))
+		}
+	}
+	return out
+}
 
 // WaitReady blocks until every model is AVAILABLE and the listeners are
 // open, ctx ends, or Run returns.
