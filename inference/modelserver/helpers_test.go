@@ -34,15 +34,15 @@ type vi struct {
 }
 
 const (
-	onnxFloat  = 1
-	onnxUint8  = 2
-	onnxInt8   = 3
-	onnxInt16  = 5
-	onnxInt32  = 6
-	onnxInt64  = 7
-	onnxString = 8
-	onnxBool   = 9
-	onnxDouble = 11
+	onnxFloat   = 1
+	onnxUint8   = 2
+	onnxInt8    = 3
+	onnxInt16   = 5
+	onnxInt32   = 6
+	onnxInt64   = 7
+	onnxString  = 8
+	onnxBool    = 9
+	onnxFloat16 = 10 // the runtime has no float16 tensors
 )
 
 func valueInfo(v vi) *onnxpb.ValueInfoProto {

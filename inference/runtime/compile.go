@@ -18,7 +18,7 @@ import (
 // Operator set versions the kernels implement the semantics of. Newer sets
 // may change an operator's meaning, so they are refused rather than guessed.
 const (
-	minOpset = 7
+	minOpset = 1 // opsets 1 to 6 load where their meaning is unchanged (checkLegacy)
 	maxOpset = 23
 )
 
@@ -95,14 +95,15 @@ func compile(b []byte) (*Model, error) {
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", name, err)
 		}
-		if spec.DType != tensor.Float && spec.DType != tensor.Int64 {
-			return nil, fmt.Errorf("input %q has type %s; the runtime computes with float32 and int64 only", name, spec.DType)
+		internal, ok := computeType(spec.DType)
+		if !ok {
+			return nil, fmt.Errorf("input %q has type %s; the runtime accepts float32, float64, int64, int32, int16, int8, uint8 and bool", name, spec.DType)
 		}
 		id, err := c.newValue(name)
 		if err != nil {
 			return nil, fmt.Errorf("input: %w", err)
 		}
-		c.dtypes[id] = spec.DType
+		c.dtypes[id] = internal
 		m.inputIndex[name] = len(m.inputs)
 		m.inputs = append(m.inputs, spec)
 		m.inputIDs = append(m.inputIDs, id)
@@ -146,10 +147,12 @@ func compile(b []byte) (*Model, error) {
 		if err != nil {
 			return nil, fmt.Errorf("output %q: %w", name, err)
 		}
-		if spec.DType != tensor.Invalid && spec.DType != c.dtypes[id] {
+		if spec.DType == tensor.Invalid {
+			spec.DType = c.dtypes[id]
+		}
+		if internal, _ := computeType(spec.DType); internal != c.dtypes[id] {
 			return nil, fmt.Errorf("output %q is declared %s but the graph computes %s", name, spec.DType, c.dtypes[id])
 		}
-		spec.DType = c.dtypes[id]
 		m.outputIndex[name] = len(m.outputs)
 		m.outputs = append(m.outputs, spec)
 		m.outputIDs = append(m.outputIDs, id)
@@ -265,6 +268,11 @@ func (c *compiler) compileNode(p *onnxpb.NodeProto, idx int) error {
 	x := &nodeCtx{c: c, p: p, n: n, attrs: make(map[string]*onnxpb.AttributeProto)}
 	for _, a := range p.GetAttribute() {
 		x.attrs[a.GetName()] = a
+	}
+	if c.opset < 7 {
+		if err := checkLegacy(x); err != nil {
+			return fmt.Errorf("node %q (%s): %w", n.name, n.op, err)
+		}
 	}
 	k, outDT, err := opc(x)
 	if err != nil {
@@ -543,7 +551,21 @@ func dtypeOf(et int32) (tensor.DType, bool) {
 	return tensor.Invalid, false
 }
 
-// decodeTensor reads a TensorProto holding float32 or int64 data.
+// computeType is the dtype the runtime computes a value of type dt in: float32
+// for floating point, int64 for integers and bools. Graph inputs and outputs
+// keep their declared types and are converted at the boundary.
+func computeType(dt tensor.DType) (tensor.DType, bool) {
+	switch dt {
+	case tensor.Float, tensor.Double:
+		return tensor.Float, true
+	case tensor.Int64, tensor.Int32, tensor.Int16, tensor.Int8, tensor.Uint8, tensor.Bool:
+		return tensor.Int64, true
+	}
+	return tensor.Invalid, false
+}
+
+// decodeTensor reads a TensorProto into the compute types: float32 and
+// float64 data as float32, integer and bool data as int64.
 func decodeTensor(t *onnxpb.TensorProto) (*value, error) {
 	if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
 		return nil, errors.New("data stored in an external file is not supported")
@@ -602,8 +624,62 @@ func decodeTensor(t *onnxpb.TensorProto) (*value, error) {
 				v.i = []int64{}
 			}
 		}
+	case onnxpb.TensorProto_DOUBLE:
+		v.dt = tensor.Float
+		v.f = make([]float32, n)
+		switch {
+		case len(raw) > 0 || (n > 0 && len(t.GetDoubleData()) == 0):
+			if len(raw) != 8*n {
+				return nil, fmt.Errorf("shape %v needs %d bytes of float64, raw_data has %d", v.shape, 8*n, len(raw))
+			}
+			for i := range v.f {
+				v.f[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
+			}
+		default:
+			if len(t.GetDoubleData()) != n {
+				return nil, fmt.Errorf("shape %v needs %d values, double_data has %d", v.shape, n, len(t.GetDoubleData()))
+			}
+			for i, x := range t.GetDoubleData() {
+				v.f[i] = float32(x)
+			}
+		}
+	case onnxpb.TensorProto_INT32, onnxpb.TensorProto_INT16, onnxpb.TensorProto_INT8, onnxpb.TensorProto_UINT8, onnxpb.TensorProto_BOOL:
+		size := 1
+		switch dt {
+		case onnxpb.TensorProto_INT32:
+			size = 4
+		case onnxpb.TensorProto_INT16:
+			size = 2
+		}
+		v.dt = tensor.Int64
+		v.i = make([]int64, n)
+		switch {
+		case len(raw) > 0 || (n > 0 && len(t.GetInt32Data()) == 0):
+			if len(raw) != size*n {
+				return nil, fmt.Errorf("shape %v needs %d bytes of %s, raw_data has %d", v.shape, size*n, dt, len(raw))
+			}
+			for i := range v.i {
+				switch {
+				case size == 4:
+					v.i[i] = int64(int32(binary.LittleEndian.Uint32(raw[4*i:])))
+				case size == 2:
+					v.i[i] = int64(int16(binary.LittleEndian.Uint16(raw[2*i:])))
+				case dt == onnxpb.TensorProto_INT8:
+					v.i[i] = int64(int8(raw[i]))
+				default:
+					v.i[i] = int64(raw[i])
+				}
+			}
+		default:
+			if len(t.GetInt32Data()) != n {
+				return nil, fmt.Errorf("shape %v needs %d values, int32_data has %d", v.shape, n, len(t.GetInt32Data()))
+			}
+			for i, x := range t.GetInt32Data() {
+				v.i[i] = int64(x)
+			}
+		}
 	default:
-		return nil, fmt.Errorf("element type %s is not supported (float32 and int64 only)", dt)
+		return nil, fmt.Errorf("element type %s is not supported (float32, float64, integers and bool only)", dt)
 	}
 	return v, nil
 }

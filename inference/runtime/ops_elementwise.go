@@ -36,7 +36,7 @@ func compileBinary(op binOp) opCompiler {
 			return nil, nil, err
 		}
 		k := &binaryKernel{op: op}
-		if op == opPow {
+		if op == opPow && !(x.dtype(0) == tensor.Int64 && x.dtype(1) == tensor.Int64) {
 			if err := x.types(floatOnly, 0); err != nil {
 				return nil, nil, err
 			}

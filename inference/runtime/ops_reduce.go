@@ -325,10 +325,8 @@ func compileLayerNorm(x *nodeCtx) (kernel, []tensor.DType, error) {
 	if err := x.types(floatOnly, 0, 1, 2); err != nil {
 		return nil, nil, err
 	}
-	for _, id := range x.n.out[1:] {
-		if id >= 0 {
-			return nil, nil, errors.New("the Mean and InvStdDev outputs are not supported")
-		}
+	if len(x.n.out) > 3 {
+		return nil, nil, fmt.Errorf("has %d outputs, want 1 to 3", len(x.n.out))
 	}
 	axis, err := x.intAttr("axis", -1)
 	if err != nil {
@@ -342,7 +340,7 @@ func compileLayerNorm(x *nodeCtx) (kernel, []tensor.DType, error) {
 	if x.has(2) {
 		k.biasIn = 2
 	}
-	return k, []tensor.DType{tensor.Float}, nil
+	return k, []tensor.DType{tensor.Float, tensor.Float, tensor.Float}, nil
 }
 
 func (k *layerNormKernel) run(st *state, nd *node) error {
@@ -369,7 +367,30 @@ func (k *layerNormKernel) run(st *state, nd *node) error {
 	if err != nil {
 		return err
 	}
+	// The optional outputs Mean and InvStdDev have the input's shape with the
+	// normalised dims set to 1.
+	var stats [2][]float32
+	for i := range stats {
+		if i+1 >= len(nd.out) || nd.out[i+1] < 0 {
+			continue
+		}
+		sh := st.outShape(nd.out[i+1], len(in.shape))
+		for d := range sh {
+			sh[d] = 1
+			if d < axis {
+				sh[d] = in.shape[d]
+			}
+		}
+		if stats[i], err = st.allocF(nd.out[i+1]); err != nil {
+			return err
+		}
+	}
 	if n == 0 {
+		for _, s := range stats {
+			for j := range s {
+				s[j] = float32(math.NaN()) // the mean of nothing
+			}
+		}
 		return nil
 	}
 	pick := func(v []float32, j int) float32 {
@@ -390,6 +411,12 @@ func (k *layerNormKernel) run(st *state, nd *node) error {
 			sq += d * d
 		}
 		inv := 1 / math.Sqrt(sq/float64(n)+float64(k.eps))
+		if stats[0] != nil {
+			stats[0][off/n] = float32(mean)
+		}
+		if stats[1] != nil {
+			stats[1][off/n] = float32(inv)
+		}
 		for j, v := range row {
 			y := float32((float64(v)-mean)*inv) * pick(scale, j)
 			if bias != nil {

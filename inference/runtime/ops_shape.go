@@ -36,6 +36,26 @@ func (k *viewKernel) run(st *state, nd *node) error {
 	return st.alias(nd.out[0], in)
 }
 
+// dropoutKernel is inference-mode Dropout with its mask output wanted.
+type dropoutKernel struct{}
+
+func (dropoutKernel) run(st *state, nd *node) error {
+	in := st.in(nd, 0)
+	st.setShape(nd.out[0], in.shape)
+	if err := st.alias(nd.out[0], in); err != nil {
+		return err
+	}
+	st.setShape(nd.out[1], in.shape)
+	m, err := st.allocI(nd.out[1])
+	if err != nil {
+		return err
+	}
+	for i := range m {
+		m[i] = 1
+	}
+	return nil
+}
+
 func sameShape(st *state, out int, in *value) error {
 	st.setShape(out, in.shape)
 	return nil
@@ -46,17 +66,22 @@ func compileIdentity(x *nodeCtx) (kernel, []tensor.DType, error) {
 		return nil, nil, err
 	}
 	if x.n.op == "Dropout" {
-		// Inference mode: Dropout passes its input through. Its mask output
-		// would be a bool tensor, which the runtime does not compute.
-		if len(x.n.out) > 1 && x.n.out[1] >= 0 {
-			return nil, nil, errors.New("the mask output is not supported")
-		}
+		// Inference mode: Dropout passes its input through, and its optional
+		// mask (bool, computed as int64) is all true.
 		if x.has(2) {
 			tm := x.konst(2)
 			if tm == nil {
 				return nil, nil, errors.New("training_mode must be a constant")
 			}
-			return nil, nil, errors.New("training_mode input is not supported")
+			if len(tm.i) != 1 || tm.i[0] != 0 {
+				return nil, nil, errors.New("training_mode true is not supported (inference only)")
+			}
+		}
+		if len(x.n.out) > 2 {
+			return nil, nil, fmt.Errorf("has %d outputs, want 1 or 2", len(x.n.out))
+		}
+		if len(x.n.out) == 2 && x.n.out[1] >= 0 {
+			return dropoutKernel{}, []tensor.DType{x.dtype(0), tensor.Int64}, nil
 		}
 	} else if len(x.n.in) != 1 {
 		return nil, nil, fmt.Errorf("has %d inputs, want 1", len(x.n.in))
@@ -529,7 +554,7 @@ func (k *transposeKernel) run(st *state, nd *node) error {
 	return nil
 }
 
-type castKernel struct{ to tensor.DType }
+type castKernel struct{ to, narrow tensor.DType }
 
 func compileCast(x *nodeCtx) (kernel, []tensor.DType, error) {
 	if err := x.inputs(1, 1); err != nil {
@@ -542,18 +567,42 @@ func compileCast(x *nodeCtx) (kernel, []tensor.DType, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	dt, ok := dtypeOf(int32(to))
-	if !ok || (dt != tensor.Float && dt != tensor.Int64) {
-		return nil, nil, fmt.Errorf("cast to %s is not supported (float32 and int64 only)", onnxpb.TensorProto_DataType(to))
+	target, ok := dtypeOf(int32(to))
+	dt, ok2 := computeType(target)
+	if !ok || !ok2 {
+		return nil, nil, fmt.Errorf("cast to %s is not supported (float32, float64, integers and bool only)", onnxpb.TensorProto_DataType(to))
 	}
-	return &castKernel{to: dt}, []tensor.DType{dt}, nil
+	// float64 computes as float32; narrower integers and bool compute as
+	// int64 holding the value the narrow type would.
+	return &castKernel{to: dt, narrow: target}, []tensor.DType{dt}, nil
+}
+
+// narrowInt converts v to the integer type dt the way a Go (and C) conversion
+// does, returned as int64; bool is v != 0.
+func narrowInt(dt tensor.DType, v int64) int64 {
+	switch dt {
+	case tensor.Int32:
+		return int64(int32(v))
+	case tensor.Int16:
+		return int64(int16(v))
+	case tensor.Int8:
+		return int64(int8(v))
+	case tensor.Uint8:
+		return int64(uint8(v))
+	case tensor.Bool:
+		if v != 0 {
+			return 1
+		}
+		return 0
+	}
+	return v
 }
 
 func (k *castKernel) run(st *state, nd *node) error {
 	in := st.in(nd, 0)
 	out := nd.out[0]
 	st.setShape(out, in.shape)
-	if in.dt == k.to {
+	if in.dt == k.to && (k.to == tensor.Float || k.narrow == tensor.Int64) {
 		return st.alias(out, in)
 	}
 	if k.to == tensor.Int64 {
@@ -561,8 +610,21 @@ func (k *castKernel) run(st *state, nd *node) error {
 		if err != nil {
 			return err
 		}
+		if in.dt == tensor.Int64 {
+			for i, v := range in.i {
+				o[i] = narrowInt(k.narrow, v)
+			}
+			return nil
+		}
 		for i, v := range in.f {
-			o[i] = int64(v)
+			if k.narrow == tensor.Bool {
+				o[i] = 0
+				if v != 0 {
+					o[i] = 1
+				}
+				continue
+			}
+			o[i] = narrowInt(k.narrow, int64(v))
 		}
 		return nil
 	}

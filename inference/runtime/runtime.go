@@ -130,7 +130,9 @@ func (m *Model) Run(inputs map[string]*tensor.Tensor, outputs []string) (map[str
 		if err := t.Validate(); err != nil {
 			return nil, fmt.Errorf("%w: input %q: %w", ErrInvalidInput, spec.Name, err)
 		}
-		st.setInput(m.inputIDs[i], t)
+		if err := st.setInput(m.inputIDs[i], t); err != nil {
+			return nil, fmt.Errorf("%w: input %q: %w", ErrInvalidInput, spec.Name, err)
+		}
 	}
 	if err := m.exec(st); err != nil {
 		return nil, err
@@ -138,13 +140,13 @@ func (m *Model) Run(inputs map[string]*tensor.Tensor, outputs []string) (map[str
 	if outputs == nil {
 		res := make(map[string]*tensor.Tensor, len(m.outputs))
 		for i, spec := range m.outputs {
-			res[spec.Name] = st.vals[m.outputIDs[i]].export()
+			res[spec.Name] = st.vals[m.outputIDs[i]].export(spec.DType)
 		}
 		return res, nil
 	}
 	res := make(map[string]*tensor.Tensor, len(outputs))
 	for _, name := range outputs {
-		res[name] = st.vals[m.outputIDs[m.outputIndex[name]]].export()
+		res[name] = st.vals[m.outputIDs[m.outputIndex[name]]].export(m.outputs[m.outputIndex[name]].DType)
 	}
 	return res, nil
 }

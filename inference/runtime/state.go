@@ -22,19 +22,55 @@ func (v *value) numel() int {
 	return len(v.f)
 }
 
-// export copies the value into a tensor the caller owns.
-func (v *value) export() *tensor.Tensor {
+// export copies the value into a tensor of type dt (the declared type of a
+// graph output, which computes as float32 or int64) that the caller owns.
+func (v *value) export(dt tensor.DType) *tensor.Tensor {
 	shape := make([]int64, len(v.shape))
 	for i, d := range v.shape {
 		shape[i] = int64(d)
 	}
-	t := &tensor.Tensor{DType: v.dt, Shape: shape}
-	if v.dt == tensor.Int64 {
+	t := &tensor.Tensor{DType: dt, Shape: shape}
+	switch dt {
+	case tensor.Int64:
 		t.Data = append(make([]int64, 0, len(v.i)), v.i...)
-	} else {
+	case tensor.Double:
+		t.Data = convertSlice[float64](v.f)
+	case tensor.Int32:
+		t.Data = convertSlice[int32](v.i)
+	case tensor.Int16:
+		t.Data = convertSlice[int16](v.i)
+	case tensor.Int8:
+		t.Data = convertSlice[int8](v.i)
+	case tensor.Uint8:
+		t.Data = convertSlice[uint8](v.i)
+	case tensor.Bool:
+		b := make([]bool, len(v.i))
+		for i, x := range v.i {
+			b[i] = x != 0
+		}
+		t.Data = b
+	default:
 		t.Data = append(make([]float32, 0, len(v.f)), v.f...)
 	}
 	return t
+}
+
+type anyNumber interface {
+	~float32 | ~float64 | ~int64 | ~int32 | ~int16 | ~int8 | ~uint8
+}
+
+func convertSlice[D, S anyNumber](s []S) []D {
+	d := make([]D, len(s))
+	for i, x := range s {
+		d[i] = D(x)
+	}
+	return d
+}
+
+func convertInto[D, S anyNumber](d []D, s []S) {
+	for i, x := range s {
+		d[i] = D(x)
+	}
 }
 
 // state is what one Run needs besides the model: a slot per value and the
@@ -87,9 +123,10 @@ func (st *state) in(nd *node, k int) *value {
 	return &st.vals[nd.in[k]]
 }
 
-func (st *state) setInput(id int, t *tensor.Tensor) {
+// setInput makes the caller's tensor value id: float32 and int64 data is
+// used in place, other types are converted into the value's buffer.
+func (st *state) setInput(id int, t *tensor.Tensor) error {
 	v := &st.vals[id]
-	v.dt = t.DType
 	sh := st.outShape(id, len(t.Shape))
 	for i, d := range t.Shape {
 		sh[i] = int(d)
@@ -97,10 +134,43 @@ func (st *state) setInput(id int, t *tensor.Tensor) {
 	v.f, v.i = nil, nil
 	switch d := t.Data.(type) {
 	case []float32:
-		v.f = d
+		v.dt, v.f = tensor.Float, d
+		return nil
 	case []int64:
-		v.i = d
+		v.dt, v.i = tensor.Int64, d
+		return nil
+	case []float64:
+		f, err := st.allocF(id)
+		if err != nil {
+			return err
+		}
+		convertInto(f, d)
+		return nil
 	}
+	o, err := st.allocI(id)
+	if err != nil {
+		return err
+	}
+	switch d := t.Data.(type) {
+	case []int32:
+		convertInto(o, d)
+	case []int16:
+		convertInto(o, d)
+	case []int8:
+		convertInto(o, d)
+	case []uint8:
+		convertInto(o, d)
+	case []bool:
+		for i, x := range d {
+			o[i] = 0
+			if x {
+				o[i] = 1
+			}
+		}
+	default:
+		return fmt.Errorf("data of type %T is not supported", t.Data)
+	}
+	return nil
 }
 
 // outShape returns the shape of value id resized to rank, for a kernel to
