@@ -381,18 +381,13 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 	}
 }
 
-// afterCommit stores the DLQ records of a committed transaction and counts
-// its outputs.
+// afterCommit counts a committed transaction's outputs. Its DLQ records
+// were stored before they were produced (emitLoop).
 func (p *Pipeline) afterCommit(cycle []*request) {
-	var dlqs []*store.Record
 	now := time.Now()
 	for _, r := range cycle {
-		if r.dlq != nil {
-			dlqs = append(dlqs, r.dlq)
-		}
 		p.count(r, now)
 	}
-	p.putDLQ(dlqs)
 }
 
 func (p *Pipeline) putDLQ(recs []*store.Record) {
@@ -402,8 +397,9 @@ func (p *Pipeline) putDLQ(recs []*store.Record) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// The DLQ topic holds every record too, so a failing store is reported
-	// rather than allowed to stop the pipeline.
-	if err := p.st.Put(ctx, recs...); err != nil {
+	// rather than allowed to stop the pipeline. Ids follow the source record,
+	// so a redelivered request that fails again overwrites its record.
+	if err := p.st.PutFromSource(ctx, recs...); err != nil {
 		p.logger.Error("storing DLQ records failed; they remain in the DLQ topic", "records", len(recs), "err", err)
 		p.noteError(err)
 	}
@@ -420,16 +416,19 @@ func (p *Pipeline) emitLoop(ctx context.Context, cl *kgo.Client) {
 		case <-p.tr.emitSig:
 		}
 		buf = p.tr.takeReady(buf[:0])
-		if !p.eos {
-			dlqs = dlqs[:0]
-			for _, r := range buf {
-				if r.dlq != nil {
-					dlqs = append(dlqs, r.dlq)
-				}
+		// Store DLQ records before they are produced: the acknowledgement
+		// allows the commit (at-least-once) and the transaction cannot commit
+		// before it (exactly-once), so a crash never leaves a record only in
+		// the topic. An aborted transaction leaves its records in the store;
+		// their redelivery overwrites them (Store.PutFromSource).
+		dlqs = dlqs[:0]
+		for _, r := range buf {
+			if r.dlq != nil {
+				dlqs = append(dlqs, r.dlq)
 			}
-			p.putDLQ(dlqs) // before the produce whose acknowledgement allows the commit
-			clear(dlqs)
 		}
+		p.putDLQ(dlqs)
+		clear(dlqs)
 		for _, r := range buf {
 			cl.Produce(context.Background(), r.out, func(_ *kgo.Record, err error) { p.onAck(r, err) })
 		}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 //	r/<id>                  the record (codec.go)
 //	i/c/<class>\x00<id>     class index, empty value
 //	i/m/<model>\x00<id>     model index, empty value (records with an unknown model are not indexed)
+//	i/s/<topic>\x00<partition><offset>  source index: the id of the record dead-lettered from that
+//	                        Kafka record (partition and offset big-endian, 4 and 8 bytes)
 //	s/<key>                 settings
 //	a/<ulid>                audit log entries
 //
@@ -33,6 +36,18 @@ func classPrefix(class string) []byte { return []byte("i/c/" + class + "\x00") }
 func modelPrefix(model string) []byte { return []byte("i/m/" + model + "\x00") }
 
 func classKey(class, id string) []byte { return append(classPrefix(class), id...) }
+
+// sourceKey is the source index key of a record that came from a Kafka record. A redelivered
+// request that fails again finds its earlier record through it (see put). Topic names cannot
+// contain NUL (Kafka allows [a-zA-Z0-9._-] only), so the prefix of topic "a" never matches "a.b".
+func sourceKey(topic string, partition int32, offset int64) []byte {
+	k := make([]byte, 0, len("i/s/")+len(topic)+1+12)
+	k = append(k, "i/s/"...)
+	k = append(k, topic...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint32(k, uint32(partition))
+	return binary.BigEndian.AppendUint64(k, uint64(offset))
+}
 func modelKey(model, id string) []byte { return append(modelPrefix(model), id...) }
 
 // idGen makes ULIDs that are strictly increasing within a millisecond, so records put in the

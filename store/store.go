@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,8 @@ type Header struct {
 type Record struct {
 	// ID is a ULID assigned by Put from FailedAt when empty, so IDs sort by failure time.
 	// A caller-supplied ID must be a ULID; its time is what filters and retention use.
+	// PutFromSource gives a record of the same source record (topic, partition, offset, key
+	// and value) as a stored one the stored one's ID, and overwrites it.
 	ID      string
 	Key     []byte
 	Value   []byte
@@ -247,6 +250,19 @@ func (s *Store) update(fn func(txn *badger.Txn, d *delta) error) error {
 // a retry after an error reuses the IDs assigned by the first attempt and overwrites.
 // When the store holds more than MaxRecords afterwards, the oldest are dropped.
 func (s *Store) Put(ctx context.Context, recs ...*Record) error {
+	return s.putAll(ctx, false, recs)
+}
+
+// PutFromSource is Put for records dead-lettered from Kafka records: a record whose source
+// (SourceTopic, SourcePartition, SourceOffset) and key and value match a record stored by an
+// earlier PutFromSource takes that record's ID and overwrites it, so a request that is
+// redelivered (at-least-once after a crash, exactly-once after an aborted transaction) and
+// fails again is stored once, not once per delivery. See reuseSourceID.
+func (s *Store) PutFromSource(ctx context.Context, recs ...*Record) error {
+	return s.putAll(ctx, true, recs)
+}
+
+func (s *Store) putAll(ctx context.Context, bySource bool, recs []*Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -262,7 +278,7 @@ func (s *Store) Put(ctx context.Context, recs ...*Record) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	err := s.put(recs)
+	err := s.put(recs, bySource)
 	s.life.RUnlock()
 	if err != nil {
 		return fmt.Errorf("store: put: %w", err)
@@ -296,10 +312,16 @@ func (s *Store) prepare(r *Record, now time.Time) error {
 	return nil
 }
 
-func (s *Store) put(recs []*Record) error {
+func (s *Store) put(recs []*Record, bySource bool) error {
 	err := s.update(func(txn *badger.Txn, d *delta) error {
 		for _, r := range recs {
-			// The ID may exist already (a retried Put, or a caller's own ID): replace its index entries.
+			if bySource {
+				if err := reuseSourceID(txn, r); err != nil {
+					return err
+				}
+			}
+			// The ID may exist already (a retried Put, a redelivered failure, or a caller's own ID):
+			// replace its index entries.
 			old, err := getRecord(txn, r.ID)
 			switch {
 			case err == nil:
@@ -321,16 +343,21 @@ func (s *Store) put(recs []*Record) error {
 					return err
 				}
 			}
+			if bySource && r.SourceTopic != "" {
+				if err := txn.Set(sourceKey(r.SourceTopic, r.SourcePartition, r.SourceOffset), []byte(r.ID)); err != nil {
+					return err
+				}
+			}
 			d.add(r.Class, 1)
 		}
 		return nil
 	})
 	if errors.Is(err, badger.ErrTxnTooBig) && len(recs) > 1 {
 		half := len(recs) / 2
-		if err := s.put(recs[:half]); err != nil {
+		if err := s.put(recs[:half], bySource); err != nil {
 			return err
 		}
-		return s.put(recs[half:])
+		return s.put(recs[half:], bySource)
 	}
 	return err
 }
@@ -351,14 +378,73 @@ func getRecord(txn *badger.Txn, id string) (*Record, error) {
 	return r, err
 }
 
+// reuseSourceID gives r the ID of the record already stored for the same source record (topic,
+// partition, offset) with the same key and value: an at-least-once redelivery of a request that
+// fails again overwrites its record instead of adding a second one. The first failure's time
+// (the ID's, and FailedAt) and the replay count are kept; everything else is the new failure's.
+// The same offset with other content (a topic deleted and re-created) gets a record of its own.
+func reuseSourceID(txn *badger.Txn, r *Record) error {
+	if r.SourceTopic == "" {
+		return nil
+	}
+	item, err := txn.Get(sourceKey(r.SourceTopic, r.SourcePartition, r.SourceOffset))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	id, err := item.ValueCopy(nil)
+	if err != nil {
+		return err
+	}
+	if string(id) == r.ID {
+		return nil
+	}
+	old, err := getRecord(txn, string(id))
+	if errors.Is(err, ErrNotFound) {
+		return nil // deleted meanwhile; its index entry is overwritten below
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(old.Key, r.Key) || !bytes.Equal(old.Value, r.Value) {
+		return nil
+	}
+	r.ID, r.FailedAt = old.ID, old.FailedAt
+	r.Replays, r.LastReplayAt = old.Replays, old.LastReplayAt
+	return nil
+}
+
 func deleteIndexes(txn *badger.Txn, r *Record) error {
 	if err := txn.Delete(classKey(r.Class, r.ID)); err != nil {
 		return err
 	}
 	if r.Model != "" {
-		return txn.Delete(modelKey(r.Model, r.ID))
+		if err := txn.Delete(modelKey(r.Model, r.ID)); err != nil {
+			return err
+		}
 	}
-	return nil
+	if r.SourceTopic == "" {
+		return nil
+	}
+	// The source entry may name a newer record of the same offset (other content): leave it.
+	sk := sourceKey(r.SourceTopic, r.SourcePartition, r.SourceOffset)
+	item, err := txn.Get(sk)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	id, err := item.ValueCopy(nil)
+	if err != nil {
+		return err
+	}
+	if string(id) != r.ID {
+		return nil
+	}
+	return txn.Delete(sk)
 }
 
 // Get returns the record with id, or an error wrapping ErrNotFound.

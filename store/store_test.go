@@ -110,6 +110,7 @@ func checkConsistent(t *testing.T, s *Store) {
 	records := map[string]*Record{}
 	classIdx := map[string]string{}
 	modelIdx := map[string]string{}
+	sourceIdx := map[string]string{} // source key -> id
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.DefaultIteratorOptions)
 		defer it.Close()
@@ -133,6 +134,12 @@ func checkConsistent(t *testing.T, s *Store) {
 				} else {
 					modelIdx[id] = name
 				}
+			case strings.HasPrefix(k, "i/s/"):
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				sourceIdx[k] = string(v)
 			}
 		}
 		return nil
@@ -158,6 +165,14 @@ func checkConsistent(t *testing.T, s *Store) {
 	for id := range modelIdx {
 		if records[id] == nil {
 			t.Errorf("model index entry for missing record %s", id)
+		}
+	}
+	for k, id := range sourceIdx {
+		r := records[id]
+		if r == nil {
+			t.Errorf("source index entry %q for missing record %s", k, id)
+		} else if string(sourceKey(r.SourceTopic, r.SourcePartition, r.SourceOffset)) != k {
+			t.Errorf("source index entry %q names record %s of another source", k, id)
 		}
 	}
 	st := s.Stats()
@@ -358,6 +373,80 @@ func TestPutSameIDReplacesIndexes(t *testing.T) {
 	}
 	if err := s.Put(context.Background(), &Record{Class: "a\x00b"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Put with NUL in class err = %v, want ErrInvalid", err)
+	}
+}
+
+// TestPutFromSourceOverwritesRedelivery: the same request dead-lettered twice (an
+// at-least-once redelivery after a crash, or a transaction aborted after the store write) is
+// one record, which keeps its first id, failure time and replay count and takes the newer
+// failure's message; another request, or the same offset with other content, is a record of
+// its own. Issue 9, row 15.
+func TestPutFromSourceOverwritesRedelivery(t *testing.T) {
+	clock := newClock()
+	s := openTest(t, func(c *Config) { c.Now = clock.Now })
+	first := rec("model", "demo", time.Time{})
+	mustPutSourced(t, s, first)
+	if err := s.MarkReplayed(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	firstAt := clock.Now()
+
+	clock.Add(time.Minute)
+	again := rec("timeout", "demo", time.Time{})
+	again.Message, again.Attempts = "deadline exceeded again", 3
+	mustPutSourced(t, s, again)
+	if again.ID != first.ID {
+		t.Fatalf("redelivered failure got id %s, want the first record's %s", again.ID, first.ID)
+	}
+	got, err := s.Get(first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Class != "timeout" || got.Message != again.Message || got.Attempts != 3 || got.Replays != 1 || !got.FailedAt.Equal(firstAt) {
+		t.Errorf("overwritten record = %+v; want the new class/message/attempts, replays 1, failed at %v", got, firstAt)
+	}
+	if st := s.Stats(); st.Records != 1 || st.ByClass["timeout"] != 1 || len(st.ByClass) != 1 {
+		t.Errorf("Stats = %+v, want one record of class timeout", st)
+	}
+	checkConsistent(t, s)
+
+	other := rec("model", "demo", time.Time{})
+	other.SourceOffset = 43
+	recreated := rec("model", "demo", time.Time{}) // same offset, other content: a re-created topic
+	recreated.Value = []byte(`{"request_id":"other"}`)
+	mustPutSourced(t, s, other, recreated)
+	if other.ID == first.ID || recreated.ID == first.ID || other.ID == recreated.ID {
+		t.Errorf("distinct requests share ids: first %s other %s recreated %s", first.ID, other.ID, recreated.ID)
+	}
+	if n, _ := s.Count(Filter{}); n != 3 {
+		t.Errorf("Count = %d, want 3", n)
+	}
+	checkConsistent(t, s)
+
+	// Deleting a record drops its source entry; a later failure of that source is new.
+	if _, err := s.Delete(other.ID); err != nil {
+		t.Fatal(err)
+	}
+	checkConsistent(t, s)
+	again2 := rec("model", "demo", time.Time{})
+	again2.SourceOffset = 43
+	mustPutSourced(t, s, again2)
+	if again2.ID == other.ID {
+		t.Errorf("a deleted record's id %s was reused", other.ID)
+	}
+	// Plain Put does not deduplicate (imports, tests, the web's own test path).
+	plain := rec("model", "demo", time.Time{})
+	mustPut(t, s, plain)
+	if plain.ID == first.ID || plain.ID == recreated.ID {
+		t.Errorf("plain Put reused id %s", plain.ID)
+	}
+	checkConsistent(t, s)
+}
+
+func mustPutSourced(t *testing.T, s *Store, recs ...*Record) {
+	t.Helper()
+	if err := s.PutFromSource(context.Background(), recs...); err != nil {
+		t.Fatalf("PutFromSource: %v", err)
 	}
 }
 
