@@ -77,14 +77,19 @@ func New(cfg Config, logger *slog.Logger) (*Appliance, error) {
 	if err := cfg.checkListeners(); err != nil {
 		return nil, err
 	}
-	token, generated, err := adminToken(cfg.HTTP.AdminToken, a.paths)
+	token, state, err := adminToken(cfg.HTTP.AdminToken, a.paths)
 	if err != nil {
 		return nil, err
 	}
 	a.token = token
-	if generated {
-		// Printed once, at generation; afterwards it is in the file only.
+	// Printed once, at generation; afterwards it is in the file only.
+	switch state {
+	case tokenNew:
 		logger.Warn("generated the admin token; it is shown only this once (also in the file, mode 0600)",
+			"token", token, "file", a.paths.AdminToken)
+	case tokenReplaced:
+		logger.Warn("the admin token file was empty; generated a new admin token, shown only this once (also in the file, mode 0600); "+
+			"the old token no longer works",
 			"token", token, "file", a.paths.AdminToken)
 	}
 	a.sup = newSupervisor(logger)

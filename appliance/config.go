@@ -203,6 +203,15 @@ type HTTPConfig struct {
 	SessionTTL time.Duration `yaml:"session_ttl"`
 	// MetricsAuth requires the admin token on /metrics too.
 	MetricsAuth bool `yaml:"metrics_auth"`
+	// Every HTTP listener (dashboard, admin API and /metrics; the model
+	// server's REST port) closes a connection whose headers take longer than
+	// ReadHeaderTimeout, whose body takes longer than ReadTimeout
+	// (UploadTimeout for a model upload), or that sits idle between
+	// requests longer than IdleTimeout.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	UploadTimeout     time.Duration `yaml:"upload_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 }
 
 // DemoConfig drives the synthetic sensor traffic of --demo.
@@ -273,7 +282,9 @@ func Default() Config {
 			DLQRetention:  store.DefaultRetention,
 			DLQMaxRecords: store.DefaultMaxRecords,
 		},
-		HTTP: HTTPConfig{Listen: web.DefaultListen, SessionTTL: web.DefaultSessionTTL},
+		HTTP: HTTPConfig{Listen: web.DefaultListen, SessionTTL: web.DefaultSessionTTL,
+			ReadHeaderTimeout: web.DefaultReadHeaderTimeout, ReadTimeout: web.DefaultReadTimeout,
+			UploadTimeout: web.DefaultUploadTimeout, IdleTimeout: web.DefaultIdleTimeout},
 		Demo: DemoConfig{
 			Rate:            20,
 			AnomalyRatio:    0.05,

@@ -82,6 +82,7 @@ func (a *Appliance) modelServerComponent() *component {
 			mc.RESTListen = a.cfg.ModelServer.RESTListen
 			mc.Models = models
 			mc.MonitoringPath = "/monitoring/prometheus/metrics"
+			mc.RESTReadHeaderTimeout, mc.RESTReadTimeout, mc.RESTIdleTimeout = a.cfg.HTTP.ReadHeaderTimeout, a.cfg.HTTP.ReadTimeout, a.cfg.HTTP.IdleTimeout
 			srv, err = modelserver.New(mc, a.logger.With("component", "model-server"))
 			if err != nil {
 				return err

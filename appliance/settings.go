@@ -111,6 +111,10 @@ func (c *Config) settings() []setting {
 		{Key: "http.tls_key", Flag: "http-tls-key", Arg: "FILE", Help: "PEM key of --http-tls-cert", val: str(&c.HTTP.TLSKey)},
 		{Key: "http.session_ttl", Flag: "http-session-ttl", Arg: "DURATION", Help: "how long a dashboard login lasts", val: duration(&c.HTTP.SessionTTL)},
 		{Key: "http.metrics_auth", Flag: "http-metrics-auth", Help: "require the admin token on /metrics too", val: boolean(&c.HTTP.MetricsAuth)},
+		{Key: "http.read_header_timeout", Flag: "http-read-header-timeout", Arg: "DURATION", Help: "every HTTP listener (dashboard, API, /metrics, model server REST): close a connection whose request headers take longer", val: duration(&c.HTTP.ReadHeaderTimeout)},
+		{Key: "http.read_timeout", Flag: "http-read-timeout", Arg: "DURATION", Help: "every HTTP listener: close a connection whose request body takes longer to arrive (model uploads: http.upload_timeout)", val: duration(&c.HTTP.ReadTimeout)},
+		{Key: "http.upload_timeout", Flag: "http-upload-timeout", Arg: "DURATION", Help: "longest a model upload's body may take to arrive", val: duration(&c.HTTP.UploadTimeout)},
+		{Key: "http.idle_timeout", Flag: "http-idle-timeout", Arg: "DURATION", Help: "every HTTP listener: close a keep-alive connection idle for longer", val: duration(&c.HTTP.IdleTimeout)},
 
 		{Key: "demo.enabled", Flag: "demo", Help: "feed synthetic sensor readings to the requests topic", val: boolean(&c.Demo.Enabled)},
 		{Key: "demo.rate", Flag: "demo-rate", Arg: "PER_SECOND", Help: "demo requests per second", val: float(&c.Demo.Rate)},

@@ -66,6 +66,8 @@ func (a *Appliance) webComponent() *component {
 			wc.TLSCert, wc.TLSKey = a.cfg.HTTP.TLSCert, a.cfg.HTTP.TLSKey
 			wc.SessionTTL = a.cfg.HTTP.SessionTTL
 			wc.MetricsAuth = a.cfg.HTTP.MetricsAuth
+			wc.ReadHeaderTimeout, wc.ReadTimeout = a.cfg.HTTP.ReadHeaderTimeout, a.cfg.HTTP.ReadTimeout
+			wc.UploadTimeout, wc.IdleTimeout = a.cfg.HTTP.UploadTimeout, a.cfg.HTTP.IdleTimeout
 			wc.Version = buildVersion()
 			a.mu.Lock()
 			st := a.store

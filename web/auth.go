@@ -23,7 +23,13 @@ import (
 // token covers what SameSite does not (old browsers, same-site sibling hosts).
 //
 // Wrong tokens, on the login page or in a Bearer header, count against the client address
-// in a loginLimiter.
+// in a loginLimiter. The limiter limits failures, never success: the token is checked before
+// the limiter is asked, so the right token works even while the address is blocked. Every
+// local client shares the address 127.0.0.1, and a few bad attempts by one of them must not
+// lock the operator's `infergate dlq` CLI out for minutes (issue 9). The price is that a
+// blocked guesser still learns when a guess is right; what keeps guessing hopeless is the
+// token itself (generated: 192 random bits; configured: at least 16 characters), and the
+// limiter still answers wrong guesses with 429 and logs them.
 
 const (
 	csrfHeader     = "X-CSRF-Token"
@@ -279,19 +285,20 @@ func (s *Server) checkBearer(r *http.Request) (ok bool, err error) {
 		return false, nil
 	}
 	client := clientKey(r)
+	scheme, token, found := strings.Cut(h, " ")
+	if found && strings.EqualFold(scheme, "Bearer") && tokenEqual(strings.TrimSpace(token), s.cfg.AdminToken) {
+		s.limiter.succeed(client)
+		return true, nil
+	}
 	if d := s.limiter.wait(client); d > 0 {
+		s.limiter.fail(client)
 		return false, &APIError{Code: http.StatusTooManyRequests, Message: "too many failed attempts; retry later", RetryAfter: retryAfterSeconds(d)}
 	}
-	scheme, token, found := strings.Cut(h, " ")
 	if !found || !strings.EqualFold(scheme, "Bearer") {
 		return false, apiErr(http.StatusUnauthorized, "Authorization must be \"Bearer <admin token>\"")
 	}
-	if !tokenEqual(strings.TrimSpace(token), s.cfg.AdminToken) {
-		s.limiter.fail(client)
-		return false, apiErr(http.StatusUnauthorized, "invalid admin token")
-	}
-	s.limiter.succeed(client)
-	return true, nil
+	s.limiter.fail(client)
+	return false, apiErr(http.StatusUnauthorized, "invalid admin token")
 }
 
 // requireAuth guards /api/v1 (and /metrics with MetricsAuth).
@@ -357,13 +364,14 @@ func (s *Server) renderLogin(c echo.Context, code int, msg string) error {
 func (s *Server) handleLogin(c echo.Context) error {
 	r := c.Request()
 	client := clientKey(r)
-	if d := s.limiter.wait(client); d > 0 {
-		c.Response().Header().Set("Retry-After", itoa(retryAfterSeconds(d)))
-		return s.renderLogin(c, http.StatusTooManyRequests, "Too many failed attempts. Try again in "+itoa(retryAfterSeconds(d))+" s.")
-	}
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, 4096)
 	token := strings.TrimSpace(c.FormValue("token"))
 	if token == "" || !tokenEqual(token, s.cfg.AdminToken) {
+		if d := s.limiter.wait(client); d > 0 {
+			s.limiter.fail(client)
+			c.Response().Header().Set("Retry-After", itoa(retryAfterSeconds(d)))
+			return s.renderLogin(c, http.StatusTooManyRequests, "Too many failed attempts. Try again in "+itoa(retryAfterSeconds(d))+" s.")
+		}
 		d := s.limiter.fail(client)
 		s.log.Warn("failed dashboard login", "client", client, "failures", s.limiter.failures(client), "blocked_for", d)
 		return s.renderLogin(c, http.StatusUnauthorized, "Wrong admin token.")

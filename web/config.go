@@ -9,21 +9,25 @@ import (
 
 // Defaults applied by DefaultConfig and, for zero durations and sizes, by New.
 const (
-	DefaultListen           = "127.0.0.1:8080"
-	DefaultSessionTTL       = 12 * time.Hour
-	DefaultLoginFreeFails   = 5
-	DefaultLoginBackoff     = time.Second
-	DefaultLoginMaxBackoff  = 5 * time.Minute
-	DefaultEventsInterval   = time.Second
-	DefaultMaxUploadBytes   = 256 << 20
-	DefaultTestTimeout      = 10 * time.Second
-	DefaultShutdownTimeout  = 5 * time.Second
-	minAdminTokenLen        = 16
-	maxEventsInterval       = time.Minute
-	minEventsInterval       = 10 * time.Millisecond
-	defaultMaxSessions      = 1000
-	defaultLimiterEntries   = 10000
-	defaultLimiterForgetAge = time.Hour
+	DefaultListen            = "127.0.0.1:8080"
+	DefaultSessionTTL        = 12 * time.Hour
+	DefaultLoginFreeFails    = 5
+	DefaultLoginBackoff      = time.Second
+	DefaultLoginMaxBackoff   = 5 * time.Minute
+	DefaultEventsInterval    = time.Second
+	DefaultMaxUploadBytes    = 256 << 20
+	DefaultTestTimeout       = 10 * time.Second
+	DefaultShutdownTimeout   = 5 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = time.Minute
+	DefaultUploadTimeout     = 10 * time.Minute
+	DefaultIdleTimeout       = 2 * time.Minute
+	minAdminTokenLen         = 16
+	maxEventsInterval        = time.Minute
+	minEventsInterval        = 10 * time.Millisecond
+	defaultMaxSessions       = 1000
+	defaultLimiterEntries    = 10000
+	defaultLimiterForgetAge  = time.Hour
 )
 
 // Config configures the dashboard, admin API and /metrics listener. Errors from Validate name
@@ -58,6 +62,15 @@ type Config struct {
 	TestTimeout time.Duration `yaml:"test_timeout"`
 	// ShutdownTimeout bounds how long Run waits for requests in flight when ctx ends.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// ReadHeaderTimeout bounds the arrival of a request's headers, ReadTimeout that of its
+	// body (UploadTimeout for a model upload), IdleTimeout how long a keep-alive connection
+	// may wait for its next request. A connection that misses one is closed, so slow or
+	// stalled senders cannot hold connections open. Responses are not bounded: event
+	// streams last as long as the dashboard is open.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	UploadTimeout     time.Duration `yaml:"upload_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	// Version is the infergate build version shown by the dashboard and /api/v1/status.
 	Version string `yaml:"-"`
 }
@@ -74,6 +87,10 @@ func DefaultConfig() Config {
 		MaxUploadBytes:    DefaultMaxUploadBytes,
 		TestTimeout:       DefaultTestTimeout,
 		ShutdownTimeout:   DefaultShutdownTimeout,
+		ReadHeaderTimeout: DefaultReadHeaderTimeout,
+		ReadTimeout:       DefaultReadTimeout,
+		UploadTimeout:     DefaultUploadTimeout,
+		IdleTimeout:       DefaultIdleTimeout,
 	}
 }
 
@@ -122,6 +139,14 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("http.shutdown_timeout: must be >= 0, got %s", c.ShutdownTimeout))
 	}
+	for _, t := range []struct {
+		key string
+		d   time.Duration
+	}{{"http.read_header_timeout", c.ReadHeaderTimeout}, {"http.read_timeout", c.ReadTimeout}, {"http.upload_timeout", c.UploadTimeout}, {"http.idle_timeout", c.IdleTimeout}} {
+		if t.d < 0 {
+			errs = append(errs, fmt.Errorf("%s: must be >= 0 (0 means the default), got %s", t.key, t.d))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -147,6 +172,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.UploadTimeout == 0 {
+		c.UploadTimeout = DefaultUploadTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
 	}
 	return c
 }

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/infergate/infergate/internal/httpdeadline"
 	"github.com/infergate/infergate/store"
 )
 
@@ -117,13 +119,13 @@ func New(cfg Config, logger *slog.Logger, backend Backend, st *store.Store, gath
 
 	s.echo = s.routes()
 	s.srv = &http.Server{
-		Handler:           s.echo,
+		// No ReadTimeout/WriteTimeout: its deadline would also end event streams and slow
+		// handlers; httpdeadline bounds the body alone (model uploads get longer).
+		Handler:           httpdeadline.Handler(s.echo, s.bodyTimeout),
 		TLSConfig:         tlsCfg,
-		ReadHeaderTimeout: 10 * time.Second,
-		// No ReadTimeout/WriteTimeout: model uploads over a slow link and event streams
-		// legitimately take long; idle keep-alive connections are still reaped.
-		IdleTimeout: 2 * time.Minute,
-		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -132,6 +134,15 @@ func New(cfg Config, logger *slog.Logger, backend Backend, st *store.Store, gath
 	}
 	s.ln = ln
 	return s, nil
+}
+
+// bodyTimeout is how long a request's body may take to arrive: model uploads are large and
+// may come over a slow link.
+func (s *Server) bodyTimeout(r *http.Request) time.Duration {
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/v1/models/") && strings.HasSuffix(r.URL.Path, "/versions") {
+		return s.cfg.UploadTimeout
+	}
+	return s.cfg.ReadTimeout
 }
 
 // Addr is the bound address (useful with port 0).

@@ -54,6 +54,9 @@ type Config struct {
 	AllowLabelsForUnavailable bool
 	// MaxMessageSize bounds gRPC messages both ways. Default 2 GiB - 1, as TF.
 	MaxMessageSize int
+	// REST connections: the time a request's headers, then its body, may take to arrive,
+	// and how long an idle keep-alive connection stays open. 0 = 10s, 1m, 2m.
+	RESTReadHeaderTimeout, RESTReadTimeout, RESTIdleTimeout time.Duration
 }
 
 // ModelConfig is one served model: TF's ModelConfig.

@@ -8,6 +8,7 @@ package modelserver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/infergate/infergate/internal/httpdeadline"
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
@@ -206,7 +208,9 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		s.log.Info("TF Serving gRPC API listening", "addr", grpcLis.Addr().String())
 	}
 	if restLis != nil {
-		httpSrv = &http.Server{Handler: s.restMux(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+		body := func(*http.Request) time.Duration { return cmp.Or(s.cfg.RESTReadTimeout, time.Minute) }
+		httpSrv = &http.Server{Handler: httpdeadline.Handler(s.restMux(), body), ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+			ReadHeaderTimeout: cmp.Or(s.cfg.RESTReadHeaderTimeout, 10*time.Second), IdleTimeout: cmp.Or(s.cfg.RESTIdleTimeout, 2*time.Minute)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
