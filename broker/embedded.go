@@ -63,6 +63,10 @@ type EmbeddedConfig struct {
 	// RetentionCheckInterval is how often topic retention (retention.ms,
 	// retention.bytes) is enforced.
 	RetentionCheckInterval time.Duration `yaml:"retention_check_interval"`
+	// MinFreeBytes is the free space the data dir's file system must keep:
+	// below it produce requests are refused with KAFKA_STORAGE_ERROR, which
+	// clients retry (see health.go). 0 turns the check off.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // Validate applies defaults to zero-valued fields and checks the rest. Errors
@@ -105,6 +109,9 @@ func (c *EmbeddedConfig) Validate() error {
 	if _, err := parseKfakeLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("broker.log_level: %w", err))
 	}
+	if c.MinFreeBytes < 0 {
+		errs = append(errs, fmt.Errorf("broker.min_free_bytes: must be >= 0 (0 turns the check off), got %d", c.MinFreeBytes))
+	}
 	if c.RetentionCheckInterval < time.Second {
 		errs = append(errs, fmt.Errorf("broker.retention_check_interval: %s is below the minimum of 1s", c.RetentionCheckInterval))
 	}
@@ -144,6 +151,7 @@ type Embedded struct {
 	cfg        EmbeddedConfig
 	logger     *slog.Logger
 	klog       *kfakeLogger
+	guard      *diskGuard
 	cluster    *kfake.Cluster
 	lock       *os.File
 	bound      string
@@ -227,11 +235,28 @@ func NewEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 		unlockDataDir(lock)
 		return nil, fmt.Errorf("starting embedded broker on data dir %s (broker.data_dir): %w", cfg.DataDir, err)
 	}
+	guard := &diskGuard{dir: cfg.DataDir, min: cfg.MinFreeBytes, onLog: func(full bool, free int64) {
+		if full {
+			logger.Error("broker: disk full: produce requests are refused (KAFKA_STORAGE_ERROR, retried by clients) until space returns",
+				"data_dir", cfg.DataDir, "free_bytes", free, "min_free_bytes", cfg.MinFreeBytes)
+		} else {
+			logger.Info("broker: disk space is back; produce requests are accepted again", "data_dir", cfg.DataDir, "free_bytes", free)
+		}
+	}}
+	guard.measure()
+	guard.install(cluster)
+	klog.mu.Lock()
+	resolveLost(cfg.DataDir, klog.corrupt)
+	for _, c := range klog.corrupt {
+		logger.Error("broker: DATA CORRUPTION found while loading the data dir: "+c.String(), "data_dir", cfg.DataDir)
+	}
+	klog.mu.Unlock()
 
 	e := &Embedded{
 		cfg:        cfg,
 		logger:     logger,
 		klog:       klog,
+		guard:      guard,
 		cluster:    cluster,
 		lock:       lock,
 		bound:      bound,
@@ -353,9 +378,13 @@ type kfakeLogger struct {
 	mu        sync.Mutex
 	capturing bool
 	captured  []string
+	corrupt   []Corruption // damage kfake reported (health.go)
 }
 
 func (k *kfakeLogger) Logf(level kfake.LogLevel, format string, args ...any) {
+	if level == kfake.LogLevelWarn && k.noteCorruption(format, args) {
+		return // logged at ERROR, with what was lost, once the broker has loaded
+	}
 	if level == kfake.LogLevelError {
 		k.mu.Lock()
 		if k.capturing {

@@ -13,6 +13,8 @@ const (
 	DefaultRetention  = 7 * 24 * time.Hour
 	DefaultMaxRecords = 1_000_000
 	DefaultGCInterval = 5 * time.Minute
+	// DefaultMinFreeBytes is the free-space floor below which writes are refused (see health.go).
+	DefaultMinFreeBytes = 64 << 20
 )
 
 // Config configures the store.
@@ -33,6 +35,11 @@ type Config struct {
 	// crash (it is in the OS page cache) and is lost only on power loss or kernel crash, and
 	// every DLQ record also lives in the Kafka DLQ topic.
 	SyncWrites bool `yaml:"sync_writes"`
+	// MinFreeBytes is the free space the data dir's file system must keep: below it writes
+	// are refused with ErrDiskFull (deletes run down to half of it), because Badger crashes
+	// the process with SIGBUS when the disk fills under its mmapped files. 0 turns the
+	// check off.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 	// Now is the clock; nil means time.Now. Tests inject a fake one to exercise retention.
 	Now func() time.Time `yaml:"-"`
 }
@@ -40,10 +47,11 @@ type Config struct {
 // DefaultConfig returns the defaults for a store in dir.
 func DefaultConfig(dir string) Config {
 	return Config{
-		Dir:        dir,
-		Retention:  DefaultRetention,
-		MaxRecords: DefaultMaxRecords,
-		GCInterval: DefaultGCInterval,
+		Dir:          dir,
+		Retention:    DefaultRetention,
+		MaxRecords:   DefaultMaxRecords,
+		GCInterval:   DefaultGCInterval,
+		MinFreeBytes: DefaultMinFreeBytes,
 	}
 }
 
@@ -61,6 +69,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRecords < 0 {
 		errs = append(errs, fmt.Errorf("store.max_records: must be >= 0 (0 means no cap), got %d", c.MaxRecords))
+	}
+	if c.MinFreeBytes < 0 {
+		errs = append(errs, fmt.Errorf("store.min_free_bytes: must be >= 0 (0 turns the check off), got %d", c.MinFreeBytes))
 	}
 	if c.GCInterval < 0 {
 		errs = append(errs, fmt.Errorf("store.gc_interval: must be >= 0, got %s", c.GCInterval))

@@ -18,10 +18,13 @@ func (s *Store) PutSetting(key string, val []byte) error {
 		return err
 	}
 	defer s.life.RUnlock()
+	if err := s.checkSpace(false); err != nil {
+		return fmt.Errorf("store: put setting %s: %w", key, err)
+	}
 	if err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set([]byte(settingPref+key), val)
 	}); err != nil {
-		return fmt.Errorf("store: put setting %s: %w", key, err)
+		return fmt.Errorf("store: put setting %s: %w", key, s.classify(err))
 	}
 	return nil
 }
@@ -74,10 +77,13 @@ func (s *Store) Audit(action, detail string) error {
 	if err != nil {
 		return fmt.Errorf("store: audit: %w", err)
 	}
+	if err := s.checkSpace(false); err != nil {
+		return fmt.Errorf("store: audit: %w", err)
+	}
 	if err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set([]byte(auditPrefix+e.ID), val)
 	}); err != nil {
-		return fmt.Errorf("store: audit: %w", err)
+		return fmt.Errorf("store: audit: %w", s.classify(err))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -192,7 +193,10 @@ func (s *Store) List(f Filter) ([]*Record, string, error) {
 		for _, id := range ids {
 			r, err := getRecord(txn, id)
 			if err != nil {
-				return err
+				if errors.Is(err, ErrNotFound) && s.lostErr(id) != nil {
+					continue // lost with a damaged table: Health reports it
+				}
+				return s.classify(err)
 			}
 			recs = append(recs, r)
 		}

@@ -87,6 +87,9 @@ type Store struct {
 	total   int64
 	byClass map[string]int64
 
+	h        health        // free space and corruption (health.go)
+	verified chan struct{} // closed when the table check started by Open is done
+
 	trimMu  sync.Mutex   // one trimmer at a time, so concurrent Puts do not race to delete the same records
 	dropped atomic.Int64 // records dropped over MaxRecords since Run last logged
 }
@@ -114,17 +117,20 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("store: open badger in %s: %w", cfg.Dir, err)
 	}
 	s := &Store{
-		cfg:     cfg,
-		log:     logger,
-		db:      db,
-		ids:     newIDGen(),
-		done:    make(chan struct{}),
-		byClass: map[string]int64{},
+		cfg:      cfg,
+		log:      logger,
+		db:       db,
+		ids:      newIDGen(),
+		done:     make(chan struct{}),
+		verified: make(chan struct{}),
+		byClass:  map[string]int64{},
 	}
 	if err := s.countRecords(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: count records: %w", err)
 	}
+	s.measureFree()
+	go s.verify()
 	logger.Info("store opened", "dir", cfg.Dir, "records", s.total, "in_memory", cfg.InMemory)
 	return s, nil
 }
@@ -172,6 +178,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	close(s.done)
+	<-s.verified
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
@@ -225,6 +232,14 @@ const maxConflictRetries = 20
 // a key fn read (Badger's conflict detection is what keeps the in-memory counts exact when,
 // say, retention and an operator delete the same record), and applies fn's delta once committed.
 func (s *Store) update(fn func(txn *badger.Txn, d *delta) error) error {
+	return s.write(false, fn)
+}
+
+// write is update with the free-space check; freeing marks a transaction that only deletes.
+func (s *Store) write(freeing bool, fn func(txn *badger.Txn, d *delta) error) error {
+	if err := s.checkSpace(freeing); err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		var d delta
 		txn := s.db.NewTransaction(true)
@@ -237,7 +252,7 @@ func (s *Store) update(fn func(txn *badger.Txn, d *delta) error) error {
 			continue
 		}
 		if err != nil {
-			return err
+			return s.classify(err)
 		}
 		s.apply(d)
 		return nil
@@ -462,8 +477,13 @@ func (s *Store) Get(id string) (*Record, error) {
 		r, err = getRecord(txn, cid)
 		return err
 	})
+	if errors.Is(err, ErrNotFound) {
+		if lerr := s.lostErr(cid); lerr != nil {
+			err = lerr
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("store: get: %w", err)
+		return nil, fmt.Errorf("store: get: %w", s.classify(err))
 	}
 	return r, nil
 }
@@ -495,7 +515,7 @@ func (s *Store) deleteIDs(ids []string) (int, error) {
 			return total, err
 		}
 		n := 0
-		err := s.update(func(txn *badger.Txn, d *delta) error {
+		err := s.write(true, func(txn *badger.Txn, d *delta) error {
 			n = 0
 			for _, id := range chunk {
 				r, err := getRecord(txn, id)
@@ -690,6 +710,9 @@ func (s *Store) maintain() {
 func (s *Store) gcValueLog() error {
 	if s.cfg.InMemory {
 		return nil
+	}
+	if err := s.checkSpace(false); err != nil {
+		return nil // GC writes the live values it moves; it waits for space like any write
 	}
 	for i := 0; ; i++ {
 		if err := s.enter(); err != nil {
