@@ -50,6 +50,18 @@ type compiler struct {
 	nodes    []*node
 	nscratch int
 	fold     *state
+	zipMaps  map[int]bool // values a ZipMap produced
+}
+
+func (c *compiler) zipMapOut(ids []int) {
+	if c.zipMaps == nil {
+		c.zipMaps = make(map[int]bool)
+	}
+	for _, id := range ids {
+		if id >= 0 {
+			c.zipMaps[id] = true
+		}
+	}
 }
 
 func compile(b []byte) (*Model, error) {
@@ -62,9 +74,21 @@ func compile(b []byte) (*Model, error) {
 		return nil, errors.New("not an ONNX model: no graph with outputs")
 	}
 	c := &compiler{ids: make(map[string]int)}
+	mlOnly := false
 	for _, o := range mp.GetOpsetImport() {
 		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
 			c.opset = o.GetVersion()
+		}
+		if o.GetDomain() == mlDomain {
+			mlOnly = true
+		}
+	}
+	if c.opset == 0 && mlOnly {
+		c.opset = maxOpset // an ai.onnx.ml-only model: no default-domain node may appear
+		for _, p := range g.GetNode() {
+			if p.GetDomain() != mlDomain {
+				return nil, errors.New("the model imports no default-domain operator set but uses its operators")
+			}
 		}
 	}
 	if c.opset < minOpset || c.opset > maxOpset {
@@ -144,6 +168,10 @@ func compile(b []byte) (*Model, error) {
 			return nil, fmt.Errorf("graph output %q is listed twice", name)
 		}
 		spec, err := specOf(vi)
+		if err != nil && c.zipMaps[id] {
+			// ZipMap declares a sequence of maps; it serves its scores tensor.
+			spec, err = TensorSpec{Name: name, Shape: []int64{-1, -1}}, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("output %q: %w", name, err)
 		}
@@ -241,10 +269,13 @@ func (c *compiler) topoOrder(nodes []*onnxpb.NodeProto) ([]int, error) {
 
 func (c *compiler) compileNode(p *onnxpb.NodeProto, idx int) error {
 	n := &node{name: nodeName(p, idx), op: p.GetOpType()}
-	if d := p.GetDomain(); d != "" && d != "ai.onnx" {
-		return fmt.Errorf("node %q: unsupported operator %s.%s (only the default ONNX domain is supported)", n.name, d, n.op)
+	table := ops
+	if d := p.GetDomain(); d == mlDomain {
+		table = mlOps
+	} else if d != "" && d != "ai.onnx" {
+		return fmt.Errorf("node %q: unsupported operator %s.%s (only the default ONNX domain and ai.onnx.ml are supported)", n.name, d, n.op)
 	}
-	opc, ok := ops[n.op]
+	opc, ok := table[n.op]
 	if !ok {
 		return fmt.Errorf("node %q: unsupported operator %s (supported: %s)", n.name, n.op, supportedOps())
 	}
@@ -331,8 +362,12 @@ func (c *compiler) runFold(n *node) (err error) {
 // supported may still be refused for an attribute, data type or shape the
 // kernel does not handle; Load says which.
 func Supports(domain, op string) bool {
-	if domain == "" || domain == "ai.onnx" {
+	switch domain {
+	case "", "ai.onnx":
 		_, ok := ops[op]
+		return ok
+	case mlDomain:
+		_, ok := mlOps[op]
 		return ok
 	}
 	return false

@@ -409,7 +409,9 @@ func TestRunAllocations(t *testing.T) {
 
 func FuzzLoad(f *testing.F) {
 	f.Add(demo.ONNX)
-	for _, name := range []string{"gemm.onnx", "ops_opset13.onnx", "ops_opset11.onnx", "norm_opset13.onnx", "norm_opset17.onnx"} {
+	for _, name := range []string{"gemm.onnx", "ops_opset13.onnx", "ops_opset11.onnx", "norm_opset13.onnx", "norm_opset17.onnx",
+		"rnn_relu_opset13.onnx", "lstm_state_opset17.onnx", "trees/xgb_reg_v5.onnx", "trees/gb_bin.onnx", "trees/rf_cls.onnx",
+		"trees/logreg_bin.onnx", "trees/scaled_linreg.onnx"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)
