@@ -168,6 +168,9 @@ type PipelineConfig struct {
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
 	RetryAttempts   int           `yaml:"retry_attempts"`
 	ProbeInterval   time.Duration `yaml:"probe_interval"`
+	// MaxAttempts is how many model calls of one request alone may time out
+	// or exhaust resources, while others succeed, before it is dead-lettered.
+	MaxAttempts int `yaml:"max_attempts"`
 	// ShutdownTimeout bounds the drain on shutdown; what is not finished by
 	// then is not committed and is redelivered after the restart.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -275,6 +278,7 @@ func Default() Config {
 			RetryBackoffMax:    pl.Retry.Max,
 			RetryAttempts:      pl.Retry.Attempts,
 			ProbeInterval:      pl.ProbeInterval,
+			MaxAttempts:        pl.MaxAttempts,
 			ShutdownTimeout:    pl.ShutdownTimeout,
 		},
 		Delivery: DeliveryConfig{Guarantee: pl.Delivery},
@@ -339,6 +343,7 @@ func (c *Config) pipelineConfig() inference.Config {
 	pc.TransactionalID = c.Delivery.TransactionalID
 	pc.Retry = inference.RetryConfig{Initial: c.Pipeline.RetryBackoff, Max: c.Pipeline.RetryBackoffMax, Attempts: c.Pipeline.RetryAttempts}
 	pc.ProbeInterval = c.Pipeline.ProbeInterval
+	pc.MaxAttempts = c.Pipeline.MaxAttempts
 	pc.PredictTimeout = c.ModelServer.Timeout
 	pc.ShutdownTimeout = c.Pipeline.ShutdownTimeout
 	return pc

@@ -95,6 +95,7 @@ func (c *Config) settings() []setting {
 		{Key: "pipeline.retry_backoff", Flag: "retry-backoff", Arg: "DURATION", Help: "first backoff when the model server is unavailable (doubles each retry)", val: duration(&c.Pipeline.RetryBackoff)},
 		{Key: "pipeline.retry_backoff_max", Flag: "retry-backoff-max", Arg: "DURATION", Help: "longest backoff between retries", val: duration(&c.Pipeline.RetryBackoffMax)},
 		{Key: "pipeline.retry_attempts", Flag: "retry-attempts", Arg: "N", Help: "failed model calls in a row before consumption pauses (circuit open) and the model server is probed", val: integer(&c.Pipeline.RetryAttempts)},
+		{Key: "pipeline.max_attempts", Flag: "max-attempts", Arg: "N", Help: "model calls of one request alone that may time out (DEADLINE_EXCEEDED) or exhaust resources (RESOURCE_EXHAUSTED) while others succeed before it is dead-lettered (class timeout or resource_exhausted)", val: integer(&c.Pipeline.MaxAttempts)},
 		{Key: "pipeline.probe_interval", Flag: "probe-interval", Arg: "DURATION", Help: "how often an open circuit probes the model server", val: duration(&c.Pipeline.ProbeInterval)},
 		{Key: "pipeline.shutdown_timeout", Flag: "shutdown-timeout", Arg: "DURATION", Help: "longest graceful drain on shutdown; unfinished requests are redelivered after restart", val: duration(&c.Pipeline.ShutdownTimeout)},
 

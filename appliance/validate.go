@@ -153,6 +153,9 @@ func (c *Config) Validate() error {
 	if c.Pipeline.RetryAttempts < 1 {
 		v.errf("pipeline.retry_attempts", "%d: must be >= 1", c.Pipeline.RetryAttempts)
 	}
+	if c.Pipeline.MaxAttempts < 1 || c.Pipeline.MaxAttempts > 1000 {
+		v.errf("pipeline.max_attempts", "%d is not between 1 and 1000", c.Pipeline.MaxAttempts)
+	}
 	v.positive("pipeline.probe_interval", c.Pipeline.ProbeInterval)
 	v.positive("pipeline.shutdown_timeout", c.Pipeline.ShutdownTimeout)
 	v.oneOf("delivery.guarantee", c.Delivery.Guarantee, AtLeastOnce, ExactlyOnce)

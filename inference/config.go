@@ -56,6 +56,15 @@ type Config struct {
 	ProbeInterval time.Duration `yaml:"probe_interval"`
 	// PredictTimeout bounds one model call.
 	PredictTimeout time.Duration `yaml:"predict_timeout"`
+	// MaxAttempts is how many model calls of a request alone may time out
+	// (DEADLINE_EXCEEDED, PredictTimeout) or run out of resources
+	// (RESOURCE_EXHAUSTED) before it is dead-lettered (class timeout or
+	// resource_exhausted), provided other requests succeeded meanwhile: one
+	// stuck request must not hold its partition forever. A batch that fails
+	// so is retried one request at a time first. When every call fails,
+	// nothing is dead-lettered: after Retry.Attempts such failures in a row
+	// the circuit opens, as for an unavailable server.
+	MaxAttempts int `yaml:"max_attempts"`
 	// ShutdownTimeout bounds the drain on shutdown and the wait for in-flight
 	// work when partitions are revoked. Work not finished by then is not
 	// committed and is redelivered.
@@ -88,6 +97,7 @@ func DefaultConfig() Config {
 		Retry:           RetryConfig{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Attempts: 5},
 		ProbeInterval:   time.Second,
 		PredictTimeout:  10 * time.Second,
+		MaxAttempts:     3,
 		ShutdownTimeout: 30 * time.Second,
 	}
 }
@@ -126,6 +136,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retry.Max < c.Retry.Initial {
 		bad("retry.max", "must be >= retry.initial (%s), got %s", c.Retry.Initial, c.Retry.Max)
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 1000 {
+		bad("max_attempts", "must be 1..1000, got %d", c.MaxAttempts)
 	}
 	if c.Retry.Attempts < 1 {
 		bad("retry.attempts", "must be >= 1, got %d", c.Retry.Attempts)

@@ -39,7 +39,8 @@ type inbox struct {
 
 type inItem struct {
 	reqs  []*request
-	flush bool // dispatch every open batch now
+	flush bool   // dispatch every open batch now
+	again *batch // a request whose model call timed out, to try again (spendBudget)
 }
 
 func (in *inbox) push(it inItem) {
@@ -146,6 +147,9 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 		case <-p.in.sig:
 			items = p.in.take(items[:0])
 			for _, it := range items {
+				if it.again != nil && !it.again.reqs[0].part.revoked.Load() {
+					ready = append(ready, it.again)
+				}
 				for _, r := range it.reqs {
 					if r.part.revoked.Load() {
 						continue
@@ -245,7 +249,7 @@ func (p *Pipeline) lookupMeta(ctx context.Context, key metaKey) (*metaEntry, err
 		return e, e.err
 	}
 	var e *metaEntry
-	err := p.retry(ctx, key.spec(), func(ctx context.Context) error {
+	err := p.retry(ctx, key.spec(), false, func(ctx context.Context) error {
 		var err error
 		e, err = p.meta.lookup(ctx, key, p.cfg.PredictTimeout)
 		return err

@@ -115,10 +115,14 @@ func startModelServer(t testing.TB) *modelserver.Local {
 //	slow     like poison, each call takes 3 ms (to have work in flight when stopping)
 //
 // While down, every call fails with UNAVAILABLE, as a stopped model server
-// does over gRPC.
+// does over gRPC. A demo batch holding a row whose first feature is
+// stuckMarker hangs until the call's deadline and fails DEADLINE_EXCEEDED, as
+// a model stuck on one input does behind gRPC; exhaustMarker fails at once
+// with RESOURCE_EXHAUSTED. While hung, every call hangs so.
 type testPredictor struct {
 	demo  *modelserver.Local
 	down  atomic.Bool
+	hung  atomic.Bool
 	calls atomic.Int64
 
 	mu    sync.Mutex
@@ -163,6 +167,11 @@ func (p *testPredictor) add(name string) {
 	p.mu.Unlock()
 }
 
+const (
+	stuckMarker   = 999
+	exhaustMarker = 888
+)
+
 var errDown = status.Error(codes.Unavailable, "connection refused (test model server down)")
 
 func (p *testPredictor) Metadata(ctx context.Context, spec model.Spec) (*model.Metadata, error) {
@@ -187,8 +196,24 @@ func (p *testPredictor) Predict(ctx context.Context, spec model.Spec, in map[str
 	if p.down.Load() {
 		return nil, errDown
 	}
+	if p.hung.Load() {
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 	switch spec.Name {
 	case demo.Name:
+		if x := in[demo.InputName]; x != nil && x.DType == tensor.Float {
+			xs := x.Float32s()
+			for i := 0; i+demo.Channels <= len(xs); i += demo.Channels {
+				switch xs[i] {
+				case stuckMarker:
+					<-ctx.Done()
+					return nil, status.FromContextError(ctx.Err()).Err()
+				case exhaustMarker:
+					return nil, status.Error(codes.ResourceExhausted, "OOM when allocating tensor (test)")
+				}
+			}
+		}
 		return p.demo.Predict(ctx, spec, in)
 	case "multi":
 		a, b := in["a"], in["b"]

@@ -84,7 +84,11 @@ type Pipeline struct {
 	inflight atomic.Int64
 	consumed atomic.Uint64
 	results  atomic.Uint64
-	dlq      [4]atomic.Uint64 // by index in Classes
+	dlq      [len(Classes)]atomic.Uint64 // by index in Classes
+
+	successes  atomic.Uint64 // successful model calls
+	slowStreak atomic.Int64  // calls that timed out or exhausted resources since the last success
+	canaries   canaries
 
 	fatalOnce sync.Once
 	fatalErr  atomic.Pointer[error]

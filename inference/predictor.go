@@ -40,10 +40,17 @@ const (
 	ClassModel       = "model"
 	ClassUnavailable = "unavailable" // never dead-lettered: retried, then the circuit opens
 	ClassInternal    = "internal"
+	// ClassTimeout and ClassExhausted are model calls that ran out of time
+	// (DEADLINE_EXCEEDED, or pipeline.predict_timeout) or of resources
+	// (RESOURCE_EXHAUSTED). A request is dead-lettered with them only when
+	// it alone failed pipeline.max_attempts times while other requests
+	// succeeded; when every call fails they are treated as unavailability.
+	ClassTimeout   = "timeout"
+	ClassExhausted = "resource_exhausted"
 )
 
 // Classes lists the classes a DLQ record can have.
-var Classes = [4]string{ClassDecode, ClassValidation, ClassModel, ClassInternal}
+var Classes = [6]string{ClassDecode, ClassValidation, ClassModel, ClassInternal, ClassTimeout, ClassExhausted}
 
 // classError is an error with its class attached, made where the class is
 // known (decoding, validation) rather than guessed from a status code.
@@ -66,8 +73,15 @@ func classOf(err error) string {
 	switch status.Code(err) {
 	case codes.InvalidArgument, codes.FailedPrecondition, codes.NotFound:
 		return ClassModel
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
+	case codes.Unavailable:
 		return ClassUnavailable
+	case codes.DeadlineExceeded:
+		return ClassTimeout
+	case codes.ResourceExhausted:
+		return ClassExhausted
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ClassTimeout // pipeline.predict_timeout, from a Predictor that returns the context's error
 	}
 	if unreachable(err) {
 		return ClassUnavailable
@@ -75,11 +89,23 @@ func classOf(err error) string {
 	return ClassInternal
 }
 
+// slow reports the classes that may be the request's fault (it is too big
+// or too hard for the model server) or the server's (it is overloaded or
+// hung): the per-request budget tells them apart.
+func slow(class string) bool { return class == ClassTimeout || class == ClassExhausted }
+
+// down reports errors that mean the model server is not answering at all,
+// as the circuit's prober and metadata lookups see it.
+func down(err error) bool {
+	c := classOf(err)
+	return c == ClassUnavailable || slow(c)
+}
+
 // unreachable reports errors that mean "the model server could not be
 // reached" even when they do not come wrapped in a gRPC status: a Predictor
 // over another transport, or a dial that failed before any RPC.
 func unreachable(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, net.ErrClosed) {
 		return true

@@ -26,6 +26,11 @@ type request struct {
 	inputs    []*tensor.Tensor
 	rows      int64
 
+	// Per-request budget of calls that time out or exhaust resources
+	// (spendBudget): failures charged, the next backoff.
+	slowFails int
+	backoff   time.Duration
+
 	// Set by the stage that finishes the request, before complete.
 	attempts int
 	out      *kgo.Record   // the result or DLQ record to produce

@@ -6,6 +6,8 @@ package inference_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,4 +120,112 @@ func ids(recs []*store.Record) []string {
 		out[i] = r.ID
 	}
 	return out
+}
+
+// demoValue is a demo model request whose first feature is first.
+func demoValue(id string, first float32) []byte {
+	x := make([]float32, 16)
+	x[0] = first
+	for i := 1; i < len(x); i++ {
+		x[i] = 0.5
+	}
+	return []byte(fmt.Sprintf(`{"request_id":%q,"features":%s}`, id, featuresJSON(x)))
+}
+
+// TestStuckRequestDeadLettered (issue 9, row 11): one request that always
+// times out at the model server (and one that always exhausts its resources)
+// among good ones is dead-lettered with class timeout (resource_exhausted)
+// after pipeline.max_attempts calls, its batch-mates get their results, and
+// its partition's offsets move on; the circuit stays closed. When every call
+// times out, nothing is dead-lettered: the circuit opens, and when the model
+// server answers again every request gets its result.
+func TestStuckRequestDeadLettered(t *testing.T) {
+	for _, mode := range []string{inference.AtLeastOnce, inference.ExactlyOnce} {
+		t.Run(mode, func(t *testing.T) {
+			addrs := newCluster(t)
+			pred := newTestPredictor(t)
+			st := openStore(t)
+			var opts []kgo.Opt
+			cfg := testConfig()
+			cfg.Delivery = mode
+			if mode == inference.ExactlyOnce {
+				opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+				cfg.TransactionalID = "row11"
+			}
+			results := collect(t, addrs, resTopic, opts...)
+			dlq := collect(t, addrs, dlqTopic, opts...)
+			cfg.PredictTimeout = 300 * time.Millisecond
+			cfg.MaxAttempts = 3
+			cfg.MaxWait = 20 * time.Millisecond // so the stuck request shares batches
+			run := startPipeline(t, cfg, addrs, pred, st)
+
+			prod := newClient(t, addrs)
+			const n = 120
+			var recs []*kgo.Record
+			for i := range n {
+				recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i % 7)), Value: demoValue(fmt.Sprintf("g-%d", i), float32(i%10)/10)})
+				switch i {
+				case 10:
+					recs = append(recs, &kgo.Record{Key: []byte("stuck"), Value: demoValue("stuck", stuckMarker)})
+				case 20:
+					recs = append(recs, &kgo.Record{Key: []byte("oom"), Value: demoValue("oom", exhaustMarker)})
+				}
+			}
+			produce(t, prod, recs...)
+			results.waitN(t, n, 60*time.Second)
+			dl := dlq.waitN(t, 2, 60*time.Second)
+			for _, r := range dl {
+				class, _ := header(r, inference.HeaderErrorClass)
+				attempts, _ := header(r, inference.HeaderAttempts)
+				msg, _ := header(r, inference.HeaderErrorMessage)
+				want := map[string]string{"stuck": inference.ClassTimeout, "oom": inference.ClassExhausted}[string(r.Key)]
+				if class != want {
+					t.Errorf("%s: class %q, want %q (%s)", r.Key, class, want, msg)
+				}
+				if a, _ := strconv.Atoi(attempts); a < cfg.MaxAttempts {
+					t.Errorf("%s: dead-lettered after %s attempts, want >= %d", r.Key, attempts, cfg.MaxAttempts)
+				}
+				if !strings.Contains(msg, "pipeline.max_attempts") {
+					t.Errorf("%s: message %q does not name pipeline.max_attempts", r.Key, msg)
+				}
+			}
+			checkFor(t, 30*time.Second, func() error {
+				got := committed(t, addrs, cfg.Group)
+				total := int64(0)
+				for _, o := range got {
+					total += o
+				}
+				if total != n+2 {
+					return fmt.Errorf("committed %v (%d of %d)", got, total, n+2)
+				}
+				return nil
+			})
+			if s := run.p.Status(); s.Circuit != "closed" || s.DLQ[inference.ClassTimeout] != 1 || s.DLQ[inference.ClassExhausted] != 1 {
+				t.Errorf("status: circuit %s, DLQ %v", s.Circuit, s.DLQ)
+			}
+
+			// Everything times out: the circuit opens, nothing is dead-lettered.
+			pred.hung.Store(true)
+			recs = recs[:0]
+			for i := range 20 {
+				recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i % 7)), Value: demoValue(fmt.Sprintf("h-%d", i), 0.3)})
+			}
+			produce(t, prod, recs...)
+			checkFor(t, 30*time.Second, func() error {
+				if s := run.p.Status(); s.State != inference.StateCircuitOpen {
+					return fmt.Errorf("state %s circuit %s", s.State, s.Circuit)
+				}
+				return nil
+			})
+			if run.p.Ready() {
+				t.Error("ready while every model call times out")
+			}
+			pred.hung.Store(false)
+			results.waitN(t, n+20, 60*time.Second)
+			run.stop(t)
+			if got := len(dlq.records()); got != 2 {
+				t.Errorf("%d DLQ records, want the 2 poisoned requests only", got)
+			}
+		})
+	}
 }

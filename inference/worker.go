@@ -53,17 +53,40 @@ func (p *Pipeline) runBatch(ctx context.Context, b *batch, buf []byte) []byte {
 	inputs := batchInputs(b)
 	p.m.batchSize.Observe(float64(b.rows))
 	var res *model.Result
+	var seen uint64 // successful calls when the last call began
 	start := time.Now()
-	err := p.retry(ctx, b.spec, func(ctx context.Context) error {
+	err := p.retry(ctx, b.spec, true, func(ctx context.Context) error {
 		for _, r := range b.reqs {
 			r.attempts++
 		}
+		seen = p.successes.Load()
 		var err error
 		res, err = p.pred.Predict(ctx, b.spec, inputs)
 		return err
 	})
 	if ctx.Err() != nil {
 		return buf
+	}
+	if err != nil && slow(classOf(err)) {
+		if len(b.reqs) > 1 {
+			// A timeout or exhaustion may be one request's doing: try each
+			// alone, so a stuck request does not take its batch-mates down.
+			// One by one rather than by bisection: every failing call costs
+			// a whole predict_timeout, and one by one makes the fewest.
+			if p.successes.Load() == seen {
+				p.slowFailed(b.spec, err)
+			}
+			p.noteError(err)
+			for _, r := range b.reqs {
+				buf = p.runBatch(ctx, &batch{key: b.key, spec: b.spec, reqs: []*request{r}, rows: r.rows}, buf)
+			}
+			finished = true
+			return buf
+		}
+		if err = p.spendBudget(ctx, b, err, seen); err == nil {
+			finished = true // tried again later
+			return buf
+		}
 	}
 	if err == nil {
 		p.m.predict.WithLabelValues(b.spec.Name).Observe(time.Since(start).Seconds())
@@ -93,6 +116,9 @@ func (p *Pipeline) runBatch(ctx context.Context, b *batch, buf []byte) []byte {
 		p.tr.complete(b.reqs...)
 		finished = true
 		return buf
+	}
+	if len(b.reqs) == 1 || p.canaries.get(b.spec) == nil {
+		p.canaries.put(b.spec, b.reqs[0])
 	}
 	e := b.reqs[0].entry
 	if b.spec.Version == 0 && b.spec.Label == "" && res.Version != e.meta.Version {
@@ -167,13 +193,107 @@ func stack[T any](reqs []*request, j, n int) []T {
 	return out
 }
 
+// spendBudget charges a failed call (class timeout or resource_exhausted) of
+// the single request of b, which began when seen calls had succeeded, to the
+// request when the model server is evidently fine otherwise: another call
+// succeeded while this one ran, or a canary (the inputs of the last request
+// that succeeded with the same spec) succeeds now. Without that evidence the
+// failure counts towards opening the circuit instead (slowFailed): it may be
+// one of calls that all fail. When MaxAttempts failures were charged,
+// spendBudget returns the error to dead-letter the request with; else it
+// queues b to be tried again after a backoff and returns nil.
+func (p *Pipeline) spendBudget(ctx context.Context, b *batch, err error, seen uint64) error {
+	r := b.reqs[0]
+	if p.successes.Load() > seen || p.canary(ctx, b.spec) {
+		r.slowFails++
+	} else {
+		p.slowFailed(b.spec, err)
+	}
+	p.noteError(err)
+	if r.slowFails >= p.cfg.MaxAttempts {
+		return fmt.Errorf("%d calls with this request alone failed while other requests succeeded (pipeline.max_attempts %d): %w",
+			r.slowFails, p.cfg.MaxAttempts, err)
+	}
+	if r.backoff == 0 {
+		r.backoff = p.cfg.Retry.Initial
+	}
+	wait := r.backoff
+	r.backoff = min(2*r.backoff, p.cfg.Retry.Max)
+	time.AfterFunc(wait, func() { p.in.push(inItem{again: b}) })
+	return nil
+}
+
+// canaries keeps, per model spec, the inputs of one request that was
+// predicted successfully: a call the model server is known to answer.
+type canaries struct {
+	mu sync.Mutex
+	m  map[model.Spec]map[string]*tensor.Tensor
+}
+
+func (c *canaries) put(spec model.Spec, r *request) {
+	sig := r.si.sig
+	in := make(map[string]*tensor.Tensor, len(sig.Inputs))
+	for j, s := range sig.Inputs {
+		in[s.Name] = r.inputs[j]
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[model.Spec]map[string]*tensor.Tensor)
+	}
+	c.m[spec] = in
+	c.mu.Unlock()
+}
+
+func (c *canaries) get(spec model.Spec) map[string]*tensor.Tensor {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[spec]
+}
+
+// canary predicts the last good request of spec again and reports whether
+// the model server answered it.
+func (p *Pipeline) canary(ctx context.Context, spec model.Spec) bool {
+	in := p.canaries.get(spec)
+	if in == nil {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, p.cfg.PredictTimeout)
+	_, err := p.pred.Predict(cctx, spec, in)
+	cancel()
+	if err != nil {
+		return false
+	}
+	p.succeeded()
+	return true
+}
+
+// slowFailed counts a failed call of class timeout or resource_exhausted
+// towards opening the circuit: Retry.Attempts of them in a row, with no
+// success in between, mean every call fails, and the model server is
+// treated as unavailable (consumption pauses, nothing is dead-lettered).
+func (p *Pipeline) slowFailed(spec model.Spec, err error) {
+	if p.circ.state() == circuitHalfOpen || p.slowStreak.Add(1) >= int64(p.cfg.Retry.Attempts) {
+		p.slowStreak.Store(0)
+		p.circ.trip(spec, err)
+	}
+}
+
+// succeeded records a successful model call.
+func (p *Pipeline) succeeded() {
+	p.successes.Add(1)
+	p.slowStreak.Store(0)
+	p.circ.succeed()
+}
+
 // retry runs call until it succeeds or fails with anything but
 // unavailability. Unavailability is retried with exponential backoff; after
 // Retry.Attempts failures in a row the circuit opens (consumption pauses and
 // a prober waits for the model server), and the call waits for the circuit
 // to close and tries again. Nothing is ever given up for unavailability:
-// only ctx ending (a hard stop) ends the loop with an error.
-func (p *Pipeline) retry(ctx context.Context, spec model.Spec, call func(context.Context) error) error {
+// only ctx ending (a hard stop) ends the loop with an error. A timeout or
+// exhaustion is returned to the caller when perRequest (it may be the
+// request's fault: spendBudget), else retried as unavailability.
+func (p *Pipeline) retry(ctx context.Context, spec model.Spec, perRequest bool, call func(context.Context) error) error {
 	backoff := p.cfg.Retry.Initial
 	failures := 0
 	for {
@@ -184,13 +304,17 @@ func (p *Pipeline) retry(ctx context.Context, spec model.Spec, call func(context
 		err := call(cctx)
 		cancel()
 		if err == nil {
-			p.circ.succeed()
+			p.succeeded()
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if classOf(err) != ClassUnavailable {
+		class := classOf(err)
+		if perRequest && slow(class) {
+			return err
+		}
+		if class != ClassUnavailable && !slow(class) {
 			p.circ.succeed() // the model server answered: it is up
 			return err
 		}
@@ -330,7 +454,7 @@ func (c *circuit) probe(ctx context.Context) {
 		pctx, cancel := context.WithTimeout(ctx, min(c.p.cfg.PredictTimeout, max(c.interval, time.Second)))
 		_, err := c.p.pred.Metadata(pctx, model.Spec{Name: spec.Name, Version: spec.Version, Label: spec.Label})
 		cancel()
-		if err != nil && (classOf(err) == ClassUnavailable || errors.Is(err, context.Canceled)) {
+		if err != nil && (down(err) || errors.Is(err, context.Canceled)) {
 			continue
 		}
 		c.mu.Lock()
