@@ -9,6 +9,7 @@ import (
 
 	"github.com/infergate/infergate/broker"
 	"github.com/infergate/infergate/inference"
+	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
@@ -117,6 +118,17 @@ type ModelServerConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// Sidecar tunes the supervised tensorflow_model_server (mode sidecar).
 	Sidecar SidecarConfig `yaml:"sidecar"`
+	// ReloadRPC allows HandleReloadConfigRequest on the embedded server's
+	// gRPC port, for callers with the admin token (off: refused).
+	ReloadRPC bool `yaml:"reload_rpc"`
+	// Limits of the embedded server's gRPC and REST APIs (not of the
+	// pipeline's in-process calls), so memory is bounded by configuration
+	// rather than by what a client sends.
+	MaxRequestElements     int64 `yaml:"max_request_elements"`
+	MaxRequestRows         int64 `yaml:"max_request_rows"`
+	MaxInflightBytes       int64 `yaml:"max_inflight_request_bytes"`
+	MaxMessageBytes        int64 `yaml:"max_message_bytes"`
+	MaxFoldedConstantBytes int64 `yaml:"max_folded_constant_bytes"`
 }
 
 // SidecarConfig is what model_server.mode sidecar passes to
@@ -257,6 +269,12 @@ func Default() Config {
 			RESTListen:   "127.0.0.1:8501",
 			TFServingBin: "tensorflow_model_server",
 			Timeout:      pl.PredictTimeout,
+
+			MaxRequestElements:     modelserver.DefaultLimits.MaxRequestElements,
+			MaxRequestRows:         modelserver.DefaultLimits.MaxRequestRows,
+			MaxInflightBytes:       modelserver.DefaultLimits.MaxInflightBytes,
+			MaxMessageBytes:        modelserver.EdgeMaxMessageSize,
+			MaxFoldedConstantBytes: modelserver.DefaultLimits.MaxFoldedConstantBytes,
 			Sidecar: SidecarConfig{
 				Monitoring:        true,
 				ReadyTimeout:      sidecar.DefaultReadyTimeout,

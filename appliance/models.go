@@ -83,6 +83,12 @@ func (a *Appliance) modelServerComponent() *component {
 			mc.Models = models
 			mc.MonitoringPath = "/monitoring/prometheus/metrics"
 			mc.RESTReadHeaderTimeout, mc.RESTReadTimeout, mc.RESTIdleTimeout = a.cfg.HTTP.ReadHeaderTimeout, a.cfg.HTTP.ReadTimeout, a.cfg.HTTP.IdleTimeout
+			mc.MaxMessageSize = int(a.cfg.ModelServer.MaxMessageBytes)
+			mc.Limits = a.modelLimits()
+			if a.cfg.ModelServer.ReloadRPC {
+				mc.ReloadRPC, mc.AdminToken = modelserver.ReloadRPCToken, a.token
+			}
+			mc.Audit = a.audit
 			srv, err = modelserver.New(mc, a.logger.With("component", "model-server"))
 			if err != nil {
 				return err
@@ -204,5 +210,31 @@ func (a *Appliance) externalModelServerComponent() *component {
 			}
 			return nil
 		},
+	}
+}
+
+// modelLimits are the embedded model server's limits (model_server.max_*).
+func (a *Appliance) modelLimits() modelserver.Limits {
+	ms := a.cfg.ModelServer
+	return modelserver.Limits{
+		MaxRequestElements:     ms.MaxRequestElements,
+		MaxRequestRows:         ms.MaxRequestRows,
+		MaxInflightBytes:       ms.MaxInflightBytes,
+		MaxFoldedConstantBytes: ms.MaxFoldedConstantBytes,
+	}
+}
+
+// audit records an admin action of a component other than the web server
+// (which audits its own) in the store's audit log.
+func (a *Appliance) audit(action, detail string) {
+	a.mu.Lock()
+	st := a.store
+	a.mu.Unlock()
+	if st == nil {
+		a.logger.Warn("audit log not open; action not recorded", "action", action, "detail", detail)
+		return
+	}
+	if err := st.Audit(action, detail); err != nil {
+		a.logger.Warn("writing audit log", "action", action, "err", err)
 	}
 }

@@ -3,6 +3,7 @@ package appliance
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"regexp"
 	"strconv"
@@ -127,6 +128,23 @@ func (c *Config) Validate() error {
 		}
 	}
 	v.positive("model_server.timeout", c.ModelServer.Timeout)
+	for _, l := range []struct {
+		key string
+		n   int64
+	}{
+		{"model_server.max_request_elements", c.ModelServer.MaxRequestElements},
+		{"model_server.max_request_rows", c.ModelServer.MaxRequestRows},
+		{"model_server.max_inflight_request_bytes", c.ModelServer.MaxInflightBytes},
+		{"model_server.max_message_bytes", c.ModelServer.MaxMessageBytes},
+		{"model_server.max_folded_constant_bytes", c.ModelServer.MaxFoldedConstantBytes},
+	} {
+		if l.n < 1 {
+			v.errf(l.key, "must be at least 1, got %d", l.n)
+		}
+	}
+	if c.ModelServer.MaxMessageBytes > math.MaxInt32 {
+		v.errf("model_server.max_message_bytes", "must be at most %d (gRPC's limit), got %d", math.MaxInt32, c.ModelServer.MaxMessageBytes)
+	}
 	c.validateSidecar(&v)
 
 	// Pipeline and delivery.

@@ -33,7 +33,7 @@ func (s *Server) UploadVersion(name string, version int64, onnx []byte) (int64, 
 	if !ok {
 		return 0, status.Errorf(codes.NotFound, "model %s is not configured", name)
 	}
-	if _, err := loadONNX(onnx); err != nil {
+	if _, err := loadONNX(onnx, s.cfg.Limits.MaxFoldedConstantBytes); err != nil {
 		return 0, status.Errorf(codes.InvalidArgument, "not a loadable ONNX model: %v", err)
 	}
 

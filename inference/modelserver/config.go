@@ -57,7 +57,34 @@ type Config struct {
 	// REST connections: the time a request's headers, then its body, may take to arrive,
 	// and how long an idle keep-alive connection stays open. 0 = 10s, 1m, 2m.
 	RESTReadHeaderTimeout, RESTReadTimeout, RESTIdleTimeout time.Duration
+	// ReloadRPC says who may call HandleReloadConfigRequest over gRPC, which
+	// can unload every model or load any file the process can read. The zero
+	// value, ReloadRPCOff, refuses every call (PERMISSION_DENIED);
+	// ReloadRPCToken needs the gRPC metadata "authorization: Bearer
+	// <AdminToken>" (UNAUTHENTICATED otherwise); ReloadRPCOpen lets anyone
+	// call it, as tensorflow_model_server does (ModelServerMain keeps that:
+	// a sidecar supervisor reloads it). Server.Reload in process is not
+	// affected.
+	ReloadRPC ReloadRPCMode
+	// Limits bound the memory one gRPC or REST request, and one model's
+	// constant folding, may take. DefaultConfig sets DefaultLimits; the
+	// zero value has none (TF's behaviour).
+	Limits Limits
+	// AdminToken is the token ReloadRPCToken asks for.
+	AdminToken string
+	// Audit, if set, is called for every HandleReloadConfigRequest call,
+	// allowed or refused, with the caller's address and the outcome.
+	Audit func(action, detail string)
 }
+
+// ReloadRPCMode is Config.ReloadRPC.
+type ReloadRPCMode int
+
+const (
+	ReloadRPCOff   ReloadRPCMode = iota // refused
+	ReloadRPCToken                      // needs the admin token
+	ReloadRPCOpen                       // anyone (TF's behaviour)
+)
 
 // ModelConfig is one served model: TF's ModelConfig.
 type ModelConfig struct {
@@ -115,6 +142,7 @@ func DefaultConfig() Config {
 		RESTListen:     "127.0.0.1:8501",
 		FileSystemPoll: time.Second,
 		RESTTimeout:    30 * time.Second,
+		Limits:         DefaultLimits,
 	}
 }
 
@@ -159,6 +187,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageSize < 0 {
 		return fmt.Errorf("modelserver: MaxMessageSize %d is negative", c.MaxMessageSize)
+	}
+	if err := c.Limits.validate(); err != nil {
+		return err
+	}
+	if c.ReloadRPC < ReloadRPCOff || c.ReloadRPC > ReloadRPCOpen {
+		return fmt.Errorf("modelserver: ReloadRPC %d is not one of ReloadRPCOff, ReloadRPCToken, ReloadRPCOpen", c.ReloadRPC)
+	}
+	if c.ReloadRPC == ReloadRPCToken && c.AdminToken == "" {
+		return errors.New("modelserver: ReloadRPC is ReloadRPCToken but AdminToken is empty")
 	}
 	if c.ModelConfigFile != "" && len(c.Models) > 0 {
 		return errors.New("modelserver: Models and ModelConfigFile are both set: use one")

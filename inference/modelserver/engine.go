@@ -23,8 +23,10 @@ type loadedModel struct {
 
 func isInvalidInput(err error) bool { return errors.Is(err, runtime.ErrInvalidInput) }
 
-func loadONNX(data []byte) (*loadedModel, error) {
-	m, err := runtime.Load(data)
+// loadONNX loads a model; maxFolded bounds its folded constants (0: the
+// runtime's default).
+func loadONNX(data []byte, maxFolded int64) (*loadedModel, error) {
+	m, err := runtime.LoadWithOptions(data, runtime.LoadOptions{MaxFoldedBytes: maxFolded})
 	if err != nil {
 		return nil, err
 	}

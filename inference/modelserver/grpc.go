@@ -2,9 +2,15 @@ package modelserver
 
 import (
 	"context"
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -23,6 +29,8 @@ type predictionService struct {
 	m     *manager
 	mx    *metrics
 	entry string // "GRPC" or "REST"
+	lim   Limits
+	adm   *admission // shared by both entrypoints; nil: no bound
 }
 
 var _ servingpb.PredictionServiceServer = (*predictionService)(nil)
@@ -68,13 +76,20 @@ func (p *predictionService) predict(ctx context.Context, req *servingpb.PredictR
 	if err != nil {
 		return nil, err
 	}
-	inputs := make(map[string]*tensor.Tensor, len(req.GetInputs()))
-	for alias, tp := range req.GetInputs() {
-		t, err := tensor.FromProto(tp)
-		if err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "tensor parsing error: %s: %v", alias, err)
-		}
-		inputs[alias] = t
+	// Bound the request from its shapes before decoding anything: the
+	// tensors may expand far beyond the message (TF's repeat-last rule).
+	est, err := p.lim.checkInputs(req.GetInputs())
+	if err != nil {
+		return nil, err
+	}
+	ctx, release, err := p.adm.admit(ctx, est)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	inputs, err := decodeInputs(req.GetInputs())
+	if err != nil {
+		return nil, err
 	}
 	if err := checkInputTensors(sig, inputs); err != nil {
 		return nil, err
@@ -95,6 +110,20 @@ func (p *predictionService) predict(ctx context.Context, req *servingpb.PredictR
 		resp.Outputs[name] = tp
 	}
 	return resp, nil
+}
+
+// decodeInputs decodes a request's tensors; Limits.checkInputs bounds
+// them first.
+func decodeInputs(in map[string]*tfpb.TensorProto) (map[string]*tensor.Tensor, error) {
+	inputs := make(map[string]*tensor.Tensor, len(in))
+	for alias, tp := range in {
+		t, err := tensor.FromProto(tp)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "tensor parsing error: %s: %v", alias, err)
+		}
+		inputs[alias] = t
+	}
+	return inputs, nil
 }
 
 // GetModelMetadata answers the "signature_def" field, the only one TF has.
@@ -161,14 +190,62 @@ func (ms *modelService) GetModelStatus(ctx context.Context, req *servingpb.GetMo
 
 // HandleReloadConfigRequest replaces the model list and returns once the new
 // models are loaded, as TF does; a failure is both the gRPC status and the
-// response's status.
+// response's status. Who may call it is Config.ReloadRPC; every call is
+// audited.
 func (ms *modelService) HandleReloadConfigRequest(ctx context.Context, req *servingpb.ReloadConfigRequest) (*servingpb.ReloadConfigResponse, error) {
+	from := "unknown peer"
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		from = p.Addr.String()
+	}
+	if err := ms.s.authorizeReload(ctx); err != nil {
+		ms.s.auditReload(from, "refused: "+status.Convert(err).Message())
+		return nil, err
+	}
 	if req.GetConfig().GetModelConfigList() == nil {
+		ms.s.auditReload(from, "refused: no model_config_list")
 		return nil, status.Error(codes.InvalidArgument,
 			"ServerModelConfig type not supported by HandleReloadConfigRequest. Only ModelConfigList is currently supported")
 	}
+	var names []string
+	for _, mc := range req.GetConfig().GetModelConfigList().GetConfig() {
+		names = append(names, mc.GetName()+"="+mc.GetBasePath())
+	}
+	what := fmt.Sprintf("%d models [%s]", len(names), strings.Join(names, ", "))
 	if err := ms.s.Reload(req.GetConfig()); err != nil {
+		ms.s.auditReload(from, what+": failed: "+status.Convert(err).Message())
 		return nil, err
 	}
+	ms.s.auditReload(from, what+": applied")
 	return &servingpb.ReloadConfigResponse{Status: &servingpb.StatusProto{ErrorCode: errorpb.Code_OK}}, nil
+}
+
+// authorizeReload applies Config.ReloadRPC to a gRPC call.
+func (s *Server) authorizeReload(ctx context.Context) error {
+	switch s.cfg.ReloadRPC {
+	case ReloadRPCOpen:
+		return nil
+	case ReloadRPCToken:
+		md, _ := metadata.FromIncomingContext(ctx)
+		for _, v := range md.Get("authorization") {
+			tok, ok := strings.CutPrefix(v, "Bearer ")
+			if ok && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) == 1 {
+				return nil
+			}
+		}
+		return status.Error(codes.Unauthenticated,
+			"HandleReloadConfigRequest needs the admin token: send gRPC metadata \"authorization: Bearer <token>\"")
+	}
+	return status.Error(codes.PermissionDenied,
+		"HandleReloadConfigRequest is turned off on this server (model_server.reload_rpc, --reload-rpc): change models with the admin API or the model repository")
+}
+
+func (s *Server) auditReload(from, detail string) {
+	level := slog.LevelInfo
+	if strings.HasPrefix(detail, "refused") {
+		level = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), level, "HandleReloadConfigRequest", "from", from, "outcome", detail)
+	if s.cfg.Audit != nil {
+		s.cfg.Audit("models.reload_rpc", "from "+from+": "+detail)
+	}
 }

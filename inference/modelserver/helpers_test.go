@@ -158,6 +158,9 @@ func testConfig(models ...ModelConfig) Config {
 		Models:         models,
 		FileSystemPoll: 20 * time.Millisecond,
 		RESTTimeout:    30 * time.Second,
+		// The tests of TF's reload semantics call it unauthenticated;
+		// TestReloadRPCNeedsAdminToken covers the default and the token.
+		ReloadRPC: ReloadRPCOpen,
 	}
 }
 

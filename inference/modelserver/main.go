@@ -85,6 +85,11 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 	monitoringFile := fs.String("monitoring_config_file", "", "MonitoringConfig in text format (Prometheus on the REST port)")
 	allowUnavailableLabels := fs.Bool("allow_version_labels_for_unavailable_models", false, "let labels point at versions that are not loaded")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	// Not TF flags: infergate's bounds on what one request may allocate.
+	maxElements := fs.Int64("max_request_elements", DefaultLimits.MaxRequestElements, "most tensor elements one gRPC/REST request may decode to (0 = no limit)")
+	maxRows := fs.Int64("max_request_rows", DefaultLimits.MaxRequestRows, "most rows (dim 0) one gRPC/REST request may have (0 = no limit)")
+	maxInflight := fs.Int64("max_inflight_request_bytes", DefaultLimits.MaxInflightBytes, "estimated memory of the requests served at once (0 = no limit)")
+	maxFolded := fs.Int64("max_folded_constant_bytes", DefaultLimits.MaxFoldedConstantBytes, "most bytes of constants one model may fold into while loading")
 	ignored := map[string]string{}
 	for _, f := range ignoredFlags {
 		ignored[f.name] = f.why
@@ -118,6 +123,10 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 		GRPCListen:                net.JoinHostPort("0.0.0.0", strconv.Itoa(*port)),
 		ListenAfterReady:          true,
 		AllowLabelsForUnavailable: *allowUnavailableLabels,
+		// As tensorflow_model_server: anyone who reaches the port may
+		// reload (the sidecar supervisor does); protect the port instead
+		// (docs/sidecar.md).
+		ReloadRPC: ReloadRPCOpen,
 	}
 	switch {
 	case *port < 0 || *port > 65535:
@@ -130,6 +139,10 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("model-server: --rest_api_timeout_in_ms=%d is negative", *restTimeout)
 	case *batchingFile != "" && !*enableBatching:
 		return errors.New("model-server: --batching_parameters_file requires --enable_batching")
+	}
+	cfg.Limits = Limits{MaxRequestElements: *maxElements, MaxRequestRows: *maxRows, MaxInflightBytes: *maxInflight, MaxFoldedConstantBytes: *maxFolded}
+	if err := cfg.Limits.validate(); err != nil {
+		return fmt.Errorf("model-server: --max_*: %w", err)
 	}
 	if *restPort != 0 {
 		cfg.RESTListen = net.JoinHostPort("0.0.0.0", strconv.Itoa(*restPort))

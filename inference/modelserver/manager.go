@@ -89,6 +89,7 @@ type manager struct {
 	batching               *BatchingConfig
 	allowUnavailableLabels bool
 	metrics                *metrics
+	maxFolded              int64 // Limits.MaxFoldedConstantBytes
 
 	pollMu sync.Mutex // one scan, reload or upload at a time
 
@@ -386,7 +387,7 @@ func (m *manager) build(name string, version int64, path string, fp fingerprint)
 	if int64(len(data)) != fp.size {
 		return nil, errStillWriting
 	}
-	lm, err := loadONNX(data)
+	lm, err := loadONNX(data, m.maxFolded)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "loading %s: %v", path, err)
 	}

@@ -12,7 +12,12 @@ import (
 // metrics on the same port, as TF Serving does.
 func (s *Server) restMux() http.Handler {
 	mux := http.NewServeMux()
-	var api http.Handler = rest.NewHandler(s.restPred, s.models, s.log)
+	var admit rest.AdmitFunc
+	if s.adm != nil {
+		admit = s.adm.admit
+	}
+	var api http.Handler = rest.NewHandler(s.restPred, s.models, s.log,
+		rest.WithLimits(s.cfg.Limits.MaxRequestElements, s.cfg.Limits.TooManyElements, admit))
 	if s.cfg.RESTTimeout > 0 {
 		api = withTimeout(api, s.cfg.RESTTimeout)
 	}

@@ -60,6 +60,7 @@ type Server struct {
 
 	configFileData []byte      // last applied ModelConfigFile contents
 	scanned        atomic.Bool // the first scan of every model is done
+	adm            *admission  // Limits.MaxInflightBytes; nil: no bound
 }
 
 var numCPU = runtime.NumCPU
@@ -97,14 +98,16 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		s.mx = newMetrics()
 	}
 	s.m = newManager(logger, cfg.Batching, cfg.AllowLabelsForUnavailable, s.mx)
+	s.m.maxFolded = cfg.Limits.MaxFoldedConstantBytes
 	s.local = &Local{m: s.m}
 	s.health = health.NewServer()
 	s.setHealth(false)
 	s.m.onReady = s.setHealth
 	s.m.configure(models)
 
-	s.pred = &predictionService{m: s.m, mx: s.mx, entry: "GRPC"}
-	s.restPred = &predictionService{m: s.m, mx: s.mx, entry: "REST"}
+	s.adm = newAdmission(cfg.Limits.MaxInflightBytes)
+	s.pred = &predictionService{m: s.m, mx: s.mx, entry: "GRPC", lim: cfg.Limits, adm: s.adm}
+	s.restPred = &predictionService{m: s.m, mx: s.mx, entry: "REST", lim: cfg.Limits, adm: s.adm}
 	s.models = &modelService{s: s}
 	s.grpcSrv = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),

@@ -64,7 +64,7 @@ func (c *compiler) zipMapOut(ids []int) {
 	}
 }
 
-func compile(b []byte) (*Model, error) {
+func compile(b []byte, o LoadOptions) (*Model, error) {
 	var mp onnxpb.ModelProto
 	if err := proto.Unmarshal(b, &mp); err != nil {
 		return nil, fmt.Errorf("not an ONNX model: %w", err)
@@ -143,6 +143,7 @@ func compile(b []byte) (*Model, error) {
 		}
 	}
 	c.fold = newState(len(c.names), 0, c.consts, foldLimit)
+	c.fold.foldBudget, c.fold.foldMax = o.MaxFoldedBytes, o.MaxFoldedBytes
 
 	order, err := c.topoOrder(g.GetNode())
 	if err != nil {

@@ -73,7 +73,27 @@ func LoadFile(path string) (*Model, error) {
 // what is wrong: a file that is not an ONNX model, an operator or data type the
 // runtime does not support (with the node's name), a dangling value.
 func Load(onnxBytes []byte) (*Model, error) {
-	m, err := compile(onnxBytes)
+	return LoadWithOptions(onnxBytes, LoadOptions{})
+}
+
+// DefaultMaxFoldedBytes is LoadOptions.MaxFoldedBytes when it is 0.
+const DefaultMaxFoldedBytes = 256 << 20
+
+// LoadOptions tune Load.
+type LoadOptions struct {
+	// MaxFoldedBytes bounds the constants computed while loading (constant
+	// folding), all together: each is already at most 16 Mi elements, but
+	// a file of a few hundred bytes can chain many of them. A model over
+	// the bound fails to load. 0: DefaultMaxFoldedBytes.
+	MaxFoldedBytes int64
+}
+
+// LoadWithOptions is Load with options.
+func LoadWithOptions(onnxBytes []byte, o LoadOptions) (*Model, error) {
+	if o.MaxFoldedBytes <= 0 {
+		o.MaxFoldedBytes = DefaultMaxFoldedBytes
+	}
+	m, err := compile(onnxBytes, o)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}

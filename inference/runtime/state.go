@@ -82,6 +82,24 @@ type state struct {
 	bufI    [][]int64
 	scratch [][]float32
 	limit   int // most elements any one value may have
+	// foldBudget is the bytes constant folding may still allocate (the
+	// load-time state only; foldMax > 0 turns it on): one value is bounded
+	// by limit, the sum by this.
+	foldBudget, foldMax int64
+}
+
+// charge takes n elements of size bytes from the folding budget.
+func (st *state) charge(n, size int) error {
+	if st.foldMax <= 0 {
+		return nil
+	}
+	b := int64(n) * int64(size)
+	if b > st.foldBudget {
+		return fmt.Errorf("constant folding needs more than %d bytes in total (the model's constants fold into larger tensors than the limit: "+
+			"LoadOptions.MaxFoldedBytes, model_server.max_folded_constant_bytes)", st.foldMax)
+	}
+	st.foldBudget -= b
+	return nil
 }
 
 func newState(nvals, nscratch int, consts []*value, limit int) *state {
@@ -210,6 +228,9 @@ func (st *state) allocF(id int) ([]float32, error) {
 		return nil, err
 	}
 	if cap(st.bufF[id]) < n {
+		if err := st.charge(n, 4); err != nil {
+			return nil, err
+		}
 		st.bufF[id] = make([]float32, n)
 	}
 	v := &st.vals[id]
@@ -224,6 +245,9 @@ func (st *state) allocI(id int) ([]int64, error) {
 		return nil, err
 	}
 	if cap(st.bufI[id]) < n {
+		if err := st.charge(n, 8); err != nil {
+			return nil, err
+		}
 		st.bufI[id] = make([]int64, n)
 	}
 	v := &st.vals[id]

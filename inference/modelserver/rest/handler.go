@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -51,6 +52,11 @@ type handler struct {
 	models servingpb.ModelServiceServer
 	log    *slog.Logger
 
+	// Request bounds (WithLimits); zero/nil: none.
+	maxValues int64
+	tooMany   func(n int64) error
+	admit     AdmitFunc
+
 	mu   sync.Mutex
 	sigs map[specKey]cachedMetadata
 }
@@ -76,11 +82,33 @@ type cachedMetadata struct {
 // fetched with GetModelMetadata and cached per model, version and label.
 // Errors are {"error": "message"} with TF's mapping of gRPC codes to HTTP
 // statuses. The handler sets no timeout: wrap the request context for that.
-func NewHandler(pred servingpb.PredictionServiceServer, models servingpb.ModelServiceServer, logger *slog.Logger) http.Handler {
+func NewHandler(pred servingpb.PredictionServiceServer, models servingpb.ModelServiceServer, logger *slog.Logger, opts ...Option) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &handler{pred: pred, models: models, log: logger, sigs: make(map[specKey]cachedMetadata)}
+	h := &handler{pred: pred, models: models, log: logger, sigs: make(map[specKey]cachedMetadata)}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
+}
+
+// Option configures NewHandler.
+type Option func(*handler)
+
+// AdmitFunc reserves an estimated number of bytes of memory for a request
+// until release is called, waiting (until ctx ends) for room. The returned
+// context is passed on to the services.
+type AdmitFunc func(ctx context.Context, bytes int64) (_ context.Context, release func(), _ error)
+
+// WithLimits bounds what one request body may make the handler allocate.
+// A body holding more than maxValues JSON scalars (numbers, strings, bools,
+// nulls; object keys not counted) is refused before it is parsed, with the
+// error tooMany(n) returns (0 = no bound). admit, if not nil, is called
+// with an estimate of the memory parsing and converting the body takes,
+// before it is parsed.
+func WithLimits(maxValues int64, tooMany func(n int64) error, admit AdmitFunc) Option {
+	return func(h *handler) { h.maxValues, h.tooMany, h.admit = maxValues, tooMany, admit }
 }
 
 // route is a parsed /v1/models/... path.
@@ -187,7 +215,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, err = h.metadata(r.Context(), rt)
 	default:
 		var in []byte
-		in, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		in, err = readBody(w, r)
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody(fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit)))
@@ -197,20 +225,59 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err = status.Errorf(codes.InvalidArgument, "reading request body: %v", err)
 			break
 		}
+		ctx := r.Context()
+		var release func()
+		if ctx, release, err = h.bound(ctx, in); err != nil {
+			break
+		}
 		switch rt.action {
 		case "predict":
-			body, err = h.predict(r.Context(), rt, in)
+			body, err = h.predict(ctx, rt, in)
 		case "classify":
-			body, err = h.classify(r.Context(), rt, in)
+			body, err = h.classify(ctx, rt, in)
 		case "regress":
-			body, err = h.regress(r.Context(), rt, in)
+			body, err = h.regress(ctx, rt, in)
 		}
+		release()
 	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// readBody reads at most maxBodyBytes, into one buffer of the announced
+// size when there is one (io.ReadAll would grow it by doubling, leaving
+// twice the body in garbage).
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(body)
+}
+
+// bound applies WithLimits to a body before it is parsed.
+func (h *handler) bound(ctx context.Context, body []byte) (context.Context, func(), error) {
+	if h.maxValues <= 0 && h.admit == nil {
+		return ctx, func() {}, nil
+	}
+	scalars, containers := countJSON(body)
+	if h.maxValues > 0 && scalars > h.maxValues {
+		return ctx, nil, h.tooMany(scalars)
+	}
+	if h.admit == nil {
+		return ctx, func() {}, nil
+	}
+	// The parse tree holds one jvalue per value; each scalar then becomes a
+	// tensor element, a TensorProto element and a decoded element again.
+	est := int64(len(body)) + (scalars+containers)*int64(unsafe.Sizeof(jvalue{})) + scalars*3*8
+	return h.admit(ctx, est)
 }
 
 // HTTPStatus is TF Serving's mapping of a gRPC code to an HTTP status.

@@ -383,3 +383,43 @@ func (p *parser) hex4() (rune, bool) {
 	p.i += 4
 	return rune(v), true
 }
+
+// countJSON counts the scalar values (object keys excluded) and the lists
+// and objects of a JSON text without parsing or allocating, so a body can be
+// refused before its parse tree is built. On malformed input the counts are
+// only estimates; the parser reports the error.
+func countJSON(b []byte) (scalars, containers int64) {
+	inToken := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '"':
+			inToken = false
+			i++
+			for i < len(b) && b[i] != '"' {
+				if b[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			// A string followed by ':' is an object key, not a value.
+			j := i + 1
+			for j < len(b) && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r') {
+				j++
+			}
+			if j >= len(b) || b[j] != ':' {
+				scalars++
+			}
+		case '[', '{':
+			inToken = false
+			containers++
+		case ',', ':', ']', '}', ' ', '\t', '\n', '\r':
+			inToken = false
+		default:
+			if !inToken {
+				scalars++
+				inToken = true
+			}
+		}
+	}
+	return scalars, containers
+}

@@ -1,0 +1,52 @@
+package runtime_test
+
+import (
+	"fmt"
+	goruntime "runtime"
+	"strings"
+	"testing"
+
+	onnxpb "github.com/infergate/infergate/proto/onnx"
+
+	"github.com/infergate/infergate/inference/runtime"
+)
+
+// foldBomb is a model of a few hundred bytes whose constants fold into n
+// tensors of elems float32 zeros each (ConstantOfShape of a constant shape),
+// every one under the per-constant cap.
+func foldBomb(n int, elems int64) []byte {
+	shape := &onnxpb.TensorProto{Name: "shape", Dims: []int64{1}, DataType: int32(onnxpb.TensorProto_INT64), Int64Data: []int64{elems}}
+	var nodes []*onnxpb.NodeProto
+	for i := range n {
+		nodes = append(nodes, op("ConstantOfShape", fmt.Sprint("c", i), []string{"shape"}, []string{fmt.Sprint("c", i)}))
+	}
+	nodes = append(nodes, op("Add", "y", []string{"x", "c0"}, []string{"y"}))
+	return graph(13, []*onnxpb.ValueInfoProto{floatInput("x", 1)}, []string{"y"}, []*onnxpb.TensorProto{shape}, nodes...)
+}
+
+// TestFoldedConstantsTotalCap is row 5 of issue 9: many folded constants,
+// each under the per-constant cap, must not add up without bound. The load
+// fails with an error naming the limit, and allocates about the limit, not
+// what the model asks for.
+func TestFoldedConstantsTotalCap(t *testing.T) {
+	const limit = 8 << 20
+	bomb := foldBomb(64, 1<<20) // 64 × 4 MiB = 256 MiB of zeros from a tiny file
+	t.Logf("model: %d bytes", len(bomb))
+
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	_, err := runtime.LoadWithOptions(bomb, runtime.LoadOptions{MaxFoldedBytes: limit})
+	goruntime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "constant folding needs more than 8388608 bytes in total") ||
+		!strings.Contains(err.Error(), "max_folded_constant_bytes") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 2*limit {
+		t.Fatalf("loading allocated %d bytes, want at most %d (twice the limit)", got, 2*limit)
+	}
+
+	// Under the limit the same construction loads.
+	if _, err := runtime.LoadWithOptions(foldBomb(2, 1<<20), runtime.LoadOptions{MaxFoldedBytes: limit}); err != nil {
+		t.Fatalf("two folded constants of 4 MiB under an 8 MiB limit: %v", err)
+	}
+}
