@@ -69,6 +69,9 @@ func (a *Appliance) webComponent() *component {
 			wc.ReadHeaderTimeout, wc.ReadTimeout = a.cfg.HTTP.ReadHeaderTimeout, a.cfg.HTTP.ReadTimeout
 			wc.UploadTimeout, wc.IdleTimeout = a.cfg.HTTP.UploadTimeout, a.cfg.HTTP.IdleTimeout
 			wc.Version = buildVersion()
+			if a.cfg.ModelServer.Mode == ModelServerEmbedded {
+				wc.UploadDir = a.paths.Models // uploads are renamed into place from there
+			}
 			a.mu.Lock()
 			st := a.store
 			a.mu.Unlock()
@@ -463,8 +466,10 @@ func (b *webBackend) Models(ctx context.Context) ([]web.Model, error) {
 
 // UploadModel stores an ONNX version in the model repository. A model not
 // served yet gets its directory and is added to the served models first,
-// so "upload a new model" works the same as "upload a new version".
-func (b *webBackend) UploadModel(ctx context.Context, name string, version int64, onnx []byte) (int64, error) {
+// so "upload a new model" works the same as "upload a new version". file was
+// streamed by web into the model repository (UploadDir), so it is renamed
+// into its version directory, not copied.
+func (b *webBackend) UploadModel(ctx context.Context, name string, version int64, file string, size int64) (int64, error) {
 	p := b.parts()
 	switch {
 	case p.sidecar != nil:
@@ -480,7 +485,11 @@ func (b *webBackend) UploadModel(ctx context.Context, name string, version int64
 	if !known {
 		// Check before creating anything: a bad file must not leave an
 		// empty model behind.
-		if _, err := runtime.Load(onnx); err != nil {
+		onnx, err := os.ReadFile(file)
+		if err != nil {
+			return 0, fmt.Errorf("reading the upload: %w", err)
+		}
+		if _, err := runtime.LoadWithOptions(onnx, runtime.LoadOptions{MaxFoldedBytes: b.a.cfg.ModelServer.MaxFoldedConstantBytes}); err != nil {
 			return 0, fmt.Errorf("%w: not a loadable ONNX model: %w", web.ErrInvalid, err)
 		}
 		if err := os.MkdirAll(filepath.Join(b.a.paths.Models, name), 0o755); err != nil {
@@ -490,7 +499,7 @@ func (b *webBackend) UploadModel(ctx context.Context, name string, version int64
 			return 0, err
 		}
 	}
-	return ms.UploadVersion(name, version, onnx)
+	return ms.UploadVersionFile(name, version, file)
 }
 
 // reloadEmbedded serves what the model repository holds now, keeping the

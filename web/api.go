@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"mime"
 	"net/http"
+	"os"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -175,8 +178,10 @@ func (s *Server) handleReload(c echo.Context) error {
 }
 
 // handleUpload accepts an ONNX file as multipart/form-data (field "file", optional field
-// "version") or as the raw body (optional query parameter version). Version 0 or absent means
-// one above the highest.
+// "version", before or after the file) or as the raw body (optional query parameter version).
+// Version 0 or absent means one above the highest. The file is streamed to a temporary file in
+// Config.UploadDir, never held in memory, and http.max_upload_bytes is enforced while it
+// streams.
 func (s *Server) handleUpload(c echo.Context) error {
 	name := c.Param("name")
 	if !modelNameRE.MatchString(name) {
@@ -187,13 +192,21 @@ func (s *Server) handleUpload(c echo.Context) error {
 		return err
 	}
 	r := c.Request()
+	f, err := os.CreateTemp(s.cfg.UploadDir, ".upload-*.onnx")
+	if err != nil {
+		return fmt.Errorf("creating a temporary file for the upload: %w", err)
+	}
+	defer os.Remove(f.Name()) // gone already when the backend moved it into place
 	body := http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxUploadBytes)
-	var data []byte
+	var n int64
 	mt, params, _ := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
 	if mt == "multipart/form-data" {
-		data, version, err = readMultipartModel(body, params["boundary"], version)
+		n, version, err = spoolMultipartModel(body, params["boundary"], version, f)
 	} else {
-		data, err = io.ReadAll(body)
+		n, err = io.Copy(f, body)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
 	}
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -204,25 +217,30 @@ func (s *Server) handleUpload(c echo.Context) error {
 		if errors.As(err, &ae) {
 			return err
 		}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("writing the upload to %s: %w", s.cfg.UploadDir, err)
+		}
 		return badRequest("reading upload: %v", err)
 	}
-	if len(data) == 0 {
+	if n == 0 {
 		return badRequest("empty model file")
 	}
-	v, err := s.backend.UploadModel(r.Context(), name, version, data)
+	v, err := s.backend.UploadModel(r.Context(), name, version, f.Name(), n)
 	if err != nil {
 		return err
 	}
-	s.audit("models.upload", fmt.Sprintf("%s version %d (%d bytes)", name, v, len(data)))
-	return c.JSON(http.StatusCreated, map[string]any{"name": name, "version": v, "bytes": len(data)})
+	s.audit("models.upload", fmt.Sprintf("%s version %d (%d bytes)", name, v, n))
+	return c.JSON(http.StatusCreated, map[string]any{"name": name, "version": v, "bytes": n})
 }
 
-func readMultipartModel(body io.Reader, boundary string, version int64) ([]byte, int64, error) {
+// spoolMultipartModel copies the file part into f and reads the version field.
+func spoolMultipartModel(body io.Reader, boundary string, version int64, f io.Writer) (int64, int64, error) {
 	if boundary == "" {
-		return nil, 0, badRequest("multipart body without boundary")
+		return 0, 0, badRequest("multipart body without boundary")
 	}
 	mr := newMultipartReader(body, boundary)
-	var data []byte
+	var n int64
 	found := false
 	for {
 		p, err := mr.NextPart()
@@ -230,31 +248,31 @@ func readMultipartModel(body io.Reader, boundary string, version int64) ([]byte,
 			break
 		}
 		if err != nil {
-			return nil, 0, err
+			return 0, 0, err
 		}
 		switch {
 		case p.FormName() == "version":
 			b, err := io.ReadAll(io.LimitReader(p, 32))
 			if err != nil {
-				return nil, 0, err
+				return 0, 0, err
 			}
 			if v := strings.TrimSpace(string(b)); v != "" {
 				if version, err = parseVersion(v, "version"); err != nil {
-					return nil, 0, err
+					return 0, 0, err
 				}
 			}
-		case p.FormName() == "file" || (p.FileName() != "" && !found):
-			if data, err = io.ReadAll(p); err != nil {
-				return nil, 0, err
+		case !found && (p.FormName() == "file" || p.FileName() != ""):
+			if n, err = io.Copy(f, p); err != nil {
+				return 0, 0, err
 			}
 			found = true
 		}
 		_ = p.Close()
 	}
 	if !found {
-		return nil, 0, badRequest("multipart upload without a \"file\" part")
+		return 0, 0, badRequest("multipart upload without a \"file\" part")
 	}
-	return data, version, nil
+	return n, version, nil
 }
 
 func parseVersion(s, what string) (int64, error) {
@@ -263,7 +281,7 @@ func parseVersion(s, what string) (int64, error) {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || v < 0 {
-		return 0, badRequest("%s %q: want a non-negative integer", what, s)
+		return 0, badRequest("%s %q: want an integer from 1 to %d (0 or none: one above the highest version)", what, s, int64(math.MaxInt64))
 	}
 	return v, nil
 }

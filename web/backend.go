@@ -34,7 +34,10 @@ type Backend interface {
 	Models(ctx context.Context) ([]Model, error)
 	// UploadModel adds an ONNX model version (version 0: one above the highest) and returns
 	// the version it was stored as. Loading continues in the background; Models reports it.
-	UploadModel(ctx context.Context, name string, version int64, onnx []byte) (int64, error)
+	// file is the uploaded model, size bytes, streamed to a temporary file in
+	// Config.UploadDir: the backend may move it into place; web removes it if it is still
+	// there afterwards.
+	UploadModel(ctx context.Context, name string, version int64, file string, size int64) (int64, error)
 	// SetLabel points a version label (e.g. "stable") at a version. A version that does not
 	// exist is ErrInvalid; an unknown model is ErrNotFound.
 	SetLabel(ctx context.Context, name, label string, version int64) error

@@ -198,7 +198,7 @@ func (b *memBackend) Models(ctx context.Context) ([]Model, error) {
 	return out, nil
 }
 
-func (b *memBackend) UploadModel(ctx context.Context, name string, version int64, onnx []byte) (int64, error) {
+func (b *memBackend) UploadModel(ctx context.Context, name string, version int64, file string, size int64) (int64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	m, ok := b.models[name]

@@ -58,6 +58,9 @@ type Config struct {
 	EventsInterval time.Duration `yaml:"events_interval"`
 	// MaxUploadBytes bounds an uploaded model file.
 	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// UploadDir is where uploads are streamed to before the backend takes them: the model
+	// repository, so it can rename them into place. "" is os.TempDir().
+	UploadDir string `yaml:"-"`
 	// TestTimeout bounds "send a test request" and replay-and-wait from the dashboard.
 	TestTimeout time.Duration `yaml:"test_timeout"`
 	// ShutdownTimeout bounds how long Run waits for requests in flight when ctx ends.

@@ -70,9 +70,10 @@ func FuzzMultipartModel(f *testing.F) {
 	f.Add([]byte("--b0undary\r\nContent-Disposition: form-data; name=\"version\"\r\n\r\n-1\r\n--b0undary--\r\n"))
 	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		data, v, err := readMultipartModel(bytes.NewReader(b), "b0undary", 0)
-		if err == nil && (v < 0 || data == nil) {
-			t.Fatalf("accepted version %d, data %v", v, data == nil)
+		var out bytes.Buffer
+		n, v, err := spoolMultipartModel(bytes.NewReader(b), "b0undary", 0, &out)
+		if err == nil && (v < 0 || n != int64(out.Len())) {
+			t.Fatalf("accepted version %d, %d bytes counted, %d written", v, n, out.Len())
 		}
 	})
 }

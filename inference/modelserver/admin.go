@@ -3,6 +3,7 @@ package modelserver
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"math"
@@ -24,17 +25,39 @@ import (
 // above the highest version directory. It returns the version written; a
 // version the policy does not select is written but not loaded.
 // Errors are gRPC status errors: NOT_FOUND (model not configured),
-// INVALID_ARGUMENT (not a loadable model), ALREADY_EXISTS.
+// INVALID_ARGUMENT (not a loadable model, or no version above the highest),
+// ALREADY_EXISTS.
 func (s *Server) UploadVersion(name string, version int64, onnx []byte) (int64, error) {
+	if _, err := loadONNX(onnx, s.cfg.Limits.MaxFoldedConstantBytes); err != nil {
+		return 0, status.Errorf(codes.InvalidArgument, "not a loadable ONNX model: %v", err)
+	}
+	return s.upload(name, version, func(parent, dir string) error { return writeVersionDir(parent, dir, onnx) })
+}
+
+// UploadVersionFile is UploadVersion for a model file already on disk (an
+// upload streamed to a temporary file): the file is moved into the new
+// version directory, by a rename when it is on the same file system as the
+// base path (put it there: a file named .something is ignored by scans),
+// else by a copy. The caller removes the file if it is still there after an
+// error.
+func (s *Server) UploadVersionFile(name string, version int64, path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, status.Errorf(codes.Internal, "reading the uploaded file: %v", err)
+	}
+	if _, err := loadONNX(data, s.cfg.Limits.MaxFoldedConstantBytes); err != nil {
+		return 0, status.Errorf(codes.InvalidArgument, "not a loadable ONNX model: %v", err)
+	}
+	return s.upload(name, version, func(parent, dir string) error { return moveVersionDir(parent, dir, path) })
+}
+
+func (s *Server) upload(name string, version int64, write func(parent, dir string) error) (int64, error) {
 	if version < 0 {
 		return 0, status.Errorf(codes.InvalidArgument, "version %d is negative", version)
 	}
 	cfg, ok := s.m.configured(name)
 	if !ok {
 		return 0, status.Errorf(codes.NotFound, "model %s is not configured", name)
-	}
-	if _, err := loadONNX(onnx, s.cfg.Limits.MaxFoldedConstantBytes); err != nil {
-		return 0, status.Errorf(codes.InvalidArgument, "not a loadable ONNX model: %v", err)
 	}
 
 	s.m.pollMu.Lock()
@@ -61,13 +84,13 @@ func (s *Server) UploadVersion(name string, version int64, onnx []byte) (int64, 
 	if _, err := os.Lstat(dir); err == nil {
 		return 0, status.Errorf(codes.AlreadyExists, "version %d of model %s already exists", version, name)
 	}
-	if err := writeVersionDir(cfg.BasePath, dir, onnx); err != nil {
+	if err := write(cfg.BasePath, dir); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return 0, status.Errorf(codes.AlreadyExists, "version %d of model %s already exists", version, name)
 		}
 		return 0, status.Errorf(codes.Internal, "writing version %d of model %s: %v", version, name, err)
 	}
-	s.log.Info("model version uploaded", "model", name, "version", version, "bytes", len(onnx))
+	s.log.Info("model version uploaded", "model", name, "version", version)
 	s.m.trust(name, version)
 	s.m.mu.Lock()
 	mm := s.m.models[name]
@@ -76,6 +99,56 @@ func (s *Server) UploadVersion(name string, version int64, onnx []byte) (int64, 
 		s.m.pollModel(mm, false)
 	}
 	return version, nil
+}
+
+// moveVersionDir is writeVersionDir for a file on disk: renamed (or copied,
+// across file systems) into a temporary directory, synced, and the
+// directory renamed into place.
+func moveVersionDir(parent, dir, path string) error {
+	tmp, err := os.MkdirTemp(parent, ".upload-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp) // no-op after a successful rename
+	target := filepath.Join(tmp, ModelFileName)
+	if err := os.Rename(path, target); err != nil {
+		if err := copyFile(path, target); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(target, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return finishVersionDir(parent, dir, tmp)
+}
+
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
 }
 
 // writeVersionDir writes onnx as dir/model.onnx through a temporary directory
@@ -102,6 +175,11 @@ func writeVersionDir(parent, dir string, onnx []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
+	return finishVersionDir(parent, dir, tmp)
+}
+
+// finishVersionDir renames the complete temporary directory tmp to dir.
+func finishVersionDir(parent, dir, tmp string) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
