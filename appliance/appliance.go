@@ -159,6 +159,7 @@ func (a *Appliance) components() []*component {
 		a.topicsComponent(),
 		a.modelServerComponent(),
 		a.pipelineComponent(),
+		a.healthComponent(),
 	}
 	if a.cfg.Demo.Enabled {
 		comps = append(comps, a.demoComponent())
@@ -179,6 +180,7 @@ func (a *Appliance) storeComponent() *component {
 			sc.Retention = a.cfg.Store.DLQRetention
 			sc.MaxRecords = a.cfg.Store.DLQMaxRecords
 			sc.SyncWrites = a.cfg.Store.SyncWrites
+			sc.MinFreeBytes = a.cfg.MinFreeBytes
 			var err error
 			st, err = store.Open(sc, a.logger.With("component", "store"))
 			if err != nil {
@@ -223,10 +225,11 @@ func (a *Appliance) brokerComponent() *component {
 		start: func(context.Context) error {
 			var err error
 			e, err = broker.NewEmbedded(broker.EmbeddedConfig{
-				DataDir:    a.paths.Broker,
-				Listen:     a.cfg.Broker.Listen,
-				Advertise:  a.cfg.Broker.Advertise,
-				Durability: broker.Durability(a.cfg.Broker.Durability),
+				DataDir:      a.paths.Broker,
+				Listen:       a.cfg.Broker.Listen,
+				Advertise:    a.cfg.Broker.Advertise,
+				Durability:   broker.Durability(a.cfg.Broker.Durability),
+				MinFreeBytes: a.cfg.MinFreeBytes,
 			}, a.logger)
 			if err != nil {
 				if errors.Is(err, broker.ErrDataDirLocked) {

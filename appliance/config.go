@@ -35,6 +35,13 @@ const (
 type Config struct {
 	// DataDir holds broker/, store/, models/ and admin-token.
 	DataDir string `yaml:"data_dir"`
+	// MinFreeBytes is the free space the data dir's file system must keep.
+	// Below it the appliance reports "disk full", stops consuming, the DLQ
+	// store refuses writes and the embedded broker refuses produce requests
+	// (retriable); all resume by themselves once space returns. 0 turns the
+	// check off (not recommended: the store's database crashes the process
+	// when the disk fills under it).
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 
 	Log         LogConfig         `yaml:"log"`
 	Broker      BrokerConfig      `yaml:"broker"`
@@ -243,8 +250,9 @@ type DemoConfig struct {
 func Default() Config {
 	pl := inference.DefaultConfig()
 	return Config{
-		DataDir: "./infergate-data",
-		Log:     LogConfig{Level: "info", Format: "text"},
+		DataDir:      "./infergate-data",
+		MinFreeBytes: store.DefaultMinFreeBytes,
+		Log:          LogConfig{Level: "info", Format: "text"},
 		Broker: BrokerConfig{
 			Mode:        BrokerEmbedded,
 			Listen:      "127.0.0.1:9092",

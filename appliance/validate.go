@@ -21,6 +21,9 @@ func (c *Config) Validate() error {
 		v.names[s.Key] = s.describe()
 	}
 
+	if c.MinFreeBytes < 0 {
+		v.errf("min_free_bytes", "%d: must be >= 0 (0 turns the free-space check off)", c.MinFreeBytes)
+	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		v.errf("data_dir", "must be set")
 	}

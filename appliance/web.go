@@ -202,6 +202,9 @@ func (b *webBackend) parts() parts {
 	return p
 }
 
+// DataWarnings says what data was lost; /readyz's body carries it.
+func (b *webBackend) DataWarnings() []string { return b.a.DataWarnings() }
+
 // componentReady is the supervisor's readiness of one component.
 func (b *webBackend) componentReady(name string) error {
 	for _, c := range b.a.comps {
@@ -225,6 +228,19 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 		st.Broker.State, st.Broker.Detail = web.StateDown, err.Error()
 	}
 
+	if e := a.Broker(); e != nil {
+		h := e.Health()
+		if len(h.Corrupt) > 0 {
+			st.Broker.State = web.StateDegraded
+			st.Broker.Detail = fmt.Sprintf("DATA CORRUPTION found at start (%d damaged files); %s", len(h.Corrupt), st.Broker.Detail)
+		}
+		if h.DiskFull {
+			st.Broker.State = web.StateDegraded
+			st.Broker.Detail = fmt.Sprintf("DISK FULL: %s free, below min_free_bytes %s: produce refused; %s", mib(h.FreeBytes), mib(h.MinFreeBytes), st.Broker.Detail)
+		}
+	}
+	st.Warnings = a.DataWarnings()
+
 	st.ModelServer = b.modelServerComponent(p)
 
 	st.Pipeline = web.Component{Mode: a.cfg.Delivery.Guarantee, State: web.StateStarting}
@@ -247,6 +263,9 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 		default: // draining, stopped
 			st.Pipeline.State = web.StateDown
 			st.Pipeline.Detail = ps.State + "; " + st.Pipeline.Detail
+		}
+		if ps.Held != "" {
+			st.Pipeline.Detail = "consumption held: " + ps.Held + "; " + st.Pipeline.Detail
 		}
 		if ps.LastError != "" {
 			st.Pipeline.Detail += fmt.Sprintf("; last error %s ago: %s", time.Since(ps.LastErrorAt).Round(time.Second), ps.LastError)

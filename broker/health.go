@@ -125,7 +125,7 @@ func (g *diskGuard) install(c *kfake.Cluster) {
 			return nil, nil, true // no response expected; dropped, as a full broker would
 		}
 		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		msg := fmt.Sprintf("infergate broker: data dir has %d bytes free, below the floor of %d (disk.min_free_bytes); retry later", g.free.Load(), g.min)
+		msg := fmt.Sprintf("infergate broker: data dir has %d bytes free, below the floor of %d (min_free_bytes); retry later", g.free.Load(), g.min)
 		for _, t := range req.Topics {
 			rt := kmsg.NewProduceResponseTopic()
 			rt.Topic, rt.TopicID = t.Topic, t.TopicID

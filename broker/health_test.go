@@ -96,7 +96,9 @@ func TestDiskFullRefusesProduce(t *testing.T) {
 	// A producer that retries (the default) gets its record in once space returns.
 	retrying := newClient(t, e.Addr(), kgo.ProducerLinger(0))
 	done := make(chan error, 1)
-	go func() { done <- retrying.ProduceSync(testCtx(t), &kgo.Record{Topic: "req", Value: []byte("later")}).FirstErr() }()
+	go func() {
+		done <- retrying.ProduceSync(testCtx(t), &kgo.Record{Topic: "req", Value: []byte("later")}).FirstErr()
+	}()
 	os.Remove(filler)
 	if err := <-done; err != nil {
 		t.Fatalf("retried produce after space returned: %v", err)

@@ -4,7 +4,7 @@ package broker
 
 import "testing"
 
-func mountTmpfs(t *testing.T, int64) string {
+func mountTmpfs(t *testing.T, _ int64) string {
 	t.Skip("tmpfs tests run on Linux only")
 	return ""
 }

@@ -23,6 +23,8 @@ var exported = []string{
 	"infergate_inflight_batches", "infergate_circuit_state", "infergate_consumer_lag", "infergate_model_status",
 	"infergate_sidecar_restarts_total", "infergate_store_bytes", "infergate_store_dlq_records",
 	"infergate_backend_lookup_ok",
+	"infergate_disk_full", "infergate_disk_free_bytes", "infergate_disk_min_free_bytes", "infergate_data_corruption",
+	"infergate_store_lost_records",
 	"process_cpu_seconds_total", "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines",
 }
 
@@ -59,7 +61,8 @@ func TestAlertRules(t *testing.T) {
 	}
 	checkMetrics(t, "prometheus-alerts.yml", string(b))
 	for _, alert := range []string{"InfergateConsumerLagGrowing", "InfergateP99LatencyHigh", "InfergateDLQRateHigh",
-		"InfergateModelUnavailable", "InfergateSidecarCrashLoop"} {
+		"InfergateModelUnavailable", "InfergateSidecarCrashLoop", "InfergateDiskFull", "InfergateDiskNearlyFull",
+		"InfergateDataCorruption"} {
 		if !strings.Contains(string(b), "alert: "+alert+"\n") {
 			t.Errorf("alert %s missing", alert)
 		}

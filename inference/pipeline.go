@@ -48,7 +48,9 @@ type Status struct {
 	Circuit  string `json:"circuit"`
 	Delivery string `json:"delivery"`
 	// Paused is the operator's pause (Pause/Resume), separate from the circuit.
-	Paused   bool   `json:"paused"`
+	Paused bool `json:"paused"`
+	// Held is why the appliance stopped consumption (Hold), "" when it did not.
+	Held     string `json:"held,omitempty"`
 	Consumed uint64 `json:"consumed"`
 	Results  uint64 `json:"results"`
 	// DLQ counts acknowledged DLQ records by error class.
@@ -80,6 +82,7 @@ type Pipeline struct {
 	started  atomic.Bool
 	phase    atomic.Int32
 	opPaused atomic.Bool
+	held     atomic.Pointer[string] // Hold's reason
 	closing  atomic.Bool
 	inflight atomic.Int64
 	consumed atomic.Uint64
@@ -398,14 +401,24 @@ func (p *Pipeline) putDLQ(recs []*store.Record) {
 	if p.st == nil || len(recs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	// The DLQ topic holds every record too, so a failing store is reported
 	// rather than allowed to stop the pipeline. Ids follow the source record,
-	// so a redelivered request that fails again overwrites its record.
-	if err := p.st.PutFromSource(ctx, recs...); err != nil {
-		p.logger.Error("storing DLQ records failed; they remain in the DLQ topic", "records", len(recs), "err", err)
+	// so a redelivered request that fails again overwrites its record. A full
+	// disk is waited out instead (the appliance holds consumption meanwhile):
+	// the outputs are produced, and their offsets committed, once stored.
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := p.st.PutFromSource(ctx, recs...)
+		cancel()
+		if err == nil {
+			return
+		}
 		p.noteError(err)
+		if !errors.Is(err, store.ErrDiskFull) || p.closing.Load() {
+			p.logger.Error("storing DLQ records failed; they remain in the DLQ topic", "records", len(recs), "err", err)
+			return
+		}
+		time.Sleep(time.Second)
 	}
 }
 
@@ -583,6 +596,24 @@ func (p *Pipeline) Resume() {
 	p.logger.Info("pipeline resumed by operator")
 }
 
+// Hold stops fetching requests, like Pause, for a reason of the appliance's own (the disk
+// is full: consuming more would only produce outputs that cannot be written). Work already
+// consumed finishes, or waits, uncommitted. It is independent of the operator's pause and
+// lasts until Release.
+func (p *Pipeline) Hold(reason string) {
+	p.held.Store(&reason)
+	p.applyPause()
+	p.logger.Warn("pipeline stops consuming", "reason", reason)
+}
+
+// Release undoes Hold.
+func (p *Pipeline) Release() {
+	if p.held.Swap(nil) != nil {
+		p.applyPause()
+		p.logger.Info("pipeline consumes again")
+	}
+}
+
 func (p *Pipeline) circuitChanged(state int) {
 	p.m.circuit.Set(float64(state))
 	p.applyPause()
@@ -594,7 +625,7 @@ func (p *Pipeline) applyPause() {
 	if p.cl == nil {
 		return
 	}
-	if p.opPaused.Load() || p.circ.state() == circuitOpen {
+	if p.opPaused.Load() || p.held.Load() != nil || p.circ.state() == circuitOpen {
 		p.cl.PauseFetchTopics(p.cfg.RequestsTopic)
 	} else {
 		p.cl.ResumeFetchTopics(p.cfg.RequestsTopic)
@@ -614,6 +645,9 @@ func (p *Pipeline) Status() Status {
 		InFlightBatches: int(p.inflight.Load()),
 		Pending:         p.tr.pendingCount(),
 	}
+	if h := p.held.Load(); h != nil {
+		s.Held = *h
+	}
 	for i, c := range Classes {
 		s.DLQ[c] = p.dlq[i].Load()
 	}
@@ -628,7 +662,7 @@ func (p *Pipeline) Status() Status {
 		switch {
 		case circ == circuitOpen:
 			s.State = StateCircuitOpen
-		case s.Paused:
+		case s.Paused || s.Held != "":
 			s.State = StatePaused
 		default:
 			s.State = StateRunning

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -96,6 +97,16 @@ func (s *Store) Health() Health {
 		LostRecords: s.h.lost, LostIDs: append([]string(nil), s.h.lostIDs...)}
 }
 
+// CheckedHealth is Health once the table check that Open starts in the background has
+// finished (or ctx ended): what a one-off reader such as the CLI should report.
+func (s *Store) CheckedHealth(ctx context.Context) Health {
+	select {
+	case <-s.verified:
+	case <-ctx.Done():
+	}
+	return s.Health()
+}
+
 // measureFree reads the free space of the data dir, updating the disk-full state; -1 when
 // not measured.
 func (s *Store) measureFree() int64 {
@@ -114,7 +125,7 @@ func (s *Store) measureFree() int64 {
 	switch {
 	case full && !was:
 		s.log.Error("store: disk full: writes to the DLQ store are refused until space returns",
-			"dir", s.cfg.Dir, "free_bytes", free, "min_free_bytes", s.cfg.MinFreeBytes, "setting", "store.min_free_bytes")
+			"dir", s.cfg.Dir, "free_bytes", free, "min_free_bytes", s.cfg.MinFreeBytes, "setting", "min_free_bytes")
 	case !full && was:
 		s.log.Info("store: disk space is back; writes resume", "dir", s.cfg.Dir, "free_bytes", free)
 	}
@@ -136,7 +147,7 @@ func (s *Store) checkSpace(freeing bool) error {
 	if free >= floor {
 		return nil
 	}
-	return fmt.Errorf("store: %s has %d bytes free, below store.min_free_bytes (%d): writes are refused until space returns: %w",
+	return fmt.Errorf("store: %s has %d bytes free, below min_free_bytes (%d): writes are refused until space returns: %w",
 		s.cfg.Dir, free, s.cfg.MinFreeBytes, ErrDiskFull)
 }
 

@@ -83,8 +83,18 @@ func (s *Server) storeComponent() Component {
 		return Component{Mode: "badger", State: StateDown, Detail: err.Error()}
 	}
 	st := s.store.Stats()
-	return Component{Mode: "badger", State: StateOK,
+	c := Component{Mode: "badger", State: StateOK,
 		Detail: fmt.Sprintf("%d DLQ records, %s on disk", st.Records, humanBytes(st.LSMBytes+st.VLogBytes))}
+	h := s.store.Health()
+	if len(h.Corrupt) > 0 {
+		c.State = StateDegraded
+		c.Detail = fmt.Sprintf("DATA CORRUPTION: %d damaged tables, %d records lost; %s", len(h.Corrupt), h.LostRecords, c.Detail)
+	}
+	if h.DiskFull {
+		c.State = StateDegraded
+		c.Detail = fmt.Sprintf("DISK FULL: %s free, below %s: writes refused; %s", humanBytes(h.FreeBytes), humanBytes(h.MinFreeBytes), c.Detail)
+	}
+	return c
 }
 
 func (s *Server) handlePause(c echo.Context) error {

@@ -94,6 +94,9 @@ type Status struct {
 	ModelServer Component `json:"model_server"`
 	Pipeline    Component `json:"pipeline"`
 	Store       Component `json:"store"` // filled by web from store.Stats
+	// Warnings says what data was lost (corruption found in the store or the broker), one
+	// sentence each; the dashboard shows them and `infergate dlq` prints them.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Component is one part of the appliance. State is one of the State* constants.

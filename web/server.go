@@ -332,8 +332,19 @@ func (s *Server) handleReadyz(c echo.Context) error {
 	if _, err := s.store.GetSetting("web.readyz"); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return &APIError{Code: http.StatusServiceUnavailable, Message: "not ready: store: " + err.Error(), Err: err}
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	body := map[string]any{"status": "ready"}
+	// Data loss does not make the appliance unready (the rest of the data is good and
+	// requests flow), but a probe that reads the body learns of it.
+	if w, ok := s.backend.(dataWarner); ok {
+		if ws := w.DataWarnings(); len(ws) > 0 {
+			body["warnings"] = ws
+		}
+	}
+	return c.JSON(http.StatusOK, body)
 }
+
+// dataWarner is a Backend that knows of data loss (the appliance's does).
+type dataWarner interface{ DataWarnings() []string }
 
 // audit records an admin action; a failure to write the audit log must not fail the action.
 func (s *Server) audit(action, detail string) {

@@ -81,6 +81,8 @@ type dlqBackend interface {
 	list(ctx context.Context, f dlqFilter) ([]dlqRecord, error)
 	get(ctx context.Context, id string) (*dlqRecord, error)
 	replay(ctx context.Context, ids []string, f *dlqFilter) (int, error)
+	// warnings says what data was lost (store or broker corruption), one sentence each.
+	warnings(ctx context.Context) []string
 	close() error
 }
 
@@ -148,6 +150,11 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 	}
 	defer be.close()
 
+	// Lost data is said first, on stderr, whatever the subcommand: a list that silently
+	// misses records is what this is against.
+	for _, w := range be.warnings(ctx) {
+		fmt.Fprintln(io.err, "WARNING:", w)
+	}
 	switch sub {
 	case "list":
 		recs, err := be.list(ctx, f)
@@ -278,6 +285,10 @@ type storeBackend struct {
 
 func (b *storeBackend) close() error { return b.st.Close() }
 
+func (b *storeBackend) warnings(ctx context.Context) []string {
+	return appliance.StoreWarnings(b.st.CheckedHealth(ctx))
+}
+
 func (b *storeBackend) filter(f dlqFilter) store.Filter {
 	sf := store.Filter{Class: f.Class, Model: f.Model, Limit: f.Limit}
 	if f.Since > 0 {
@@ -400,6 +411,14 @@ func newAPIBackend(raw, token string) (*apiBackend, error) {
 }
 
 func (b *apiBackend) close() error { return nil }
+
+func (b *apiBackend) warnings(ctx context.Context) []string {
+	var st web.Status
+	if err := b.do(ctx, http.MethodGet, "/api/v1/status", nil, nil, &st); err != nil {
+		return []string{"cannot tell whether data was lost: GET /api/v1/status: " + err.Error()}
+	}
+	return st.Warnings
+}
 
 func (b *apiBackend) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
 	u := *b.base
