@@ -51,6 +51,7 @@ type compiler struct {
 	nscratch int
 	fold     *state
 	zipMaps  map[int]bool // values a ZipMap produced
+	threads  int          // Options.Threads, resolved
 }
 
 func (c *compiler) zipMapOut(ids []int) {
@@ -73,7 +74,7 @@ func compile(b []byte, o LoadOptions) (*Model, error) {
 	if g == nil || len(g.GetOutput()) == 0 {
 		return nil, errors.New("not an ONNX model: no graph with outputs")
 	}
-	c := &compiler{ids: make(map[string]int)}
+	c := &compiler{ids: make(map[string]int), threads: o.Threads}
 	mlOnly := false
 	for _, o := range mp.GetOpsetImport() {
 		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
@@ -400,11 +401,11 @@ func (c *compiler) fuse(graphOut map[int]bool) {
 	}
 	removed := make([]bool, len(c.nodes))
 	for _, n := range c.nodes {
-		g, ok := n.k.(*denseKernel)
+		g, ok := n.k.(absorber)
 		if !ok {
 			continue
 		}
-		for !g.act.on {
+		for {
 			out := n.out[0]
 			if uses[out] != 1 || graphOut[out] {
 				break
@@ -426,6 +427,13 @@ func (c *compiler) fuse(graphOut map[int]bool) {
 		}
 	}
 	c.nodes = kept
+}
+
+// absorber is a kernel that can take over the node consuming its output
+// (a bias, an activation): absorb reports whether it did.
+type absorber interface {
+	kernel
+	absorb(next *node, out int, consts []*value) bool
 }
 
 // nodeCtx is what an operator's compile function sees of its node.

@@ -11,12 +11,15 @@ import (
 var ops = map[string]opCompiler{
 	"Abs":                compileUnary(uAbs),
 	"Add":                compileBinary(opAdd),
+	"AveragePool":        compilePool(false),
 	"BatchNormalization": compileBatchNorm,
 	"Cast":               compileCast,
 	"Ceil":               compileUnary(uCeil),
 	"Clip":               compileClip,
 	"Concat":             compileConcat,
 	"Constant":           compileConstant,
+	"Conv":               compileConv,
+	"ConvTranspose":      compileConvTranspose,
 	"ConstantOfShape":    compileConstantOfShape,
 	"Div":                compileBinary(opDiv),
 	"Dropout":            compileIdentity,
@@ -26,6 +29,8 @@ var ops = map[string]opCompiler{
 	"Flatten":            compileFlatten,
 	"Floor":              compileUnary(uFloor),
 	"Gather":             compileGather,
+	"GlobalAveragePool":  compileGlobalPool(false),
+	"GlobalMaxPool":      compileGlobalPool(true),
 	"Gemm":               compileGemm,
 	"HardSigmoid":        compileUnary(uHardSigmoid),
 	"Identity":           compileIdentity,
@@ -34,8 +39,11 @@ var ops = map[string]opCompiler{
 	"Log":                compileUnary(uLog),
 	"LogSoftmax":         compileSoftmax(true),
 	"MatMul":             compileMatMul,
+	"MaxPool":            compilePool(true),
 	"Mul":                compileBinary(opMul),
 	"Neg":                compileUnary(uNeg),
+	"PRelu":              compilePRelu,
+	"Pad":                compilePad,
 	"Pow":                compileBinary(opPow),
 	"Reciprocal":         compileUnary(uReciprocal),
 	"ReduceMax":          compileReduce(rMax),
@@ -44,6 +52,7 @@ var ops = map[string]opCompiler{
 	"ReduceSum":          compileReduce(rSum),
 	"Relu":               compileUnary(uRelu),
 	"Reshape":            compileReshape,
+	"Resize":             compileResize(false),
 	"Shape":              compileShape,
 	"Sigmoid":            compileUnary(uSigmoid),
 	"Slice":              compileSlice,
@@ -55,6 +64,7 @@ var ops = map[string]opCompiler{
 	"Tanh":               compileUnary(uTanh),
 	"Transpose":          compileTranspose,
 	"Unsqueeze":          compileSqueeze(true),
+	"Upsample":           compileResize(true),
 }
 
 // softmaxKernel is Softmax or LogSoftmax. From opset 13 it normalises along
@@ -247,12 +257,15 @@ func compileBatchNorm(x *nodeCtx) (kernel, []tensor.DType, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	for i := 1; i <= 4; i++ {
+		if x.konst(i) == nil {
+			// Statistics fed or computed at run time.
+			return &batchNormDynamic{eps: eps, scratch: x.newScratch()}, []tensor.DType{tensor.Float}, nil
+		}
+	}
 	var p [4][]float32
 	for i := range p {
 		c := x.konst(i + 1)
-		if c == nil {
-			return nil, nil, fmt.Errorf("input %d must be a constant", i+1)
-		}
 		p[i] = c.f
 		if len(p[i]) != len(p[0]) {
 			return nil, nil, fmt.Errorf("parameters have different lengths %d and %d", len(p[0]), len(p[i]))

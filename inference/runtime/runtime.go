@@ -56,13 +56,17 @@ type Model struct {
 // one huge request should not pin gigabytes for the life of the process.
 const maxPooledElements = 16 << 20
 
-// LoadFile reads and loads an ONNX model file.
-func LoadFile(path string) (*Model, error) {
+// Options tune how a model runs. The zero value is the default.
+// LoadFile reads and loads an ONNX model file with default options.
+func LoadFile(path string) (*Model, error) { return LoadFileWithOptions(path, LoadOptions{}) }
+
+// LoadFileWithOptions reads and loads an ONNX model file.
+func LoadFileWithOptions(path string, o LoadOptions) (*Model, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
-	m, err := Load(b)
+	m, err := LoadWithOptions(b, o)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -86,12 +90,21 @@ type LoadOptions struct {
 	// a file of a few hundred bytes can chain many of them. A model over
 	// the bound fails to load. 0: DefaultMaxFoldedBytes.
 	MaxFoldedBytes int64
+	// Threads is how many goroutines one Run may use for a large operator
+	// (convolution, a big matrix product); 0 means runtime.GOMAXPROCS(0).
+	Threads int
 }
 
 // LoadWithOptions is Load with options.
 func LoadWithOptions(onnxBytes []byte, o LoadOptions) (*Model, error) {
 	if o.MaxFoldedBytes <= 0 {
 		o.MaxFoldedBytes = DefaultMaxFoldedBytes
+	}
+	if o.Threads < 0 {
+		return nil, fmt.Errorf("runtime: LoadOptions.Threads is %d, want 0 (all cores) or more", o.Threads)
+	}
+	if o.Threads == 0 {
+		o.Threads = defaultThreads()
 	}
 	m, err := compile(onnxBytes, o)
 	if err != nil {

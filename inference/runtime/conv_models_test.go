@@ -1,0 +1,117 @@
+package runtime_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/infergate/infergate/inference/runtime"
+	"github.com/infergate/infergate/inference/tensor"
+)
+
+// convCases is testdata/conv_cases.json, written by export_cnn.py.
+type convCases map[string]struct {
+	InputShape []int64 `json:"input_shape"`
+	Outputs    []struct {
+		Batch  int64     `json:"batch"`
+		Shape  []int64   `json:"shape"`
+		Stride int       `json:"stride"`
+		Data   []float32 `json:"data"`
+	} `json:"outputs"`
+}
+
+func readConvCases(t testing.TB) convCases {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "conv_cases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cc convCases
+	if err := json.Unmarshal(b, &cc); err != nil {
+		t.Fatal(err)
+	}
+	return cc
+}
+
+// convInput is export_cnn.py's input: element i of image b is
+// sin(0.01·i + 0.7·b), rounded to float32.
+func convInput(batch int64, shape []int64) *tensor.Tensor {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	v := make([]float32, batch*n)
+	for b := range batch {
+		for i := range n {
+			v[b*n+i] = float32(math.Sin(0.01*float64(i) + 0.7*float64(b)))
+		}
+	}
+	return tensor.FromFloat32(v, append([]int64{batch}, shape...)...)
+}
+
+// The convolution models exported from torch match torch's outputs (rtol
+// 1e-4, atol 1e-5) at batch 1 and 3, at opsets 13 and 17, with one thread
+// and two, on a fresh and a pooled state, with the micro-kernel the CPU
+// selects and with the portable Go one forced.
+func TestConvModelsMatchTorch(t *testing.T) {
+	cc := readConvCases(t)
+	for _, name := range []string{"cnn2d", "cnn1d", "mobilenet", "resnet"} {
+		c, ok := cc[name]
+		if !ok {
+			t.Fatalf("conv_cases.json has no %s", name)
+		}
+		for _, opset := range []int{13, 17} {
+			for _, variant := range []string{"threads=1", "threads=2", "portable"} {
+				t.Run(fmt.Sprintf("%s/opset%d/%s", name, opset, variant), func(t *testing.T) {
+					threads := 2
+					switch variant {
+					case "threads=1":
+						threads = 1
+					case "portable":
+						if !runtime.UsePortableKernel(t) {
+							t.Skip("the portable micro-kernel is the only one on this CPU; covered above")
+						}
+					}
+					m, err := runtime.LoadFileWithOptions(filepath.Join("testdata", fmt.Sprintf("%s_opset%d.onnx", name, opset)),
+						runtime.LoadOptions{Threads: threads})
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, want := range c.Outputs {
+						for run := range 2 {
+							out, err := m.Run(map[string]*tensor.Tensor{"input": convInput(want.Batch, c.InputShape)}, nil)
+							if err != nil {
+								t.Fatal(err)
+							}
+							checkSampled(t, fmt.Sprintf("batch %d run %d", want.Batch, run), out["output"], want.Shape, want.Stride, want.Data)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+func checkSampled(t *testing.T, what string, got *tensor.Tensor, shape []int64, stride int, want []float32) {
+	t.Helper()
+	if fmt.Sprint(got.Shape) != fmt.Sprint(shape) {
+		t.Fatalf("%s: shape %v, want %v", what, got.Shape, shape)
+	}
+	g := got.Data.([]float32)
+	bad := 0
+	for i, w := range want {
+		v := g[i*stride]
+		if d := math.Abs(float64(v - w)); d > 1e-5+1e-4*math.Abs(float64(w)) || v != v {
+			if bad < 5 {
+				t.Errorf("%s: output[%d] = %v, torch %v", what, i*stride, v, w)
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%s: %d of %d values differ", what, bad, len(want))
+	}
+}

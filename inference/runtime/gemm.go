@@ -1,0 +1,161 @@
+package runtime
+
+// A blocked single-precision GEMM for the large products (convolution after
+// im2col, dense layers at batch ≥ gemmMinRows). Both operands are packed into
+// panels so the micro-kernel reads memory strictly sequentially:
+//
+//   - A (M×K) in panels of gemmMR rows: for each k, gemmMR values.
+//   - B (K×N) in panels of gemmNR columns: for each k, gemmNR values.
+//
+// The micro-kernel computes one gemmMR×gemmNR tile of C from one A panel and
+// one B panel. Rows and columns past M and N are zero in the panels, so the
+// kernel always runs full tiles; partial tiles go through a small buffer.
+// Weights are packed once at load; the activation side (im2col columns, or
+// the rows of a dense layer's input) is packed per call into reused scratch.
+
+const (
+	gemmMR = 6
+	gemmNR = 16
+)
+
+// microKernel computes c[i*ldc+j] = Σ_k a[k*MR+i]·b[k*NR+j] for one full
+// tile, overwriting c. a holds k·MR values, b k·NR, c (MR-1)·ldc+NR.
+type microKernel func(k int, a, b, c []float32, ldc int)
+
+// kernel is the micro-kernel in use: the assembly one where the CPU has it
+// (gemm_amd64.go), else kernelGo. Tests switch it to compare the two.
+var gemmKernel microKernel = kernelGo
+
+// kernelName says which micro-kernel runs, for benchmarks and the bench command.
+var kernelName = "go"
+
+// kernelGo is the portable micro-kernel.
+func kernelGo(k int, a, b, c []float32, ldc int) {
+	var acc [gemmMR][gemmNR]float32
+	a = a[:k*gemmMR]
+	b = b[:k*gemmNR]
+	for kk := range k {
+		bb := (*[gemmNR]float32)(b[kk*gemmNR:])
+		aa := (*[gemmMR]float32)(a[kk*gemmMR:])
+		for i := range gemmMR {
+			ai := aa[i]
+			r := &acc[i]
+			for j := range gemmNR {
+				r[j] += ai * bb[j]
+			}
+		}
+	}
+	for i := range gemmMR {
+		copy(c[i*ldc:i*ldc+gemmNR], acc[i][:])
+	}
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// packedASize is the length of A packed for m rows and k columns.
+func packedASize(m, k int) int { return ceilDiv(m, gemmMR) * gemmMR * k }
+
+// packedBSize is the length of B packed for k rows and n columns.
+func packedBSize(k, n int) int { return ceilDiv(n, gemmNR) * gemmNR * k }
+
+// packA packs the m×k matrix with element (i,kk) at a[i*rs+kk*cs] into
+// dst (packedASize(m,k) long), scaled by alpha.
+func packA(dst, a []float32, m, k, rs, cs int, alpha float32) {
+	for p := 0; p < m; p += gemmMR {
+		panel := dst[p*k : (p+gemmMR)*k]
+		for kk := range k {
+			d := panel[kk*gemmMR : kk*gemmMR+gemmMR]
+			for i := range gemmMR {
+				if p+i < m {
+					d[i] = alpha * a[(p+i)*rs+kk*cs]
+				} else {
+					d[i] = 0
+				}
+			}
+		}
+	}
+}
+
+// packB packs the k×n matrix with element (kk,j) at b[kk*rs+j*cs] into dst
+// (packedBSize(k,n) long), scaled by alpha.
+func packB(dst, b []float32, k, n, rs, cs int, alpha float32) {
+	for q := 0; q < n; q += gemmNR {
+		panel := dst[q*k : (q+gemmNR)*k]
+		w := min(gemmNR, n-q)
+		for kk := range k {
+			d := panel[kk*gemmNR : kk*gemmNR+gemmNR]
+			src := b[kk*rs+q*cs:]
+			if cs == 1 && alpha == 1 {
+				copy(d[:w], src[:w])
+			} else {
+				for j := range w {
+					d[j] = alpha * src[j*cs]
+				}
+			}
+			clear(d[w:])
+		}
+	}
+}
+
+// gemmCall is one product C = A·B (+ bias, then an activation) over packed
+// operands; cols computes a range of B panels, so calls split by columns
+// run in parallel without sharing any output.
+type gemmCall struct {
+	m, n, k int
+	pa, pb  []float32 // packed; pb may hold only the panels cols is given
+	c       []float32
+	ldc     int
+	rowBias []float32 // added to row i (convolution: per output channel)
+	colBias []float32 // added to column j (dense layer)
+	act     activation
+}
+
+// cols computes the columns of panels [q0,q1) of pb (pb's panel q0 at
+// offset pbOff), writing C's columns q0·NR.. into c.
+func (g *gemmCall) cols(q0, q1, pbOff int) {
+	var tile [gemmMR * gemmNR]float32
+	k := g.k
+	for q := q0; q < q1; q++ {
+		bp := g.pb[pbOff+(q-q0)*gemmNR*k:]
+		j0 := q * gemmNR
+		w := min(gemmNR, g.n-j0)
+		for p := 0; p < g.m; p += gemmMR {
+			ap := g.pa[p*k:]
+			h := min(gemmMR, g.m-p)
+			off := p*g.ldc + j0
+			if h == gemmMR && w == gemmNR {
+				gemmKernel(k, ap, bp, g.c[off:], g.ldc)
+			} else {
+				gemmKernel(k, ap, bp, tile[:], gemmNR)
+				for i := range h {
+					copy(g.c[off+i*g.ldc:off+i*g.ldc+w], tile[i*gemmNR:i*gemmNR+w])
+				}
+			}
+			g.finish(p, h, j0, w)
+		}
+	}
+}
+
+// finish adds the bias and applies the activation to the h×w tile at (i0,j0)
+// while it is still in cache.
+func (g *gemmCall) finish(i0, h, j0, w int) {
+	if g.rowBias == nil && g.colBias == nil && !g.act.on {
+		return
+	}
+	for i := i0; i < i0+h; i++ {
+		row := g.c[i*g.ldc+j0 : i*g.ldc+j0+w]
+		if g.rowBias != nil {
+			b := g.rowBias[i]
+			for j := range row {
+				row[j] += b
+			}
+		}
+		if g.colBias != nil {
+			cb := g.colBias[j0 : j0+w]
+			for j := range row {
+				row[j] += cb[j]
+			}
+		}
+		g.act.apply(row)
+	}
+}

@@ -1,0 +1,24 @@
+package runtime
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// BenchmarkMicroKernel reports the micro-kernels' speed on cache-resident
+// panels (k = 288, the third conv layer of the 2-D CNN): the ceiling the
+// convolution can reach.
+func BenchmarkMicroKernel(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const k = 288
+	a, bb := randF(rng, k*gemmMR), randF(rng, k*gemmNR)
+	c := make([]float32, gemmMR*gemmNR)
+	for name, kern := range kernels() {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				kern(k, a, bb, c, gemmNR)
+			}
+			b.ReportMetric(float64(2*k*gemmMR*gemmNR)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
