@@ -108,12 +108,21 @@ type gemmCall struct {
 	rowBias []float32 // added to row i (convolution: per output channel)
 	colBias []float32 // added to column j (dense layer)
 	act     activation
+	// tile (gemmTile long) takes the partial tiles at the edges. The caller
+	// provides it from reused memory: a local array would escape to the heap
+	// through the kernel's function value and cost an allocation per call.
+	tile []float32
 }
+
+const gemmTile = gemmMR * gemmNR
 
 // cols computes the columns of panels [q0,q1) of pb (pb's panel q0 at
 // offset pbOff), writing C's columns q0·NR.. into c.
 func (g *gemmCall) cols(q0, q1, pbOff int) {
-	var tile [gemmMR * gemmNR]float32
+	tile := g.tile
+	if tile == nil {
+		tile = make([]float32, gemmTile)
+	}
 	k := g.k
 	for q := q0; q < q1; q++ {
 		bp := g.pb[pbOff+(q-q0)*gemmNR*k:]
@@ -126,7 +135,7 @@ func (g *gemmCall) cols(q0, q1, pbOff int) {
 			if h == gemmMR && w == gemmNR {
 				gemmKernel(k, ap, bp, g.c[off:], g.ldc)
 			} else {
-				gemmKernel(k, ap, bp, tile[:], gemmNR)
+				gemmKernel(k, ap, bp, tile, gemmNR)
 				for i := range h {
 					copy(g.c[off+i*g.ldc:off+i*g.ldc+w], tile[i*gemmNR:i*gemmNR+w])
 				}

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"fmt"
-	"sync"
 
 	"github.com/infergate/infergate/inference/tensor"
 )
@@ -24,7 +23,7 @@ type convKernel struct {
 	act     activation
 	threads int
 	scratch int // packed weights of a computed W
-	jobs    sync.Pool
+	jobs    freeList[convJob]
 }
 
 func compileConv(x *nodeCtx) (kernel, []tensor.DType, error) {
@@ -212,15 +211,14 @@ func (k *convKernel) run(st *state, nd *node) error {
 }
 
 func (k *convKernel) getJob() *convJob {
-	if j, ok := k.jobs.Get().(*convJob); ok {
-		return j
-	}
-	return &convJob{k: k}
+	j := k.jobs.get()
+	j.k = k
+	return j
 }
 
 func (k *convKernel) putJob(j *convJob) {
 	j.x, j.o, j.pa, j.bias = nil, nil, nil, nil
-	k.jobs.Put(j)
+	k.jobs.put(j)
 }
 
 func (j *convJob) do(w, item int) {
@@ -234,19 +232,21 @@ func (j *convJob) do(w, item int) {
 	cols := min(j.chunkPanels*gemmNR, g.outSize-col0)
 	npan := ceilDiv(cols, gemmNR)
 	size := npan * gemmNR * j.kg
-	if cap(j.scratch[w]) < size {
-		j.scratch[w] = make([]float32, size)
+	if cap(j.scratch[w]) < size+gemmTile {
+		j.scratch[w] = make([]float32, size+gemmTile)
 	}
 	pb := j.scratch[w][:size]
+	tile := j.scratch[w][size : size+gemmTile]
 	x := j.x[(img*j.k.group+grp)*j.c*g.inSize:]
 	im2colPanels(pb, x, g, j.c, col0, cols)
 	call := gemmCall{
 		m: j.mg, n: cols, k: j.kg,
-		pa:  j.pa[grp*packedASize(j.mg, j.kg):],
-		pb:  pb,
-		c:   j.o[((img*j.k.group+grp)*j.mg)*g.outSize+col0:],
-		ldc: g.outSize,
-		act: j.k.act,
+		pa:   j.pa[grp*packedASize(j.mg, j.kg):],
+		pb:   pb,
+		c:    j.o[((img*j.k.group+grp)*j.mg)*g.outSize+col0:],
+		ldc:  g.outSize,
+		act:  j.k.act,
+		tile: tile,
 	}
 	if j.bias != nil {
 		call.rowBias = j.bias[grp*j.mg : (grp+1)*j.mg]
@@ -475,7 +475,9 @@ func (k *convTransposeKernel) run(st *state, nd *node) error {
 	rows := mg * g.K
 	pa := st.scratchF(k.scratchA, packedASize(rows, cg))
 	pb := st.scratchF(k.scratchB, packedBSize(cg, g.inSize))
-	col := st.scratchF(k.scratchCol, rows*g.inSize)
+	col := st.scratchF(k.scratchCol, rows*g.inSize+gemmTile)
+	tile := col[rows*g.inSize:]
+	col = col[:rows*g.inSize]
 	for img := range n {
 		for grp := range k.group {
 			oc := o[(img*m+grp*mg)*g.outSize : (img*m+(grp+1)*mg)*g.outSize]
@@ -495,7 +497,7 @@ func (k *convTransposeKernel) run(st *state, nd *node) error {
 			// A = W_gᵀ: row (co, k…), column ci, at W[ci·rows + row].
 			packA(pa, w.f[grp*cg*rows:], rows, cg, 1, rows, 1)
 			packB(pb, x.f[(img*c+grp*cg)*g.inSize:], cg, g.inSize, g.inSize, 1, 1)
-			call := gemmCall{m: rows, n: g.inSize, k: cg, pa: pa, pb: pb, c: col, ldc: g.inSize}
+			call := gemmCall{m: rows, n: g.inSize, k: cg, pa: pa, pb: pb, c: col, ldc: g.inSize, tile: tile}
 			call.cols(0, ceilDiv(g.inSize, gemmNR), 0)
 			col2im(oc, col, &g, mg)
 		}

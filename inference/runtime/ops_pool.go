@@ -23,7 +23,11 @@ func compilePool(isMax bool) opCompiler {
 		if err := x.inputs(1, 1); err != nil {
 			return nil, nil, err
 		}
-		if err := x.types(floatOnly, 0); err != nil {
+		allowed := floatOnly
+		if isMax {
+			allowed = floatOrInt
+		}
+		if err := x.types(allowed, 0); err != nil {
 			return nil, nil, err
 		}
 		w, err := parseWindow(x, true)
@@ -31,7 +35,7 @@ func compilePool(isMax bool) opCompiler {
 			return nil, nil, err
 		}
 		k := &poolKernel{w: w, max: isMax}
-		outs := []tensor.DType{tensor.Float}
+		outs := []tensor.DType{x.dtype(0)}
 		if isMax {
 			if k.storageOrder, err = x.intAttr("storage_order", 0); err != nil {
 				return nil, nil, err
@@ -67,7 +71,7 @@ func (k *poolKernel) run(st *state, nd *node) error {
 	n, c := x.shape[0], x.shape[1]
 	out := nd.out[0]
 	g.outShape(st, out, n, c)
-	o, err := st.allocF(out)
+	of, oi, err := st.alloc(out, x.dt)
 	if err != nil {
 		return err
 	}
@@ -78,21 +82,29 @@ func (k *poolKernel) run(st *state, nd *node) error {
 			return err
 		}
 	}
-	for plane := range n * c {
-		xp := x.f[plane*g.inSize : (plane+1)*g.inSize]
+	if x.dt == tensor.Int64 {
+		poolPlanes(k, &g, x.i, oi, idx, n*c, math.MinInt64)
+	} else {
+		poolPlanes(k, &g, x.f, of, idx, n*c, float32(math.Inf(-1)))
+	}
+	return nil
+}
+
+func poolPlanes[T number](k *poolKernel, g *geom, x, o []T, idx []int64, planes int, lowest T) {
+	for plane := range planes {
+		xp := x[plane*g.inSize : (plane+1)*g.inSize]
 		op := o[plane*g.outSize : (plane+1)*g.outSize]
 		var ip []int64
 		if idx != nil {
 			ip = idx[plane*g.outSize : (plane+1)*g.outSize]
 		}
-		k.plane(&g, xp, op, ip, plane*g.inSize)
+		poolPlane(k, g, xp, op, ip, plane*g.inSize, lowest)
 	}
-	return nil
 }
 
-// plane pools one [D,H,W] plane. base is the plane's offset in the input,
-// for MaxPool's flat indices.
-func (k *poolKernel) plane(g *geom, x, o []float32, idx []int64, base int) {
+// poolPlane pools one [D,H,W] plane. base is the plane's offset in the
+// input, for MaxPool's flat indices; lowest is what an empty window's max is.
+func poolPlane[T number](k *poolKernel, g *geom, x, o []T, idx []int64, base int, lowest T) {
 	i := 0
 	for od := range g.out[0] {
 		for oh := range g.out[1] {
@@ -100,9 +112,9 @@ func (k *poolKernel) plane(g *geom, x, o []float32, idx []int64, base int) {
 				d0 := od*g.stride[0] - g.padB[0]
 				h0 := oh*g.stride[1] - g.padB[1]
 				w0 := ow*g.stride[2] - g.padB[2]
-				best := float32(math.Inf(-1))
+				best := lowest
 				bestAt := -1
-				var sum float32
+				var sum T
 				count, padCount := 0, 0
 				for kd := range g.k[0] {
 					d := d0 + kd*g.dil[0]
@@ -130,19 +142,16 @@ func (k *poolKernel) plane(g *geom, x, o []float32, idx []int64, base int) {
 				}
 				switch {
 				case k.max:
-					if bestAt < 0 {
-						best = float32(math.Inf(-1))
-					}
 					o[i] = best
 					if idx != nil {
 						idx[i] = int64(k.flatIndex(g, base, bestAt))
 					}
 				case k.includePad:
-					o[i] = sum / float32(count+padCount)
+					o[i] = sum / T(count+padCount)
 				case count == 0:
 					o[i] = 0
 				default:
-					o[i] = sum / float32(count)
+					o[i] = sum / T(count)
 				}
 				i++
 			}
@@ -309,27 +318,31 @@ func compilePad(x *nodeCtx) (kernel, []tensor.DType, error) {
 		if err := x.types(int64Only, 1, 3); err != nil {
 			return nil, nil, err
 		}
-		if err := x.types(floatOnly, 2); err != nil {
-			return nil, nil, err
-		}
 	}
-	if err := x.types(floatOnly, 0); err != nil {
+	if err := x.types(floatOrInt, 0); err != nil {
 		return nil, nil, err
 	}
-	return k, []tensor.DType{tensor.Float}, nil
+	if x.c.opset >= 11 && x.has(2) && x.dtype(2) != x.dtype(0) {
+		return nil, nil, fmt.Errorf("constant_value has type %s, the input %s", x.dtype(2), x.dtype(0))
+	}
+	return k, []tensor.DType{x.dtype(0)}, nil
 }
 
 func (k *padKernel) run(st *state, nd *node) error {
 	x := st.in(nd, 0)
 	r := len(x.shape)
-	pads, value := k.pads, k.value
+	pads, value, ivalue := k.pads, k.value, int64(k.value)
 	if pads == nil {
 		pads = st.in(nd, 1).i
 		if v := st.in(nd, 2); v != nil {
-			if len(v.f) != 1 {
+			if v.numel() != 1 {
 				return fmt.Errorf("constant_value has shape %v, want a scalar", v.shape)
 			}
-			value = v.f[0]
+			if v.dt == tensor.Int64 {
+				ivalue = v.i[0]
+			} else {
+				value = v.f[0]
+			}
 		}
 		if ax := st.in(nd, 3); ax != nil {
 			if len(pads) != 2*len(ax.i) {
@@ -360,32 +373,44 @@ func (k *padKernel) run(st *state, nd *node) error {
 			return fmt.Errorf("mode %s cannot pad an empty dimension %d of %v", k.mode, d, x.shape)
 		}
 	}
-	o, err := st.allocF(out)
+	of, oi, err := st.alloc(out, x.dt)
 	if err != nil {
 		return err
 	}
+	if x.dt == tensor.Int64 {
+		padCopy(k.mode, oi, x.i, x.shape, sh, pads, ivalue)
+	} else {
+		padCopy(k.mode, of, x.f, x.shape, sh, pads, value)
+	}
+	return nil
+}
+
+// padCopy fills o (shape sh) from x (shape xs) padded by pads.
+func padCopy[T number](mode string, o, x []T, xs, sh []int, pads []int64, value T) {
+	r := len(xs)
 	if len(o) == 0 {
-		return nil
+		return
 	}
 	// Walk the output; map each index back to the input per dimension.
 	var idxA, strideA [8]int
-	idx, strides := idxA[:0], strideA[:0]
-	if r > len(idxA) {
-		idx, strides = nil, nil
+	var idx, strides []int
+	if r <= len(idxA) {
+		idx, strides = idxA[:r], strideA[:r]
+	} else {
+		idx, strides = make([]int, r), make([]int, r)
 	}
-	idx, strides = append(idx, make([]int, r)...), append(strides, make([]int, r)...)
 	s := 1
 	for d := r - 1; d >= 0; d-- {
 		strides[d] = s
-		s *= x.shape[d]
+		s *= xs[d]
 	}
 	for i := range o {
 		at, inside := 0, true
 		for d := range r {
 			v := idx[d] - int(pads[d])
-			n := x.shape[d]
+			n := xs[d]
 			if v < 0 || v >= n {
-				switch k.mode {
+				switch mode {
 				case "constant":
 					inside = false
 				case "edge":
@@ -407,7 +432,7 @@ func (k *padKernel) run(st *state, nd *node) error {
 			at += v * strides[d]
 		}
 		if inside {
-			o[i] = x.f[at]
+			o[i] = x[at]
 		} else {
 			o[i] = value
 		}
@@ -419,7 +444,6 @@ func (k *padKernel) run(st *state, nd *node) error {
 			idx[d] = 0
 		}
 	}
-	return nil
 }
 
 // batchNormDynamic is inference-mode BatchNormalization whose scale, bias,

@@ -59,7 +59,37 @@ func (p *parallel) work(w int) {
 	}
 }
 
-var parallelPool = sync.Pool{New: func() any { return new(parallel) }}
+// freeList keeps objects for reuse. Unlike sync.Pool, whose per-P private
+// slot is not shared, it hands back what was put no matter which P the
+// goroutine wakes up on after waiting for its helpers — so a steady stream of
+// calls allocates nothing.
+type freeList[T any] struct {
+	mu    sync.Mutex
+	items []*T
+}
+
+const freeListMax = 64
+
+func (f *freeList[T]) get() *T {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.items); n > 0 {
+		it := f.items[n-1]
+		f.items = f.items[:n-1]
+		return it
+	}
+	return new(T)
+}
+
+func (f *freeList[T]) put(it *T) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.items) < freeListMax {
+		f.items = append(f.items, it)
+	}
+}
+
+var parallelPool freeList[parallel]
 
 // runParallel runs job's n items with up to threads workers and returns when
 // all are done.
@@ -72,7 +102,7 @@ func runParallel(job rangeJob, n, threads int) {
 		return
 	}
 	ensureWorkers(threads - 1)
-	p := parallelPool.Get().(*parallel)
+	p := parallelPool.get()
 	p.job, p.n = job, int64(n)
 	p.next.Store(0)
 	for w := 1; w < threads; w++ {
@@ -88,7 +118,7 @@ func runParallel(job rangeJob, n, threads int) {
 	p.work(0)
 	p.wg.Wait()
 	p.job = nil
-	parallelPool.Put(p)
+	parallelPool.put(p)
 }
 
 // defaultThreads is the thread count a model gets unless Options says.
