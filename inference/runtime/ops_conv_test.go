@@ -16,10 +16,6 @@ func intsAttr(name string, v ...int64) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: name, Type: onnxpb.AttributeProto_INTS, Ints: v}
 }
 
-func strAttr(name, v string) *onnxpb.AttributeProto {
-	return &onnxpb.AttributeProto{Name: name, Type: onnxpb.AttributeProto_STRING, S: []byte(v)}
-}
-
 // convCase is one Conv configuration, checked against naiveConv.
 type convCase struct {
 	n, c, m, group int
