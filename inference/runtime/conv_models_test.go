@@ -139,7 +139,7 @@ func TestConvModelAllocations(t *testing.T) {
 	for _, name := range []string{"cnn2d", "mobilenet", "resnet", "cnn1d"} {
 		for _, threads := range []int{1, 2} {
 			t.Run(fmt.Sprintf("%s/threads=%d", name, threads), func(t *testing.T) {
-				m, err := runtime.LoadFileOptions(filepath.Join("testdata", name+"_opset13.onnx"), runtime.Options{Threads: threads})
+				m, err := runtime.LoadFileWithOptions(filepath.Join("testdata", name+"_opset13.onnx"), runtime.LoadOptions{Threads: threads})
 				if err != nil {
 					t.Fatal(err)
 				}
