@@ -51,6 +51,10 @@ func (s State) String() string {
 // ModelFileName is the file a version directory holds.
 const ModelFileName = "model.onnx"
 
+// XGBoostFileName is the file of a version holding an XGBoost JSON model
+// instead (used when there is no ModelFileName).
+const XGBoostFileName = "model.json"
+
 // maxEndRecords bounds how many finished (END) versions a model remembers
 // for status calls, so a model rolled over every minute does not grow forever.
 const maxEndRecords = 16
@@ -59,6 +63,7 @@ const maxEndRecords = 16
 // loaded once its fingerprint is stable across two scans, and a failed
 // version is retried only when it changes.
 type fingerprint struct {
+	file   string // ModelFileName or XGBoostFileName
 	exists bool
 	size   int64
 	mtime  int64
@@ -185,8 +190,11 @@ func scan(base string) (map[int64]fingerprint, error) {
 			continue
 		}
 		var fp fingerprint
-		if st, err := os.Stat(filepath.Join(dir, ModelFileName)); err == nil && st.Mode().IsRegular() {
-			fp = fingerprint{exists: true, size: st.Size(), mtime: st.ModTime().UnixNano()}
+		for _, name := range []string{ModelFileName, XGBoostFileName} {
+			if st, err := os.Stat(filepath.Join(dir, name)); err == nil && st.Mode().IsRegular() {
+				fp = fingerprint{file: name, exists: true, size: st.Size(), mtime: st.ModTime().UnixNano()}
+				break
+			}
 		}
 		present[v] = fp
 	}
@@ -330,7 +338,11 @@ func (m *manager) pollModel(mm *managedModel, initial bool) {
 // It reports false when the load failed (not when the file was still being
 // written: that is retried by a later scan).
 func (m *manager) loadVersion(mm *managedModel, cfg ModelConfig, vs *versionState, fp fingerprint) bool {
-	path := filepath.Join(cfg.BasePath, strconv.FormatInt(vs.version, 10), ModelFileName)
+	file := ModelFileName
+	if fp.file != "" {
+		file = fp.file
+	}
+	path := filepath.Join(cfg.BasePath, strconv.FormatInt(vs.version, 10), file)
 	start := time.Now()
 	m.loads.Add(1)
 	serv, err := m.build(cfg.Name, vs.version, path, fp)
@@ -387,7 +399,12 @@ func (m *manager) build(name string, version int64, path string, fp fingerprint)
 	if int64(len(data)) != fp.size {
 		return nil, errStillWriting
 	}
-	lm, err := loadONNX(data, m.maxFolded)
+	var lm *loadedModel
+	if filepath.Base(path) == XGBoostFileName {
+		lm, err = loadXGBoost(data)
+	} else {
+		lm, err = loadONNX(data, m.maxFolded)
+	}
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "loading %s: %v", path, err)
 	}

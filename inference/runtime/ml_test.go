@@ -14,6 +14,11 @@ import (
 	onnxpb "github.com/infergate/infergate/proto/onnx"
 )
 
+// runner is what runMLCases needs of a model.
+type runner interface {
+	Run(map[string]*tensor.Tensor, []string) (map[string]*tensor.Tensor, error)
+}
+
 // mlCaseFile is export_trees.py's format: gen.py's, with NaN as null.
 type mlCaseFile struct {
 	Model string `json:"model"`
@@ -42,7 +47,7 @@ func (m mlTensor) values() []float64 {
 // runMLCases runs every case of testdata/trees/<name>.json through m and
 // compares with the framework's predictions (rtol 1e-4, atol 1e-5; labels
 // exactly).
-func runMLCases(t *testing.T, m *runtime.Model, name string) {
+func runMLCases(t *testing.T, m runner, name string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "trees", name+".json"))
 	if err != nil {
