@@ -19,12 +19,23 @@ import (
 // Mount mounts a tmpfs of size bytes on a new directory, unmounted when the test ends.
 func Mount(t testing.TB, size int64) string {
 	t.Helper()
+	dir, err := TryMount(t, size)
+	if err != nil {
+		t.Skip(err)
+	}
+	return dir
+}
+
+// TryMount is Mount for a test that can go on without the tmpfs: it returns the error
+// instead of skipping.
+func TryMount(t testing.TB, size int64) (string, error) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "tmpfs")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): %v", err)
+		return "", fmt.Errorf("cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): %w", err)
 	}
 	t.Cleanup(func() {
 		// The code under test may still be closing files; retry a busy unmount briefly,
@@ -37,7 +48,7 @@ func Mount(t testing.TB, size int64) string {
 		}
 		_ = unix.Unmount(dir, unix.MNT_DETACH)
 	})
-	return dir
+	return dir, nil
 }
 
 // Fill writes a file in dir until the file system has at most leave bytes free (leave 0:

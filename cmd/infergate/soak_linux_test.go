@@ -1,0 +1,626 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/internal/httpdeadline/slowsender"
+	"github.com/infergate/infergate/internal/tmpfs"
+	"github.com/infergate/infergate/proto/servingpb"
+	"github.com/infergate/infergate/proto/tfpb"
+)
+
+// The soak test (issue 9): the real binary under good traffic mixed with the poisons and
+// faults of issue 9's table, for INFERGATE_SOAK (a duration, e.g. 10m) — 40 s in CI, skipped
+// otherwise. The appliance runs `infergate model-server` as its sidecar (the model server
+// that gets restarted), with its data dir on a tmpfs when mounting is permitted (for the
+// disk-full episodes). One SIGKILL of the appliance at a quarter of the run, then cycles of:
+// SIGKILL of the model server (the sidecar supervisor restarts it), a disk-full episode, and
+// the attacks on the model server's and the dashboard's ports. It ends with: every request
+// the broker acknowledged answered, every poison in the store exactly once (and in the DLQ
+// topic), RSS of the appliance and of the model server under the bounds below, and no
+// growth of the appliance's goroutines from the first cycle to the end.
+const (
+	soakRSSBound      = 512 << 20 // appliance (broker, store, pipeline, web)
+	soakModelRSSBound = 256 << 20 // the model server child
+	soakGoroutineDiff = 30        // goroutines the appliance may have more at the end than after the first cycle
+	soakTmpfsSize     = 256 << 20
+	soakMinFree       = 48 << 20
+)
+
+func soakDuration(t *testing.T) time.Duration {
+	if v := os.Getenv("INFERGATE_SOAK"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("INFERGATE_SOAK=%q: %v", v, err)
+		}
+		return d
+	}
+	if os.Getenv("CI") != "" {
+		return 40 * time.Second
+	}
+	t.Skip("soak test: set INFERGATE_SOAK=10m to run it (CI runs 40 s)")
+	return 0
+}
+
+type soakRun struct {
+	t          *testing.T
+	dataDir    string
+	onTmpfs    bool
+	brokerPort int
+	grpcAddr   string
+	restAddr   string
+	extra      []string
+
+	mu       sync.Mutex
+	app      *proc
+	accepted map[string]bool // request ids the broker acknowledged: good ones
+	poisons  map[string]bool // and poison ones
+	results  map[string]int  // request id -> results seen
+	dlqTopic map[string]int  // poison id -> DLQ topic records seen
+	rssMax   int64
+	modelRSS int64
+	events   []string
+}
+
+func TestSoak(t *testing.T) {
+	d := soakDuration(t)
+	s := &soakRun{t: t, accepted: map[string]bool{}, poisons: map[string]bool{}, results: map[string]int{}, dlqTopic: map[string]int{}}
+	if dir, err := tmpfs.TryMount(t, soakTmpfsSize); err == nil {
+		s.dataDir, s.onTmpfs = dir, true
+	} else {
+		t.Logf("no disk-full episodes: %v", err)
+		s.dataDir = t.TempDir()
+	}
+	if err := modelserver.EnsureDemo(filepath.Join(s.dataDir, "models")); err != nil {
+		t.Fatal(err)
+	}
+	standIn := filepath.Join(t.TempDir(), "tensorflow_model_server")
+	if err := os.WriteFile(standIn, []byte(fmt.Sprintf("#!/bin/sh\nexec %q model-server \"$@\"\n", binary)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.brokerPort = freePort(t)
+	s.grpcAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	s.restAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	s.extra = []string{"--model-server", "sidecar", "--tfserving-bin", standIn,
+		"--grpc-listen", s.grpcAddr, "--rest-listen", s.restAddr,
+		"--sidecar-restart-backoff", "200ms", "--sidecar-ready-timeout", "1m",
+		"--min-free-bytes", strconv.Itoa(soakMinFree),
+		"--requests-topic-bytes", strconv.Itoa(48 << 20), "--results-topic-bytes", strconv.Itoa(48 << 20), "--dlq-topic-bytes", strconv.Itoa(16 << 20),
+		"--http-read-timeout", "2s", "--http-read-header-timeout", "2s"}
+	rate := 100
+	if v := os.Getenv("INFERGATE_SOAK_RATE"); v != "" {
+		rate, _ = strconv.Atoi(v)
+	}
+	start := time.Now()
+	s.setApp(startAppliance(t, s.dataDir, s.brokerPort, s.extra...))
+	s.note("started (data dir on tmpfs: %v, %d requests/s)", s.onTmpfs, rate)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.sampleRSS(ctx) })
+	wg.Go(func() { s.consume(ctx, "inference_results", s.results, resultID) })
+	wg.Go(func() { s.consume(ctx, "inference_dlq", s.dlqTopic, poisonID) })
+	prodCtx, stopProducing := context.WithCancel(ctx)
+	prodDone := make(chan struct{})
+	go func() { defer close(prodDone); s.produce(prodCtx, rate) }()
+
+	// One SIGKILL of the whole appliance, a quarter into the run.
+	wait(ctx, d/4)
+	s.app.kill()
+	s.note("appliance SIGKILLed")
+	s.setApp(startAppliance(t, s.dataDir, s.brokerPort, s.extra...))
+	s.note("appliance restarted")
+
+	var goroutines []int
+	for cycle := 1; cycle == 1 || time.Since(start) < d; cycle++ {
+		s.restartModelServer()
+		s.diskFull()
+		s.attacks()
+		s.waitReady(2 * time.Minute)
+		goroutines = append(goroutines, s.goroutines())
+		s.note("cycle %d done: %d goroutines", cycle, goroutines[len(goroutines)-1])
+	}
+	stopProducing()
+	<-prodDone
+	s.note("stopped producing")
+
+	// Everything accepted is answered; every poison is stored once.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		missing, stored := s.check()
+		if missing == "" {
+			s.note("all answered; %d poisons stored once each", stored)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("3 minutes after the traffic stopped: %s", missing)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	final := s.goroutines()
+	cancel()
+	wg.Wait()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	good := len(s.accepted)
+	t.Logf("soak %s: %d good requests and %d poisons accepted; max RSS appliance %d MiB, model server %d MiB; goroutines per cycle %v, at the end %d",
+		time.Since(start).Round(time.Second), good, len(s.poisons), s.rssMax>>20, s.modelRSS>>20, goroutines, final)
+	for _, e := range s.events {
+		t.Log(e)
+	}
+	if s.rssMax > soakRSSBound {
+		t.Errorf("appliance RSS peaked at %d MiB, bound %d MiB", s.rssMax>>20, soakRSSBound>>20)
+	}
+	if s.modelRSS > soakModelRSSBound {
+		t.Errorf("model server RSS peaked at %d MiB, bound %d MiB", s.modelRSS>>20, soakModelRSSBound>>20)
+	}
+	if final > goroutines[0]+soakGoroutineDiff {
+		t.Errorf("goroutines grew from %d after the first cycle to %d at the end (a leak?)", goroutines[0], final)
+	}
+}
+
+func (s *soakRun) note(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, time.Now().Format("15:04:05.000")+" "+fmt.Sprintf(format, args...))
+}
+
+func (s *soakRun) setApp(p *proc) {
+	s.mu.Lock()
+	s.app = p
+	s.mu.Unlock()
+}
+
+func (s *soakRun) current() *proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.app
+}
+
+// wait sleeps d unless ctx ends: the soak's schedule, not a wait for a condition.
+func wait(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// produce sends rate requests a second; every 20th is a poison, alternately undecodable and
+// of the wrong shape. Only what the broker acknowledged is expected back.
+func (s *soakRun) produce(ctx context.Context, rate int) {
+	cl := client(s.t, "127.0.0.1:"+strconv.Itoa(s.brokerPort), kgo.DefaultProduceTopic("inference_requests"),
+		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	per := max(rate/50, 1)
+	n := 0
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for range per {
+			n++
+			var id string
+			var value []byte
+			poison := n%20 == 0
+			switch {
+			case !poison:
+				id = fmt.Sprintf("g-%d", n)
+				value = fmt.Appendf(nil, `{"request_id":%q,"features":[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,1.1,1.2,1.3,1.4,1.5,1.6]}`, id)
+			case n%40 == 0:
+				id = fmt.Sprintf("p-%d", n)
+				value = fmt.Appendf(nil, `%s: not json {`, id)
+			default:
+				id = fmt.Sprintf("p-%d", n)
+				value = fmt.Appendf(nil, `{"request_id":%q,"features":[1,2,3]}`, id)
+			}
+			inflight.Add(1)
+			// A context of its own: records buffered while the broker is down or refusing
+			// (disk full) stay with the producer until it takes them.
+			cl.Produce(context.Background(), &kgo.Record{Key: []byte(id), Value: value}, func(_ *kgo.Record, err error) {
+				defer inflight.Done()
+				if err != nil {
+					return
+				}
+				s.mu.Lock()
+				if poison {
+					s.poisons[id] = true
+				} else {
+					s.accepted[id] = true
+				}
+				s.mu.Unlock()
+			})
+		}
+	}
+}
+
+var (
+	resultRE = regexp.MustCompile(`"request_id":"([gp]-\d+)"`)
+	poisonRE = regexp.MustCompile(`(p-\d+)`)
+)
+
+func resultID(v []byte) string {
+	if m := resultRE.FindSubmatch(v); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+func poisonID(v []byte) string {
+	if m := poisonRE.FindSubmatch(v); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+// consume counts the ids in a topic from its start.
+func (s *soakRun) consume(ctx context.Context, topic string, into map[string]int, idOf func([]byte) string) {
+	cl := client(s.t, "127.0.0.1:"+strconv.Itoa(s.brokerPort), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		s.mu.Lock()
+		fs.EachRecord(func(r *kgo.Record) {
+			if id := idOf(r.Value); id != "" {
+				into[id]++
+			}
+		})
+		s.mu.Unlock()
+	}
+}
+
+// check says what is still missing ("" when nothing) and how many poisons the store holds.
+func (s *soakRun) check() (missing string, stored int) {
+	counts, err := s.storedPoisons()
+	if err != nil {
+		return "store: " + err.Error(), 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var noResult, notStored, twice, notInTopic []string
+	for id := range s.accepted {
+		if s.results[id] == 0 {
+			noResult = append(noResult, id)
+		}
+	}
+	for id := range s.poisons {
+		switch counts[id] {
+		case 0:
+			notStored = append(notStored, id)
+		case 1:
+		default:
+			twice = append(twice, id)
+		}
+		if s.dlqTopic[id] == 0 {
+			notInTopic = append(notInTopic, id)
+		}
+	}
+	var parts []string
+	if len(noResult) > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d good requests without a result (e.g. %s)", len(noResult), len(s.accepted), noResult[0]))
+	}
+	if len(notStored) > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d poisons not in the store (e.g. %s)", len(notStored), len(s.poisons), notStored[0]))
+	}
+	if len(twice) > 0 {
+		parts = append(parts, fmt.Sprintf("%d poisons stored more than once (e.g. %s: %d)", len(twice), twice[0], counts[twice[0]]))
+	}
+	if len(notInTopic) > 0 {
+		parts = append(parts, fmt.Sprintf("%d poisons not in the DLQ topic (e.g. %s)", len(notInTopic), notInTopic[0]))
+	}
+	return strings.Join(parts, "; "), len(s.poisons)
+}
+
+// storedPoisons counts the store's records per poison id, through the admin API.
+func (s *soakRun) storedPoisons() (map[string]int, error) {
+	counts := map[string]int{}
+	cursor := ""
+	for {
+		q := url.Values{"limit": {"1000"}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		var page struct {
+			Records []struct {
+				Value string `json:"value"`
+			} `json:"records"`
+			Next string `json:"next_cursor"`
+		}
+		code, body, err := s.api("GET", "/api/v1/dlq?"+q.Encode(), "")
+		if err != nil {
+			return nil, err
+		}
+		if code != 200 {
+			return nil, fmt.Errorf("GET /api/v1/dlq: %d %s", code, body)
+		}
+		if err := json.Unmarshal([]byte(body), &page); err != nil {
+			return nil, err
+		}
+		for _, r := range page.Records {
+			if id := poisonID([]byte(r.Value)); id != "" {
+				counts[id]++
+			}
+		}
+		if page.Next == "" {
+			return counts, nil
+		}
+		cursor = page.Next
+	}
+}
+
+// api calls the admin API of the running appliance (URL and token from its data dir).
+func (s *soakRun) api(method, path, token string) (int, string, error) {
+	u, err := os.ReadFile(filepath.Join(s.dataDir, "admin-url"))
+	if err != nil {
+		return 0, "", err
+	}
+	if token == "" {
+		tok, err := os.ReadFile(filepath.Join(s.dataDir, "admin-token"))
+		if err != nil {
+			return 0, "", err
+		}
+		token = strings.TrimSpace(string(tok))
+	}
+	req, err := http.NewRequest(method, strings.TrimSpace(string(u))+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+func (s *soakRun) mustAPI(path string) string {
+	s.t.Helper()
+	code, body, err := s.api("GET", path, "")
+	if err != nil || code != 200 {
+		s.t.Fatalf("GET %s: %d %v %s", path, code, err, body)
+	}
+	return body
+}
+
+// waitReady polls /readyz until it answers 200.
+func (s *soakRun) waitReady(within time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		code, body, err := s.api("GET", "/readyz", "")
+		if err == nil && code == 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("not ready after %s: %d %v %s", within, code, err, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// restartModelServer SIGKILLs the sidecar and waits until its supervisor runs a new one
+// and the appliance is ready again.
+func (s *soakRun) restartModelServer() {
+	s.t.Helper()
+	var sc struct {
+		PID int `json:"pid"`
+	}
+	json.Unmarshal([]byte(s.mustAPI("/api/v1/sidecar")), &sc)
+	if sc.PID <= 0 {
+		s.t.Fatalf("no sidecar PID in /api/v1/sidecar")
+	}
+	p, err := os.FindProcess(sc.PID)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	p.Kill()
+	old := sc.PID
+	s.note("model server (pid %d) SIGKILLed", old)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		sc.PID = 0
+		json.Unmarshal([]byte(s.mustAPI("/api/v1/sidecar")), &sc)
+		if code, _, _ := s.api("GET", "/readyz", ""); sc.PID > 0 && sc.PID != old && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatal("the model server was not restarted within 2 minutes")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.note("model server back (pid %d)", sc.PID)
+}
+
+// diskFull fills the tmpfs below the floor, checks that the appliance says so, holds it a
+// few seconds under traffic, and frees it.
+func (s *soakRun) diskFull() {
+	s.t.Helper()
+	if !s.onTmpfs {
+		return
+	}
+	filler := tmpfs.Fill(s.t, s.dataDir, soakMinFree/2)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body, err := s.api("GET", "/readyz", "")
+		if err == nil && code == 503 && strings.Contains(body, "disk full") {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("/readyz with %d MiB free: %d %v %s", tmpfs.Free(s.t, s.dataDir)>>20, code, err, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.note("disk full reported (%d MiB free)", tmpfs.Free(s.t, s.dataDir)>>20)
+	wait(context.Background(), 3*time.Second) // the episode's length, under traffic
+	select {
+	case <-s.current().done:
+		s.t.Fatalf("the appliance exited on a full disk: %v", s.current().waitErr)
+	default:
+	}
+	os.Remove(filler)
+	s.waitReady(time.Minute)
+	s.note("disk space back, ready")
+}
+
+// attacks sends the hostile inputs of issue 9 that are not Kafka records: memory bombs to the
+// model server (rows 3, 4), slow bodies to the dashboard (row 14), wrong tokens followed by the
+// CLI with the right one (row 12).
+func (s *soakRun) attacks() {
+	s.t.Helper()
+	began := time.Now()
+	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer conn.Close()
+	bomb := &servingpb.PredictRequest{ModelSpec: &servingpb.ModelSpec{Name: "demo"}, Inputs: map[string]*tfpb.TensorProto{
+		"input": {Dtype: tfpb.DataType_DT_FLOAT, FloatVal: []float32{1}, TensorShape: &tfpb.TensorShapeProto{
+			Dim: []*tfpb.TensorShapeProto_Dim{{Size: 16777216}, {Size: 16}}}}}}
+	var wg sync.WaitGroup
+	codesSeen := make([]codes.Code, 3)
+	for i := range 3 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err := servingpb.NewPredictionServiceClient(conn).Predict(ctx, bomb)
+			codesSeen[i] = status.Code(err)
+		})
+	}
+	wg.Wait()
+	for _, c := range codesSeen {
+		if c != codes.InvalidArgument {
+			s.t.Errorf("repeat-last-value bomb: %v, want InvalidArgument", codesSeen)
+			break
+		}
+	}
+	// REST: 200,000 instances of 16 values (8 MB, 3.2 M values).
+	var b strings.Builder
+	b.WriteString(`{"instances":[`)
+	for i := range 200_000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]")
+	}
+	b.WriteString("]}")
+	resp, err := http.Post("http://"+s.restAddr+"/v1/models/demo:predict", "application/json", strings.NewReader(b.String()))
+	if err != nil {
+		s.t.Errorf("REST bomb: %v", err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			s.t.Errorf("REST bomb: %s, want 400", resp.Status)
+		}
+	}
+	// A slowloris on the dashboard (read timeout 2 s here).
+	u, _ := os.ReadFile(filepath.Join(s.dataDir, "admin-url"))
+	addr := strings.TrimPrefix(strings.TrimSpace(string(u)), "http://")
+	slowsender.Send(s.t, addr, "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded", 1000, 100*time.Millisecond, time.Minute)
+	// Wrong tokens from this host, then the CLI with the right one.
+	for i := range 10 {
+		s.api("GET", "/api/v1/status", fmt.Sprintf("wrong-token-%02d-xxxxxxxxxxxx", i))
+	}
+	if _, errOut, code := infergate(s.t, "", "dlq", "list", "--data-dir", s.dataDir, "--limit", "1"); code != 0 {
+		s.t.Errorf("infergate dlq list after wrong tokens: exit %d: %s", code, errOut)
+	}
+	s.note("attacks answered in %s (gRPC and REST bombs refused, slow body cut, CLI not locked out)", time.Since(began).Round(time.Millisecond))
+}
+
+// goroutines reads go_goroutines from /metrics.
+func (s *soakRun) goroutines() int {
+	s.t.Helper()
+	for line := range strings.Lines(s.mustAPI("/metrics")) {
+		if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
+			n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int(n)
+		}
+	}
+	s.t.Fatal("no go_goroutines in /metrics")
+	return 0
+}
+
+// sampleRSS records the peak RSS of the appliance and of its children (the model server).
+func (s *soakRun) sampleRSS(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		p := s.current()
+		if p == nil || p.cmd.Process == nil {
+			continue
+		}
+		pid := p.cmd.Process.Pid
+		rss := vmRSS(pid)
+		var child int64
+		for _, c := range children(pid) {
+			child = max(child, vmRSS(c))
+		}
+		s.mu.Lock()
+		s.rssMax = max(s.rssMax, rss)
+		s.modelRSS = max(s.modelRSS, child)
+		s.mu.Unlock()
+	}
+}
+
+func vmRSS(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func children(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
