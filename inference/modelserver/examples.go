@@ -110,6 +110,10 @@ func (p *predictionService) runExamples(ctx context.Context, ms *servingpb.Model
 	if len(in.Shape) == 2 {
 		width = in.Shape[1]
 	}
+	if lim := p.lim.MaxRequestRows; lim > 0 && int64(len(examples)) > lim {
+		return nil, "", nil, 0, status.Errorf(codes.InvalidArgument,
+			"request has %d examples, more than the limit of %d rows: %s", len(examples), lim, settingRows)
+	}
 	var data []float32
 	for i, ex := range examples {
 		vals, err := exampleValues(ex, context, in.Name)
@@ -118,6 +122,19 @@ func (p *predictionService) runExamples(ctx context.Context, ms *servingpb.Model
 		}
 		if width < 0 {
 			width = int64(len(vals))
+		}
+		if i == 0 {
+			// Every example may take its values from one shared context
+			// feature: bound rows × width before building anything.
+			n := int64(len(examples)) * max(width, 1)
+			if lim := p.lim.MaxRequestElements; lim > 0 && (width > lim || n > lim) {
+				return nil, "", nil, 0, p.lim.TooManyElements(n)
+			}
+			var release func()
+			if ctx, release, err = p.adm.admit(ctx, n*4); err != nil {
+				return nil, "", nil, 0, err
+			}
+			defer release()
 		}
 		if int64(len(vals)) != width {
 			return nil, "", nil, 0, status.Errorf(codes.InvalidArgument, "example %d: feature %q has %d values, the model's input %q needs %d",

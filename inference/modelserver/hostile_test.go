@@ -377,3 +377,30 @@ func TestReloadRPCNeedsAdminToken(t *testing.T) {
 		}
 	}
 }
+
+// TestExamplesContextBomb: Classify/Regress examples that are empty take
+// their values from one shared context feature, so a small message can
+// stand for rows × width values. The row and element limits apply to them
+// before the input tensor is built.
+func TestExamplesContextBomb(t *testing.T) {
+	cfg := limitedConfig(demoRepo(t))
+	cfg.Limits.MaxRequestElements = 1000 // the demo model takes 16 values per example
+	s := startServer(t, cfg)
+	c := dial(t, s.GRPCAddr())
+	ctx := context.Background()
+	withCtx := func(n int) *servingpb.Input {
+		return &servingpb.Input{Kind: &servingpb.Input_ExampleListWithContext{ExampleListWithContext: &servingpb.ExampleListWithContext{
+			Examples: make([]*tfpb.Example, n), Context: floatExample("input", make([]float32, 16))}}}
+	}
+	_, err := c.pred.Regress(ctx, &servingpb.RegressionRequest{ModelSpec: specFor("demo"), Input: withCtx(100)})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "model_server.max_request_elements") {
+		t.Fatalf("100 examples × 16 values over a limit of 1000: %v", err)
+	}
+	_, err = c.pred.Classify(ctx, &servingpb.ClassificationRequest{ModelSpec: specFor("demo"), Input: withCtx(int(DefaultLimits.MaxRequestRows) + 1)})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "model_server.max_request_rows") {
+		t.Fatalf("too many examples: %v", err)
+	}
+	if _, err := c.pred.Regress(ctx, &servingpb.RegressionRequest{ModelSpec: specFor("demo"), Input: withCtx(10)}); err != nil {
+		t.Fatalf("within the limits: %v", err)
+	}
+}

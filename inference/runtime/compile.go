@@ -670,12 +670,14 @@ func decodeTensor(t *onnxpb.TensorProto) (*value, error) {
 		}
 	case onnxpb.TensorProto_DOUBLE:
 		v.dt = tensor.Float
-		v.f = make([]float32, n)
+		// Allocate only once the data is known to be there: the dims alone
+		// (a few bytes) may ask for gigabytes.
 		switch {
 		case len(raw) > 0 || (n > 0 && len(t.GetDoubleData()) == 0):
 			if len(raw) != 8*n {
 				return nil, fmt.Errorf("shape %v needs %d bytes of float64, raw_data has %d", v.shape, 8*n, len(raw))
 			}
+			v.f = make([]float32, n)
 			for i := range v.f {
 				v.f[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
 			}
@@ -683,6 +685,7 @@ func decodeTensor(t *onnxpb.TensorProto) (*value, error) {
 			if len(t.GetDoubleData()) != n {
 				return nil, fmt.Errorf("shape %v needs %d values, double_data has %d", v.shape, n, len(t.GetDoubleData()))
 			}
+			v.f = make([]float32, n)
 			for i, x := range t.GetDoubleData() {
 				v.f[i] = float32(x)
 			}
@@ -696,12 +699,12 @@ func decodeTensor(t *onnxpb.TensorProto) (*value, error) {
 			size = 2
 		}
 		v.dt = tensor.Int64
-		v.i = make([]int64, n)
 		switch {
 		case len(raw) > 0 || (n > 0 && len(t.GetInt32Data()) == 0):
 			if len(raw) != size*n {
 				return nil, fmt.Errorf("shape %v needs %d bytes of %s, raw_data has %d", v.shape, size*n, dt, len(raw))
 			}
+			v.i = make([]int64, n)
 			for i := range v.i {
 				switch {
 				case size == 4:
@@ -718,6 +721,7 @@ func decodeTensor(t *onnxpb.TensorProto) (*value, error) {
 			if len(t.GetInt32Data()) != n {
 				return nil, fmt.Errorf("shape %v needs %d values, int32_data has %d", v.shape, n, len(t.GetInt32Data()))
 			}
+			v.i = make([]int64, n)
 			for i, x := range t.GetInt32Data() {
 				v.i[i] = int64(x)
 			}

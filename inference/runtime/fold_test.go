@@ -50,3 +50,25 @@ func TestFoldedConstantsTotalCap(t *testing.T) {
 		t.Fatalf("two folded constants of 4 MiB under an 8 MiB limit: %v", err)
 	}
 }
+
+// TestInitializerDimsWithoutData: an initializer whose dims ask for 2^28
+// elements of float64 or int32 but that carries no data used to be
+// allocated (1 or 2 GiB) before its data was checked; found by
+// FuzzLoadAllocs. It fails to load with a small allocation.
+func TestInitializerDimsWithoutData(t *testing.T) {
+	for _, dt := range []onnxpb.TensorProto_DataType{onnxpb.TensorProto_DOUBLE, onnxpb.TensorProto_INT32, onnxpb.TensorProto_BOOL} {
+		init := &onnxpb.TensorProto{Name: "w", Dims: []int64{1 << 14, 1 << 14}, DataType: int32(dt), RawData: []byte{1}}
+		b := graph(13, []*onnxpb.ValueInfoProto{floatInput("x", 1)}, []string{"y"}, []*onnxpb.TensorProto{init},
+			op("Add", "y", []string{"x", "w"}, []string{"y"}))
+		var before, after goruntime.MemStats
+		goruntime.ReadMemStats(&before)
+		_, err := runtime.Load(b)
+		goruntime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), "raw_data has 1") {
+			t.Fatalf("%s: err = %v", dt, err)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+			t.Fatalf("%s: refusing a %d-byte file allocated %d bytes", dt, len(b), got)
+		}
+	}
+}
