@@ -96,3 +96,7 @@ func (h *HotPath) Run(ctx context.Context, values [][]byte) (int, error) {
 	}
 	return n, nil
 }
+
+// ClassifyProduceError exposes how the pipeline sorts produce errors:
+// "retriable", "record" or "fatal".
+func ClassifyProduceError(err error) string { return classifyProduceError(err).String() }

@@ -113,6 +113,7 @@ func startModelServer(t testing.TB) *modelserver.Local {
 //	gone     like poison, Predict says NOT_FOUND although Metadata knows it
 //	precond  like poison, Predict says FAILED_PRECONDITION
 //	slow     like poison, each call takes 3 ms (to have work in flight when stopping)
+//	wide     like poison, but y has wideCols columns: a result of ~80 KB
 //
 // While down, every call fails with UNAVAILABLE, as a stopped model server
 // does over gRPC. A demo batch holding a row whose first feature is
@@ -153,7 +154,7 @@ var multiSig = &model.Signature{
 
 func (p *testPredictor) known(name string) bool {
 	switch name {
-	case "poison", "multi", "broken", "panics", "gone", "precond", "slow":
+	case "poison", "multi", "broken", "panics", "gone", "precond", "slow", "wide":
 		return true
 	}
 	p.mu.Lock()
@@ -262,8 +263,19 @@ func (p *testPredictor) Predict(ctx context.Context, spec model.Spec, in map[str
 		}
 		y[i] = xf[4*i] + xf[4*i+1] + xf[4*i+2] + xf[4*i+3]
 	}
+	if spec.Name == "wide" {
+		w := make([]float32, 0, n*wideCols)
+		for i := range n {
+			for range wideCols {
+				w = append(w, y[i])
+			}
+		}
+		return &model.Result{Version: 7, Outputs: map[string]*tensor.Tensor{"y": {DType: tensor.Float, Shape: []int64{n, wideCols}, Data: w}}}, nil
+	}
 	return &model.Result{Version: 7, Outputs: map[string]*tensor.Tensor{"y": {DType: tensor.Float, Shape: []int64{n, 1}, Data: y}}}, nil
 }
+
+const wideCols = 40000
 
 // pipelineRun is a running pipeline and how to stop it.
 type pipelineRun struct {

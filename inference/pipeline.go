@@ -25,8 +25,11 @@ const (
 	StateRunning     = "running"
 	StatePaused      = "paused"
 	StateCircuitOpen = "circuit-open"
-	StateDraining    = "draining"
-	StateStopped     = "stopped"
+	// StateStalled: outputs cannot be produced (a retriable produce error
+	// persists, or transactions abort for produce errors); not ready.
+	StateStalled  = "stalled"
+	StateDraining = "draining"
+	StateStopped  = "stopped"
 )
 
 const (
@@ -92,6 +95,10 @@ type Pipeline struct {
 	successes  atomic.Uint64 // successful model calls
 	slowStreak atomic.Int64  // calls that timed out or exhausted resources since the last success
 	canaries   canaries
+
+	limits   map[string]int // max.message.bytes of the results and DLQ topics, read by Run
+	degraded degradedMemory
+	stalled  atomic.Bool // outputs cannot be produced: not ready
 
 	fatalOnce sync.Once
 	fatalErr  atomic.Pointer[error]
@@ -165,6 +172,15 @@ func (p *Pipeline) clientOptions() []kgo.Opt {
 		kgo.RecordPartitioner(sourcePartitioner{}),
 		kgo.MaxBufferedRecords(max(10000, 2*p.maxPending)),
 	)
+	// Batches no larger than the topic takes: a batch over max.message.bytes
+	// fails every record in it, an oversized record alone is refused by kgo
+	// before it is sent and cut down by produceFailed.
+	opts = append(opts, kgo.ProducerBatchMaxBytesFn(func(topic string) int32 {
+		if n, ok := p.limits[topic]; ok {
+			return int32(min(n, 64<<20)) // below kgo's BrokerMaxWriteBytes (100 MiB)
+		}
+		return defaultMaxMessageBytes
+	}))
 	if p.eos {
 		opts = append(opts,
 			// Stable fetch offsets (KIP-447) are always requested by kgo 1.22.
@@ -194,6 +210,10 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	work, stopWork := context.WithCancel(context.Background())
 	defer stopWork()
 	p.circ.setCtx(work)
+
+	lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+	p.limits = p.topicLimits(lctx)
+	lcancel()
 
 	var sess *kgo.GroupTransactSession
 	var cl *kgo.Client
@@ -226,7 +246,8 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	p.phase.Store(phaseRunning)
 	p.logger.Info("pipeline running", "requests", p.cfg.RequestsTopic, "results", p.cfg.ResultsTopic,
 		"dlq", p.cfg.DLQTopic, "group", p.cfg.Group, "delivery", p.cfg.Delivery,
-		"max_batch", p.cfg.MaxBatch, "max_wait", p.cfg.MaxWait, "max_in_flight", p.cfg.MaxInFlight)
+		"max_batch", p.cfg.MaxBatch, "max_wait", p.cfg.MaxWait, "max_in_flight", p.cfg.MaxInFlight,
+		"results_max_message_bytes", p.limits[p.cfg.ResultsTopic], "dlq_max_message_bytes", p.limits[p.cfg.DLQTopic])
 
 	var loopErr error
 	if p.eos {
@@ -339,7 +360,17 @@ func (p *Pipeline) fetchErrors(fs kgo.Fetches) {
 // txnLoop is the exactly-once consumer: one transaction per poll holds the
 // outputs of every polled request and their offsets.
 func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	backoff := time.Duration(0) // after a transaction aborted for a produce error
 	for {
+		if backoff > 0 {
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -374,10 +405,20 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 		cycle, _ := p.tr.takeCycle()
 		if committed {
 			p.afterCommit(cycle)
+			p.unstall()
+			backoff = 0
 		} else {
 			p.logger.Info("transaction aborted; its requests will be consumed again", "requests", len(recs),
 				"produce_err", perr, "wait_err", werr)
 			p.tr.revokeAll()
+			if perr != nil {
+				// Record errors cut their outputs down on the next try;
+				// anything else waits for the broker, not ready meanwhile.
+				if classifyProduceError(perr) != produceRecord {
+					p.stall(perr)
+				}
+				backoff = min(max(2*backoff, p.cfg.Retry.Initial), p.cfg.Retry.Max)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("inference: ending a transaction: %w", err)
@@ -397,9 +438,13 @@ func (p *Pipeline) afterCommit(cycle []*request) {
 	}
 }
 
-func (p *Pipeline) putDLQ(recs []*store.Record) {
-	if p.st == nil || len(recs) == 0 {
-		return
+// putDLQ stores recs and reports whether they are in the store.
+func (p *Pipeline) putDLQ(recs []*store.Record) bool {
+	if p.st == nil {
+		return false
+	}
+	if len(recs) == 0 {
+		return true
 	}
 	// The DLQ topic holds every record too, so a failing store is reported
 	// rather than allowed to stop the pipeline. Ids follow the source record,
@@ -411,12 +456,12 @@ func (p *Pipeline) putDLQ(recs []*store.Record) {
 		err := p.st.PutFromSource(ctx, recs...)
 		cancel()
 		if err == nil {
-			return
+			return true
 		}
 		p.noteError(err)
 		if !errors.Is(err, store.ErrDiskFull) || p.closing.Load() {
 			p.logger.Error("storing DLQ records failed; they remain in the DLQ topic", "records", len(recs), "err", err)
-			return
+			return false
 		}
 		time.Sleep(time.Second)
 	}
@@ -433,6 +478,15 @@ func (p *Pipeline) emitLoop(ctx context.Context, cl *kgo.Client) {
 		case <-p.tr.emitSig:
 		}
 		buf = p.tr.takeReady(buf[:0])
+		produce := buf[:0:0]
+		var storeOnly []*request
+		for _, r := range buf {
+			if p.fitOutput(r) {
+				produce = append(produce, r)
+			} else {
+				storeOnly = append(storeOnly, r)
+			}
+		}
 		// Store DLQ records before they are produced: the acknowledgement
 		// allows the commit (at-least-once) and the transaction cannot commit
 		// before it (exactly-once), so a crash never leaves a record only in
@@ -444,9 +498,20 @@ func (p *Pipeline) emitLoop(ctx context.Context, cl *kgo.Client) {
 				dlqs = append(dlqs, r.dlq)
 			}
 		}
-		p.putDLQ(dlqs)
+		stored := p.putDLQ(dlqs)
 		clear(dlqs)
-		for _, r := range buf {
+		for _, r := range storeOnly {
+			src := r.rec
+			if stored {
+				p.logger.Error("a DLQ record does not fit the DLQ topic even cut down; it is in the store only",
+					"source_topic", src.Topic, "source_partition", src.Partition, "source_offset", src.Offset, "err", r.produceErr)
+			} else {
+				p.logger.Error("a DLQ record fits neither the DLQ topic nor the store; only its source offset is left",
+					"source_topic", src.Topic, "source_partition", src.Partition, "source_offset", src.Offset, "err", r.produceErr)
+			}
+			p.onAck(r, nil)
+		}
+		for _, r := range produce {
 			cl.Produce(context.Background(), r.out, func(_ *kgo.Record, err error) { p.onAck(r, err) })
 		}
 		clear(buf)
@@ -455,15 +520,14 @@ func (p *Pipeline) emitLoop(ctx context.Context, cl *kgo.Client) {
 
 func (p *Pipeline) onAck(r *request, err error) {
 	if err != nil {
-		if p.eos {
-			p.tr.failed(r, err)
-			return
+		if !p.eos && p.closing.Load() {
+			return // stopping: left uncommitted, redelivered
 		}
-		if p.closing.Load() {
-			return
-		}
-		p.setFatal(fmt.Errorf("inference: producing to %s: %w", r.out.Topic, err))
+		p.produceFailed(r, err)
 		return
+	}
+	if !p.eos {
+		p.unstall()
 	}
 	if p.tr.acked(r, p.eos) && !p.eos {
 		p.count(r, time.Now())
@@ -662,6 +726,8 @@ func (p *Pipeline) Status() Status {
 		switch {
 		case circ == circuitOpen:
 			s.State = StateCircuitOpen
+		case p.stalled.Load():
+			s.State = StateStalled
 		case s.Paused || s.Held != "":
 			s.State = StatePaused
 		default:
@@ -675,9 +741,10 @@ func (p *Pipeline) Status() Status {
 }
 
 // Ready reports whether the pipeline is consuming: Run is running, not
-// draining, and the circuit is not open. An operator pause is still ready.
+// draining, the circuit is not open, and outputs can be produced (not
+// stalled). An operator pause is still ready.
 func (p *Pipeline) Ready() bool {
-	return p.phase.Load() == phaseRunning && p.circ.state() != circuitOpen
+	return p.phase.Load() == phaseRunning && p.circ.state() != circuitOpen && !p.stalled.Load()
 }
 
 // afterDone returns a context that ends d after parent ends.

@@ -31,6 +31,13 @@ type request struct {
 	slowFails int
 	backoff   time.Duration
 
+	// Set by the emitter and the produce promise (produceFailed): the
+	// output's degradation level (fitOutput), the last produce error, the
+	// next backoff after a retriable one.
+	level          int
+	produceErr     error
+	produceBackoff time.Duration
+
 	// Set by the stage that finishes the request, before complete.
 	attempts int
 	out      *kgo.Record   // the result or DLQ record to produce
@@ -77,6 +84,7 @@ type tracker struct {
 	cycleErr   error         // exactly-once: a produce failed; the transaction must abort
 
 	emitSig  chan struct{} // something is ready to produce
+	retries  []*request    // outputs to produce again (produceFailed)
 	spaceSig chan struct{} // pending dropped
 }
 
@@ -141,11 +149,27 @@ func (t *tracker) complete(reqs ...*request) {
 	signal(t.emitSig)
 }
 
-// takeReady returns, per partition in order, the done requests that follow
-// everything already handed to the producer.
+// again queues r's output to be produced again (after a failed produce).
+func (t *tracker) again(r *request) {
+	t.mu.Lock()
+	t.retries = append(t.retries, r)
+	t.mu.Unlock()
+	signal(t.emitSig)
+}
+
+// takeReady returns the outputs to produce again, then, per partition in
+// order, the done requests that follow everything already handed to the
+// producer.
 func (t *tracker) takeReady(buf []*request) []*request {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for _, r := range t.retries {
+		if !r.part.revoked.Load() {
+			buf = append(buf, r)
+		}
+	}
+	clear(t.retries)
+	t.retries = t.retries[:0]
 	for _, ps := range t.readyParts {
 		ps.queued = false
 		if ps.revoked.Load() {

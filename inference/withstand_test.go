@@ -6,6 +6,7 @@ package inference_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -228,4 +229,256 @@ func TestStuckRequestDeadLettered(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOversizedOutputsDoNotStopThePipeline (issue 9, row 1): the broker
+// takes at most 64 KiB per batch. A request just under that which fails
+// decoding has a DLQ copy over it (the original plus the DLQ headers); one
+// with 60 KB of headers cannot fit even without its value; a model answers
+// one request with a result of ~80 KB. Before, the first stopped the
+// pipeline (at-least-once: exit and crash-loop) or aborted every transaction
+// forever (exactly-once). Now each is cut down to fit, with headers saying
+// so and the source offset kept, the store keeps the whole record, and good
+// requests around them get their results.
+func TestOversizedOutputsDoNotStopThePipeline(t *testing.T) {
+	const limit = 64 << 10
+	for _, mode := range []string{inference.AtLeastOnce, inference.ExactlyOnce} {
+		t.Run(mode, func(t *testing.T) {
+			_, addrs := newFaultCluster(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": fmt.Sprint(limit)}))
+			pred := newTestPredictor(t)
+			st := openStore(t)
+			var opts []kgo.Opt
+			cfg := testConfig()
+			cfg.Delivery = mode
+			if mode == inference.ExactlyOnce {
+				opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+				cfg.TransactionalID = "row1"
+			}
+			results := collect(t, addrs, resTopic, opts...)
+			dlq := collect(t, addrs, dlqTopic, opts...)
+			run := startPipeline(t, cfg, addrs, pred, st)
+
+			// Random bytes: compression must not make them fit.
+			rng := rand.New(rand.NewPCG(1, 2))
+			random := func(n int) []byte {
+				b := make([]byte, n)
+				for i := range b {
+					b[i] = byte(rng.Uint32())
+				}
+				return b
+			}
+			bigValue := random(limit - 200)
+			bigHeader := []kgo.RecordHeader{{Key: "blob", Value: random(limit - 300)}}
+			recs := good(0, 50)
+			recs = append(recs,
+				&kgo.Record{Key: []byte("big"), Value: bigValue},
+				&kgo.Record{Key: []byte("headers"), Value: []byte("not json either"), Headers: bigHeader},
+				&kgo.Record{Key: []byte("wide"), Value: []byte(`{"request_id":"wide","model":"wide","features":[1,2,3,4]}`)})
+			recs = append(recs, good(50, 100)...)
+			prod := newClient(t, addrs)
+			for _, r := range recs {
+				produce(t, prod, r) // one by one: batches of the big ones would exceed the limit
+			}
+
+			results.waitN(t, 100, 60*time.Second)
+			dl := dlq.waitN(t, 3, 60*time.Second)
+			for _, r := range dl {
+				if n := len(r.Key) + len(r.Value) + headerBytes(r); n > limit {
+					t.Errorf("%s: DLQ record of %d bytes over the limit", r.Key, n)
+				}
+				off, _ := header(r, inference.HeaderSourceOffset)
+				if _, err := strconv.Atoi(off); err != nil {
+					t.Errorf("DLQ record without its source offset: %v", r.Headers)
+				}
+				class, _ := header(r, inference.HeaderErrorClass)
+				trunc, _ := header(r, inference.HeaderTruncated)
+				size, _ := header(r, inference.HeaderOriginalSize)
+				msg, _ := header(r, inference.HeaderErrorMessage)
+				switch {
+				case string(r.Key) == "big":
+					if class != inference.ClassDecode || trunc != "value" || size != fmt.Sprint(len(bigValue)) ||
+						len(r.Value) == 0 || !strings.HasPrefix(string(bigValue), string(r.Value)) {
+						t.Errorf("big: class %q truncated %q size %q, value %d bytes", class, trunc, size, len(r.Value))
+					}
+				case string(r.Key) == "wide":
+					if class != inference.ClassModel || !strings.Contains(msg, "max.message.bytes") || trunc != "" {
+						t.Errorf("wide: class %q truncated %q message %q", class, trunc, msg)
+					}
+				default: // the one with big headers: key and original headers dropped
+					if _, ok := header(r, "blob"); ok || class != inference.ClassDecode || trunc != "value,headers,key" {
+						t.Errorf("big headers: class %q truncated %q, headers %d bytes", class, trunc, headerBytes(r))
+					}
+				}
+			}
+			checkFor(t, 10*time.Second, func() error {
+				if n := storeCount(st); n != 3 {
+					return fmt.Errorf("%d store records", n)
+				}
+				return nil
+			})
+			stored, _, err := st.List(store.Filter{Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range stored {
+				if string(s.Key) == "big" && string(s.Value) != string(bigValue) {
+					t.Errorf("the store lost the big value: %d bytes", len(s.Value))
+				}
+			}
+			checkFor(t, 30*time.Second, func() error {
+				total := int64(0)
+				for _, o := range committed(t, addrs, cfg.Group) {
+					total += o
+				}
+				if total != 103 {
+					return fmt.Errorf("committed %d of 103", total)
+				}
+				return nil
+			})
+			if s := run.p.Status(); s.State != inference.StateRunning || !run.p.Ready() {
+				t.Errorf("state %s ready %v, last error %s", s.State, run.p.Ready(), s.LastError)
+			}
+			run.stop(t)
+			if n := len(dlq.records()); n != 3 {
+				t.Errorf("%d DLQ records, want 3", n)
+			}
+		})
+	}
+}
+
+func headerBytes(r *kgo.Record) int {
+	n := 0
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// TestClassifyProduceError: every produce error the pipeline can meet is
+// retriable (produce again, not ready meanwhile), the record's (cut it
+// down) or fatal (stop).
+func TestClassifyProduceError(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{kerr.MessageTooLarge, "record"},
+		{fmt.Errorf("%w (uncompressed_bytes=70000)", kerr.MessageTooLarge), "record"},
+		{kerr.RecordListTooLarge, "record"},
+		{kerr.InvalidRecord, "record"},
+		{kerr.CorruptMessage, "record"},
+		{kerr.InvalidTimestamp, "record"},
+		{kerr.TopicAuthorizationFailed, "fatal"},
+		{kerr.ClusterAuthorizationFailed, "fatal"},
+		{kerr.TransactionalIDAuthorizationFailed, "fatal"},
+		{kerr.ProducerFenced, "fatal"},
+		{kerr.InvalidTxnState, "fatal"},
+		{kerr.UnsupportedCompressionType, "fatal"},
+		{kerr.UnsupportedVersion, "fatal"},
+		{kgo.ErrClientClosed, "fatal"},
+		{kerr.UnknownTopicOrPartition, "retriable"},
+		{kerr.KafkaStorageError, "retriable"},
+		{kerr.NotEnoughReplicas, "retriable"},
+		{kerr.RequestTimedOut, "retriable"},
+		{kerr.UnknownServerError, "retriable"},
+		{kgo.ErrRecordTimeout, "retriable"},
+		{kgo.ErrRecordRetries, "retriable"},
+		{context.DeadlineExceeded, "retriable"},
+		{fmt.Errorf("something new"), "retriable"},
+	} {
+		if got := inference.ClassifyProduceError(c.err); got != c.want {
+			t.Errorf("%v: %s, want %s", c.err, got, c.want)
+		}
+	}
+}
+
+// TestProduceErrorClasses injects each class of produce error with the
+// broker's own fault injection: a record error (INVALID_RECORD on a DLQ
+// record, in both delivery modes) costs that record one more produce, cut
+// down, and nothing else; a retriable one (UNKNOWN_TOPIC_OR_PARTITION on the
+// results topic, until removed) makes the pipeline not ready and stalled
+// until the broker takes records again, then every result arrives; a fatal
+// one (TOPIC_AUTHORIZATION_FAILED) stops Run with an error naming the topic,
+// committing nothing past the failed request.
+func TestProduceErrorClasses(t *testing.T) {
+	for _, mode := range []string{inference.AtLeastOnce, inference.ExactlyOnce} {
+		t.Run("record/"+mode, func(t *testing.T) {
+			c, addrs := newFaultCluster(t)
+			var opts []kgo.Opt
+			cfg := testConfig()
+			cfg.Delivery = mode
+			if mode == inference.ExactlyOnce {
+				opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+				cfg.TransactionalID = "record-class"
+			}
+			results := collect(t, addrs, resTopic, opts...)
+			dlq := collect(t, addrs, dlqTopic, opts...)
+			h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqTopic, Err: kerr.InvalidRecord})
+			run := startPipeline(t, cfg, addrs, newTestPredictor(t), openStore(t))
+			produce(t, newClient(t, addrs),
+				&kgo.Record{Key: []byte("k"), Value: []byte(`not json`)},
+				&kgo.Record{Key: []byte("k"), Value: []byte(`{"request_id":"ok","model":"poison","features":[1,1,1,1]}`)})
+			results.waitN(t, 1, 30*time.Second)
+			dlq.waitN(t, 1, 30*time.Second)
+			if h.Hits() != 1 {
+				t.Errorf("fault hit %d times", h.Hits())
+			}
+			if s := run.p.Status(); s.State != inference.StateRunning || !strings.Contains(s.LastError, "INVALID_RECORD") {
+				t.Errorf("state %s, last error %q", s.State, s.LastError)
+			}
+			run.stop(t)
+		})
+	}
+
+	t.Run("retriable", func(t *testing.T) {
+		c, addrs := newFaultCluster(t)
+		results := collect(t, addrs, resTopic)
+		h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: resTopic, Err: kerr.UnknownTopicOrPartition, Count: -1})
+		run := startPipeline(t, testConfig(), addrs, newTestPredictor(t), openStore(t))
+		produce(t, newClient(t, addrs), good(0, 20)...)
+		checkFor(t, 30*time.Second, func() error {
+			if s := run.p.Status(); s.State != inference.StateStalled || run.p.Ready() {
+				return fmt.Errorf("state %s ready %v", s.State, run.p.Ready())
+			}
+			return nil
+		})
+		h.Remove()
+		results.waitN(t, 20, 30*time.Second)
+		checkFor(t, 30*time.Second, func() error {
+			if s := run.p.Status(); s.State != inference.StateRunning || !run.p.Ready() {
+				return fmt.Errorf("state %s ready %v", s.State, run.p.Ready())
+			}
+			return nil
+		})
+		run.stop(t)
+	})
+
+	t.Run("fatal", func(t *testing.T) {
+		c, addrs := newFaultCluster(t)
+		c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: resTopic, Err: kerr.TopicAuthorizationFailed, Count: -1})
+		run := startPipeline(t, testConfig(), addrs, newTestPredictor(t), openStore(t))
+		produce(t, newClient(t, addrs), good(0, 5)...)
+		select {
+		case <-run.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not stop on a fatal produce error")
+		}
+		if run.err == nil || !strings.Contains(run.err.Error(), resTopic) || !strings.Contains(run.err.Error(), "TOPIC_AUTHORIZATION_FAILED") {
+			t.Errorf("Run: %v", run.err)
+		}
+		for p, o := range committed(t, addrs, "infergate") {
+			if o > 0 {
+				t.Errorf("partition %d committed to %d past requests whose results were refused", p, o)
+			}
+		}
+	})
+}
+
+// good is n requests to the poison model that all succeed.
+func good(from, to int) (recs []*kgo.Record) {
+	for i := from; i < to; i++ {
+		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i % 5)),
+			Value: []byte(fmt.Sprintf(`{"request_id":"g-%d","model":"poison","features":[%d,1,1,1]}`, i, i))})
+	}
+	return recs
 }
