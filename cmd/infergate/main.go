@@ -41,6 +41,7 @@ func commands() []command {
 		{"produce", "send JSON lines (stdin or FILE) as records to a topic", cmdProduce},
 		{"consume", "print the records of a topic, one value per line", cmdConsume},
 		{"dlq", "list, show and replay dead-lettered requests", cmdDLQ},
+		{"model", "model bench FILE|DIR: time a model on its own (µs per call, predictions/s)", cmdModel},
 		{"bench", "measure throughput and latency with an open-loop load generator (self-contained or --brokers)", cmdBench},
 		{"version", "print the version", cmdVersion},
 	}

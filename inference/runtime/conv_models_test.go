@@ -158,3 +158,28 @@ func TestConvModelAllocations(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkConvModels times the exported conv models at batch 1 and 32 with
+// 1 and 2 threads: go test -bench ConvModels -run XXX ./inference/runtime/
+func BenchmarkConvModels(b *testing.B) {
+	cc := readConvCases(b)
+	for _, name := range []string{"cnn2d", "cnn1d", "mobilenet", "resnet"} {
+		for _, threads := range []int{1, 2} {
+			m, err := runtime.LoadFileWithOptions(filepath.Join("testdata", name+"_opset13.onnx"), runtime.LoadOptions{Threads: threads})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, batch := range []int64{1, 32} {
+				in := map[string]*tensor.Tensor{"input": convInput(batch, cc[name].InputShape)}
+				b.Run(fmt.Sprintf("%s/threads=%d/batch=%d", name, threads, batch), func(b *testing.B) {
+					for b.Loop() {
+						if _, err := m.Run(in, nil); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(batch)*float64(b.N)/b.Elapsed().Seconds(), "pred/s")
+				})
+			}
+		}
+	}
+}

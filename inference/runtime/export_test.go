@@ -15,6 +15,3 @@ func UsePortableKernel(t testing.TB) bool {
 	t.Cleanup(func() { gemmKernel = old })
 	return true
 }
-
-// KernelName says which micro-kernel the GEMM uses.
-func KernelName() string { return kernelName }

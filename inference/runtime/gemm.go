@@ -29,6 +29,10 @@ var gemmKernel microKernel = kernelGo
 // kernelName says which micro-kernel runs, for benchmarks and the bench command.
 var kernelName = "go"
 
+// KernelName says which GEMM micro-kernel this CPU uses: "avx2+fma" (Go
+// assembly) or "go" (the portable loop).
+func KernelName() string { return kernelName }
+
 // kernelGo is the portable micro-kernel.
 func kernelGo(k int, a, b, c []float32, ldc int) {
 	var acc [gemmMR][gemmNR]float32
@@ -117,31 +121,36 @@ type gemmCall struct {
 const gemmTile = gemmMR * gemmNR
 
 // cols computes the columns of panels [q0,q1) of pb (pb's panel q0 at
-// offset pbOff), writing C's columns q0·NR.. into c.
+// offset pbOff), writing C's columns q0·NR.. into c. The A panel is the outer
+// loop: it stays in L1 while the B panels (sized by the caller to fit L2)
+// pass under it, and each block of MR rows is finished (bias, activation)
+// over the whole column range at once, while still in cache.
 func (g *gemmCall) cols(q0, q1, pbOff int) {
 	tile := g.tile
 	if tile == nil {
 		tile = make([]float32, gemmTile)
 	}
 	k := g.k
-	for q := q0; q < q1; q++ {
-		bp := g.pb[pbOff+(q-q0)*gemmNR*k:]
-		j0 := q * gemmNR
-		w := min(gemmNR, g.n-j0)
-		for p := 0; p < g.m; p += gemmMR {
-			ap := g.pa[p*k:]
-			h := min(gemmMR, g.m-p)
-			off := p*g.ldc + j0
+	j0 := q0 * gemmNR
+	jEnd := min(q1*gemmNR, g.n)
+	for p := 0; p < g.m; p += gemmMR {
+		ap := g.pa[p*k:]
+		h := min(gemmMR, g.m-p)
+		for q := q0; q < q1; q++ {
+			bp := g.pb[pbOff+(q-q0)*gemmNR*k:]
+			jq := q * gemmNR
+			w := min(gemmNR, g.n-jq)
+			off := p*g.ldc + jq
 			if h == gemmMR && w == gemmNR {
 				gemmKernel(k, ap, bp, g.c[off:], g.ldc)
-			} else {
-				gemmKernel(k, ap, bp, tile, gemmNR)
-				for i := range h {
-					copy(g.c[off+i*g.ldc:off+i*g.ldc+w], tile[i*gemmNR:i*gemmNR+w])
-				}
+				continue
 			}
-			g.finish(p, h, j0, w)
+			gemmKernel(k, ap, bp, tile, gemmNR)
+			for i := range h {
+				copy(g.c[off+i*g.ldc:off+i*g.ldc+w], tile[i*gemmNR:i*gemmNR+w])
+			}
 		}
+		g.finish(p, h, j0, jEnd-j0)
 	}
 }
 

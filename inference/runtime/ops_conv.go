@@ -255,7 +255,7 @@ func (j *convJob) do(w, item int) {
 }
 
 // im2colPanels writes the input patches of output positions col0..col0+cols
-// as packed B panels: row kk = (channel, kd, kh, kw) in the weights' order,
+// as packed B panels: row r = (channel, kd, kh, kw) in the weights' order,
 // column = output position, zero where the window hangs over the padding.
 // Positions of one panel that share an output row form a segment whose
 // inputs, at stride 1, are one contiguous run: a copy plus zero fill.
@@ -264,6 +264,7 @@ func im2colPanels(dst, x []float32, g *geom, c, col0, cols int) {
 	var segs [gemmNR]segment
 	kk := c * g.K
 	ow := g.out[2]
+	inW := g.in[2]
 	for p := 0; p*gemmNR < cols; p++ {
 		panel := dst[p*gemmNR*kk : (p+1)*gemmNR*kk]
 		width := min(gemmNR, cols-p*gemmNR)
@@ -277,35 +278,46 @@ func im2colPanels(dst, x []float32, g *geom, c, col0, cols int) {
 			ns++
 			j += n
 		}
-		row := 0
-		for ch := range c {
-			xc := x[ch*g.inSize : (ch+1)*g.inSize]
-			for kd := range g.k[0] {
-				for kh := range g.k[1] {
-					for kw := range g.k[2] {
-						d := panel[row*gemmNR : row*gemmNR+gemmNR]
-						row++
-						clear(d[width:])
-						for _, s := range segs[:ns] {
-							seg := d[s.j : s.j+s.n]
-							id := s.od*g.stride[0] - g.padB[0] + kd*g.dil[0]
-							ih := s.oh*g.stride[1] - g.padB[1] + kh*g.dil[1]
-							if id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] {
-								clear(seg)
-								continue
+		if width < gemmNR {
+			for r := range kk {
+				clear(panel[r*gemmNR+width : (r+1)*gemmNR])
+			}
+		}
+		for _, s := range segs[:ns] {
+			row := 0
+			for ch := range c {
+				xc := x[ch*g.inSize : (ch+1)*g.inSize]
+				for kd := range g.k[0] {
+					id := s.od*g.stride[0] - g.padB[0] + kd*g.dil[0]
+					for kh := range g.k[1] {
+						ih := s.oh*g.stride[1] - g.padB[1] + kh*g.dil[1]
+						if id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] {
+							for range g.k[2] {
+								clear(panel[row*gemmNR+s.j : row*gemmNR+s.j+s.n])
+								row++
 							}
-							src := xc[(id*g.in[1]+ih)*g.in[2]:][:g.in[2]]
-							ix := s.ow*g.stride[2] - g.padB[2] + kw*g.dil[2]
+							continue
+						}
+						src := xc[(id*g.in[1]+ih)*inW:][:inW]
+						ix0 := s.ow*g.stride[2] - g.padB[2]
+						for kw := range g.k[2] {
+							seg := panel[row*gemmNR+s.j : row*gemmNR+s.j+s.n]
+							row++
+							ix := ix0 + kw*g.dil[2]
 							if g.stride[2] == 1 {
+								if ix >= 0 && ix+s.n <= inW {
+									copy(seg, src[ix:ix+s.n])
+									continue
+								}
 								lo := min(max(0, -ix), s.n)
-								hi := max(min(s.n, g.in[2]-ix), lo)
+								hi := max(min(s.n, inW-ix), lo)
 								clear(seg[:lo])
 								copy(seg[lo:hi], src[ix+lo:ix+hi])
 								clear(seg[hi:])
 								continue
 							}
 							for t := range seg {
-								if xi := ix + t*g.stride[2]; xi >= 0 && xi < g.in[2] {
+								if xi := ix + t*g.stride[2]; xi >= 0 && xi < inW {
 									seg[t] = src[xi]
 								} else {
 									seg[t] = 0

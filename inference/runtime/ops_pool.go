@@ -105,6 +105,12 @@ func poolPlanes[T number](k *poolKernel, g *geom, x, o []T, idx []int64, planes 
 // poolPlane pools one [D,H,W] plane. base is the plane's offset in the
 // input, for MaxPool's flat indices; lowest is what an empty window's max is.
 func poolPlane[T number](k *poolKernel, g *geom, x, o []T, idx []int64, base int, lowest T) {
+	if k.max && idx == nil && g.in[0] == 1 && g.k[0] == 1 && g.padB[1] == 0 && g.padB[2] == 0 &&
+		g.dil[1] == 1 && g.dil[2] == 1 && (g.out[1]-1)*g.stride[1]+g.k[1] <= g.in[1] &&
+		(g.out[2]-1)*g.stride[2]+g.k[2] <= g.in[2] {
+		maxPool2DInside(g, x, o)
+		return
+	}
 	i := 0
 	for od := range g.out[0] {
 		for oh := range g.out[1] {
@@ -476,4 +482,35 @@ func (k *batchNormDynamic) run(st *state, nd *node) error {
 		bn.shift[c] = float32(float64(p[1][c]) - float64(p[2][c])*s)
 	}
 	return bn.run(st, nd)
+}
+
+// maxPool2DInside is MaxPool over a 2-D plane whose windows all lie inside
+// the input (no padding, no dilation): the common case in CNNs, without the
+// bounds checks of the general loop.
+func maxPool2DInside[T number](g *geom, x, o []T) {
+	inW, kh, kw := g.in[2], g.k[1], g.k[2]
+	sh, sw := g.stride[1], g.stride[2]
+	for oh := range g.out[1] {
+		orow := o[oh*g.out[2] : (oh+1)*g.out[2]]
+		if kh == 2 && kw == 2 && sw == 2 {
+			r0 := x[oh*sh*inW:][:inW]
+			r1 := x[(oh*sh+1)*inW:][:inW]
+			for ow := range orow {
+				a, b := max(r0[2*ow], r0[2*ow+1]), max(r1[2*ow], r1[2*ow+1])
+				orow[ow] = max(a, b)
+			}
+			continue
+		}
+		for ow := range orow {
+			w0 := ow * sw
+			best := x[oh*sh*inW+w0]
+			for dh := range kh {
+				r := x[(oh*sh+dh)*inW+w0:][:kw]
+				for _, v := range r {
+					best = max(best, v)
+				}
+			}
+			orow[ow] = best
+		}
+	}
 }
