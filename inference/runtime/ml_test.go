@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -186,5 +187,30 @@ func TestTreeModelErrors(t *testing.T) {
 				t.Fatalf("Load: %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// BenchmarkTrees: tree ensembles from export_trees.py at batch 1 and 32
+// (docs/runtime.md compares these with ONNX Runtime).
+func BenchmarkTrees(b *testing.B) {
+	for _, name := range []string{"xgb_reg", "rf_reg", "xgb_multi"} {
+		m, err := runtime.LoadFile(filepath.Join("testdata", "trees", name+".onnx"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, n := range []int{1, 32} {
+			x := make([]float32, n*6)
+			for i := range x {
+				x[i] = float32(i%13)/6.5 - 1
+			}
+			in := map[string]*tensor.Tensor{"input": tensor.FromFloat32(x, int64(n), 6)}
+			b.Run(fmt.Sprintf("%s/batch=%d", name, n), func(b *testing.B) {
+				for b.Loop() {
+					if _, err := m.Run(in, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

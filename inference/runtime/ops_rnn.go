@@ -54,13 +54,9 @@ var rnnActDefaults = map[string]struct {
 func (a rnnAct) apply(v []float32) {
 	switch a.name {
 	case "sigmoid":
-		for i, x := range v {
-			v[i] = sigmoid32(x)
-		}
+		tanhVec(v, v, 0.5, 0.5, 0.5)
 	case "tanh":
-		for i, x := range v {
-			v[i] = tanh32(x)
-		}
+		tanhVec(v, v, 1, 1, 0)
 	case "relu":
 		for i, x := range v {
 			v[i] = max(x, 0)
@@ -138,10 +134,40 @@ func tanh32(x float32) float32 {
 // sigmoid32 is the logistic function, 1/(1+e^-x) = (1 + tanh(x/2)) / 2.
 func sigmoid32(x float32) float32 { return 0.5 + 0.5*tanh32(0.5*x) }
 
+// tanhTabLen is the number of rows of tanhTab.
+const tanhTabLen = 13
+
+// tanhTab holds tanh32's clamp bounds and coefficients, each repeated eight
+// times for the vector kernel (tanh_amd64.s).
+var tanhTab = func() (t [tanhTabLen][8]float32) {
+	for i, c := range [tanhTabLen]float32{7.90531110763549805, -7.90531110763549805,
+		-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+		1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03,
+		1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03} {
+		for j := range t[i] {
+			t[i][j] = c
+		}
+	}
+	return t
+}()
+
+// tanhVec writes add + mul·tanh(scale·src[i]) to dst[i] (dst and src may be
+// the same slice): tanh with (1, 1, 0), the logistic function with (0.5,
+// 0.5, 0.5). A vector kernel replaces it where the CPU has one.
+var tanhVec = tanhVecGo
+
+func tanhVecGo(dst, src []float32, scale, mul, add float32) {
+	src = src[:len(dst)]
+	for i, x := range src {
+		dst[i] = add + mul*tanh32(scale*x)
+	}
+}
+
 // rnnWeights is one direction's parameters, laid out for the kernels.
 type rnnWeights struct {
-	wT   []float32 // [I, G·H]: Wᵀ
-	rT   []float32 // [H, G·H]: Rᵀ
+	wP   []float32 // Wᵀ [I, G·H] packed for the GEMM
+	rP   []float32 // Rᵀ [H, G·H] packed for the GEMM
+	rT   []float32 // [H, G·H]: Rᵀ, only for GRU without linear_before_reset
 	bias []float32 // [G·H]: Wb + Rb, except GRU's Rbh under linear_before_reset
 	rbh  []float32 // [H]: GRU's Rbh when linear_before_reset
 	peep []float32 // [3H]: LSTM peepholes i, o, f; nil if none
@@ -160,7 +186,7 @@ type rnnKernel struct {
 	acts        [][]rnnAct
 	fixed       []rnnWeights // per direction when W, R, B, P are constants
 	// scratch buffers
-	sXP, sHP, sH, sC, sW, sGate int
+	sXP, sHP, sH, sC, sW, sGate, sTile, sPack int
 }
 
 func compileRNN(kind rnnKind) opCompiler {
@@ -260,6 +286,7 @@ func compileRNN(kind rnnKind) opCompiler {
 			}
 		}
 		k.sXP, k.sHP, k.sH, k.sC, k.sW, k.sGate = x.newScratch(), x.newScratch(), x.newScratch(), x.newScratch(), x.newScratch(), x.newScratch()
+		k.sTile, k.sPack = x.newScratch(), x.newScratch()
 		return k, []tensor.DType{tensor.Float, tensor.Float, tensor.Float}, nil
 	}
 }
@@ -340,8 +367,14 @@ func (k *rnnKernel) layoutWeights(ws []rnnWeights, w, r, b, p *value, in int, ge
 	}
 	for d := range D {
 		wt := &ws[d]
-		wt.wT = transposeInto(get(in*GH), w.f[d*GH*in:(d+1)*GH*in], GH, in)
-		wt.rT = transposeInto(get(H*GH), r.f[d*GH*H:(d+1)*GH*H], GH, H)
+		wt.wP = get(packedBSize(in, GH))
+		packB(wt.wP, w.f[d*GH*in:(d+1)*GH*in], in, GH, 1, in, 1)
+		wt.rP = get(packedBSize(H, GH))
+		packB(wt.rP, r.f[d*GH*H:(d+1)*GH*H], H, GH, 1, H, 1)
+		wt.rT = nil
+		if k.kind == kindGRU && !k.lbr {
+			wt.rT = transposeInto(get(H*GH), r.f[d*GH*H:(d+1)*GH*H], GH, H)
+		}
 		wt.bias = get(GH)
 		clear(wt.bias)
 		wt.rbh, wt.peep = nil, nil
@@ -417,7 +450,7 @@ func (k *rnnKernel) run(st *state, nd *node) error {
 		if len(w.shape) != 3 {
 			return fmt.Errorf("W has shape %v, want rank 3", w.shape)
 		}
-		need := D * (I*GH + H*GH + GH + H)
+		need := D * (packedBSize(I, GH) + packedBSize(H, GH) + H*GH + GH + H)
 		buf := st.scratchF(k.sW, need)
 		if err := k.layoutWeights(ws, w, r, b, p, I, func(n int) []float32 {
 			s := buf[:n:n]
@@ -426,8 +459,8 @@ func (k *rnnKernel) run(st *state, nd *node) error {
 		}); err != nil {
 			return err
 		}
-	} else if len(ws[0].wT) != I*GH {
-		return fmt.Errorf("X has %d features, the weights expect %d", I, len(ws[0].wT)/GH)
+	} else if len(ws[0].wP) != packedBSize(I, GH) {
+		return fmt.Errorf("X has %d features, which do not fit the weights", I)
 	}
 
 	// sequence_lens, initial_h, initial_c.
@@ -495,10 +528,15 @@ func (k *rnnKernel) run(st *state, nd *node) error {
 	h := st.scratchF(k.sH, B*H)
 	c := st.scratchF(k.sC, B*H)
 	gate := st.scratchF(k.sGate, 2*H)
+	tile := st.scratchF(k.sTile, gemmTile)
+	pa := st.scratchF(k.sPack, max(packedASize(T*B, I), packedASize(B, H)))
 	for d := range D {
 		wt := &ws[d]
 		// Input projection for every step: rows in X's own order.
-		mmKN(xp, X.f, wt.wT, wt.bias, T*B, I, GH, activation{})
+		packA(pa, X.f, T*B, I, I, 1, 1)
+		xcall := gemmCall{m: T * B, n: GH, k: I, pa: pa, pb: wt.wP, c: xp, ldc: GH, colBias: wt.bias, tile: tile}
+		xcall.cols(0, ceilDiv(GH, gemmNR), 0)
+		hcall := gemmCall{m: B, n: GH, k: H, pa: pa, pb: wt.rP, c: hp, ldc: GH, tile: tile}
 		// Initial state.
 		for b := range B {
 			for j, dst := range [][]float32{h, c} {
@@ -514,7 +552,8 @@ func (k *rnnKernel) run(st *state, nd *node) error {
 		for s := range T {
 			// hp = h·Rᵀ for the whole batch (rows past their length are
 			// computed and ignored).
-			mmKN(hp, h, wt.rT, nil, B, H, GH, activation{})
+			packA(pa, h, B, H, H, 1, 1)
+			hcall.cols(0, ceilDiv(GH, gemmNR), 0)
 			for b := range B {
 				L := T
 				if seqLens != nil {
