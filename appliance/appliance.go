@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/broker"
+	"github.com/infergate/infergate/buildinfo"
 	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/sidecar"
@@ -71,6 +72,7 @@ func New(cfg Config, logger *slog.Logger) (*Appliance, error) {
 	// kgo logs every metadata refresh at info: useful when debugging,
 	// noise otherwise.
 	a.client.Logger = slog.New(minLevel{logger.Handler(), clientLogLevel(cfg.Log.Level)})
+	a.reg.MustRegister(buildinfo.Collector())
 	if err := prepareDataDir(a.paths); err != nil {
 		return nil, err
 	}

@@ -250,7 +250,7 @@ type DemoConfig struct {
 func Default() Config {
 	pl := inference.DefaultConfig()
 	return Config{
-		DataDir:      "./infergate-data",
+		DataDir:      defaultDataDir(),
 		MinFreeBytes: store.DefaultMinFreeBytes,
 		Log:          LogConfig{Level: "info", Format: "text"},
 		Broker: BrokerConfig{

@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/broker"
+	"github.com/infergate/infergate/buildinfo"
 	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/runtime"
@@ -68,7 +68,7 @@ func (a *Appliance) webComponent() *component {
 			wc.MetricsAuth = a.cfg.HTTP.MetricsAuth
 			wc.ReadHeaderTimeout, wc.ReadTimeout = a.cfg.HTTP.ReadHeaderTimeout, a.cfg.HTTP.ReadTimeout
 			wc.UploadTimeout, wc.IdleTimeout = a.cfg.HTTP.UploadTimeout, a.cfg.HTTP.IdleTimeout
-			wc.Version = buildVersion()
+			wc.Version = buildinfo.Get().Version
 			if a.cfg.ModelServer.Mode == ModelServerEmbedded {
 				wc.UploadDir = a.paths.Models // uploads are renamed into place from there
 			}
@@ -165,15 +165,6 @@ func (a *Appliance) WebURL() string {
 	return a.web.URL()
 }
 
-// buildVersion is the module version of the binary, "devel" for a build
-// from a work tree.
-func buildVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
-
 // webBackend implements web.Backend. cl produces replays and test requests
 // and backs the admin client.
 type webBackend struct {
@@ -218,7 +209,7 @@ func (b *webBackend) componentReady(name string) error {
 func (b *webBackend) Status(context.Context) (*web.Status, error) {
 	a := b.a
 	p := b.parts()
-	st := &web.Status{Version: buildVersion(), StartedAt: b.started, Delivery: a.cfg.Delivery.Guarantee}
+	st := &web.Status{Version: buildinfo.Get().Version, StartedAt: b.started, Delivery: a.cfg.Delivery.Guarantee}
 
 	st.Broker = web.Component{Mode: a.cfg.Broker.Mode, Address: a.BrokerAddr(), State: web.StateOK}
 	if a.cfg.Broker.Mode == BrokerEmbedded {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -24,23 +23,12 @@ type procSource interface {
 
 // selfProc is this process: the self-contained appliance runs here. Its
 // figures include the load generator and the collector (documented in
-// docs/performance.md): they share the same two cores.
+// docs/performance.md): they share the same two cores. Its sample method is
+// per platform (procstat_unix.go, procstat_windows.go).
 type selfProc struct{}
 
-func (selfProc) sample() (procSample, error) {
-	s := procSample{at: time.Now()}
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return s, fmt.Errorf("getrusage: %w", err)
-	}
-	s.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	var err error
-	s.rss, s.hwm, err = readStatus("/proc/self/status")
-	return s, err
-}
-
 // pidProc is another process (an appliance started by `infergate run`),
-// read from /proc.
+// read from /proc, so Linux only.
 type pidProc int
 
 // clockTick is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100

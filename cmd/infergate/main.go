@@ -43,6 +43,7 @@ func commands() []command {
 		{"dlq", "list, show and replay dead-lettered requests", cmdDLQ},
 		{"model", "model bench FILE|DIR: time a model on its own (µs per call, predictions/s)", cmdModel},
 		{"bench", "measure throughput and latency with an open-loop load generator (self-contained or --brokers)", cmdBench},
+		{"service", "install, uninstall or run infergate as a Windows service", cmdService},
 		{"version", "print the version", cmdVersion},
 	}
 }

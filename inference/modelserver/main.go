@@ -14,11 +14,9 @@ import (
 
 	"google.golang.org/protobuf/encoding/prototext"
 
+	"github.com/infergate/infergate/buildinfo"
 	"github.com/infergate/infergate/proto/servingpb"
 )
-
-// Version is reported by --version; the build may set it with -ldflags -X.
-var Version = "dev"
 
 // DefaultPrometheusPath is TF Serving's default metrics path.
 const DefaultPrometheusPath = "/monitoring/prometheus/metrics"
@@ -109,7 +107,7 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("model-server: unexpected argument %q (flags are --name=value)", fs.Arg(0))
 	}
 	if *showVersion {
-		fmt.Fprintf(stdout, "TensorFlow ModelServer: infergate-%s\nTensorFlow Library: none (ONNX models on infergate's pure-Go runtime)\n", Version)
+		fmt.Fprintf(stdout, "TensorFlow ModelServer: infergate-%s\nTensorFlow Library: none (ONNX models on infergate's pure-Go runtime)\n", buildinfo.Get().Version)
 		return nil
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
