@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -85,11 +84,10 @@ func (g *diskGuard) measure() int64 {
 	if g.min <= 0 {
 		return -1
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(g.dir, &st); err != nil {
+	free, ok := freeBytes(g.dir)
+	if !ok {
 		return -1
 	}
-	free := int64(st.Bavail) * int64(st.Bsize)
 	g.free.Store(free)
 	g.last.Store(time.Now().UnixNano())
 	full := free < g.min
