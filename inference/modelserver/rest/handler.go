@@ -251,8 +251,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // size when there is one (io.ReadAll would grow it by doubling, leaving
 // twice the body in garbage).
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > maxBodyBytes {
+		// Announced too large: refuse before reading any of it.
+		return nil, &http.MaxBytesError{Limit: maxBodyBytes}
+	}
 	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
+	if n := r.ContentLength; n > 0 {
 		buf := make([]byte, n)
 		if _, err := io.ReadFull(body, buf); err != nil {
 			return nil, err
