@@ -306,9 +306,9 @@ func testConfig() inference.Config {
 	return cfg
 }
 
-func startPipeline(t testing.TB, cfg inference.Config, addrs []string, pred inference.Predictor, st *store.Store) *pipelineRun {
+func startPipeline(t testing.TB, cfg inference.Config, addrs []string, pred inference.Predictor, st *store.Store, opts ...kgo.Opt) *pipelineRun {
 	t.Helper()
-	p, err := inference.New(cfg, testLogger(t), []kgo.Opt{kgo.SeedBrokers(addrs...)}, pred, st, nil)
+	p, err := inference.New(cfg, testLogger(t), append([]kgo.Opt{kgo.SeedBrokers(addrs...)}, opts...), pred, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,8 +167,11 @@ func (p *Pipeline) fitOutput(r *request) bool {
 		limit := p.limitFor(p.cfg.ResultsTopic, level)
 		switch size := wireSize(r.out); {
 		case level >= levelMinimal:
-			p.dlqOutput(r, ClassInternal, fmt.Errorf("the result could not be produced to %s (%s), see the log",
-				p.cfg.ResultsTopic, r.produceErr), time.Now())
+			err := fmt.Errorf("the broker refused the result twice (see the log)")
+			if r.produceErr != nil {
+				err = fmt.Errorf("the broker refused the result: %w", r.produceErr)
+			}
+			p.dlqOutput(r, ClassInternal, fmt.Errorf("producing to %s: %w", p.cfg.ResultsTopic, err), time.Now())
 		case size > limit:
 			p.dlqOutput(r, ClassModel, fmt.Errorf("the result of %d bytes is larger than %s's max.message.bytes (%d)",
 				size, p.cfg.ResultsTopic, limit), time.Now())
@@ -265,6 +268,10 @@ func (d *degradedMemory) get(rec *kgo.Record) int {
 // (kgo cannot commit one with a failed record); the redelivered request's
 // output is then cut down as remembered.
 func (p *Pipeline) produceFailed(r *request, err error) {
+	if p.eos && errors.Is(err, kgo.ErrAborting) {
+		p.tr.failed(r, err) // the transaction is being aborted anyway
+		return
+	}
 	kind := classifyProduceError(err)
 	r.produceErr = err
 	src := r.rec

@@ -430,11 +430,51 @@ func TestProduceErrorClasses(t *testing.T) {
 		})
 	}
 
+	for _, mode := range []string{inference.AtLeastOnce, inference.ExactlyOnce} {
+		// The DLQ topic refuses every record: after the cut-down tries the
+		// record is kept in the store only, and the partition moves on.
+		t.Run("record-always/"+mode, func(t *testing.T) {
+			c, addrs := newFaultCluster(t)
+			var opts []kgo.Opt
+			cfg := testConfig()
+			cfg.Delivery = mode
+			if mode == inference.ExactlyOnce {
+				opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+				cfg.TransactionalID = "record-always"
+			}
+			results := collect(t, addrs, resTopic, opts...)
+			h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqTopic, Err: kerr.CorruptMessage, Count: -1})
+			st := openStore(t)
+			run := startPipeline(t, cfg, addrs, newTestPredictor(t), st)
+			recs := append([]*kgo.Record{{Key: []byte("0"), Value: []byte(`not json`)}}, good(0, 10)...)
+			produce(t, newClient(t, addrs), recs...)
+			results.waitN(t, 10, 30*time.Second)
+			checkFor(t, 30*time.Second, func() error {
+				total := int64(0)
+				for _, o := range committed(t, addrs, cfg.Group) {
+					total += o
+				}
+				if total != 11 {
+					return fmt.Errorf("committed %d of 11", total)
+				}
+				return nil
+			})
+			if n := storeCount(st); n != 1 {
+				t.Errorf("%d store records, want the refused DLQ record", n)
+			}
+			if h.Hits() < 3 {
+				t.Errorf("the DLQ topic refused %d produces, want the 3 tries before store-only", h.Hits())
+			}
+			run.stop(t)
+		})
+	}
+
 	t.Run("retriable", func(t *testing.T) {
 		c, addrs := newFaultCluster(t)
 		results := collect(t, addrs, resTopic)
 		h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: resTopic, Err: kerr.UnknownTopicOrPartition, Count: -1})
-		run := startPipeline(t, testConfig(), addrs, newTestPredictor(t), openStore(t))
+		// Metadata refreshed quickly, so kgo gives up on the "missing" topic soon.
+		run := startPipeline(t, testConfig(), addrs, newTestPredictor(t), openStore(t), kgo.MetadataMinAge(50*time.Millisecond))
 		produce(t, newClient(t, addrs), good(0, 20)...)
 		checkFor(t, 30*time.Second, func() error {
 			if s := run.p.Status(); s.State != inference.StateStalled || run.p.Ready() {
