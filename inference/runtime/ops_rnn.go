@@ -183,6 +183,10 @@ type rnnKernel struct {
 	clip        float32 // 0: none
 	lbr         bool    // GRU linear_before_reset
 	inputForget bool    // LSTM input_forget
+	// fast: an LSTM with the default activations, no peepholes, clip or
+	// input_forget. Its cell gate's weights and biases are doubled at layout,
+	// so one logistic call over all four gates gives tanh(x) = 2σ(2x) − 1 too.
+	fast bool
 	acts        [][]rnnAct
 	fixed       []rnnWeights // per direction when W, R, B, P are constants
 	// scratch buffers
@@ -266,6 +270,14 @@ func compileRNN(kind rnnKind) opCompiler {
 		}
 		if err := k.compileActs(x); err != nil {
 			return nil, nil, err
+		}
+		if kind == kindLSTM && !x.has(7) && k.clip == 0 && !k.inputForget {
+			k.fast = true
+			for _, acts := range k.acts {
+				if acts[0].name != "sigmoid" || acts[1].name != "tanh" || acts[2].name != "tanh" {
+					k.fast = false
+				}
+			}
 		}
 		// Constant parameters: lay them out now.
 		if x.konst(1) != nil && x.konst(2) != nil && (!x.has(3) || x.konst(3) != nil) && (!x.has(7) || x.konst(7) != nil) {
@@ -371,6 +383,10 @@ func (k *rnnKernel) layoutWeights(ws []rnnWeights, w, r, b, p *value, in int, ge
 		packB(wt.wP, w.f[d*GH*in:(d+1)*GH*in], in, GH, 1, in, 1)
 		wt.rP = get(packedBSize(H, GH))
 		packB(wt.rP, r.f[d*GH*H:(d+1)*GH*H], H, GH, 1, H, 1)
+		if k.fast {
+			scalePackedCols(wt.wP, in, GH, 3*H, 4*H, 2)
+			scalePackedCols(wt.rP, H, GH, 3*H, 4*H, 2)
+		}
 		wt.rT = nil
 		if k.kind == kindGRU && !k.lbr {
 			wt.rT = transposeInto(get(H*GH), r.f[d*GH*H:(d+1)*GH*H], GH, H)
@@ -392,6 +408,11 @@ func (k *rnnKernel) layoutWeights(ws []rnnWeights, w, r, b, p *value, in int, ge
 				}
 			}
 		}
+		if k.fast {
+			for j := 3 * H; j < 4*H; j++ {
+				wt.bias[j] *= 2
+			}
+		}
 		if k.kind == kindGRU && k.lbr && wt.rbh == nil {
 			wt.rbh = get(H)
 			clear(wt.rbh)
@@ -401,6 +422,21 @@ func (k *rnnKernel) layoutWeights(ws []rnnWeights, w, r, b, p *value, in int, ge
 		}
 	}
 	return nil
+}
+
+// scalePackedCols multiplies columns [c0, c1) of a k×n matrix packed by
+// packB by f.
+func scalePackedCols(p []float32, k, n, c0, c1 int, f float32) {
+	for q := 0; q*gemmNR < n; q++ {
+		panel := p[q*gemmNR*k : (q+1)*gemmNR*k]
+		for kk := range k {
+			for jj := range gemmNR {
+				if col := q*gemmNR + jj; col >= c0 && col < c1 {
+					panel[kk*gemmNR+jj] *= f
+				}
+			}
+		}
+	}
 }
 
 func shapeIs(s []int, want ...int) bool {
@@ -505,7 +541,9 @@ func (k *rnnKernel) run(st *state, nd *node) error {
 		if Y, err = st.allocF(nd.out[0]); err != nil {
 			return err
 		}
-		clear(Y) // steps past a sequence's length stay zero
+		if seqLens != nil {
+			clear(Y) // steps past a sequence's length stay zero
+		}
 	}
 	if len(nd.out) > 1 && nd.out[1] >= 0 {
 		copy(st.outShape(nd.out[1], 3), stateShape[:])
@@ -579,7 +617,11 @@ func (k *rnnKernel) run(st *state, nd *node) error {
 				case kindGRU:
 					k.stepGRU(d, wt, g, hr, hb, gate)
 				case kindLSTM:
-					k.stepLSTM(d, wt, g, hr, hb, c[b*H:(b+1)*H])
+					if k.fast {
+						k.stepLSTMFast(g, hr, hb, c[b*H:(b+1)*H])
+					} else {
+						k.stepLSTM(d, wt, g, hr, hb, c[b*H:(b+1)*H])
+					}
 				}
 				if Y != nil {
 					off := ((t*D+d)*B + b) * H
@@ -637,8 +679,7 @@ func (k *rnnKernel) stepGRU(d int, wt *rnnWeights, g, hr, h, gate []float32) {
 		z[j] = k.clipped(g[j] + hr[j])
 		r[j] = k.clipped(g[H+j] + hr[H+j])
 	}
-	f.apply(z)
-	f.apply(r)
+	f.apply(gate[:2*H]) // z and r
 	hh := g[2*H : 3*H] // reuse the input projection row for the candidate
 	if k.lbr {
 		rb := wt.rbh[:H]
@@ -666,6 +707,26 @@ func rhDot(r, h, rT []float32, stride, col int) float32 {
 		s += r[i] * h[i] * rT[i*stride+col]
 	}
 	return s
+}
+
+// stepLSTMFast is stepLSTM for k.fast: one logistic call over the four gates
+// (the cell gate's input doubled at layout, so 2σ − 1 is its tanh), one tanh.
+func (k *rnnKernel) stepLSTMFast(g, hr, h, c []float32) {
+	H := k.hidden
+	g, hr = g[:4*H], hr[:4*H]
+	for j := range g {
+		g[j] += hr[j]
+	}
+	tanhVec(g, g, 0.5, 0.5, 0.5)
+	gi, gog, gf, gc := g[:H], g[H:2*H], g[2*H:3*H], g[3*H:4*H]
+	c, h = c[:H], h[:H]
+	for j := range c {
+		c[j] = gf[j]*c[j] + gi[j]*(2*gc[j]-1)
+	}
+	tanhVec(h, c, 1, 1, 0)
+	for j := range h {
+		h[j] *= gog[j]
+	}
 }
 
 // stepLSTM: gates i, o, f, c in that order in g and hr.
