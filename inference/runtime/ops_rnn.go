@@ -186,9 +186,9 @@ type rnnKernel struct {
 	// fast: an LSTM with the default activations, no peepholes, clip or
 	// input_forget. Its cell gate's weights and biases are doubled at layout,
 	// so one logistic call over all four gates gives tanh(x) = 2σ(2x) − 1 too.
-	fast bool
-	acts        [][]rnnAct
-	fixed       []rnnWeights // per direction when W, R, B, P are constants
+	fast  bool
+	acts  [][]rnnAct
+	fixed []rnnWeights // per direction when W, R, B, P are constants
 	// scratch buffers
 	sXP, sHP, sH, sC, sW, sGate, sTile, sPack int
 }
@@ -680,7 +680,7 @@ func (k *rnnKernel) stepGRU(d int, wt *rnnWeights, g, hr, h, gate []float32) {
 		r[j] = k.clipped(g[H+j] + hr[H+j])
 	}
 	f.apply(gate[:2*H]) // z and r
-	hh := g[2*H : 3*H] // reuse the input projection row for the candidate
+	hh := g[2*H : 3*H]  // reuse the input projection row for the candidate
 	if k.lbr {
 		rb := wt.rbh[:H]
 		for j := range H {
