@@ -13,10 +13,19 @@ package runtime
 // Weights are packed once at load; the activation side (im2col columns, or
 // the rows of a dense layer's input) is packed per call into reused scratch.
 
+// gemmNR is fixed; gemmMR is the selected micro-kernel's row count (6 for
+// AVX2 and the portable kernel, 8 for AVX-512). Panels are packed with the
+// gemmMR in force at load time, so it is only set at start (and by tests
+// before they load).
 const (
-	gemmMR = 6
-	gemmNR = 16
+	gemmNR    = 16
+	gemmMRMax = 8
 )
+
+var gemmMR = 6
+
+// gemmTileMax is the largest partial-tile buffer any kernel needs.
+const gemmTileMax = gemmMRMax * gemmNR
 
 // microKernel computes c[i*ldc+j] = Σ_k a[k*MR+i]·b[k*NR+j] for one full
 // tile, overwriting c. a holds k·MR values, b k·NR, c (MR-1)·ldc+NR.
@@ -33,23 +42,23 @@ var kernelName = "go"
 // assembly) or "go" (the portable loop).
 func KernelName() string { return kernelName }
 
-// kernelGo is the portable micro-kernel.
+// kernelGo is the portable micro-kernel, for either row count.
 func kernelGo(k int, a, b, c []float32, ldc int) {
-	var acc [gemmMR][gemmNR]float32
-	a = a[:k*gemmMR]
+	mr := gemmMR
+	var acc [gemmMRMax][gemmNR]float32
+	a = a[:k*mr]
 	b = b[:k*gemmNR]
 	for kk := range k {
 		bb := (*[gemmNR]float32)(b[kk*gemmNR:])
-		aa := (*[gemmMR]float32)(a[kk*gemmMR:])
-		for i := range gemmMR {
-			ai := aa[i]
+		aa := a[kk*mr : kk*mr+mr]
+		for i, ai := range aa {
 			r := &acc[i]
 			for j := range gemmNR {
 				r[j] += ai * bb[j]
 			}
 		}
 	}
-	for i := range gemmMR {
+	for i := range mr {
 		copy(c[i*ldc:i*ldc+gemmNR], acc[i][:])
 	}
 }
@@ -112,13 +121,12 @@ type gemmCall struct {
 	rowBias []float32 // added to row i (convolution: per output channel)
 	colBias []float32 // added to column j (dense layer)
 	act     activation
-	// tile (gemmTile long) takes the partial tiles at the edges. The caller
+	// tile (gemmTileMax long) takes the partial tiles at the edges. The caller
 	// provides it from reused memory: a local array would escape to the heap
 	// through the kernel's function value and cost an allocation per call.
 	tile []float32
 }
 
-const gemmTile = gemmMR * gemmNR
 
 // cols computes the columns of panels [q0,q1) of pb (pb's panel q0 at
 // offset pbOff), writing C's columns q0·NR.. into c. The A panel is the outer
@@ -128,7 +136,7 @@ const gemmTile = gemmMR * gemmNR
 func (g *gemmCall) cols(q0, q1, pbOff int) {
 	tile := g.tile
 	if tile == nil {
-		tile = make([]float32, gemmTile)
+		tile = make([]float32, gemmTileMax)
 	}
 	k := g.k
 	j0 := q0 * gemmNR
@@ -160,8 +168,24 @@ func (g *gemmCall) finish(i0, h, j0, w int) {
 	if g.rowBias == nil && g.colBias == nil && !g.act.on {
 		return
 	}
+	relu := g.act.on && g.act.op == uRelu
 	for i := i0; i < i0+h; i++ {
 		row := g.c[i*g.ldc+j0 : i*g.ldc+j0+w]
+		if relu && g.colBias == nil {
+			// The common convolution epilogue in one pass.
+			var b float32
+			if g.rowBias != nil {
+				b = g.rowBias[i]
+			}
+			for j, v := range row {
+				v += b
+				if v < 0 {
+					v = 0
+				}
+				row[j] = v
+			}
+			continue
+		}
 		if g.rowBias != nil {
 			b := g.rowBias[i]
 			for j := range row {

@@ -11,14 +11,15 @@ import (
 func BenchmarkMicroKernel(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	const k = 288
-	a, bb := randF(rng, k*gemmMR), randF(rng, k*gemmNR)
-	c := make([]float32, gemmMR*gemmNR)
 	for name, kern := range kernels() {
 		b.Run(name, func(b *testing.B) {
+			forceKernel(b, kern)
+			a, bb := randF(rng, k*kern.mr), randF(rng, k*gemmNR)
+			c := make([]float32, kern.mr*gemmNR)
 			for b.Loop() {
-				kern(k, a, bb, c, gemmNR)
+				kern.fn(k, a, bb, c, gemmNR)
 			}
-			b.ReportMetric(float64(2*k*gemmMR*gemmNR)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(float64(2*k*kern.mr*gemmNR)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
 }

@@ -6,21 +6,27 @@ import (
 	"testing"
 )
 
+type namedKernel struct {
+	mr int
+	fn microKernel
+}
+
 // kernels returns the micro-kernels this machine can run, by name, so tests
-// check the portable one as well as the assembly one the CPU selects.
-func kernels() map[string]microKernel {
-	ks := map[string]microKernel{"go": kernelGo}
-	if kernelName != "go" {
-		ks[kernelName] = gemmKernel
+// check the portable one (at both row counts) as well as the assembly ones.
+func kernels() map[string]namedKernel {
+	ks := map[string]namedKernel{"go/mr=6": {6, kernelGo}, "go/mr=8": {8, kernelGo}}
+	for name, k := range asmKernels() {
+		ks[name] = k
 	}
 	return ks
 }
 
-// forceKernel switches the micro-kernel for the rest of the test.
-func forceKernel(t *testing.T, k microKernel) {
-	old := gemmKernel
-	gemmKernel = k
-	t.Cleanup(func() { gemmKernel = old })
+// forceKernel switches the micro-kernel (and its row count) for the rest of
+// the test; panels must be packed after the switch.
+func forceKernel(t testing.TB, k namedKernel) {
+	oldFn, oldMR := gemmKernel, gemmMR
+	gemmKernel, gemmMR = k.fn, k.mr
+	t.Cleanup(func() { gemmKernel, gemmMR = oldFn, oldMR })
 }
 
 func TestPackedGEMMMatchesNaive(t *testing.T) {

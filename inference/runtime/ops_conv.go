@@ -232,11 +232,11 @@ func (j *convJob) do(w, item int) {
 	cols := min(j.chunkPanels*gemmNR, g.outSize-col0)
 	npan := ceilDiv(cols, gemmNR)
 	size := npan * gemmNR * j.kg
-	if cap(j.scratch[w]) < size+gemmTile {
-		j.scratch[w] = make([]float32, size+gemmTile)
+	if cap(j.scratch[w]) < size+gemmTileMax {
+		j.scratch[w] = make([]float32, size+gemmTileMax)
 	}
 	pb := j.scratch[w][:size]
-	tile := j.scratch[w][size : size+gemmTile]
+	tile := j.scratch[w][size : size+gemmTileMax]
 	x := j.x[(img*j.k.group+grp)*j.c*g.inSize:]
 	im2colPanels(pb, x, g, j.c, col0, cols)
 	call := gemmCall{
@@ -306,7 +306,12 @@ func im2colPanels(dst, x []float32, g *geom, c, col0, cols int) {
 							ix := ix0 + kw*g.dil[2]
 							if g.stride[2] == 1 {
 								if ix >= 0 && ix+s.n <= inW {
-									copy(seg, src[ix:ix+s.n])
+									if s.n == gemmNR {
+										// A whole panel row: an inlined 64-byte move.
+										*(*[gemmNR]float32)(seg) = *(*[gemmNR]float32)(src[ix:])
+									} else {
+										copy(seg, src[ix:ix+s.n])
+									}
 									continue
 								}
 								lo := min(max(0, -ix), s.n)
@@ -487,7 +492,7 @@ func (k *convTransposeKernel) run(st *state, nd *node) error {
 	rows := mg * g.K
 	pa := st.scratchF(k.scratchA, packedASize(rows, cg))
 	pb := st.scratchF(k.scratchB, packedBSize(cg, g.inSize))
-	col := st.scratchF(k.scratchCol, rows*g.inSize+gemmTile)
+	col := st.scratchF(k.scratchCol, rows*g.inSize+gemmTileMax)
 	tile := col[rows*g.inSize:]
 	col = col[:rows*g.inSize]
 	for img := range n {

@@ -493,11 +493,21 @@ func maxPool2DInside[T number](g *geom, x, o []T) {
 	for oh := range g.out[1] {
 		orow := o[oh*g.out[2] : (oh+1)*g.out[2]]
 		if kh == 2 && kw == 2 && sw == 2 {
-			r0 := x[oh*sh*inW:][:inW]
-			r1 := x[(oh*sh+1)*inW:][:inW]
+			r0 := x[oh*sh*inW:][:2*len(orow)]
+			r1 := x[(oh*sh+1)*inW:][:2*len(orow)]
 			for ow := range orow {
-				a, b := max(r0[2*ow], r0[2*ow+1]), max(r1[2*ow], r1[2*ow+1])
-				orow[ow] = max(a, b)
+				p0, p1 := (*[2]T)(r0[2*ow:]), (*[2]T)(r1[2*ow:])
+				best := p0[0]
+				if p0[1] > best {
+					best = p0[1]
+				}
+				if p1[0] > best {
+					best = p1[0]
+				}
+				if p1[1] > best {
+					best = p1[1]
+				}
+				orow[ow] = best
 			}
 			continue
 		}
@@ -507,7 +517,9 @@ func maxPool2DInside[T number](g *geom, x, o []T) {
 			for dh := range kh {
 				r := x[(oh*sh+dh)*inW+w0:][:kw]
 				for _, v := range r {
-					best = max(best, v)
+					if v > best {
+						best = v
+					}
 				}
 			}
 			orow[ow] = best
