@@ -24,8 +24,12 @@ const (
 
 var gemmMR = 6
 
-// gemmTileMax is the largest partial-tile buffer any kernel needs.
-const gemmTileMax = gemmMRMax * gemmNR
+// gemmTileMax is the largest partial-tile buffer any kernel needs;
+// gemmTile is the same (the name the recurrent kernels use).
+const (
+	gemmTileMax = gemmMRMax * gemmNR
+	gemmTile    = gemmTileMax
+)
 
 // microKernel computes c[i*ldc+j] = Σ_k a[k*MR+i]·b[k*NR+j] for one full
 // tile, overwriting c. a holds k·MR values, b k·NR, c (MR-1)·ldc+NR.
