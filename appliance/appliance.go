@@ -22,6 +22,7 @@ import (
 	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/sidecar"
+	"github.com/infergate/infergate/ingress"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
 )
@@ -48,6 +49,7 @@ type Appliance struct {
 	sidecar     *sidecar.Supervisor // model_server.mode sidecar
 	pipeline    *inference.Pipeline
 	web         *web.Server
+	ingress     *ingress.Ingress
 	client      broker.ClientConfig // brokers filled in once the broker runs
 }
 
@@ -162,6 +164,9 @@ func (a *Appliance) components() []*component {
 		a.modelServerComponent(),
 		a.pipelineComponent(),
 		a.healthComponent(),
+	}
+	if a.cfg.Ingress.Enabled {
+		comps = append(comps, a.ingressComponent())
 	}
 	if a.cfg.Demo.Enabled {
 		comps = append(comps, a.demoComponent())
@@ -364,6 +369,12 @@ func (c *Config) checkListeners() error {
 	}
 	if c.HTTP.Listen != "" {
 		ls = append(ls, l{"http.listen", "--http-listen", "INFERGATE_HTTP_LISTEN", c.HTTP.Listen})
+	}
+	if c.Ingress.Enabled && c.Ingress.MQTTListen != "" {
+		ls = append(ls, l{"ingress.mqtt_listen", "--mqtt-listen", "INFERGATE_INGRESS_MQTT_LISTEN", c.Ingress.MQTTListen})
+	}
+	if c.Ingress.Enabled && c.Ingress.NATSListen != "" {
+		ls = append(ls, l{"ingress.nats_listen", "--nats-listen", "INFERGATE_INGRESS_NATS_LISTEN", c.Ingress.NATSListen})
 	}
 	var errs []error
 	for _, x := range ls {

@@ -11,6 +11,7 @@ import (
 	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/sidecar"
+	"github.com/infergate/infergate/ingress"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
 )
@@ -52,6 +53,7 @@ type Config struct {
 	Store       StoreConfig       `yaml:"store"`
 	HTTP        HTTPConfig        `yaml:"http"`
 	Demo        DemoConfig        `yaml:"demo"`
+	Ingress     IngressConfig     `yaml:"ingress"`
 
 	origin origin // how Load assembled it; not a setting
 }
@@ -236,6 +238,26 @@ type HTTPConfig struct {
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 }
 
+// IngressConfig is the edge ingress (package ingress): an embedded
+// nats-server whose MQTT and NATS listeners take requests from devices and
+// send their predictions back (docs/ingress.md).
+type IngressConfig struct {
+	Enabled    bool   `yaml:"enabled"`
+	MQTTListen string `yaml:"mqtt_listen"` // "" disables MQTT
+	NATSListen string `yaml:"nats_listen"` // "" disables the NATS listener
+	// Group is the consumer group reading results and DLQ records to
+	// answer devices.
+	Group         string        `yaml:"group"`
+	MaxAckPending int           `yaml:"max_ack_pending"`
+	AckWait       time.Duration `yaml:"ack_wait"`
+	MaxStore      int64         `yaml:"max_store"`
+	SyncAlways    bool          `yaml:"sync_always"`
+	// DevicesFile lists device credentials, one "NAME PASSWORD" a line
+	// ("observer NAME PASSWORD" for read-only clients); required when a
+	// listener is not on loopback.
+	DevicesFile string `yaml:"devices_file"`
+}
+
 // DemoConfig drives the synthetic sensor traffic of --demo.
 type DemoConfig struct {
 	Enabled         bool          `yaml:"enabled"`
@@ -249,6 +271,7 @@ type DemoConfig struct {
 // retention, fsync) is changed in one place.
 func Default() Config {
 	pl := inference.DefaultConfig()
+	ing := ingress.DefaultConfig()
 	return Config{
 		DataDir:      defaultDataDir(),
 		MinFreeBytes: store.DefaultMinFreeBytes,
@@ -315,6 +338,13 @@ func Default() Config {
 		HTTP: HTTPConfig{Listen: web.DefaultListen, SessionTTL: web.DefaultSessionTTL,
 			ReadHeaderTimeout: web.DefaultReadHeaderTimeout, ReadTimeout: web.DefaultReadTimeout,
 			UploadTimeout: web.DefaultUploadTimeout, IdleTimeout: web.DefaultIdleTimeout},
+		Ingress: IngressConfig{
+			MQTTListen:    ing.MQTTListen,
+			NATSListen:    ing.NATSListen,
+			Group:         ing.Group,
+			MaxAckPending: ing.MaxAckPending,
+			AckWait:       ing.AckWait,
+		},
 		Demo: DemoConfig{
 			Rate:            20,
 			AnomalyRatio:    0.05,

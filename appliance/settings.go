@@ -124,6 +124,16 @@ func (c *Config) settings() []setting {
 		{Key: "http.upload_timeout", Flag: "http-upload-timeout", Arg: "DURATION", Help: "longest a model upload's body may take to arrive", val: duration(&c.HTTP.UploadTimeout)},
 		{Key: "http.idle_timeout", Flag: "http-idle-timeout", Arg: "DURATION", Help: "every HTTP listener: close a keep-alive connection idle for longer", val: duration(&c.HTTP.IdleTimeout)},
 
+		{Key: "ingress.enabled", Flag: "ingress", Help: "run the edge ingress: an embedded nats-server taking device requests over MQTT and NATS and answering with their predictions (docs/ingress.md)", val: boolean(&c.Ingress.Enabled)},
+		{Key: "ingress.mqtt_listen", Flag: "mqtt-listen", Arg: "ADDR", Help: "ingress: MQTT 3.1.1 listener (empty: no MQTT)", val: str(&c.Ingress.MQTTListen)},
+		{Key: "ingress.nats_listen", Flag: "nats-listen", Arg: "ADDR", Help: "ingress: NATS listener (empty: no NATS clients)", val: str(&c.Ingress.NATSListen)},
+		{Key: "ingress.group", Flag: "ingress-group", Arg: "GROUP", Help: "ingress: consumer group reading results and DLQ records to answer devices", val: str(&c.Ingress.Group)},
+		{Key: "ingress.max_ack_pending", Flag: "ingress-max-ack-pending", Arg: "N", Help: "ingress: most device requests on their way to Kafka at once; beyond it they wait on disk in the inbox", val: integer(&c.Ingress.MaxAckPending)},
+		{Key: "ingress.ack_wait", Flag: "ingress-ack-wait", Arg: "DURATION", Help: "ingress: how long a request may wait for Kafka's ack before the inbox delivers it again", val: duration(&c.Ingress.AckWait)},
+		{Key: "ingress.max_store", Flag: "ingress-max-store", Arg: "BYTES", Help: "ingress: disk budget of the JetStream store under <data dir>/nats; when full, devices' QoS 1 publishes are refused (0: nats-server's default)", val: int64v(&c.Ingress.MaxStore)},
+		{Key: "ingress.sync_always", Flag: "ingress-sync-always", Help: "ingress: fsync every JetStream write, so a PUBACK also survives a power loss (slower)", val: boolean(&c.Ingress.SyncAlways)},
+		{Key: "ingress.devices_file", Flag: "ingress-devices-file", Arg: "FILE", Help: "ingress: device credentials, one \"NAME PASSWORD\" a line (\"observer NAME PASSWORD\" for read-only clients); required when a listener is not on loopback", val: str(&c.Ingress.DevicesFile)},
+
 		{Key: "demo.enabled", Flag: "demo", Help: "feed synthetic sensor readings to the requests topic", val: boolean(&c.Demo.Enabled)},
 		{Key: "demo.rate", Flag: "demo-rate", Arg: "PER_SECOND", Help: "demo requests per second", val: float(&c.Demo.Rate)},
 		{Key: "demo.anomaly_ratio", Flag: "demo-anomaly-ratio", Arg: "RATIO", Help: "share of anomalous demo readings, 0 to 1", val: float(&c.Demo.AnomalyRatio)},

@@ -214,6 +214,7 @@ func (c *Config) Validate() error {
 		v.errf("demo.summary_interval", "%s is below the minimum of 100ms", c.Demo.SummaryInterval)
 	}
 
+	c.validateIngress(&v)
 	c.checkPortClashes(&v)
 	return errors.Join(v.errs...)
 }
@@ -323,6 +324,14 @@ func (c *Config) checkPortClashes(v *validator) {
 	}
 	if c.HTTP.Listen != "" {
 		add("http.listen", c.HTTP.Listen)
+	}
+	if c.Ingress.Enabled {
+		if c.Ingress.MQTTListen != "" {
+			add("ingress.mqtt_listen", c.Ingress.MQTTListen)
+		}
+		if c.Ingress.NATSListen != "" {
+			add("ingress.nats_listen", c.Ingress.NATSListen)
+		}
 	}
 	for i := range ls {
 		for j := 0; j < i; j++ {

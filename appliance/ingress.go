@@ -1,0 +1,167 @@
+package appliance
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/infergate/infergate/ingress"
+)
+
+// NATSDir holds the embedded nats-server's JetStream store (the ingress's
+// durable inbox).
+const NATSDir = "nats"
+
+// validateIngress checks ingress.*, only when the ingress is enabled.
+func (c *Config) validateIngress(v *validator) {
+	in := c.Ingress
+	if !in.Enabled {
+		return
+	}
+	if in.MQTTListen == "" && in.NATSListen == "" {
+		v.errf("ingress.mqtt_listen", "and ingress.nats_listen are both empty: the ingress needs at least one listener")
+	}
+	if in.MQTTListen != "" {
+		v.listenAddr("ingress.mqtt_listen", in.MQTTListen)
+	}
+	if in.NATSListen != "" {
+		v.listenAddr("ingress.nats_listen", in.NATSListen)
+	}
+	if in.Group == "" {
+		v.errf("ingress.group", "must be set")
+	} else if in.Group == c.Pipeline.Group {
+		v.errf("ingress.group", "%q is also pipeline.group: the ingress reads the results with a group of its own", in.Group)
+	}
+	if in.MaxAckPending < 1 {
+		v.errf("ingress.max_ack_pending", "%d: must be >= 1", in.MaxAckPending)
+	}
+	if in.AckWait.Seconds() < 1 {
+		v.errf("ingress.ack_wait", "%s: must be at least 1s", in.AckWait)
+	}
+	if in.MaxStore < 0 {
+		v.errf("ingress.max_store", "%d: must be >= 0 (0: nats-server's default)", in.MaxStore)
+	}
+	auth, err := in.auth()
+	if err != nil {
+		v.errf("ingress.devices_file", "%v", err)
+		return
+	}
+	cfg := c.ingressConfig("-")
+	cfg.Auth = auth
+	if err := cfg.Validate(); err != nil {
+		key := "ingress.devices_file"
+		if in.DevicesFile == "" {
+			v.errf(key, "is not set, so devices would connect without credentials, and %v", err)
+			return
+		}
+		v.errf(key, "%s: %v", in.DevicesFile, err)
+	}
+}
+
+// auth reads ingress.devices_file.
+func (in IngressConfig) auth() (ingress.AuthConfig, error) {
+	var a ingress.AuthConfig
+	if in.DevicesFile == "" {
+		return a, nil
+	}
+	f, err := os.Open(in.DevicesFile)
+	if err != nil {
+		return a, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) == 2:
+			a.Devices = append(a.Devices, ingress.Device{Name: fields[0], Password: fields[1]})
+		case len(fields) == 3 && fields[0] == "observer":
+			a.Observers = append(a.Observers, ingress.Device{Name: fields[1], Password: fields[2]})
+		default:
+			return a, fmt.Errorf("%s line %d: want \"NAME PASSWORD\" or \"observer NAME PASSWORD\"", in.DevicesFile, n)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return a, err
+	}
+	if len(a.Devices) == 0 && len(a.Observers) == 0 {
+		return a, fmt.Errorf("%s lists no device", in.DevicesFile)
+	}
+	return a, nil
+}
+
+// ingressConfig is the ingress package's part of c.
+func (c *Config) ingressConfig(storeDir string) ingress.Config {
+	ic := ingress.DefaultConfig()
+	ic.StoreDir = storeDir
+	ic.MQTTListen = c.Ingress.MQTTListen
+	ic.NATSListen = c.Ingress.NATSListen
+	ic.RequestsTopic = c.Topics.Requests
+	ic.ResultsTopic = c.Topics.Results
+	ic.DLQTopic = c.Topics.DLQ
+	ic.Group = c.Ingress.Group
+	ic.MaxAckPending = c.Ingress.MaxAckPending
+	ic.AckWait = c.Ingress.AckWait
+	ic.MaxStore = c.Ingress.MaxStore
+	ic.SyncAlways = c.Ingress.SyncAlways
+	return ic
+}
+
+// ingressComponent starts after the pipeline and stops before it: devices
+// are cut off first, the requests the ingress holds are produced and
+// acknowledged in JetStream, then the pipeline drains. Answers the pipeline
+// produces while draining stay in the results topic and reach the devices
+// after the restart (the ingress's group has not committed them).
+func (a *Appliance) ingressComponent() *component {
+	var in *ingress.Ingress
+	return &component{
+		name: "ingress",
+		start: func(ctx context.Context) error {
+			auth, err := a.cfg.Ingress.auth()
+			if err != nil {
+				return fmt.Errorf("ingress.devices_file (--ingress-devices-file, INFERGATE_INGRESS_DEVICES_FILE): %w", err)
+			}
+			a.mu.Lock()
+			cc := a.client
+			a.mu.Unlock()
+			opts, err := cc.Opts()
+			if err != nil {
+				return err
+			}
+			cfg := a.cfg.ingressConfig(filepath.Join(a.paths.Root, NATSDir))
+			cfg.Auth = auth
+			in, err = ingress.New(cfg, a.logger.With("component", "ingress"), opts, a.reg)
+			if err != nil {
+				return err
+			}
+			if err := in.Start(ctx); err != nil {
+				return err
+			}
+			a.mu.Lock()
+			a.ingress = in
+			a.mu.Unlock()
+			return nil
+		},
+		run: func(ctx context.Context) error { return in.Run(ctx) },
+		stop: func() error {
+			if in == nil {
+				return nil
+			}
+			return in.Close()
+		},
+	}
+}
+
+// Ingress is the edge ingress, nil unless ingress.enabled and started.
+func (a *Appliance) Ingress() *ingress.Ingress {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ingress
+}

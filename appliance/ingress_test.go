@@ -1,0 +1,120 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infergate/infergate/store"
+)
+
+func needMosquitto(t *testing.T) (pub, sub string) {
+	t.Helper()
+	for _, tool := range []string{"mosquitto_pub", "mosquitto_sub"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is not installed (.ci/run installs mosquitto-clients)", tool)
+			}
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	return "mosquitto_pub", "mosquitto_sub"
+}
+
+func mosquitto(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Devices publish to the appliance over MQTT; the real pipeline predicts
+// with the demo model and the answers come back over MQTT: a prediction for
+// a good request, an error reply for a bad one, which is also in the DLQ
+// store.
+func TestIngressMQTTThroughThePipeline(t *testing.T) {
+	pub, sub := needMosquitto(t)
+	c := testConfig(t)
+	c.HTTP.Listen = ""
+	c.Ingress.Enabled = true
+	c.Ingress.MQTTListen = "127.0.0.1:0"
+	c.Ingress.NATSListen = "127.0.0.1:0"
+	r := start(t, c)
+	host, port, err := net.SplitHostPort(r.Ingress().MQTTAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	subArgs := []string{"-h", host, "-p", port, "-q", "1", "-c", "-i", "kiln4-sub", "-t", "infergate/results/+/kiln4"}
+	mosquitto(t, sub, append(subArgs, "-E")...)
+
+	features := make([]string, 16)
+	for i := range features {
+		features[i] = "0.5"
+	}
+	mosquitto(t, pub, "-h", host, "-p", port, "-q", "1", "-t", "infergate/requests/demo/kiln4",
+		"-m", `{"request_id":"k-1","features":[`+strings.Join(features, ",")+`]}`)
+	mosquitto(t, pub, "-h", host, "-p", port, "-q", "1", "-t", "infergate/requests/demo/kiln4",
+		"-m", `{"request_id":"k-2","features":[1,2]}`)
+
+	out := mosquitto(t, sub, append(subArgs, "-C", "2", "-W", "60")...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("mosquitto_sub got %q", out)
+	}
+	var good, bad struct {
+		RequestID  string          `json:"request_id"`
+		Model      string          `json:"model"`
+		Prediction json.RawMessage `json:"prediction"`
+		Error      struct{ Class string }
+	}
+	for _, l := range lines {
+		var v struct {
+			RequestID string `json:"request_id"`
+		}
+		_ = json.Unmarshal([]byte(l), &v)
+		switch v.RequestID {
+		case "k-1":
+			_ = json.Unmarshal([]byte(l), &good)
+		case "k-2":
+			_ = json.Unmarshal([]byte(l), &bad)
+		}
+	}
+	if good.Model != "demo" || len(good.Prediction) == 0 {
+		t.Fatalf("result of k-1: %q", out)
+	}
+	if bad.Error.Class != "validation" {
+		t.Fatalf("error reply of k-2 (two features for a 16-channel model): %q", out)
+	}
+	eventually(t, 30*time.Second, func() error {
+		recs, _, err := r.Store().List(store.Filter{Limit: 1000})
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if string(rec.Key) == "kiln4" {
+				return nil
+			}
+		}
+		return errNo("DLQ store record with key kiln4")
+	})
+}
+
+// Anonymous devices on a listener other than loopback are refused at start.
+func TestIngressAnonymousExposedIsRefused(t *testing.T) {
+	c := testConfig(t)
+	c.Ingress.Enabled = true
+	c.Ingress.MQTTListen = "0.0.0.0:0"
+	_, err := New(c, testLogger(t))
+	if err == nil || !strings.Contains(err.Error(), "ingress.devices_file") || !strings.Contains(err.Error(), "anonymous") {
+		t.Fatalf("New: %v", err)
+	}
+}

@@ -1,0 +1,51 @@
+package ingress
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	received *prometheus.CounterVec // origin, path
+	produced *prometheus.CounterVec // origin
+	replies  *prometheus.CounterVec // kind: result, error
+	errors   *prometheus.CounterVec // stage
+	pending  prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "infergate_ingress_received_total",
+			Help: "Requests received from devices, by origin (mqtt, nats) and path (durable: MQTT QoS 1/2 and JetStream; at-most-once: MQTT QoS 0 and core NATS).",
+		}, []string{"origin", "path"}),
+		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "infergate_ingress_produced_total",
+			Help: "Device requests acknowledged by Kafka in the requests topic, by origin.",
+		}, []string{"origin"}),
+		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "infergate_ingress_replies_total",
+			Help: "Answers published back to devices: kind result (from the results topic) or error (from the DLQ topic).",
+		}, []string{"kind"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "infergate_ingress_errors_total",
+			Help: "Ingress errors by stage: subject (no model in the subject), produce (Kafka refused; redelivered), ack (JetStream ack lost; redelivered), reply (publishing an answer failed), consume (reading results).",
+		}, []string{"stage"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "infergate_ingress_acks_pending",
+			Help: "Durable requests produced to Kafka and not yet acknowledged by it (their JetStream ack waits).",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.received, m.produced, m.replies, m.errors, m.pending} {
+			if err := reg.Register(c); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					return nil, err
+				}
+			}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,137 @@
+package ingress
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// DLQ headers the pipeline adds (inference.HeaderErrorClass, ...).
+const (
+	headerErrorClass   = "error.class"
+	headerErrorMessage = "error.message"
+)
+
+// runReturner consumes the results and DLQ topics with its own group and
+// publishes each answer of a device request to its reply subject, then
+// commits. A crash between publish and commit publishes those answers again.
+func (in *Ingress) runReturner(ctx context.Context) error {
+	// A new group starts a little before this start, not at the end: a
+	// result produced while the group was joining would be skipped.
+	from := kgo.NewOffset().AfterMilli(in.started.Add(-time.Minute).UnixMilli())
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), in.kopts...),
+		kgo.ConsumerGroup(in.cfg.Group),
+		kgo.ConsumeTopics(in.cfg.ResultsTopic, in.cfg.DLQTopic),
+		kgo.ConsumeResetOffset(from),
+		kgo.DisableAutoCommit(),
+		// In exactly-once mode an aborted transaction's results must
+		// not reach a device.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(100*time.Millisecond),
+	)...)
+	if err != nil {
+		return fmt.Errorf("ingress: results consumer: %w", err)
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollRecords(ctx, 4096)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			in.metrics.errors.WithLabelValues("consume").Inc()
+			in.logger.Warn("ingress: reading results", "topic", t, "partition", p, "err", err)
+		})
+		recs := fs.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		durable := false
+		for _, r := range recs {
+			durable = in.answer(r) || durable
+		}
+		if durable {
+			select {
+			case <-in.js.PublishAsyncComplete():
+			case <-time.After(30 * time.Second):
+				in.metrics.errors.WithLabelValues("reply").Inc()
+				in.logger.Warn("ingress: JetStream did not acknowledge answers within 30s")
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if err := cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
+			in.logger.Warn("ingress: committing answered results", "err", err)
+		}
+	}
+}
+
+// answer publishes the answer to r if r answers a device request; it
+// reports whether a JetStream publish is pending.
+func (in *Ingress) answer(r *kgo.Record) bool {
+	var reply, class, msg string
+	for _, h := range r.Headers {
+		switch h.Key {
+		case HeaderReply:
+			reply = string(h.Value)
+		case headerErrorClass:
+			class = string(h.Value)
+		case headerErrorMessage:
+			msg = string(h.Value)
+		}
+	}
+	if reply == "" {
+		return false
+	}
+	data, kind := r.Value, "result"
+	if r.Topic == in.cfg.DLQTopic {
+		data, kind = errorReply(r.Value, class, msg), "error"
+	}
+	m := &nats.Msg{Subject: reply, Data: data}
+	durable := strings.HasPrefix(reply, ResultsPrefix)
+	if durable {
+		// As an MQTT QoS 1 publish: QoS 0 subscribers get the core
+		// message, QoS 1 subscribers (persistent sessions too) the copy
+		// stored in the MQTT stream, and nobody gets both.
+		m.Header = nats.Header{mqttHeader: []string{"1"}}
+	}
+	if err := in.nc.PublishMsg(m); err != nil {
+		in.metrics.errors.WithLabelValues("reply").Inc()
+		return false
+	}
+	in.metrics.replies.WithLabelValues(kind).Inc()
+	if !durable {
+		return false
+	}
+	stored := &nats.Msg{Subject: InboxPrefix + reply, Data: data, Header: m.Header}
+	if _, err := in.js.PublishMsgAsync(stored); err != nil {
+		in.metrics.errors.WithLabelValues("reply").Inc()
+		return false
+	}
+	return true
+}
+
+// errorReply is what a device gets for a dead-lettered request.
+func errorReply(request []byte, class, message string) []byte {
+	var req struct {
+		RequestID json.RawMessage `json:"request_id"`
+		Model     string          `json:"model"`
+	}
+	_ = json.Unmarshal(request, &req)
+	out := struct {
+		RequestID json.RawMessage `json:"request_id,omitempty"`
+		Model     string          `json:"model,omitempty"`
+		Error     struct {
+			Class   string `json:"class"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}{RequestID: req.RequestID, Model: req.Model}
+	out.Error.Class, out.Error.Message = class, message
+	b, _ := json.Marshal(out)
+	return b
+}
