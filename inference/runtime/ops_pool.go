@@ -496,18 +496,10 @@ func maxPool2DInside[T number](g *geom, x, o []T) {
 			r0 := x[oh*sh*inW:][:2*len(orow)]
 			r1 := x[(oh*sh+1)*inW:][:2*len(orow)]
 			for ow := range orow {
+				// The builtin max is branch-free; comparisons on data
+				// mispredict.
 				p0, p1 := (*[2]T)(r0[2*ow:]), (*[2]T)(r1[2*ow:])
-				best := p0[0]
-				if p0[1] > best {
-					best = p0[1]
-				}
-				if p1[0] > best {
-					best = p1[0]
-				}
-				if p1[1] > best {
-					best = p1[1]
-				}
-				orow[ow] = best
+				orow[ow] = max(max(p0[0], p0[1]), max(p1[0], p1[1]))
 			}
 			continue
 		}
@@ -517,9 +509,7 @@ func maxPool2DInside[T number](g *geom, x, o []T) {
 			for dh := range kh {
 				r := x[(oh*sh+dh)*inW+w0:][:kw]
 				for _, v := range r {
-					if v > best {
-						best = v
-					}
+					best = max(best, v)
 				}
 			}
 			orow[ow] = best
