@@ -100,3 +100,12 @@ func (h *HotPath) Run(ctx context.Context, values [][]byte) (int, error) {
 // ClassifyProduceError exposes how the pipeline sorts produce errors:
 // "retriable", "record" or "fatal".
 func ClassifyProduceError(err error) string { return classifyProduceError(err).String() }
+
+// SetProduceStallAfter changes how long outputs may wait for the broker
+// before pipelines created afterwards call themselves stalled; it returns
+// the function that restores the default.
+func SetProduceStallAfter(d time.Duration) (restore func()) {
+	old := produceStallAfter
+	produceStallAfter = d
+	return func() { produceStallAfter = old }
+}

@@ -100,6 +100,12 @@ type Pipeline struct {
 	degraded degradedMemory
 	stalled  atomic.Bool // outputs cannot be produced: not ready
 
+	// The produce watchdog (watchProduce): outputs handed to the producer and
+	// not yet answered, and when the broker last made progress with them.
+	outstanding atomic.Int64
+	progressAt  atomic.Int64 // unix nanoseconds
+	stallAfter  time.Duration
+
 	fatalOnce sync.Once
 	fatalErr  atomic.Pointer[error]
 	fatalCh   chan struct{}
@@ -150,6 +156,7 @@ func New(cfg Config, logger *slog.Logger, clientOpts []kgo.Opt, pred Predictor, 
 		maxPending: min(max(4*cfg.MaxBatch*cfg.MaxInFlight, 1024), 1<<16),
 	}
 	p.circ = newCircuit(p, cfg.ProbeInterval)
+	p.stallAfter = produceStallAfter
 	return p, nil
 }
 
@@ -240,6 +247,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	}
 	spawn(func() { p.dispatchLoop(work) })
 	spawn(func() { p.emitLoop(work, cl) })
+	spawn(func() { p.watchProduce(work) })
 	for range p.cfg.MaxInFlight {
 		spawn(func() { p.workLoop(work) })
 	}
@@ -512,7 +520,16 @@ func (p *Pipeline) emitLoop(ctx context.Context, cl *kgo.Client) {
 			p.onAck(r, nil)
 		}
 		for _, r := range produce {
-			cl.Produce(context.Background(), r.out, func(_ *kgo.Record, err error) { p.onAck(r, err) })
+			if p.outstanding.Add(1) == 1 {
+				p.progressAt.Store(time.Now().UnixNano())
+			}
+			cl.Produce(context.Background(), r.out, func(_ *kgo.Record, err error) {
+				p.outstanding.Add(-1)
+				if err == nil {
+					p.progressAt.Store(time.Now().UnixNano())
+				}
+				p.onAck(r, err)
+			})
 		}
 		clear(buf)
 	}

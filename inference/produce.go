@@ -323,3 +323,32 @@ func (p *Pipeline) unstall() {
 		p.logger.Info("the broker takes records again: ready")
 	}
 }
+
+// produceStallAfter is how long outputs may wait for the broker's answer,
+// with none answered meanwhile, before the pipeline calls itself stalled.
+// kgo retries some errors (KAFKA_STORAGE_ERROR, NOT_ENOUGH_REPLICAS, a
+// leader that does not answer) without end and without telling the
+// promise: without this the pipeline would wait silently while ready.
+var produceStallAfter = 15 * time.Second
+
+// watchProduce marks the pipeline stalled while the broker answers none of
+// the outputs waiting for it for stallAfter; the next acknowledgement (or
+// commit, exactly-once) clears it.
+func (p *Pipeline) watchProduce(ctx context.Context) {
+	t := time.NewTicker(min(time.Second, p.stallAfter/4))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := p.outstanding.Load()
+		if n == 0 {
+			continue
+		}
+		if since := time.Since(time.Unix(0, p.progressAt.Load())); since > p.stallAfter {
+			p.stall(fmt.Errorf("the broker has answered none of %d outputs for %s", n, since.Round(time.Second)))
+		}
+	}
+}

@@ -493,6 +493,42 @@ func TestProduceErrorClasses(t *testing.T) {
 		run.stop(t)
 	})
 
+	for _, mode := range []string{inference.AtLeastOnce, inference.ExactlyOnce} {
+		// kgo retries KAFKA_STORAGE_ERROR (a broker's full disk) without end
+		// and without telling the promise: the watchdog reports the stall.
+		t.Run("silent/"+mode, func(t *testing.T) {
+			defer inference.SetProduceStallAfter(300 * time.Millisecond)()
+			c, addrs := newFaultCluster(t)
+			var opts []kgo.Opt
+			cfg := testConfig()
+			cfg.Delivery = mode
+			if mode == inference.ExactlyOnce {
+				opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+				cfg.TransactionalID = "silent"
+			}
+			results := collect(t, addrs, resTopic, opts...)
+			h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: resTopic, Err: kerr.KafkaStorageError, Count: -1})
+			run := startPipeline(t, cfg, addrs, newTestPredictor(t), openStore(t),
+				kgo.MetadataMinAge(50*time.Millisecond)) // kgo refreshes metadata before retrying
+			produce(t, newClient(t, addrs), good(0, 10)...)
+			checkFor(t, 30*time.Second, func() error {
+				if s := run.p.Status(); s.State != inference.StateStalled || run.p.Ready() {
+					return fmt.Errorf("state %s ready %v", s.State, run.p.Ready())
+				}
+				return nil
+			})
+			h.Remove()
+			results.waitN(t, 10, 30*time.Second)
+			checkFor(t, 30*time.Second, func() error {
+				if s := run.p.Status(); s.State != inference.StateRunning || !run.p.Ready() {
+					return fmt.Errorf("state %s ready %v", s.State, run.p.Ready())
+				}
+				return nil
+			})
+			run.stop(t)
+		})
+	}
+
 	t.Run("fatal", func(t *testing.T) {
 		c, addrs := newFaultCluster(t)
 		c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: resTopic, Err: kerr.TopicAuthorizationFailed, Count: -1})
