@@ -1,11 +1,13 @@
 package modelserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	goruntime "runtime"
 	"slices"
@@ -402,5 +404,48 @@ func TestExamplesContextBomb(t *testing.T) {
 	}
 	if _, err := c.pred.Regress(ctx, &servingpb.RegressionRequest{ModelSpec: specFor("demo"), Input: withCtx(10)}); err != nil {
 		t.Fatalf("within the limits: %v", err)
+	}
+}
+
+// TestRESTAnnouncedBodyWaitsForBudget: a client that announces a large body
+// (Content-Length) and sends none of it must not make the server allocate
+// that much up front: the announced length is admitted against
+// MaxInflightBytes first. With the budget held, the request waits and ends
+// with the REST timeout (504), having allocated next to nothing.
+func TestRESTAnnouncedBodyWaitsForBudget(t *testing.T) {
+	base := t.TempDir()
+	writeVersion(t, base, 1, addModel(t, 1))
+	cfg := limitedConfig(ModelConfig{Name: "add", BasePath: base})
+	cfg.Limits.MaxInflightBytes = 1 << 20
+	cfg.RESTTimeout = 300 * time.Millisecond
+	// Go's server tries to drain an unread body before it answers; the
+	// client never sends it, so the answer comes at the read timeout.
+	cfg.RESTReadTimeout = time.Second
+	s := startServer(t, cfg)
+	_, release, err := s.adm.admit(context.Background(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+
+	conn, err := net.Dial("tcp", s.RESTAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var resp *http.Response
+	got := allocDuring(func() {
+		fmt.Fprintf(conn, "POST /v1/models/add:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", 60<<20)
+		resp, err = http.ReadResponse(bufio.NewReader(conn), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("HTTP %d, want 504 (the admission wait ended with the REST timeout)", resp.StatusCode)
+	}
+	if got > 8<<20 {
+		t.Fatalf("an announced, unsent 60 MiB body allocated %d bytes", got)
 	}
 }

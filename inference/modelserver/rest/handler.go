@@ -215,11 +215,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, err = h.metadata(r.Context(), rt)
 	default:
 		var in []byte
-		in, err = readBody(w, r)
+		in, err = h.readBody(w, r)
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody(fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit)))
 			return
+		}
+		if _, isStatus := status.FromError(err); err != nil && isStatus {
+			break // waiting for admission ended with the request's deadline
 		}
 		if err != nil {
 			err = status.Errorf(codes.InvalidArgument, "reading request body: %v", err)
@@ -247,16 +250,24 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// readBody reads at most maxBodyBytes, into one buffer of the announced
-// size when there is one (io.ReadAll would grow it by doubling, leaving
-// twice the body in garbage).
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// readBody reads at most maxBodyBytes. With admission, the announced
+// length is admitted first and then read into one buffer of that size
+// (io.ReadAll would grow it by doubling, leaving twice the body in garbage);
+// a client that announces a large body and sends it slowly holds budget, not
+// unbounded memory. Without admission, or without a length, the buffer grows
+// as the bytes arrive.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.ContentLength > maxBodyBytes {
 		// Announced too large: refuse before reading any of it.
 		return nil, &http.MaxBytesError{Limit: maxBodyBytes}
 	}
 	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	if n := r.ContentLength; n > 0 {
+	if n := r.ContentLength; n > 0 && h.admit != nil {
+		_, release, err := h.admit(r.Context(), n)
+		if err != nil {
+			return nil, err
+		}
+		defer release() // bound admits the body again, with its parse
 		buf := make([]byte, n)
 		if _, err := io.ReadFull(body, buf); err != nil {
 			return nil, err
