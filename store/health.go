@@ -209,13 +209,19 @@ func (s *Store) findLost() {
 	var lost []string
 	set := map[string]bool{}
 	n := 0
+	stopped := false
 	_ = s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
 		opts.Prefix = []byte("i/c/")
 		it := txn.NewIterator(opts)
 		defer it.Close()
+		seen := 0
 		for it.Rewind(); it.Valid(); it.Next() {
+			if seen++; seen%1000 == 0 && s.isClosing() {
+				stopped = true
+				return nil
+			}
 			k := it.Item().Key()
 			if len(k) < idLen {
 				continue
@@ -231,6 +237,9 @@ func (s *Store) findLost() {
 		}
 		return nil
 	})
+	if stopped {
+		return // closing: the count would be partial
+	}
 	s.h.mu.Lock()
 	s.h.lost, s.h.lostIDs, s.h.lostSet = n, lost, set
 	s.h.mu.Unlock()
@@ -293,6 +302,16 @@ func (s *Store) noteCorruption(err error) {
 	s.h.corrupt = append(s.h.corrupt, c)
 	s.h.mu.Unlock()
 	s.log.Error("store: DATA CORRUPTION: "+c.String(), "dir", s.cfg.Dir)
+}
+
+// isClosing reports whether Close has begun.
+func (s *Store) isClosing() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // lostErr is the error for reading a record that a damaged table took with it (Badger

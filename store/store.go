@@ -77,9 +77,10 @@ type Store struct {
 
 	// life is held for reading by every operation and for writing by Close, so Close waits
 	// for operations in flight and nothing touches Badger after it is closed.
-	life   sync.RWMutex
-	closed bool
-	done   chan struct{}
+	life     sync.RWMutex
+	closed   bool
+	done     chan struct{}
+	doneOnce sync.Once
 
 	// Record counts are kept in memory (counted from the class index at Open) and adjusted
 	// after each commit. Persisting a counter would make every Put conflict with every other.
@@ -171,14 +172,16 @@ func (s *Store) countRecords() error {
 
 // Close closes the database after operations in flight finish. Safe to call more than once.
 func (s *Store) Close() error {
+	// Stop the table check Open started before taking the lock: it reads under the
+	// store's read lock, and stops at s.done.
+	s.doneOnce.Do(func() { close(s.done) })
+	<-s.verified
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.closed {
 		return nil
 	}
 	s.closed = true
-	close(s.done)
-	<-s.verified
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
