@@ -256,6 +256,10 @@ type IngressConfig struct {
 	// ("observer NAME PASSWORD" for read-only clients); required when a
 	// listener is not on loopback.
 	DevicesFile string `yaml:"devices_file"`
+	// TLSCert and TLSKey (PEM files, both or neither) put both listeners
+	// on TLS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
 }
 
 // DemoConfig drives the synthetic sensor traffic of --demo.

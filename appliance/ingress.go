@@ -44,6 +44,9 @@ func (c *Config) validateIngress(v *validator) {
 	if in.MaxStore < 0 {
 		v.errf("ingress.max_store", "%d: must be >= 0 (0: nats-server's default)", in.MaxStore)
 	}
+	if (in.TLSCert == "") != (in.TLSKey == "") {
+		v.errf("ingress.tls_cert", "set it and ingress.tls_key (--ingress-tls-key) both to serve TLS, or neither")
+	}
 	auth, err := in.auth()
 	if err != nil {
 		v.errf("ingress.devices_file", "%v", err)
@@ -51,7 +54,7 @@ func (c *Config) validateIngress(v *validator) {
 	}
 	cfg := c.ingressConfig("-")
 	cfg.Auth = auth
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.CheckAuth(); err != nil {
 		key := "ingress.devices_file"
 		if in.DevicesFile == "" {
 			v.errf(key, "is not set, so devices would connect without credentials, and %v", err)
@@ -111,6 +114,8 @@ func (c *Config) ingressConfig(storeDir string) ingress.Config {
 	ic.AckWait = c.Ingress.AckWait
 	ic.MaxStore = c.Ingress.MaxStore
 	ic.SyncAlways = c.Ingress.SyncAlways
+	ic.TLSCert = c.Ingress.TLSCert
+	ic.TLSKey = c.Ingress.TLSKey
 	return ic
 }
 

@@ -133,6 +133,8 @@ func (c *Config) settings() []setting {
 		{Key: "ingress.max_store", Flag: "ingress-max-store", Arg: "BYTES", Help: "ingress: disk budget of the JetStream store under <data dir>/nats; when full, devices' QoS 1 publishes are refused (0: nats-server's default)", val: int64v(&c.Ingress.MaxStore)},
 		{Key: "ingress.sync_always", Flag: "ingress-sync-always", Help: "ingress: fsync every JetStream write, so a PUBACK also survives a power loss (slower)", val: boolean(&c.Ingress.SyncAlways)},
 		{Key: "ingress.devices_file", Flag: "ingress-devices-file", Arg: "FILE", Help: "ingress: device credentials, one \"NAME PASSWORD\" a line (\"observer NAME PASSWORD\" for read-only clients); required when a listener is not on loopback", val: str(&c.Ingress.DevicesFile)},
+		{Key: "ingress.tls_cert", Flag: "ingress-tls-cert", Arg: "FILE", Help: "ingress: PEM certificate; both listeners then accept TLS only (MQTT over TLS, NATS with TLS required; with --ingress-tls-key)", val: str(&c.Ingress.TLSCert)},
+		{Key: "ingress.tls_key", Flag: "ingress-tls-key", Arg: "FILE", Help: "ingress: PEM key of --ingress-tls-cert", val: str(&c.Ingress.TLSKey)},
 
 		{Key: "demo.enabled", Flag: "demo", Help: "feed synthetic sensor readings to the requests topic", val: boolean(&c.Demo.Enabled)},
 		{Key: "demo.rate", Flag: "demo-rate", Arg: "PER_SECOND", Help: "demo requests per second", val: float(&c.Demo.Rate)},

@@ -82,6 +82,10 @@ type Config struct {
 	// SyncAlways fsyncs every JetStream write: a PUBACK then survives a
 	// power loss, not only a crash of infergate.
 	SyncAlways bool
+	// TLSCert and TLSKey (PEM files, both or neither) make both listeners
+	// TLS only: MQTT over TLS (mqtts) and NATS with TLS required.
+	TLSCert string
+	TLSKey  string
 	// Auth decides who may connect and what they may do.
 	Auth AuthConfig
 }
@@ -121,6 +125,9 @@ func (c *Config) Validate() error {
 	if c.RequestsTopic == "" || c.ResultsTopic == "" || c.DLQTopic == "" {
 		errs = append(errs, errors.New("RequestsTopic, ResultsTopic and DLQTopic must be set"))
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("TLSCert and TLSKey go together: set both or neither"))
+	}
 	if c.Group == "" {
 		errs = append(errs, errors.New("Group must be set"))
 	}
@@ -135,6 +142,10 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// CheckAuth is the part of Validate about credentials: anonymous access
+// on a listener that is not loopback, and the device list.
+func (c *Config) CheckAuth() error { return c.Auth.validate(c.exposed()) }
 
 // exposed lists the listeners bound to anything but loopback.
 func (c *Config) exposed() []string {

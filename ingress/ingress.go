@@ -69,6 +69,14 @@ func New(cfg Config, logger *slog.Logger, kopts []kgo.Opt, reg prometheus.Regist
 		CustomClientAuthentication: in.auth,
 		DisableJetStreamBanner:     true,
 	}
+	if cfg.TLSCert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("ingress TLS certificate %s / key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		o.TLSConfig, o.TLS, o.TLSTimeout = tc, true, 5
+		o.MQTT.TLSConfig, o.MQTT.TLSTimeout = tc.Clone(), 5
+	}
 	if cfg.NATSListen == "" {
 		o.DontListen = true
 	} else {
