@@ -64,7 +64,9 @@ func TestBatchingMergesConcurrentCalls(t *testing.T) {
 					t.Errorf("got %d rows for %d", got.Shape[0], rows)
 					return
 				}
-				if err := near(got.Float32s(), want["output"].Float32s(), 1e-6); err != nil {
+				// Merged batches have other row counts than the call, and the
+				// runtime picks its GEMM kernel by rows: equal within 1e-5.
+				if err := near(got.Float32s(), want["output"].Float32s(), 1e-5); err != nil {
 					t.Error(err)
 					return
 				}
