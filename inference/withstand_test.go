@@ -173,6 +173,10 @@ func TestStuckRequestDeadLettered(t *testing.T) {
 				}
 			}
 			produce(t, prod, recs...)
+			sent := map[string]time.Time{}
+			for _, r := range recs {
+				sent[string(r.Key)] = r.Timestamp
+			}
 			results.waitN(t, n, 60*time.Second)
 			dl := dlq.waitN(t, 2, 60*time.Second)
 			for _, r := range dl {
@@ -188,6 +192,11 @@ func TestStuckRequestDeadLettered(t *testing.T) {
 				}
 				if !strings.Contains(msg, "pipeline.max_attempts") {
 					t.Errorf("%s: message %q does not name pipeline.max_attempts", r.Key, msg)
+				}
+				failedAt, _ := header(r, inference.HeaderFailedAt)
+				if at, err := time.Parse(time.RFC3339Nano, failedAt); err == nil {
+					t.Logf("%s: dead-lettered %s after it was produced, after %s calls (predict_timeout %s, max_attempts %d)",
+						r.Key, at.Sub(sent[string(r.Key)]).Round(10*time.Millisecond), attempts, cfg.PredictTimeout, cfg.MaxAttempts)
 				}
 			}
 			checkFor(t, 30*time.Second, func() error {
