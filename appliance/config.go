@@ -138,6 +138,7 @@ type ModelServerConfig struct {
 	MaxInflightBytes       int64 `yaml:"max_inflight_request_bytes"`
 	MaxMessageBytes        int64 `yaml:"max_message_bytes"`
 	MaxFoldedConstantBytes int64 `yaml:"max_folded_constant_bytes"`
+	Threads                int   `yaml:"threads"`
 }
 
 // SidecarConfig is what model_server.mode sidecar passes to

@@ -85,6 +85,7 @@ func (a *Appliance) modelServerComponent() *component {
 			mc.RESTReadHeaderTimeout, mc.RESTReadTimeout, mc.RESTIdleTimeout = a.cfg.HTTP.ReadHeaderTimeout, a.cfg.HTTP.ReadTimeout, a.cfg.HTTP.IdleTimeout
 			mc.MaxMessageSize = int(a.cfg.ModelServer.MaxMessageBytes)
 			mc.Limits = a.modelLimits()
+			mc.Threads = a.cfg.ModelServer.Threads
 			if a.cfg.ModelServer.ReloadRPC {
 				mc.ReloadRPC, mc.AdminToken = modelserver.ReloadRPCToken, a.token
 			}

@@ -145,6 +145,9 @@ func (c *Config) Validate() error {
 			v.errf(l.key, "must be at least 1, got %d", l.n)
 		}
 	}
+	if c.ModelServer.Threads < 0 {
+		v.errf("model_server.threads", "must be 0 (every core) or more, got %d", c.ModelServer.Threads)
+	}
 	if c.ModelServer.MaxMessageBytes > math.MaxInt32 {
 		v.errf("model_server.max_message_bytes", "must be at most %d (gRPC's limit), got %d", math.MaxInt32, c.ModelServer.MaxMessageBytes)
 	}

@@ -28,7 +28,7 @@ import (
 // INVALID_ARGUMENT (not a loadable model, or no version above the highest),
 // ALREADY_EXISTS.
 func (s *Server) UploadVersion(name string, version int64, onnx []byte) (int64, error) {
-	if _, err := loadONNX(onnx, s.cfg.Limits.MaxFoldedConstantBytes); err != nil {
+	if _, err := loadONNX(onnx, s.cfg.Limits.MaxFoldedConstantBytes, s.cfg.Threads); err != nil {
 		return 0, status.Errorf(codes.InvalidArgument, "not a loadable ONNX model: %v", err)
 	}
 	return s.upload(name, version, func(parent, dir string) error { return writeVersionDir(parent, dir, onnx) })
@@ -45,7 +45,7 @@ func (s *Server) UploadVersionFile(name string, version int64, path string) (int
 	if err != nil {
 		return 0, status.Errorf(codes.Internal, "reading the uploaded file: %v", err)
 	}
-	if _, err := loadONNX(data, s.cfg.Limits.MaxFoldedConstantBytes); err != nil {
+	if _, err := loadONNX(data, s.cfg.Limits.MaxFoldedConstantBytes, s.cfg.Threads); err != nil {
 		return 0, status.Errorf(codes.InvalidArgument, "not a loadable ONNX model: %v", err)
 	}
 	return s.upload(name, version, func(parent, dir string) error { return moveVersionDir(parent, dir, path) })

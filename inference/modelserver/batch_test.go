@@ -26,7 +26,7 @@ func TestBatchingMergesConcurrentCalls(t *testing.T) {
 	cfg.Batching = &BatchingConfig{MaxBatchSize: 16, BatchTimeout: 2 * time.Millisecond, MaxEnqueuedBatches: 1000,
 		NumBatchThreads: 2, AllowedBatchSizes: []int{4, 16}}
 	s := startServer(t, cfg)
-	ref, err := loadONNX(demo.ONNX, 0)
+	ref, err := loadONNX(demo.ONNX, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

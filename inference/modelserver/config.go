@@ -35,6 +35,10 @@ type Config struct {
 	// removed versions. Default (0) 1s; negative scans only at start, on
 	// reloads and on uploads.
 	FileSystemPoll time.Duration
+	// Threads is how many goroutines one call of an embedded (ONNX) model may
+	// use for a large operator (convolution, large matrix products); 0 means
+	// every core (GOMAXPROCS).
+	Threads int
 	// Batching turns on server-side batching of concurrent Predict calls
 	// (per model version), with TF's parameters. nil = off.
 	Batching *BatchingConfig
@@ -178,6 +182,9 @@ func (b *BatchingConfig) applyDefaults() {
 func (c Config) Validate() error {
 	if c.GRPCListen != "" && c.GRPCListen == c.RESTListen && !strings.HasSuffix(c.GRPCListen, ":0") {
 		return fmt.Errorf("modelserver: GRPCListen and RESTListen are both %q: they must differ", c.GRPCListen)
+	}
+	if c.Threads < 0 {
+		return fmt.Errorf("modelserver: Threads %d is negative", c.Threads)
 	}
 	if c.ModelConfigFilePoll < 0 {
 		return fmt.Errorf("modelserver: ModelConfigFilePoll %v is negative", c.ModelConfigFilePoll)

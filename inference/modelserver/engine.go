@@ -24,9 +24,10 @@ type loadedModel struct {
 func isInvalidInput(err error) bool { return errors.Is(err, runtime.ErrInvalidInput) }
 
 // loadONNX loads a model; maxFolded bounds its folded constants (0: the
-// runtime's default).
-func loadONNX(data []byte, maxFolded int64) (*loadedModel, error) {
-	m, err := runtime.LoadWithOptions(data, runtime.LoadOptions{MaxFoldedBytes: maxFolded})
+// runtime's default); threads is the goroutines one call may use (0: all
+// cores).
+func loadONNX(data []byte, maxFolded int64, threads int) (*loadedModel, error) {
+	m, err := runtime.LoadWithOptions(data, runtime.LoadOptions{MaxFoldedBytes: maxFolded, Threads: threads})
 	if err != nil {
 		return nil, err
 	}

@@ -35,8 +35,8 @@ var ignoredFlags = []struct {
 	{"load_retry_interval_micros", false, "a failed version is retried when its files change"},
 	{"num_load_threads", false, "versions load one at a time"},
 	{"num_unload_threads", false, "unloading is immediate"},
-	{"tensorflow_intra_op_parallelism", false, "there is no TensorFlow runtime"},
 	{"tensorflow_inter_op_parallelism", false, "there is no TensorFlow runtime"},
+	{"tensorflow_intra_op_parallelism", false, "there is no TensorFlow runtime (see --model_threads)"},
 	{"tensorflow_session_parallelism", false, "there is no TensorFlow runtime"},
 	{"tensorflow_session_config_file", false, "there is no TensorFlow runtime"},
 	{"enable_grpc_healthcheck_service", true, "the gRPC health service is always on"},
@@ -87,6 +87,7 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 	maxElements := fs.Int64("max_request_elements", DefaultLimits.MaxRequestElements, "most tensor elements one gRPC/REST request may decode to (0 = no limit)")
 	maxRows := fs.Int64("max_request_rows", DefaultLimits.MaxRequestRows, "most rows (dim 0) one gRPC/REST request may have (0 = no limit)")
 	maxInflight := fs.Int64("max_inflight_request_bytes", DefaultLimits.MaxInflightBytes, "estimated memory of the requests served at once (0 = no limit)")
+	threads := fs.Int("model_threads", 0, "goroutines one model call may use for a large operator, such as a convolution (0 = all cores)")
 	maxFolded := fs.Int64("max_folded_constant_bytes", DefaultLimits.MaxFoldedConstantBytes, "most bytes of constants one model may fold into while loading")
 	ignored := map[string]string{}
 	for _, f := range ignoredFlags {
@@ -135,9 +136,12 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("model-server: --rest_api_port=%d must differ from --port", *restPort)
 	case *restTimeout < 0:
 		return fmt.Errorf("model-server: --rest_api_timeout_in_ms=%d is negative", *restTimeout)
+	case *threads < 0:
+		return fmt.Errorf("model-server: --model_threads=%d is negative", *threads)
 	case *batchingFile != "" && !*enableBatching:
 		return errors.New("model-server: --batching_parameters_file requires --enable_batching")
 	}
+	cfg.Threads = *threads
 	cfg.Limits = Limits{MaxRequestElements: *maxElements, MaxRequestRows: *maxRows, MaxInflightBytes: *maxInflight, MaxFoldedConstantBytes: *maxFolded}
 	if err := cfg.Limits.validate(); err != nil {
 		return fmt.Errorf("model-server: --max_*: %w", err)

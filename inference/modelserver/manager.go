@@ -95,6 +95,7 @@ type manager struct {
 	allowUnavailableLabels bool
 	metrics                *metrics
 	maxFolded              int64 // Limits.MaxFoldedConstantBytes
+	threads                int   // Config.Threads
 
 	pollMu sync.Mutex // one scan, reload or upload at a time
 
@@ -403,7 +404,7 @@ func (m *manager) build(name string, version int64, path string, fp fingerprint)
 	if filepath.Base(path) == XGBoostFileName {
 		lm, err = loadXGBoost(data)
 	} else {
-		lm, err = loadONNX(data, m.maxFolded)
+		lm, err = loadONNX(data, m.maxFolded, m.threads)
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "loading %s: %v", path, err)

@@ -99,6 +99,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	s.m = newManager(logger, cfg.Batching, cfg.AllowLabelsForUnavailable, s.mx)
 	s.m.maxFolded = cfg.Limits.MaxFoldedConstantBytes
+	s.m.threads = cfg.Threads
 	s.local = &Local{m: s.m}
 	s.health = health.NewServer()
 	s.setHealth(false)

@@ -131,7 +131,6 @@ type gemmCall struct {
 	tile []float32
 }
 
-
 // cols computes the columns of panels [q0,q1) of pb (pb's panel q0 at
 // offset pbOff), writing C's columns q0·NR.. into c. The A panel is the outer
 // loop: it stays in L1 while the B panels (sized by the caller to fit L2)
