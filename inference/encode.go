@@ -270,6 +270,7 @@ func (p *Pipeline) dlqOutput(r *request, class string, err error, now time.Time)
 		kgo.RecordHeader{Key: HeaderFailedAt, Value: failedAt.AppendFormat(nil, time.RFC3339Nano)},
 	)
 	r.out = &kgo.Record{Topic: p.cfg.DLQTopic, Key: src.Key, Value: src.Value, Headers: hs, Partition: src.Partition}
+	r.full = r.out
 	sh := make([]store.Header, len(hs))
 	for i, h := range hs {
 		sh[i] = store.Header{Key: h.Key, Value: h.Value}

@@ -183,10 +183,12 @@ func (p *Pipeline) fitOutput(r *request) bool {
 		return false
 	}
 	limit := p.limitFor(p.cfg.DLQTopic, level)
-	if level < levelMinimal && wireSize(r.out) <= limit {
+	full := r.full // as dlqOutput made it: a retry after a record error cuts from the whole record again
+	if level < levelMinimal && wireSize(full) <= limit {
+		r.out = full
 		return true
 	}
-	out := *r.out
+	out := *full
 	orig := len(out.Value)
 	hs := out.Headers
 	out.Headers = nil
@@ -203,7 +205,7 @@ func (p *Pipeline) fitOutput(r *request) bool {
 	if level >= levelMinimal {
 		out.Headers[len(out.Headers)-1].Value = []byte("value,headers,key")
 	} else if room := limit - wireSize(&out); room > 0 {
-		out.Value = r.out.Value[:min(room, orig)]
+		out.Value = full.Value[:min(room, orig)]
 	}
 	if wireSize(&out) > limit {
 		if level >= levelMinimal {

@@ -41,6 +41,7 @@ type request struct {
 	// Set by the stage that finishes the request, before complete.
 	attempts int
 	out      *kgo.Record   // the result or DLQ record to produce
+	full     *kgo.Record   // the DLQ record before fitOutput cut it down
 	dlq      *store.Record // non-nil when out is a DLQ record
 	class    string        // DLQ class
 	label    string        // model label for metrics

@@ -567,3 +567,40 @@ func good(from, to int) (recs []*kgo.Record) {
 	}
 	return recs
 }
+
+// TestCutDownAgainFromTheWholeRecord: a DLQ copy already cut to fit and then
+// refused (INVALID_RECORD) is cut again from the whole record, to half the
+// limit: one dlq.original.size header with the original size, not the size
+// of the first cut.
+func TestCutDownAgainFromTheWholeRecord(t *testing.T) {
+	const limit = 64 << 10
+	c, addrs := newFaultCluster(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": fmt.Sprint(limit)}))
+	dlq := collect(t, addrs, dlqTopic)
+	h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqTopic, Err: kerr.InvalidRecord})
+	run := startPipeline(t, testConfig(), addrs, newTestPredictor(t), openStore(t))
+	big := make([]byte, limit-200)
+	for i := range big {
+		big[i] = byte(i*7 + i/251) // not JSON, not UTF-8 throughout
+	}
+	produce(t, newClient(t, addrs), &kgo.Record{Key: []byte("big"), Value: big})
+	r := dlq.waitN(t, 1, 30*time.Second)[0]
+	if h.Hits() != 1 {
+		t.Fatalf("fault hit %d times", h.Hits())
+	}
+	var sizes, truncs []string
+	for _, hd := range r.Headers {
+		switch hd.Key {
+		case inference.HeaderOriginalSize:
+			sizes = append(sizes, string(hd.Value))
+		case inference.HeaderTruncated:
+			truncs = append(truncs, string(hd.Value))
+		}
+	}
+	if len(sizes) != 1 || sizes[0] != fmt.Sprint(len(big)) || len(truncs) != 1 || truncs[0] != "value" {
+		t.Errorf("headers: %s %v, %s %v", inference.HeaderOriginalSize, sizes, inference.HeaderTruncated, truncs)
+	}
+	if len(r.Value) == 0 || len(r.Value) > limit/2 || string(r.Value) != string(big[:len(r.Value)]) {
+		t.Errorf("value of %d bytes, want a prefix of the original within half the limit", len(r.Value))
+	}
+	run.stop(t)
+}
