@@ -3,10 +3,12 @@ package appliance
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/infergate/infergate/ingress"
 )
@@ -155,6 +157,14 @@ func (a *Appliance) ingressComponent() *component {
 			return nil
 		},
 		run: func(ctx context.Context) error { return in.Run(ctx) },
+		// "infergate is ready" means devices can connect.
+		readyTimeout: 30 * time.Second,
+		ready: func() error {
+			if !in.Ready() {
+				return errors.New("not open to devices yet")
+			}
+			return nil
+		},
 		stop: func() error {
 			if in == nil {
 				return nil

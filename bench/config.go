@@ -58,6 +58,9 @@ type Config struct {
 	TFServing string
 	// PID of an external appliance, to sample its CPU and memory.
 	PID int
+	// Ingress (RunIngress) turns the self-contained appliance's ingress
+	// on: mqtt or nats.
+	Ingress string
 
 	// Self-contained appliance settings; zero values keep the appliance's
 	// defaults (MaxWait: negative keeps it).

@@ -71,6 +71,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxBatch, "max-batch", 0, "self-contained: pipeline max batch size (default: the appliance's)")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "self-contained: pipeline max batch wait (default: the appliance's)")
 	fs.IntVar(&cfg.InFlight, "in-flight", 0, "self-contained: pipeline batches in flight (default: the appliance's)")
+	ingressProto := fs.String("ingress", "", "mqtt or nats: measure devices publishing durable requests (MQTT QoS 1, JetStream) to the ingress and receiving the predictions (self-contained only)")
+	devices := fs.Int("devices", 8, "with --ingress: device connections, each publishing its share of --rate")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	logLevel := fs.String("log-level", "error", "log level of the appliance and the bench (debug, info, warn, error), on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -123,6 +125,22 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return &UsageError{Err: err}
+	}
+	if *ingressProto != "" {
+		if *window == 0 {
+			cfg.Window = 4096
+		}
+		rep, err := RunIngress(ctx, cfg, *ingressProto, *devices)
+		if err != nil {
+			return err
+		}
+		if err := rep.print(stdout, *asJSON); err != nil {
+			return err
+		}
+		if !rep.OK() {
+			return errors.New("bench: the ingress run lost requests or had errors (see the report)")
+		}
+		return nil
 	}
 
 	if *cpuProfile != "" {

@@ -37,6 +37,8 @@ type system struct {
 	// metrics are the self-contained appliance's Prometheus metrics (nil:
 	// external).
 	metrics prometheus.Gatherer
+	// mqttAddr and natsAddr are the ingress's listeners (Config.Ingress).
+	mqttAddr, natsAddr string
 }
 
 // startSystem starts a self-contained appliance (no brokers configured) or
@@ -101,6 +103,12 @@ func startSelfContained(ctx context.Context, cfg *Config, logger *slog.Logger) (
 		ac.Pipeline.MaxInflightBatches = cfg.InFlight
 	}
 
+	if cfg.Ingress != "" {
+		ac.Ingress.Enabled = true
+		ac.Ingress.MQTTListen = "127.0.0.1:0"
+		ac.Ingress.NATSListen = "127.0.0.1:0"
+	}
+
 	var sidecarAddr string
 	if cfg.ModelPath == ModelPathGRPC {
 		// A model server of its own, reached over loopback gRPC, stands in
@@ -141,6 +149,9 @@ func startSelfContained(ctx context.Context, cfg *Config, logger *slog.Logger) (
 		stop:    stop,
 		cfg:     &ac,
 		metrics: a.Registry(),
+	}
+	if in := a.Ingress(); in != nil {
+		sys.mqttAddr, sys.natsAddr = in.MQTTAddr(), in.NATSAddr()
 	}
 	switch {
 	case sidecarAddr != "":

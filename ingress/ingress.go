@@ -176,6 +176,9 @@ func (in *Ingress) ensureInbox(ctx context.Context) error {
 	return nil
 }
 
+// Ready reports whether devices are let in (Run has started moving).
+func (in *Ingress) Ready() bool { return in.auth.open.Load() }
+
 // MQTTAddr and NATSAddr are the bound listener addresses ("" if disabled).
 func (in *Ingress) MQTTAddr() string {
 	in.mu.Lock()

@@ -1,0 +1,351 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Ingress protocols of `infergate bench --ingress`.
+const (
+	IngressMQTT = "mqtt"
+	IngressNATS = "nats"
+)
+
+// IngressReport is the result of one ingress bench run: devices publish
+// durable requests (MQTT QoS 1, or JetStream publishes into the inbox) and
+// the latency is from the publish to the answer arriving back at the same
+// device.
+type IngressReport struct {
+	Protocol      string      `json:"protocol"`
+	Devices       int         `json:"devices"`
+	Rate          string      `json:"rate"`
+	DurationS     float64     `json:"duration_s"`
+	WarmupS       float64     `json:"warmup_s"`
+	Sent          int64       `json:"sent"`
+	Acked         int64       `json:"acked"`
+	Answered      int64       `json:"answered"`
+	Lost          int64       `json:"lost"`
+	ThroughputRPS float64     `json:"throughput_rps"`
+	Latency       Percentiles `json:"latency"`
+	AckLatency    Percentiles `json:"ack_latency"`
+	Errors        []string    `json:"errors,omitempty"`
+}
+
+// OK is true when every acknowledged request was answered.
+func (r *IngressReport) OK() bool { return r.Lost == 0 && len(r.Errors) == 0 }
+
+func (r *IngressReport) print(w io.Writer, asJSON bool) error {
+	if asJSON {
+		e := json.NewEncoder(w)
+		e.SetIndent("", "  ")
+		return e.Encode(r)
+	}
+	_, err := fmt.Fprintf(w, `ingress %s: %d devices, rate %s, %gs measured after %gs warmup
+sent %d, acknowledged %d, answered %d, lost %d
+throughput %.0f answers/s (publish -> answer at the device)
+latency publish -> answer: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms
+latency publish -> ack:    p50 %.2f ms, p99 %.2f ms
+`, r.Protocol, r.Devices, r.Rate, r.DurationS, r.WarmupS, r.Sent, r.Acked, r.Answered, r.Lost, r.ThroughputRPS,
+		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max, r.AckLatency.P50, r.AckLatency.P99)
+	for _, e := range r.Errors {
+		fmt.Fprintln(w, "error:", e)
+	}
+	return err
+}
+
+// ingressRun is the state the devices share.
+type ingressRun struct {
+	measureFrom, measureTo time.Time
+	sent, acked, answered  atomic.Int64
+	inWindow               atomic.Int64
+	mu                     sync.Mutex
+	lat, ackLat            *hdr.Histogram
+	errs                   []string
+}
+
+func (r *ingressRun) fail(err error) {
+	r.mu.Lock()
+	if len(r.errs) < 10 {
+		r.errs = append(r.errs, err.Error())
+	}
+	r.mu.Unlock()
+}
+
+// sample records a latency of a request sent at sent.
+func (r *ingressRun) sample(h *hdr.Histogram, sent time.Time, window bool) {
+	if sent.Before(r.measureFrom) || !sent.Before(r.measureTo) {
+		return
+	}
+	if window {
+		r.inWindow.Add(1)
+	}
+	r.mu.Lock()
+	recordLatency(h, time.Since(sent))
+	r.mu.Unlock()
+}
+
+// device is one simulated device: its own connection, its own request and
+// result topics, its send times by sequence number.
+type device struct {
+	name  string
+	run   *ingressRun
+	mu    sync.Mutex
+	sent  map[int64]time.Time // seq -> publish time, until answered
+	acks  map[uint16]time.Time
+	slots chan struct{} // --rate max: outstanding requests
+}
+
+var featuresJSON = `[0.1,0.2,0.1,0.3,0.2,0.1,0.2,0.1,0.3,0.2,0.1,0.2,0.1,0.3,0.2,0.1]`
+
+func (d *device) payload(seq int64) []byte {
+	return []byte(`{"request_id":"` + strconv.FormatInt(seq, 10) + `","features":` + featuresJSON + `}`)
+}
+
+// answered handles an answer: it finds the request id and records the
+// latency.
+func (d *device) answered(payload []byte) {
+	i := bytes.Index(payload, []byte(`"request_id":"`))
+	if i < 0 {
+		return
+	}
+	rest := payload[i+len(`"request_id":"`):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return
+	}
+	seq, err := strconv.ParseInt(string(rest[:j]), 10, 64)
+	if err != nil {
+		return
+	}
+	d.mu.Lock()
+	at, ok := d.sent[seq]
+	delete(d.sent, seq)
+	d.mu.Unlock()
+	if !ok {
+		return // a duplicate
+	}
+	d.run.answered.Add(1)
+	d.run.sample(d.run.lat, at, true)
+	if d.slots != nil {
+		<-d.slots
+	}
+}
+
+// RunIngress starts a self-contained appliance with the ingress on and
+// measures device -> prediction -> device over protocol.
+func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (*IngressReport, error) {
+	if protocol != IngressMQTT && protocol != IngressNATS {
+		return nil, &UsageError{Err: fmt.Errorf("--ingress %q: want mqtt or nats", protocol)}
+	}
+	if len(cfg.Brokers) > 0 {
+		return nil, &UsageError{Err: errors.New("--ingress runs a self-contained appliance; --brokers is not supported with it")}
+	}
+	if devices < 1 {
+		return nil, &UsageError{Err: fmt.Errorf("--devices %d: must be at least 1", devices)}
+	}
+	cfg.Ingress = protocol
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	sys, err := startSelfContained(ctx, &cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	defer sys.stop()
+
+	begin := time.Now().Add(50 * time.Millisecond)
+	run := &ingressRun{measureFrom: begin.Add(cfg.Warmup), lat: newHist(), ackLat: newHist()}
+	run.measureTo = run.measureFrom.Add(cfg.Duration)
+	rep := &IngressReport{Protocol: protocol, Devices: devices, Rate: "max",
+		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds()}
+	if cfg.Rate > 0 {
+		rep.Rate = strconv.FormatFloat(cfg.Rate, 'f', -1, 64)
+	}
+	window := cfg.Window
+	if window == 0 {
+		window = 4096
+	}
+	var wg sync.WaitGroup
+	var closers []func()
+	for i := range devices {
+		d := &device{name: "bench" + strconv.Itoa(i), run: run, sent: map[int64]time.Time{}, acks: map[uint16]time.Time{}}
+		if cfg.Rate <= 0 {
+			d.slots = make(chan struct{}, max(window/devices, 1))
+		}
+		send, closeDev, err := connectDevice(ctx, sys, protocol, d)
+		if err != nil {
+			for _, c := range closers {
+				c()
+			}
+			return nil, fmt.Errorf("bench: device %s: %w", d.name, err)
+		}
+		closers = append(closers, closeDev)
+		wg.Go(func() { d.loop(ctx, cfg.Rate/float64(devices), begin, run.measureTo, send) })
+	}
+	wg.Wait()
+	drainEnd := time.Now().Add(cfg.Drain)
+	for run.answered.Load() < run.acked.Load() && time.Now().Before(drainEnd) && ctx.Err() == nil {
+		_ = sleepCtx(ctx, 10*time.Millisecond)
+	}
+	for _, c := range closers {
+		c()
+	}
+	rep.Sent, rep.Acked, rep.Answered = run.sent.Load(), run.acked.Load(), run.answered.Load()
+	rep.Lost = rep.Acked - rep.Answered
+	rep.ThroughputRPS = float64(run.inWindow.Load()) / cfg.Duration.Seconds()
+	run.mu.Lock()
+	rep.Latency, rep.AckLatency = summarize(run.lat), summarize(run.ackLat)
+	rep.Errors = append(rep.Errors, run.errs...)
+	run.mu.Unlock()
+	if rep.Lost > 0 {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("%d acknowledged requests not answered within --drain %s", rep.Lost, cfg.Drain))
+	}
+	return rep, nil
+}
+
+// loop publishes on a fixed schedule (rate per second for this device) or,
+// with rate 0, as fast as the device's window of outstanding requests allows.
+func (d *device) loop(ctx context.Context, rate float64, begin, end time.Time, send func(seq int64) error) {
+	if err := sleepUntil(ctx, begin); err != nil {
+		return
+	}
+	var seq int64
+	var interval time.Duration
+	if rate > 0 {
+		interval = time.Duration(float64(time.Second) / rate)
+	}
+	next := begin
+	for ctx.Err() == nil {
+		now := time.Now()
+		if !now.Before(end) {
+			return
+		}
+		if d.slots != nil {
+			select {
+			case d.slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(end)):
+				return
+			}
+		} else if next.After(now) {
+			_ = sleepCtx(ctx, next.Sub(now))
+			continue
+		}
+		seq++
+		d.mu.Lock()
+		d.sent[seq] = time.Now()
+		d.mu.Unlock()
+		if err := send(seq); err != nil {
+			d.run.fail(err)
+			return
+		}
+		d.run.sent.Add(1)
+		next = next.Add(interval)
+	}
+}
+
+// connectDevice connects d over protocol and returns its send function.
+func connectDevice(ctx context.Context, sys *system, protocol string, d *device) (func(int64) error, func(), error) {
+	reqTopic := "infergate/requests/demo/" + d.name
+	if protocol == IngressMQTT {
+		var dev *mqttDevice
+		var pmu sync.Mutex
+		dev, err := dialMQTT(sys.mqttAddr, d.name, func(id uint16) {
+			pmu.Lock()
+			at, ok := d.acks[id]
+			delete(d.acks, id)
+			pmu.Unlock()
+			if ok {
+				d.run.acked.Add(1)
+				d.run.sample(d.run.ackLat, at, false)
+			}
+		}, func(_ string, payload []byte) { d.answered(payload) })
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := dev.subscribe("infergate/results/+/" + d.name); err != nil {
+			dev.close()
+			return nil, nil, err
+		}
+		send := func(seq int64) error {
+			pmu.Lock()
+			defer pmu.Unlock()
+			id, err := dev.publish(reqTopic, d.payload(seq))
+			if err == nil {
+				d.acks[id] = time.Now()
+			}
+			return err
+		}
+		return send, dev.close, nil
+	}
+
+	nc, err := nats.Connect("nats://"+sys.natsAddr, nats.Name(d.name))
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := nc.Subscribe("infergate.results.*."+d.name, func(m *nats.Msg) { d.answered(m.Data) }); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	futures := make(chan struct {
+		f  jetstream.PubAckFuture
+		at time.Time
+	}, 8192)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for p := range futures {
+			select {
+			case <-p.f.Ok():
+				d.run.acked.Add(1)
+				d.run.sample(d.run.ackLat, p.at, false)
+			case err := <-p.f.Err():
+				d.run.fail(err)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	subj := "$MQTT.msgs.infergate.requests.demo." + d.name
+	send := func(seq int64) error {
+		at := time.Now()
+		f, err := js.PublishAsync(subj, d.payload(seq))
+		if err != nil {
+			return err
+		}
+		futures <- struct {
+			f  jetstream.PubAckFuture
+			at time.Time
+		}{f, at}
+		return nil
+	}
+	closeDev := func() {
+		close(futures)
+		<-done
+		nc.Close()
+	}
+	return send, closeDev, nil
+}
