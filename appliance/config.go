@@ -36,6 +36,8 @@ const (
 type Config struct {
 	// DataDir holds broker/, store/, models/ and admin-token.
 	DataDir string `yaml:"data_dir"`
+	// Profile replaces defaults for a class of machine ("small"); see profile.go.
+	Profile string `yaml:"profile"`
 	// MinFreeBytes is the free space the data dir's file system must keep.
 	// Below it the appliance reports "disk full", stops consuming, the DLQ
 	// store refuses writes and the embedded broker refuses produce requests

@@ -119,6 +119,9 @@ func Load(args, environ []string, output io.Writer) (*Config, error) {
 		}
 		c.origin.sources[g.s.Key] = SourceFlag
 	}
+	if err := c.applyProfile(table); err != nil {
+		return nil, err
+	}
 	return &c, nil
 }
 

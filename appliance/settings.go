@@ -34,6 +34,7 @@ type boolFlag interface{ IsBoolFlag() bool }
 func (c *Config) settings() []setting {
 	return []setting{
 		{Key: "data_dir", Flag: "data-dir", Arg: "DIR", Help: "data directory: broker/, store/, models/, admin-token", val: str(&c.DataDir)},
+		{Key: "profile", Flag: "profile", Arg: "NAME", Help: "default, or small: defaults for boards with 512 MB of RAM (docs/install.md); settings given explicitly win", val: str(&c.Profile)},
 		{Key: "min_free_bytes", Flag: "min-free-bytes", Arg: "BYTES", Help: "free space the data dir's file system must keep; below it the appliance reports disk full and stops consuming until space returns (0: no check)", val: int64v(&c.MinFreeBytes)},
 
 		{Key: "log.level", Flag: "log-level", Arg: "LEVEL", Help: "debug, info, warn or error", val: str(&c.Log.Level)},

@@ -11,6 +11,7 @@
 # pseudo-version of HEAD), SOURCE_DATE_EPOCH (build date; default: now),
 # JOBS (parallel builds; default 2).
 set -euo pipefail
+shopt -s nullglob
 cd "$(dirname "$0")/.."
 
 ALL_TARGETS="linux/amd64 linux/arm64 linux/armv7 linux/armv6 windows/amd64 darwin/arm64 darwin/amd64"
@@ -92,7 +93,9 @@ for target in $targets; do
 done
 
 # SBOM: the module graph and build settings the go command recorded in each binary.
-go version -m "$out"/infergate_* >"$out/infergate_${VERSION}_sbom.txt"
-(cd "$out" && sha256sum infergate_* *.deb 2>/dev/null >SHA256SUMS)
+bins=()
+for target in $targets; do bins+=("$(binary_name "$target")"); done
+(cd "$out" && go version -m "${bins[@]}" >"infergate_${VERSION}_sbom.txt")
+(cd "$out" && sha256sum "${bins[@]}" ./*.deb "infergate_${VERSION}_sbom.txt" | sed 's| \*\?\./| |' >SHA256SUMS)
 echo "--- $out:"
 ls -l "$out"

@@ -1,0 +1,182 @@
+package packaging
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/infergate/infergate/appliance"
+)
+
+// TestDebConfig loads the packaged /etc/infergate/infergate.yaml as the
+// service does, and again with every commented setting uncommented, so
+// that a commented default can neither be misspelt nor invalid.
+func TestDebConfig(t *testing.T) {
+	data, err := os.ReadFile("deb/infergate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uncomment := regexp.MustCompile(`(?m)^# ?( *[a-z_]+:.*)$`)
+	all := uncomment.ReplaceAllString(string(data), "$1")
+	if all == string(data) {
+		t.Fatal("no commented settings found")
+	}
+	for name, text := range map[string]string{"as shipped": string(data), "all uncommented": all} {
+		path := filepath.Join(t.TempDir(), "infergate.yaml")
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := appliance.Load([]string{"--config", path}, nil, io.Discard)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if cfg.DataDir != "/var/lib/infergate" {
+			t.Errorf("%s: data_dir %q, want /var/lib/infergate (the unit's ReadWritePaths)", name, cfg.DataDir)
+		}
+	}
+}
+
+// TestDeb builds the amd64 .deb and inspects it (dpkg-deb -c, -I, lintian,
+// systemd-analyze verify). Under CI (root, a throwaway machine) or with
+// INFERGATE_DEB_INSTALL=1 it also installs it with dpkg -i, upgrades it,
+// removes it and purges it, checking the user, the data dir and the token.
+func TestDeb(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Debian packages are built and checked on Linux")
+	}
+	dpkgDeb := needTool(t, "dpkg-deb")
+	bin := buildRelease(t, "linux", runtime.GOARCH, "")
+	out := t.TempDir()
+	build := exec.Command("deb/build.sh", bin, testVersion, runtime.GOARCH, out)
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("deb/build.sh: %v\n%s", err, b)
+	}
+	debs, _ := filepath.Glob(filepath.Join(out, "*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("deb/build.sh made %v, want one .deb", debs)
+	}
+	deb := debs[0]
+	if want := "infergate_0.0.0~packaging~test_" + runtime.GOARCH + ".deb"; filepath.Base(deb) != want {
+		t.Errorf("package file %s, want %s", filepath.Base(deb), want)
+	}
+
+	contents := cmdOut(t, dpkgDeb, "-c", deb)
+	for _, want := range []string{
+		"-rwxr-xr-x root/root", "./usr/bin/infergate",
+		"./etc/infergate/infergate.yaml", "./lib/systemd/system/infergate.service",
+		"./usr/lib/sysusers.d/infergate.conf", "./usr/share/doc/infergate/copyright",
+		"./usr/share/doc/infergate/install.md.gz",
+	} {
+		if !strings.Contains(contents, want) {
+			t.Errorf("dpkg-deb -c has no %q:\n%s", want, contents)
+		}
+	}
+	info := cmdOut(t, dpkgDeb, "-I", deb)
+	for _, want := range []string{"Package: infergate", "Version: 0.0.0~packaging~test", "Architecture: " + runtime.GOARCH, "postinst", "postrm", "prerm", "conffiles"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("dpkg-deb -I has no %q:\n%s", want, info)
+		}
+	}
+
+	t.Run("lintian", func(t *testing.T) {
+		lintian := needTool(t, "lintian")
+		b, err := exec.Command(lintian, "--fail-on", "error,warning", "--suppress-tags", "no-manual-page", deb).CombinedOutput()
+		if err != nil {
+			t.Errorf("lintian: %v\n%s", err, b)
+		}
+		t.Logf("lintian: %s", strings.TrimSpace(string(b)))
+	})
+
+	t.Run("install", func(t *testing.T) {
+		if os.Getenv("CI") == "" && os.Getenv("INFERGATE_DEB_INSTALL") == "" {
+			t.Skip("installs into this machine's /usr, /etc and /var: runs under CI or with INFERGATE_DEB_INSTALL=1")
+		}
+		if os.Geteuid() != 0 {
+			t.Fatal("dpkg -i needs root")
+		}
+		if exec.Command("dpkg-query", "-W", "infergate").Run() == nil {
+			t.Fatal("a package infergate is installed already; not touching it")
+		}
+		dpkg := needTool(t, "dpkg")
+		t.Cleanup(func() { exec.Command(dpkg, "--purge", "infergate").Run() })
+
+		first := cmdOut(t, dpkg, "-i", deb)
+		if !strings.Contains(first, "sudo cat /var/lib/infergate/admin-token") {
+			t.Errorf("postinst did not say how to read the admin token:\n%s", first)
+		}
+		token := readFile(t, "/var/lib/infergate/admin-token")
+		if len(strings.TrimSpace(token)) != 48 || strings.Contains(first, strings.TrimSpace(token)) {
+			t.Errorf("admin token %q: want 48 hex digits, never printed", token)
+		}
+		st := cmdOut(t, "stat", "-c", "%U:%G %a", "/var/lib/infergate", "/var/lib/infergate/admin-token")
+		if st != "infergate:infergate 750\ninfergate:infergate 600\n" {
+			t.Errorf("owner and mode of the data dir and token:\n%s", st)
+		}
+		if sh := cmdOut(t, "getent", "passwd", "infergate"); !strings.Contains(sh, ":/var/lib/infergate:") {
+			t.Errorf("user infergate: %q", sh)
+		}
+		if v := cmdOut(t, "/usr/bin/infergate", "version"); !strings.Contains(v, testVersion) {
+			t.Errorf("installed infergate version: %q", v)
+		}
+
+		t.Run("systemd-analyze verify", func(t *testing.T) {
+			sa := needTool(t, "systemd-analyze")
+			b, err := exec.Command(sa, "verify", "/lib/systemd/system/infergate.service").CombinedOutput()
+			if err != nil || strings.Contains(string(b), "infergate.service") {
+				t.Errorf("systemd-analyze verify: %v\n%s", err, b)
+			}
+		})
+
+		// An upgrade (the same package again) keeps the data dir and token
+		// and a changed conffile.
+		os.WriteFile("/var/lib/infergate/keep-me", []byte("x"), 0o600)
+		conf := readFile(t, "/etc/infergate/infergate.yaml")
+		os.WriteFile("/etc/infergate/infergate.yaml", []byte(conf+"\n# local change\n"), 0o644)
+		again := cmdOut(t, dpkg, "--force-confold", "-i", deb)
+		if strings.Contains(again, "admin token was generated") {
+			t.Errorf("upgrade generated a new token:\n%s", again)
+		}
+		if readFile(t, "/var/lib/infergate/admin-token") != token || !fileExists("/var/lib/infergate/keep-me") {
+			t.Error("upgrade lost the data dir or the token")
+		}
+		if !strings.Contains(readFile(t, "/etc/infergate/infergate.yaml"), "# local change") {
+			t.Error("upgrade overwrote the changed conffile")
+		}
+
+		cmdOut(t, dpkg, "--remove", "infergate")
+		if fileExists("/usr/bin/infergate") || !fileExists("/var/lib/infergate/keep-me") {
+			t.Error("dpkg --remove: the binary must go, the data dir stay")
+		}
+		cmdOut(t, dpkg, "--purge", "infergate")
+		if fileExists("/var/lib/infergate") || fileExists("/etc/infergate/infergate.yaml") {
+			t.Error("dpkg --purge left /var/lib/infergate or the conffile")
+		}
+	})
+}
+
+func cmdOut(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	b, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, b)
+	}
+	return string(b)
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
