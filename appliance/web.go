@@ -251,6 +251,11 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 			st.Pipeline.State = web.StateCircuitOpen
 		case inference.StateStarting:
 			st.Pipeline.State = web.StateStarting
+		case inference.StateStalled:
+			// Alive but unable to produce its outputs: degraded, with the
+			// reason in the detail, not "down" (it resumes by itself).
+			st.Pipeline.State = web.StateDegraded
+			st.Pipeline.Detail = ps.State + "; " + st.Pipeline.Detail
 		default: // draining, stopped
 			st.Pipeline.State = web.StateDown
 			st.Pipeline.Detail = ps.State + "; " + st.Pipeline.Detail
@@ -704,7 +709,9 @@ func dlqError(r *kgo.Record) error {
 	switch class {
 	case "decode", "validation", "model":
 		return kindError{text, web.ErrInvalid}
-	case "unavailable":
+	case "unavailable", "timeout", "resource_exhausted":
+		// The model server could not answer this request in time or had no
+		// room for it: the request itself may be fine, so 503, not 500.
 		return kindError{text, web.ErrUnavailable}
 	}
 	return errors.New(text)

@@ -1,0 +1,40 @@
+package appliance
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/inference"
+	"github.com/infergate/infergate/web"
+)
+
+// A dead-lettered test request answers with the status its class deserves:
+// the request's own fault is 400, the model server's 503, anything else 500.
+func TestDLQErrorKinds(t *testing.T) {
+	for class, want := range map[string]error{
+		"decode":             web.ErrInvalid,
+		"validation":         web.ErrInvalid,
+		"model":              web.ErrInvalid,
+		"unavailable":        web.ErrUnavailable,
+		"timeout":            web.ErrUnavailable,
+		"resource_exhausted": web.ErrUnavailable,
+		"internal":           nil,
+	} {
+		r := &kgo.Record{Headers: []kgo.RecordHeader{
+			{Key: inference.HeaderErrorClass, Value: []byte(class)},
+			{Key: inference.HeaderErrorMessage, Value: []byte("boom")},
+		}}
+		err := dlqError(r)
+		if want == nil {
+			if errors.Is(err, web.ErrInvalid) || errors.Is(err, web.ErrUnavailable) {
+				t.Errorf("class %s: %v maps to a client or availability error", class, err)
+			}
+			continue
+		}
+		if !errors.Is(err, want) {
+			t.Errorf("class %s: %v is not %v", class, err, want)
+		}
+	}
+}
