@@ -138,7 +138,7 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 	defer consCl.Close()
 
 	rep := &Report{
-		Mode: cfg.Mode, ModelPath: cfg.ModelPath, Rate: "max", TargetRPS: cfg.Rate,
+		Mode: cfg.Mode, ModelPath: cfg.ModelPath, ModelFile: cfg.Model, Rate: "max", TargetRPS: cfg.Rate,
 		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
 		SelfContained: len(cfg.Brokers) == 0, Brokers: strings.Join(sys.brokers, ","),
 		ReadyMS: float64(sys.ready.Microseconds()) / 1000,
@@ -171,6 +171,13 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 	}
 
 	pay := newPayloads(cfg.Payloads, run, cfg.BadEvery)
+	if cfg.Model != "" {
+		row, err := modelRow(cfg.Model)
+		if err != nil {
+			return nil, err
+		}
+		pay = newModelPayloads(cfg.Payloads, run, cfg.BadEvery, row)
+	}
 	gen := newGenerator(prodCl, requests, run, pay)
 	begin := time.Now().Add(20 * time.Millisecond)
 	measureFrom := begin.Add(cfg.Warmup)

@@ -40,6 +40,10 @@ type Config struct {
 	// ModelPath (self-contained only) is how the pipeline reaches the model:
 	// in process, or over loopback gRPC to a model server of its own.
 	ModelPath string
+	// Model (self-contained, pipeline mode only) is an ONNX file, or an
+	// XGBoost JSON model (.json), served as the default model instead of
+	// the demo model; requests are random rows that fit its signature.
+	Model string
 	// Partitions of the self-contained appliance's topics.
 	Partitions int
 	// BadEvery makes every n-th distinct payload undecodable, to exercise
@@ -128,6 +132,15 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Brokers) > 0 && c.Mode == ModeBaseline && c.TFServing == "" {
 		bad("tfserving", "the baseline against --brokers needs a TF Serving gRPC endpoint (HOST:PORT)")
+	}
+	if c.Model != "" && len(c.Brokers) > 0 {
+		bad("model", "serves the file in a self-contained appliance; a running appliance (--brokers) serves its own models")
+	}
+	if c.Model != "" && c.Mode == ModeBaseline {
+		bad("model", "the baseline sends the demo model's flat rows; --model works with --mode pipeline only")
+	}
+	if c.Model != "" && c.ModelPath == ModelPathGRPC {
+		bad("model", "the loopback gRPC model server serves the demo model only; use --model-path inprocess")
 	}
 	if c.Partitions < 1 || c.Partitions > 1000 {
 		bad("partitions", "must be 1..1000, got %d", c.Partitions)

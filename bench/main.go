@@ -30,7 +30,7 @@ var ErrFailed = errors.New("bench failed")
 
 const usageLine = `bench [--brokers HOST:PORT,...] [--rate N|max] [--duration D] [--warmup D]
        [--mode pipeline|baseline] [--model-path inprocess|grpc] [--compare]
-       [--json] [--plot FILE.svg] [--cpuprofile FILE] [--partitions N] [flags]`
+       [--model FILE.onnx|FILE.json] [--json] [--plot FILE.svg] [--cpuprofile FILE] [--partitions N] [flags]`
 
 // Main is `infergate bench`: it parses args, runs, writes the report to
 // stdout (a table, or JSON with --json) and progress to stderr.
@@ -52,6 +52,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "longest wait after sending for the last outputs; what has not arrived by then is lost")
 	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "pipeline (infergate's) or baseline (one Predict over gRPC and one synchronous commit per message)")
 	fs.StringVar(&cfg.ModelPath, "model-path", cfg.ModelPath, "self-contained: inprocess, or grpc (the pipeline calls a model server over loopback gRPC, as it would a sidecar)")
+	fs.StringVar(&cfg.Model, "model", "", "self-contained pipeline: serve this ONNX file (or XGBoost JSON model, .json) as the default model instead of the demo model, with random inputs fitting its signature")
 	compare := fs.Bool("compare", false, "run the pipeline, then the baseline, with the same settings, and print the throughput ratio")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	plotFile := fs.String("plot", "", "write a latency plot (SVG) to this file")
@@ -121,6 +122,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Window = windowFor(cfg.Mode)
 	if *compare {
+		if cfg.Model != "" {
+			return &UsageError{Err: errors.New("--model: --compare runs the baseline, which sends the demo model's flat rows; use --model without --compare")}
+		}
 		cfg.Mode = ModePipeline
 	}
 	if err := cfg.Validate(); err != nil {

@@ -13,8 +13,10 @@ import (
 // Report is the outcome of one run. The JSON names are stable: scripts and
 // CI read them.
 type Report struct {
-	Mode          string  `json:"mode"`
-	ModelPath     string  `json:"model_path"`
+	Mode      string `json:"mode"`
+	ModelPath string `json:"model_path"`
+	// ModelFile is the --model file served instead of the demo model.
+	ModelFile     string  `json:"model_file,omitempty"`
 	Rate          string  `json:"rate"`       // as asked: a number or "max"
 	TargetRPS     float64 `json:"target_rps"` // 0 for max
 	DurationS     float64 `json:"duration_s"`
@@ -99,6 +101,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, args...)) }
 	fmt.Fprintf(tw, "infergate bench: %s, model %s\n", r.Mode, r.ModelPath)
+	if r.ModelFile != "" {
+		fmt.Fprintf(tw, "model file: %s (served as %q)\n", r.ModelFile, ModelName)
+	}
 	row("appliance", "%s", where)
 	row("rate", "%s for %s after %s warmup", target, secs(r.DurationS), secs(r.WarmupS))
 	if r.SelfContained {

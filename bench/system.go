@@ -109,6 +109,13 @@ func startSelfContained(ctx context.Context, cfg *Config, logger *slog.Logger) (
 		ac.Ingress.NATSListen = "127.0.0.1:0"
 	}
 
+	if cfg.Model != "" {
+		if err := installModel(cfg.Model, filepath.Join(ac.DataDir, appliance.ModelsDir)); err != nil {
+			return nil, err
+		}
+		ac.Pipeline.DefaultModel = ModelName
+	}
+
 	var sidecarAddr string
 	if cfg.ModelPath == ModelPathGRPC {
 		// A model server of its own, reached over loopback gRPC, stands in
