@@ -118,3 +118,32 @@ func TestIngressAnonymousExposedIsRefused(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 }
+
+// ingress.devices_file: a malformed line is refused naming the setting;
+// with devices listed, a listener on all interfaces is allowed.
+func TestIngressDevicesFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := dir + "/bad"
+	good := dir + "/good"
+	if err := os.WriteFile(bad, []byte("line1 pw extra words\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(good, []byte("# devices\nline1 s3cret\nobserver scada s3cret2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig(t)
+	c.Ingress.Enabled = true
+	c.Ingress.MQTTListen = "0.0.0.0:0"
+	c.Ingress.DevicesFile = bad
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "ingress.devices_file") || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("bad devices file: %v", err)
+	}
+	c.Ingress.DevicesFile = good
+	if err := c.Validate(); err != nil {
+		t.Fatalf("good devices file: %v", err)
+	}
+	a, err := c.Ingress.auth()
+	if err != nil || len(a.Devices) != 1 || len(a.Observers) != 1 || a.Devices[0].Name != "line1" {
+		t.Fatalf("auth %+v %v", a, err)
+	}
+}

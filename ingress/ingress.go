@@ -55,7 +55,13 @@ func New(cfg Config, logger *slog.Logger, kopts []kgo.Opt, reg prometheus.Regist
 		return nil, err
 	}
 	in := &Ingress{cfg: cfg, logger: logger, kopts: kopts, auth: newAuthenticator(cfg.Auth, token)}
-	in.metrics, err = newMetrics(reg)
+	in.metrics, err = newMetrics(reg, func() float64 {
+		if in.srv == nil {
+			return 0
+		}
+		// The ingress's own in-process connection is not a device.
+		return float64(max(in.srv.NumClients()-1, 0))
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ type metrics struct {
 	pending  prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, clients func() float64) (*metrics, error) {
 	m := &metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "infergate_ingress_received_total",
@@ -38,7 +38,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.received, m.produced, m.replies, m.errors, m.pending} {
+		connected := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "infergate_ingress_clients",
+			Help: "Devices connected to the ingress (MQTT and NATS).",
+		}, clients)
+		for _, c := range []prometheus.Collector{m.received, m.produced, m.replies, m.errors, m.pending, connected} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {
