@@ -449,3 +449,33 @@ func TestRESTAnnouncedBodyWaitsForBudget(t *testing.T) {
 		t.Fatalf("an announced, unsent 60 MiB body allocated %d bytes", got)
 	}
 }
+
+// Two million one-value instances stay under the element limit in scalars but
+// are four million parse-tree values: refused before parsing (the soak saw 679 MB).
+func TestRESTOneValueInstancesRefusedBeforeParsing(t *testing.T) {
+	base := t.TempDir()
+	writeVersion(t, base, 1, addModel(t, 1))
+	s := startServer(t, limitedConfig(ModelConfig{Name: "add", BasePath: base}))
+	url := "http://" + s.RESTAddr() + "/v1/models/add:predict"
+
+	const instances = 2_000_000
+	body := make([]byte, 0, instances*4+32)
+	body = append(body, `{"instances":[`...)
+	for i := range instances {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, "[1]"...)
+	}
+	body = append(body, "]}"...)
+
+	var code int
+	var msg string
+	got := allocDuring(func() { code, msg = postJSON(t, url, body) })
+	if code != http.StatusBadRequest || !strings.Contains(msg, "model_server.max_request_elements") {
+		t.Fatalf("HTTP %d %s", code, msg)
+	}
+	if limit := uint64(len(body)) + 16<<20; got > limit {
+		t.Fatalf("a refused body of %d bytes allocated %d bytes, want under %d", len(body), got, limit)
+	}
+}
