@@ -19,8 +19,8 @@ import (
 
 	"github.com/infergate/infergate/broker"
 	"github.com/infergate/infergate/buildinfo"
-	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/ingress"
 	"github.com/infergate/infergate/store"
@@ -47,7 +47,7 @@ type Appliance struct {
 	modelServer *modelserver.Server
 	predictor   predictor
 	sidecar     *sidecar.Supervisor // model_server.mode sidecar
-	pipeline    *inference.Pipeline
+	pipeline    *pipeline.Pipeline
 	web         *web.Server
 	ingress     *ingress.Ingress
 	client      broker.ClientConfig // brokers filled in once the broker runs
@@ -140,7 +140,7 @@ func (a *Appliance) Store() *store.Store {
 }
 
 // Pipeline is the streaming pipeline, nil until it has started.
-func (a *Appliance) Pipeline() *inference.Pipeline {
+func (a *Appliance) Pipeline() *pipeline.Pipeline {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.pipeline
@@ -436,7 +436,7 @@ func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 }
 
 func (a *Appliance) pipelineComponent() *component {
-	var p *inference.Pipeline
+	var p *pipeline.Pipeline
 	return &component{
 		name: "pipeline",
 		start: func(context.Context) error {
@@ -447,7 +447,7 @@ func (a *Appliance) pipelineComponent() *component {
 			if err != nil {
 				return err
 			}
-			p, err = inference.New(a.cfg.pipelineConfig(), a.logger.With("component", "pipeline"), opts, pred, st, a.reg)
+			p, err = pipeline.New(a.cfg.pipelineConfig(), a.logger.With("component", "pipeline"), opts, pred, st, a.reg)
 			if err != nil {
 				return err
 			}

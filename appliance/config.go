@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/broker"
-	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/ingress"
 	"github.com/infergate/infergate/store"
@@ -25,8 +25,8 @@ const (
 	ModelServerSidecar  = "sidecar"
 	ModelServerExternal = "external"
 
-	AtLeastOnce = inference.AtLeastOnce
-	ExactlyOnce = inference.ExactlyOnce
+	AtLeastOnce = pipeline.AtLeastOnce
+	ExactlyOnce = pipeline.ExactlyOnce
 )
 
 // Config is everything `infergate run` can be told. Default() gives the
@@ -277,7 +277,7 @@ type DemoConfig struct {
 // Component defaults come from the components, so a tuned default (batching,
 // retention, fsync) is changed in one place.
 func Default() Config {
-	pl := inference.DefaultConfig()
+	pl := pipeline.DefaultConfig()
 	ing := ingress.DefaultConfig()
 	return Config{
 		DataDir:      defaultDataDir(),
@@ -392,8 +392,8 @@ func (c *Config) ClientConfig() broker.ClientConfig {
 }
 
 // pipelineConfig is the pipeline's part of c.
-func (c *Config) pipelineConfig() inference.Config {
-	pc := inference.DefaultConfig()
+func (c *Config) pipelineConfig() pipeline.Config {
+	pc := pipeline.DefaultConfig()
 	pc.RequestsTopic = c.Topics.Requests
 	pc.ResultsTopic = c.Topics.Results
 	pc.DLQTopic = c.Topics.DLQ
@@ -404,7 +404,7 @@ func (c *Config) pipelineConfig() inference.Config {
 	pc.MaxInFlight = c.Pipeline.MaxInflightBatches
 	pc.Delivery = c.Delivery.Guarantee
 	pc.TransactionalID = c.Delivery.TransactionalID
-	pc.Retry = inference.RetryConfig{Initial: c.Pipeline.RetryBackoff, Max: c.Pipeline.RetryBackoffMax, Attempts: c.Pipeline.RetryAttempts}
+	pc.Retry = pipeline.RetryConfig{Initial: c.Pipeline.RetryBackoff, Max: c.Pipeline.RetryBackoffMax, Attempts: c.Pipeline.RetryAttempts}
 	pc.ProbeInterval = c.Pipeline.ProbeInterval
 	pc.MaxAttempts = c.Pipeline.MaxAttempts
 	pc.PredictTimeout = c.ModelServer.Timeout

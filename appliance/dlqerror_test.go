@@ -6,7 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/infergate/infergate/inference"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/web"
 )
 
@@ -23,8 +23,8 @@ func TestDLQErrorKinds(t *testing.T) {
 		"internal":           nil,
 	} {
 		r := &kgo.Record{Headers: []kgo.RecordHeader{
-			{Key: inference.HeaderErrorClass, Value: []byte(class)},
-			{Key: inference.HeaderErrorMessage, Value: []byte("boom")},
+			{Key: pipeline.HeaderErrorClass, Value: []byte(class)},
+			{Key: pipeline.HeaderErrorMessage, Value: []byte("boom")},
 		}}
 		err := dlqError(r)
 		if want == nil {

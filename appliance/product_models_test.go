@@ -13,7 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/infergate/infergate/inference/runtime"
+	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/inference/tensor"
 	"github.com/infergate/infergate/web"
 )
@@ -33,8 +33,8 @@ func TestUploadedModelsThroughThePipeline(t *testing.T) {
 		name, file string
 		requests   int
 	}{
-		{"cnn2d", filepath.Join("..", "inference", "runtime", "testdata", "cnn2d_opset17.onnx"), 6},
-		{"rfreg", filepath.Join("..", "inference", "runtime", "testdata", "trees", "rf_reg.onnx"), 20},
+		{"cnn2d", filepath.Join("..", "inference", "onnxrt", "testdata", "cnn2d_opset17.onnx"), 6},
+		{"rfreg", filepath.Join("..", "inference", "onnxrt", "testdata", "trees", "rf_reg.onnx"), 20},
 	}
 	var recs []*kgo.Record
 	rng := rand.New(rand.NewPCG(11, 12))
@@ -52,7 +52,7 @@ func TestUploadedModelsThroughThePipeline(t *testing.T) {
 		if up.Name != c.name || up.Version != 1 {
 			t.Fatalf("upload of %s: %+v", c.file, up)
 		}
-		m, err := runtime.Load(file)
+		m, err := onnxrt.Load(file)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -27,9 +27,9 @@ import (
 
 	"github.com/infergate/infergate/broker"
 	"github.com/infergate/infergate/buildinfo"
-	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/modelserver"
-	"github.com/infergate/infergate/inference/runtime"
+	"github.com/infergate/infergate/inference/onnxrt"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/store"
@@ -178,7 +178,7 @@ var _ web.Backend = (*webBackend)(nil)
 
 // parts is what the backend reads from the appliance, under its lock.
 type parts struct {
-	pipeline *inference.Pipeline
+	pipeline *pipeline.Pipeline
 	embedded *modelserver.Server
 	sidecar  *sidecar.Supervisor
 	fleet    *tfserving.Fleet
@@ -243,15 +243,15 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 		}
 		st.Pipeline.Detail = fmt.Sprintf("%d consumed, %d results, %d dead-lettered", ps.Consumed, ps.Results, dlq)
 		switch ps.State {
-		case inference.StateRunning:
+		case pipeline.StateRunning:
 			st.Pipeline.State = web.StateOK
-		case inference.StatePaused:
+		case pipeline.StatePaused:
 			st.Pipeline.State = web.StatePaused
-		case inference.StateCircuitOpen:
+		case pipeline.StateCircuitOpen:
 			st.Pipeline.State = web.StateCircuitOpen
-		case inference.StateStarting:
+		case pipeline.StateStarting:
 			st.Pipeline.State = web.StateStarting
-		case inference.StateStalled:
+		case pipeline.StateStalled:
 			// Alive but unable to produce its outputs: degraded, with the
 			// reason in the detail, not "down" (it resumes by itself).
 			st.Pipeline.State = web.StateDegraded
@@ -344,7 +344,7 @@ func orNone(s []string) string {
 // Ready is the appliance's readiness (every component, the web server included).
 func (b *webBackend) Ready() error { return b.a.Ready() }
 
-func (b *webBackend) pipeline() (*inference.Pipeline, error) {
+func (b *webBackend) pipeline() (*pipeline.Pipeline, error) {
 	p := b.parts().pipeline
 	if p == nil {
 		return nil, fmt.Errorf("%w: the pipeline has not started", web.ErrUnavailable)
@@ -504,7 +504,7 @@ func (b *webBackend) UploadModel(ctx context.Context, name string, version int64
 		if err != nil {
 			return 0, fmt.Errorf("reading the upload: %w", err)
 		}
-		if _, err := runtime.LoadWithOptions(onnx, runtime.LoadOptions{MaxFoldedBytes: b.a.cfg.ModelServer.MaxFoldedConstantBytes}); err != nil {
+		if _, err := onnxrt.LoadWithOptions(onnx, onnxrt.LoadOptions{MaxFoldedBytes: b.a.cfg.ModelServer.MaxFoldedConstantBytes}); err != nil {
 			return 0, fmt.Errorf("%w: not a loadable ONNX model: %w", web.ErrInvalid, err)
 		}
 		if err := os.MkdirAll(filepath.Join(b.a.paths.Models, name), 0o755); err != nil {
@@ -593,7 +593,7 @@ func (b *webBackend) ReloadModels(ctx context.Context) error {
 
 // Replay produces the records to the requests topic as they first arrived.
 func (b *webBackend) Replay(ctx context.Context, recs []*store.Record) error {
-	if err := inference.Replay(ctx, b.cl, b.a.cfg.Topics.Requests, recs); err != nil {
+	if err := pipeline.Replay(ctx, b.cl, b.a.cfg.Topics.Requests, recs); err != nil {
 		return fmt.Errorf("%w: %w", web.ErrUnavailable, err)
 	}
 	return nil
@@ -641,9 +641,9 @@ func (b *webBackend) SendTestRequest(ctx context.Context, key, value []byte, hea
 
 	// A request replayed from the DLQ carries the DLQ headers; the request
 	// goes out as it first arrived.
-	rec := inference.ReplayRecord(t.Requests, &store.Record{Key: key, Value: value, Headers: headers})
+	rec := pipeline.ReplayRecord(t.Requests, &store.Record{Key: key, Value: value, Headers: headers})
 	rec.Headers = slices.DeleteFunc(rec.Headers, func(h kgo.RecordHeader) bool {
-		return h.Key == inference.HeaderReplayOf || h.Key == HeaderTestRequest
+		return h.Key == pipeline.HeaderReplayOf || h.Key == HeaderTestRequest
 	})
 	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderTestRequest, Value: []byte(id)})
 	if err := b.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
@@ -683,7 +683,7 @@ func (b *webBackend) noAnswer(err error) error {
 	if p := b.parts().pipeline; p != nil {
 		st := p.Status()
 		why = "pipeline " + st.State
-		if st.State == inference.StatePaused {
+		if st.State == pipeline.StatePaused {
 			why = "the pipeline is paused: resume it"
 		}
 		if st.LastError != "" {
@@ -699,9 +699,9 @@ func dlqError(r *kgo.Record) error {
 	var class, msg string
 	for _, h := range r.Headers {
 		switch h.Key {
-		case inference.HeaderErrorClass:
+		case pipeline.HeaderErrorClass:
 			class = string(h.Value)
-		case inference.HeaderErrorMessage:
+		case pipeline.HeaderErrorMessage:
 			msg = string(h.Value)
 		}
 	}

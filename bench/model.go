@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/infergate/infergate/inference/modelserver"
-	"github.com/infergate/infergate/inference/runtime"
+	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/inference/tensor"
 )
 
@@ -32,11 +32,11 @@ func modelRow(path string) ([]int64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--model: %w", err)
 	}
-	var m *runtime.Model
+	var m *onnxrt.Model
 	if isXGBoost(path) {
-		m, err = runtime.LoadXGBoostJSON(b)
+		m, err = onnxrt.LoadXGBoostJSON(b)
 	} else {
-		m, err = runtime.Load(b)
+		m, err = onnxrt.Load(b)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--model %s: %w", path, err)

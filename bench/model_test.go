@@ -16,7 +16,7 @@ import (
 // rows fitting its signature: every request must get a result, none a DLQ
 // record (the demo model would refuse these shapes). No timing is asserted.
 func TestSelfContainedRunWithModel(t *testing.T) {
-	testdata := filepath.Join("..", "inference", "runtime", "testdata")
+	testdata := filepath.Join("..", "inference", "onnxrt", "testdata")
 	for _, file := range []string{
 		filepath.Join(testdata, "cnn2d_opset17.onnx"),
 		filepath.Join(testdata, "trees", "xgb_reg.model.json"),
@@ -46,7 +46,7 @@ func TestSelfContainedRunWithModel(t *testing.T) {
 }
 
 func TestModelFlagRefused(t *testing.T) {
-	cnn := filepath.Join("..", "inference", "runtime", "testdata", "cnn2d_opset17.onnx")
+	cnn := filepath.Join("..", "inference", "onnxrt", "testdata", "cnn2d_opset17.onnx")
 	for _, c := range []struct {
 		args []string
 		want string

@@ -95,7 +95,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// echoPipeline stands in for inference.Pipeline in this package's tests
+// echoPipeline stands in for pipeline.Pipeline in this package's tests
 // (the appliance tests run the real one): it answers each request with a
 // result carrying the request's key and headers, as the pipeline does, and
 // dead-letters payloads that are not JSON objects with the pipeline's DLQ

@@ -23,7 +23,7 @@ import (
 
 	"github.com/infergate/infergate/appliance"
 	"github.com/infergate/infergate/broker"
-	"github.com/infergate/infergate/inference"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
 )
@@ -382,7 +382,7 @@ func (b *storeBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (
 		return 0, err
 	}
 	defer cl.Close()
-	if err := inference.Replay(ctx, cl, b.cfg.Topics.Requests, recs); err != nil {
+	if err := pipeline.Replay(ctx, cl, b.cfg.Topics.Requests, recs); err != nil {
 		return 0, fmt.Errorf("producing replayed records: %w", err)
 	}
 	replayed := make([]string, len(recs))

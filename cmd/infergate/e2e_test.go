@@ -20,7 +20,7 @@ import (
 
 	"github.com/infergate/infergate/appliance"
 	"github.com/infergate/infergate/inference/demo"
-	"github.com/infergate/infergate/inference/runtime"
+	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/inference/tensor"
 )
 
@@ -102,7 +102,7 @@ func TestE2ERequestsInResultsOut(t *testing.T) {
 	port := freePort(t)
 	a := startAppliance(t, dataDir, port)
 
-	model, err := runtime.Load(demo.ONNX)
+	model, err := onnxrt.Load(demo.ONNX)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func runModelBench(t *testing.T, args ...string) (int, string, string) {
 // directory), runs it at each batch size asked with random inputs or with a
 // TF Serving REST request file, and reports per batch.
 func TestModelBench(t *testing.T) {
-	src := filepath.Join("..", "..", "inference", "runtime", "testdata", "cnn1d_opset13.onnx")
+	src := filepath.Join("..", "..", "inference", "onnxrt", "testdata", "cnn1d_opset13.onnx")
 	onnx, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)

@@ -5,12 +5,12 @@ import (
 	"testing"
 
 	"github.com/infergate/infergate/inference/demo"
-	"github.com/infergate/infergate/inference/runtime"
+	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/inference/tensor"
 )
 
 func TestEmbeddedModelSignature(t *testing.T) {
-	m, err := runtime.Load(demo.ONNX)
+	m, err := onnxrt.Load(demo.ONNX)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func TestEmbeddedModelSignature(t *testing.T) {
 
 // score runs the model over readings and returns the mean score, checking
 // every score is in [0, 1].
-func score(t *testing.T, m *runtime.Model, readings [][]float32) float64 {
+func score(t *testing.T, m *onnxrt.Model, readings [][]float32) float64 {
 	t.Helper()
 	flat := slices.Concat(readings...)
 	out, err := m.Run(map[string]*tensor.Tensor{demo.InputName: tensor.FromFloat32(flat, int64(len(readings)), demo.Channels)}, nil)
@@ -46,7 +46,7 @@ func score(t *testing.T, m *runtime.Model, readings [][]float32) float64 {
 // if the two drift apart, the model stops telling anomalies from normal
 // readings, and this fails.
 func TestModelSeparatesGeneratedAnomalies(t *testing.T) {
-	m, err := runtime.Load(demo.ONNX)
+	m, err := onnxrt.Load(demo.ONNX)
 	if err != nil {
 		t.Fatal(err)
 	}

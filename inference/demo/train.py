@@ -9,7 +9,7 @@ torch build gives the same file.
 Run from this directory with Debian's packages (python3-torch, python3-onnx):
     /usr/bin/python3 train.py
 It writes demo.onnx here and the runtime's test vectors to
-../runtime/testdata/demo.json (inputs and torch's outputs for them).
+../onnxrt/testdata/demo.json (inputs and torch's outputs for them).
 
 The distribution of readings. generator.go produces the same one for the
 appliance's --demo traffic; keep the two in step.
@@ -139,7 +139,7 @@ def main():
             "outputs": {"output": {"shape": list(out.shape), "data": out.ravel().tolist()}},
         }],
     }
-    tv_path = os.path.join(here, "..", "runtime", "testdata", "demo.json")
+    tv_path = os.path.join(here, "..", "onnxrt", "testdata", "demo.json")
     with open(tv_path, "w") as f:
         json.dump(tv, f, indent=1)
         f.write("\n")

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/inference/model"
-	"github.com/infergate/infergate/inference/runtime"
+	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/inference/tensor"
 )
 
@@ -46,7 +46,7 @@ var Formats = []Format{
 }
 
 func loadONNX(path string, threads int) (*Model, error) {
-	m, err := runtime.LoadFileWithOptions(path, runtime.LoadOptions{Threads: threads})
+	m, err := onnxrt.LoadFileWithOptions(path, onnxrt.LoadOptions{Threads: threads})
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func loadONNX(path string, threads int) (*Model, error) {
 		Run: func(in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) { return m.Run(in, nil) }}, nil
 }
 
-func specs(in []runtime.TensorSpec) []model.TensorSpec {
+func specs(in []onnxrt.TensorSpec) []model.TensorSpec {
 	out := make([]model.TensorSpec, len(in))
 	for i, s := range in {
 		out[i] = model.TensorSpec{Name: s.Name, DType: s.DType, Shape: s.Shape}
@@ -256,4 +256,4 @@ func ParseBatches(s string) ([]int, error) {
 }
 
 // KernelName says which GEMM micro-kernel the runtime uses on this CPU.
-func KernelName() string { return runtime.KernelName() }
+func KernelName() string { return onnxrt.KernelName() }

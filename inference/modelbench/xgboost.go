@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/infergate/infergate/inference/runtime"
+	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/inference/tensor"
 )
 
 // XGBoost's JSON model format, as the model server loads it from
-// <model>/<version>/model.json (runtime.LoadXGBoostJSON). Tree evaluation
+// <model>/<version>/model.json (onnxrt.LoadXGBoostJSON). Tree evaluation
 // uses one thread, whatever threads says.
 func init() {
 	Formats = append(Formats, Format{Name: "XGBoost JSON", FileName: "model.json", Ext: ".json", Load: loadXGBoost})
@@ -20,7 +20,7 @@ func loadXGBoost(path string, _ int) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := runtime.LoadXGBoostJSON(b)
+	m, err := onnxrt.LoadXGBoostJSON(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -5,14 +5,14 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/infergate/infergate/inference/runtime"
+	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/inference/tensor"
 )
 
 // TestOpenXGBoostJSON: a model.json file, and a version directory holding
 // one, open as XGBoost models and run.
 func TestOpenXGBoostJSON(t *testing.T) {
-	src := filepath.Join("..", "runtime", "testdata", "trees", "xgb_reg.model.json")
+	src := filepath.Join("..", "onnxrt", "testdata", "trees", "xgb_reg.model.json")
 	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
@@ -29,14 +29,14 @@ func TestOpenXGBoostJSON(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		if m.Format != "XGBoost JSON" || len(m.Inputs) != 1 || m.Inputs[0].Name != runtime.XGBoostInputName {
+		if m.Format != "XGBoost JSON" || len(m.Inputs) != 1 || m.Inputs[0].Name != onnxrt.XGBoostInputName {
 			t.Fatalf("%s: %+v", path, m)
 		}
-		out, err := m.Run(map[string]*tensor.Tensor{runtime.XGBoostInputName: tensor.FromFloat32(make([]float32, 12), 2, 6)})
+		out, err := m.Run(map[string]*tensor.Tensor{onnxrt.XGBoostInputName: tensor.FromFloat32(make([]float32, 12), 2, 6)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p := out[runtime.XGBoostOutputName]; p == nil || len(p.Float32s()) != 2 {
+		if p := out[onnxrt.XGBoostOutputName]; p == nil || len(p.Float32s()) != 2 {
 			t.Fatalf("%s: outputs %v", path, out)
 		}
 	}

@@ -235,7 +235,7 @@ type demoCase struct {
 
 func loadDemoCase(t testing.TB) demoCase {
 	t.Helper()
-	b, err := os.ReadFile("../runtime/testdata/demo.json")
+	b, err := os.ReadFile("../onnxrt/testdata/demo.json")
 	if err != nil {
 		t.Skipf("demo test vectors: %v", err)
 	}

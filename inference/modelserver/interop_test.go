@@ -59,7 +59,7 @@ func TestPythonGRPCClient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, python, "testdata/tfs_client.py", stubs, s.GRPCAddr(),
-		filepath.Join(repoRoot, "inference", "runtime", "testdata", "demo.json"), demoCfg.BasePath, addBase)
+		filepath.Join(repoRoot, "inference", "onnxrt", "testdata", "demo.json"), demoCfg.BasePath, addBase)
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte

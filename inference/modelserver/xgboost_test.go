@@ -8,17 +8,17 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/infergate/infergate/inference/runtime"
+	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
 )
 
 // TestXGBoostJSONVersion serves an XGBoost JSON model (<model>/<version>/
-// model.json, written by inference/runtime/testdata/export_trees.py) over
+// model.json, written by inference/onnxrt/testdata/export_trees.py) over
 // gRPC and compares Predict with xgboost's own predictions for the same rows,
 // missing values (NaN) included.
 func TestXGBoostJSONVersion(t *testing.T) {
-	src := filepath.Join("..", "runtime", "testdata", "trees")
+	src := filepath.Join("..", "onnxrt", "testdata", "trees")
 	b, err := os.ReadFile(filepath.Join(src, "xgb_bin.model.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -64,12 +64,12 @@ func TestXGBoostJSONVersion(t *testing.T) {
 	cl := dial(t, s.GRPCAddr())
 	resp, err := cl.pred.Predict(context.Background(), &servingpb.PredictRequest{
 		ModelSpec: specFor("risk"),
-		Inputs:    map[string]*tfpb.TensorProto{runtime.XGBoostInputName: floatProto(in.Shape, x, false)},
+		Inputs:    map[string]*tfpb.TensorProto{onnxrt.XGBoostInputName: floatProto(in.Shape, x, false)},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := resp.Outputs[runtime.XGBoostOutputName].GetFloatVal()
+	got := resp.Outputs[onnxrt.XGBoostOutputName].GetFloatVal()
 	if len(got) != len(want.Data) {
 		t.Fatalf("%d predictions, want %d", len(got), len(want.Data))
 	}

@@ -16,9 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/store"
 )
@@ -43,11 +43,11 @@ func TestPipelineSurvivesSidecarKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cfg := inference.DefaultConfig()
-	cfg.Retry = inference.RetryConfig{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, Attempts: 3}
+	cfg := pipeline.DefaultConfig()
+	cfg.Retry = pipeline.RetryConfig{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, Attempts: 3}
 	cfg.ProbeInterval = 50 * time.Millisecond
 	cfg.ShutdownTimeout = 20 * time.Second
-	p, err := inference.New(cfg, nil, []kgo.Opt{kgo.SeedBrokers(addrs...)}, s.Predictor(), st, nil)
+	p, err := pipeline.New(cfg, nil, []kgo.Opt{kgo.SeedBrokers(addrs...)}, s.Predictor(), st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,16 +26,16 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/inference/tensor"
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
-var _ inference.Predictor = (*sidecar.Predictor)(nil)
+var _ pipeline.Predictor = (*sidecar.Predictor)(nil)
 
 // testLogger writes the supervisor's log into the test's output.
 func testLogger(t testing.TB) *slog.Logger {

@@ -25,15 +25,15 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/infergate/infergate/inference"
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tensor"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/inference/tfserving/tfservingtest"
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
-var _ inference.Predictor = (*tfserving.Fleet)(nil)
+var _ pipeline.Predictor = (*tfserving.Fleet)(nil)
 
 // replica is a tfservingtest service on its own gRPC server that a test can
 // kill abruptly (every connection closed, calls in flight fail) and start

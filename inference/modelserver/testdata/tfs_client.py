@@ -5,7 +5,7 @@ client would. Run by interop_test.go:
 
     tfs_client.py STUBS_DIR GRPC_ADDR REFERENCE_JSON
 
-REFERENCE_JSON holds the demo model's test vectors (runtime/testdata/demo.json).
+REFERENCE_JSON holds the demo model's test vectors (onnxrt/testdata/demo.json).
 Exits non-zero with a message on the first mismatch; prints a JSON summary.
 """
 import json

@@ -1,0 +1,76 @@
+package onnxrt
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+type namedKernel struct {
+	mr int
+	fn microKernel
+}
+
+// kernels returns the micro-kernels this machine can run, by name, so tests
+// check the portable one (at both row counts) as well as the assembly ones.
+func kernels() map[string]namedKernel {
+	ks := map[string]namedKernel{"go/mr=6": {6, kernelGo}, "go/mr=8": {8, kernelGo}}
+	for name, k := range asmKernels() {
+		ks[name] = k
+	}
+	return ks
+}
+
+// forceKernel switches the micro-kernel (and its row count) for the rest of
+// the test; panels must be packed after the switch.
+func forceKernel(t testing.TB, k namedKernel) {
+	oldFn, oldMR := gemmKernel, gemmMR
+	gemmKernel, gemmMR = k.fn, k.mr
+	t.Cleanup(func() { gemmKernel, gemmMR = oldFn, oldMR })
+}
+
+func TestPackedGEMMMatchesNaive(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for name, k := range kernels() {
+		t.Run(name, func(t *testing.T) {
+			forceKernel(t, k)
+			for _, sz := range [][3]int{{1, 1, 1}, {6, 16, 1}, {6, 16, 7}, {7, 17, 3}, {13, 40, 27}, {64, 100, 288}, {5, 3, 0}, {12, 32, 2}} {
+				m, n, kk := sz[0], sz[1], sz[2]
+				a := randF(rng, m*kk)
+				b := randF(rng, kk*n)
+				bias := randF(rng, n)
+				pa := make([]float32, packedASize(m, kk))
+				pb := make([]float32, packedBSize(kk, n))
+				packA(pa, a, m, kk, kk, 1, 0.5)
+				packB(pb, b, kk, n, n, 1, 1)
+				c := make([]float32, m*n)
+				for i := range c {
+					c[i] = float32(math.NaN()) // every element must be written
+				}
+				g := gemmCall{m: m, n: n, k: kk, pa: pa, pb: pb, c: c, ldc: n, colBias: bias,
+					act: activation{on: true, op: uRelu}}
+				g.cols(0, ceilDiv(n, gemmNR), 0)
+				for i := range m {
+					for j := range n {
+						var s float64
+						for x := range kk {
+							s += 0.5 * float64(a[i*kk+x]) * float64(b[x*n+j])
+						}
+						s = max(s+float64(bias[j]), 0)
+						if got := c[i*n+j]; math.Abs(float64(got)-s) > 1e-5+1e-5*math.Abs(s) || got != got {
+							t.Fatalf("%v: c[%d,%d] = %v, want %v", sz, i, j, got, s)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func randF(rng *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	return v
+}

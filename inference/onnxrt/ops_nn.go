@@ -1,0 +1,310 @@
+package onnxrt
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/infergate/infergate/inference/tensor"
+)
+
+var ops = map[string]opCompiler{
+	"Abs":                compileUnary(uAbs),
+	"Add":                compileBinary(opAdd),
+	"AveragePool":        compilePool(false),
+	"BatchNormalization": compileBatchNorm,
+	"Cast":               compileCast,
+	"Ceil":               compileUnary(uCeil),
+	"Clip":               compileClip,
+	"Concat":             compileConcat,
+	"Constant":           compileConstant,
+	"Conv":               compileConv,
+	"ConvTranspose":      compileConvTranspose,
+	"ConstantOfShape":    compileConstantOfShape,
+	"Div":                compileBinary(opDiv),
+	"Dropout":            compileIdentity,
+	"Elu":                compileUnary(uElu),
+	"Erf":                compileUnary(uErf),
+	"Exp":                compileUnary(uExp),
+	"Flatten":            compileFlatten,
+	"Floor":              compileUnary(uFloor),
+	"Gather":             compileGather,
+	"GlobalAveragePool":  compileGlobalPool(false),
+	"GlobalMaxPool":      compileGlobalPool(true),
+	"Gemm":               compileGemm,
+	"HardSigmoid":        compileUnary(uHardSigmoid),
+	"Identity":           compileIdentity,
+	"LayerNormalization": compileLayerNorm,
+	"LeakyRelu":          compileUnary(uLeakyRelu),
+	"Log":                compileUnary(uLog),
+	"LogSoftmax":         compileSoftmax(true),
+	"MatMul":             compileMatMul,
+	"MaxPool":            compilePool(true),
+	"Mul":                compileBinary(opMul),
+	"Neg":                compileUnary(uNeg),
+	"PRelu":              compilePRelu,
+	"Pad":                compilePad,
+	"Pow":                compileBinary(opPow),
+	"Reciprocal":         compileUnary(uReciprocal),
+	"ReduceMax":          compileReduce(rMax),
+	"ReduceMean":         compileReduce(rMean),
+	"ReduceMin":          compileReduce(rMin),
+	"ReduceSum":          compileReduce(rSum),
+	"Relu":               compileUnary(uRelu),
+	"Reshape":            compileReshape,
+	"Resize":             compileResize(false),
+	"Shape":              compileShape,
+	"Sigmoid":            compileUnary(uSigmoid),
+	"Slice":              compileSlice,
+	"Softmax":            compileSoftmax(false),
+	"Softplus":           compileUnary(uSoftplus),
+	"Sqrt":               compileUnary(uSqrt),
+	"Squeeze":            compileSqueeze(false),
+	"Sub":                compileBinary(opSub),
+	"Tanh":               compileUnary(uTanh),
+	"Transpose":          compileTranspose,
+	"Unsqueeze":          compileSqueeze(true),
+	"Upsample":           compileResize(true),
+}
+
+// softmaxKernel is Softmax or LogSoftmax. From opset 13 it normalises along
+// one axis (default -1); before, it flattened the input to 2-D at axis
+// (default 1) and normalised each row.
+type softmaxKernel struct {
+	axis      int64
+	coerce2D  bool
+	logarithm bool
+}
+
+func compileSoftmax(logarithm bool) opCompiler {
+	return func(x *nodeCtx) (kernel, []tensor.DType, error) {
+		if err := x.inputs(1, 1); err != nil {
+			return nil, nil, err
+		}
+		if err := x.types(floatOnly, 0); err != nil {
+			return nil, nil, err
+		}
+		def := int64(-1)
+		if x.c.opset < 13 {
+			def = 1
+		}
+		axis, err := x.intAttr("axis", def)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &softmaxKernel{axis: axis, coerce2D: x.c.opset < 13, logarithm: logarithm}, []tensor.DType{tensor.Float}, nil
+	}
+}
+
+func (k *softmaxKernel) run(st *state, nd *node) error {
+	in := st.in(nd, 0)
+	r := len(in.shape)
+	out := nd.out[0]
+	st.setShape(out, in.shape)
+	o, err := st.allocF(out)
+	if err != nil {
+		return err
+	}
+	if r == 0 {
+		return errors.New("input is a scalar")
+	}
+	axis, err := normAxis(k.axis, r)
+	if err != nil {
+		return err
+	}
+	outer, n, inner := 1, 1, 1
+	for i, d := range in.shape {
+		switch {
+		case i < axis:
+			outer *= d
+		case i == axis || k.coerce2D:
+			n *= d
+		default:
+			inner *= d
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	for a := range outer {
+		for b := range inner {
+			base := a*n*inner + b
+			mx := float32(math.Inf(-1))
+			for j := range n {
+				mx = max(mx, in.f[base+j*inner])
+			}
+			var sum float64
+			for j := range n {
+				e := math.Exp(float64(in.f[base+j*inner] - mx))
+				sum += e
+				if !k.logarithm {
+					o[base+j*inner] = float32(e)
+				}
+			}
+			if k.logarithm {
+				ls := float32(math.Log(sum))
+				for j := range n {
+					o[base+j*inner] = in.f[base+j*inner] - mx - ls
+				}
+				continue
+			}
+			inv := float32(1 / sum)
+			for j := range n {
+				o[base+j*inner] *= inv
+			}
+		}
+	}
+	return nil
+}
+
+// clipKernel bounds values to [lo, hi]: attributes before opset 11, optional
+// scalar inputs from 11 on.
+type clipKernel struct {
+	lo, hi     float32
+	loIn, hiIn int // input index of a computed bound, or -1
+}
+
+func compileClip(x *nodeCtx) (kernel, []tensor.DType, error) {
+	k := &clipKernel{lo: float32(math.Inf(-1)), hi: float32(math.Inf(1)), loIn: -1, hiIn: -1}
+	if x.c.opset < 11 {
+		if err := x.inputs(1, 1); err != nil {
+			return nil, nil, err
+		}
+		var err error
+		if k.lo, err = x.floatAttr("min", k.lo); err != nil {
+			return nil, nil, err
+		}
+		if k.hi, err = x.floatAttr("max", k.hi); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		if err := x.inputs(1, 3); err != nil {
+			return nil, nil, err
+		}
+		for i, dst := range []*float32{&k.lo, &k.hi} {
+			if !x.has(i + 1) {
+				continue
+			}
+			if c := x.konst(i + 1); c != nil {
+				if c.dt != tensor.Float || len(c.f) != 1 {
+					return nil, nil, fmt.Errorf("bound %d must be a float32 scalar", i+1)
+				}
+				*dst = c.f[0]
+			} else if i == 0 {
+				k.loIn = 1
+			} else {
+				k.hiIn = 2
+			}
+		}
+	}
+	if err := x.types(floatOnly, 0, 1, 2); err != nil {
+		return nil, nil, err
+	}
+	return k, []tensor.DType{tensor.Float}, nil
+}
+
+func (k *clipKernel) run(st *state, nd *node) error {
+	in := st.in(nd, 0)
+	lo, hi := k.lo, k.hi
+	if k.loIn >= 0 {
+		v := st.in(nd, k.loIn)
+		if len(v.f) != 1 {
+			return fmt.Errorf("min has shape %v, want a scalar", v.shape)
+		}
+		lo = v.f[0]
+	}
+	if k.hiIn >= 0 {
+		v := st.in(nd, k.hiIn)
+		if len(v.f) != 1 {
+			return fmt.Errorf("max has shape %v, want a scalar", v.shape)
+		}
+		hi = v.f[0]
+	}
+	out := nd.out[0]
+	st.setShape(out, in.shape)
+	o, err := st.allocF(out)
+	if err != nil {
+		return err
+	}
+	for i, v := range in.f {
+		o[i] = min(max(v, lo), hi)
+	}
+	return nil
+}
+
+// batchNormKernel is inference-mode BatchNormalization with constant
+// statistics, precomputed as y = x·scale[c] + shift[c] over channel dim 1.
+type batchNormKernel struct{ scale, shift []float32 }
+
+func compileBatchNorm(x *nodeCtx) (kernel, []tensor.DType, error) {
+	if err := x.inputs(5, 5); err != nil {
+		return nil, nil, err
+	}
+	if err := x.types(floatOnly, 0, 1, 2, 3, 4); err != nil {
+		return nil, nil, err
+	}
+	if len(x.n.out) > 1 {
+		for _, id := range x.n.out[1:] {
+			if id >= 0 {
+				return nil, nil, errors.New("training outputs (running mean/var) are not supported")
+			}
+		}
+	}
+	if tm, err := x.intAttr("training_mode", 0); err != nil || tm != 0 {
+		return nil, nil, errors.New("training_mode is not supported")
+	}
+	eps, err := x.floatAttr("epsilon", 1e-5)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := 1; i <= 4; i++ {
+		if x.konst(i) == nil {
+			// Statistics fed or computed at run time.
+			return &batchNormDynamic{eps: eps, scratch: x.newScratch()}, []tensor.DType{tensor.Float}, nil
+		}
+	}
+	var p [4][]float32
+	for i := range p {
+		c := x.konst(i + 1)
+		p[i] = c.f
+		if len(p[i]) != len(p[0]) {
+			return nil, nil, fmt.Errorf("parameters have different lengths %d and %d", len(p[0]), len(p[i]))
+		}
+	}
+	k := &batchNormKernel{scale: make([]float32, len(p[0])), shift: make([]float32, len(p[0]))}
+	for c := range p[0] {
+		s := float64(p[0][c]) / math.Sqrt(float64(p[3][c])+float64(eps))
+		k.scale[c] = float32(s)
+		k.shift[c] = float32(float64(p[1][c]) - float64(p[2][c])*s)
+	}
+	return k, []tensor.DType{tensor.Float}, nil
+}
+
+func (k *batchNormKernel) run(st *state, nd *node) error {
+	in := st.in(nd, 0)
+	if len(in.shape) < 2 || in.shape[1] != len(k.scale) {
+		return fmt.Errorf("input shape %v does not have %d channels in dimension 1", in.shape, len(k.scale))
+	}
+	out := nd.out[0]
+	st.setShape(out, in.shape)
+	o, err := st.allocF(out)
+	if err != nil {
+		return err
+	}
+	inner := 1
+	for _, d := range in.shape[2:] {
+		inner *= d
+	}
+	ch := len(k.scale)
+	if inner == 0 {
+		return nil
+	}
+	for i := 0; i < len(o); i += inner {
+		c := (i / inner) % ch
+		s, b := k.scale[c], k.shift[c]
+		for j := i; j < i+inner; j++ {
+			o[j] = in.f[j]*s + b
+		}
+	}
+	return nil
+}

@@ -1,0 +1,245 @@
+package onnxrt_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/infergate/infergate/inference/onnxrt"
+	"github.com/infergate/infergate/inference/tensor"
+	onnxpb "github.com/infergate/infergate/proto/onnx"
+)
+
+// TestRecurrentExports runs the LSTM, GRU, bidirectional LSTM and RNN models
+// that testdata/export_seq.py exported from torch (opsets 13 and 17, dynamic
+// batch) and compares with torch's outputs (rtol 1e-4, atol 1e-5), on a fresh
+// and on a reused state.
+func TestRecurrentExports(t *testing.T) {
+	for _, name := range []string{"lstm_cls", "gru_cls", "bilstm", "rnn_relu", "lstm_state"} {
+		for _, opset := range []int{13, 17} {
+			file := fmt.Sprintf("%s_opset%d.json", name, opset)
+			t.Run(file, func(t *testing.T) {
+				m, cf := readCases(t, file)
+				for ci, c := range cf.Cases {
+					in := make(map[string]*tensor.Tensor)
+					for k, v := range c.Inputs {
+						in[k] = tensor.FromFloat32(v.Data, v.Shape...)
+					}
+					for run := range 2 {
+						out, err := m.Run(in, nil)
+						if err != nil {
+							t.Fatalf("case %d: %v", ci, err)
+						}
+						for k, want := range c.Outputs {
+							got := out[k]
+							if got == nil || !slices.Equal(got.Shape, want.Shape) {
+								t.Fatalf("case %d run %d: output %q is %v, want shape %v", ci, run, k, got, want.Shape)
+							}
+							for i, g := range got.Float32s() {
+								w := want.Data[i]
+								if math.Abs(float64(g-w)) > 1e-5+1e-4*math.Abs(float64(w)) {
+									t.Fatalf("case %d run %d: %s[%d] = %g, torch says %g", ci, run, k, i, g, w)
+								}
+							}
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// rnnGraph builds a one-node LSTM/GRU/RNN model with run-time X (and
+// sequence_lens when lens is set) and the given constant weights.
+func rnnGraph(opType string, attrs []*onnxpb.AttributeProto, w, r, b []float32, wShape, rShape []int64, lens bool) []byte {
+	f32 := func(name string, data []float32, dims []int64) *onnxpb.TensorProto {
+		return &onnxpb.TensorProto{Name: name, Dims: dims, DataType: int32(onnxpb.TensorProto_FLOAT), FloatData: data}
+	}
+	inits := []*onnxpb.TensorProto{f32("W", w, wShape), f32("R", r, rShape), f32("B", b, []int64{wShape[0], 2 * wShape[1]})}
+	inputs := []*onnxpb.ValueInfoProto{typedInput("X", onnxpb.TensorProto_FLOAT, -1, -1, wShape[2])}
+	nodeIn := []string{"X", "W", "R", "B"}
+	if lens {
+		inputs = append(inputs, typedInput("L", onnxpb.TensorProto_INT32, -1))
+		nodeIn = append(nodeIn, "L")
+	}
+	nd := op(opType, "rnn", nodeIn, []string{"Y", "Yh"})
+	nd.Attribute = attrs
+	return graph(14, inputs, []string{"Y", "Yh"}, inits, nd)
+}
+
+func strAttr(name, v string) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: name, Type: onnxpb.AttributeProto_STRING, S: []byte(v)}
+}
+
+// TestRecurrentSequenceLensAndReverse checks the properties the spec defines
+// sequence_lens and direction by, on every recurrent operator: a batch row
+// with length L gives the outputs of that row cut to L steps run alone (Y
+// zero past L, Y_h the state after step L); "reverse" equals "forward" over
+// the time-reversed sequence; "bidirectional" is forward and reverse side by
+// side.
+func TestRecurrentSequenceLensAndReverse(t *testing.T) {
+	const T, I, H = 6, 3, 4
+	rng := rand.New(rand.NewPCG(3, 4))
+	randv := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * 0.5)
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		op    string
+		gates int
+		extra []*onnxpb.AttributeProto
+	}{
+		{"RNN", 1, nil},
+		{"GRU", 3, nil},
+		{"GRU", 3, []*onnxpb.AttributeProto{intAttr("linear_before_reset", 1)}},
+		{"LSTM", 4, []*onnxpb.AttributeProto{floatAttr("clip", 0.7)}},
+	} {
+		t.Run(fmt.Sprintf("%s_%d", tc.op, len(tc.extra)), func(t *testing.T) {
+			G := tc.gates
+			w2, r2, b2 := randv(2*G*H*I), randv(2*G*H*H), randv(2*2*G*H)
+			load := func(dir string, d int, lens bool) *onnxrt.Model {
+				attrs := append([]*onnxpb.AttributeProto{strAttr("direction", dir), intAttr("hidden_size", H)}, tc.extra...)
+				w, r, b := w2[d*G*H*I:(d+1)*G*H*I], r2[d*G*H*H:(d+1)*G*H*H], b2[d*2*G*H:(d+1)*2*G*H]
+				dirs := int64(1)
+				if dir == "bidirectional" {
+					w, r, b, dirs = w2, r2, b2, 2
+				}
+				m, err := onnxrt.Load(rnnGraph(tc.op, attrs, w, r, b, []int64{dirs, int64(G * H), I}, []int64{dirs, int64(G * H), H}, lens))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return m
+			}
+			run := func(m *onnxrt.Model, x []float32, steps, batch int, lens []int32) (y, yh []float32) {
+				in := map[string]*tensor.Tensor{"X": tensor.FromFloat32(x, int64(steps), int64(batch), I)}
+				if lens != nil {
+					in["L"] = &tensor.Tensor{DType: tensor.Int32, Shape: []int64{int64(batch)}, Data: lens}
+				}
+				out, err := m.Run(in, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return out["Y"].Float32s(), out["Yh"].Float32s()
+			}
+			near := func(what string, got, want []float32) {
+				t.Helper()
+				if len(got) != len(want) {
+					t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+				}
+				for i := range got {
+					if math.Abs(float64(got[i]-want[i])) > 1e-6+1e-5*math.Abs(float64(want[i])) {
+						t.Fatalf("%s[%d] = %g, want %g", what, i, got[i], want[i])
+					}
+				}
+			}
+			lens := []int32{T, 3, 0}
+			x := randv(T * len(lens) * I) // [T, B, I]
+			for d, dir := range []string{"forward", "reverse"} {
+				withLens := load(dir, d, true)
+				plain := load(dir, d, false)
+				y, yh := run(withLens, x, T, len(lens), lens)
+				for b, L := range lens {
+					// Row b alone, cut to L steps.
+					xb := make([]float32, 0, T*I)
+					for s := range int(L) {
+						xb = append(xb, x[(s*len(lens)+b)*I:][:I]...)
+					}
+					wantH := make([]float32, H) // zero state when L = 0
+					var yb []float32
+					if L > 0 {
+						yb, wantH = run(plain, xb, int(L), 1, nil)
+					}
+					near(fmt.Sprintf("%s Y_h row %d", dir, b), yh[b*H:(b+1)*H], wantH)
+					for s := range T {
+						got := y[(s*len(lens)+b)*H:][:H]
+						want := make([]float32, H)
+						if s < int(L) {
+							want = yb[s*H : (s+1)*H]
+						}
+						near(fmt.Sprintf("%s Y step %d row %d", dir, s, b), got, want)
+					}
+				}
+			}
+			// reverse == forward over the reversed sequence, and
+			// bidirectional == both side by side.
+			B := 2
+			x = randv(T * B * I)
+			xr := make([]float32, 0, len(x))
+			for s := T - 1; s >= 0; s-- {
+				xr = append(xr, x[s*B*I:(s+1)*B*I]...)
+			}
+			yf, hf := run(load("forward", 0, false), x, T, B, nil)
+			yrev, hrev := run(load("reverse", 1, false), x, T, B, nil)
+			yfr, hfr := run(load("forward", 1, false), xr, T, B, nil)
+			near("reverse Y_h", hrev, hfr)
+			for s := range T {
+				near(fmt.Sprintf("reverse Y step %d", s), yrev[s*B*H:(s+1)*B*H], yfr[(T-1-s)*B*H:(T-s)*B*H])
+			}
+			ybi, hbi := run(load("bidirectional", 0, false), x, T, B, nil)
+			near("bidirectional Y_h", hbi, append(slices.Clone(hf), hrev...))
+			for s := range T {
+				near(fmt.Sprintf("bidirectional Y step %d", s), ybi[s*2*B*H:(s*2+1)*B*H], yf[s*B*H:(s+1)*B*H])
+				near(fmt.Sprintf("bidirectional Y step %d (reverse)", s), ybi[(s*2+1)*B*H:(s*2+2)*B*H], yrev[s*B*H:(s+1)*B*H])
+			}
+		})
+	}
+}
+
+// seqInput is a [batch, 50, 8] input of fixed pseudo-random values.
+func seqInput(batch int) *tensor.Tensor {
+	rng := rand.New(rand.NewPCG(1, uint64(batch)))
+	x := make([]float32, batch*50*8)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	return tensor.FromFloat32(x, int64(batch), 50, 8)
+}
+
+// TestRecurrentAllocations: a steady stream of calls allocates only the
+// results, not per step or per call inside the recurrent kernels.
+func TestRecurrentAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
+	for _, name := range []string{"lstm_cls_opset13.onnx", "gru_cls_opset13.onnx"} {
+		m, err := onnxrt.LoadFile("testdata/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := map[string]*tensor.Tensor{"x": seqInput(32)}
+		allocs := testing.AllocsPerRun(20, func() {
+			if _, err := m.Run(in, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 6 {
+			t.Errorf("%s: Run allocates %.0f times per call, want at most 6", name, allocs)
+		}
+	}
+}
+
+// BenchmarkRecurrent: the torch-exported sequence classifiers over 50 steps ×
+// 8 channels. docs/runtime.md compares these with ONNX Runtime.
+func BenchmarkRecurrent(b *testing.B) {
+	for _, name := range []string{"lstm_cls", "gru_cls", "bilstm"} {
+		m, err := onnxrt.LoadFile("testdata/" + name + "_opset13.onnx")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, batch := range []int{1, 32} {
+			in := map[string]*tensor.Tensor{"x": seqInput(batch)}
+			b.Run(fmt.Sprintf("%s/batch=%d", name, batch), func(b *testing.B) {
+				for b.Loop() {
+					if _, err := m.Run(in, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

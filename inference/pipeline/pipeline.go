@@ -1,0 +1,778 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/plugin/kslog"
+
+	"github.com/infergate/infergate/store"
+)
+
+// Pipeline states reported by Status.
+const (
+	StateStarting    = "starting"
+	StateRunning     = "running"
+	StatePaused      = "paused"
+	StateCircuitOpen = "circuit-open"
+	// StateStalled: outputs cannot be produced (a retriable produce error
+	// persists, or transactions abort for produce errors); not ready.
+	StateStalled  = "stalled"
+	StateDraining = "draining"
+	StateStopped  = "stopped"
+)
+
+const (
+	phaseNew int32 = iota
+	phaseRunning
+	phaseDraining
+	phaseStopped
+)
+
+// commitInterval is how often acknowledged work is committed in
+// at-least-once mode; it is also the longest a poll blocks, so the loop
+// notices shutdown and commits while no records arrive. A crash redelivers
+// at most this much acknowledged work.
+const commitInterval = 100 * time.Millisecond
+
+// Status is a snapshot for the admin API and the dashboard.
+type Status struct {
+	State    string `json:"state"`
+	Circuit  string `json:"circuit"`
+	Delivery string `json:"delivery"`
+	// Paused is the operator's pause (Pause/Resume), separate from the circuit.
+	Paused bool `json:"paused"`
+	// Held is why the appliance stopped consumption (Hold), "" when it did not.
+	Held     string `json:"held,omitempty"`
+	Consumed uint64 `json:"consumed"`
+	Results  uint64 `json:"results"`
+	// DLQ counts acknowledged DLQ records by error class.
+	DLQ             map[string]uint64 `json:"dlq"`
+	InFlightBatches int               `json:"in_flight_batches"`
+	// Pending is requests consumed whose output is not yet acknowledged.
+	Pending     int       `json:"pending"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// Pipeline consumes requests, predicts and produces results and DLQ records.
+type Pipeline struct {
+	cfg        Config
+	logger     *slog.Logger
+	clientOpts []kgo.Opt
+	pred       Predictor
+	st         *store.Store
+	m          *metrics
+	meta       *metaCache
+	tr         *tracker
+	in         *inbox
+	work       chan *batch
+	circ       *circuit
+	eos        bool
+	maxPending int
+	bg         sync.WaitGroup // probers
+
+	started  atomic.Bool
+	phase    atomic.Int32
+	opPaused atomic.Bool
+	held     atomic.Pointer[string] // Hold's reason
+	closing  atomic.Bool
+	inflight atomic.Int64
+	consumed atomic.Uint64
+	results  atomic.Uint64
+	dlq      [len(Classes)]atomic.Uint64 // by index in Classes
+
+	successes  atomic.Uint64 // successful model calls
+	slowStreak atomic.Int64  // calls that timed out or exhausted resources since the last success
+	canaries   canaries
+
+	limits   map[string]int // max.message.bytes of the results and DLQ topics, read by Run
+	degraded degradedMemory
+	stalled  atomic.Bool // outputs cannot be produced: not ready
+
+	// The produce watchdog (watchProduce): outputs handed to the producer and
+	// not yet answered, and when the broker last made progress with them.
+	outstanding atomic.Int64
+	progressAt  atomic.Int64 // unix nanoseconds
+	stallAfter  time.Duration
+
+	fatalOnce sync.Once
+	fatalErr  atomic.Pointer[error]
+	fatalCh   chan struct{}
+
+	commitMu sync.Mutex // one commit at a time; revocation excludes periodic commits
+
+	mu        sync.Mutex // guards cl, lastErr, lastErrAt
+	cl        *kgo.Client
+	lastErr   string
+	lastErrAt time.Time
+}
+
+// New validates cfg and prepares a pipeline; Run starts it. clientOpts are
+// the broker connection options (seed brokers, TLS, SASL, compression) from
+// the broker package; the pipeline adds its consumer group and producer
+// settings. st receives every DLQ record (nil keeps them in the DLQ topic
+// only). reg, when not nil, gets the pipeline's metrics.
+func New(cfg Config, logger *slog.Logger, clientOpts []kgo.Opt, pred Predictor, st *store.Store, reg prometheus.Registerer) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if pred == nil {
+		return nil, errors.New("inference: a Predictor is required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pipeline{
+		cfg:        cfg,
+		logger:     logger,
+		clientOpts: clientOpts,
+		pred:       pred,
+		st:         st,
+		m:          m,
+		meta:       newMetaCache(pred),
+		tr:         newTracker(),
+		in:         &inbox{sig: make(chan struct{}, 1)},
+		work:       make(chan *batch),
+		eos:        cfg.Delivery == ExactlyOnce,
+		fatalCh:    make(chan struct{}),
+		// Room for every worker's batch, as many forming, and the outputs
+		// waiting for acknowledgement, without letting a slow model make
+		// the pipeline hold more than a few seconds of traffic.
+		maxPending: min(max(4*cfg.MaxBatch*cfg.MaxInFlight, 1024), 1<<16),
+	}
+	p.circ = newCircuit(p, cfg.ProbeInterval)
+	p.stallAfter = produceStallAfter
+	return p, nil
+}
+
+func (p *Pipeline) clientOptions() []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.WithLogger(kslog.New(p.logger.With("component", "kafka"))),
+		// Results wait for their batch of records at most this long; kgo's
+		// 10 ms default would dominate the pipeline's latency.
+		kgo.ProducerLinger(time.Millisecond),
+		// A resumed partition (operator resume, circuit closed) is fetched
+		// again within this time even when the previous fetch was empty.
+		kgo.FetchMaxWait(500 * time.Millisecond),
+	}
+	opts = append(opts, p.clientOpts...)
+	opts = append(opts,
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.ConsumeTopics(p.cfg.RequestsTopic),
+		kgo.DisableAutoCommit(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RecordPartitioner(sourcePartitioner{}),
+		kgo.MaxBufferedRecords(max(10000, 2*p.maxPending)),
+	)
+	// Batches no larger than the topic takes: a batch over max.message.bytes
+	// fails every record in it, an oversized record alone is refused by kgo
+	// before it is sent and cut down by produceFailed.
+	opts = append(opts, kgo.ProducerBatchMaxBytesFn(func(topic string) int32 {
+		if n, ok := p.limits[topic]; ok {
+			return int32(min(n, 64<<20)) // below kgo's BrokerMaxWriteBytes (100 MiB)
+		}
+		return defaultMaxMessageBytes
+	}))
+	if p.eos {
+		opts = append(opts,
+			// Stable fetch offsets (KIP-447) are always requested by kgo 1.22.
+			kgo.TransactionalID(p.cfg.transactionalID()),
+		)
+	} else {
+		opts = append(opts,
+			kgo.BlockRebalanceOnPoll(),
+			kgo.OnPartitionsRevoked(p.onRevoked),
+			kgo.OnPartitionsLost(p.onLost),
+		)
+	}
+	return opts
+}
+
+// Run consumes until ctx ends, then drains: it stops fetching, finishes the
+// batches in flight, produces their outputs, commits, and closes the client.
+// Work not finished within ShutdownTimeout is left uncommitted (it is
+// redelivered). Run returns after every goroutine it started has exited;
+// the error is nil after a clean drain.
+func (p *Pipeline) Run(ctx context.Context) (err error) {
+	if !p.started.CompareAndSwap(false, true) {
+		return errors.New("inference: Run called twice")
+	}
+	defer p.phase.Store(phaseStopped)
+
+	work, stopWork := context.WithCancel(context.Background())
+	defer stopWork()
+	p.circ.setCtx(work)
+
+	lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+	p.limits = p.topicLimits(lctx)
+	lcancel()
+
+	var sess *kgo.GroupTransactSession
+	var cl *kgo.Client
+	if p.eos {
+		sess, err = kgo.NewGroupTransactSession(p.clientOptions()...)
+		if sess != nil {
+			cl = sess.Client()
+		}
+	} else {
+		cl, err = kgo.NewClient(p.clientOptions()...)
+	}
+	if err != nil {
+		return fmt.Errorf("inference: kafka client: %w", err)
+	}
+	p.setClient(cl)
+
+	var wg sync.WaitGroup
+	spawn := func(f func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f()
+		}()
+	}
+	spawn(func() { p.dispatchLoop(work) })
+	spawn(func() { p.emitLoop(work, cl) })
+	spawn(func() { p.watchProduce(work) })
+	for range p.cfg.MaxInFlight {
+		spawn(func() { p.workLoop(work) })
+	}
+	p.phase.Store(phaseRunning)
+	p.logger.Info("pipeline running", "requests", p.cfg.RequestsTopic, "results", p.cfg.ResultsTopic,
+		"dlq", p.cfg.DLQTopic, "group", p.cfg.Group, "delivery", p.cfg.Delivery,
+		"max_batch", p.cfg.MaxBatch, "max_wait", p.cfg.MaxWait, "max_in_flight", p.cfg.MaxInFlight,
+		"results_max_message_bytes", p.limits[p.cfg.ResultsTopic], "dlq_max_message_bytes", p.limits[p.cfg.DLQTopic])
+
+	var loopErr error
+	if p.eos {
+		loopErr = p.txnLoop(ctx, sess)
+	} else {
+		loopErr = p.pollLoop(ctx, cl)
+	}
+
+	p.phase.Store(phaseDraining)
+	if !p.eos {
+		p.drain(cl, loopErr)
+	}
+	p.closing.Store(true)
+	stopWork()
+	wg.Wait()
+	p.bg.Wait()
+	p.setClient(nil)
+	if p.eos {
+		sess.Close()
+	} else {
+		cl.Close() // leaves the group; onRevoked commits whatever was acknowledged meanwhile
+	}
+	p.logger.Info("pipeline stopped", "consumed", p.consumed.Load(), "results", p.results.Load(), "err", loopErr)
+	return loopErr
+}
+
+// drain finishes the at-least-once pipeline's work after fetching stopped.
+func (p *Pipeline) drain(cl *kgo.Client, loopErr error) {
+	if loopErr == nil {
+		p.in.push(inItem{flush: true})
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
+		err := p.tr.waitUntil(ctx, 50*time.Millisecond, func() bool { return p.tr.pending == 0 || p.fatalErr.Load() != nil })
+		cancel()
+		if err != nil {
+			p.logger.Warn("drain timed out; unfinished requests stay uncommitted and will be redelivered",
+				"pending", p.tr.pendingCount(), "timeout", p.cfg.ShutdownTimeout)
+		}
+	}
+	p.commit(cl)
+}
+
+// pollLoop is the at-least-once consumer: poll as many records as there is
+// room for, hand them to the dispatcher, commit what has been acknowledged.
+func (p *Pipeline) pollLoop(ctx context.Context, cl *kgo.Client) error {
+	lastCommit := time.Now()
+	for {
+		if err := p.fatal(); err != nil {
+			return err
+		}
+		room := p.maxPending - p.tr.pendingCount()
+		if room <= 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-p.fatalCh:
+				continue
+			case <-p.tr.spaceSig:
+			case <-time.After(commitInterval):
+			}
+			if time.Since(lastCommit) >= commitInterval {
+				p.commit(cl)
+				lastCommit = time.Now()
+			}
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, commitInterval)
+		fs := cl.PollRecords(pctx, room)
+		cancel()
+		if fs.IsClientClosed() {
+			return errors.New("inference: kafka client closed")
+		}
+		p.fetchErrors(fs)
+		if recs := fs.Records(); len(recs) > 0 {
+			p.accept(fs, recs)
+		}
+		if time.Since(lastCommit) >= commitInterval {
+			p.commit(cl)
+			lastCommit = time.Now()
+		}
+		cl.AllowRebalance()
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// accept registers polled records and hands them to the dispatcher.
+func (p *Pipeline) accept(fs kgo.Fetches, recs []*kgo.Record) {
+	p.consumed.Add(uint64(len(recs)))
+	fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		if n := len(ftp.Records); n > 0 {
+			p.m.requests.WithLabelValues(ftp.Topic).Add(float64(n))
+			last := ftp.Records[n-1].Offset
+			p.m.lag.WithLabelValues(ftp.Topic, strconv.Itoa(int(ftp.Partition))).Set(float64(max(ftp.HighWatermark-last-1, 0)))
+		}
+	})
+	p.in.push(inItem{reqs: p.tr.register(recs)})
+}
+
+func (p *Pipeline) fetchErrors(fs kgo.Fetches) {
+	fs.EachError(func(topic string, partition int32, err error) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
+		}
+		p.logger.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+		p.noteError(err)
+	})
+}
+
+// txnLoop is the exactly-once consumer: one transaction per poll holds the
+// outputs of every polled request and their offsets.
+func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	backoff := time.Duration(0) // after a transaction aborted for a produce error
+	for {
+		if backoff > 0 {
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := p.fatal(); err != nil {
+			return err
+		}
+		pctx, cancel := context.WithTimeout(ctx, commitInterval)
+		fs := sess.PollRecords(pctx, p.maxPending)
+		cancel()
+		if fs.IsClientClosed() {
+			return errors.New("inference: kafka client closed")
+		}
+		p.fetchErrors(fs)
+		recs := fs.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			return fmt.Errorf("inference: beginning a transaction: %w", err)
+		}
+		p.accept(fs, recs)
+		p.in.push(inItem{flush: true}) // every polled record must be in this transaction: no waiting for more
+
+		wctx, wcancel := afterDone(ctx, p.cfg.ShutdownTimeout)
+		werr := p.tr.waitUntil(wctx, 50*time.Millisecond, func() bool { return p.tr.pending == 0 || p.fatalErr.Load() != nil })
+		wcancel()
+		perr := p.tr.cycleError()
+		commit := werr == nil && perr == nil && p.fatalErr.Load() == nil
+		ectx, ecancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
+		committed, err := sess.End(ectx, kgo.TransactionEndTry(commit))
+		ecancel()
+		cycle, _ := p.tr.takeCycle()
+		if committed {
+			p.afterCommit(cycle)
+			p.unstall()
+			backoff = 0
+		} else {
+			p.logger.Info("transaction aborted; its requests will be consumed again", "requests", len(recs),
+				"produce_err", perr, "wait_err", werr)
+			p.tr.revokeAll()
+			if perr != nil {
+				// Record errors cut their outputs down on the next try;
+				// anything else waits for the broker, not ready meanwhile.
+				if classifyProduceError(perr) != produceRecord {
+					p.stall(perr)
+				}
+				backoff = min(max(2*backoff, p.cfg.Retry.Initial), p.cfg.Retry.Max)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("inference: ending a transaction: %w", err)
+		}
+		if werr != nil {
+			return nil // shutdown timed out with work outstanding; it was aborted
+		}
+	}
+}
+
+// afterCommit counts a committed transaction's outputs. Its DLQ records
+// were stored before they were produced (emitLoop).
+func (p *Pipeline) afterCommit(cycle []*request) {
+	now := time.Now()
+	for _, r := range cycle {
+		p.count(r, now)
+	}
+}
+
+// putDLQ stores recs and reports whether they are in the store.
+func (p *Pipeline) putDLQ(recs []*store.Record) bool {
+	if p.st == nil {
+		return false
+	}
+	if len(recs) == 0 {
+		return true
+	}
+	// The DLQ topic holds every record too, so a failing store is reported
+	// rather than allowed to stop the pipeline. Ids follow the source record,
+	// so a redelivered request that fails again overwrites its record. A full
+	// disk is waited out instead (the appliance holds consumption meanwhile):
+	// the outputs are produced, and their offsets committed, once stored.
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := p.st.PutFromSource(ctx, recs...)
+		cancel()
+		if err == nil {
+			return true
+		}
+		p.noteError(err)
+		if !errors.Is(err, store.ErrDiskFull) || p.closing.Load() {
+			p.logger.Error("storing DLQ records failed; they remain in the DLQ topic", "records", len(recs), "err", err)
+			return false
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// emitLoop produces finished requests' outputs in partition order.
+func (p *Pipeline) emitLoop(ctx context.Context, cl *kgo.Client) {
+	var buf []*request
+	var dlqs []*store.Record
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.tr.emitSig:
+		}
+		buf = p.tr.takeReady(buf[:0])
+		produce := buf[:0:0]
+		var storeOnly []*request
+		for _, r := range buf {
+			if p.fitOutput(r) {
+				produce = append(produce, r)
+			} else {
+				storeOnly = append(storeOnly, r)
+			}
+		}
+		// Store DLQ records before they are produced: the acknowledgement
+		// allows the commit (at-least-once) and the transaction cannot commit
+		// before it (exactly-once), so a crash never leaves a record only in
+		// the topic. An aborted transaction leaves its records in the store;
+		// their redelivery overwrites them (Store.PutFromSource).
+		dlqs = dlqs[:0]
+		for _, r := range buf {
+			if r.dlq != nil {
+				dlqs = append(dlqs, r.dlq)
+			}
+		}
+		stored := p.putDLQ(dlqs)
+		clear(dlqs)
+		for _, r := range storeOnly {
+			src := r.rec
+			if stored {
+				p.logger.Error("a DLQ record does not fit the DLQ topic even cut down; it is in the store only",
+					"source_topic", src.Topic, "source_partition", src.Partition, "source_offset", src.Offset, "err", r.produceErr)
+			} else {
+				p.logger.Error("a DLQ record fits neither the DLQ topic nor the store; only its source offset is left",
+					"source_topic", src.Topic, "source_partition", src.Partition, "source_offset", src.Offset, "err", r.produceErr)
+			}
+			p.onAck(r, nil)
+		}
+		for _, r := range produce {
+			if p.outstanding.Add(1) == 1 {
+				p.progressAt.Store(time.Now().UnixNano())
+			}
+			cl.Produce(context.Background(), r.out, func(_ *kgo.Record, err error) {
+				p.outstanding.Add(-1)
+				if err == nil {
+					p.progressAt.Store(time.Now().UnixNano())
+				}
+				p.onAck(r, err)
+			})
+		}
+		clear(buf)
+	}
+}
+
+func (p *Pipeline) onAck(r *request, err error) {
+	if err != nil {
+		if !p.eos && p.closing.Load() {
+			return // stopping: left uncommitted, redelivered
+		}
+		p.produceFailed(r, err)
+		return
+	}
+	if !p.eos {
+		p.unstall()
+	}
+	if p.tr.acked(r, p.eos) && !p.eos {
+		p.count(r, time.Now())
+	}
+}
+
+func (p *Pipeline) count(r *request, now time.Time) {
+	if r.dlq != nil {
+		for i, c := range Classes {
+			if c == r.class {
+				p.dlq[i].Add(1)
+			}
+		}
+		p.m.dlq.WithLabelValues(r.class, r.label).Inc()
+		return
+	}
+	p.results.Add(1)
+	p.m.results.WithLabelValues(r.label).Inc()
+	if ts := r.rec.Timestamp; !ts.IsZero() {
+		p.m.e2e.Observe(max(now.Sub(ts).Seconds(), 0))
+	}
+}
+
+func (p *Pipeline) commit(cl *kgo.Client) {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	p.commitSync(cl, p.tr.dirtyOffsets())
+}
+
+// commitSync commits offsets; called with commitMu held.
+func (p *Pipeline) commitSync(cl *kgo.Client, offsets map[string]map[int32]kgo.EpochOffset) {
+	if len(offsets) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err == nil {
+			for _, t := range resp.Topics {
+				for _, pt := range t.Partitions {
+					if e := kerr.ErrorForCode(pt.ErrorCode); e != nil {
+						err = fmt.Errorf("%s/%d: %w", t.Topic, pt.Partition, e)
+					}
+				}
+			}
+		}
+		if err != nil {
+			p.logger.Warn("committing offsets failed; will retry", "err", err)
+			p.noteError(err)
+			p.tr.redirty(offsets)
+		}
+	})
+}
+
+// onRevoked gives in-flight work of the revoked partitions a chance to
+// finish (not while the circuit is open: it could not), commits what was
+// acknowledged and forgets the rest, which the partitions' next owner
+// consumes again.
+func (p *Pipeline) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	if !p.closing.Load() {
+		wctx, cancel := context.WithTimeout(ctx, p.cfg.ShutdownTimeout)
+		_ = p.tr.waitUntil(wctx, 50*time.Millisecond, func() bool {
+			return p.tr.idleLocked(revoked) || p.circ.state() == circuitOpen || p.fatalErr.Load() != nil
+		})
+		cancel()
+	}
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	p.commitSync(cl, p.tr.revoke(revoked))
+	p.forgetLag(revoked)
+}
+
+// onLost forgets partitions taken away without a chance to commit.
+func (p *Pipeline) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	p.tr.revoke(lost)
+	p.forgetLag(lost)
+}
+
+func (p *Pipeline) forgetLag(parts map[string][]int32) {
+	for topic, ps := range parts {
+		for _, pt := range ps {
+			p.m.lag.DeleteLabelValues(topic, strconv.Itoa(int(pt)))
+		}
+	}
+}
+
+func (p *Pipeline) setFatal(err error) {
+	p.fatalOnce.Do(func() {
+		p.logger.Error("pipeline stopping", "err", err)
+		p.noteError(err)
+		p.fatalErr.Store(&err)
+		close(p.fatalCh)
+	})
+}
+
+func (p *Pipeline) fatal() error {
+	if e := p.fatalErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+func (p *Pipeline) noteError(err error) {
+	p.mu.Lock()
+	p.lastErr, p.lastErrAt = err.Error(), time.Now()
+	p.mu.Unlock()
+}
+
+func (p *Pipeline) setClient(cl *kgo.Client) {
+	p.mu.Lock()
+	p.cl = cl
+	p.mu.Unlock()
+	p.applyPause()
+}
+
+// Pause stops fetching requests without leaving the consumer group; work
+// already consumed finishes. It lasts until Resume, across circuit changes.
+func (p *Pipeline) Pause() {
+	p.opPaused.Store(true)
+	p.applyPause()
+	p.logger.Info("pipeline paused by operator")
+}
+
+// Resume undoes Pause. Fetching stays paused while the circuit is open.
+func (p *Pipeline) Resume() {
+	p.opPaused.Store(false)
+	p.applyPause()
+	p.logger.Info("pipeline resumed by operator")
+}
+
+// Hold stops fetching requests, like Pause, for a reason of the appliance's own (the disk
+// is full: consuming more would only produce outputs that cannot be written). Work already
+// consumed finishes, or waits, uncommitted. It is independent of the operator's pause and
+// lasts until Release.
+func (p *Pipeline) Hold(reason string) {
+	p.held.Store(&reason)
+	p.applyPause()
+	p.logger.Warn("pipeline stops consuming", "reason", reason)
+}
+
+// Release undoes Hold.
+func (p *Pipeline) Release() {
+	if p.held.Swap(nil) != nil {
+		p.applyPause()
+		p.logger.Info("pipeline consumes again")
+	}
+}
+
+func (p *Pipeline) circuitChanged(state int) {
+	p.m.circuit.Set(float64(state))
+	p.applyPause()
+}
+
+func (p *Pipeline) applyPause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cl == nil {
+		return
+	}
+	if p.opPaused.Load() || p.held.Load() != nil || p.circ.state() == circuitOpen {
+		p.cl.PauseFetchTopics(p.cfg.RequestsTopic)
+	} else {
+		p.cl.ResumeFetchTopics(p.cfg.RequestsTopic)
+	}
+}
+
+// Status returns a snapshot of the pipeline's state and counters.
+func (p *Pipeline) Status() Status {
+	circ := p.circ.state()
+	s := Status{
+		Circuit:         circuitNames[circ],
+		Delivery:        p.cfg.Delivery,
+		Paused:          p.opPaused.Load(),
+		Consumed:        p.consumed.Load(),
+		Results:         p.results.Load(),
+		DLQ:             make(map[string]uint64, len(Classes)),
+		InFlightBatches: int(p.inflight.Load()),
+		Pending:         p.tr.pendingCount(),
+	}
+	if h := p.held.Load(); h != nil {
+		s.Held = *h
+	}
+	for i, c := range Classes {
+		s.DLQ[c] = p.dlq[i].Load()
+	}
+	switch p.phase.Load() {
+	case phaseNew:
+		s.State = StateStarting
+	case phaseDraining:
+		s.State = StateDraining
+	case phaseStopped:
+		s.State = StateStopped
+	default:
+		switch {
+		case circ == circuitOpen:
+			s.State = StateCircuitOpen
+		case p.stalled.Load():
+			s.State = StateStalled
+		case s.Paused || s.Held != "":
+			s.State = StatePaused
+		default:
+			s.State = StateRunning
+		}
+	}
+	p.mu.Lock()
+	s.LastError, s.LastErrorAt = p.lastErr, p.lastErrAt
+	p.mu.Unlock()
+	return s
+}
+
+// Ready reports whether the pipeline is consuming: Run is running, not
+// draining, the circuit is not open, and outputs can be produced (not
+// stalled). An operator pause is still ready.
+func (p *Pipeline) Ready() bool {
+	return p.phase.Load() == phaseRunning && p.circ.state() != circuitOpen && !p.stalled.Load()
+}
+
+// afterDone returns a context that ends d after parent ends.
+func afterDone(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(parent, func() {
+		t := time.AfterFunc(d, cancel)
+		context.AfterFunc(ctx, func() { t.Stop() })
+	})
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
