@@ -14,6 +14,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // testConfig is the default configuration on free ports in a temp data dir.
@@ -30,29 +32,6 @@ func testConfig(t *testing.T) Config {
 	return c
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, total time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", total, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // running is an appliance run by a test.
 type running struct {
 	*Appliance
@@ -64,7 +43,7 @@ type running struct {
 // start runs an appliance until the test ends and waits for it to be ready.
 func start(t *testing.T, c Config) *running {
 	t.Helper()
-	a, err := New(c, testLogger(t))
+	a, err := New(c, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +54,7 @@ func start(t *testing.T, c Config) *running {
 		cancel()
 		<-r.done
 	})
-	eventually(t, 2*time.Minute, func() error {
+	testutil.Eventually(t, 2*time.Minute, func() error {
 		select {
 		case <-r.done:
 			t.Fatalf("Run returned during start: %v", r.err)
@@ -183,7 +162,7 @@ func TestInvalidConfigIsRefused(t *testing.T) {
 func TestUnknownDefaultModel(t *testing.T) {
 	c := testConfig(t)
 	c.Pipeline.DefaultModel = "no-such-model"
-	a, err := New(c, testLogger(t))
+	a, err := New(c, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +179,7 @@ func TestUnknownDefaultModel(t *testing.T) {
 func TestSecondApplianceOnSameDataDir(t *testing.T) {
 	c := testConfig(t)
 	start(t, c)
-	a2, err := New(c, testLogger(t))
+	a2, err := New(c, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +225,7 @@ func TestSupervisorOrder(t *testing.T) {
 	comps := []*component{comp("a", false), comp("b", false), comp("c", false)}
 	done := make(chan error)
 	go func() { done <- s.run(ctx, comps) }()
-	eventually(t, 10*time.Second, func() error { return s.ready(comps) })
+	testutil.Eventually(t, 10*time.Second, func() error { return s.ready(comps) })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

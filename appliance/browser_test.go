@@ -16,6 +16,7 @@ import (
 
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
 	"github.com/infergate/infergate/web/webtest"
@@ -73,7 +74,7 @@ func TestBrowserDashboard(t *testing.T) {
 		&kgo.Record{Key: []byte("sensor-09"), Value: []byte(`{"request_id": "poison-1", "features": [0.5, 0.25, 0.75]}`)},
 	)
 	produce(t, cl, recs...)
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		n, err := a.Store().Count(store.Filter{})
 		if err != nil || n < len(recs) {
 			return fmt.Errorf("%d DLQ records (%v)", n, err)
@@ -199,7 +200,7 @@ func TestBrowserSidecarScreenshot(t *testing.T) {
 		Enabled bool
 		web.SidecarStatus
 	}
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		api.json("GET", "/api/v1/sidecar", nil, 200, &sc)
 		if !sc.Enabled || !strings.HasPrefix(sc.State, "ready") || sc.PID == 0 {
 			return fmt.Errorf("sidecar: %+v", sc)
@@ -212,7 +213,7 @@ func TestBrowserSidecarScreenshot(t *testing.T) {
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, func() error {
+	testutil.Eventually(t, 2*time.Minute, func() error {
 		api.json("GET", "/api/v1/sidecar", nil, 200, &sc)
 		if sc.Restarts != 1 || sc.PID == first || !strings.HasPrefix(sc.State, "ready") {
 			return fmt.Errorf("sidecar after the kill: %+v", sc)
@@ -221,7 +222,7 @@ func TestBrowserSidecarScreenshot(t *testing.T) {
 	})
 	// Demo traffic answered by the restarted child.
 	res0, _ := scrape(t, a.WebURL())
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		if s, _ := scrape(t, a.WebURL()); s["infergate_results_total"] < res0["infergate_results_total"]+40 {
 			return fmt.Errorf("%v results", s["infergate_results_total"])
 		}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // captureHandler keeps log records for assertions.
@@ -48,7 +50,7 @@ func TestDemoTrafficFlows(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, r := range recs {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/internal/tmpfs"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
@@ -60,10 +61,10 @@ func TestDiskFullPausesAndResumes(t *testing.T) {
 		}
 	}
 	produce(t, cl, send(cl, 20, 2)...)
-	eventually(t, time.Minute, answered(20, 2))
+	testutil.Eventually(t, time.Minute, answered(20, 2))
 
 	filler := tmpfs.Fill(t, c.DataDir, 8<<20)
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		if err := a.Ready(); err == nil || !strings.Contains(err.Error(), "disk full") {
 			return fmt.Errorf("Ready: %v", err)
 		}
@@ -107,11 +108,11 @@ func TestDiskFullPausesAndResumes(t *testing.T) {
 
 	os.Remove(full)
 	os.Remove(filler)
-	eventually(t, 30*time.Second, a.Ready)
+	testutil.Eventually(t, 30*time.Second, a.Ready)
 	if err := <-lateDone; err != nil {
 		t.Fatalf("requests produced during the episode: %v", err)
 	}
-	eventually(t, time.Minute, answered(good, poison))
+	testutil.Eventually(t, time.Minute, answered(good, poison))
 	if _, m := api.do("GET", "/metrics", nil); !strings.Contains(string(m), "infergate_disk_full 0") {
 		t.Errorf("/metrics has no infergate_disk_full 0 after space returned")
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 )
 
@@ -94,7 +95,7 @@ func TestIngressMQTTThroughThePipeline(t *testing.T) {
 	if bad.Error.Class != "validation" {
 		t.Fatalf("error reply of k-2 (two features for a 16-channel model): %q", out)
 	}
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		recs, _, err := r.Store().List(store.Filter{Limit: 1000})
 		if err != nil {
 			return err
@@ -113,7 +114,7 @@ func TestIngressAnonymousExposedIsRefused(t *testing.T) {
 	c := testConfig(t)
 	c.Ingress.Enabled = true
 	c.Ingress.MQTTListen = "0.0.0.0:0"
-	_, err := New(c, testLogger(t))
+	_, err := New(c, testutil.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "ingress.devices_file") || !strings.Contains(err.Error(), "anonymous") {
 		t.Fatalf("New: %v", err)
 	}

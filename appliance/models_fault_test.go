@@ -22,6 +22,7 @@ import (
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
@@ -56,7 +57,7 @@ func TestCorruptNewestVersionAtStart(t *testing.T) {
 func TestModelWithNoLoadableVersionFailsStart(t *testing.T) {
 	c := testConfig(t)
 	writeModelVersion(t, c.DataDir, "broken", "4", []byte("not an onnx file"))
-	a, err := New(c, testLogger(t))
+	a, err := New(c, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/web"
 )
 
@@ -86,7 +87,7 @@ func TestUploadedModelsThroughThePipeline(t *testing.T) {
 			recs = append(recs, &kgo.Record{Key: []byte(id), Value: v})
 		}
 	}
-	eventually(t, 2*time.Minute, func() error {
+	testutil.Eventually(t, 2*time.Minute, func() error {
 		var models struct {
 			Models []web.Model `json:"models"`
 		}

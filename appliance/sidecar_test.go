@@ -21,6 +21,7 @@ import (
 
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/sidecar"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
@@ -192,7 +193,7 @@ func TestSidecarRestartAndBatching(t *testing.T) {
 	defer stopTraffic()
 
 	results := func() float64 { s, _ := scrape(t, url); return s["infergate_results_total"] }
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		if n := results(); n < 20 {
 			return fmt.Errorf("%v results before the kill", n)
 		}
@@ -201,7 +202,7 @@ func TestSidecarRestartAndBatching(t *testing.T) {
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, func() error {
+	testutil.Eventually(t, 2*time.Minute, func() error {
 		s, _ := scrape(t, url)
 		if s["infergate_sidecar_restarts_total"] != 1 {
 			return fmt.Errorf("infergate_sidecar_restarts_total %v", s["infergate_sidecar_restarts_total"])
@@ -212,7 +213,7 @@ func TestSidecarRestartAndBatching(t *testing.T) {
 		return nil
 	})
 	afterRestart := results()
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		if n := results(); n < afterRestart+20 {
 			return fmt.Errorf("%v results, %v at the restart: the pipeline did not continue", n, afterRestart)
 		}

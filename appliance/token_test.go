@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // Issue 9 row 8: an empty admin-token file (a crash between create and write, or an operator
@@ -53,7 +55,7 @@ func TestBrokenAdminTokenFileIsRefused(t *testing.T) {
 		if err := os.WriteFile(p.AdminToken, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New(c, testLogger(t))
+		_, err := New(c, testutil.Logger(t))
 		if err == nil || !strings.Contains(err.Error(), p.AdminToken) || !strings.Contains(err.Error(), "delete it") {
 			t.Errorf("file %q: want a refusal naming %s, got %v", content, p.AdminToken, err)
 		}

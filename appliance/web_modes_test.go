@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/web"
 )
 
@@ -31,7 +32,7 @@ func TestWebExternalModelServer(t *testing.T) {
 	mc := modelserver.DefaultConfig()
 	mc.GRPCListen, mc.RESTListen = "127.0.0.1:0", ""
 	mc.Models = []modelserver.ModelConfig{modelserver.DemoModelConfig(models)}
-	tfs, err := modelserver.New(mc, testLogger(t))
+	tfs, err := modelserver.New(mc, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func TestWebExternalModelServer(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = tfs.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		if !tfs.Ready() || tfs.GRPCAddr() == "" {
 			return fmt.Errorf("TF Serving stand-in not ready")
 		}
@@ -61,7 +62,7 @@ func TestWebExternalModelServer(t *testing.T) {
 		Enabled bool
 		web.SidecarStatus
 	}
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		api.json("GET", "/api/v1/sidecar", nil, 200, &sc)
 		if !sc.Enabled || sc.Mode != ModelServerExternal || len(sc.Endpoints) != 1 || !sc.Endpoints[0].Healthy {
 			return fmt.Errorf("sidecar view: %+v", sc)

@@ -29,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/inference/demo"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
 )
@@ -225,7 +226,7 @@ func TestWebAPI(t *testing.T) {
 	produce(t, cl, recs...)
 
 	var topics topicsResp
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		api.json("GET", "/api/v1/topics", nil, 200, &topics)
 		reqEnd, lag := sums(topics.Topics, web.RoleRequests)
 		resEnd, _ := sums(topics.Topics, web.RoleResults)
@@ -295,7 +296,7 @@ func TestWebAPI(t *testing.T) {
 		more = append(more, &kgo.Record{Value: requestValue(fmt.Sprintf("p-%d", i), features(16, 0.3))})
 	}
 	produce(t, cl, more...)
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		api.json("GET", "/api/v1/topics", nil, 200, &topics)
 		if _, lag := sums(topics.Topics, web.RoleRequests); lag != 10 {
 			return fmt.Errorf("lag %d while paused, want 10", lag)
@@ -305,7 +306,7 @@ func TestWebAPI(t *testing.T) {
 	// A test request while paused times out with a reason (shortened by
 	// the client's own deadline is not possible: the server bounds it).
 	api.json("POST", "/api/v1/pipeline/resume", nil, 200, nil)
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		api.json("GET", "/api/v1/topics", nil, 200, &topics)
 		if _, lag := sums(topics.Topics, web.RoleRequests); lag != 0 {
 			return fmt.Errorf("lag %d after resume", lag)
@@ -326,7 +327,7 @@ func TestWebAPI(t *testing.T) {
 	if replayed.Replayed != 1 {
 		t.Fatalf("replayed %d", replayed.Replayed)
 	}
-	eventually(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		api.json("GET", "/api/v1/dlq?class=validation", nil, 200, &list)
 		if list.Total != validations+1 {
 			return fmt.Errorf("%d validation records, want %d", list.Total, validations+1)
@@ -369,7 +370,7 @@ func TestWebAPI(t *testing.T) {
 	if up.Version != 7 {
 		t.Fatalf("new model uploaded as version %d", up.Version)
 	}
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		api.json("GET", "/api/v1/models", nil, 200, &models)
 		if modelState(models.Models, "demo", 2) != web.ModelAvailable || modelState(models.Models, "scorer", 7) != web.ModelAvailable {
 			return fmt.Errorf("models %+v", models.Models)
@@ -546,7 +547,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	})
 	defer func() { cancel(); wg.Wait() }()
 
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		now, _ := scrape(t, url)
 		for _, name := range []string{"infergate_requests_total", "infergate_results_total",
 			"infergate_end_to_end_latency_seconds_count", "infergate_end_to_end_latency_seconds_sum",
@@ -582,7 +583,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	}
 	produce(t, cl, backlog...)
 	maxLag := 0.0
-	eventually(t, time.Minute, func() error {
+	testutil.Eventually(t, time.Minute, func() error {
 		total, err := lagTotal()
 		if err != nil {
 			return err
@@ -596,7 +597,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	p.Resume()
 	cancel()
 	wg.Wait()
-	eventually(t, 2*time.Minute, func() error {
+	testutil.Eventually(t, 2*time.Minute, func() error {
 		total, err := lagTotal()
 		if err != nil {
 			return err

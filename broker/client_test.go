@@ -19,6 +19,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 func TestClientConfigValidate(t *testing.T) {
@@ -129,12 +131,7 @@ func newTestPKI(t *testing.T) testPKI {
 
 func startKfake(t *testing.T, opts ...kfake.Opt) string {
 	t.Helper()
-	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(1, "t")}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()[0]
+	return testutil.Cluster(t, 1, []string{"t"}, opts...).ListenAddrs()[0]
 }
 
 // roundTrip produces and consumes one record with cfg; it returns the first

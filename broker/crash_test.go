@@ -14,6 +14,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // The test binary re-executes itself as a child broker process when this
@@ -131,7 +133,7 @@ func runAndKill(t *testing.T, dir string, d Durability, min int) int {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=produce", childEnv+"_DIR="+dir, childEnv+"_DURABILITY="+string(d))
-	cmd.Stderr = &testWriter{t: t}
+	cmd.Stderr = testutil.Writer(t)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

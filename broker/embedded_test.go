@@ -15,6 +15,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 func TestEmbeddedProduceConsume(t *testing.T) {
@@ -113,7 +115,7 @@ func TestEmbeddedRestartKeepsTopicsRecordsAndOffsets(t *testing.T) {
 }
 
 func TestEmbeddedRunStopsOnCancel(t *testing.T) {
-	e, err := NewEmbedded(EmbeddedConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0"}, testLogger(t))
+	e, err := NewEmbedded(EmbeddedConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0"}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +144,7 @@ func TestEmbeddedPortInUse(t *testing.T) {
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	_, err = NewEmbedded(EmbeddedConfig{DataDir: t.TempDir(), Listen: addr}, testLogger(t))
+	_, err = NewEmbedded(EmbeddedConfig{DataDir: t.TempDir(), Listen: addr}, testutil.Logger(t))
 	if err == nil {
 		t.Fatal("NewEmbedded on a busy port succeeded")
 	}
@@ -159,7 +161,7 @@ func TestEmbeddedPortInUse(t *testing.T) {
 func TestEmbeddedDataDirLocked(t *testing.T) {
 	dir := t.TempDir()
 	startEmbedded(t, dir, DurabilityOS)
-	_, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0"}, testLogger(t))
+	_, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0"}, testutil.Logger(t))
 	if !errors.Is(err, ErrDataDirLocked) || !strings.Contains(err.Error(), "broker.data_dir") {
 		t.Fatalf("second broker on the same data dir: %v", err)
 	}
@@ -173,7 +175,7 @@ func TestEmbeddedDataDirNotWritable(t *testing.T) {
 	if err := os.Chmod(dir, 0o500); err != nil {
 		t.Fatal(err)
 	}
-	_, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0"}, testLogger(t))
+	_, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0"}, testutil.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "broker.data_dir") {
 		t.Fatalf("unwritable data dir: %v", err)
 	}
@@ -220,7 +222,7 @@ func TestEmbeddedConfigValidate(t *testing.T) {
 // TestEmbeddedAdvertise binds all interfaces and advertises a name: clients
 // bootstrap through it and metadata hands it back.
 func TestEmbeddedAdvertise(t *testing.T) {
-	e, err := NewEmbedded(EmbeddedConfig{DataDir: t.TempDir(), Listen: "0.0.0.0:0", Advertise: "localhost"}, testLogger(t))
+	e, err := NewEmbedded(EmbeddedConfig{DataDir: t.TempDir(), Listen: "0.0.0.0:0", Advertise: "localhost"}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +250,7 @@ func TestEmbeddedAdvertise(t *testing.T) {
 // topics loaded from the data dir.
 func TestRetentionRunsAfterRestart(t *testing.T) {
 	dir := t.TempDir()
-	e, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", RetentionCheckInterval: time.Hour}, testLogger(t))
+	e, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", RetentionCheckInterval: time.Hour}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,13 +272,13 @@ func TestRetentionRunsAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e2, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", RetentionCheckInterval: time.Second}, testLogger(t))
+	e2, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", RetentionCheckInterval: time.Second}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e2.Close() })
 	adm2 := newAdmin(t, e2.Addr())
-	waitFor(t, 20*time.Second, "retention to delete the expired records", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "retention to delete the expired records", func() bool {
 		starts, err := adm2.ListStartOffsets(testCtx(t), "old")
 		if err != nil {
 			return false
@@ -284,7 +286,7 @@ func TestRetentionRunsAfterRestart(t *testing.T) {
 		s, ok := starts.Lookup("old", 0)
 		return ok && s.Offset == 3
 	})
-	waitFor(t, 5*time.Second, "the segment file to be deleted", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the segment file to be deleted", func() bool {
 		segs, _ := filepath.Glob(filepath.Join(dir, "partitions", "old-0", "*.dat"))
 		return len(segs) == 0
 	})

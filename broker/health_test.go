@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // Issue 9 row 10: the broker truncating a corrupt segment at start was only a WARN. It is now
@@ -76,7 +78,7 @@ func TestCorruptSegmentIsReported(t *testing.T) {
 // accepting a batch it cannot write, and takes them again by itself when space returns.
 func TestDiskFullRefusesProduce(t *testing.T) {
 	dir := mountTmpfs(t, 64<<20)
-	e, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", Durability: DurabilityOS, MinFreeBytes: 16 << 20}, testLogger(t))
+	e, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", Durability: DurabilityOS, MinFreeBytes: 16 << 20}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func TestDiskFullRefusesProduce(t *testing.T) {
 	produceValues(t, cl, "req", 0, 10)
 
 	filler := fillTmpfs(t, dir, 8<<20)
-	waitFor(t, 10*time.Second, "the broker to see the disk full", func() bool { return e.Health().DiskFull })
+	testutil.WaitFor(t, 10*time.Second, "the broker to see the disk full", func() bool { return e.Health().DiskFull })
 	err = cl.ProduceSync(testCtx(t), &kgo.Record{Topic: "req", Value: []byte("x")}).FirstErr()
 	if !errors.Is(err, kerr.KafkaStorageError) {
 		t.Fatalf("produce on a full disk: %v, want KAFKA_STORAGE_ERROR", err)

@@ -3,44 +3,20 @@ package broker
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
-
-// testWriter sends log lines to t.Log until the test's cleanups run, so a
-// goroutine logging late does not fail the test run.
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
 
 // startEmbedded starts a broker on a random port in dir and closes it at the
 // end of the test (a second Close by the test itself is fine).
 func startEmbedded(t testing.TB, dir string, d Durability) *Embedded {
 	t.Helper()
-	e, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", Durability: d}, testLogger(t))
+	e, err := NewEmbedded(EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", Durability: d}, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("NewEmbedded: %v", err)
 	}
@@ -107,18 +83,6 @@ func pollUntil(t testing.TB, cl *kgo.Client, want int) []*kgo.Record {
 		got = append(got, fs.Records()...)
 	}
 	return got
-}
-
-// waitFor polls cond every 20ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // endOffsets sums the high watermarks of topic's partitions.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -12,8 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 const (
@@ -29,22 +29,10 @@ type harness struct {
 	done    chan error
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 // newCluster is a kfake broker with the three topics.
 func newCluster(t *testing.T) []string {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, reqTopic, resTopic, dlqTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()
+	return testutil.Cluster(t, 3, []string{reqTopic, resTopic, dlqTopic}).ListenAddrs()
 }
 
 func testConfig(t *testing.T) Config {
@@ -58,7 +46,7 @@ func testConfig(t *testing.T) Config {
 // startIngress runs an Ingress against brokers until the test ends.
 func startIngress(t *testing.T, cfg Config, brokers []string) *harness {
 	t.Helper()
-	in, err := New(cfg, testLogger(t), []kgo.Opt{kgo.SeedBrokers(brokers...)}, prometheus.NewRegistry())
+	in, err := New(cfg, testutil.Logger(t), []kgo.Opt{kgo.SeedBrokers(brokers...)}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +58,7 @@ func startIngress(t *testing.T, cfg Config, brokers []string) *harness {
 	h := &harness{in: in, brokers: brokers, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- in.Run(ctx) }()
 	t.Cleanup(h.stop)
-	waitFor(t, 30*time.Second, "ingress open", func() bool { return in.auth.open.Load() })
+	testutil.WaitFor(t, 30*time.Second, "ingress open", func() bool { return in.auth.open.Load() })
 	return h
 }
 
@@ -82,17 +70,6 @@ func (h *harness) stop() {
 	<-h.done
 	h.in.Close()
 	h.cancel = nil
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // echoPipeline stands in for pipeline.Pipeline in this package's tests

@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 func hostPort(t *testing.T, addr string) (string, string) {
@@ -160,7 +162,7 @@ func TestInboxMovesEveryPublishOnce(t *testing.T) {
 		t.Fatalf("%d records for %d publishes", len(recs), n)
 	}
 	// Every one was acknowledged in JetStream: nothing is left pending.
-	waitFor(t, 30*time.Second, "inbox consumer drained", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "inbox consumer drained", func() bool {
 		c, err := h.in.js.Consumer(ctx, InboxStream, "infergate-ingress")
 		if err != nil {
 			return false

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // TestSurvivesSIGKILL puts records in a child process, kills it with SIGKILL without Close,
@@ -46,7 +48,7 @@ func TestSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("child acknowledged only %d records", len(acked))
 	}
 
-	s, err := Open(DefaultConfig(dir), testLogger(t))
+	s, err := Open(DefaultConfig(dir), testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("reopen after SIGKILL: %v", err)
 	}

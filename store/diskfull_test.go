@@ -8,6 +8,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/internal/tmpfs"
 )
 
@@ -20,7 +21,7 @@ func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
 	dir := tmpfs.Mount(t, 64<<20)
 	cfg := DefaultConfig(dir)
 	cfg.MinFreeBytes = 16 << 20
-	s, err := Open(cfg, testLogger(t))
+	s, err := Open(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // Issue 9 row 10: 64 flipped bytes in a store .sst made records silently unreadable
@@ -17,7 +19,7 @@ import (
 func TestCorruptTableIsReported(t *testing.T) {
 	dir := t.TempDir()
 	cfg := DefaultConfig(dir)
-	s, err := Open(cfg, testLogger(t))
+	s, err := Open(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,7 @@ func TestCorruptTableIsReported(t *testing.T) {
 	sst := largestTable(t, dir)
 	flipBytes(t, sst, 64)
 
-	s, err = Open(cfg, testLogger(t))
+	s, err = Open(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("Open with a damaged table must still open (the other data is good): %v", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 type fakeClock struct {
@@ -37,18 +38,6 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 // openTest opens a store in a fresh temp dir; mutate adjusts the config first.
 func openTest(t *testing.T, mutate func(*Config)) *Store {
 	t.Helper()
@@ -56,7 +45,7 @@ func openTest(t *testing.T, mutate func(*Config)) *Store {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := Open(cfg, testLogger(t))
+	s, err := Open(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -503,7 +492,7 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("Count = %d before expiry, want 1205", n)
 	}
 	clock.Add(5 * time.Hour)
-	waitFor(t, 10*time.Second, func() bool { n, _ := s.Count(Filter{}); return n == 5 })
+	testutil.WaitFor(t, 10*time.Second, "5 records", func() bool { n, _ := s.Count(Filter{}); return n == 5 })
 	left, _, _ := s.List(Filter{})
 	if strings.Join(ids(left), ",") != strings.Join(ids(reverse(fresh)), ",") {
 		t.Errorf("after retention left %v, want the fresh records", ids(left))
@@ -544,7 +533,7 @@ func TestMaxRecordsDropsOldest(t *testing.T) {
 
 func TestReopenKeepsData(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(DefaultConfig(dir), testLogger(t))
+	s, err := Open(DefaultConfig(dir), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +545,7 @@ func TestReopenKeepsData(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(DefaultConfig(dir), testLogger(t))
+	s, err = Open(DefaultConfig(dir), testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -575,12 +564,12 @@ func TestReopenKeepsData(t *testing.T) {
 
 func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(DefaultConfig(dir), testLogger(t))
+	s, err := Open(DefaultConfig(dir), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	_, err = Open(DefaultConfig(dir), testLogger(t))
+	_, err = Open(DefaultConfig(dir), testutil.Logger(t))
 	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "in use by another infergate?") || !strings.Contains(err.Error(), dir) {
 		t.Errorf("second Open of %s: err = %v, want ErrLocked naming the dir", dir, err)
 	}
@@ -589,7 +578,7 @@ func TestOpenErrors(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(DefaultConfig(filepath.Join(file, "store")), testLogger(t))
+	_, err = Open(DefaultConfig(filepath.Join(file, "store")), testutil.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "data dir") {
 		t.Errorf("Open under a regular file: err = %v, want a data dir error", err)
 	}
@@ -599,7 +588,7 @@ func TestOpenErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.Chmod(ro, 0o700) })
-		if _, err = Open(DefaultConfig(ro), testLogger(t)); err == nil || !strings.Contains(err.Error(), "not writable") {
+		if _, err = Open(DefaultConfig(ro), testutil.Logger(t)); err == nil || !strings.Contains(err.Error(), "not writable") {
 			t.Errorf("Open of read-only dir: err = %v, want not writable", err)
 		}
 	}
@@ -688,7 +677,7 @@ func TestRunReturnsWhenCancelledOrClosed(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 
-	s2, err := Open(Config{InMemory: true}, testLogger(t))
+	s2, err := Open(Config{InMemory: true}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -704,7 +693,7 @@ func TestRunReturnsWhenCancelledOrClosed(t *testing.T) {
 }
 
 func TestCloseIsIdempotent(t *testing.T) {
-	s, err := Open(Config{InMemory: true}, testLogger(t))
+	s, err := Open(Config{InMemory: true}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -786,16 +775,5 @@ func TestLargeValueGoesToValueLog(t *testing.T) {
 	}
 	if err := s.gcValueLog(); err != nil {
 		t.Errorf("value-log GC: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, total time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", total)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 )
 
@@ -51,7 +52,7 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	// New reports the same, and a busy port names the setting.
-	st, err := store.Open(store.DefaultConfig(t.TempDir()), testLogger(t))
+	st, err := store.Open(store.DefaultConfig(t.TempDir()), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

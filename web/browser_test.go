@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/inference/demo"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web/webtest"
 )
@@ -102,7 +103,7 @@ func TestBrowserDashboard(t *testing.T) {
 
 	// Let the charts gather some history before the overview's screenshot.
 	warm := func() {
-		eventually(t, 30*time.Second, func() error {
+		testutil.Eventually(t, 30*time.Second, func() error {
 			env.srv.sampler.mu.Lock()
 			n := len(env.srv.sampler.history)
 			env.srv.sampler.mu.Unlock()

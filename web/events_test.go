@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 )
 
@@ -137,7 +138,7 @@ func TestEventsStreamMoves(t *testing.T) {
 		t.Fatalf("%d subscribers", env.srv.sampler.subscribers())
 	}
 	cancel()
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		if n := env.srv.sampler.subscribers(); n != 0 {
 			return fmt.Errorf("%d subscribers after the client left", n)
 		}
@@ -245,7 +246,7 @@ func TestMetricsWhileTrafficFlows(t *testing.T) {
 	// see new values, and the latency histogram counts grow.
 	lat0 := sumFamily(fams["infergate_end_to_end_latency_seconds"])
 	offs0 := env.backend.offsetsSum()
-	eventually(t, 20*time.Second, func() error {
+	testutil.Eventually(t, 20*time.Second, func() error {
 		f := env.scrape("")
 		if lat := sumFamily(f["infergate_end_to_end_latency_seconds"]); lat <= lat0 {
 			return fmt.Errorf("latency count %v did not grow from %v", lat, lat0)
@@ -289,7 +290,7 @@ func TestMetricsNoDuplicateCollectors(t *testing.T) {
 		t.Fatalf("scrape asked the backend for topics %d times although the pipeline exports lag", n)
 	}
 	// The dashboard's snapshots show the pipeline's lag too.
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		snap := env2.srv.sampler.snapshotNow()
 		if len(snap.Lag) != 2 || snap.LagTotal != 18 || snap.Lag[1].Partition != 1 {
 			return fmt.Errorf("snapshot lag %+v total %d", snap.Lag, snap.LagTotal)
@@ -310,7 +311,7 @@ func TestShutdownWithOpenStream(t *testing.T) {
 	b := newMemBackend(st)
 	cfg := DefaultConfig()
 	cfg.Listen, cfg.AdminToken, cfg.EventsInterval = "127.0.0.1:0", testToken, 50*time.Millisecond
-	srv, err := New(cfg, testLogger(t), b, st, b.reg)
+	srv, err := New(cfg, testutil.Logger(t), b, st, b.reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 )
 
@@ -35,7 +34,7 @@ type testEnv struct {
 // memBackend whose registry is the server's gatherer.
 func newEnv(t *testing.T, mutate ...func(*Config)) *testEnv {
 	t.Helper()
-	st, err := store.Open(store.DefaultConfig(t.TempDir()), testLogger(t))
+	st, err := store.Open(store.DefaultConfig(t.TempDir()), testutil.Logger(t))
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -54,7 +53,7 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *testEnv {
 
 func startEnv(t *testing.T, cfg Config, b *memBackend, st *store.Store, g prometheus.Gatherer) *testEnv {
 	t.Helper()
-	srv, err := New(cfg, testLogger(t), b, st, g)
+	srv, err := New(cfg, testutil.Logger(t), b, st, g)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -73,13 +72,6 @@ func startEnv(t *testing.T, cfg Config, b *memBackend, st *store.Store, g promet
 		}
 	})
 	return &testEnv{t: t, srv: srv, backend: b, store: st, base: srv.URL()}
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
 }
 
 type resp struct {
@@ -201,24 +193,6 @@ func (e *testEnv) postLogin(hc *http.Client, token string) resp {
 	e.t.Helper()
 	form := url.Values{"token": {token}}.Encode()
 	return doRequest(e.t, hc, http.MethodPost, e.base+"/login", "", form, "Content-Type", "application/x-www-form-urlencoded")
-}
-
-// eventually polls fn until it returns nil or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := 10 * time.Millisecond
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(tick)
-		tick = min(tick*2, 200*time.Millisecond)
-	}
 }
 
 var errNotYet = errors.New("not yet")

@@ -14,6 +14,7 @@ import (
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
 )
@@ -116,7 +117,7 @@ func TestBatchQueueFullIsUnavailable(t *testing.T) {
 	go submit() // fills a batch: runs at once and blocks in the engine
 	<-eng.started
 	go submit() // the one batch allowed to wait
-	eventually(t, "a queued batch", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "a queued batch", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.queue) == 1

@@ -18,6 +18,7 @@ import (
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
 )
@@ -193,7 +194,7 @@ func TestPredictEveryDType(t *testing.T) {
 func TestUnsupportedModelEndsWithError(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, identityModel(t, vi{"d", onnxFloat16, []int64{-1}}))
-	s, err := New(testConfig(ModelConfig{Name: "dbl", BasePath: base}), testLogger(t))
+	s, err := New(testConfig(ModelConfig{Name: "dbl", BasePath: base}), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

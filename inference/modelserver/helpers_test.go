@@ -5,14 +5,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/infergate/infergate/inference/demo"
+	"github.com/infergate/infergate/internal/testutil"
 	onnxpb "github.com/infergate/infergate/proto/onnx"
 	"github.com/infergate/infergate/proto/servingpb"
 )
@@ -127,30 +124,6 @@ func writeVersionAtomic(t testing.TB, base string, v int64, model []byte) {
 
 // ---- server harness ----
 
-type tWriter struct {
-	mu sync.Mutex
-	t  testing.TB
-	on bool
-}
-
-func (w *tWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.on {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	if !testing.Verbose() {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	w := &tWriter{t: t, on: true}
-	t.Cleanup(func() { w.mu.Lock(); w.on = false; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 func testConfig(models ...ModelConfig) Config {
 	return Config{
 		GRPCListen:     "127.0.0.1:0",
@@ -167,7 +140,7 @@ func testConfig(models ...ModelConfig) Config {
 // startServer runs a server until the test ends and waits until it is ready.
 func startServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
-	s, err := New(cfg, testLogger(t))
+	s, err := New(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,18 +185,6 @@ func dial(t testing.TB, addr string) clients {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return clients{servingpb.NewPredictionServiceClient(conn), servingpb.NewModelServiceClient(conn), conn}
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // demoCase is the reference input and torch's output for the demo model.

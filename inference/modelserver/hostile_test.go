@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/infergate/infergate/internal/testutil"
 	onnxpb "github.com/infergate/infergate/proto/onnx"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
@@ -37,7 +38,7 @@ func TestCorruptNewestVersionFallsBack(t *testing.T) {
 	writeVersion(t, bad, 1, []byte("not a model either"))
 	cfg := testConfig(ModelConfig{Name: "add", BasePath: good}, ModelConfig{Name: "broken", BasePath: bad},
 		ModelConfig{Name: "empty", BasePath: none})
-	s, err := New(cfg, testLogger(t))
+	s, err := New(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestCorruptNewestVersionFallsBack(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-errc })
-	eventually(t, "the first scan", func() bool { return s.GRPCAddr() != "" })
+	testutil.WaitFor(t, 20*time.Second, "the first scan", func() bool { return s.GRPCAddr() != "" })
 
 	// Version 2, the newest that loads, serves over gRPC.
 	c := dial(t, s.GRPCAddr())
@@ -77,7 +78,7 @@ func TestCorruptNewestVersionFallsBack(t *testing.T) {
 
 	// A newer version that loads takes over.
 	writeVersionAtomic(t, good, 4, addModel(t, 4))
-	eventually(t, "version 4", func() bool { return slices.Equal(available(s, "add"), []int64{4}) })
+	testutil.WaitFor(t, 20*time.Second, "version 4", func() bool { return slices.Equal(available(s, "add"), []int64{4}) })
 }
 
 // TestListenAfterReadyServesOlderVersion: tensorflow_model_server's start-up

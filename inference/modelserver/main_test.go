@@ -11,10 +11,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
 )
@@ -80,7 +82,7 @@ func runMain(t *testing.T, args ...string) *mainHarness {
 		return runErr
 	}
 	t.Cleanup(func() { h.stop() })
-	eventually(t, "the gRPC announcement", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the gRPC announcement", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("ModelServerMain returned early: %v\n%s", err, h.stderr)
@@ -185,7 +187,7 @@ num_batch_threads { value: 2 } allowed_batch_sizes: 8 allowed_batch_sizes: 64`)
 
 	// The config file is polled: drop "add", and it goes.
 	writeFile(t, config, fmt.Sprintf(`model_config_list { config { name: 'demo' base_path: '%s' } }`, filepath.Join(dir, "demo")))
-	eventually(t, "add to be removed", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "add to be removed", func() bool {
 		_, err := c.pred.Predict(ctx, &servingpb.PredictRequest{ModelSpec: specFor("add"),
 			Inputs: map[string]*tfpb.TensorProto{"x": floatProto([]int64{1, 4}, make([]float32, 4), false)}})
 		return status.Code(err) == codes.NotFound

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
 )
@@ -125,15 +127,15 @@ func TestRolloverWhileRequestsFlow(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, "requests on version 1", func() bool { return seen[1].Load() > 50 })
+	testutil.WaitFor(t, 20*time.Second, "requests on version 1", func() bool { return seen[1].Load() > 50 })
 	writeVersionAtomic(t, base, 2, addModel(t, 2))
-	eventually(t, "requests on version 2", func() bool { return seen[2].Load() > 50 })
-	eventually(t, "version 1 unloaded", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "requests on version 2", func() bool { return seen[2].Load() > 50 })
+	testutil.WaitFor(t, 20*time.Second, "version 1 unloaded", func() bool {
 		v, _ := stateOf(s, "add", 1)
 		return v.State == StateEnd
 	})
 	writeVersionAtomic(t, base, 3, addModel(t, 3))
-	eventually(t, "requests on version 3", func() bool { return seen[3].Load() > 50 })
+	testutil.WaitFor(t, 20*time.Second, "requests on version 3", func() bool { return seen[3].Load() > 50 })
 	close(stop)
 	wg.Wait()
 	if failures.Load() != 0 {
@@ -148,7 +150,7 @@ func TestRolloverWhileRequestsFlow(t *testing.T) {
 // newIdle builds a server whose polls the test drives by hand.
 func newIdle(t *testing.T, models ...ModelConfig) *Server {
 	t.Helper()
-	s, err := New(testConfig(models...), testLogger(t))
+	s, err := New(testConfig(models...), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +225,7 @@ func TestCorruptVersionKeepsOldServing(t *testing.T) {
 	c := dial(t, s.GRPCAddr())
 
 	writeVersionAtomic(t, base, 2, []byte("this is not an ONNX model"))
-	eventually(t, "version 2 to fail", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "version 2 to fail", func() bool {
 		v, _ := stateOf(s, "add", 2)
 		return v.State == StateEnd
 	})
@@ -259,7 +261,7 @@ func TestCorruptVersionKeepsOldServing(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(base, "2", ModelFileName), addModel(t, 2), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "fixed version 2", func() bool { return slices.Equal(available(s, "add"), []int64{2}) })
+	testutil.WaitFor(t, 20*time.Second, "fixed version 2", func() bool { return slices.Equal(available(s, "add"), []int64{2}) })
 }
 
 func TestVersionPolicies(t *testing.T) {
@@ -473,7 +475,7 @@ func TestReloadConfig(t *testing.T) {
 	if err := reload(ModelConfig{Name: "a", BasePath: baseA, Policy: VersionPolicy{All: true}}, ModelConfig{Name: "b", BasePath: baseB}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a serving 1 and 2", func() bool { return slices.Equal(available(s, "a"), []int64{2, 1}) })
+	testutil.WaitFor(t, 20*time.Second, "a serving 1 and 2", func() bool { return slices.Equal(available(s, "a"), []int64{2, 1}) })
 	resp, err := c.pred.Predict(ctx, &servingpb.PredictRequest{
 		ModelSpec: &servingpb.ModelSpec{Name: "a", VersionChoice: &servingpb.ModelSpec_Version{Version: wrapperspb.Int64(1)}},
 		Inputs:    map[string]*tfpb.TensorProto{"x": floatProto([]int64{1, 4}, make([]float32, 4), false)}})
@@ -518,7 +520,7 @@ func TestUploadVersion(t *testing.T) {
 
 func TestHealthFollowsReadiness(t *testing.T) {
 	base := t.TempDir() // no versions yet
-	s, err := New(testConfig(ModelConfig{Name: "add", BasePath: base}), testLogger(t))
+	s, err := New(testConfig(ModelConfig{Name: "add", BasePath: base}), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,7 +533,7 @@ func TestHealthFollowsReadiness(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	eventually(t, "listening", func() bool { return s.GRPCAddr() != "" })
+	testutil.WaitFor(t, 20*time.Second, "listening", func() bool { return s.GRPCAddr() != "" })
 	hc := healthpb.NewHealthClient(dial(t, s.GRPCAddr()).conn)
 	r, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {

@@ -16,6 +16,7 @@ import (
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // demoRequests returns n short-form requests for the demo model, as the
@@ -153,7 +154,7 @@ func BenchmarkPipeline(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				addrs := newCluster(b)
-				prod := newClient(b, addrs, kgo.ProducerLinger(5*time.Millisecond))
+				prod := testutil.Client(b, addrs, kgo.ProducerLinger(5*time.Millisecond))
 				recs := make([]*kgo.Record, n)
 				for i, v := range values {
 					recs[i] = &kgo.Record{Value: v, Partition: int32(i % nParts)}
@@ -200,7 +201,7 @@ func BenchmarkPipelineLatency(b *testing.B) {
 					cfg.MaxWait = wait
 					run := startPipeline(b, cfg, addrs, pred.demo, nil)
 					lat := make(chan time.Duration, 1<<20)
-					cons := newClient(b, addrs, kgo.ConsumeTopics(resTopic), kgo.FetchMaxWait(50*time.Millisecond))
+					cons := testutil.Client(b, addrs, kgo.ConsumeTopics(resTopic), kgo.FetchMaxWait(50*time.Millisecond))
 					ctx, cancel := context.WithCancel(context.Background())
 					go func() {
 						for ctx.Err() == nil {
@@ -214,7 +215,7 @@ func BenchmarkPipelineLatency(b *testing.B) {
 						}
 					}()
 					// Warm up: the group join and first metadata lookups.
-					prod := newClient(b, addrs, kgo.ProducerLinger(time.Millisecond))
+					prod := testutil.Client(b, addrs, kgo.ProducerLinger(time.Millisecond))
 					produce(b, prod, &kgo.Record{Value: []byte(`{"features":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}`),
 						Headers: []kgo.RecordHeader{{Key: "sent", Value: []byte(strconv.FormatInt(time.Now().UnixNano(), 10))}}})
 					<-lat

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -14,7 +12,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -24,6 +21,7 @@ import (
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 )
 
@@ -34,37 +32,15 @@ const (
 	nParts   = 3
 )
 
-func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("INFERGATE_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 // newCluster starts kfake on a random port with the pipeline's topics.
 func newCluster(t testing.TB) []string {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(nParts, reqTopic, resTopic, dlqTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()
-}
-
-func newClient(t testing.TB, addrs []string, opts ...kgo.Opt) *kgo.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return testutil.Cluster(t, nParts, []string{reqTopic, resTopic, dlqTopic}).ListenAddrs()
 }
 
 func openStore(t testing.TB) *store.Store {
 	t.Helper()
-	st, err := store.Open(store.DefaultConfig(t.TempDir()), testLogger(t))
+	st, err := store.Open(store.DefaultConfig(t.TempDir()), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +59,7 @@ func startModelServer(t testing.TB) *modelserver.Local {
 	cfg := modelserver.DefaultConfig()
 	cfg.GRPCListen, cfg.RESTListen = "", ""
 	cfg.Models = []modelserver.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(dir, demo.Name)}}
-	srv, err := modelserver.New(cfg, testLogger(t))
+	srv, err := modelserver.New(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +284,7 @@ func testConfig() pipeline.Config {
 
 func startPipeline(t testing.TB, cfg pipeline.Config, addrs []string, pred pipeline.Predictor, st *store.Store, opts ...kgo.Opt) *pipelineRun {
 	t.Helper()
-	p, err := pipeline.New(cfg, testLogger(t), append([]kgo.Opt{kgo.SeedBrokers(addrs...)}, opts...), pred, st, nil)
+	p, err := pipeline.New(cfg, testutil.Logger(t), append([]kgo.Opt{kgo.SeedBrokers(addrs...)}, opts...), pred, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +328,7 @@ type collector struct {
 
 func collect(t testing.TB, addrs []string, topic string, opts ...kgo.Opt) *collector {
 	t.Helper()
-	cl := newClient(t, addrs, append([]kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
+	cl := testutil.Client(t, addrs, append([]kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
 	c := &collector{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -434,7 +410,7 @@ func produce(t testing.TB, cl *kgo.Client, recs ...*kgo.Record) {
 // committed returns the group's committed offsets on the requests topic.
 func committed(t testing.TB, addrs []string, group string) map[int32]int64 {
 	t.Helper()
-	adm := kadm.NewClient(newClient(t, addrs))
+	adm := kadm.NewClient(testutil.Client(t, addrs))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	os, err := adm.FetchOffsets(ctx, group)

@@ -17,6 +17,7 @@ import (
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 )
 
@@ -59,7 +60,7 @@ func TestResults(t *testing.T) {
 	results := collect(t, addrs, resTopic)
 	run := startPipeline(t, testConfig(), addrs, pred, st)
 
-	prod := newClient(t, addrs, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	prod := testutil.Client(t, addrs, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	gen := demo.NewGenerator(1)
 	const n = 600
 	want := map[string]float32{}
@@ -171,7 +172,7 @@ func TestMultiInputModel(t *testing.T) {
 	pred := newTestPredictor(t)
 	results := collect(t, addrs, resTopic)
 	startPipeline(t, testConfig(), addrs, pred, openStore(t))
-	prod := newClient(t, addrs)
+	prod := testutil.Client(t, addrs)
 	produce(t, prod,
 		&kgo.Record{Key: []byte("k"), Value: []byte(`{"request_id":"m-1","model":"multi","instances":[{"a":[1,2],"b":3},{"a":[0.5,0.25],"b":-1}]}`)},
 		&kgo.Record{Key: []byte("k"), Value: []byte(`{"request_id":"m-2","model":"multi","inputs":{"b":[10],"a":[[1,1]]}}`)},
@@ -235,7 +236,7 @@ func TestDLQClasses(t *testing.T) {
 				Value: []byte(fmt.Sprintf(`{"request_id":"g-%d","model":"poison","features":[%d,1,1,1]}`, good, good))})
 		}
 	}
-	produce(t, newClient(t, addrs), recs...)
+	produce(t, testutil.Client(t, addrs), recs...)
 
 	res := results.waitN(t, good, 30*time.Second)
 	for _, r := range res {
@@ -295,7 +296,7 @@ func TestDLQClasses(t *testing.T) {
 		}
 	}
 	// The pipeline keeps going after all that.
-	produce(t, newClient(t, addrs), &kgo.Record{Value: []byte(`{"request_id":"after","model":"poison","features":[1,1,1,1]}`)})
+	produce(t, testutil.Client(t, addrs), &kgo.Record{Value: []byte(`{"request_id":"after","model":"poison","features":[1,1,1,1]}`)})
 	results.waitN(t, good+1, 30*time.Second)
 	s := run.p.Status()
 	if s.DLQ[pipeline.ClassDecode] != 3 || s.DLQ[pipeline.ClassValidation] != 5 || s.DLQ[pipeline.ClassModel] != 3 || s.DLQ[pipeline.ClassInternal] != 2 {
@@ -312,7 +313,7 @@ func TestModelServerDown(t *testing.T) {
 	results := collect(t, addrs, resTopic)
 	dlq := collect(t, addrs, dlqTopic)
 	run := startPipeline(t, testConfig(), addrs, pred, openStore(t))
-	prod := newClient(t, addrs)
+	prod := testutil.Client(t, addrs)
 
 	send := func(from, to int) {
 		var recs []*kgo.Record
@@ -369,7 +370,7 @@ func TestMetadataDownAtStart(t *testing.T) {
 	results := collect(t, addrs, resTopic)
 	dlq := collect(t, addrs, dlqTopic)
 	run := startPipeline(t, testConfig(), addrs, pred, openStore(t))
-	produce(t, newClient(t, addrs), &kgo.Record{Value: []byte(`{"request_id":"x-1","features":[1,2,3,4],"model":"poison"}`)})
+	produce(t, testutil.Client(t, addrs), &kgo.Record{Value: []byte(`{"request_id":"x-1","features":[1,2,3,4],"model":"poison"}`)})
 	checkFor(t, 30*time.Second, func() error {
 		if s := run.p.Status(); s.Circuit != "open" {
 			return fmt.Errorf("circuit %s", s.Circuit)
@@ -398,7 +399,7 @@ func TestGracefulDrain(t *testing.T) {
 	for i := range n {
 		recs = append(recs, &kgo.Record{Value: []byte(fmt.Sprintf(`{"request_id":"r-%d","features":[%d,0,0,0],"model":"slow"}`, i, i+1000))})
 	}
-	produce(t, newClient(t, addrs), recs...)
+	produce(t, testutil.Client(t, addrs), recs...)
 	results.waitN(t, 1, 30*time.Second)
 	before := run.p.Status()
 	run.stop(t)
@@ -463,7 +464,7 @@ func TestExactlyOnce(t *testing.T) {
 	cfg.Delivery = pipeline.ExactlyOnce
 	cfg.TransactionalID = "infergate-test"
 	cfg.MaxBatch = 16
-	prod := newClient(t, addrs)
+	prod := testutil.Client(t, addrs)
 	const n = 2000
 	send := func(from, to int) {
 		var recs []*kgo.Record
@@ -514,7 +515,7 @@ func TestPauseResume(t *testing.T) {
 	pred := newTestPredictor(t)
 	results := collect(t, addrs, resTopic)
 	run := startPipeline(t, testConfig(), addrs, pred, openStore(t))
-	prod := newClient(t, addrs)
+	prod := testutil.Client(t, addrs)
 	produce(t, prod, &kgo.Record{Value: []byte(`{"request_id":"a","features":[1,1,1,1],"model":"poison"}`)})
 	results.waitN(t, 1, 30*time.Second)
 
@@ -543,7 +544,7 @@ func TestReplay(t *testing.T) {
 	st := openStore(t)
 	results := collect(t, addrs, resTopic)
 	startPipeline(t, testConfig(), addrs, pred, st)
-	prod := newClient(t, addrs)
+	prod := testutil.Client(t, addrs)
 	produce(t, prod,
 		&kgo.Record{Key: []byte("k1"), Value: []byte(`{"request_id":"late-1","model":"later","features":[1,2,3,4]}`),
 			Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("x")}}},
@@ -615,7 +616,7 @@ func TestRebalance(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxBatch = 8
 	a := startPipeline(t, cfg, addrs, pred, openStore(t))
-	prod := newClient(t, addrs)
+	prod := testutil.Client(t, addrs)
 	const n = 4000
 	sent := make(chan struct{})
 	go func() { // about 2000 requests a second
@@ -661,11 +662,11 @@ func TestMetrics(t *testing.T) {
 	addrs := newCluster(t)
 	pred := newTestPredictor(t)
 	reg := prometheus.NewRegistry()
-	p, err := pipeline.New(testConfig(), testLogger(t), []kgo.Opt{kgo.SeedBrokers(addrs...)}, pred, nil, reg)
+	p, err := pipeline.New(testConfig(), testutil.Logger(t), []kgo.Opt{kgo.SeedBrokers(addrs...)}, pred, nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pipeline.New(testConfig(), testLogger(t), nil, pred, nil, reg); err == nil {
+	if _, err := pipeline.New(testConfig(), testutil.Logger(t), nil, pred, nil, reg); err == nil {
 		t.Error("registering the metrics twice did not fail")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -677,7 +678,7 @@ func TestMetrics(t *testing.T) {
 	}()
 	results := collect(t, addrs, resTopic)
 	dlq := collect(t, addrs, dlqTopic)
-	produce(t, newClient(t, addrs),
+	produce(t, testutil.Client(t, addrs),
 		&kgo.Record{Value: []byte(`{"features":[1,2,3,4],"model":"poison"}`)},
 		&kgo.Record{Value: []byte(`oops`)})
 	results.waitN(t, 1, 30*time.Second)

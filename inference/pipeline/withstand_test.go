@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/infergate/infergate/inference/pipeline"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 )
 
@@ -25,11 +26,7 @@ import (
 // broker configs.
 func newFaultCluster(t testing.TB, opts ...kfake.Opt) (*kfake.Cluster, []string) {
 	t.Helper()
-	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(nParts, reqTopic, resTopic, dlqTopic)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := testutil.Cluster(t, nParts, []string{reqTopic, resTopic, dlqTopic}, opts...)
 	return c, c.ListenAddrs()
 }
 
@@ -50,7 +47,7 @@ func TestRedeliveredFailureStoredOnce(t *testing.T) {
 		pred := newTestPredictor(t)
 		st := openStore(t)
 		dlq := collect(t, addrs, dlqTopic)
-		produce(t, newClient(t, addrs),
+		produce(t, testutil.Client(t, addrs),
 			&kgo.Record{Key: []byte("bad"), Value: []byte(`not json`)},
 			&kgo.Record{Value: []byte(`{"request_id":"ok","model":"poison","features":[1,1,1,1]}`)})
 
@@ -85,7 +82,7 @@ func TestRedeliveredFailureStoredOnce(t *testing.T) {
 		st := openStore(t)
 		dlq := collect(t, addrs, dlqTopic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 		results := collect(t, addrs, resTopic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-		produce(t, newClient(t, addrs),
+		produce(t, testutil.Client(t, addrs),
 			&kgo.Record{Key: []byte("bad"), Value: []byte(`not json`)},
 			&kgo.Record{Key: []byte("bad"), Value: []byte(`{"request_id":"ok","model":"poison","features":[1,1,1,1]}`)})
 		h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, Err: kerr.UnknownServerError})
@@ -160,7 +157,7 @@ func TestStuckRequestDeadLettered(t *testing.T) {
 			cfg.MaxWait = 20 * time.Millisecond // so the stuck request shares batches
 			run := startPipeline(t, cfg, addrs, pred, st)
 
-			prod := newClient(t, addrs)
+			prod := testutil.Client(t, addrs)
 			const n = 120
 			var recs []*kgo.Record
 			for i := range n {
@@ -284,7 +281,7 @@ func TestOversizedOutputsDoNotStopThePipeline(t *testing.T) {
 				&kgo.Record{Key: []byte("headers"), Value: []byte("not json either"), Headers: bigHeader},
 				&kgo.Record{Key: []byte("wide"), Value: []byte(`{"request_id":"wide","model":"wide","features":[1,2,3,4]}`)})
 			recs = append(recs, good(50, 100)...)
-			prod := newClient(t, addrs)
+			prod := testutil.Client(t, addrs)
 			for _, r := range recs {
 				produce(t, prod, r) // one by one: batches of the big ones would exceed the limit
 			}
@@ -424,7 +421,7 @@ func TestProduceErrorClasses(t *testing.T) {
 			dlq := collect(t, addrs, dlqTopic, opts...)
 			h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqTopic, Err: kerr.InvalidRecord})
 			run := startPipeline(t, cfg, addrs, newTestPredictor(t), openStore(t))
-			produce(t, newClient(t, addrs),
+			produce(t, testutil.Client(t, addrs),
 				&kgo.Record{Key: []byte("k"), Value: []byte(`not json`)},
 				&kgo.Record{Key: []byte("k"), Value: []byte(`{"request_id":"ok","model":"poison","features":[1,1,1,1]}`)})
 			results.waitN(t, 1, 30*time.Second)
@@ -456,7 +453,7 @@ func TestProduceErrorClasses(t *testing.T) {
 			st := openStore(t)
 			run := startPipeline(t, cfg, addrs, newTestPredictor(t), st)
 			recs := append([]*kgo.Record{{Key: []byte("0"), Value: []byte(`not json`)}}, good(0, 10)...)
-			produce(t, newClient(t, addrs), recs...)
+			produce(t, testutil.Client(t, addrs), recs...)
 			results.waitN(t, 10, 30*time.Second)
 			checkFor(t, 30*time.Second, func() error {
 				total := int64(0)
@@ -484,7 +481,7 @@ func TestProduceErrorClasses(t *testing.T) {
 		h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: resTopic, Err: kerr.UnknownTopicOrPartition, Count: -1})
 		// Metadata refreshed quickly, so kgo gives up on the "missing" topic soon.
 		run := startPipeline(t, testConfig(), addrs, newTestPredictor(t), openStore(t), kgo.MetadataMinAge(50*time.Millisecond))
-		produce(t, newClient(t, addrs), good(0, 20)...)
+		produce(t, testutil.Client(t, addrs), good(0, 20)...)
 		checkFor(t, 30*time.Second, func() error {
 			if s := run.p.Status(); s.State != pipeline.StateStalled || run.p.Ready() {
 				return fmt.Errorf("state %s ready %v", s.State, run.p.Ready())
@@ -519,7 +516,7 @@ func TestProduceErrorClasses(t *testing.T) {
 			h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: resTopic, Err: kerr.KafkaStorageError, Count: -1})
 			run := startPipeline(t, cfg, addrs, newTestPredictor(t), openStore(t),
 				kgo.MetadataMinAge(50*time.Millisecond)) // kgo refreshes metadata before retrying
-			produce(t, newClient(t, addrs), good(0, 10)...)
+			produce(t, testutil.Client(t, addrs), good(0, 10)...)
 			checkFor(t, 30*time.Second, func() error {
 				if s := run.p.Status(); s.State != pipeline.StateStalled || run.p.Ready() {
 					return fmt.Errorf("state %s ready %v", s.State, run.p.Ready())
@@ -542,7 +539,7 @@ func TestProduceErrorClasses(t *testing.T) {
 		c, addrs := newFaultCluster(t)
 		c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: resTopic, Err: kerr.TopicAuthorizationFailed, Count: -1})
 		run := startPipeline(t, testConfig(), addrs, newTestPredictor(t), openStore(t))
-		produce(t, newClient(t, addrs), good(0, 5)...)
+		produce(t, testutil.Client(t, addrs), good(0, 5)...)
 		select {
 		case <-run.done:
 		case <-time.After(30 * time.Second):
@@ -582,7 +579,7 @@ func TestCutDownAgainFromTheWholeRecord(t *testing.T) {
 	for i := range big {
 		big[i] = byte(i*7 + i/251) // not JSON, not UTF-8 throughout
 	}
-	produce(t, newClient(t, addrs), &kgo.Record{Key: []byte("big"), Value: big})
+	produce(t, testutil.Client(t, addrs), &kgo.Record{Key: []byte("big"), Value: big})
 	r := dlq.waitN(t, 1, 30*time.Second)[0]
 	if h.Hits() != 1 {
 		t.Fatalf("fault hit %d times", h.Hits())

@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tfserving"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 )
 
@@ -28,12 +28,7 @@ import (
 // every request gets its result, none is dead-lettered.
 func TestPipelineSurvivesSidecarKill(t *testing.T) {
 	const n = 600
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "inference_requests", "inference_results", "inference_dlq"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	addrs := cluster.ListenAddrs()
+	addrs := testutil.Cluster(t, 3, []string{"inference_requests", "inference_results", "inference_dlq"}).ListenAddrs()
 
 	s := start(t, baseConfig(t, standIn, modelsDir(t)))
 	waitReady(t, s)
@@ -84,13 +79,13 @@ func TestPipelineSurvivesSidecarKill(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	eventually(t, 60*time.Second, "first results", func() bool { return results.count() >= 150 })
+	testutil.WaitFor(t, 60*time.Second, "first results", func() bool { return results.count() >= 150 })
 	pid := s.Status().PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("killed tensorflow_model_server (pid %d) after %d results, %d sent", pid, results.count(), sent.Load())
-	eventually(t, 120*time.Second, "every result", func() bool { return results.count() >= n })
+	testutil.WaitFor(t, 120*time.Second, "every result", func() bool { return results.count() >= n })
 	ids := map[string]bool{}
 	for _, v := range results.values() {
 		var res struct {
@@ -168,7 +163,7 @@ func TestFleetOverProcesses(t *testing.T) {
 	for range 2 {
 		port := freePort(t)
 		cmd := exec.Command(standIn, "--port="+strconv.Itoa(port), "--model_name="+demo.Name, "--model_base_path="+filepath.Join(models, demo.Name))
-		cmd.Stderr = tWriter{t}
+		cmd.Stderr = testutil.Writer(t)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -179,12 +174,12 @@ func TestFleetOverProcesses(t *testing.T) {
 		cmds = append(cmds, cmd)
 		addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(port))
 	}
-	f, err := tfserving.NewFleet(tfserving.FleetConfig{Endpoints: addrs, HealthInterval: 100 * time.Millisecond, HealthModel: demo.Name}, testLogger(t))
+	f, err := tfserving.NewFleet(tfserving.FleetConfig{Endpoints: addrs, HealthInterval: 100 * time.Millisecond, HealthModel: demo.Name}, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	eventually(t, 60*time.Second, "both endpoints serving", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "both endpoints serving", func() bool {
 		eps := f.Endpoints()
 		for _, ep := range eps {
 			if !ep.Healthy || !ep.CheckedAt.After(ep.LastErrorAt) {
@@ -218,7 +213,7 @@ func TestFleetOverProcesses(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, 30*time.Second, "traffic on both", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "traffic on both", func() bool {
 		eps := f.Endpoints()
 		return eps[0].Requests > 50 && eps[1].Requests > 50
 	})
@@ -226,7 +221,7 @@ func TestFleetOverProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := ok.Load()
-	eventually(t, 30*time.Second, "traffic after the kill", func() bool { return ok.Load() > before+300 })
+	testutil.WaitFor(t, 30*time.Second, "traffic after the kill", func() bool { return ok.Load() > before+300 })
 	close(stop)
 	wg.Wait()
 	eps := f.Endpoints()

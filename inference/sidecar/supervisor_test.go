@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -32,22 +31,11 @@ import (
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
 var _ pipeline.Predictor = (*sidecar.Predictor)(nil)
-
-// testLogger writes the supervisor's log into the test's output.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 // modelsDir makes a model repository with the demo model as version 1.
 func modelsDir(t testing.TB) string {
@@ -101,7 +89,7 @@ func baseConfig(t testing.TB, binary, models string) sidecar.Config {
 // returned without error and left no process behind.
 func start(t testing.TB, cfg sidecar.Config) *sidecar.Supervisor {
 	t.Helper()
-	s, err := sidecar.New(cfg, testLogger(t))
+	s, err := sidecar.New(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,18 +123,6 @@ func waitReady(t testing.TB, s *sidecar.Supervisor) {
 	defer cancel()
 	if err := s.WaitReady(ctx); err != nil {
 		t.Fatalf("%v\nlog tail:\n%s", err, strings.Join(s.LogTail(30), "\n"))
-	}
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -359,17 +335,17 @@ func TestKillMidStream(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, 30*time.Second, "first predictions", func() bool { return ok.Load() > 50 })
+	testutil.WaitFor(t, 30*time.Second, "first predictions", func() bool { return ok.Load() > 50 })
 	pid := s.Status().PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "restart", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "restart", func() bool {
 		st := s.Status()
 		return st.Restarts == 1 && st.State == sidecar.StateReady && st.PID != pid
 	})
 	before := ok.Load()
-	eventually(t, 30*time.Second, "predictions after the restart", func() bool { return ok.Load() > before+50 })
+	testutil.WaitFor(t, 30*time.Second, "predictions after the restart", func() bool { return ok.Load() > before+50 })
 	close(stop)
 	wg.Wait()
 	st := s.Status()
@@ -389,7 +365,7 @@ func TestNeverReady(t *testing.T) {
 	cfg := baseConfig(t, fakeScript(t.TempDir(), "never-ready"), modelsDir(t))
 	cfg.ReadyTimeout = 2 * time.Second
 	s := start(t, cfg)
-	eventually(t, 30*time.Second, "state loading", func() bool { return s.Status().State == sidecar.StateLoading })
+	testutil.WaitFor(t, 30*time.Second, "state loading", func() bool { return s.Status().State == sidecar.StateLoading })
 	st := s.Status()
 	if !strings.Contains(st.Reason, "demo: version 1 LOADING") || st.Ready {
 		t.Fatalf("status: %+v", st)
@@ -406,7 +382,7 @@ func TestNeverReady(t *testing.T) {
 	if _, err := s.Predictor().Metadata(context.Background(), model.Spec{Name: demo.Name}); status.Code(err) != codes.Unavailable {
 		t.Fatalf("Metadata while loading: %v", err)
 	}
-	eventually(t, 30*time.Second, "restart after ReadyTimeout", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "restart after ReadyTimeout", func() bool {
 		st := s.Status()
 		return st.Restarts >= 1 && st.LastExit != nil
 	})
@@ -420,14 +396,14 @@ func TestNeverReady(t *testing.T) {
 func TestHangAtStartup(t *testing.T) {
 	cfg := baseConfig(t, fakeScript(t.TempDir(), "hang"), modelsDir(t))
 	cfg.GracePeriod = 300 * time.Millisecond
-	s, err := sidecar.New(cfg, testLogger(t))
+	s, err := sidecar.New(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	eventually(t, 30*time.Second, "hang message", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "hang message", func() bool {
 		return slices.ContainsFunc(s.LogTail(0), func(l string) bool { return strings.Contains(l, "loading forever") })
 	})
 	st := s.Status()
@@ -457,7 +433,7 @@ func TestHangAtStartup(t *testing.T) {
 
 // TestGracefulStop: a well-behaved child stops on SIGTERM.
 func TestGracefulStop(t *testing.T) {
-	s, err := sidecar.New(baseConfig(t, standIn, modelsDir(t)), testLogger(t))
+	s, err := sidecar.New(baseConfig(t, standIn, modelsDir(t)), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +459,7 @@ func TestCrashLoop(t *testing.T) {
 	s := start(t, cfg)
 	backoffs := map[int]time.Duration{} // restarts so far → pending backoff
 	var crash sidecar.Status
-	eventually(t, 60*time.Second, "crash-loop", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "crash-loop", func() bool {
 		st := s.Status()
 		if st.State == sidecar.StateRestarting || st.State == sidecar.StateCrashLoop {
 			backoffs[st.Restarts] = st.Backoff
@@ -515,7 +491,7 @@ func TestCrashLoop(t *testing.T) {
 	}
 	// Still retrying: the restart count keeps growing.
 	n := crash.Restarts
-	eventually(t, 30*time.Second, "another restart", func() bool { return s.Status().Restarts > n })
+	testutil.WaitFor(t, 30*time.Second, "another restart", func() bool { return s.Status().Restarts > n })
 }
 
 // TestCrashAfterServing: a child that dies on its own after serving is
@@ -523,7 +499,7 @@ func TestCrashLoop(t *testing.T) {
 func TestCrashAfterServing(t *testing.T) {
 	s := start(t, baseConfig(t, fakeScript(t.TempDir(), "crash-after:1500ms"), modelsDir(t)))
 	waitReady(t, s)
-	eventually(t, 60*time.Second, "a crash and a restart", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "a crash and a restart", func() bool {
 		st := s.Status()
 		return st.Restarts >= 1 && st.LastExit != nil && st.LastExit.Code == 3
 	})
@@ -583,7 +559,7 @@ func TestReload(t *testing.T) {
 	if err != nil || res.Version != 7 {
 		t.Fatalf("added model: %v %v", res, err)
 	}
-	eventually(t, 10*time.Second, "both models ready", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "both models ready", func() bool {
 		return slices.Equal(s.Status().ReadyModels, []string{demo.Name, "second"})
 	})
 
@@ -633,7 +609,7 @@ func TestVersionMismatch(t *testing.T) {
 	if err != nil || res.Version != 1 {
 		t.Fatalf("predict: %v %v", res, err)
 	}
-	eventually(t, 10*time.Second, "warning in status", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "warning in status", func() bool {
 		if _, err := s.Predictor().Predict(context.Background(), model.Spec{Name: demo.Name}, demoInput(1, 1)); err != nil {
 			t.Fatal(err)
 		}
@@ -662,7 +638,7 @@ func TestNoOrphan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = tWriter{t}
+	cmd.Stderr = testutil.Writer(t)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -691,7 +667,7 @@ func TestNoOrphan(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	eventually(t, 10*time.Second, "the orphan to die", func() bool { return !alive(child) })
+	testutil.WaitFor(t, 10*time.Second, "the orphan to die", func() bool { return !alive(child) })
 }
 
 func httpGet(url string) (string, error) {
@@ -720,7 +696,7 @@ func TestPortInUse(t *testing.T) {
 	cfg := baseConfig(t, standIn, modelsDir(t))
 	cfg.GRPCPort = port
 	s := start(t, cfg)
-	eventually(t, 30*time.Second, "a failed start", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a failed start", func() bool {
 		st := s.Status()
 		return st.LastExit != nil && st.LastExit.Code != 0 && (st.State == sidecar.StateRestarting || st.State == sidecar.StateCrashLoop || st.Restarts > 0)
 	})

@@ -30,6 +30,7 @@ import (
 	"github.com/infergate/infergate/inference/tensor"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/inference/tfserving/tfservingtest"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
@@ -124,17 +125,6 @@ func (w tlogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestFleetConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  tfserving.FleetConfig
@@ -221,18 +211,18 @@ func TestFleetFailover(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 10*time.Second, "traffic on both", func() bool { return a.svc.PredictCalls() > 50 && b.svc.PredictCalls() > 50 })
+	testutil.WaitFor(t, 10*time.Second, "traffic on both", func() bool { return a.svc.PredictCalls() > 50 && b.svc.PredictCalls() > 50 })
 	a.kill()
-	waitFor(t, 10*time.Second, "a unhealthy", func() bool { return !f.Endpoints()[0].Healthy })
+	testutil.WaitFor(t, 10*time.Second, "a unhealthy", func() bool { return !f.Endpoints()[0].Healthy })
 	bBefore := b.svc.PredictCalls()
-	waitFor(t, 10*time.Second, "traffic on b alone", func() bool { return b.svc.PredictCalls() > bBefore+200 })
+	testutil.WaitFor(t, 10*time.Second, "traffic on b alone", func() bool { return b.svc.PredictCalls() > bBefore+200 })
 	st := f.Endpoints()[0]
 	if st.LastError == "" || st.LastErrorAt.IsZero() {
 		t.Fatalf("dead endpoint status: %+v", st)
 	}
 	a.start()
 	aBefore := a.svc.PredictCalls()
-	waitFor(t, 20*time.Second, "a back in rotation", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "a back in rotation", func() bool {
 		return f.Endpoints()[0].Healthy && a.svc.PredictCalls() > aBefore+50
 	})
 	close(stop)
@@ -283,9 +273,9 @@ func TestFleetAllDown(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("want UNAVAILABLE (the pipeline waits on it), got %v", err)
 	}
-	waitFor(t, 10*time.Second, "both unhealthy", func() bool { return !f.Healthy() })
+	testutil.WaitFor(t, 10*time.Second, "both unhealthy", func() bool { return !f.Healthy() })
 	b.start()
-	waitFor(t, 10*time.Second, "b healthy", func() bool { return f.Healthy() })
+	testutil.WaitFor(t, 10*time.Second, "b healthy", func() bool { return f.Healthy() })
 	if _, err := f.Predict(context.Background(), model.Spec{Name: "arith"}, arithInput()); err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +287,7 @@ func TestFleetHealthChecks(t *testing.T) {
 	// healthy endpoints get the calls.
 	f := newFleet(t, tfserving.FleetConfig{Endpoints: []string{a.addr, b.addr}})
 	a.hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	waitFor(t, 10*time.Second, "a unhealthy", func() bool { return !f.Endpoints()[0].Healthy })
+	testutil.WaitFor(t, 10*time.Second, "a unhealthy", func() bool { return !f.Endpoints()[0].Healthy })
 	if ep := f.Endpoints()[0]; !strings.Contains(ep.LastError, "NOT_SERVING") || ep.CheckedAt.IsZero() {
 		t.Fatalf("endpoint: %+v", ep)
 	}
@@ -313,9 +303,9 @@ func TestFleetHealthChecks(t *testing.T) {
 
 	// HealthModel: GetModelStatus must show an AVAILABLE version.
 	g := newFleet(t, tfserving.FleetConfig{Endpoints: []string{b.addr}, HealthModel: "missing"})
-	waitFor(t, 10*time.Second, "missing model unhealthy", func() bool { return !g.Endpoints()[0].Healthy })
+	testutil.WaitFor(t, 10*time.Second, "missing model unhealthy", func() bool { return !g.Endpoints()[0].Healthy })
 	h := newFleet(t, tfserving.FleetConfig{Endpoints: []string{b.addr}, HealthModel: "arith"})
-	waitFor(t, 10*time.Second, "checked", func() bool { return !h.Endpoints()[0].CheckedAt.IsZero() })
+	testutil.WaitFor(t, 10*time.Second, "checked", func() bool { return !h.Endpoints()[0].CheckedAt.IsZero() })
 	if !h.Endpoints()[0].Healthy {
 		t.Fatalf("arith is AVAILABLE: %+v", h.Endpoints()[0])
 	}
