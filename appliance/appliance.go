@@ -36,6 +36,8 @@ type Appliance struct {
 	token  string
 	reg    *prometheus.Registry
 
+	generatedToken string // set when New generated the token
+
 	sup   *supervisor
 	comps []*component
 
@@ -86,15 +88,16 @@ func New(cfg Config, logger *slog.Logger) (*Appliance, error) {
 		return nil, err
 	}
 	a.token = token
-	// Printed once, at generation; afterwards it is in the file only.
+	// The token itself never goes into the log stream (logs are shipped
+	// elsewhere); GeneratedToken lets the command show it on a terminal.
 	switch state {
 	case tokenNew:
-		logger.Warn("generated the admin token; it is shown only this once (also in the file, mode 0600)",
-			"token", token, "file", a.paths.AdminToken)
+		a.generatedToken = token
+		logger.Warn("generated the admin token; read it from the file (mode 0600)", "file", a.paths.AdminToken)
 	case tokenReplaced:
-		logger.Warn("the admin token file was empty; generated a new admin token, shown only this once (also in the file, mode 0600); "+
-			"the old token no longer works",
-			"token", token, "file", a.paths.AdminToken)
+		a.generatedToken = token
+		logger.Warn("the admin token file was empty; generated a new admin token, in the file (mode 0600); "+
+			"the old token no longer works", "file", a.paths.AdminToken)
 	}
 	a.sup = newSupervisor(logger)
 	a.comps = a.components()
@@ -108,7 +111,40 @@ func New(cfg Config, logger *slog.Logger) (*Appliance, error) {
 func (a *Appliance) Run(ctx context.Context) error {
 	a.logger.Info("starting infergate", "data_dir", a.paths.Root, "broker", a.cfg.Broker.Mode,
 		"model_server", a.cfg.ModelServer.Mode, "delivery", a.cfg.Delivery.Guarantee, "config_file", a.cfg.ConfigFile())
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go a.logReadiness(wctx, 250*time.Millisecond)
 	return a.sup.run(ctx, a.comps)
+}
+
+// logReadiness logs what /readyz says when it changes: "infergate is ready"
+// the first time every component is ready (not merely started: a model may
+// still be loading, partitions not yet assigned), then each change, with
+// the reason when it goes unready.
+func (a *Appliance) logReadiness(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	was, seen := false, false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := a.Ready()
+		switch {
+		case err == nil && !seen:
+			a.logger.Info("infergate is ready")
+		case err == nil && !was:
+			a.logger.Info("infergate is ready again")
+		case err != nil && was:
+			a.logger.Warn("infergate is not ready", "reason", err.Error())
+		}
+		if err == nil {
+			seen = true
+		}
+		was = err == nil
+	}
 }
 
 // Ready returns nil when every component is ready, else an error (wrapping
@@ -120,6 +156,13 @@ func (a *Appliance) Config() Config { return a.cfg }
 
 // AdminToken is the token mutating admin calls must present.
 func (a *Appliance) AdminToken() string { return a.token }
+
+// Paths are the files and directories of the appliance's data dir.
+func (a *Appliance) Paths() Paths { return a.paths }
+
+// GeneratedToken is the admin token when New generated it (first start, or
+// an empty token file), else "". `infergate run` shows it on a terminal only.
+func (a *Appliance) GeneratedToken() string { return a.generatedToken }
 
 // Registry holds the appliance's Prometheus metrics.
 func (a *Appliance) Registry() *prometheus.Registry { return a.reg }
@@ -430,6 +473,10 @@ func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
+		// slog's JSON handler writes a time.Duration as integer
+		// nanoseconds; the text handler writes "1.5s". Both write Go
+		// duration strings here, so one reader parses either format.
+		opts.ReplaceAttr = durationsAsStrings
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
@@ -468,4 +515,13 @@ func (a *Appliance) pipelineComponent() *component {
 			return nil
 		},
 	}
+}
+
+// durationsAsStrings is a slog ReplaceAttr writing durations as Go duration
+// strings ("250ms", "1m30s").
+func durationsAsStrings(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

@@ -76,7 +76,7 @@ func (s *supervisor) run(ctx context.Context, comps []*component) error {
 	s.mu.Lock()
 	s.started = true
 	s.mu.Unlock()
-	s.logger.Info("infergate is ready")
+	s.logger.Info("all components started")
 
 	var cause error
 	select {

@@ -496,6 +496,34 @@ func TestAuditAndUnknownEndpoint(t *testing.T) {
 	r.errMsg(t)
 }
 
+// Failed logins, on the page and as a Bearer token, are in the audit log
+// with the client; a blocked (429) attempt is not, so the log stays bounded.
+func TestFailedLoginsAudited(t *testing.T) {
+	env := newEnv(t)
+	hc := browserClient(t)
+	expectCode(t, env.postLogin(hc, "a-wrong-token-at-the-login-page"), http.StatusUnauthorized)
+	expectCode(t, env.call("GET", "/api/v1/status", "a-wrong-bearer-token-for-the-api", nil), http.StatusUnauthorized)
+	var a struct{ Entries []store.AuditEntry }
+	env.api("GET", "/api/v1/audit", nil).json(t, &a)
+	var failed []string
+	for _, e := range a.Entries {
+		if e.Action == "login_failed" {
+			failed = append(failed, e.Detail)
+		}
+	}
+	if len(failed) != 2 {
+		t.Fatalf("login_failed audit entries %q, want 2 (page and bearer); all: %+v", failed, a.Entries)
+	}
+	for _, d := range failed {
+		if !strings.Contains(d, "127.0.0.1") {
+			t.Errorf("audit detail %q does not name the client", d)
+		}
+		if strings.Contains(d, "wrong-token") || strings.Contains(d, "wrong-bearer") {
+			t.Errorf("audit detail %q contains the guessed token", d)
+		}
+	}
+}
+
 func TestStatusOf(t *testing.T) {
 	for _, tc := range []struct {
 		err  error

@@ -298,6 +298,7 @@ func (s *Server) checkBearer(r *http.Request) (ok bool, err error) {
 		return false, apiErr(http.StatusUnauthorized, "Authorization must be \"Bearer <admin token>\"")
 	}
 	s.limiter.fail(client)
+	s.audit("login_failed", "invalid bearer token from "+client)
 	return false, apiErr(http.StatusUnauthorized, "invalid admin token")
 }
 
@@ -374,6 +375,7 @@ func (s *Server) handleLogin(c echo.Context) error {
 		}
 		d := s.limiter.fail(client)
 		s.log.Warn("failed dashboard login", "client", client, "failures", s.limiter.failures(client), "blocked_for", d)
+		s.audit("login_failed", "wrong admin token at the dashboard login from "+client)
 		return s.renderLogin(c, http.StatusUnauthorized, "Wrong admin token.")
 	}
 	s.limiter.succeed(client)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"github.com/infergate/infergate/appliance"
@@ -32,6 +35,10 @@ func cmdRun(ctx context.Context, args []string, io stdio) error {
 	if err != nil {
 		return err
 	}
+	if t := a.GeneratedToken(); t != "" && isTerminal(io.err) {
+		// On a terminal only: never into a log file or journal.
+		fmt.Fprintf(io.err, "\nadmin token (shown only this once; also in %s):\n\n    %s\n\n", a.Paths().AdminToken, t)
+	}
 	return a.Run(ctx)
 }
 
@@ -52,4 +59,15 @@ func helpOrUsage(err error) error {
 		return nil
 	}
 	return usageError{error: err, printed: true}
+}
+
+// isTerminal says whether w is a terminal (a character device), so a secret
+// shown on it does not end up in a file or a log collector.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
