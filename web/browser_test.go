@@ -182,3 +182,53 @@ func TestBrowserDashboard(t *testing.T) {
 	webtest.Screenshot(t, ctx, filepath.Join(dir, "overview-phone.png"))
 	t.Logf("screenshots in %s", dir)
 }
+
+// TestBrowserPolish checks what an operator saw wrong on the overview and
+// models pages: a lag of 1 drew a full bar; "No errors" came with an emoji
+// that renders as a box without an emoji font; an unreachable model server
+// showed as a fake "v0 UNAVAILABLE" with the raw gRPC error.
+func TestBrowserPolish(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	env := newEnv(t, func(c *Config) { c.EventsInterval = 100 * time.Millisecond })
+	env.backend.mu.Lock()
+	env.backend.ends[0], env.backend.committed[0] = 1, 0
+	env.backend.models["demo"] = &Model{Name: "demo", Versions: []ModelVersion{{State: ModelUnavailable,
+		Error: "rpc error: code = Unavailable desc = connection error: dial tcp 127.0.0.1:8500: connect: connection refused"}}}
+	env.backend.mu.Unlock()
+	ctx := webtest.NewBrowser(t)
+	webtest.Login(t, ctx, env.base, testToken)
+
+	webtest.WaitJS(t, ctx, "the lag bar of partition 0", `document.querySelector('#lag-bars .bar-fill') !== null`)
+	width := webtest.Eval[float64](t, ctx, `parseFloat(document.querySelector('#lag-bars .bar-fill').style.width)`)
+	if width <= 0 || width > 1 {
+		t.Errorf("a lag of 1 draws a bar %.2f%% wide; want a sliver (scale floor 1000)", width)
+	}
+	errorsText := webtest.Text(t, ctx, "#err-bars")
+	if !strings.Contains(errorsText, "No errors.") || strings.ContainsRune(errorsText, '🎉') {
+		t.Errorf("error panel says %q", errorsText)
+	}
+	webtest.WaitJS(t, ctx, "the model chip says the model server is unreachable",
+		`[...document.querySelectorAll('#overview-models .badge')].some(b => b.textContent === 'model server unreachable')`)
+	chips := webtest.Text(t, ctx, "#overview-models")
+	if strings.Contains(chips, "v0") {
+		t.Errorf("overview shows a fake version: %q", chips)
+	}
+	// After a resume, the requests that waited through the pause finish at
+	// once with a latency of seconds; the latency chart's scale follows the
+	// 95th percentile then, not the outliers (drawn clipped at the top).
+	if m := webtest.Eval[float64](t, ctx, `chartMax([...Array(100).fill(12), 20000])`); m > 100 {
+		t.Errorf("latency scale with one 20 s outlier among 12 ms values: %v ms", m)
+	}
+	if m := webtest.Eval[float64](t, ctx, `chartMax([...Array(100).fill(12), 30])`); m < 30 {
+		t.Errorf("latency scale %v hides an ordinary peak of 30 ms", m)
+	}
+	webtest.Go(t, ctx, env.base, "models")
+	webtest.WaitJS(t, ctx, "the models table explains the unreachable server",
+		`document.querySelector('#models-table tbody').textContent.includes('model server unreachable')`)
+	table := webtest.Text(t, ctx, "#models-table tbody")
+	if strings.Contains(table, "v0") || strings.Contains(table, "rpc error") || !strings.Contains(table, "connection refused") {
+		t.Errorf("models table %q: want the cause without a fake v0 or gRPC's prefix", table)
+	}
+}

@@ -335,3 +335,15 @@ func (s Scenario) Run(t testing.TB, ctx context.Context) Result {
 	shot("models.png")
 	return r
 }
+
+// Text is the text content of the first element matching the CSS selector.
+func Text(t testing.TB, ctx context.Context, sel string) string {
+	t.Helper()
+	return valueOf(t, ctx, sel)
+}
+
+// Eval evaluates a JavaScript expression in the page and returns its value.
+func Eval[T any](t testing.TB, ctx context.Context, expr string) T {
+	t.Helper()
+	return value(t, ctx, expr, chromedp.Evaluate[T](expr))
+}

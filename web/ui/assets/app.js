@@ -227,7 +227,9 @@ function renderSnapshot(s) {
   const lag = s.lag || [];
   $('#lag-total').textContent = 'total ' + fmtInt(s.lag_total);
   $('#lag-error').textContent = s.lag_error ? 'lag unavailable: ' + s.lag_error : '';
-  const maxLag = Math.max(1, ...lag.map((l) => l.lag));
+  // A floor for the scale: a lag of 1 is not a full bar. 1000 is where the
+  // broker view marks a partition's lag as hot.
+  const maxLag = Math.max(LAG_SCALE_FLOOR, ...lag.map((l) => l.lag));
   bars($('#lag-bars'), lag.map((l) => ({ key: l.topic + '/' + l.partition, label: 'partition ' + l.partition,
     title: l.topic, value: l.lag, max: maxLag, text: fmtInt(l.lag) })), 'No consumer lag reported yet.');
 
@@ -235,12 +237,14 @@ function renderSnapshot(s) {
   const classes = Object.keys(s.errors_total || {}).sort();
   const maxErr = Math.max(0.001, ...classes.map((c) => s.errors_per_sec[c] || 0));
   bars($('#err-bars'), classes.map((c) => ({ key: c, label: c, value: s.errors_per_sec[c] || 0, max: maxErr, err: true,
-    text: fmtRate(s.errors_per_sec[c] || 0) + '/s', title: fmtInt(s.errors_total[c]) + ' total' })), 'No errors. 🎉');
+    text: fmtRate(s.errors_per_sec[c] || 0) + '/s', title: fmtInt(s.errors_total[c]) + ' total' })), 'No errors.');
   $('#store-info').textContent = fmtInt(s.store_records) + ' records in the DLQ store (' + fmtBytes(s.store_bytes) + ')';
 
   renderModelChips($('#overview-models'), s.models || []);
   drawCharts();
 }
+
+const LAG_SCALE_FLOOR = 1000;
 
 function bars(box, items, emptyText) {
   if (!items.length) {
@@ -265,6 +269,13 @@ function bars(box, items, emptyText) {
   box.replaceChildren(...rows);
 }
 
+// unreachable is the entry the appliance reports when the model server does
+// not answer: no version, state UNAVAILABLE (not a TF Serving state).
+function unreachable(v) { return v.state === 'UNAVAILABLE' && !v.version; }
+
+// grpcMessage strips gRPC's "rpc error: code = X desc = " from an error.
+function grpcMessage(e) { return (e || '').replace(/^rpc error: code = \w+ desc = /, ''); }
+
 function renderModelChips(box, models) {
   if (!models.length) {
     box.replaceChildren(h('p', { class: 'muted small' }, 'No models reported yet.'));
@@ -274,8 +285,9 @@ function renderModelChips(box, models) {
     const labels = Object.entries(m.labels || {}).map(([k, v]) => k + '→' + v).join(', ');
     return h('div', { class: 'model-chip', dataset: { model: m.name } },
       h('div', { class: 'mname' }, m.name),
-      h('div', {}, ...(m.versions || []).slice(-4).map((v) =>
-        h('span', { class: 'badge ' + v.state, title: v.error || '' }, 'v' + v.version + ' ' + v.state), ' ')),
+      h('div', {}, ...(m.versions || []).slice(-4).map((v) => unreachable(v)
+        ? h('span', { class: 'badge UNAVAILABLE', title: grpcMessage(v.error) }, 'model server unreachable')
+        : h('span', { class: 'badge ' + v.state, title: v.error || '' }, 'v' + v.version + ' ' + v.state), ' ')),
       labels ? h('div', { class: 'muted small' }, labels) : null);
   }));
 }
@@ -302,11 +314,25 @@ function svg(tag, attrs) {
   return el;
 }
 
+// chartMax is the y scale of a chart: the largest value, unless a few
+// outliers (the requests that waited through a pause, then finished at once)
+// are far above the rest; then the 95th percentile sets the scale, so the
+// normal values stay readable, and the outliers are drawn clipped at the top.
+function chartMax(all) {
+  if (!all.length) return 1;
+  const sorted = all.slice().sort((a, b) => a - b);
+  const top = sorted[sorted.length - 1];
+  const p95 = sorted[Math.floor(0.95 * (sorted.length - 1))];
+  const max = p95 > 0 && top > 4 * p95 ? 2 * p95 : top;
+  return max <= 0 ? 1 : niceCeil(max * 1.1);
+}
+
 function lineChart(el, series, unit) {
   const W = 300, H = 90, N = 300;
   const all = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
-  let max = Math.max(0, ...all);
-  max = max <= 0 ? 1 : niceCeil(max * 1.1);
+  const max = chartMax(all);
+  el.dataset.max = max;
+  el.dataset.clipped = all.some((v) => v > max) ? 'yes' : 'no';
   const kids = [];
   for (const f of [0.5, 1]) kids.push(svg('line', { class: 'grid-line', x1: 0, x2: W, y1: H - H * f + 0.5, y2: H - H * f + 0.5 }));
   for (const s of series) {
@@ -317,7 +343,7 @@ function lineChart(el, series, unit) {
     s.values.forEach((v, i) => {
       if (v === null || v === undefined) { pen = false; return; }
       const x = ((off + i) / (N - 1)) * W;
-      const y = H - (v / max) * (H - 4);
+      const y = H - (Math.min(v, max) / max) * (H - 4);
       d += (pen ? 'L' : 'M') + x.toFixed(1) + ' ' + y.toFixed(1);
       pen = true;
       if (firstX === null) firstX = x;
@@ -328,7 +354,7 @@ function lineChart(el, series, unit) {
     kids.push(svg('path', { class: 'series ' + s.cls, d }));
   }
   const label = svg('text', { x: 2, y: 9 });
-  label.textContent = fmtRate(max) + unit;
+  label.textContent = fmtRate(max) + unit + (all.some((v) => v > max) ? ' (higher values clipped)' : '');
   kids.push(label);
   el.replaceChildren(...kids);
 }
@@ -568,6 +594,13 @@ async function loadModels() {
       for (const [label, v] of Object.entries(m.labels || {})) (byVersion[v] = byVersion[v] || []).push(label);
       const versions = (m.versions || []).slice().sort((a, b) => b.version - a.version);
       versions.forEach((v, i) => {
+        if (unreachable(v)) {
+          rows.push(h('tr', { dataset: { model: m.name } },
+            h('td', {}, i === 0 ? h('strong', {}, m.name) : ''),
+            h('td', { colspan: 3 }, h('span', { class: 'badge UNAVAILABLE' }, 'model server unreachable'),
+              h('div', { class: 'error-text small' }, grpcMessage(v.error)))));
+          return;
+        }
         rows.push(h('tr', { dataset: { model: m.name, version: v.version } },
           h('td', {}, i === 0 ? h('strong', {}, m.name) : ''),
           h('td', {}, 'v' + v.version),
@@ -646,7 +679,7 @@ async function loadTopics() {
             h('td', {}, p.partition), h('td', { class: 'num hide-sm' }, p.leader), h('td', { class: 'num' }, fmtInt(p.start_offset)),
             h('td', { class: 'num' }, fmtInt(p.end_offset)),
             hasLag ? h('td', { class: 'num' }, p.committed >= 0 ? fmtInt(p.committed) : '–') : null,
-            hasLag ? h('td', { class: 'num' + (p.lag > 1000 ? ' lag-hot' : '') }, p.lag >= 0 ? fmtInt(p.lag) : '–') : null)),
+            hasLag ? h('td', { class: 'num' + (p.lag > LAG_SCALE_FLOOR ? ' lag-hot' : '') }, p.lag >= 0 ? fmtInt(p.lag) : '–') : null)),
           hasLag ? h('tr', {}, h('td', {}, h('strong', {}, 'total')), h('td', { class: 'hide-sm' }), h('td', {}),
             h('td', { class: 'num' }, fmtInt(sum('end_offset'))), h('td', {}), h('td', { class: 'num' }, h('strong', {}, fmtInt(sum('lag'))))) : null))));
     }));
