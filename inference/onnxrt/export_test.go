@@ -10,8 +10,8 @@ func UsePortableKernel(t testing.TB) bool {
 	if kernelName == "go" {
 		return false
 	}
-	old := gemmKernel
-	gemmKernel = kernelGo
-	t.Cleanup(func() { gemmKernel = old })
+	old, oldIndirect := gemmKernel, gemmIndirect
+	gemmKernel, gemmIndirect = kernelGo, indirectGather
+	t.Cleanup(func() { gemmKernel, gemmIndirect = old, oldIndirect })
 	return true
 }

@@ -15,6 +15,33 @@ func kernelAVX2(k int, a, b, c *float32, ldc int)
 //go:noescape
 func kernelAVX512(k int, a, b, c *float32, ldc int)
 
+//go:noescape
+func kernelIndirectAVX512(k int, a, x *float32, offs *int32, c *float32, ldc int, bias *float32, relu int)
+
+// indirectAVX512Checked bounds-checks what kernelIndirectAVX512 reads and
+// writes; offs must be ascending (its last entry the largest), as the
+// direct convolution builds it.
+func indirectAVX512Checked(k int, a, x []float32, base int, offs []int32, c []float32, ldc int, bias []float32, relu bool, panel []float32) {
+	if k == 0 {
+		indirectGather(k, a, x, base, offs, c, ldc, bias, relu, panel)
+		return
+	}
+	_ = a[k*8-1]
+	_ = x[base+int(offs[k-1])+gemmNR-1]
+	_ = x[base+int(offs[0])]
+	_ = c[7*ldc+gemmNR-1]
+	var bp *float32
+	if bias != nil {
+		_ = bias[7]
+		bp = &bias[0]
+	}
+	r := 0
+	if relu {
+		r = 1
+	}
+	kernelIndirectAVX512(k, &a[0], &x[base], &offs[0], &c[0], ldc, bp, r)
+}
+
 // kernelAVX512Checked bounds-checks the slices the assembly will read and
 // write (8 rows).
 func kernelAVX512Checked(k int, a, b, c []float32, ldc int) {
@@ -46,15 +73,16 @@ func kernelAVX2Checked(k int, a, b, c []float32, ldc int) {
 
 // amd64Kernels are the assembly kernels, best first, each with its row count.
 var amd64Kernels = []struct {
-	name string
-	mr   int
-	ok   bool
-	fn   microKernel
+	name     string
+	mr       int
+	ok       bool
+	fn       microKernel
+	indirect indirectKernel // nil: gather B and run fn
 }{
 	// On AMD Zen 5 (this project's machine) 512-bit FMAs run at full width:
 	// twice the peak of AVX2. INFERGATE_GEMM_KERNEL=avx2 or go forces another.
-	{"avx512", 8, cpu.X86.HasAVX512F, kernelAVX512Checked},
-	{"avx2+fma", 6, cpu.X86.HasAVX2 && cpu.X86.HasFMA, kernelAVX2Checked},
+	{"avx512", 8, cpu.X86.HasAVX512F, kernelAVX512Checked, indirectAVX512Checked},
+	{"avx2+fma", 6, cpu.X86.HasAVX2 && cpu.X86.HasFMA, kernelAVX2Checked, nil},
 }
 
 func init() {
@@ -65,6 +93,9 @@ func init() {
 	for _, k := range amd64Kernels {
 		if k.ok && (want == "" || strings.HasPrefix(k.name, want)) {
 			gemmKernel, gemmMR, kernelName = k.fn, k.mr, k.name
+			if k.indirect != nil {
+				gemmIndirect = k.indirect
+			}
 			return
 		}
 	}

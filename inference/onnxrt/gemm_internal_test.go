@@ -7,14 +7,15 @@ import (
 )
 
 type namedKernel struct {
-	mr int
-	fn microKernel
+	mr       int
+	fn       microKernel
+	indirect indirectKernel // nil: indirectGather
 }
 
 // kernels returns the micro-kernels this machine can run, by name, so tests
 // check the portable one (at both row counts) as well as the assembly ones.
 func kernels() map[string]namedKernel {
-	ks := map[string]namedKernel{"go/mr=6": {6, kernelGo}, "go/mr=8": {8, kernelGo}}
+	ks := map[string]namedKernel{"go/mr=6": {6, kernelGo, nil}, "go/mr=8": {8, kernelGo, nil}}
 	for name, k := range asmKernels() {
 		ks[name] = k
 	}
@@ -24,9 +25,12 @@ func kernels() map[string]namedKernel {
 // forceKernel switches the micro-kernel (and its row count) for the rest of
 // the test; panels must be packed after the switch.
 func forceKernel(t testing.TB, k namedKernel) {
-	oldFn, oldMR := gemmKernel, gemmMR
-	gemmKernel, gemmMR = k.fn, k.mr
-	t.Cleanup(func() { gemmKernel, gemmMR = oldFn, oldMR })
+	oldFn, oldMR, oldIndirect := gemmKernel, gemmMR, gemmIndirect
+	gemmKernel, gemmMR, gemmIndirect = k.fn, k.mr, k.indirect
+	if gemmIndirect == nil {
+		gemmIndirect = indirectGather
+	}
+	t.Cleanup(func() { gemmKernel, gemmMR, gemmIndirect = oldFn, oldMR, oldIndirect })
 }
 
 func TestPackedGEMMMatchesNaive(t *testing.T) {
@@ -73,4 +77,56 @@ func randF(rng *rand.Rand, n int) []float32 {
 		v[i] = float32(rng.NormFloat64())
 	}
 	return v
+}
+
+// TestIndirectKernelMatchesNaive checks each kernel's indirect form (the
+// direct convolution's) on B rows read through offsets, with and without
+// bias and ReLU, against float64 sums.
+func TestIndirectKernelMatchesNaive(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for name, k := range kernels() {
+		t.Run(name, func(t *testing.T) {
+			forceKernel(t, k)
+			for _, kk := range []int{1, 2, 3, 27, 144} {
+				for _, mode := range []struct{ bias, relu bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+					a := randF(rng, gemmMR*kk)
+					offs := make([]int32, kk)
+					off := 0
+					for i := range offs {
+						off += rng.IntN(40)
+						offs[i] = int32(off)
+					}
+					base := rng.IntN(10)
+					x := randF(rng, base+off+gemmNR)
+					var bias []float32
+					if mode.bias {
+						bias = randF(rng, gemmMR)
+					}
+					const ldc = 21
+					c := make([]float32, (gemmMR-1)*ldc+gemmNR)
+					for i := range c {
+						c[i] = float32(math.NaN())
+					}
+					gemmIndirect(kk, a, x, base, offs, c, ldc, bias, mode.relu, make([]float32, kk*gemmNR))
+					for i := range gemmMR {
+						for j := range gemmNR {
+							var s float64
+							for p := range kk {
+								s += float64(a[p*gemmMR+i]) * float64(x[base+int(offs[p])+j])
+							}
+							if bias != nil {
+								s += float64(bias[i])
+							}
+							if mode.relu {
+								s = max(s, 0)
+							}
+							if got := c[i*ldc+j]; math.Abs(float64(got)-s) > 1e-5+1e-5*math.Abs(s) || got != got {
+								t.Fatalf("k=%d %+v: c[%d,%d] = %v, want %v", kk, mode, i, j, got, s)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
 }

@@ -24,6 +24,9 @@ type convKernel struct {
 	threads int
 	scratch int // packed weights of a computed W
 	jobs    freeList[convJob]
+	// the direct path (conv_direct.go)
+	scratchBias int
+	directJobs  freeList[convDirectJob]
 }
 
 func compileConv(x *nodeCtx) (kernel, []tensor.DType, error) {
@@ -44,7 +47,7 @@ func compileConv(x *nodeCtx) (kernel, []tensor.DType, error) {
 	if group < 1 || group > 1<<20 {
 		return nil, nil, fmt.Errorf("attribute group is %d, want at least 1", group)
 	}
-	k := &convKernel{w: w, group: int(group), threads: x.c.threads, scratch: x.newScratch()}
+	k := &convKernel{w: w, group: int(group), threads: x.c.threads, scratch: x.newScratch(), scratchBias: x.newScratch()}
 	if wt := x.konst(1); wt != nil {
 		if err := k.checkWeights(wt.shape); err != nil {
 			return nil, nil, err
@@ -192,6 +195,10 @@ func (k *convKernel) run(st *state, nd *node) error {
 	if pa == nil {
 		pa = st.scratchF(k.scratch, k.group*packedASize(mg, kg))
 		packConvWeights(pa, w.f, m, kg, k.group)
+	}
+	if kg > 0 && directOK(&g) {
+		k.runDirect(g, x.f, o, pa, bias, n, cg, mg, kg, st)
+		return nil
 	}
 	j := k.getJob()
 	defer k.putJob(j)

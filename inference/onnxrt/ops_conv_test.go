@@ -136,6 +136,16 @@ func TestConvMatchesDefinition(t *testing.T) {
 		{n: 1, c: 3, m: 4, group: 1, in: []int{8, 6}, k: []int{2, 4}, strides: []int{3, 1}, dils: []int{1, 1}, autoPad: "SAME_LOWER"},
 		{n: 1, c: 1, m: 1, group: 1, in: []int{3, 3}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}},
 		{n: 2, c: 16, m: 40, group: 1, in: []int{1, 37}, k: []int{1, 1}, strides: []int{1, 1}, dils: []int{1, 1}},
+		// Wide rows: the direct path (conv_direct.go) — full and partial
+		// panels, height strides, dilations, groups, depthwise, 1-D, SAME_*,
+		// and one image split into row chunks for two threads.
+		{n: 2, c: 3, m: 16, group: 1, in: []int{9, 64}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{1, 1, 1, 1}},
+		{n: 1, c: 4, m: 10, group: 2, in: []int{7, 45}, k: []int{3, 2}, strides: []int{2, 1}, dils: []int{1, 2}, pads: []int{0, 1, 2, 0}},
+		{n: 3, c: 8, m: 8, group: 8, in: []int{6, 32}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{1, 1, 1, 1}},
+		{n: 2, c: 5, m: 7, group: 1, in: []int{70}, k: []int{5}, strides: []int{1}, dils: []int{2}, pads: []int{2, 1}},
+		{n: 1, c: 3, m: 4, group: 1, in: []int{8, 30}, k: []int{2, 4}, strides: []int{3, 1}, dils: []int{1, 1}, autoPad: "SAME_LOWER"},
+		{n: 1, c: 8, m: 19, group: 1, in: []int{37, 40}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{1, 1, 1, 1}},
+		{n: 2, c: 6, m: 9, group: 3, in: []int{5, 17}, k: []int{1, 1}, strides: []int{1, 1}, dils: []int{1, 1}},
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for ci, tc := range cases {
@@ -295,5 +305,51 @@ func TestConvShapeErrors(t *testing.T) {
 				t.Fatalf("Run: err = %v, want one about %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// An activation after a Conv on wide rows (the direct path) is applied
+// whether or not the kernel fuses it (ReLU is fused, others run after each
+// tile), with and without a bias.
+func TestConvDirectActivations(t *testing.T) {
+	tc := convCase{n: 2, c: 3, m: 11, group: 1, in: []int{5, 30}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{1, 1, 1, 1}}
+	rng := rand.New(rand.NewPCG(7, 8))
+	w, x, b := randFloats(rng, 11*3*9), randFloats(rng, 2*3*5*30), randFloats(rng, 11)
+	acts := map[string]func(float64) float64{
+		"Relu":      func(v float64) float64 { return max(v, 0) },
+		"Sigmoid":   func(v float64) float64 { return 1 / (1 + math.Exp(-v)) },
+		"LeakyRelu": func(v float64) float64 { return map[bool]float64{true: v, false: 0.01 * v}[v >= 0] },
+	}
+	for name, f := range acts {
+		for _, withBias := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/bias=%v", name, withBias), func(t *testing.T) {
+				in := []string{"x", "w", "b"}
+				bb := b
+				if !withBias {
+					in, bb = in[:2], nil
+				}
+				shape, want := naiveConv(tc, x, w, bb)
+				for i := range want {
+					want[i] = float32(f(float64(want[i])))
+				}
+				m, err := onnxrt.Load(graph(13, []*onnxpb.ValueInfoProto{floatInput("x", 2, 3, 5, 30)}, []string{"y"},
+					[]*onnxpb.TensorProto{floats("w", []int64{11, 3, 3, 3}, w...), floats("b", []int64{11}, b...)},
+					withAttr(op("Conv", "conv", in, []string{"h"}), intsAttr("pads", 1, 1, 1, 1)),
+					op(name, "act", []string{"h"}, []string{"y"})))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, kern := range []string{"native", "portable"} {
+					if kern == "portable" && !onnxrt.UsePortableKernel(t) {
+						continue
+					}
+					out, err := m.Run(map[string]*tensor.Tensor{"x": tensor.FromFloat32(x, 2, 3, 5, 30)}, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					checkClose(t, out["y"], shape, want)
+				}
+			})
+		}
 	}
 }
