@@ -234,3 +234,59 @@ func EnsureDemo(modelsDir string) error {
 func DemoModelConfig(modelsDir string) ModelConfig {
 	return ModelConfig{Name: demo.Name, BasePath: filepath.Join(modelsDir, demo.Name)}
 }
+
+// DeleteVersion removes a version directory of a configured model and
+// unloads the version at once. It refuses (FAILED_PRECONDITION) to delete
+// the only AVAILABLE version, so a model is never left without one, and a
+// version a label points at (move or remove the label first). A version
+// that is not there is NOT_FOUND.
+func (s *Server) DeleteVersion(name string, version int64) error {
+	cfg, ok := s.m.configured(name)
+	if !ok {
+		return status.Errorf(codes.NotFound, "model %s is not configured", name)
+	}
+	s.m.pollMu.Lock()
+	defer s.m.pollMu.Unlock()
+	dir := filepath.Join(cfg.BasePath, strconv.FormatInt(version, 10))
+	if _, err := os.Lstat(dir); err != nil {
+		return status.Errorf(codes.NotFound, "Could not find version %d of model %s", version, name)
+	}
+	s.m.mu.Lock()
+	mm := s.m.models[name]
+	var others int
+	var labels []string
+	for v, vs := range mm.versions {
+		if v != version && vs.state == StateAvailable {
+			others++
+		}
+	}
+	for l, v := range mm.labels {
+		if v == version {
+			labels = append(labels, l)
+		}
+	}
+	self := mm.versions[version]
+	s.m.mu.Unlock()
+	if len(labels) > 0 {
+		slices.Sort(labels)
+		return status.Errorf(codes.FailedPrecondition, "version %d of model %s has labels %v: move them first", version, name, labels)
+	}
+	if self != nil && self.state == StateAvailable && others == 0 {
+		return status.Errorf(codes.FailedPrecondition, "version %d is the only available version of model %s", version, name)
+	}
+	// Rename out of the numbered namespace first (one atomic step a scan
+	// cannot see half done), then remove.
+	tmp := filepath.Join(cfg.BasePath, ".deleted-"+strconv.FormatInt(version, 10))
+	os.RemoveAll(tmp)
+	if err := os.Rename(dir, tmp); err != nil {
+		return status.Errorf(codes.Internal, "deleting version %d of model %s: %v", version, name, err)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		s.log.Warn("removing a deleted version's files", "model", name, "version", version, "err", err)
+	}
+	s.log.Info("model version deleted", "model", name, "version", version)
+	if !mm.removed {
+		s.m.pollModel(mm, false)
+	}
+	return nil
+}

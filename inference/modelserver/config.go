@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -398,3 +399,40 @@ func BatchingFromProto(p *servingpb.BatchingParameters) *BatchingConfig {
 // fallsBack reports whether the policy serves the highest versions that load
 // (Latest), rather than versions named or all of them.
 func (p VersionPolicy) fallsBack() bool { return !p.All && len(p.Specific) == 0 }
+
+// ParseVersionPolicy reads a policy as settings and flags write it:
+// "latest:N" (or "latest", N=1), "all", or "specific:V,V,…".
+func ParseVersionPolicy(s string) (VersionPolicy, error) {
+	s = strings.TrimSpace(s)
+	kind, arg, hasArg := strings.Cut(s, ":")
+	switch strings.ToLower(kind) {
+	case "latest":
+		if !hasArg {
+			return VersionPolicy{Latest: 1}, nil
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(arg), 10, 32)
+		if err != nil || n == 0 {
+			return VersionPolicy{}, fmt.Errorf("%q: latest:N wants N of 1 or more", s)
+		}
+		return VersionPolicy{Latest: uint32(n)}, nil
+	case "all":
+		if hasArg {
+			return VersionPolicy{}, fmt.Errorf("%q: all takes no versions", s)
+		}
+		return VersionPolicy{All: true}, nil
+	case "specific":
+		var p VersionPolicy
+		for f := range strings.SplitSeq(arg, ",") {
+			v, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+			if err != nil || v < 0 {
+				return VersionPolicy{}, fmt.Errorf("%q: specific:V,V,… wants non-negative versions", s)
+			}
+			p.Specific = append(p.Specific, v)
+		}
+		if len(p.Specific) == 0 {
+			return VersionPolicy{}, fmt.Errorf("%q: specific lists no versions", s)
+		}
+		return p, nil
+	}
+	return VersionPolicy{}, fmt.Errorf("%q: want latest:N, all or specific:V,V,…", s)
+}

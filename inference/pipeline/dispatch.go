@@ -219,7 +219,11 @@ func (p *Pipeline) decode(ctx context.Context, r *request) (err error) {
 		name = p.cfg.DefaultModel
 	}
 	r.modelName = name
-	e, err := p.lookupMeta(ctx, metaKey{name: name, version: env.version, label: env.label})
+	version := env.version
+	if p.router != nil && !env.hasVersion && env.label == "" {
+		version = p.router.Route(name, routeKey(r))
+	}
+	e, err := p.lookupMeta(ctx, metaKey{name: name, version: version, label: env.label})
 	if err != nil {
 		return err
 	}

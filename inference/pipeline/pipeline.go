@@ -71,6 +71,8 @@ type Pipeline struct {
 	logger     *slog.Logger
 	clientOpts []kgo.Opt
 	pred       Predictor
+	router     Router   // nil: every request the model server's latest (or what it names)
+	observer   Observer // nil: nobody watches
 	st         *store.Store
 	m          *metrics
 	meta       *metaCache

@@ -88,8 +88,10 @@ func (p *Pipeline) runBatch(ctx context.Context, b *batch, buf []byte) []byte {
 			return buf
 		}
 	}
+	var latency time.Duration
 	if err == nil {
-		p.m.predict.WithLabelValues(b.spec.Name).Observe(time.Since(start).Seconds())
+		latency = time.Since(start)
+		p.m.predict.WithLabelValues(b.spec.Name).Observe(latency.Seconds())
 		err = checkOutputs(res, b.rows, b.reqs[0].si.batchable)
 		if err != nil {
 			err = withClass(ClassInternal, fmt.Errorf("model %s: %w", b.spec.Name, err))
@@ -115,6 +117,7 @@ func (p *Pipeline) runBatch(ctx context.Context, b *batch, buf []byte) []byte {
 		}
 		p.tr.complete(b.reqs...)
 		finished = true
+		p.observe(b, inputs, nil, 0, err)
 		return buf
 	}
 	if len(b.reqs) == 1 || p.canaries.get(b.spec) == nil {
@@ -138,6 +141,7 @@ func (p *Pipeline) runBatch(ctx context.Context, b *batch, buf []byte) []byte {
 	buf = buf[:0]
 	p.tr.complete(b.reqs...)
 	finished = true
+	p.observe(b, inputs, res, latency, nil)
 	return buf
 }
 

@@ -1,0 +1,319 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/pipeline"
+	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/testmodels"
+	"github.com/infergate/infergate/internal/testutil"
+	"github.com/infergate/infergate/store"
+)
+
+type env struct {
+	srv *modelserver.Server
+	st  *store.Store
+	dir string
+}
+
+// newEnv serves model "m": version 1 returns feature 0, version 2 its ReLU,
+// so they differ exactly on inputs whose feature 0 is negative.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	for v, relu := range map[int]bool{1: false, 2: true} {
+		d := filepath.Join(dir, "models", "m", fmt.Sprint(v))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "model.onnx"), testmodels.Feature(0, relu), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mc := modelserver.DefaultConfig()
+	mc.GRPCListen, mc.RESTListen = "", ""
+	mc.Models = []modelserver.ModelConfig{{Name: "m", BasePath: filepath.Join(dir, "models", "m"), Policy: modelserver.VersionPolicy{Latest: 2}}}
+	srv, err := modelserver.New(mc, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	if err := srv.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
+	return &env{srv: srv, st: openStore(t, filepath.Join(dir, "store")), dir: dir}
+}
+
+func openStore(t *testing.T, dir string) *store.Store {
+	t.Helper()
+	st, err := store.Open(store.DefaultConfig(dir), testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func (e *env) versions(ctx context.Context, name string) ([]int64, error) {
+	for _, m := range e.srv.Models() {
+		if m.Name == name {
+			var out []int64
+			for _, v := range m.Versions {
+				if v.State == modelserver.StateAvailable {
+					out = append(out, v.Version)
+				}
+			}
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no model %s", ErrNotFound, name)
+}
+
+func (e *env) controller(t *testing.T, cfg Config) (*Controller, *[]string) {
+	t.Helper()
+	var audit []string
+	c, err := New(cfg, testutil.Logger(t), e.st, e.srv.InProcess(), e.versions,
+		func(a, d string) { audit = append(audit, a+" "+d) }, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, &audit
+}
+
+// batch predicts rows on version v as the pipeline would and observes it:
+// row i has feature 0 = x(i).
+func (e *env) batch(t *testing.T, c *Controller, v int64, first, n int, x func(i int) float32) {
+	t.Helper()
+	data := make([]float32, n*16)
+	o := &pipeline.Observation{Spec: model.Spec{Name: "m", Version: v}, Batched: true}
+	for i := range n {
+		data[i*16] = x(first + i)
+		o.Requests = append(o.Requests, pipeline.ObservedRequest{ID: fmt.Sprintf(`"r-%d"`, first+i),
+			Key: fmt.Appendf(nil, "dev-%d", first+i), Topic: "inference_requests", Offset: int64(first + i), Row: int64(i), Rows: 1})
+	}
+	o.Inputs = map[string]*tensor.Tensor{"input": {DType: tensor.Float, Shape: []int64{int64(n), 16}, Data: data}}
+	start := time.Now()
+	res, err := e.srv.InProcess().Predict(context.Background(), o.Spec, o.Inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Latency, o.Version, o.Outputs = time.Since(start), res.Version, res.Outputs
+	c.Observe(o)
+}
+
+func run(t *testing.T, c *Controller) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// A shadow of a candidate that differs on every 4th input reports 25%
+// disagreement, those requests as the top differences, and the flips.
+func TestShadowReportShowsKnownShare(t *testing.T) {
+	e := newEnv(t)
+	c, audit := e.controller(t, DefaultConfig())
+	run(t, c)
+	if _, err := c.Start(context.Background(), Spec{Model: "m"}); err == nil {
+		t.Fatal("started without a candidate: the highest version is already the one serving")
+	}
+	r, err := c.Start(context.Background(), Spec{Model: "m", Stable: 1, Candidate: 2, Threshold: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Mode != ModeShadow || r.Percent != 0 {
+		t.Fatalf("started %+v, want a shadow", r)
+	}
+	// Every request is answered by version 1 while shadowing.
+	for i := range 50 {
+		if v := c.Route("m", fmt.Appendf(nil, "dev-%d", i)); v != 1 {
+			t.Fatalf("shadow routes key %d to %d, want 1", i, v)
+		}
+	}
+	x := func(i int) float32 {
+		if i%4 == 0 {
+			return -float32(i%7 + 1) // candidate says 0: differs by i%7+1
+		}
+		return 0.25
+	}
+	const n = 400
+	for first := 0; first < n; first += 40 {
+		e.batch(t, c, 1, first, 40, x)
+	}
+	var rep *Report
+	testutil.Eventually(t, time.Minute, func() error {
+		rep, err = c.Report("m")
+		if err != nil {
+			return err
+		}
+		if rep.Compared+int(rep.Dropped) < n {
+			return fmt.Errorf("compared %d, dropped %d of %d", rep.Compared, rep.Dropped, n)
+		}
+		return nil
+	})
+	if rep.Compared < n/2 {
+		t.Fatalf("only %d of %d compared (%d dropped)", rep.Compared, n, rep.Dropped)
+	}
+	// Exactly the inputs with a negative feature 0 differ.
+	want := 0
+	for _, top := range rep.Top {
+		var i int
+		fmt.Sscanf(top.RequestID, `"r-%d"`, &i)
+		if i%4 != 0 || top.Diff != float64(i%7+1) || top.Stable[0] != float64(x(i)) || top.Candidate[0] != 0 {
+			t.Errorf("top difference %+v is not one of the differing inputs", top)
+		}
+	}
+	for _, q := range rep.Top {
+		if q.Diff == 7 {
+			want++
+		}
+	}
+	if math.Abs(1-rep.Agreement-0.25) > 0.001 {
+		t.Errorf("disagreement %.3f, want 0.25 (%d compared)", 1-rep.Agreement, rep.Compared)
+	}
+	if rep.Difference.Max != 7 || len(rep.Top) != TopN || rep.Top[0].Diff != 7 || want == 0 {
+		t.Errorf("max %v, top %d (first %v), want 7 and %d", rep.Difference.Max, len(rep.Top), rep.Top[0].Diff, TopN)
+	}
+	// Scores of 0.25 vs 0.25 and -k vs 0 never cross 0.5: no flips.
+	if rep.Flips != 0 || rep.Kind != "score" || rep.Candidate.Errors != 0 || rep.Stable.P99Ms <= 0 || rep.Candidate.P99Ms <= 0 {
+		t.Errorf("report %+v", rep)
+	}
+	if len(*audit) != 1 {
+		t.Errorf("audit %v", *audit)
+	}
+}
+
+// A planned split moves keys consistently, survives a restart of the
+// controller, and a guard rolls it back with the stable version pinned.
+func TestSplitStepsAndGuardRollback(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now()
+	clock := func() time.Time { return now }
+	cfg := DefaultConfig()
+	cfg.Now = clock
+	cfg.CheckInterval = time.Hour // checks are driven by the test
+	c, audit := e.controller(t, cfg)
+	_, err := c.Start(context.Background(), Spec{Model: "m", Stable: 1, Candidate: 2,
+		Steps:  []Step{{10, Duration(time.Minute)}, {50, Duration(time.Minute)}, {100, Duration(time.Minute)}},
+		Guards: Guards{MaxDisagreement: 0.1, MinRequests: 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	share := func() (float64, map[string]int64) {
+		got := map[string]int64{}
+		n := 0
+		for i := range 2000 {
+			k := fmt.Sprintf("dev-%d", i)
+			got[k] = c.Route("m", []byte(k))
+			if got[k] == 2 {
+				n++
+			}
+		}
+		return float64(n) / 20, got
+	}
+	p10, at10 := share()
+	if p10 < 7 || p10 > 13 {
+		t.Fatalf("10%% step sends %.1f%% of keys to the candidate", p10)
+	}
+	now = now.Add(61 * time.Second)
+	c.check()
+	p50, at50 := share()
+	if p50 < 45 || p50 > 55 {
+		t.Fatalf("50%% step sends %.1f%%", p50)
+	}
+	for k, v := range at10 {
+		if v == 2 && at50[k] != 2 {
+			t.Fatalf("key %s left the candidate when its share grew", k)
+		}
+	}
+	// A restarted controller routes the same.
+	c2, _ := e.controller(t, cfg)
+	if _, again := share(); fmt.Sprint(again) != fmt.Sprint(at50) {
+		t.Fatal("routing changed")
+	}
+	_ = c2
+	// The candidate disagrees on every input with a negative feature 0.
+	run(t, c)
+	for first := 0; first < 200; first += 20 {
+		e.batch(t, c, 1, first, 20, func(int) float32 { return -1 })
+	}
+	testutil.Eventually(t, time.Minute, func() error {
+		c.check()
+		r, _ := c.Get("m")
+		if r.State != StateRolledBack {
+			return fmt.Errorf("state %s", r.State)
+		}
+		return nil
+	})
+	r, _ := c.Get("m")
+	if r.Evidence == nil || r.Evidence.Disagreement < 0.99 || r.Percent != 0 {
+		t.Fatalf("rolled back %+v %+v", r, r.Evidence)
+	}
+	for i := range 100 {
+		if v := c.Route("m", fmt.Appendf(nil, "dev-%d", i)); v != 1 {
+			t.Fatalf("after the rollback key %d goes to %d", i, v)
+		}
+	}
+	if c.Serving("m") != 1 {
+		t.Fatalf("pinned %d after rollback", c.Serving("m"))
+	}
+	found := false
+	for _, a := range *audit {
+		if len(a) > 19 && a[:19] == "rollout.rolled_back" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no rollback in the audit: %v", *audit)
+	}
+	// The evidence stays readable.
+	if rep, err := c.Report("m"); err != nil || rep.Compared == 0 || rep.Agreement != 0 {
+		t.Fatalf("report after rollback: %+v %v", rep, err)
+	}
+}
+
+func TestPin(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.controller(t, DefaultConfig())
+	if err := c.Pin(context.Background(), "m", 3); err == nil {
+		t.Fatal("pinned an unavailable version")
+	}
+	if err := c.Pin(context.Background(), "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	if v := c.Route("m", []byte("k")); v != 1 {
+		t.Fatalf("route %d", v)
+	}
+	c2, _ := e.controller(t, DefaultConfig())
+	if v := c2.Route("m", []byte("k")); v != 1 {
+		t.Fatalf("after restart route %d", v)
+	}
+	if err := c2.Pin(context.Background(), "m", 0); err != nil || c2.Route("m", nil) != 0 {
+		t.Fatalf("unpin: %v", err)
+	}
+}
+
+func TestParseSteps(t *testing.T) {
+	s, err := ParseSteps("10%:30s, 50%:1m,100")
+	if err != nil || len(s) != 3 || s[0].Percent != 10 || time.Duration(s[1].Hold) != time.Minute || s[2].Hold != 0 {
+		t.Fatalf("%+v %v", s, err)
+	}
+	if _, err := ParseSteps("x%:1s"); err == nil {
+		t.Fatal("accepted x%")
+	}
+}
