@@ -214,6 +214,8 @@ func (a *Appliance) components() []*component {
 	if a.cfg.Demo.Enabled {
 		comps = append(comps, a.demoComponent())
 	}
+	// Once broker and model server listen (endpoints.go).
+	comps = append(comps, a.endpointsComponent())
 	// Last: it reports on all the others, and stops first (web.go).
 	if a.cfg.HTTP.Listen != "" {
 		comps = append(comps, a.webComponent())

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -81,8 +82,9 @@ type dlqBackend interface {
 	list(ctx context.Context, f dlqFilter) ([]dlqRecord, error)
 	get(ctx context.Context, id string) (*dlqRecord, error)
 	replay(ctx context.Context, ids []string, f *dlqFilter) (int, error)
-	// warnings says what data was lost (store or broker corruption), one sentence each.
-	warnings(ctx context.Context) []string
+	// warnings says what data was lost (store or broker corruption), one
+	// sentence each; an error if the appliance cannot be reached at all.
+	warnings(ctx context.Context) ([]string, error)
 	close() error
 }
 
@@ -104,7 +106,6 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 	fs := newFlagSet("dlq "+sub, dlqSynopsis, io.err)
 	var cf clientFlags
 	cf.register(fs)
-	dataDir := fs.String("data-dir", "", "data directory of the appliance (default: the data_dir setting, ./infergate-data)")
 	apiURL := fs.String("url", "", "admin API of a running appliance, e.g. http://127.0.0.1:8080")
 	token := fs.String("token", "", "admin token (default INFERGATE_ADMIN_TOKEN, else <data dir>/admin-token)")
 	var f dlqFilter
@@ -144,7 +145,7 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 		return usageErr(fmt.Errorf("unknown subcommand %q: list, show or replay", sub))
 	}
 
-	be, err := openDLQBackend(ctx, &cf, io.environ, *dataDir, *apiURL, *token)
+	be, err := openDLQBackend(ctx, &cf, io.environ, *apiURL, *token)
 	if err != nil {
 		return err
 	}
@@ -152,7 +153,11 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 
 	// Lost data is said first, on stderr, whatever the subcommand: a list that silently
 	// misses records is what this is against.
-	for _, w := range be.warnings(ctx) {
+	ws, err := be.warnings(ctx)
+	if err != nil {
+		return err
+	}
+	for _, w := range ws {
 		fmt.Fprintln(io.err, "WARNING:", w)
 	}
 	switch sub {
@@ -214,14 +219,12 @@ func oneLine(s string, max int) string {
 // openDLQBackend picks the admin API or the store. The store's lock tells
 // whether the appliance owning the data dir runs: probing a port could find
 // another appliance with another data dir.
-func openDLQBackend(ctx context.Context, cf *clientFlags, environ []string, dataDir, apiURL, token string) (dlqBackend, error) {
+func openDLQBackend(ctx context.Context, cf *clientFlags, environ []string, apiURL, token string) (dlqBackend, error) {
 	cfg, err := cf.settings(environ)
 	if err != nil {
 		return nil, err
 	}
-	if dataDir == "" {
-		dataDir = cfg.DataDir
-	}
+	dataDir := cfg.DataDir
 	if token == "" {
 		token = envMap(environ)["INFERGATE_ADMIN_TOKEN"]
 	}
@@ -229,7 +232,7 @@ func openDLQBackend(ctx context.Context, cf *clientFlags, environ []string, data
 		token, _ = appliance.ReadAdminToken(dataDir) // a --url without a token still reads
 	}
 	if apiURL != "" {
-		return newAPIBackend(apiURL, token)
+		return newAPIBackend(apiURL, "--url", token, cf.timeout)
 	}
 	paths := appliance.DataPaths(dataDir)
 	if _, err := os.Stat(paths.Store); err != nil {
@@ -240,17 +243,17 @@ func openDLQBackend(ctx context.Context, cf *clientFlags, environ []string, data
 	if errors.Is(err, store.ErrLocked) {
 		// The running appliance left its API's address in the data dir.
 		if u, err := appliance.ReadAdminURL(dataDir); err == nil && u != "" {
-			return newAPIBackend(u, token)
+			return newAPIBackend(u, filepath.Join(dataDir, appliance.AdminURLFile)+", written by the appliance running on "+dataDir, token, cf.timeout)
 		}
 		if cfg.HTTP.Listen == "" {
 			return nil, fmt.Errorf("the appliance using %s is running with its admin API off (http.listen is empty): stop it or pass --url", dataDir)
 		}
-		return newAPIBackend("http://"+dialable(cfg.HTTP.Listen), token)
+		return newAPIBackend("http://"+dialable(cfg.HTTP.Listen), "the http.listen setting", token, cf.timeout)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &storeBackend{st: st, cfg: cfg, paths: paths, brokers: cf.brokers}, nil
+	return &storeBackend{st: st, cfg: cfg, paths: paths, brokers: cf.brokers, timeout: cf.timeout}, nil
 }
 
 // dialable turns a listen address into one to connect to.
@@ -281,12 +284,13 @@ type storeBackend struct {
 	cfg     *appliance.Config
 	paths   appliance.Paths
 	brokers string
+	timeout time.Duration
 }
 
 func (b *storeBackend) close() error { return b.st.Close() }
 
-func (b *storeBackend) warnings(ctx context.Context) []string {
-	return appliance.StoreWarnings(b.st.CheckedHealth(ctx))
+func (b *storeBackend) warnings(ctx context.Context) ([]string, error) {
+	return appliance.StoreWarnings(b.st.CheckedHealth(ctx)), nil
 }
 
 func (b *storeBackend) filter(f dlqFilter) store.Filter {
@@ -373,17 +377,17 @@ func (b *storeBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (
 		defer e.Close()
 		cc.Brokers = []string{e.Addr()}
 	}
-	opts, err := cc.Opts()
-	if err != nil {
-		return 0, err
+	t := &target{cc: cc, cfg: b.cfg, source: "the broker settings", timeout: b.timeout}
+	if b.brokers != "" {
+		t.source = "--brokers"
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := t.connect(ctx, b.cfg.Topics.Requests, kgo.RecordDeliveryTimeout(b.timeout), kgo.ProduceRequestTimeout(b.timeout))
 	if err != nil {
 		return 0, err
 	}
 	defer cl.Close()
 	if err := pipeline.Replay(ctx, cl, b.cfg.Topics.Requests, recs); err != nil {
-		return 0, fmt.Errorf("producing replayed records: %w", err)
+		return 0, fmt.Errorf("producing replayed records to %s at %s: %w", b.cfg.Topics.Requests, t.addrs(), err)
 	}
 	replayed := make([]string, len(recs))
 	for i, r := range recs {
@@ -397,28 +401,39 @@ func (b *storeBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (
 
 // apiBackend talks to a running appliance's admin API (DESIGN.md paths).
 type apiBackend struct {
-	base  *url.URL
-	token string
-	http  *http.Client
+	base    *url.URL
+	source  string // where the URL came from, for errors
+	token   string
+	timeout time.Duration
+	http    *http.Client
 }
 
-func newAPIBackend(raw, token string) (*apiBackend, error) {
+func newAPIBackend(raw, source, token string, timeout time.Duration) (*apiBackend, error) {
 	u, err := url.Parse(strings.TrimRight(raw, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usageErr(fmt.Errorf("--url %q is not an http(s) URL", raw))
 	}
-	return &apiBackend{base: u, token: token, http: &http.Client{Timeout: time.Minute}}, nil
+	return &apiBackend{base: u, source: source, token: token, timeout: timeout, http: &http.Client{Timeout: timeout}}, nil
 }
 
 func (b *apiBackend) close() error { return nil }
 
-func (b *apiBackend) warnings(ctx context.Context) []string {
+func (b *apiBackend) warnings(ctx context.Context) ([]string, error) {
 	var st web.Status
 	if err := b.do(ctx, http.MethodGet, "/api/v1/status", nil, nil, &st); err != nil {
-		return []string{"cannot tell whether data was lost: GET /api/v1/status: " + err.Error()}
+		var ue unreachableError
+		if errors.As(err, &ue) {
+			return nil, err
+		}
+		return []string{"cannot tell whether data was lost: " + err.Error()}, nil
 	}
-	return st.Warnings
+	return st.Warnings, nil
 }
+
+// unreachableError is an admin API call that got no HTTP answer.
+type unreachableError struct{ error }
+
+func (u unreachableError) Unwrap() error { return u.error }
 
 func (b *apiBackend) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
 	u := *b.base
@@ -445,7 +460,14 @@ func (b *apiBackend) do(ctx context.Context, method, path string, query url.Valu
 	}
 	resp, err := b.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("admin API at %s: %w", b.base, err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return unreachableError{fmt.Errorf("gave up after %s (--timeout) waiting for the admin API at %s (address from %s) to answer %s %s", b.timeout, b.base, b.source, method, path)}
+		}
+		return unreachableError{fmt.Errorf("no admin API at %s (address from %s): %s %s: %w", b.base, b.source, method, path, errors.Unwrap(err))}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

@@ -17,6 +17,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/appliance"
+	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/pipeline"
+	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // headerFlags collects repeated --header key=value flags.
@@ -32,15 +37,19 @@ func (h *headerFlags) Set(s string) error {
 	return nil
 }
 
-// cmdProduce sends JSON lines as records: one line, one record. It reports
-// how many the broker acknowledged, and fails if any was not.
+// cmdProduce sends JSON lines as records: one line, one record. Every line
+// is checked before the first is sent (JSON; for the requests topic also the
+// request format and the model's signature, as the pipeline will), so a bad
+// line 3 does not leave lines 1-2 sent and a rerun of the fixed file
+// duplicating them. It reports how many the broker acknowledged, and fails
+// if any was not.
 func cmdProduce(ctx context.Context, args []string, io stdio) error {
-	fs := newFlagSet("produce", "produce [--brokers HOST:PORT,...] [--topic T] [--key-field F] [--header K=V]... [--no-validate] [FILE]", io.err)
+	fs := newFlagSet("produce", "produce [--brokers HOST:PORT,...] [--topic T] [--key-field F] [--header K=V]... [--no-validate] [--timeout D] [FILE]", io.err)
 	var cf clientFlags
 	cf.register(fs)
 	topic := fs.String("topic", "", "topic to produce to (default: the appliance's requests topic, inference_requests)")
 	keyField := fs.String("key-field", "", "use this top-level JSON field (string or number) of each line as the record key, e.g. request_id")
-	noValidate := fs.Bool("no-validate", false, "send lines as they are, without checking that each is JSON")
+	noValidate := fs.Bool("no-validate", false, "send lines as they are: no check that each is JSON and, for the requests topic, a request the model accepts (--key-field still needs its field)")
 	var headers headerFlags
 	fs.Var(&headers, "header", "add a record header K=V to every record (repeatable), e.g. --header model=demo")
 	if err := fs.Parse(args); err != nil {
@@ -49,38 +58,77 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 	if fs.NArg() > 1 {
 		return usageErr(fmt.Errorf("at most one FILE, got %q", fs.Args()))
 	}
-	if *noValidate && *keyField != "" {
-		return usageErr(errors.New("--key-field reads JSON and cannot be combined with --no-validate"))
-	}
-	cc, cfg, err := cf.client(io.environ)
+	t, err := cf.client(io.environ)
 	if err != nil {
 		return err
 	}
 	if *topic == "" {
-		*topic = cfg.Topics.Requests
+		*topic = t.requestsTopic()
 	}
 
-	in := io.in
-	name := "stdin"
+	src := lineSource{in: io.in, name: "stdin"}
 	if fs.NArg() == 1 && fs.Arg(0) != "-" {
 		f, err := os.Open(fs.Arg(0))
 		if err != nil {
 			return usageErr(err)
 		}
 		defer f.Close()
-		in, name = f, fs.Arg(0)
+		src = lineSource{in: f, name: fs.Arg(0), file: f}
 	}
 
-	opts, err := cc.Opts()
-	if err != nil {
-		return usageErr(err)
+	// First pass: check every line; nothing is sent if one is bad.
+	var chk *requestChecker
+	if !*noValidate && *topic == t.requestsTopic() {
+		chk = newRequestChecker(t, headers)
+		defer chk.close()
 	}
-	opts = append(opts, kgo.DefaultProduceTopic(*topic),
-		// A missing topic fails within a second or two instead of kgo's
-		// four metadata rounds of 5 s: the appliance creates its topics,
-		// so a missing one is a typo in --topic or the wrong --brokers.
-		kgo.UnknownTopicRetries(2), kgo.MetadataMinAge(250*time.Millisecond))
-	cl, err := kgo.NewClient(opts...)
+	var bad []string
+	badLines, lines := 0, 0
+	err = src.each(func(lineNo int, line []byte) error {
+		lines++
+		var problem error
+		switch {
+		case *keyField != "":
+			// The key must be read, --no-validate or not.
+			if _, err := jsonKey(line, *keyField); err != nil {
+				problem = err
+			}
+		case *noValidate:
+			return nil
+		case !json.Valid(line):
+			problem = errors.New("not valid JSON")
+		}
+		if problem == nil && chk != nil && !*noValidate {
+			problem = chk.check(ctx, line)
+		}
+		if problem != nil {
+			badLines++
+			if len(bad) < maxReported {
+				bad = append(bad, fmt.Sprintf("%s line %d: %v", src.name, lineNo, problem))
+			}
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return err
+	}
+	if chk != nil && chk.warning != "" {
+		fmt.Fprintln(io.err, "WARNING:", chk.warning)
+	}
+	if badLines > 0 {
+		for _, b := range bad {
+			fmt.Fprintln(io.err, b)
+		}
+		if badLines > len(bad) {
+			fmt.Fprintf(io.err, "... and %d more invalid lines\n", badLines-len(bad))
+		}
+		return usageErr(fmt.Errorf("nothing was sent: %d of %d lines are invalid (fix them, or send as is with --no-validate)", badLines, lines))
+	}
+
+	cl, err := t.connect(ctx, *topic, kgo.DefaultProduceTopic(*topic),
+		// A delivery the broker does not acknowledge in time fails
+		// instead of being retried for kgo's default of forever.
+		kgo.RecordDeliveryTimeout(t.timeout), kgo.ProduceRequestTimeout(t.timeout))
 	if err != nil {
 		return err
 	}
@@ -99,17 +147,10 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 		}
 		acked.Add(1)
 	}
-	readErr := readLines(in, func(lineNo int, line []byte) error {
-		if !*noValidate && !json.Valid(line) {
-			return fmt.Errorf("%s line %d: not valid JSON (use --no-validate to send it anyway)", name, lineNo)
-		}
+	readErr := src.each(func(_ int, line []byte) error {
 		r := &kgo.Record{Value: line, Headers: append([]kgo.RecordHeader(nil), headers...)}
 		if *keyField != "" {
-			key, err := jsonKey(line, *keyField)
-			if err != nil {
-				return fmt.Errorf("%s line %d: %w", name, lineNo, err)
-			}
-			r.Key = key
+			r.Key, _ = jsonKey(line, *keyField) // checked in the first pass
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -119,13 +160,16 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 		return nil
 	})
 	// Whatever was handed to the client is flushed even when reading
-	// stopped at a bad line, so the count below is what the broker has.
+	// stopped (interrupted), so the count below is what the broker has.
 	flushErr := cl.Flush(context.WithoutCancel(ctx))
 	n := acked.Load()
-	fmt.Fprintf(io.err, "produced %d of %d records to %s (acknowledged by the broker)\n", n, sent, *topic)
+	fmt.Fprintf(io.err, "produced %d of %d records to %s (acknowledged by the broker at %s)\n", n, sent, *topic, t.addrs())
 	var sendErr error
 	switch {
 	case failed != nil:
+		if errors.Is(failed, kgo.ErrRecordTimeout) {
+			failed = fmt.Errorf("gave up after %s (--timeout) waiting for the broker at %s to acknowledge them: %w", t.timeout, t.addrs(), failed)
+		}
 		sendErr = fmt.Errorf("%d of %d records were not acknowledged: %w", sent-n, sent, failed)
 		if errors.Is(failed, kerr.UnknownTopicOrPartition) {
 			sendErr = fmt.Errorf("%w (does topic %s exist?)", sendErr, *topic)
@@ -133,10 +177,136 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 	case flushErr != nil:
 		sendErr = flushErr
 	}
-	if readErr != nil {
-		return usageErr(errors.Join(readErr, sendErr))
+	return errors.Join(readErr, sendErr)
+}
+
+// maxReported is how many invalid lines produce lists before summing up.
+const maxReported = 20
+
+// lineSource is produce's input, read twice: once to check, once to send.
+// A file is read again from its start; stdin is kept in memory.
+type lineSource struct {
+	in   io.Reader
+	name string
+	file *os.File
+	kept [][]byte
+	read bool
+}
+
+func (s *lineSource) each(fn func(lineNo int, line []byte) error) error {
+	if s.read && s.file == nil {
+		for i, l := range s.kept {
+			if l == nil {
+				continue
+			}
+			if err := fn(i+1, l); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return sendErr
+	if s.read {
+		if _, err := s.file.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("reading %s again: %w", s.name, err)
+		}
+	}
+	first := !s.read
+	s.read = true
+	return readLines(s.in, func(lineNo int, line []byte) error {
+		if first && s.file == nil {
+			for len(s.kept) < lineNo-1 {
+				s.kept = append(s.kept, nil) // blank lines keep the numbering
+			}
+			s.kept = append(s.kept, line)
+		}
+		return fn(lineNo, line)
+	})
+}
+
+// requestChecker checks request lines as the pipeline will decode them,
+// against the signature of the model each names, read from the appliance's
+// model server.
+type requestChecker struct {
+	headerModel  string
+	defaultModel string
+	client       *tfserving.Client
+	addr         string
+	timeout      time.Duration
+	meta         map[model.Spec]metaAnswer
+	// warning says why signatures could not be checked (model server not
+	// reachable): the format was checked, the shapes were not.
+	warning string
+}
+
+type metaAnswer struct {
+	md  *model.Metadata
+	err error
+}
+
+func newRequestChecker(t *target, headers []kgo.RecordHeader) *requestChecker {
+	c := &requestChecker{defaultModel: t.defaultModel(), timeout: t.timeout, meta: map[model.Spec]metaAnswer{}}
+	for _, h := range headers {
+		if h.Key == pipeline.HeaderModel {
+			c.headerModel = string(h.Value)
+		}
+	}
+	var addrs []string
+	switch {
+	case t.ep != nil:
+		addrs = t.ep.ModelServerGRPC
+	case t.cfg.ModelServer.Mode == appliance.ModelServerExternal:
+		addrs = t.cfg.ModelServer.TFServingEndpoints
+	case t.cfg.ModelServer.GRPCListen != "":
+		addrs = []string{dialable(t.cfg.ModelServer.GRPCListen)}
+	}
+	if len(addrs) == 0 {
+		c.warning = "the appliance's model server has no gRPC address (model_server.grpc_listen is empty): requests were checked for their format, not against the model's signature"
+		return c
+	}
+	c.addr = addrs[0]
+	cl, err := tfserving.Dial(tfserving.Config{Address: c.addr, Timeout: t.timeout})
+	if err != nil {
+		c.warning = fmt.Sprintf("requests were checked for their format, not against the model's signature: %v", err)
+		return c
+	}
+	c.client = cl
+	return c
+}
+
+func (c *requestChecker) close() {
+	if c.client != nil {
+		c.client.Close()
+	}
+}
+
+// metadata reads a model's signature once per spec.
+func (c *requestChecker) metadata(ctx context.Context, spec model.Spec) (*model.Metadata, error) {
+	if a, ok := c.meta[spec]; ok {
+		return a.md, a.err
+	}
+	md, err := c.client.Metadata(ctx, spec)
+	c.meta[spec] = metaAnswer{md, err}
+	return md, err
+}
+
+func (c *requestChecker) check(ctx context.Context, line []byte) error {
+	var meta func(context.Context, model.Spec) (*model.Metadata, error)
+	if c.client != nil {
+		meta = c.metadata
+	}
+	_, err := pipeline.CheckRequest(ctx, line, c.headerModel, c.defaultModel, meta)
+	if errors.Is(err, pipeline.ErrNoMetadata) {
+		if c.warning == "" {
+			c.warning = fmt.Sprintf("requests were checked for their format, not against the model's signature: %v", err)
+		}
+		return nil
+	}
+	if err != nil {
+		if class := pipeline.Class(err); class != "" {
+			return fmt.Errorf("%s error: %w (the pipeline would dead-letter it)", class, err)
+		}
+	}
+	return err
 }
 
 // readLines calls fn for each non-blank line (without its newline), with no

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// blackHole listens and accepts connections but never answers: a broker or
+// API that hangs, unlike a closed port, which refuses at once.
+func blackHole(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// infergateEnv is infergate with extra environment variables.
+func infergateEnv(t *testing.T, env []string, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = cleanEnv(env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("infergate %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// TestCLIDeadAddress: every client command pointed at a closed port or at
+// one that accepts and never answers exits 1 with a message naming the
+// address (and, for the silent one, the timeout it waited), instead of
+// hanging.
+func TestCLIDeadAddress(t *testing.T) {
+	closed := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	silent := blackHole(t)
+	request := `{"request_id": "r-1", "features": [1]}` + "\n"
+	for _, tc := range []struct {
+		name, addr, want string
+	}{
+		{"closed", closed, "connection refused"},
+		{"silent", silent, "gave up after 2s (--timeout) waiting for"},
+	} {
+		for _, args := range [][]string{
+			{"produce", "--brokers", tc.addr, "--no-validate"},
+			{"consume", "--brokers", tc.addr, "--idle-timeout", "1s"},
+			{"dlq", "list", "--url", "http://" + tc.addr},
+			{"dlq", "show", "01J00000000000000000000000", "--url", "http://" + tc.addr},
+		} {
+			t.Run(tc.name+"/"+strings.Join(args[:2], " "), func(t *testing.T) {
+				_, stderr, code := infergate(t, request, append(args, "--timeout", "2s")...)
+				if code != exitFailure || !strings.Contains(stderr, tc.addr) || !strings.Contains(stderr, tc.want) {
+					t.Fatalf("exit %d (want %d), stderr:\n%s\nwant it to name %s and say %q", code, exitFailure, stderr, tc.addr, tc.want)
+				}
+			})
+		}
+	}
+}
+
+// TestCLIFindsApplianceAndChecksRequests: with only --data-dir (the
+// appliance on random ports), produce and consume find the broker and the
+// model server through the data dir; produce refuses a request the model
+// would reject, naming the line and the problem, and sends nothing; consume
+// prints headers; a data dir whose appliance was killed is not trusted.
+func TestCLIFindsApplianceAndChecksRequests(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	a := startAppliance(t, dataDir, freePort(t))
+	// The endpoints file is written once the model server listens, just
+	// before the log says ready.
+	good := `{"request_id": "good-1", "features": [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]}` + "\n"
+	_, stderr, code := infergate(t, good, "produce", "--data-dir", dataDir, "--key-field", "request_id", "--header", "site=line-3")
+	if code != 0 || !strings.Contains(stderr, "produced 1 of 1 records to inference_requests (acknowledged by the broker at "+a.broker+")") {
+		t.Fatalf("produce: exit %d:\n%s", code, stderr)
+	}
+
+	bad := good +
+		`{"request_id": "short", "features": [1, 2]}` + "\n" +
+		`{"request_id": "nomodel", "model": "nosuch", "features": [1]}` + "\n" +
+		`{"request_id": "noinput", "inputs": {"x": [[1]]}}` + "\n" +
+		`{"request_id": "empty"}` + "\n"
+	_, stderr, code = infergate(t, bad, "produce", "--data-dir", dataDir)
+	for _, want := range []string{
+		`stdin line 2: validation error: input "input": shape [1,2] does not match the signature's [-1,16]`,
+		`stdin line 3: validation error: model nosuch:`,
+		`stdin line 4: validation error: input "x" is not in signature "serving_default"`,
+		`stdin line 5: decode error: request has none of "features", "inputs", "instances"`,
+		"nothing was sent: 4 of 5 lines are invalid",
+	} {
+		if code != exitUsage || !strings.Contains(stderr, want) {
+			t.Fatalf("produce of bad requests: exit %d (want %d), stderr:\n%s\nwant it to contain %q", code, exitUsage, stderr, want)
+		}
+	}
+	ends, err := kadm.NewClient(client(t, a.broker)).ListEndOffsets(context.Background(), "inference_requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent int64
+	ends.Each(func(o kadm.ListedOffset) { sent += o.Offset })
+	if sent != 1 {
+		t.Fatalf("%d requests in the topic, want 1 (the good line of the refused file must not have been sent)", sent)
+	}
+
+	stdout, stderr, code := infergate(t, "", "consume", "--data-dir", dataDir, "--from-beginning", "-n", "1", "--format", `%k|%h|%s\n`)
+	if code != 0 || !strings.HasPrefix(stdout, "good-1|site=line-3|{") || !strings.Contains(stdout, `"request_id":"good-1"`) {
+		t.Fatalf("consume --format: exit %d:\n%s\n%s", code, stdout, stderr)
+	}
+	stdout, _, code = infergate(t, "", "consume", "--data-dir", dataDir, "--from-beginning", "-n", "1", "--print-key", "--print-headers")
+	if code != 0 || !strings.HasPrefix(stdout, "good-1\tsite=line-3\t{") {
+		t.Fatalf("consume --print-key --print-headers: exit %d:\n%s", code, stdout)
+	}
+
+	// Killed: its endpoints file stays, naming a PID that is gone; the
+	// CLI falls back to the settings and says so.
+	a.kill()
+	closed := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	_, stderr, code = infergateEnv(t, []string{"INFERGATE_BROKER_LISTEN=" + closed}, good, "produce", "--data-dir", dataDir, "--no-validate", "--timeout", "2s")
+	if code != exitFailure || !strings.Contains(stderr, closed) || !strings.Contains(stderr, "no appliance runs on data dir "+dataDir) {
+		t.Fatalf("produce after the appliance was killed: exit %d:\n%s", code, stderr)
+	}
+}
