@@ -263,6 +263,9 @@ type IngressConfig struct {
 	// on TLS.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// AnswerQoS is the MQTT QoS of the answers: 1 (stored for persistent
+	// sessions) or 0 (cheaper; a device away misses its answers).
+	AnswerQoS int `yaml:"answer_qos"`
 }
 
 // DemoConfig drives the synthetic sensor traffic of --demo.
@@ -351,6 +354,7 @@ func Default() Config {
 			Group:         ing.Group,
 			MaxAckPending: ing.MaxAckPending,
 			AckWait:       ing.AckWait,
+			AnswerQoS:     ing.AnswerQoS,
 		},
 		Demo: DemoConfig{
 			Rate:            20,

@@ -43,6 +43,9 @@ func (c *Config) validateIngress(v *validator) {
 	if in.AckWait.Seconds() < 1 {
 		v.errf("ingress.ack_wait", "%s: must be at least 1s", in.AckWait)
 	}
+	if in.AnswerQoS != 0 && in.AnswerQoS != 1 {
+		v.errf("ingress.answer_qos", "%d: must be 0 or 1", in.AnswerQoS)
+	}
 	if in.MaxStore < 0 {
 		v.errf("ingress.max_store", "%d: must be >= 0 (0: nats-server's default)", in.MaxStore)
 	}
@@ -116,6 +119,7 @@ func (c *Config) ingressConfig(storeDir string) ingress.Config {
 	ic.AckWait = c.Ingress.AckWait
 	ic.MaxStore = c.Ingress.MaxStore
 	ic.SyncAlways = c.Ingress.SyncAlways
+	ic.AnswerQoS = c.Ingress.AnswerQoS
 	ic.TLSCert = c.Ingress.TLSCert
 	ic.TLSKey = c.Ingress.TLSKey
 	return ic

@@ -65,6 +65,9 @@ type Config struct {
 	// Ingress (RunIngress) turns the self-contained appliance's ingress
 	// on: mqtt or nats.
 	Ingress string
+	// AnswerQoS0 (with Ingress): the appliance answers at MQTT QoS 0
+	// (ingress.answer_qos 0) and the MQTT devices subscribe at QoS 0.
+	AnswerQoS0 bool
 
 	// Self-contained appliance settings; zero values keep the appliance's
 	// defaults (MaxWait: negative keeps it).

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,7 +42,24 @@ type IngressReport struct {
 	ThroughputRPS float64     `json:"throughput_rps"`
 	Latency       Percentiles `json:"latency"`
 	AckLatency    Percentiles `json:"ack_latency"`
-	Errors        []string    `json:"errors,omitempty"`
+	// The publish -> answer latency in three stages, from the timestamps
+	// the answer carries (the pipeline's result "timestamp" and
+	// "latency_ms", measured from the request record's timestamp, which
+	// the ingress's producer sets when it produces): In is the device's
+	// publish to the ingress producing the request to Kafka (JetStream
+	// store, PUBACK, inbox delivery), Pipeline the request record to the
+	// result encoded, Out the result encoded to the answer at the device
+	// (its produce, the answering group's fetch, the publish back).
+	StageIn       Percentiles `json:"stage_in"`
+	StagePipeline Percentiles `json:"stage_pipeline"`
+	StageOut      Percentiles `json:"stage_out"`
+	AnswerQoS     int         `json:"answer_qos"`
+	// CPU of this process (appliance and devices) in the measured window
+	// and per answer, and the cores other processes kept busy meanwhile.
+	CPUSeconds          float64  `json:"cpu_seconds"`
+	CPUMicrosPerRequest float64  `json:"cpu_us_per_request"`
+	OtherCores          float64  `json:"other_cores"`
+	Errors              []string `json:"errors,omitempty"`
 }
 
 // OK is true when every acknowledged request was answered.
@@ -58,8 +76,12 @@ sent %d, acknowledged %d, answered %d, lost %d
 throughput %.0f answers/s (publish -> answer at the device)
 latency publish -> answer: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms
 latency publish -> ack:    p50 %.2f ms, p99 %.2f ms
+stages (p50 / p99): in %.2f / %.2f ms, pipeline %.2f / %.2f ms, out %.2f / %.2f ms (answer QoS %d)
+cpu %.1f s in the window, %.1f µs per answer; other processes kept %.2f cores busy (%d CPUs)
 `, r.Protocol, r.Devices, r.Rate, r.DurationS, r.WarmupS, r.Sent, r.Acked, r.Answered, r.Lost, r.ThroughputRPS,
-		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max, r.AckLatency.P50, r.AckLatency.P99)
+		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max, r.AckLatency.P50, r.AckLatency.P99,
+		r.StageIn.P50, r.StageIn.P99, r.StagePipeline.P50, r.StagePipeline.P99, r.StageOut.P50, r.StageOut.P99, r.AnswerQoS,
+		r.CPUSeconds, r.CPUMicrosPerRequest, r.OtherCores, runtime.NumCPU())
 	for _, e := range r.Errors {
 		fmt.Fprintln(w, "error:", e)
 	}
@@ -73,6 +95,7 @@ type ingressRun struct {
 	inWindow               atomic.Int64
 	mu                     sync.Mutex
 	lat, ackLat            *hdr.Histogram
+	in, pipe, out          *hdr.Histogram
 	errs                   []string
 }
 
@@ -86,15 +109,69 @@ func (r *ingressRun) fail(err error) {
 
 // sample records a latency of a request sent at sent.
 func (r *ingressRun) sample(h *hdr.Histogram, sent time.Time, window bool) {
-	if sent.Before(r.measureFrom) || !sent.Before(r.measureTo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.measured(sent) {
 		return
 	}
 	if window {
 		r.inWindow.Add(1)
 	}
-	r.mu.Lock()
 	recordLatency(h, time.Since(sent))
-	r.mu.Unlock()
+}
+
+// measured reports whether a request sent at sent is in the measured
+// window; called with mu held (the window is set once the devices are
+// connected, while their read loops already run).
+func (r *ingressRun) measured(sent time.Time) bool {
+	return !r.measureFrom.IsZero() && !sent.Before(r.measureFrom) && sent.Before(r.measureTo)
+}
+
+// stages records the three stages of an answer (IngressReport.StageIn)
+// from its "timestamp" and "latency_ms".
+func (r *ingressRun) stages(payload []byte, sent, arrived time.Time) {
+	ts, ok := jsonField(payload, `"timestamp":"`, '"')
+	if !ok {
+		return
+	}
+	encoded, err := time.Parse(time.RFC3339Nano, string(ts))
+	if err != nil {
+		return
+	}
+	ms, ok := jsonField(payload, `"latency_ms":`, '}')
+	if !ok {
+		return
+	}
+	if i := bytes.IndexByte(ms, ','); i >= 0 {
+		ms = ms[:i]
+	}
+	pipeMS, err := strconv.ParseFloat(string(ms), 64)
+	if err != nil {
+		return
+	}
+	pipe := time.Duration(pipeMS * float64(time.Millisecond))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.measured(sent) {
+		return
+	}
+	recordLatency(r.in, max(encoded.Add(-pipe).Sub(sent), 0))
+	recordLatency(r.pipe, pipe)
+	recordLatency(r.out, max(arrived.Sub(encoded), 0))
+}
+
+// jsonField is what follows key in payload up to the byte end.
+func jsonField(payload []byte, key string, end byte) ([]byte, bool) {
+	i := bytes.Index(payload, []byte(key))
+	if i < 0 {
+		return nil, false
+	}
+	rest := payload[i+len(key):]
+	j := bytes.IndexByte(rest, end)
+	if j < 0 {
+		return nil, false
+	}
+	return rest[:j], true
 }
 
 // device is one simulated device: its own connection, its own request and
@@ -139,6 +216,7 @@ func (d *device) answered(payload []byte) {
 	}
 	d.run.answered.Add(1)
 	d.run.sample(d.run.lat, at, true)
+	d.run.stages(payload, at, time.Now())
 	if d.slots != nil {
 		<-d.slots
 	}
@@ -170,11 +248,12 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 	}
 	defer sys.stop()
 
-	begin := time.Now().Add(50 * time.Millisecond)
-	run := &ingressRun{measureFrom: begin.Add(cfg.Warmup), lat: newHist(), ackLat: newHist()}
-	run.measureTo = run.measureFrom.Add(cfg.Duration)
+	run := &ingressRun{lat: newHist(), ackLat: newHist(), in: newHist(), pipe: newHist(), out: newHist()}
 	rep := &IngressReport{Protocol: protocol, Devices: devices, Rate: "max",
-		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds()}
+		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(), AnswerQoS: 1}
+	if cfg.AnswerQoS0 {
+		rep.AnswerQoS = 0
+	}
 	if cfg.Rate > 0 {
 		rep.Rate = strconv.FormatFloat(cfg.Rate, 'f', -1, 64)
 	}
@@ -182,8 +261,17 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 	if window == 0 {
 		window = 4096
 	}
-	var wg sync.WaitGroup
+	// Every device connects (and subscribes, which creates a JetStream
+	// consumer per QoS 1 subscription: slow on a loaded machine) before
+	// the schedule starts, so no device starts late.
 	var closers []func()
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	devs := make([]*device, devices)
+	sends := make([]func(int64) error, devices)
 	for i := range devices {
 		d := &device{name: "bench" + strconv.Itoa(i), run: run, sent: map[int64]time.Time{}, acks: map[uint16]time.Time{}}
 		if cfg.Rate <= 0 {
@@ -191,27 +279,51 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 		}
 		send, closeDev, err := connectDevice(ctx, sys, protocol, d)
 		if err != nil {
-			for _, c := range closers {
-				c()
-			}
 			return nil, fmt.Errorf("bench: device %s: %w", d.name, err)
 		}
 		closers = append(closers, closeDev)
-		wg.Go(func() { d.loop(ctx, cfg.Rate/float64(devices), begin, run.measureTo, send) })
+		devs[i], sends[i] = d, send
+	}
+	begin := time.Now().Add(50 * time.Millisecond)
+	run.mu.Lock()
+	run.measureFrom = begin.Add(cfg.Warmup)
+	run.measureTo = run.measureFrom.Add(cfg.Duration)
+	run.mu.Unlock()
+	smp := &sampler{src: selfProc{}}
+	sctx, stopSampler := context.WithCancel(ctx)
+	samplerDone := make(chan struct{})
+	go func() { defer close(samplerDone); smp.loop(sctx, run.measureFrom, run.measureTo) }()
+	defer func() { stopSampler(); <-samplerDone }()
+	var wg sync.WaitGroup
+	for i, d := range devs {
+		wg.Go(func() { d.loop(ctx, cfg.Rate/float64(devices), begin, run.measureTo, sends[i]) })
 	}
 	wg.Wait()
 	drainEnd := time.Now().Add(cfg.Drain)
-	for run.answered.Load() < run.acked.Load() && time.Now().Before(drainEnd) && ctx.Err() == nil {
+	// Wait for the PUBACKs still on their way too, not only for the answers
+	// to what was acknowledged so far.
+	for run.answered.Load() < run.sent.Load() && time.Now().Before(drainEnd) && ctx.Err() == nil {
 		_ = sleepCtx(ctx, 10*time.Millisecond)
 	}
 	for _, c := range closers {
 		c()
 	}
+	closers = nil
 	rep.Sent, rep.Acked, rep.Answered = run.sent.Load(), run.acked.Load(), run.answered.Load()
 	rep.Lost = rep.Acked - rep.Answered
 	rep.ThroughputRPS = float64(run.inWindow.Load()) / cfg.Duration.Seconds()
+	smp.mu.Lock()
+	if smp.haveFrom && smp.haveTo {
+		rep.CPUSeconds = (smp.to.cpu - smp.from.cpu).Seconds()
+		if n := run.inWindow.Load(); n > 0 {
+			rep.CPUMicrosPerRequest = rep.CPUSeconds * 1e6 / float64(n)
+		}
+	}
+	smp.mu.Unlock()
+	rep.OtherCores = smp.otherCores(run.measureFrom, run.measureTo)
 	run.mu.Lock()
 	rep.Latency, rep.AckLatency = summarize(run.lat), summarize(run.ackLat)
+	rep.StageIn, rep.StagePipeline, rep.StageOut = summarize(run.in), summarize(run.pipe), summarize(run.out)
 	rep.Errors = append(rep.Errors, run.errs...)
 	run.mu.Unlock()
 	if rep.Lost > 0 {
@@ -281,7 +393,11 @@ func connectDevice(ctx context.Context, sys *system, protocol string, d *device)
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := dev.subscribe("infergate/results/+/" + d.name); err != nil {
+		var qos byte = 1
+		if sys.cfg.Ingress.AnswerQoS == 0 {
+			qos = 0
+		}
+		if err := dev.subscribe("infergate/results/+/"+d.name, qos); err != nil {
 			dev.close()
 			return nil, nil, err
 		}

@@ -74,6 +74,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.InFlight, "in-flight", 0, "self-contained: pipeline batches in flight (default: the appliance's)")
 	ingressProto := fs.String("ingress", "", "mqtt or nats: measure devices publishing durable requests (MQTT QoS 1, JetStream) to the ingress and receiving the predictions (self-contained only)")
 	devices := fs.Int("devices", 8, "with --ingress: device connections, each publishing its share of --rate")
+	answerQoS := fs.Int("answer-qos", 1, "with --ingress mqtt: QoS of the answers (ingress.answer_qos) and of the devices' subscriptions, 0 or 1")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	logLevel := fs.String("log-level", "error", "log level of the appliance and the bench (debug, info, warn, error), on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -130,7 +131,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return &UsageError{Err: err}
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return &UsageError{Err: fmt.Errorf("--cpuprofile: %w", err)}
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
 	if *ingressProto != "" {
+		if *answerQoS != 0 && *answerQoS != 1 {
+			return &UsageError{Err: fmt.Errorf("--answer-qos %d: want 0 or 1", *answerQoS)}
+		}
+		cfg.AnswerQoS0 = *answerQoS == 0
 		if *window == 0 {
 			cfg.Window = 4096
 		}
@@ -145,18 +162,6 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return errors.New("bench: the ingress run lost requests or had errors (see the report)")
 		}
 		return nil
-	}
-
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return &UsageError{Err: fmt.Errorf("--cpuprofile: %w", err)}
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
 	}
 
 	if *compare {

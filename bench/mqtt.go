@@ -115,10 +115,10 @@ func (d *mqttDevice) publish(topic string, payload []byte) (uint16, error) {
 	return d.nextID, d.w.Flush()
 }
 
-func (d *mqttDevice) subscribe(topic string) error {
+func (d *mqttDevice) subscribe(topic string, qos byte) error {
 	body := binary.BigEndian.AppendUint16(nil, 1)
 	body = appendStr(body, topic)
-	body = append(body, 1)
+	body = append(body, qos)
 	d.wmu.Lock()
 	err := d.writeLocked(0x82, body)
 	if err == nil {

@@ -107,6 +107,9 @@ func startSelfContained(ctx context.Context, cfg *Config, logger *slog.Logger) (
 		ac.Ingress.Enabled = true
 		ac.Ingress.MQTTListen = "127.0.0.1:0"
 		ac.Ingress.NATSListen = "127.0.0.1:0"
+		if cfg.AnswerQoS0 {
+			ac.Ingress.AnswerQoS = 0
+		}
 	}
 
 	if cfg.Model != "" {

@@ -86,6 +86,14 @@ type Config struct {
 	// TLS only: MQTT over TLS (mqtts) and NATS with TLS required.
 	TLSCert string
 	TLSKey  string
+	// AnswerQoS is how answers reach MQTT devices. 1 (the default): as an
+	// MQTT QoS 1 publish, stored in JetStream for QoS 1 subscriptions, so a
+	// device with a persistent session gets the answers published while it
+	// was away. 0: as a core NATS message only, delivered at QoS 0 to every
+	// subscription: one JetStream store, delivery, ack and removal less per
+	// answer, but an answer to a device that is not connected is dropped
+	// (it stays in the results topic).
+	AnswerQoS int
 	// Auth decides who may connect and what they may do.
 	Auth AuthConfig
 }
@@ -102,6 +110,7 @@ func DefaultConfig() Config {
 		Group:         "infergate-ingress",
 		MaxAckPending: 4096,
 		AckWait:       time.Minute,
+		AnswerQoS:     1,
 	}
 }
 
@@ -133,6 +142,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAckPending < 1 {
 		errs = append(errs, fmt.Errorf("MaxAckPending %d must be at least 1", c.MaxAckPending))
+	}
+	if c.AnswerQoS != 0 && c.AnswerQoS != 1 {
+		errs = append(errs, fmt.Errorf("AnswerQoS %d must be 0 or 1", c.AnswerQoS))
 	}
 	if c.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("AckWait %s must be at least 1s", c.AckWait))

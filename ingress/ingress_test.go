@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -170,4 +173,51 @@ func TestInboxMovesEveryPublishOnce(t *testing.T) {
 		ci, err := c.Info(ctx)
 		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0
 	})
+}
+
+// With AnswerQoS 0 an answer is a core message only: a device's QoS 1
+// subscription receives it at QoS 0 (no JetStream copy); with the default
+// 1 it arrives at QoS 1. mosquitto_sub prints the QoS of what it receives.
+func TestAnswerQoS(t *testing.T) {
+	pub, sub := needTool(t, "mosquitto_pub"), needTool(t, "mosquitto_sub")
+	for _, qos := range []int{0, 1} {
+		t.Run(fmt.Sprint("qos", qos), func(t *testing.T) {
+			brokers := newCluster(t)
+			echoPipeline(t, brokers)
+			cfg := testConfig(t)
+			cfg.AnswerQoS = qos
+			h := startIngress(t, cfg, brokers)
+			host, port := hostPort(t, h.in.MQTTAddr())
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			var out strings.Builder
+			cmd := exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-q", "1", "-i", "line2-sub",
+				"-t", "infergate/results/+/line2", "-C", "1", "-W", "50", "-F", "%q %t %p")
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WaitFor(t, 30*time.Second, "mosquitto_sub subscribed", func() bool {
+				cz, err := h.in.srv.Connz(&server.ConnzOptions{Subscriptions: true})
+				if err != nil {
+					return false
+				}
+				for _, c := range cz.Conns {
+					if slices.Contains(c.Subs, "infergate.results.*.line2") {
+						return true
+					}
+				}
+				return false
+			})
+			run(t, pub, "-h", host, "-p", port, "-q", "1", "-t", "infergate/requests/demo/line2",
+				"-m", `{"request_id":"r-q","features":[1,2]}`)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("mosquitto_sub: %v: %s", err, out.String())
+			}
+			want := fmt.Sprintf("%d infergate/results/demo/line2 ", qos)
+			if !strings.HasPrefix(out.String(), want) || !strings.Contains(out.String(), `"prediction":[2]`) {
+				t.Fatalf("mosquitto_sub printed %q, want it to start with %q", out.String(), want)
+			}
+		})
+	}
 }
