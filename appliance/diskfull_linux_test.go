@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/internal/tmpfs"
 	"github.com/infergate/infergate/store"
@@ -118,5 +122,49 @@ func TestDiskFullPausesAndResumes(t *testing.T) {
 	}
 	if n := a.Store().Stats().Records; n != int64(poison) {
 		t.Errorf("store holds %d records, want each of the %d poisons once", n, poison)
+	}
+}
+
+// An upload into the model repository (in the data dir) used to stream until the file system
+// was full — to the last byte, where Badger SIGBUSes — and only then fail with a write error.
+// Now it stops before it would take the file system below min_free_bytes: 507 naming the
+// setting, no temporary file left, the free space still above the floor, and the appliance
+// neither disk-full nor unready because of it.
+func TestUploadKeepsMinFreeBytes(t *testing.T) {
+	c := testConfig(t)
+	c.DataDir = tmpfs.Mount(t, 64<<20)
+	c.MinFreeBytes = 16 << 20
+	c.Topics.RequestsBytes, c.Topics.ResultsBytes, c.Topics.DLQBytes = 8<<20, 8<<20, 8<<20
+	a := start(t, c)
+	api := newAPIClient(t, a)
+	const size = 60 << 20 // under http.max_upload_bytes, over what the tmpfs can spare
+	req, err := http.NewRequest("POST", a.WebURL()+"/api/v1/models/demo/versions", io.LimitReader(zeros{}, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Authorization", "Bearer "+a.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInsufficientStorage || !strings.Contains(string(body), "min_free_bytes") {
+		t.Fatalf("60 MiB upload onto a 64 MiB tmpfs: HTTP %d %s", resp.StatusCode, body)
+	}
+	if free := tmpfs.Free(t, c.DataDir); free < c.MinFreeBytes-(1<<20) {
+		t.Errorf("%d MiB free after the refused upload, floor %d MiB", free>>20, c.MinFreeBytes>>20)
+	}
+	if left := leftoverUploads(t, filepath.Join(c.DataDir, ModelsDir)); len(left) > 0 {
+		t.Fatalf("temporary files left in the model repository: %v", left)
+	}
+	if code, body := api.do("GET", "/readyz", nil); code != 200 {
+		t.Errorf("/readyz after the refused upload: %d %s", code, body)
+	}
+	// A model that fits is still accepted.
+	if code, body := api.do("POST", "/api/v1/models/demo/versions", demo.ONNX); code != http.StatusCreated {
+		t.Errorf("small upload: %d %s", code, body)
 	}
 }

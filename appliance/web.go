@@ -71,6 +71,7 @@ func (a *Appliance) webComponent() *component {
 			wc.Version = buildinfo.Get().Version
 			if a.cfg.ModelServer.Mode == ModelServerEmbedded {
 				wc.UploadDir = a.paths.Models // uploads are renamed into place from there
+				wc.UploadMinFree = a.cfg.MinFreeBytes
 			}
 			a.mu.Lock()
 			st := a.store

@@ -24,7 +24,7 @@ var exported = []string{
 	"infergate_sidecar_restarts_total", "infergate_store_bytes", "infergate_store_dlq_records",
 	"infergate_backend_lookup_ok",
 	"infergate_disk_full", "infergate_disk_free_bytes", "infergate_disk_min_free_bytes", "infergate_data_corruption",
-	"infergate_store_lost_records",
+	"infergate_store_lost_records", "infergate_transactions_total",
 	"process_cpu_seconds_total", "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines",
 }
 
@@ -62,7 +62,7 @@ func TestAlertRules(t *testing.T) {
 	checkMetrics(t, "prometheus-alerts.yml", string(b))
 	for _, alert := range []string{"InfergateConsumerLagGrowing", "InfergateP99LatencyHigh", "InfergateDLQRateHigh",
 		"InfergateModelUnavailable", "InfergateSidecarCrashLoop", "InfergateDiskFull", "InfergateDiskNearlyFull",
-		"InfergateDataCorruption"} {
+		"InfergateDataCorruption", "InfergateTransactionsAborting"} {
 		if !strings.Contains(string(b), "alert: "+alert+"\n") {
 			t.Errorf("alert %s missing", alert)
 		}

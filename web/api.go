@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/infergate/infergate/internal/diskfree"
 	"github.com/infergate/infergate/store"
 )
 
@@ -209,11 +211,15 @@ func (s *Server) handleUpload(c echo.Context) error {
 	defer os.Remove(f.Name()) // gone already when the backend moved it into place
 	body := http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxUploadBytes)
 	var n int64
+	var w io.Writer = f
+	if s.cfg.UploadMinFree > 0 {
+		w = &roomWriter{w: f, dir: filepath.Dir(f.Name()), min: s.cfg.UploadMinFree}
+	}
 	mt, params, _ := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
 	if mt == "multipart/form-data" {
-		n, version, err = spoolMultipartModel(body, params["boundary"], version, f)
+		n, version, err = spoolMultipartModel(body, params["boundary"], version, w)
 	} else {
-		n, err = io.Copy(f, body)
+		n, err = io.Copy(w, body)
 	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
@@ -226,6 +232,10 @@ func (s *Server) handleUpload(c echo.Context) error {
 		var ae *APIError
 		if errors.As(err, &ae) {
 			return err
+		}
+		var nr *noRoomError
+		if errors.As(err, &nr) {
+			return &APIError{Code: http.StatusInsufficientStorage, Message: nr.Error(), Err: err}
 		}
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -242,6 +252,32 @@ func (s *Server) handleUpload(c echo.Context) error {
 	}
 	s.audit("models.upload", fmt.Sprintf("%s version %d (%d bytes)", name, v, n))
 	return c.JSON(http.StatusCreated, map[string]any{"name": name, "version": v, "bytes": n})
+}
+
+// roomWriter refuses a write that would leave less than min bytes free in dir's file
+// system. Without it an upload into the data dir could fill the disk to the last byte, which
+// the store's and the broker's own floors exist to prevent (Badger SIGBUSes when a page of a
+// file it mmaps cannot be allocated).
+type roomWriter struct {
+	w   io.Writer
+	dir string
+	min int64
+}
+
+type noRoomError struct {
+	dir       string
+	free, min int64
+}
+
+func (e *noRoomError) Error() string {
+	return fmt.Sprintf("model upload refused: %s has %d bytes free; the upload would take it below min_free_bytes (%d bytes)", e.dir, e.free, e.min)
+}
+
+func (rw *roomWriter) Write(p []byte) (int, error) {
+	if free, ok := diskfree.Free(rw.dir); ok && free-int64(len(p)) < rw.min {
+		return 0, &noRoomError{dir: rw.dir, free: free, min: rw.min}
+	}
+	return rw.w.Write(p)
 }
 
 // spoolMultipartModel copies the file part into f and reads the version field.

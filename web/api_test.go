@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime/multipart"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,34 @@ func TestHealthAndReadiness(t *testing.T) {
 	env.backend.ready = nil
 	env.backend.mu.Unlock()
 	expectCode(t, env.call("GET", "/readyz", "", nil), 200)
+
+	// Data loss: degraded, still 200, with what was lost as the reason.
+	lost := "store: DATA CORRUPTION: table 000001.sst is corrupt"
+	env.backend.mu.Lock()
+	env.backend.warnings = []string{lost, "store: 3 dead-lettered records are lost"}
+	env.backend.mu.Unlock()
+	r = env.call("GET", "/readyz", "", nil)
+	expectCode(t, r, 200)
+	var body struct {
+		Status   string   `json:"status"`
+		Reason   string   `json:"reason"`
+		Warnings []string `json:"warnings"`
+	}
+	r.json(t, &body)
+	if body.Status != "degraded" || !strings.Contains(body.Reason, lost) || !strings.Contains(body.Reason, "3 dead-lettered records") || len(body.Warnings) != 2 {
+		t.Fatalf("/readyz with data loss: %s", r.body)
+	}
+	// Not ready wins over degraded.
+	env.backend.mu.Lock()
+	env.backend.ready = errors.New("pipeline: stalled")
+	env.backend.mu.Unlock()
+	expectCode(t, env.call("GET", "/readyz", "", nil), http.StatusServiceUnavailable)
+	env.backend.mu.Lock()
+	env.backend.ready, env.backend.warnings = nil, nil
+	env.backend.mu.Unlock()
+	if r := env.call("GET", "/readyz", "", nil); r.code != 200 || !bytes.Contains(r.body, []byte(`"status":"ready"`)) {
+		t.Fatalf("/readyz after: %d %s", r.code, r.body)
+	}
 
 	env.srv.SetStopping()
 	r = env.call("GET", "/readyz", "", nil)
@@ -551,4 +580,23 @@ func TestStatusOf(t *testing.T) {
 	if m := errorMessage(fmt.Errorf("wrapped: %w", status.Error(codes.NotFound, "no model x"))); !strings.Contains(m, "no model x") {
 		t.Errorf("gRPC message %q", m)
 	}
+}
+
+// An upload that would take UploadDir's file system below UploadMinFree is refused with 507
+// naming min_free_bytes, and leaves no temporary file (the appliance's tmpfs test,
+// TestUploadKeepsMinFreeBytes, fills a real small file system).
+func TestUploadRefusedBelowMinFree(t *testing.T) {
+	dir := t.TempDir()
+	env := newEnv(t, func(c *Config) { c.UploadDir, c.UploadMinFree = dir, 1<<62 })
+	r := env.api("POST", "/api/v1/models/demo/versions", []byte("onnx-bytes"), "Content-Type", "application/octet-stream")
+	expectCode(t, r, http.StatusInsufficientStorage)
+	if msg := r.errMsg(t); !strings.Contains(msg, "min_free_bytes") {
+		t.Errorf("refusal %q does not name min_free_bytes", msg)
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 {
+		t.Errorf("left in the upload dir: %v", left)
+	}
+	// With room it is taken.
+	env = newEnv(t, func(c *Config) { c.UploadDir, c.UploadMinFree = dir, 1 })
+	expectCode(t, env.api("POST", "/api/v1/models/demo/versions", []byte("onnx-bytes"), "Content-Type", "application/octet-stream"), http.StatusCreated)
 }

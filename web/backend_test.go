@@ -41,6 +41,7 @@ type memBackend struct {
 	replayed  []*store.Record
 	sidecar   *SidecarStatus
 	ready     error
+	warnings  []string // data loss, as DataWarnings says it
 	topicsErr error
 	calls     map[string]int
 }
@@ -132,6 +133,12 @@ func (b *memBackend) Ready() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.ready
+}
+
+func (b *memBackend) DataWarnings() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.warnings
 }
 
 func (b *memBackend) PausePipeline(ctx context.Context) error {

@@ -61,6 +61,10 @@ type Config struct {
 	// UploadDir is where uploads are streamed to before the backend takes them: the model
 	// repository, so it can rename them into place. "" is os.TempDir().
 	UploadDir string `yaml:"-"`
+	// UploadMinFree is the free space an upload must leave in UploadDir's file system: the
+	// appliance's min_free_bytes when UploadDir is in the data dir, so an upload cannot fill
+	// the disk under the store and the broker. 0: no floor.
+	UploadMinFree int64 `yaml:"-"`
 	// TestTimeout bounds "send a test request" and replay-and-wait from the dashboard.
 	TestTimeout time.Duration `yaml:"test_timeout"`
 	// ShutdownTimeout bounds how long Run waits for requests in flight when ctx ends.

@@ -333,10 +333,14 @@ func (s *Server) handleReadyz(c echo.Context) error {
 		return &APIError{Code: http.StatusServiceUnavailable, Message: "not ready: store: " + err.Error(), Err: err}
 	}
 	body := map[string]any{"status": "ready"}
-	// Data loss does not make the appliance unready (the rest of the data is good and
-	// requests flow), but a probe that reads the body learns of it.
+	// Data loss found in the store or the broker is "degraded", still 200: the rest of
+	// the data is good and requests flow, and failing the probe would only take the
+	// dashboard and API out of a load balancer while the pipeline goes on consuming.
+	// What was lost is the reason; the status page, the metrics and the alert say it too.
 	if w, ok := s.backend.(dataWarner); ok {
 		if ws := w.DataWarnings(); len(ws) > 0 {
+			body["status"] = "degraded"
+			body["reason"] = strings.Join(ws, "; ")
 			body["warnings"] = ws
 		}
 	}

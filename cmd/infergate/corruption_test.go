@@ -120,8 +120,8 @@ func TestCorruptionIsReportedEverywhere(t *testing.T) {
 	if st.Store.State != web.StateDegraded || st.Broker.State != web.StateDegraded {
 		t.Errorf("store %+v, broker %+v: want both degraded", st.Store, st.Broker)
 	}
-	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, "DATA CORRUPTION") {
-		t.Errorf("/readyz: %d %s (want ready, with the data loss in its body)", code, body)
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, `"status":"degraded"`) || !strings.Contains(body, `"reason":"store: DATA CORRUPTION`) {
+		t.Errorf("/readyz: %d %s (want 200, degraded, the data loss as its reason)", code, body)
 	}
 	_, metrics := get("/metrics")
 	for _, want := range []string{`infergate_data_corruption{component="broker"} 1`, `infergate_data_corruption{component="store"} 1`} {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc/codes"
@@ -284,7 +285,13 @@ func testConfig() pipeline.Config {
 
 func startPipeline(t testing.TB, cfg pipeline.Config, addrs []string, pred pipeline.Predictor, st *store.Store, opts ...kgo.Opt) *pipelineRun {
 	t.Helper()
-	p, err := pipeline.New(cfg, testutil.Logger(t), append([]kgo.Opt{kgo.SeedBrokers(addrs...)}, opts...), pred, st, nil)
+	return startPipelineReg(t, cfg, addrs, pred, st, nil, opts...)
+}
+
+// startPipelineReg is startPipeline with the pipeline's metrics on reg.
+func startPipelineReg(t testing.TB, cfg pipeline.Config, addrs []string, pred pipeline.Predictor, st *store.Store, reg prometheus.Registerer, opts ...kgo.Opt) *pipelineRun {
+	t.Helper()
+	p, err := pipeline.New(cfg, testutil.Logger(t), append([]kgo.Opt{kgo.SeedBrokers(addrs...)}, opts...), pred, st, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,8 @@ type metrics struct {
 	batchSize prometheus.Histogram
 	inflight  prometheus.Gauge
 	circuit   prometheus.Gauge
-	lag       *prometheus.GaugeVec // topic, partition
+	lag       *prometheus.GaugeVec   // topic, partition
+	txns      *prometheus.CounterVec // outcome: committed, aborted (exactly-once only)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -54,12 +55,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "infergate_consumer_lag", Help: "Records behind the partition's high watermark, as of the last fetch.",
 		}, []string{"topic", "partition"}),
+		txns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "infergate_transactions_total",
+			Help: "Exactly-once transactions ended, by outcome (committed, aborted). An abort puts its requests back to be consumed again.",
+		}, []string{"outcome"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.requests, m.results, m.dlq, m.e2e, m.predict, m.batchSize, m.inflight, m.circuit, m.lag} {
+	for _, c := range []prometheus.Collector{m.requests, m.results, m.dlq, m.e2e, m.predict, m.batchSize, m.inflight, m.circuit, m.lag, m.txns} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -139,6 +139,11 @@ func New(cfg Config, logger *slog.Logger, clientOpts []kgo.Opt, pred Predictor, 
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Delivery == ExactlyOnce {
+		// Both series from the start, so a rate of aborts is defined before the first one.
+		m.txns.WithLabelValues("committed")
+		m.txns.WithLabelValues("aborted")
+	}
 	p := &Pipeline{
 		cfg:        cfg,
 		logger:     logger,
@@ -414,10 +419,12 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 		ecancel()
 		cycle, _ := p.tr.takeCycle()
 		if committed {
+			p.m.txns.WithLabelValues("committed").Inc()
 			p.afterCommit(cycle)
 			p.unstall()
 			backoff = 0
 		} else {
+			p.m.txns.WithLabelValues("aborted").Inc()
 			p.logger.Info("transaction aborted; its requests will be consumed again", "requests", len(recs),
 				"produce_err", perr, "wait_err", werr)
 			p.tr.revokeAll()

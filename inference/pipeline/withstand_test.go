@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -600,4 +601,70 @@ func TestCutDownAgainFromTheWholeRecord(t *testing.T) {
 		t.Errorf("value of %d bytes, want a prefix of the original within half the limit", len(r.Value))
 	}
 	run.stop(t)
+}
+
+// TestAbortedTransactionsCounted: in exactly-once mode every ended
+// transaction is counted by outcome. One record error on a DLQ record
+// (INVALID_RECORD, once) aborts exactly one transaction; the requests are
+// consumed again and committed. At-least-once exports no such series.
+func TestAbortedTransactionsCounted(t *testing.T) {
+	c, addrs := newFaultCluster(t)
+	cfg := testConfig()
+	cfg.Delivery = pipeline.ExactlyOnce
+	cfg.TransactionalID = "aborts-counted"
+	results := collect(t, addrs, resTopic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	dlq := collect(t, addrs, dlqTopic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	reg := prometheus.NewRegistry()
+	if got := transactions(t, reg); len(got) != 0 {
+		t.Fatalf("series before the pipeline: %v", got)
+	}
+	h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: dlqTopic, Err: kerr.InvalidRecord})
+	run := startPipelineReg(t, cfg, addrs, newTestPredictor(t), openStore(t), reg)
+	if got := transactions(t, reg); got["aborted"] != 0 || got["committed"] != 0 || len(got) != 2 {
+		t.Fatalf("at start: %v, want both outcomes at 0", got)
+	}
+	produce(t, testutil.Client(t, addrs),
+		&kgo.Record{Key: []byte("k"), Value: []byte(`not json`)},
+		&kgo.Record{Key: []byte("k"), Value: []byte(`{"request_id":"ok","model":"poison","features":[1,1,1,1]}`)})
+	results.waitN(t, 1, 30*time.Second)
+	dlq.waitN(t, 1, 30*time.Second)
+	if h.Hits() != 1 {
+		t.Fatalf("fault hit %d times", h.Hits())
+	}
+	got := transactions(t, reg)
+	if got["aborted"] != 1 || got["committed"] < 1 {
+		t.Errorf("infergate_transactions_total %v, want 1 aborted and at least 1 committed", got)
+	}
+	run.stop(t)
+
+	// At-least-once has no transactions and no series.
+	reg = prometheus.NewRegistry()
+	alo := testConfig()
+	startPipelineReg(t, alo, addrs, newTestPredictor(t), openStore(t), reg).stop(t)
+	if got := transactions(t, reg); len(got) != 0 {
+		t.Errorf("at-least-once: %v, want no series", got)
+	}
+}
+
+// transactions reads infergate_transactions_total by outcome.
+func transactions(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "infergate_transactions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" {
+					out[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }
