@@ -1,10 +1,13 @@
 package appliance
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -234,4 +237,89 @@ func TestBrowserSidecarScreenshot(t *testing.T) {
 	webtest.WaitJS(t, ctx, "sidecar state shown", `((document.querySelector('#sc-state') || {}).textContent || '').startsWith('ready') && document.querySelector('#sc-restarts').textContent === '1'`)
 	webtest.Screenshot(t, ctx, filepath.Join(dir, "sidecar.png"))
 	t.Logf("sidecar %s, pid %d (was %d), last exit %q; screenshot in %s", sc.State, sc.PID, first, sc.LastExit, dir)
+}
+
+// TestBrowserIngress drives the dashboard's Ingress view of a real appliance
+// with the ingress on and device credentials: a connected mosquitto_sub
+// device shows as an MQTT client, mosquitto_pub traffic moves the MQTT rate
+// and the answers, and a wrong password and a publish on another device's
+// topic appear among the recent rejects (never the password).
+func TestBrowserIngress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	pub, sub := needMosquitto(t)
+	ctx := webtest.NewBrowser(t)
+	dir := *screenshots
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	devices := filepath.Join(t.TempDir(), "devices")
+	if err := os.WriteFile(devices, []byte("press1 s3cret-1\npress2 s3cret-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig(t)
+	c.Ingress.Enabled = true
+	c.Ingress.MQTTListen = "127.0.0.1:0"
+	c.Ingress.NATSListen = "127.0.0.1:0"
+	c.Ingress.DevicesFile = devices
+	a := start(t, c)
+	base := a.WebURL()
+	mqttAddr := a.Ingress().MQTTAddr()
+	host, port, err := net.SplitHostPort(mqttAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := func(user, pass string) []string { return []string{"-h", host, "-p", port, "-u", user, "-P", pass} }
+
+	// press1 stays connected, reading its answers, while it sends a
+	// request every 100 ms.
+	bg, stop := context.WithCancel(context.Background())
+	defer stop()
+	listener := exec.CommandContext(bg, sub, append(as("press1", "s3cret-1"), "-q", "1", "-t", "infergate/results/+/press1")...)
+	if err := listener.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sending := make(chan struct{})
+	go func() {
+		defer close(sending)
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-bg.Done():
+				return
+			case <-tk.C:
+			}
+			_ = exec.CommandContext(bg, pub, append(as("press1", "s3cret-1"), "-q", "1", "-t", "infergate/requests/demo/press1",
+				"-m", string(requestValue(fmt.Sprintf("press1-%d", i), features(16, 0.4))))...).Run()
+		}
+	}()
+	t.Cleanup(func() { stop(); _ = listener.Wait(); <-sending })
+
+	// A wrong password, and press2 publishing as press1's neighbour.
+	if out, err := exec.Command(pub, append(as("press2", "not-the-password"), "-q", "1", "-t",
+		"infergate/requests/demo/press2", "-m", "{}")...).CombinedOutput(); err == nil {
+		t.Fatalf("a wrong password was let in: %s", out)
+	}
+	mosquitto(t, pub, append(as("press2", "s3cret-2"), "-q", "1", "-t", "infergate/requests/demo/press1", "-m", `{"request_id":"forged"}`)...)
+
+	webtest.Login(t, ctx, base, a.AdminToken())
+	webtest.Go(t, ctx, base, "ingress")
+	webtest.WaitJS(t, ctx, "the MQTT listener", `[...document.querySelectorAll('#ing-listeners tr[data-protocol="mqtt"] td')].some((td) => td.textContent === `+jsString(mqttAddr)+`)`)
+	webtest.WaitJS(t, ctx, "a connected MQTT device", `parseInt(document.querySelector('#ing-clients-mqtt').textContent) >= 1`)
+	webtest.WaitJS(t, ctx, "MQTT requests in and answers out", `parseFloat(document.querySelector('#ing-in-mqtt').textContent) > 0 &&
+		parseFloat(document.querySelector('#ing-out').textContent) > 0`)
+	webtest.WaitJS(t, ctx, "the wrong password among the rejects", `[...document.querySelectorAll('#ing-rejects tr[data-reason="credentials"]')].some((tr) => tr.textContent.includes('press2'))`)
+	webtest.WaitJS(t, ctx, "the forged publish among the rejects", `[...document.querySelectorAll('#ing-rejects tr[data-reason="permission"]')].some((tr) => tr.textContent.includes('infergate.requests.demo.press1'))`)
+	webtest.WaitJS(t, ctx, "rejects by reason", `document.querySelector('#ing-rej-bars').textContent.includes('credentials')`)
+	if text := webtest.Text(t, ctx, "#view-ingress"); strings.Contains(text, "not-the-password") || strings.Contains(text, "s3cret") {
+		t.Fatalf("the Ingress view shows a password: %s", text)
+	}
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "ingress.png"))
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/ingress"
+	"github.com/infergate/infergate/web"
 )
 
 // NATSDir holds the embedded nats-server's JetStream store (the ingress's
@@ -183,4 +184,30 @@ func (a *Appliance) Ingress() *ingress.Ingress {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.ingress
+}
+
+// Ingress reports the edge ingress for the dashboard's Ingress view.
+func (b *webBackend) Ingress(ctx context.Context) (*web.IngressStatus, bool) {
+	in := b.a.Ingress()
+	if in == nil {
+		return nil, false
+	}
+	st := in.Status(ctx)
+	out := &web.IngressStatus{
+		Server:    "nats-server " + st.ServerVersion + " (embedded)",
+		Anonymous: st.Anonymous, AnswerQoS: st.AnswerQoS,
+		Clients:      map[string]int{ingress.OriginMQTT: st.ClientsMQTT, ingress.OriginNATS: st.ClientsNATS},
+		InboxPending: st.InboxPending, AckPending: st.AckPending,
+		Rejects: make([]web.IngressReject, 0, len(st.Rejects)),
+	}
+	if st.MQTTAddr != "" {
+		out.Listeners = append(out.Listeners, web.IngressListener{Protocol: ingress.OriginMQTT, Address: st.MQTTAddr, TLS: st.TLS})
+	}
+	if st.NATSAddr != "" {
+		out.Listeners = append(out.Listeners, web.IngressListener{Protocol: ingress.OriginNATS, Address: st.NATSAddr, TLS: st.TLS})
+	}
+	for _, r := range st.Rejects {
+		out.Rejects = append(out.Rejects, web.IngressReject{At: r.At, Reason: r.Reason, Client: r.Client, Detail: r.Detail})
+	}
+	return out, true
 }

@@ -69,6 +69,9 @@ type authenticator struct {
 	observers map[string]Device
 	anonymous bool
 	refused   atomic.Int64
+	// onRefused, if set, hears of each client refused for its
+	// credentials: the name it gave (never its secret) and its address.
+	onRefused func(client, remote string)
 }
 
 func newAuthenticator(cfg AuthConfig, internalToken string) *authenticator {
@@ -113,6 +116,20 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 		return true
 	}
 	a.refused.Add(1)
+	if a.onRefused != nil {
+		remote := ""
+		if addr := c.RemoteAddress(); addr != nil {
+			remote = addr.String()
+		}
+		shown := name
+		if o.Username == "" && !strings.Contains(o.Token, ":") {
+			shown = "" // a bare token may be a secret: never shown
+		}
+		if shown == "" {
+			shown = "(no name)"
+		}
+		a.onRefused(shown, remote)
+	}
 	return false
 }
 

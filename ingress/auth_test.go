@@ -3,6 +3,7 @@ package ingress
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 func authConfig(t *testing.T) Config {
@@ -59,6 +62,25 @@ func TestMQTTDevicePermissions(t *testing.T) {
 	if h.in.auth.refused.Load() < 2 {
 		t.Fatalf("refused connections counted: %d", h.in.auth.refused.Load())
 	}
+	// The dashboard's recent rejects name each of them, and never the
+	// wrong password.
+	testutil.Eventually(t, 30*time.Second, func() error {
+		var seen []string
+		for _, r := range h.in.Status(context.Background()).Rejects {
+			if strings.Contains(r.Client+r.Detail, "wrong") {
+				t.Fatalf("a reject shows the password: %+v", r)
+			}
+			seen = append(seen, r.Reason+" "+r.Client+" "+r.Detail)
+		}
+		all := strings.Join(seen, "\n")
+		for _, want := range []string{"credentials line1 ", "credentials (no name) ",
+			"Subscription Violation", "Publish Violation - Subject \"infergate.requests.demo.line2\""} {
+			if !strings.Contains(all, want) {
+				return fmt.Errorf("no reject %q in:\n%s", want, all)
+			}
+		}
+		return nil
+	})
 }
 
 // Over NATS the same rules hold: a forbidden publish is a permissions

@@ -34,6 +34,7 @@ type Ingress struct {
 	producer *kgo.Client
 	started  time.Time
 
+	rejects   rejectLog
 	mu        sync.Mutex
 	mqttAddr  string
 	natsAddr  string
@@ -55,6 +56,9 @@ func New(cfg Config, logger *slog.Logger, kopts []kgo.Opt, reg prometheus.Regist
 		return nil, err
 	}
 	in := &Ingress{cfg: cfg, logger: logger, kopts: kopts, auth: newAuthenticator(cfg.Auth, token)}
+	in.auth.onRefused = func(client, remote string) {
+		in.reject(Reject{Reason: RejectCredentials, Client: client, Detail: "bad or missing credentials, from " + remote})
+	}
 	in.metrics, err = newMetrics(reg, func() float64 {
 		if in.srv == nil {
 			return 0
@@ -110,7 +114,11 @@ func (in *Ingress) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingress: nats-server options: %w", err)
 	}
-	srv.SetLoggerV2(&natsLogger{l: in.logger.With("component", "nats-server")}, false, false, false)
+	srv.SetLoggerV2(&natsLogger{l: in.logger.With("component", "nats-server"), onError: func(line string) {
+		if r, ok := permissionViolation(line); ok {
+			in.reject(r)
+		}
+	}}, false, false, false)
 	in.srv = srv
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
@@ -126,7 +134,7 @@ func (in *Ingress) Start(ctx context.Context) error {
 	}
 	in.mu.Unlock()
 
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Token(in.auth.internal), nats.Name("infergate-ingress"),
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Token(in.auth.internal), nats.Name(internalClientName),
 		nats.MaxReconnects(-1))
 	if err != nil {
 		return fmt.Errorf("ingress: connecting to the embedded nats-server: %w", err)
@@ -168,7 +176,7 @@ func (in *Ingress) ensureInbox(ctx context.Context) error {
 		return fmt.Errorf("ingress: creating the inbox stream %s: %w", InboxStream, err)
 	}
 	_, err = in.js.CreateOrUpdateConsumer(ctx, InboxStream, jetstream.ConsumerConfig{
-		Durable:       "infergate-ingress",
+		Durable:       inboxConsumer,
 		Description:   "infergate: MQTT QoS 1/2 and JetStream requests to the Kafka requests topic",
 		FilterSubject: InboxPrefix + RequestsPrefix + ">",
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -246,14 +254,31 @@ func (in *Ingress) Close() error {
 	return nil
 }
 
-// natsLogger routes nats-server's log to slog.
-type natsLogger struct{ l *slog.Logger }
+// internalClientName names the ingress's own connection, and inboxConsumer
+// its durable consumer on the inbox.
+const (
+	internalClientName = "infergate-ingress"
+	inboxConsumer      = "infergate-ingress"
+)
+
+// natsLogger routes nats-server's log to slog; onError also sees every
+// error line (permission violations are reported only there).
+type natsLogger struct {
+	l       *slog.Logger
+	onError func(line string)
+}
 
 // Notices (the start banner, listeners) go to debug: the ingress logs its
 // own line with the addresses.
 func (n *natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
 func (n *natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
 func (n *natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Tracef(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Errorf(format string, v ...any) {
+	line := fmt.Sprintf(format, v...)
+	if n.onError != nil {
+		n.onError(line)
+	}
+	n.l.Error(line)
+}
+func (n *natsLogger) Debugf(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Tracef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }

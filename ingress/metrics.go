@@ -11,6 +11,7 @@ type metrics struct {
 	produced *prometheus.CounterVec // origin
 	replies  *prometheus.CounterVec // kind: result, error
 	errors   *prometheus.CounterVec // stage
+	rejects  *prometheus.CounterVec // reason
 	pending  prometheus.Gauge
 }
 
@@ -32,6 +33,10 @@ func newMetrics(reg prometheus.Registerer, clients func() float64) (*metrics, er
 			Name: "infergate_ingress_errors_total",
 			Help: "Ingress errors by stage: subject (no model in the subject), produce (Kafka refused; redelivered), ack (JetStream ack lost; redelivered), reply (publishing an answer failed), consume (reading results).",
 		}, []string{"stage"}),
+		rejects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "infergate_ingress_rejects_total",
+			Help: "Clients refused by the ingress, by reason: credentials (no or wrong credentials at connect), permission (a publish or subscription outside the device's permissions), subject (a request subject without a model level).",
+		}, []string{"reason"}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "infergate_ingress_acks_pending",
 			Help: "Durable requests produced to Kafka and not yet acknowledged by it (their JetStream ack waits).",
@@ -42,7 +47,7 @@ func newMetrics(reg prometheus.Registerer, clients func() float64) (*metrics, er
 			Name: "infergate_ingress_clients",
 			Help: "Devices connected to the ingress (MQTT and NATS).",
 		}, clients)
-		for _, c := range []prometheus.Collector{m.received, m.produced, m.replies, m.errors, m.pending, connected} {
+		for _, c := range []prometheus.Collector{m.received, m.produced, m.replies, m.errors, m.rejects, m.pending, connected} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {

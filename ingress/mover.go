@@ -29,7 +29,7 @@ const (
 func (in *Ingress) startMover() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons, err := in.js.Consumer(ctx, InboxStream, "infergate-ingress")
+	cons, err := in.js.Consumer(ctx, InboxStream, inboxConsumer)
 	if err != nil {
 		return fmt.Errorf("ingress: inbox consumer: %w", err)
 	}
@@ -94,6 +94,7 @@ func (in *Ingress) onInbox(m jetstream.Msg) {
 	if err != nil {
 		// Nothing can make it valid: terminate it so it is not redelivered.
 		in.metrics.errors.WithLabelValues("subject").Inc()
+		in.reject(Reject{Reason: RejectSubject, Client: subj, Detail: err.Error()})
 		in.logger.Warn("ingress: dropping a request on a subject without a model", "subject", subj, "err", err)
 		_ = m.Term()
 		return
@@ -130,6 +131,7 @@ func (in *Ingress) onCore(m *nats.Msg) {
 	rec, err := in.record(m.Subject, m.Data, origin, m.Reply)
 	if err != nil {
 		in.metrics.errors.WithLabelValues("subject").Inc()
+		in.reject(Reject{Reason: RejectSubject, Client: m.Subject, Detail: err.Error()})
 		return
 	}
 	in.producer.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {

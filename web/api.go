@@ -369,6 +369,20 @@ func (s *Server) handleSidecar(c echo.Context) error {
 	}{true, st})
 }
 
+func (s *Server) handleIngress(c echo.Context) error {
+	st, ok := s.backend.Ingress(c.Request().Context())
+	if !ok || st == nil {
+		return c.JSON(http.StatusOK, map[string]any{"enabled": false})
+	}
+	if st.Rejects == nil {
+		st.Rejects = []IngressReject{}
+	}
+	return c.JSON(http.StatusOK, struct {
+		Enabled bool `json:"enabled"`
+		*IngressStatus
+	}{true, st})
+}
+
 func (s *Server) handleSettings(c echo.Context) error {
 	return c.JSON(http.StatusOK, s.backend.Settings())
 }

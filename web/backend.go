@@ -56,6 +56,11 @@ type Backend interface {
 	// endpoints; ok is false with the embedded model server.
 	Sidecar(ctx context.Context) (status *SidecarStatus, ok bool)
 
+	// Ingress reports the edge ingress (MQTT / NATS devices): listeners, connected clients,
+	// the durable inbox and the recent rejects; ok is false when the ingress is off. Its rates
+	// come from the infergate_ingress_* metrics, like every other rate of the dashboard.
+	Ingress(ctx context.Context) (status *IngressStatus, ok bool)
+
 	// Settings returns the effective configuration with secrets already redacted; it is
 	// served as JSON.
 	Settings() any
@@ -181,4 +186,38 @@ type Endpoint struct {
 	Healthy   bool      `json:"healthy"`
 	Detail    string    `json:"detail,omitempty"`
 	CheckedAt time.Time `json:"checked_at,omitzero"`
+}
+
+// IngressStatus is GET /api/v1/ingress when the ingress is on.
+type IngressStatus struct {
+	// Server is the NATS server devices connect to, e.g. "nats-server 2.15.3 (embedded)".
+	Server    string            `json:"server"`
+	Listeners []IngressListener `json:"listeners"`
+	// Anonymous: devices connect without credentials (loopback listeners only).
+	Anonymous bool `json:"anonymous"`
+	AnswerQoS int  `json:"answer_qos"`
+	// Clients are the connected devices by protocol ("mqtt", "nats").
+	Clients map[string]int `json:"clients"`
+	// InboxPending are durable requests waiting in the inbox; AckPending are on their way to
+	// Kafka.
+	InboxPending uint64 `json:"inbox_pending"`
+	AckPending   int    `json:"ack_pending"`
+	// Rejects are the most recent refused connections, publishes and subscriptions, newest
+	// first.
+	Rejects []IngressReject `json:"rejects"`
+}
+
+// IngressListener is one address devices connect to.
+type IngressListener struct {
+	Protocol string `json:"protocol"` // mqtt or nats
+	Address  string `json:"address"`
+	TLS      bool   `json:"tls"`
+}
+
+// IngressReject is one refused connection, publish or subscription.
+type IngressReject struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"` // credentials, permission, subject
+	Client string    `json:"client"`
+	Detail string    `json:"detail"`
 }

@@ -40,6 +40,7 @@ type memBackend struct {
 	committed []int64
 	replayed  []*store.Record
 	sidecar   *SidecarStatus
+	ingress   *IngressStatus
 	ready     error
 	warnings  []string // data loss, as DataWarnings says it
 	topicsErr error
@@ -310,6 +311,16 @@ func (b *memBackend) Sidecar(ctx context.Context) (*SidecarStatus, bool) {
 		return nil, false
 	}
 	c := *b.sidecar
+	return &c, true
+}
+
+func (b *memBackend) Ingress(context.Context) (*IngressStatus, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ingress == nil {
+		return nil, false
+	}
+	c := *b.ingress
 	return &c, true
 }
 

@@ -28,18 +28,25 @@ import (
 
 // Metric names read by the sampler (owned by the pipeline; see CONTRACTS.md).
 const (
-	mRequests   = "infergate_requests_total"
-	mResults    = "infergate_results_total"
-	mDLQ        = "infergate_dlq_records_total"
-	mE2E        = "infergate_end_to_end_latency_seconds"
-	mPredict    = "infergate_predict_latency_seconds"
-	mBatchSize  = "infergate_batch_size"
-	mInflight   = "infergate_inflight_batches"
-	mCircuit    = "infergate_circuit_state"
-	mLag        = famLag
-	rateWindow  = 5 * time.Second
-	quantWindow = 10 * time.Second
-	historyLen  = 300
+	mRequests  = "infergate_requests_total"
+	mResults   = "infergate_results_total"
+	mDLQ       = "infergate_dlq_records_total"
+	mE2E       = "infergate_end_to_end_latency_seconds"
+	mPredict   = "infergate_predict_latency_seconds"
+	mBatchSize = "infergate_batch_size"
+	mInflight  = "infergate_inflight_batches"
+	mCircuit   = "infergate_circuit_state"
+	mLag       = famLag
+	// The ingress's (package ingress), present only when it runs.
+	mIngressReceived = "infergate_ingress_received_total"
+	mIngressReplies  = "infergate_ingress_replies_total"
+	mIngressErrors   = "infergate_ingress_errors_total"
+	mIngressRejects  = "infergate_ingress_rejects_total"
+	mIngressClients  = "infergate_ingress_clients"
+	mIngressPending  = "infergate_ingress_acks_pending"
+	rateWindow       = 5 * time.Second
+	quantWindow      = 10 * time.Second
+	historyLen       = 300
 	// slowEvery: models and status are asked for every this many ticks (they change rarely
 	// and each call may cross the network to TF Serving).
 	slowEvery = 5
@@ -71,6 +78,22 @@ type Snapshot struct {
 	Models          []Model            `json:"models"`
 	StoreRecords    int64              `json:"store_records"`
 	StoreBytes      int64              `json:"store_bytes"`
+	// Ingress is the edge ingress's traffic; absent when it is off.
+	Ingress *IngressRates `json:"ingress,omitempty"`
+}
+
+// IngressRates are the ingress's rates per second (over the last few seconds) and totals
+// since start, from the infergate_ingress_* metrics.
+type IngressRates struct {
+	Clients       float64            `json:"clients"`
+	AcksPending   float64            `json:"acks_pending"`
+	InPerSec      map[string]float64 `json:"in_per_sec"`      // requests from devices by protocol
+	AnswersPerSec map[string]float64 `json:"answers_per_sec"` // result, error
+	ErrorsPerSec  map[string]float64 `json:"errors_per_sec"`  // by stage
+	RejectsPerSec map[string]float64 `json:"rejects_per_sec"` // by reason
+	InTotal       map[string]float64 `json:"in_total"`
+	ErrorsTotal   map[string]float64 `json:"errors_total"`
+	RejectsTotal  map[string]float64 `json:"rejects_total"`
 }
 
 // Point is one entry of the history sent when a client connects, for the charts.
@@ -99,6 +122,21 @@ type sample struct {
 	hasCircuit bool
 	lag        []PartitionLag // from the pipeline's gauge, if it exports one
 	hasLag     bool
+	ingress    *ingressSample // nil: no ingress metrics
+}
+
+// ingressSample is the ingress's counters at one instant, by label.
+type ingressSample struct {
+	in, replies, errors, rejects map[string]float64
+	clients, pending             float64
+}
+
+func (s *sample) ing() *ingressSample {
+	if s.ingress == nil {
+		s.ingress = &ingressSample{in: map[string]float64{}, replies: map[string]float64{},
+			errors: map[string]float64{}, rejects: map[string]float64{}}
+	}
+	return s.ingress
 }
 
 // buckets is a cumulative histogram summed over label sets: upper bound → count.
@@ -269,6 +307,26 @@ func (s *sampler) read(now time.Time) sample {
 					out.batchCnt += float64(h.GetSampleCount())
 				}
 			}
+		case mIngressReceived:
+			for _, m := range f.GetMetric() {
+				out.ing().in[label(m, "origin")] += value(m)
+			}
+		case mIngressReplies:
+			for _, m := range f.GetMetric() {
+				out.ing().replies[label(m, "kind")] += value(m)
+			}
+		case mIngressErrors:
+			for _, m := range f.GetMetric() {
+				out.ing().errors[label(m, "stage")] += value(m)
+			}
+		case mIngressRejects:
+			for _, m := range f.GetMetric() {
+				out.ing().rejects[label(m, "reason")] += value(m)
+			}
+		case mIngressClients:
+			out.ing().clients = sumValues(f)
+		case mIngressPending:
+			out.ing().pending = sumValues(f)
 		case mInflight:
 			out.inflight = sumValues(f)
 		case mCircuit:
@@ -324,6 +382,9 @@ func (s *sampler) snapshot(cur sample) Snapshot {
 			snap.DLQPerSec += r
 		}
 	}
+	if cur.ingress != nil {
+		snap.Ingress = ingressRates(cur, rateBase)
+	}
 	if quantBase != nil {
 		d := cur.e2e.minus(quantBase.e2e)
 		snap.LatencyP50 = ms(d.quantile(0.5))
@@ -337,6 +398,31 @@ func (s *sampler) snapshot(cur sample) Snapshot {
 		}
 	}
 	return snap
+}
+
+// ingressRates computes the ingress's rates from cur and base (nil base: totals only).
+func ingressRates(cur sample, base *sample) *IngressRates {
+	c := cur.ingress
+	out := &IngressRates{Clients: c.clients, AcksPending: c.pending,
+		InPerSec: map[string]float64{}, AnswersPerSec: map[string]float64{}, ErrorsPerSec: map[string]float64{},
+		RejectsPerSec: map[string]float64{}, InTotal: c.in, ErrorsTotal: c.errors, RejectsTotal: c.rejects}
+	if base == nil {
+		return out
+	}
+	var prev ingressSample
+	if base.ingress != nil {
+		prev = *base.ingress
+	}
+	dt := cur.at.Sub(base.at).Seconds()
+	for _, x := range []struct {
+		cur, prev, dst map[string]float64
+	}{{c.in, prev.in, out.InPerSec}, {c.replies, prev.replies, out.AnswersPerSec},
+		{c.errors, prev.errors, out.ErrorsPerSec}, {c.rejects, prev.rejects, out.RejectsPerSec}} {
+		for k, v := range x.cur {
+			x.dst[k] = rate(v, x.prev[k], dt)
+		}
+	}
+	return out
 }
 
 // baseFor returns the newest sample at least window older than at, or the oldest one when

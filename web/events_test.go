@@ -337,3 +337,73 @@ func TestShutdownWithOpenStream(t *testing.T) {
 	for range events { // the stream ends
 	}
 }
+
+// The Ingress view's data: GET /api/v1/ingress says when the ingress is off and
+// otherwise passes the backend's status through; the snapshots carry the
+// ingress's rates from the infergate_ingress_* metrics, and none while those do
+// not exist.
+func TestIngressStatusAndRates(t *testing.T) {
+	env := newEnv(t)
+	var off struct {
+		Enabled bool `json:"enabled"`
+	}
+	r := env.api("GET", "/api/v1/ingress", nil)
+	expectCode(t, r, 200)
+	r.json(t, &off)
+	if off.Enabled {
+		t.Fatalf("ingress off: %s", r.body)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if snap := env.srv.sampler.snapshotNow(); snap.Time.IsZero() || snap.Ingress != nil {
+			return fmt.Errorf("snapshot at %v with ingress %+v", snap.Time, snap.Ingress)
+		}
+		return nil
+	})
+
+	at := time.Date(2026, 12, 5, 6, 0, 0, 0, time.UTC)
+	env.backend.mu.Lock()
+	env.backend.ingress = &IngressStatus{Server: "nats-server 2.15.3 (embedded)", AnswerQoS: 1,
+		Listeners: []IngressListener{{Protocol: "mqtt", Address: "127.0.0.1:1883"}},
+		Clients:   map[string]int{"mqtt": 3, "nats": 1},
+		Rejects:   []IngressReject{{At: at, Reason: "credentials", Client: "press2", Detail: "bad or missing credentials"}}}
+	env.backend.mu.Unlock()
+	var on struct {
+		Enabled bool `json:"enabled"`
+		IngressStatus
+	}
+	r = env.api("GET", "/api/v1/ingress", nil)
+	expectCode(t, r, 200)
+	r.json(t, &on)
+	if !on.Enabled || on.Clients["mqtt"] != 3 || len(on.Rejects) != 1 || on.Rejects[0].Client != "press2" || !on.Rejects[0].At.Equal(at) {
+		t.Fatalf("ingress on: %s", r.body)
+	}
+
+	received := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infergate_ingress_received_total", Help: "test"}, []string{"origin", "path"})
+	rejects := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infergate_ingress_rejects_total", Help: "test"}, []string{"reason"})
+	clients := prometheus.NewGauge(prometheus.GaugeOpts{Name: "infergate_ingress_clients", Help: "test"})
+	env.backend.reg.MustRegister(received, rejects, clients)
+	clients.Set(4)
+	rejects.WithLabelValues("permission").Add(2)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tk := time.NewTicker(10 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				received.WithLabelValues("mqtt", "durable").Add(2)
+				received.WithLabelValues("mqtt", "at-most-once").Inc()
+			}
+		}
+	}()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		ing := env.srv.sampler.snapshotNow().Ingress
+		if ing == nil || ing.Clients != 4 || ing.InPerSec["mqtt"] <= 0 || ing.InPerSec["nats"] != 0 || ing.RejectsTotal["permission"] != 2 {
+			return fmt.Errorf("ingress rates %+v", ing)
+		}
+		return nil
+	})
+}

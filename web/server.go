@@ -259,6 +259,7 @@ func (s *Server) routes() *echo.Echo {
 	api.DELETE("/dlq/:id", s.handleDLQDelete, s.requireAuth)
 	api.POST("/dlq/:id/replay", s.handleDLQReplayOne, s.requireAuth)
 	api.GET("/sidecar", s.handleSidecar, s.requireAuth)
+	api.GET("/ingress", s.handleIngress, s.requireAuth)
 	api.GET("/settings", s.handleSettings, s.requireAuth)
 	api.GET("/audit", s.handleAudit, s.requireAuth)
 	api.GET("/events", s.handleEvents, s.requireAuth)

@@ -149,7 +149,7 @@ func LoginFails(t testing.TB, ctx context.Context, baseURL, token string) string
 	return value(t, ctx, "login error", chromedp.Text(chromedp.CSS("#login-error")))
 }
 
-// Go opens a dashboard view ("overview", "dlq", "dlq?class=decode", "models", "broker",
+// Go opens a dashboard view ("overview", "dlq", "dlq?class=decode", "models", "broker", "ingress",
 // "sidecar", "settings"). On the dashboard already it only changes the hash: a navigation
 // within the page fires no load event to wait for.
 func Go(t testing.TB, ctx context.Context, baseURL, view string) {

@@ -120,6 +120,7 @@ const views = {
   dlq: { enter: enterDLQ },
   models: { enter: enterModels },
   broker: { enter: enterBroker },
+  ingress: { enter: enterIngress },
   sidecar: { enter: enterSidecar },
   settings: { enter: enterSettings },
 };
@@ -166,6 +167,7 @@ function connectEvents() {
       p50: s.latency_p50_ms, p99: s.latency_p99_ms, lag: s.lag_total });
     if (state.history.length > 300) state.history.splice(0, state.history.length - 300);
     if (state.view === 'overview') renderSnapshot(s);
+    if (state.view === 'ingress') renderIngressRates(s.ingress);
   });
 }
 
@@ -714,6 +716,59 @@ function bindBroker() {
       }
     });
   });
+}
+
+// ---------------------------------------------------------------- ingress
+
+function enterIngress() {
+  if (state.snapshot) renderIngressRates(state.snapshot.ingress);
+  every(2000, loadIngress);
+}
+
+async function loadIngress() {
+  try {
+    const s = await api('GET', '/ingress');
+    $('#ingress-off').hidden = s.enabled;
+    $('#ingress-on').hidden = !s.enabled;
+    if (!s.enabled) return;
+    $('#ing-server').textContent = s.server;
+    const clients = s.clients || {};
+    $('#ing-clients').textContent = fmtInt((clients.mqtt || 0) + (clients.nats || 0));
+    $('#ing-clients-mqtt').textContent = fmtInt(clients.mqtt || 0);
+    $('#ing-clients-nats').textContent = fmtInt(clients.nats || 0);
+    $('#ing-listeners tbody').replaceChildren(...(s.listeners || []).map((l) => h('tr', { dataset: { protocol: l.protocol } },
+      h('td', {}, l.protocol.toUpperCase()), h('td', { class: 'mono' }, l.address),
+      h('td', {}, h('span', { class: 'badge ' + (l.tls ? 'ok' : '') }, l.tls ? 'TLS' : 'plain text')))));
+    $('#ing-auth').textContent = (s.anonymous ? 'Anonymous devices (loopback only)' : 'Devices need credentials') +
+      ' · answers at MQTT QoS ' + s.answer_qos;
+    $('#ing-inbox').textContent = fmtInt(s.inbox_pending) + ' requests waiting in the inbox · ' +
+      fmtInt(s.ack_pending) + ' on their way to Kafka';
+    const rej = s.rejects || [];
+    $('#ing-rejects tbody').replaceChildren(...(rej.length ? rej.map((r) => h('tr', { dataset: { reason: r.reason } },
+      h('td', { title: r.at }, fmtTime(r.at)), h('td', {}, h('span', { class: 'badge bad' }, r.reason)),
+      h('td', { class: 'mono' }, r.client), h('td', { class: 'small' }, r.detail))) :
+      [h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No rejects since start.'))]));
+  } catch (e) { if (e.status !== 401) toast(e.message, true); }
+}
+
+function renderIngressRates(r) {
+  if (!r) return;
+  const inps = r.in_per_sec || {};
+  $('#ing-in-mqtt').textContent = fmtRate(inps.mqtt || 0);
+  $('#ing-in-nats').textContent = fmtRate(inps.nats || 0);
+  const out = r.answers_per_sec || {};
+  $('#ing-out').textContent = fmtRate((out.result || 0) + (out.error || 0));
+  const tot = r.in_total || {};
+  $('#ing-totals').textContent = fmtInt((tot.mqtt || 0) + (tot.nats || 0)) + ' requests from devices since start · ' +
+    fmtRate(out.error || 0) + ' error answers / s';
+  const rateBars = (box, perSec, total, empty) => {
+    const keys = Object.keys(total || {}).sort();
+    const max = Math.max(0.001, ...keys.map((k) => perSec[k] || 0));
+    bars(box, keys.map((k) => ({ key: k, label: k, value: perSec[k] || 0, max, err: true,
+      text: fmtRate(perSec[k] || 0) + '/s', title: fmtInt(total[k]) + ' total' })), empty);
+  };
+  rateBars($('#ing-err-bars'), r.errors_per_sec || {}, r.errors_total, 'No errors.');
+  rateBars($('#ing-rej-bars'), r.rejects_per_sec || {}, r.rejects_total, 'No rejects.');
 }
 
 // ---------------------------------------------------------------- sidecar
