@@ -245,7 +245,19 @@ type HTTPConfig struct {
 // nats-server whose MQTT and NATS listeners take requests from devices and
 // send their predictions back (docs/ingress.md).
 type IngressConfig struct {
-	Enabled    bool   `yaml:"enabled"`
+	Enabled bool `yaml:"enabled"`
+	// Mode is embedded (nats-server in this process) or external (attach
+	// to the NATS server at NATSURL; devices connect there).
+	Mode string `yaml:"mode"`
+	// NATSURL and the credentials and TLS files reach the external server.
+	NATSURL       []string `yaml:"nats_url"`
+	NATSUser      string   `yaml:"nats_user"`
+	NATSPassword  string   `yaml:"nats_password"`
+	NATSCredsFile string   `yaml:"nats_creds_file"`
+	NATSCAFile    string   `yaml:"nats_ca_file"`
+	NATSCertFile  string   `yaml:"nats_cert_file"`
+	NATSKeyFile   string   `yaml:"nats_key_file"`
+
 	MQTTListen string `yaml:"mqtt_listen"` // "" disables MQTT
 	NATSListen string `yaml:"nats_listen"` // "" disables the NATS listener
 	// Group is the consumer group reading results and DLQ records to
@@ -349,6 +361,7 @@ func Default() Config {
 			ReadHeaderTimeout: web.DefaultReadHeaderTimeout, ReadTimeout: web.DefaultReadTimeout,
 			UploadTimeout: web.DefaultUploadTimeout, IdleTimeout: web.DefaultIdleTimeout},
 		Ingress: IngressConfig{
+			Mode:          ingress.ModeEmbedded,
 			MQTTListen:    ing.MQTTListen,
 			NATSListen:    ing.NATSListen,
 			Group:         ing.Group,

@@ -343,6 +343,7 @@ func TestTableMatchesStruct(t *testing.T) {
 	d := Default()
 	d.Broker.Brokers = []string{"a:1", "b:2"}
 	d.ModelServer.TFServingEndpoints = []string{"t:1"}
+	d.Ingress.NATSURL = []string{"nats://n:4222"}
 	d.ModelServer.Sidecar.ExtraFlags = []string{"--enable_model_warmup=false", "--num_load_threads=2"}
 	d.ModelServer.Sidecar.AllowedBatchSizes = []int64{8, 32}
 	var doc strings.Builder

@@ -24,6 +24,18 @@ func (c *Config) validateIngress(v *validator) {
 	if !in.Enabled {
 		return
 	}
+	switch in.Mode {
+	case ingress.ModeEmbedded:
+	case ingress.ModeExternal:
+		c.validateExternalIngress(v)
+		return
+	default:
+		v.errf("ingress.mode", "%q: want %s or %s", in.Mode, ingress.ModeEmbedded, ingress.ModeExternal)
+		return
+	}
+	if len(in.NATSURL) > 0 {
+		v.errf("ingress.nats_url", "is for ingress.mode %s; with the embedded server devices connect to ingress.mqtt_listen and ingress.nats_listen", ingress.ModeExternal)
+	}
 	if in.MQTTListen == "" && in.NATSListen == "" {
 		v.errf("ingress.mqtt_listen", "and ingress.nats_listen are both empty: the ingress needs at least one listener")
 	}
@@ -70,6 +82,46 @@ func (c *Config) validateIngress(v *validator) {
 	}
 }
 
+// validateExternalIngress checks ingress.* in external mode: the server's
+// address and how to reach it; the embedded server's settings are refused
+// rather than silently ignored.
+func (c *Config) validateExternalIngress(v *validator) {
+	in := c.Ingress
+	if len(in.NATSURL) == 0 {
+		v.errf("ingress.nats_url", "must be set with ingress.mode %s: the NATS server devices connect to", ingress.ModeExternal)
+	}
+	for _, u := range in.NATSURL {
+		if !strings.Contains(u, "://") {
+			v.errf("ingress.nats_url", "%q: want a URL such as nats://host:4222 or tls://host:4222", u)
+		}
+	}
+	if in.NATSCredsFile != "" && (in.NATSUser != "" || in.NATSPassword != "") {
+		v.errf("ingress.nats_creds_file", "and ingress.nats_user / ingress.nats_password: give one or the other")
+	}
+	if (in.NATSCertFile == "") != (in.NATSKeyFile == "") {
+		v.errf("ingress.nats_cert_file", "set it and ingress.nats_key_file (--ingress-nats-key) both for mutual TLS, or neither")
+	}
+	for _, f := range []struct{ key, val string }{{"ingress.devices_file", in.DevicesFile}, {"ingress.tls_cert", in.TLSCert}} {
+		if f.val != "" {
+			v.errf(f.key, "configures the embedded server; with ingress.mode %s, device credentials and TLS are the external server's configuration", ingress.ModeExternal)
+		}
+	}
+	if in.Group == "" {
+		v.errf("ingress.group", "must be set")
+	} else if in.Group == c.Pipeline.Group {
+		v.errf("ingress.group", "%q is also pipeline.group: the ingress reads the results with a group of its own", in.Group)
+	}
+	if in.MaxAckPending < 1 {
+		v.errf("ingress.max_ack_pending", "%d: must be >= 1", in.MaxAckPending)
+	}
+	if in.AckWait.Seconds() < 1 {
+		v.errf("ingress.ack_wait", "%s: must be at least 1s", in.AckWait)
+	}
+	if in.AnswerQoS != 0 && in.AnswerQoS != 1 {
+		v.errf("ingress.answer_qos", "%d: must be 0 or 1", in.AnswerQoS)
+	}
+}
+
 // auth reads ingress.devices_file.
 func (in IngressConfig) auth() (ingress.AuthConfig, error) {
 	var a ingress.AuthConfig
@@ -109,6 +161,9 @@ func (in IngressConfig) auth() (ingress.AuthConfig, error) {
 // ingressConfig is the ingress package's part of c.
 func (c *Config) ingressConfig(storeDir string) ingress.Config {
 	ic := ingress.DefaultConfig()
+	ic.Mode = c.Ingress.Mode
+	ic.External = ingress.ExternalConfig{URLs: c.Ingress.NATSURL, User: c.Ingress.NATSUser, Password: c.Ingress.NATSPassword,
+		CredsFile: c.Ingress.NATSCredsFile, CAFile: c.Ingress.NATSCAFile, CertFile: c.Ingress.NATSCertFile, KeyFile: c.Ingress.NATSKeyFile}
 	ic.StoreDir = storeDir
 	ic.MQTTListen = c.Ingress.MQTTListen
 	ic.NATSListen = c.Ingress.NATSListen
@@ -196,9 +251,16 @@ func (b *webBackend) Ingress(ctx context.Context) (*web.IngressStatus, bool) {
 	out := &web.IngressStatus{
 		Server:    "nats-server " + st.ServerVersion + " (embedded)",
 		Anonymous: st.Anonymous, AnswerQoS: st.AnswerQoS,
-		Clients:      map[string]int{ingress.OriginMQTT: st.ClientsMQTT, ingress.OriginNATS: st.ClientsNATS},
 		InboxPending: st.InboxPending, AckPending: st.AckPending,
 		Rejects: make([]web.IngressReject, 0, len(st.Rejects)),
+	}
+	if st.External {
+		// The external server's clients and rejects are its own: not
+		// shown as zero here.
+		out.Server = "nats-server " + st.ServerVersion + " (external, " + st.URL + ")"
+		out.External = true
+	} else {
+		out.Clients = map[string]int{ingress.OriginMQTT: st.ClientsMQTT, ingress.OriginNATS: st.ClientsNATS}
 	}
 	if st.MQTTAddr != "" {
 		out.Listeners = append(out.Listeners, web.IngressListener{Protocol: ingress.OriginMQTT, Address: st.MQTTAddr, TLS: st.TLS})

@@ -6,10 +6,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/infergate/infergate/ingress"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 )
@@ -146,5 +150,64 @@ func TestIngressDevicesFile(t *testing.T) {
 	a, err := c.Ingress.auth()
 	if err != nil || len(a.Devices) != 1 || len(a.Observers) != 1 || a.Devices[0].Name != "line1" {
 		t.Fatalf("auth %+v %v", a, err)
+	}
+}
+
+// ingress.mode external: the appliance attaches to a NATS server run
+// separately (JetStream and MQTT on, a user for infergate); a device
+// connected to that server gets its prediction from the real pipeline, and
+// the dashboard's ingress status names the external server.
+func TestIngressExternalNATS(t *testing.T) {
+	pub, sub := needMosquitto(t)
+	o := &server.Options{
+		ServerName: "plant-nats", Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: t.TempDir(), DisableJetStreamBanner: true,
+		Users: []*server.User{{Username: "infergate", Password: "ingress-pw"}, {Username: "oven2", Password: "device-pw"}},
+	}
+	o.MQTT.Host, o.MQTT.Port = "127.0.0.1", -1
+	srv, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+
+	c := testConfig(t)
+	c.Ingress.Enabled = true
+	c.Ingress.Mode = ingress.ModeExternal
+	c.Ingress.NATSURL = []string{"nats://" + srv.Addr().String()}
+	c.Ingress.NATSUser, c.Ingress.NATSPassword = "infergate", "ingress-pw"
+	r := start(t, c)
+	if r.Ingress().MQTTAddr() != "" {
+		t.Fatalf("external mode listens itself on %s", r.Ingress().MQTTAddr())
+	}
+
+	dev := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(o.MQTT.Port), "-u", "oven2", "-P", "device-pw"}
+	subArgs := append(append([]string(nil), dev...), "-q", "1", "-c", "-i", "oven2-sub", "-t", "infergate/results/+/oven2")
+	mosquitto(t, sub, append(subArgs, "-E")...)
+	mosquitto(t, pub, append(dev, "-q", "1", "-t", "infergate/requests/demo/oven2",
+		"-m", string(requestValue("o-1", features(16, 0.5))))...)
+	out := mosquitto(t, sub, append(subArgs, "-C", "1", "-W", "60")...)
+	var res struct {
+		RequestID  string    `json:"request_id"`
+		Model      string    `json:"model"`
+		Prediction []float64 `json:"prediction"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &res); err != nil || res.RequestID != "o-1" || res.Model != "demo" || len(res.Prediction) != 1 {
+		t.Fatalf("answer %q (%v)", out, err)
+	}
+
+	var st struct {
+		Enabled  bool           `json:"enabled"`
+		External bool           `json:"external"`
+		Server   string         `json:"server"`
+		Clients  map[string]int `json:"clients"`
+	}
+	newAPIClient(t, r).json("GET", "/api/v1/ingress", nil, 200, &st)
+	if !st.Enabled || !st.External || !strings.Contains(st.Server, srv.Addr().String()) || st.Clients != nil {
+		t.Fatalf("ingress status %+v", st)
 	}
 }

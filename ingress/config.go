@@ -50,8 +50,39 @@ const (
 	HeaderModel  = "model"         // inference.HeaderModel
 )
 
+// Modes of the ingress.
+const (
+	// ModeEmbedded runs nats-server in this process, with its MQTT and NATS
+	// listeners (the default).
+	ModeEmbedded = "embedded"
+	// ModeExternal attaches to an existing NATS server or cluster (with
+	// JetStream, and MQTT enabled there for MQTT devices); devices connect
+	// to it, and its configuration decides who may connect and what they
+	// may do.
+	ModeExternal = "external"
+)
+
+// ExternalConfig is how the ingress reaches an external NATS server.
+type ExternalConfig struct {
+	// URLs of the server or cluster: nats://host:4222, tls://host:4222.
+	URLs []string
+	// User and Password, or CredsFile (a NATS .creds file: user JWT and
+	// nkey seed), authenticate the ingress.
+	User, Password string
+	CredsFile      string
+	// CAFile verifies the server's certificate (default: system roots);
+	// CertFile and KeyFile are a client certificate for mutual TLS.
+	CAFile, CertFile, KeyFile string
+}
+
 // Config is the ingress part of the appliance's configuration.
 type Config struct {
+	// Mode is ModeEmbedded or ModeExternal ("" is embedded). In external
+	// mode StoreDir, ServerName, the listeners, MaxStore, SyncAlways, the
+	// TLS certificate and Auth are the external server's business and must
+	// be left unset (listeners are ignored).
+	Mode     string
+	External ExternalConfig
 	// StoreDir is nats-server's JetStream store (<data dir>/nats).
 	StoreDir string
 	// ServerName names the embedded nats-server (MQTT needs one).
@@ -114,8 +145,19 @@ func DefaultConfig() Config {
 	}
 }
 
+// external reports whether c attaches to an external NATS server.
+func (c *Config) external() bool { return c.Mode == ModeExternal }
+
 // Validate checks c. Errors name the field; the appliance names settings.
 func (c *Config) Validate() error {
+	switch c.Mode {
+	case "", ModeEmbedded, ModeExternal:
+	default:
+		return fmt.Errorf("Mode %q: want %s or %s", c.Mode, ModeEmbedded, ModeExternal)
+	}
+	if c.external() {
+		return c.validateExternal()
+	}
 	var errs []error
 	if c.StoreDir == "" {
 		errs = append(errs, errors.New("StoreDir must be set"))
@@ -155,9 +197,47 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+func (c *Config) validateExternal() error {
+	var errs []error
+	e := c.External
+	if len(e.URLs) == 0 {
+		errs = append(errs, errors.New("External.URLs: external mode needs the NATS server's URL"))
+	}
+	if e.CredsFile != "" && (e.User != "" || e.Password != "") {
+		errs = append(errs, errors.New("External.CredsFile and External.User/Password: give one or the other"))
+	}
+	if (e.CertFile == "") != (e.KeyFile == "") {
+		errs = append(errs, errors.New("External.CertFile and External.KeyFile go together: set both or neither"))
+	}
+	if c.TLSCert != "" || len(c.Auth.Devices) > 0 || len(c.Auth.Observers) > 0 {
+		errs = append(errs, errors.New("TLSCert and Auth configure the embedded server's listeners: in external mode TLS, device credentials and permissions are the external server's configuration"))
+	}
+	if c.RequestsTopic == "" || c.ResultsTopic == "" || c.DLQTopic == "" {
+		errs = append(errs, errors.New("RequestsTopic, ResultsTopic and DLQTopic must be set"))
+	}
+	if c.Group == "" {
+		errs = append(errs, errors.New("Group must be set"))
+	}
+	if c.MaxAckPending < 1 {
+		errs = append(errs, fmt.Errorf("MaxAckPending %d must be at least 1", c.MaxAckPending))
+	}
+	if c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("AckWait %s must be at least 1s", c.AckWait))
+	}
+	if c.AnswerQoS != 0 && c.AnswerQoS != 1 {
+		errs = append(errs, fmt.Errorf("AnswerQoS %d must be 0 or 1", c.AnswerQoS))
+	}
+	return errors.Join(errs...)
+}
+
 // CheckAuth is the part of Validate about credentials: anonymous access
 // on a listener that is not loopback, and the device list.
-func (c *Config) CheckAuth() error { return c.Auth.validate(c.exposed()) }
+func (c *Config) CheckAuth() error {
+	if c.external() {
+		return nil
+	}
+	return c.Auth.validate(c.exposed())
+}
 
 // exposed lists the listeners bound to anything but loopback.
 func (c *Config) exposed() []string {

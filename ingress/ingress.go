@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,15 +60,22 @@ func New(cfg Config, logger *slog.Logger, kopts []kgo.Opt, reg prometheus.Regist
 	in.auth.onRefused = func(client, remote string) {
 		in.reject(Reject{Reason: RejectCredentials, Client: client, Detail: "bad or missing credentials, from " + remote})
 	}
-	in.metrics, err = newMetrics(reg, func() float64 {
-		if in.srv == nil {
-			return 0
+	var clients func() float64
+	if !cfg.external() {
+		clients = func() float64 {
+			if in.srv == nil {
+				return 0
+			}
+			// The ingress's own in-process connection is not a device.
+			return float64(max(in.srv.NumClients()-1, 0))
 		}
-		// The ingress's own in-process connection is not a device.
-		return float64(max(in.srv.NumClients()-1, 0))
-	})
+	}
+	in.metrics, err = newMetrics(reg, clients)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.external() {
+		return in, nil
 	}
 	o := &server.Options{
 		ServerName:                 cfg.ServerName,
@@ -110,6 +118,13 @@ func randomToken() (string, error) {
 // Start starts nats-server, creates the inbox consumer and opens the
 // listeners to devices. Devices are refused until the consumer exists.
 func (in *Ingress) Start(ctx context.Context) error {
+	if in.cfg.external() {
+		nc, err := in.connectExternal()
+		if err != nil {
+			return err
+		}
+		return in.startMoving(ctx, nc)
+	}
 	srv, err := server.NewServer(in.opts)
 	if err != nil {
 		return fmt.Errorf("ingress: nats-server options: %w", err)
@@ -139,6 +154,49 @@ func (in *Ingress) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingress: connecting to the embedded nats-server: %w", err)
 	}
+	return in.startMoving(ctx, nc)
+}
+
+// connectExternal connects to the external NATS server (Config.External).
+// It keeps reconnecting for as long as the ingress runs: the durable inbox
+// consumer lives on the server, so nothing acknowledged is lost while the
+// connection is down.
+func (in *Ingress) connectExternal() (*nats.Conn, error) {
+	e := in.cfg.External
+	opts := []nats.Option{nats.Name(internalClientName), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		nats.Timeout(10 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				in.logger.Warn("ingress: disconnected from the NATS server; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			in.logger.Info("ingress: reconnected to the NATS server", "url", nc.ConnectedUrlRedacted())
+		})}
+	if e.User != "" || e.Password != "" {
+		opts = append(opts, nats.UserInfo(e.User, e.Password))
+	}
+	if e.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(e.CredsFile))
+	}
+	if e.CAFile != "" {
+		opts = append(opts, nats.RootCAs(e.CAFile))
+	}
+	if e.CertFile != "" {
+		opts = append(opts, nats.ClientCert(e.CertFile, e.KeyFile))
+	}
+	nc, err := nats.Connect(strings.Join(e.URLs, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("ingress: connecting to the external NATS server %s: %w", strings.Join(e.URLs, ","), err)
+	}
+	in.logger.Info("ingress: attached to an external NATS server", "url", nc.ConnectedUrlRedacted(),
+		"server", nc.ConnectedServerName(), "version", nc.ConnectedServerVersion())
+	return nc, nil
+}
+
+// startMoving sets up JetStream on nc, the inbox and the Kafka producer.
+func (in *Ingress) startMoving(ctx context.Context, nc *nats.Conn) error {
+	var err error
 	in.nc = nc
 	in.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
 	if err != nil {

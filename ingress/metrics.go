@@ -43,11 +43,16 @@ func newMetrics(reg prometheus.Registerer, clients func() float64) (*metrics, er
 		}),
 	}
 	if reg != nil {
-		connected := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "infergate_ingress_clients",
-			Help: "Devices connected to the ingress (MQTT and NATS).",
-		}, clients)
-		for _, c := range []prometheus.Collector{m.received, m.produced, m.replies, m.errors, m.rejects, m.pending, connected} {
+		cs := []prometheus.Collector{m.received, m.produced, m.replies, m.errors, m.rejects, m.pending}
+		if clients != nil {
+			// Only the embedded server's clients are known; an external
+			// server reports its own.
+			cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "infergate_ingress_clients",
+				Help: "Devices connected to the ingress (MQTT and NATS; embedded server only).",
+			}, clients))
+		}
+		for _, c := range cs {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {

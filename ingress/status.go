@@ -82,7 +82,11 @@ func permissionViolation(line string) (Reject, bool) {
 
 // Status is what the dashboard's Ingress view shows.
 type Status struct {
-	// ServerVersion is the embedded nats-server's version.
+	// External: attached to an external NATS server at URL (then the
+	// listeners and clients are unknown here: -1 clients).
+	External bool
+	URL      string
+	// ServerVersion is the NATS server's version.
 	ServerVersion string
 	// MQTTAddr and NATSAddr are the listeners ("" when off).
 	MQTTAddr, NATSAddr string
@@ -115,6 +119,12 @@ func (in *Ingress) Status(ctx context.Context) Status {
 		Anonymous:     in.auth.anonymous,
 		AnswerQoS:     in.cfg.AnswerQoS,
 		Rejects:       in.rejects.newestFirst(),
+	}
+	if in.cfg.external() {
+		st.External, st.ClientsMQTT, st.ClientsNATS = true, -1, -1
+		if in.nc != nil {
+			st.URL, st.ServerVersion = in.nc.ConnectedUrlRedacted(), in.nc.ConnectedServerVersion()
+		}
 	}
 	if in.srv != nil {
 		cz, err := in.srv.Connz(&server.ConnzOptions{Limit: in.srv.NumClients() + 16})

@@ -193,10 +193,13 @@ type IngressStatus struct {
 	// Server is the NATS server devices connect to, e.g. "nats-server 2.15.3 (embedded)".
 	Server    string            `json:"server"`
 	Listeners []IngressListener `json:"listeners"`
+	// External: attached to a NATS server run elsewhere, whose listeners, clients and rejects
+	// are not known here (Listeners empty, Clients nil).
+	External bool `json:"external"`
 	// Anonymous: devices connect without credentials (loopback listeners only).
 	Anonymous bool `json:"anonymous"`
 	AnswerQoS int  `json:"answer_qos"`
-	// Clients are the connected devices by protocol ("mqtt", "nats").
+	// Clients are the connected devices by protocol ("mqtt", "nats"); nil when unknown.
 	Clients map[string]int `json:"clients"`
 	// InboxPending are durable requests waiting in the inbox; AckPending are on their way to
 	// Kafka.

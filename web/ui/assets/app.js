@@ -732,15 +732,16 @@ async function loadIngress() {
     $('#ingress-on').hidden = !s.enabled;
     if (!s.enabled) return;
     $('#ing-server').textContent = s.server;
-    const clients = s.clients || {};
-    $('#ing-clients').textContent = fmtInt((clients.mqtt || 0) + (clients.nats || 0));
-    $('#ing-clients-mqtt').textContent = fmtInt(clients.mqtt || 0);
-    $('#ing-clients-nats').textContent = fmtInt(clients.nats || 0);
+    // An external server's clients are not known here: shown as –, not 0.
+    const clients = s.clients;
+    $('#ing-clients').textContent = clients ? fmtInt((clients.mqtt || 0) + (clients.nats || 0)) : '–';
+    $('#ing-clients-mqtt').textContent = clients ? fmtInt(clients.mqtt || 0) : '–';
+    $('#ing-clients-nats').textContent = clients ? fmtInt(clients.nats || 0) : '–';
     $('#ing-listeners tbody').replaceChildren(...(s.listeners || []).map((l) => h('tr', { dataset: { protocol: l.protocol } },
       h('td', {}, l.protocol.toUpperCase()), h('td', { class: 'mono' }, l.address),
       h('td', {}, h('span', { class: 'badge ' + (l.tls ? 'ok' : '') }, l.tls ? 'TLS' : 'plain text')))));
-    $('#ing-auth').textContent = (s.anonymous ? 'Anonymous devices (loopback only)' : 'Devices need credentials') +
-      ' · answers at MQTT QoS ' + s.answer_qos;
+    $('#ing-auth').textContent = (s.external ? 'Devices connect to the external server; its configuration decides who may' :
+      s.anonymous ? 'Anonymous devices (loopback only)' : 'Devices need credentials') + ' · answers at MQTT QoS ' + s.answer_qos;
     $('#ing-inbox').textContent = fmtInt(s.inbox_pending) + ' requests waiting in the inbox · ' +
       fmtInt(s.ack_pending) + ' on their way to Kafka';
     const rej = s.rejects || [];
