@@ -161,13 +161,19 @@ func anonymousPermissions() *server.Permissions {
 			RequestsPrefix + ">",
 			InboxPrefix + RequestsPrefix + ">",
 		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{ResultsPrefix + ">", "_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{ResultsPrefix + ">", resultsLevel, "_INBOX.>"}},
 	}
 }
+
+// resultsLevel is the results level itself: MQTT's "infergate/results/#"
+// also subscribes to "infergate.results" (the '#' matches the parent
+// level too), and nats-server refuses the whole MQTT subscription if one
+// of its subjects is not allowed.
+const resultsLevel = "infergate.results"
 
 func observerPermissions() *server.Permissions {
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Deny: []string{">"}},
-		Subscribe: &server.SubjectPermission{Allow: []string{ResultsPrefix + ">"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{ResultsPrefix + ">", resultsLevel}},
 	}
 }

@@ -47,6 +47,13 @@ func TestMQTTDevicePermissions(t *testing.T) {
 		t.Fatalf("line1 subscribing to line2's results: %q, want the subscription denied", out)
 	}
 
+	// An observer may read every answer: "#" also covers the results level
+	// itself, which must be allowed too or the whole subscription fails.
+	cmd = exec.Command(sub, "-h", host, "-p", port, "-u", "scada", "-P", "s3cret-3", "-q", "1", "-t", "infergate/results/#", "-E")
+	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "denied") {
+		t.Fatalf("observer subscribing to infergate/results/#: %v %q", err, out)
+	}
+
 	// line1 publishing as line2 is dropped; its own request goes through.
 	run(t, pub, append(as("line1", "s3cret-1"), "-q", "1", "-t", "infergate/requests/demo/line2", "-m", `{"request_id":"forged"}`)...)
 	run(t, pub, append(as("line1", "s3cret-1"), "-q", "1", "-t", "infergate/requests/demo/line1", "-m", `{"request_id":"own"}`)...)
