@@ -10,8 +10,8 @@ func UsePortableKernel(t testing.TB) bool {
 	if kernelName == "go" {
 		return false
 	}
-	old, oldIndirect := gemmKernel, gemmIndirect
-	gemmKernel, gemmIndirect = kernelGo, indirectGather
-	t.Cleanup(func() { gemmKernel, gemmIndirect = old, oldIndirect })
+	old, oldIndirect, oldPool := gemmKernel, gemmIndirect, maxPool2x2
+	gemmKernel, gemmIndirect, maxPool2x2 = kernelGo, indirectGather, maxPool2x2Go
+	t.Cleanup(func() { gemmKernel, gemmIndirect, maxPool2x2 = old, oldIndirect, oldPool })
 	return true
 }

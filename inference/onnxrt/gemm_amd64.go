@@ -16,6 +16,21 @@ func kernelAVX2(k int, a, b, c *float32, ldc int)
 func kernelAVX512(k int, a, b, c *float32, ldc int)
 
 //go:noescape
+func maxPool2x2AVX512(r0, r1, o *float32, n int)
+
+// maxPool2x2Asm pools whole blocks of 16 outputs in assembly and the rest
+// in Go.
+func maxPool2x2Asm(r0, r1, o []float32) {
+	blocks := len(o) / 16
+	if blocks > 0 {
+		_ = r0[blocks*32-1]
+		_ = r1[blocks*32-1]
+		maxPool2x2AVX512(&r0[0], &r1[0], &o[0], blocks)
+	}
+	maxPool2x2Go(r0[blocks*32:], r1[blocks*32:], o[blocks*16:])
+}
+
+//go:noescape
 func kernelIndirectAVX512(k int, a, x *float32, offs *int32, c *float32, ldc int, bias *float32, relu int)
 
 // indirectAVX512Checked bounds-checks what kernelIndirectAVX512 reads and
@@ -89,6 +104,9 @@ func init() {
 	want := os.Getenv("INFERGATE_GEMM_KERNEL")
 	if want == "go" {
 		return
+	}
+	if cpu.X86.HasAVX512F {
+		maxPool2x2 = maxPool2x2Asm
 	}
 	for _, k := range amd64Kernels {
 		if k.ok && (want == "" || strings.HasPrefix(k.name, want)) {

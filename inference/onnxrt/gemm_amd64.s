@@ -337,3 +337,79 @@ istore512:
 	VMOVUPS Z7, (DI)
 	VZEROUPPER
 	RET
+
+// func maxPool2x2AVX512(r0, r1, o *float32, n int)
+//
+// 2×2 max pooling with stride 2 of two input rows into n·16 outputs: the
+// vertical max of 32 columns, then the max of even and odd columns. Where
+// either operand is NaN the result is NaN (VMAXPS alone would return its
+// second source), as with Go's max. n must be at least 1.
+TEXT ·maxPool2x2AVX512(SB), NOSPLIT, $0-32
+	MOVQ r0+0(FP), AX
+	MOVQ r1+8(FP), BX
+	MOVQ o+16(FP), DI
+	MOVQ n+24(FP), CX
+	VMOVDQU32 poolEven<>(SB), Z30
+	VMOVDQU32 poolOdd<>(SB), Z31
+poolloop:
+	VMOVUPS (AX), Z0
+	VMOVUPS 64(AX), Z1
+	VMOVUPS (BX), Z2
+	VMOVUPS 64(BX), Z3
+	VMAXPS Z2, Z0, Z4
+	VCMPPS $3, Z2, Z0, K1
+	VADDPS Z2, Z0, K1, Z4
+	VMAXPS Z3, Z1, Z5
+	VCMPPS $3, Z3, Z1, K2
+	VADDPS Z3, Z1, K2, Z5
+	VMOVAPS Z30, Z6
+	VPERMI2PS Z5, Z4, Z6
+	VMOVAPS Z31, Z7
+	VPERMI2PS Z5, Z4, Z7
+	VMAXPS Z7, Z6, Z8
+	VCMPPS $3, Z7, Z6, K3
+	VADDPS Z7, Z6, K3, Z8
+	VMOVUPS Z8, (DI)
+	ADDQ $128, AX
+	ADDQ $128, BX
+	ADDQ $64, DI
+	DECQ CX
+	JNZ poolloop
+	VZEROUPPER
+	RET
+
+DATA poolEven<>+0(SB)/4, $0
+DATA poolEven<>+4(SB)/4, $2
+DATA poolEven<>+8(SB)/4, $4
+DATA poolEven<>+12(SB)/4, $6
+DATA poolEven<>+16(SB)/4, $8
+DATA poolEven<>+20(SB)/4, $10
+DATA poolEven<>+24(SB)/4, $12
+DATA poolEven<>+28(SB)/4, $14
+DATA poolEven<>+32(SB)/4, $16
+DATA poolEven<>+36(SB)/4, $18
+DATA poolEven<>+40(SB)/4, $20
+DATA poolEven<>+44(SB)/4, $22
+DATA poolEven<>+48(SB)/4, $24
+DATA poolEven<>+52(SB)/4, $26
+DATA poolEven<>+56(SB)/4, $28
+DATA poolEven<>+60(SB)/4, $30
+GLOBL poolEven<>(SB), RODATA|NOPTR, $64
+
+DATA poolOdd<>+0(SB)/4, $1
+DATA poolOdd<>+4(SB)/4, $3
+DATA poolOdd<>+8(SB)/4, $5
+DATA poolOdd<>+12(SB)/4, $7
+DATA poolOdd<>+16(SB)/4, $9
+DATA poolOdd<>+20(SB)/4, $11
+DATA poolOdd<>+24(SB)/4, $13
+DATA poolOdd<>+28(SB)/4, $15
+DATA poolOdd<>+32(SB)/4, $17
+DATA poolOdd<>+36(SB)/4, $19
+DATA poolOdd<>+40(SB)/4, $21
+DATA poolOdd<>+44(SB)/4, $23
+DATA poolOdd<>+48(SB)/4, $25
+DATA poolOdd<>+52(SB)/4, $27
+DATA poolOdd<>+56(SB)/4, $29
+DATA poolOdd<>+60(SB)/4, $31
+GLOBL poolOdd<>(SB), RODATA|NOPTR, $64

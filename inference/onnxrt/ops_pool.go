@@ -495,6 +495,10 @@ func maxPool2DInside[T number](g *geom, x, o []T) {
 		if kh == 2 && kw == 2 && sw == 2 {
 			r0 := x[oh*sh*inW:][:2*len(orow)]
 			r1 := x[(oh*sh+1)*inW:][:2*len(orow)]
+			if f, ok := any(orow).([]float32); ok {
+				maxPool2x2(any(r0).([]float32), any(r1).([]float32), f)
+				continue
+			}
 			for ow := range orow {
 				// The builtin max is branch-free; comparisons on data
 				// mispredict.
@@ -514,5 +518,18 @@ func maxPool2DInside[T number](g *geom, x, o []T) {
 			}
 			orow[ow] = best
 		}
+	}
+}
+
+// maxPool2x2 is 2×2 max pooling with stride 2 of rows r0 and r1 (2·len(o)
+// values each) into o: assembly where the CPU has it (gemm_amd64.go).
+var maxPool2x2 = maxPool2x2Go
+
+func maxPool2x2Go(r0, r1, o []float32) {
+	r0, r1 = r0[:2*len(o)], r1[:2*len(o)]
+	for i := range o {
+		// The builtin max is branch-free; comparisons on data mispredict.
+		p0, p1 := (*[2]float32)(r0[2*i:]), (*[2]float32)(r1[2*i:])
+		o[i] = max(max(p0[0], p0[1]), max(p1[0], p1[1]))
 	}
 }
