@@ -5,6 +5,10 @@
 package appliance
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/infergate/infergate/broker"
@@ -179,6 +183,13 @@ type SidecarConfig struct {
 // PipelineConfig tunes the streaming pipeline.
 type PipelineConfig struct {
 	Group string `yaml:"group"`
+	// Group membership (pipeline.Config has the details): a static member
+	// id, the group's timeouts, and where a new group starts reading.
+	InstanceID        string        `yaml:"instance_id"`
+	SessionTimeout    time.Duration `yaml:"session_timeout"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	RebalanceTimeout  time.Duration `yaml:"rebalance_timeout"`
+	AutoOffsetReset   string        `yaml:"auto_offset_reset"`
 	// DefaultModel serves requests that name no model.
 	DefaultModel       string        `yaml:"default_model"`
 	MaxBatchSize       int           `yaml:"max_batch_size"`
@@ -205,7 +216,8 @@ type DeliveryConfig struct {
 	Guarantee string `yaml:"guarantee"` // at-least-once or exactly-once
 	// TransactionalID identifies this instance's producer in exactly-once
 	// mode; it must be unique per instance and stable across restarts.
-	// "" means "<group>-<hostname>".
+	// "" means "<group>-<instance id>" with pipeline.instance_id set, else
+	// "<group>-<hostname>-<hash of the data dir>" (TransactionalID()).
 	TransactionalID string `yaml:"transactional_id"`
 }
 
@@ -341,6 +353,10 @@ func Default() Config {
 		},
 		Pipeline: PipelineConfig{
 			Group:              pl.Group,
+			SessionTimeout:     pl.SessionTimeout,
+			HeartbeatInterval:  pl.HeartbeatInterval,
+			RebalanceTimeout:   pl.RebalanceTimeout,
+			AutoOffsetReset:    pl.AutoOffsetReset,
 			DefaultModel:       pl.DefaultModel,
 			MaxBatchSize:       pl.MaxBatch,
 			MaxBatchWait:       pl.MaxWait,
@@ -420,11 +436,41 @@ func (c *Config) pipelineConfig() pipeline.Config {
 	pc.MaxWait = c.Pipeline.MaxBatchWait
 	pc.MaxInFlight = c.Pipeline.MaxInflightBatches
 	pc.Delivery = c.Delivery.Guarantee
-	pc.TransactionalID = c.Delivery.TransactionalID
+	pc.TransactionalID = c.TransactionalID()
+	pc.InstanceID = c.Pipeline.InstanceID
+	pc.SessionTimeout = c.Pipeline.SessionTimeout
+	pc.HeartbeatInterval = c.Pipeline.HeartbeatInterval
+	pc.RebalanceTimeout = c.Pipeline.RebalanceTimeout
+	pc.AutoOffsetReset = c.Pipeline.AutoOffsetReset
 	pc.Retry = pipeline.RetryConfig{Initial: c.Pipeline.RetryBackoff, Max: c.Pipeline.RetryBackoffMax, Attempts: c.Pipeline.RetryAttempts}
 	pc.ProbeInterval = c.Pipeline.ProbeInterval
 	pc.MaxAttempts = c.Pipeline.MaxAttempts
 	pc.PredictTimeout = c.ModelServer.Timeout
 	pc.ShutdownTimeout = c.Pipeline.ShutdownTimeout
 	return pc
+}
+
+// TransactionalID is the exactly-once producer's id: delivery.transactional_id
+// when set, else derived so that it is unique among live instances and stable
+// across restarts by construction: from the static member id (unique in the
+// group, or the group fences one of the two), else from the host and the data
+// dir (two live instances cannot share a data dir: it is locked). The old
+// default, "<group>-<hostname>", fenced one of two instances on one host.
+func (c *Config) TransactionalID() string {
+	if c.Delivery.TransactionalID != "" {
+		return c.Delivery.TransactionalID
+	}
+	if c.Pipeline.InstanceID != "" {
+		return c.Pipeline.Group + "-" + c.Pipeline.InstanceID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	dir, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		dir = c.DataDir
+	}
+	sum := sha256.Sum256([]byte(dir))
+	return c.Pipeline.Group + "-" + host + "-" + hex.EncodeToString(sum[:4])
 }

@@ -87,6 +87,9 @@ func TestFullFileValues(t *testing.T) {
 		{c.ModelServer.TFServingEndpoints, []string{"tfs-1:8500", "tfs-2:8500"}},
 		{c.Pipeline.MaxBatchWait, 2 * time.Millisecond},
 		{c.Delivery.Guarantee, ExactlyOnce},
+		{c.Pipeline.InstanceID, "line-7-a"},
+		{c.Pipeline.SessionTimeout, 15 * time.Second},
+		{c.Pipeline.AutoOffsetReset, "latest"},
 		{c.Store.SyncWrites, true},
 		{c.Demo.Rate, 5.0},
 		{c.Demo.SummaryInterval, time.Minute},
@@ -477,5 +480,29 @@ func TestConfigurationDoc(t *testing.T) {
 	}
 	if string(got) != want {
 		t.Fatalf("%s is out of date: go test ./appliance -run TestConfigurationDoc -update", path)
+	}
+}
+
+// TestTransactionalIDDerived: with no delivery.transactional_id, two
+// instances on one host (two data dirs) get different ids, each stable
+// across restarts; a static member id is used when set.
+func TestTransactionalIDDerived(t *testing.T) {
+	a, b := Default(), Default()
+	a.DataDir, b.DataDir = "/var/lib/infergate-a", "/var/lib/infergate-b"
+	if a.TransactionalID() == b.TransactionalID() {
+		t.Errorf("two data dirs share transactional id %q", a.TransactionalID())
+	}
+	again := Default()
+	again.DataDir = "/var/lib/infergate-a"
+	if a.TransactionalID() != again.TransactionalID() {
+		t.Errorf("not stable: %q then %q", a.TransactionalID(), again.TransactionalID())
+	}
+	a.Pipeline.InstanceID = "infergate-2"
+	if got := a.TransactionalID(); got != "infergate-infergate-2" {
+		t.Errorf("with instance id: %q", got)
+	}
+	a.Delivery.TransactionalID = "explicit"
+	if got := a.TransactionalID(); got != "explicit" {
+		t.Errorf("explicit: %q", got)
 	}
 }

@@ -97,6 +97,11 @@ func (c *Config) settings() []setting {
 		{Key: "model_server.sidecar.log_max_bytes", Flag: "sidecar-log-max-bytes", Arg: "BYTES", Help: "sidecar: size at which each of TF's stdout and stderr logs (<data dir>/tfserving/logs) is rotated", val: int64v(&c.ModelServer.Sidecar.LogMaxBytes)},
 
 		{Key: "pipeline.group", Flag: "group", Arg: "GROUP", Help: "consumer group of the pipeline", val: str(&c.Pipeline.Group)},
+		{Key: "pipeline.instance_id", Flag: "instance-id", Arg: "ID", Help: "static group membership (group.instance.id): unique per live instance, stable across its restarts (a StatefulSet pod name); a restart within session_timeout takes the partitions back without a rebalance; empty: dynamic member", val: str(&c.Pipeline.InstanceID)},
+		{Key: "pipeline.session_timeout", Flag: "session-timeout", Arg: "DURATION", Help: "how long the group waits for a silent (crashed) member before moving its partitions", val: duration(&c.Pipeline.SessionTimeout)},
+		{Key: "pipeline.heartbeat_interval", Flag: "heartbeat-interval", Arg: "DURATION", Help: "how often the member heartbeats the group (at most a third of session_timeout)", val: duration(&c.Pipeline.HeartbeatInterval)},
+		{Key: "pipeline.rebalance_timeout", Flag: "rebalance-timeout", Arg: "DURATION", Help: "how long a rebalance waits for every member to rejoin", val: duration(&c.Pipeline.RebalanceTimeout)},
+		{Key: "pipeline.auto_offset_reset", Flag: "auto-offset-reset", Arg: "WHERE", Help: "where a partition with no committed offset starts: earliest (every request in the topic) or latest (only new ones)", val: str(&c.Pipeline.AutoOffsetReset)},
 		{Key: "pipeline.default_model", Flag: "default-model", Arg: "NAME", Help: "model for requests that name none", val: str(&c.Pipeline.DefaultModel)},
 		{Key: "pipeline.max_batch_size", Flag: "max-batch-size", Arg: "N", Help: "most requests in one model call", val: integer(&c.Pipeline.MaxBatchSize)},
 		{Key: "pipeline.max_batch_wait", Flag: "max-batch-wait", Arg: "DURATION", Help: "longest a request waits for its batch to fill", val: duration(&c.Pipeline.MaxBatchWait)},
@@ -109,7 +114,7 @@ func (c *Config) settings() []setting {
 		{Key: "pipeline.shutdown_timeout", Flag: "shutdown-timeout", Arg: "DURATION", Help: "longest graceful drain on shutdown; unfinished requests are redelivered after restart", val: duration(&c.Pipeline.ShutdownTimeout)},
 
 		{Key: "delivery.guarantee", Flag: "delivery", Arg: "MODE", Help: "at-least-once or exactly-once (Kafka transactions)", val: str(&c.Delivery.Guarantee)},
-		{Key: "delivery.transactional_id", Flag: "transactional-id", Arg: "ID", Help: "exactly-once: transactional id, unique per instance and stable across restarts (default <group>-<hostname>)", val: str(&c.Delivery.TransactionalID)},
+		{Key: "delivery.transactional_id", Flag: "transactional-id", Arg: "ID", Help: "exactly-once: transactional id, unique per live instance and stable across restarts (default <group>-<instance id>, else <group>-<hostname>-<hash of the data dir>)", val: str(&c.Delivery.TransactionalID)},
 
 		{Key: "store.dlq_retention", Flag: "dlq-retention", Arg: "DURATION", Help: "how long dead-lettered records stay in the store (0: forever)", val: duration(&c.Store.DLQRetention)},
 		{Key: "store.dlq_max_records", Flag: "dlq-max-records", Arg: "N", Help: "most dead-lettered records kept in the store; the oldest go first (0: no cap)", val: integer(&c.Store.DLQMaxRecords)},

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
 )
 
@@ -183,6 +184,17 @@ func (c *Config) Validate() error {
 	v.positive("pipeline.probe_interval", c.Pipeline.ProbeInterval)
 	v.positive("pipeline.shutdown_timeout", c.Pipeline.ShutdownTimeout)
 	v.oneOf("delivery.guarantee", c.Delivery.Guarantee, AtLeastOnce, ExactlyOnce)
+	if id := c.Pipeline.InstanceID; id != "" && (strings.TrimSpace(id) != id || len(id) > 249) {
+		v.errf("pipeline.instance_id", "%q: no surrounding spaces, at most 249 characters", id)
+	}
+	v.positive("pipeline.session_timeout", c.Pipeline.SessionTimeout)
+	v.positive("pipeline.heartbeat_interval", c.Pipeline.HeartbeatInterval)
+	v.positive("pipeline.rebalance_timeout", c.Pipeline.RebalanceTimeout)
+	if c.Pipeline.HeartbeatInterval > 0 && c.Pipeline.HeartbeatInterval*3 > c.Pipeline.SessionTimeout {
+		v.errf("pipeline.heartbeat_interval", "%s is more than a third of pipeline.session_timeout (%s): one lost heartbeat would end the session",
+			c.Pipeline.HeartbeatInterval, c.Pipeline.SessionTimeout)
+	}
+	v.oneOf("pipeline.auto_offset_reset", c.Pipeline.AutoOffsetReset, pipeline.OffsetEarliest, pipeline.OffsetLatest)
 
 	// Store.
 	v.nonNegative("store.dlq_retention", c.Store.DLQRetention)

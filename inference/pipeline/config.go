@@ -22,6 +22,26 @@ type Config struct {
 	DLQTopic      string `yaml:"dlq_topic"`
 	Group         string `yaml:"group"`
 
+	// InstanceID is the static group membership id (KIP-345,
+	// group.instance.id); "" joins as a dynamic member. A static member that
+	// restarts within SessionTimeout takes its partitions back without a
+	// rebalance, so the other members never pause for it. It must be unique
+	// among live members: a second member with the same id fences the first.
+	InstanceID string `yaml:"instance_id"`
+	// SessionTimeout is how long the group waits for a silent member (a
+	// crashed process) before giving its partitions to the others.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// HeartbeatInterval is how often the member tells the group it lives.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// RebalanceTimeout is how long the group waits for every member to
+	// rejoin during a rebalance (and for this member to finish its revoked
+	// partitions' work).
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+	// AutoOffsetReset is where a partition without a committed offset
+	// starts: "earliest" (every request in the topic) or "latest" (only
+	// requests produced from now on).
+	AutoOffsetReset string `yaml:"auto_offset_reset"`
+
 	// DefaultModel serves requests that name no model (in the body or the
 	// record header "model").
 	DefaultModel string `yaml:"default_model"`
@@ -47,7 +67,8 @@ type Config struct {
 	// TransactionalID identifies this instance's transactional producer in
 	// exactly-once mode. It must be unique among live instances and stable
 	// across restarts (so a restarted instance fences its previous
-	// incarnation). "" means "<group>-<hostname>".
+	// incarnation). "" means "<group>-<InstanceID>" for a static member,
+	// else "<group>-<hostname>"; the appliance derives one per data dir.
 	TransactionalID string `yaml:"transactional_id"`
 
 	Retry RetryConfig `yaml:"retry"`
@@ -81,24 +102,48 @@ type RetryConfig struct {
 	Attempts int `yaml:"attempts"`
 }
 
+// Where a partition without a committed offset starts (Config.AutoOffsetReset).
+const (
+	OffsetEarliest = "earliest"
+	OffsetLatest   = "latest"
+)
+
+// Group timing defaults (docs/scaling.md). A crashed member's partitions
+// wait SessionTimeout for it; a static member restarted within that time
+// takes them back with no rebalance, so SessionTimeout must cover a restart
+// (docs/scaling.md has the measured restart times); 20 s leaves room for a
+// slow start and is less than half of kgo's 45 s. Heartbeats every 2 s
+// allow several lost ones. The balancer is kgo's default, cooperative-sticky:
+// a rebalance moves only the partitions that change owner.
+const (
+	DefaultSessionTimeout    = 20 * time.Second
+	DefaultHeartbeatInterval = 2 * time.Second
+	DefaultRebalanceTimeout  = time.Minute
+)
+
 // DefaultConfig returns the defaults of DESIGN.md and the measured batching
 // settings (docs/pipeline.md).
 func DefaultConfig() Config {
 	return Config{
-		RequestsTopic:   "inference_requests",
-		ResultsTopic:    "inference_results",
-		DLQTopic:        "inference_dlq",
-		Group:           "infergate",
-		DefaultModel:    "demo",
-		MaxBatch:        256,
-		MaxWait:         0,
-		MaxInFlight:     4,
-		Delivery:        AtLeastOnce,
-		Retry:           RetryConfig{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Attempts: 5},
-		ProbeInterval:   time.Second,
-		PredictTimeout:  10 * time.Second,
-		MaxAttempts:     3,
-		ShutdownTimeout: 30 * time.Second,
+		RequestsTopic: "inference_requests",
+		ResultsTopic:  "inference_results",
+		DLQTopic:      "inference_dlq",
+		Group:         "infergate",
+		DefaultModel:  "demo",
+		MaxBatch:      256,
+		MaxWait:       0,
+		MaxInFlight:   4,
+		Delivery:      AtLeastOnce,
+
+		SessionTimeout:    DefaultSessionTimeout,
+		HeartbeatInterval: DefaultHeartbeatInterval,
+		RebalanceTimeout:  DefaultRebalanceTimeout,
+		AutoOffsetReset:   OffsetEarliest,
+		Retry:             RetryConfig{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Attempts: 5},
+		ProbeInterval:     time.Second,
+		PredictTimeout:    10 * time.Second,
+		MaxAttempts:       3,
+		ShutdownTimeout:   30 * time.Second,
 	}
 }
 
@@ -131,6 +176,16 @@ func (c *Config) Validate() error {
 	if c.Delivery != AtLeastOnce && c.Delivery != ExactlyOnce {
 		bad("delivery", "must be %q or %q, got %q", AtLeastOnce, ExactlyOnce, c.Delivery)
 	}
+	if c.AutoOffsetReset != OffsetEarliest && c.AutoOffsetReset != OffsetLatest {
+		bad("auto_offset_reset", "must be %q or %q, got %q", OffsetEarliest, OffsetLatest, c.AutoOffsetReset)
+	}
+	if c.SessionTimeout <= 0 || c.HeartbeatInterval <= 0 || c.RebalanceTimeout <= 0 {
+		bad("session_timeout", "session_timeout, heartbeat_interval and rebalance_timeout must be > 0, got %s, %s, %s",
+			c.SessionTimeout, c.HeartbeatInterval, c.RebalanceTimeout)
+	} else if c.HeartbeatInterval*3 > c.SessionTimeout {
+		bad("heartbeat_interval", "%s: at most a third of session_timeout (%s), so one lost heartbeat does not end the session",
+			c.HeartbeatInterval, c.SessionTimeout)
+	}
 	if c.Retry.Initial <= 0 {
 		bad("retry.initial", "must be > 0, got %s", c.Retry.Initial)
 	}
@@ -157,6 +212,9 @@ func (c *Config) Validate() error {
 func (c *Config) transactionalID() string {
 	if c.TransactionalID != "" {
 		return c.TransactionalID
+	}
+	if c.InstanceID != "" {
+		return c.Group + "-" + c.InstanceID
 	}
 	host, err := os.Hostname()
 	if err != nil || host == "" {

@@ -112,7 +112,8 @@ type Pipeline struct {
 	fatalErr  atomic.Pointer[error]
 	fatalCh   chan struct{}
 
-	commitMu sync.Mutex // one commit at a time; revocation excludes periodic commits
+	commitMu  sync.Mutex // one commit at a time; revocation excludes periodic commits
+	commitSig chan struct{}
 
 	mu        sync.Mutex // guards cl, lastErr, lastErrAt
 	cl        *kgo.Client
@@ -157,6 +158,7 @@ func New(cfg Config, logger *slog.Logger, clientOpts []kgo.Opt, pred Predictor, 
 		work:       make(chan *batch),
 		eos:        cfg.Delivery == ExactlyOnce,
 		fatalCh:    make(chan struct{}),
+		commitSig:  make(chan struct{}, 1),
 		// Room for every worker's batch, as many forming, and the outputs
 		// waiting for acknowledgement, without letting a slow model make
 		// the pipeline hold more than a few seconds of traffic.
@@ -181,11 +183,18 @@ func (p *Pipeline) clientOptions() []kgo.Opt {
 	opts = append(opts,
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.RequestsTopic),
+		kgo.SessionTimeout(p.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(p.cfg.HeartbeatInterval),
+		kgo.RebalanceTimeout(p.cfg.RebalanceTimeout),
+		kgo.ConsumeResetOffset(p.resetOffset()),
 		kgo.DisableAutoCommit(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RecordPartitioner(sourcePartitioner{}),
 		kgo.MaxBufferedRecords(max(10000, 2*p.maxPending)),
 	)
+	if p.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(p.cfg.InstanceID))
+	}
 	// Batches no larger than the topic takes: a batch over max.message.bytes
 	// fails every record in it, an oversized record alone is refused by kgo
 	// before it is sent and cut down by produceFailed.
@@ -208,6 +217,13 @@ func (p *Pipeline) clientOptions() []kgo.Opt {
 		)
 	}
 	return opts
+}
+
+func (p *Pipeline) resetOffset() kgo.Offset {
+	if p.cfg.AutoOffsetReset == OffsetLatest {
+		return kgo.NewOffset().AtEnd()
+	}
+	return kgo.NewOffset().AtStart()
 }
 
 // Run consumes until ctx ends, then drains: it stops fetching, finishes the
@@ -255,6 +271,9 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	spawn(func() { p.dispatchLoop(work) })
 	spawn(func() { p.emitLoop(work, cl) })
 	spawn(func() { p.watchProduce(work) })
+	if !p.eos {
+		spawn(func() { p.commitLoop(work, cl) })
+	}
 	for range p.cfg.MaxInFlight {
 		spawn(func() { p.workLoop(work) })
 	}
@@ -323,7 +342,7 @@ func (p *Pipeline) pollLoop(ctx context.Context, cl *kgo.Client) error {
 			case <-time.After(commitInterval):
 			}
 			if time.Since(lastCommit) >= commitInterval {
-				p.commit(cl)
+				p.requestCommit()
 				lastCommit = time.Now()
 			}
 			continue
@@ -339,13 +358,37 @@ func (p *Pipeline) pollLoop(ctx context.Context, cl *kgo.Client) error {
 			p.accept(fs, recs)
 		}
 		if time.Since(lastCommit) >= commitInterval {
-			p.commit(cl)
+			p.requestCommit()
 			lastCommit = time.Now()
 		}
 		cl.AllowRebalance()
 		if ctx.Err() != nil {
 			return nil
 		}
+	}
+}
+
+// requestCommit asks commitLoop to commit what has been acknowledged.
+func (p *Pipeline) requestCommit() {
+	select {
+	case p.commitSig <- struct{}{}:
+	default: // a commit is pending or running; it takes what is acknowledged by then
+	}
+}
+
+// commitLoop commits at-least-once offsets away from the poll loop: a commit
+// waits while the group rebalances (kgo holds commits during join and sync),
+// and a rebalance can wait up to the session timeout for a crashed member.
+// Polling, predicting and producing for the partitions this member keeps go
+// on meanwhile; only their commit waits (a crash then redelivers more).
+func (p *Pipeline) commitLoop(ctx context.Context, cl *kgo.Client) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.commitSig:
+		}
+		p.commit(cl)
 	}
 }
 
@@ -365,6 +408,10 @@ func (p *Pipeline) accept(fs kgo.Fetches, recs []*kgo.Record) {
 func (p *Pipeline) fetchErrors(fs kgo.Fetches) {
 	fs.EachError(func(topic string, partition int32, err error) {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
+		}
+		if fenced := fencedError(err); fenced != nil {
+			p.setFatal(fenced)
 			return
 		}
 		p.logger.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
@@ -417,6 +464,20 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 		ectx, ecancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
 		committed, err := sess.End(ectx, kgo.TransactionEndTry(commit))
 		ecancel()
+		if err != nil {
+			// A slow rebalance (a member crashed and the group waits for
+			// its session to time out) or a broker that does not answer
+			// ends here: abort and consume the requests again, never exit.
+			if fenced := fencedError(err); fenced != nil {
+				return fenced
+			}
+			p.logger.Warn("ending a transaction failed; aborting it, its requests will be consumed again", "err", err)
+			p.noteError(fmt.Errorf("ending a transaction: %w", err))
+			committed = false
+			if aerr := p.abortTxn(ctx, sess); aerr != nil {
+				return aerr
+			}
+		}
 		cycle, _ := p.tr.takeCycle()
 		if committed {
 			p.m.txns.WithLabelValues("committed").Inc()
@@ -437,13 +498,56 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 				backoff = min(max(2*backoff, p.cfg.Retry.Initial), p.cfg.Retry.Max)
 			}
 		}
-		if err != nil {
-			return fmt.Errorf("inference: ending a transaction: %w", err)
-		}
 		if werr != nil {
 			return nil // shutdown timed out with work outstanding; it was aborted
 		}
 	}
+}
+
+// abortTxn ends a transaction whose End failed with an abort, retrying
+// until the broker answers. It returns nil once aborted or when ctx ends
+// (shutdown: the broker aborts the open transaction when it times out, or
+// when the restarted instance's producer fences this one), and an error only
+// when this producer is fenced.
+func (p *Pipeline) abortTxn(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	backoff := p.cfg.Retry.Initial
+	for {
+		actx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
+		_, err := sess.End(actx, kgo.TryAbort)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if fenced := fencedError(err); fenced != nil {
+			return fenced
+		}
+		p.logger.Warn("aborting a transaction failed; retrying", "err", err, "backoff", backoff)
+		p.noteError(fmt.Errorf("aborting a transaction: %w", err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, p.cfg.Retry.Max)
+	}
+}
+
+// ErrFenced: another live instance uses this instance's transactional id
+// or static member id, and the broker fenced this one. Retrying cannot help;
+// the two instances must be told apart.
+var ErrFenced = errors.New("fenced by another instance with the same identity")
+
+// fencedError returns an error naming the settings to fix when err says
+// that another producer or member with this identity took over, else nil.
+func fencedError(err error) error {
+	switch {
+	case errors.Is(err, kerr.ProducerFenced):
+		return fmt.Errorf("inference: %w: the transactional id is used by another live instance "+
+			"(delivery.transactional_id, or pipeline.instance_id it derives from, must be unique per instance): %w", ErrFenced, err)
+	case errors.Is(err, kerr.FencedInstanceID):
+		return fmt.Errorf("inference: %w: pipeline.instance_id is used by another live member of the group: %w", ErrFenced, err)
+	}
+	return nil
 }
 
 // afterCommit counts a committed transaction's outputs. Its DLQ records
