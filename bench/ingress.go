@@ -299,6 +299,17 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 		wg.Go(func() { d.loop(ctx, cfg.Rate/float64(devices), begin, run.measureTo, sends[i]) })
 	}
 	wg.Wait()
+	// The devices stop at the window's end, as the sampler takes its
+	// reading there: wait for that reading before reporting.
+	for waited := 0; waited < 200 && ctx.Err() == nil; waited++ {
+		smp.mu.Lock()
+		done := smp.haveTo
+		smp.mu.Unlock()
+		if done {
+			break
+		}
+		_ = sleepCtx(ctx, 10*time.Millisecond)
+	}
 	drainEnd := time.Now().Add(cfg.Drain)
 	// Wait for the PUBACKs still on their way too, not only for the answers
 	// to what was acknowledged so far.
