@@ -74,7 +74,7 @@ func TestDeb(t *testing.T) {
 		"-rwxr-xr-x root/root", "./usr/bin/infergate",
 		"./etc/infergate/infergate.yaml", "./lib/systemd/system/infergate.service",
 		"./usr/lib/sysusers.d/infergate.conf", "./usr/share/doc/infergate/copyright",
-		"./usr/share/doc/infergate/install.md.gz",
+		"./usr/share/doc/infergate/install.md.gz", "./usr/share/doc/infergate/THIRD_PARTY_NOTICES.gz",
 	} {
 		if !strings.Contains(contents, want) {
 			t.Errorf("dpkg-deb -c has no %q:\n%s", want, contents)

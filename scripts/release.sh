@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Release builds of infergate: static binaries for every target, .deb packages,
-# SHA-256 sums and an SBOM, in dist/ (docs/install.md describes the result).
+# SHA-256 sums, an SBOM and third-party notices in dist/ (see docs/install.md).
 #
 #   scripts/release.sh                 everything, into dist/
 #   scripts/release.sh --check         cross-build every target into a temp dir and
@@ -92,10 +92,14 @@ for target in $targets; do
 	packaging/deb/build.sh "$out/$(binary_name "$target")" "$VERSION" "$debarch" "$out"
 done
 
+# Licenses and notices of the third-party code linked into the binaries
+# (generated in notices/; its tests check it covers every target's modules).
+cp notices/THIRD_PARTY_NOTICES.txt "$out/infergate_${VERSION}_THIRD_PARTY_NOTICES.txt"
+
 # SBOM: the module graph and build settings the go command recorded in each binary.
 bins=()
 for target in $targets; do bins+=("$(binary_name "$target")"); done
 (cd "$out" && go version -m "${bins[@]}" >"infergate_${VERSION}_sbom.txt")
-(cd "$out" && sha256sum "${bins[@]}" ./*.deb "infergate_${VERSION}_sbom.txt" | sed 's| \*\?\./| |' >SHA256SUMS)
+(cd "$out" && sha256sum "${bins[@]}" ./*.deb "infergate_${VERSION}_sbom.txt" "infergate_${VERSION}_THIRD_PARTY_NOTICES.txt" | sed 's| \*\?\./| |' >SHA256SUMS)
 echo "--- $out:"
 ls -l "$out"

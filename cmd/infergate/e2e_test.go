@@ -579,6 +579,10 @@ func TestE2EVersionAndHelp(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(stdout, "infergate ") || !strings.Contains(stdout, "go1.") {
 		t.Errorf("version: exit %d: %s", code, stdout)
 	}
+	stdout, _, code = infergate(t, "", "version", "--notices")
+	if code != 0 || !strings.HasPrefix(stdout, "THIRD-PARTY NOTICES FOR INFERGATE\n") || !strings.Contains(stdout, "Apache License") {
+		t.Errorf("version --notices: exit %d: %.300s", code, stdout)
+	}
 	stdout, _, code = infergate(t, "", "run", "--help")
 	if code != 0 || !strings.Contains(stdout, "--broker-listen ADDR") || !strings.Contains(stdout, "config broker.listen, env INFERGATE_BROKER_LISTEN") {
 		t.Errorf("run --help: exit %d: %s", code, tail(stdout, 5))

@@ -21,6 +21,9 @@ install -m 0644 "$here/infergate.service" "$root/lib/systemd/system/infergate.se
 install -m 0644 "$here/sysusers.conf" "$root/usr/lib/sysusers.d/infergate.conf"
 install -m 0644 "$here/copyright" "$root/usr/share/doc/infergate/copyright"
 install -m 0644 "$here/lintian-overrides" "$root/usr/share/lintian/overrides/infergate"
+# The licenses of the third-party code in the binary (notices/: generated,
+# tested to cover every linked module).
+gzip -9n <"$here/../../notices/THIRD_PARTY_NOTICES.txt" >"$root/usr/share/doc/infergate/THIRD_PARTY_NOTICES.gz"
 for doc in install.md configuration.md operations.md; do
 	gzip -9n <"$here/../../docs/$doc" >"$root/usr/share/doc/infergate/$doc.gz"
 done
