@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -29,9 +30,15 @@ import (
 	"github.com/infergate/infergate/web"
 )
 
-const dlqSynopsis = `dlq list [--class C] [--model M] [--since DURATION] [--limit N] [--json] [--data-dir DIR | --url URL]
+const dlqSynopsis = `dlq list [--class C] [--model M] [--since AGE] [--limit N] [--json] [--data-dir DIR | --url URL] [--timeout D]
        infergate dlq show ID [--data-dir DIR | --url URL]
-       infergate dlq replay (ID... | --all [--class C] [--model M]) [--data-dir DIR | --url URL]
+       infergate dlq replay (ID... | --all [--class C] [--model M] [--since AGE]) [--data-dir DIR | --url URL]
+       infergate dlq delete ID... [--data-dir DIR | --url URL]
+       infergate dlq purge [--class C] [--model M] [--since AGE] --yes [--data-dir DIR | --url URL]
+
+AGE is a duration back from now: 90m, 12h, 1d, 2w, 1d12h. Classes: decode, validation, model, internal,
+timeout, resource_exhausted. ATTEMPTS counts the model calls the request took part in: 0 for decode and
+validation errors, which are found before any call.
 
 With --url, or when the appliance owning the data dir is running, the commands go through its admin API
 (the token is read from INFERGATE_ADMIN_TOKEN, --token, or <data dir>/admin-token). Otherwise they read
@@ -82,6 +89,8 @@ type dlqBackend interface {
 	list(ctx context.Context, f dlqFilter) ([]dlqRecord, error)
 	get(ctx context.Context, id string) (*dlqRecord, error)
 	replay(ctx context.Context, ids []string, f *dlqFilter) (int, error)
+	// delete removes the records with these ids, or (ids nil) every record matching f.
+	delete(ctx context.Context, ids []string, f *dlqFilter) (int, error)
 	// warnings says what data was lost (store or broker corruption), one
 	// sentence each; an error if the appliance cannot be reached at all.
 	warnings(ctx context.Context) ([]string, error)
@@ -100,7 +109,7 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return usageError{error: errors.New("missing subcommand: list, show or replay"), printed: false}
+		return usageError{error: errors.New("missing subcommand: list, show, replay, delete or purge"), printed: false}
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlagSet("dlq "+sub, dlqSynopsis, io.err)
@@ -109,12 +118,13 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 	apiURL := fs.String("url", "", "admin API of a running appliance, e.g. http://127.0.0.1:8080")
 	token := fs.String("token", "", "admin token (default INFERGATE_ADMIN_TOKEN, else <data dir>/admin-token)")
 	var f dlqFilter
-	fs.StringVar(&f.Class, "class", "", "only records of this error class (decode, validation, model, unavailable, internal)")
+	fs.StringVar(&f.Class, "class", "", "only records of this error class ("+strings.Join(pipeline.Classes[:], ", ")+")")
 	fs.StringVar(&f.Model, "model", "", "only records for this model")
-	fs.DurationVar(&f.Since, "since", 0, "only records that failed within this long, e.g. 1h")
+	fs.Var(ageFlag{&f.Since}, "since", "only records that failed within this long, e.g. 1h, 1d, 2w")
 	fs.IntVar(&f.Limit, "limit", 100, "list: most records to print")
 	asJSON := fs.Bool("json", false, "list: print JSON lines instead of a table")
 	all := fs.Bool("all", false, "replay: every record matching --class/--model/--since")
+	yes := fs.Bool("yes", false, "purge: really delete every matching record")
 	// Flags may follow the IDs (`dlq show ID --url URL`, as documented):
 	// the flag package stops at the first argument, so parse the rest again.
 	var ids []string
@@ -128,6 +138,10 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 		ids = append(ids, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+	if err := checkClass(f.Class); err != nil {
+		return usageErr(err)
+	}
+	filtered := f.Class != "" || f.Model != "" || f.Since > 0
 	switch sub {
 	case "list":
 		if len(ids) > 0 {
@@ -141,8 +155,23 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 		if *all == (len(ids) > 0) {
 			return usageErr(errors.New("replay takes record IDs or --all (with optional --class, --model, --since), not both"))
 		}
+	case "delete":
+		if len(ids) == 0 || filtered {
+			return usageErr(errors.New("delete takes record IDs; to delete by --class/--model/--since, use purge"))
+		}
+	case "purge":
+		if len(ids) > 0 {
+			return usageErr(fmt.Errorf("purge takes no IDs, got %q (to delete these, use delete)", ids))
+		}
+		if !*yes {
+			what := "EVERY dead-lettered record"
+			if filtered {
+				what = "every record matching --class/--model/--since"
+			}
+			return usageErr(fmt.Errorf("purge deletes %s for good; add --yes to do it (dlq list with the same flags shows them)", what))
+		}
 	default:
-		return usageErr(fmt.Errorf("unknown subcommand %q: list, show or replay", sub))
+		return usageErr(fmt.Errorf("unknown subcommand %q: list, show, replay, delete or purge", sub))
 	}
 
 	be, err := openDLQBackend(ctx, &cf, io.environ, *apiURL, *token)
@@ -176,10 +205,12 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 			return nil
 		}
 		tw := tabwriter.NewWriter(io.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tFAILED AT\tCLASS\tMODEL\tSOURCE\tREPLAYS\tMESSAGE")
+		fmt.Fprintln(tw, "ID\tFAILED AT\tAGO\tCLASS\tMODEL\tSOURCE\tSIZE\tATTEMPTS\tREPLAYS\tMESSAGE")
+		now := time.Now()
 		for _, r := range recs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s[%d]@%d\t%d\t%s\n", r.ID, r.FailedAt.Local().Format(time.DateTime), r.Class,
-				orDash(r.Model), r.SourceTopic, r.SourcePartition, r.SourceOffset, r.Replays, oneLine(r.Message, 80))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s[%d]@%d\t%s\t%d\t%d\t%s\n", r.ID, r.FailedAt.Local().Format(time.DateTime),
+				formatAge(now.Sub(r.FailedAt).Truncate(time.Second)), r.Class, orDash(r.Model), r.SourceTopic, r.SourcePartition,
+				r.SourceOffset, formatBytes(int64(r.ValueSize)), r.Attempts, r.Replays, oneLine(r.Message, 80))
 		}
 		return tw.Flush()
 	case "show":
@@ -190,6 +221,17 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 		b, _ := json.MarshalIndent(r, "", "  ")
 		fmt.Fprintf(io.out, "%s\n", b)
 		return nil
+	case "delete", "purge":
+		var filter *dlqFilter
+		if sub == "purge" {
+			ids, filter = nil, &f
+		}
+		n, err := be.delete(ctx, ids, filter)
+		fmt.Fprintf(io.err, "deleted %d records\n", n)
+		if err == nil && sub == "delete" && n < len(ids) {
+			return fmt.Errorf("%d of the %d IDs named no record", len(ids)-n, len(ids))
+		}
+		return err
 	default: // replay
 		var filter *dlqFilter
 		if *all {
@@ -199,6 +241,43 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 		fmt.Fprintf(io.err, "replayed %d records to %s\n", n, "the requests topic")
 		return err
 	}
+}
+
+// checkClass refuses a --class that no record can have, so a typo is not
+// an empty list.
+func checkClass(c string) error {
+	if c == "" || slices.Contains(pipeline.Classes[:], c) {
+		return nil
+	}
+	hint := ""
+	best := 3
+	for _, k := range pipeline.Classes {
+		if d := editDistance(c, k); d < best {
+			best, hint = d, fmt.Sprintf(" (did you mean %s?)", k)
+		}
+	}
+	return fmt.Errorf("--class %q is not an error class%s; the classes are %s", c, hint, strings.Join(pipeline.Classes[:], ", "))
+}
+
+// editDistance is the Levenshtein distance of two short strings.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func orDash(s string) string {
@@ -399,6 +478,13 @@ func (b *storeBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (
 	return len(recs), nil
 }
 
+func (b *storeBackend) delete(_ context.Context, ids []string, f *dlqFilter) (int, error) {
+	if f != nil {
+		return b.st.DeleteMatching(b.filter(*f))
+	}
+	return b.st.Delete(ids...)
+}
+
 // apiBackend talks to a running appliance's admin API (DESIGN.md paths).
 type apiBackend struct {
 	base    *url.URL
@@ -549,4 +635,23 @@ func (b *apiBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (in
 		return 0, err
 	}
 	return resp.Replayed, nil
+}
+
+func (b *apiBackend) delete(ctx context.Context, ids []string, f *dlqFilter) (int, error) {
+	var body web.BulkRequest
+	if f != nil {
+		body.Filter = &web.FilterJSON{Class: f.Class, Model: f.Model}
+		if f.Since > 0 {
+			body.Filter.Since = f.Since.String()
+		}
+	} else {
+		body.IDs = ids
+	}
+	var resp struct {
+		Deleted int `json:"deleted"`
+	}
+	if err := b.do(ctx, http.MethodPost, "/api/v1/dlq/delete", nil, body, &resp); err != nil {
+		return 0, err
+	}
+	return resp.Deleted, nil
 }

@@ -113,4 +113,33 @@ func TestDLQThroughAdminAPI(t *testing.T) {
 	if !strings.Contains(msg, "replayed 1 records") {
 		t.Fatalf("dlq replay: %s", msg)
 	}
+
+	// Days and weeks; sizes and ages with units in the table.
+	out, _ = run(nil, "dlq", "list", "--since", "1d", "--data-dir", c.DataDir)
+	if !strings.Contains(out, ids["decode"]) || !strings.Contains(out, "ATTEMPTS") || !strings.Contains(out, " B ") {
+		t.Fatalf("dlq list --since 1d:\n%s", out)
+	}
+	fails := func(code int, want string, args ...string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		got := dispatch(context.Background(), args, stdio{in: strings.NewReader(""), out: &out, err: &errb})
+		if got != code || !strings.Contains(errb.String(), want) {
+			t.Fatalf("infergate %s: exit %d (want %d)\n%s\nwant stderr to contain %q", strings.Join(args, " "), got, code, errb.String(), want)
+		}
+	}
+	fails(exitUsage, `--class "validaton" is not an error class (did you mean validation?)`, "dlq", "list", "--class", "validaton", "--data-dir", c.DataDir)
+	fails(exitUsage, `"1y" is not a duration`, "dlq", "list", "--since", "1y", "--data-dir", c.DataDir)
+	fails(exitUsage, "add --yes to do it", "dlq", "purge", "--data-dir", c.DataDir)
+	fails(exitFailure, "1 of the 1 IDs named no record", "dlq", "delete", "no-such-id", "--data-dir", c.DataDir)
+
+	_, msg = run(nil, "dlq", "delete", ids["decode"], "--data-dir", c.DataDir)
+	if !strings.Contains(msg, "deleted 1 records") {
+		t.Fatalf("dlq delete: %s", msg)
+	}
+	fails(exitFailure, "no DLQ record with id", "dlq", "show", ids["decode"], "--data-dir", c.DataDir)
+	_, msg = run(nil, "dlq", "purge", "--class", "validation", "--yes", "--data-dir", c.DataDir)
+	if !strings.Contains(msg, "deleted ") {
+		t.Fatalf("dlq purge: %s", msg)
+	}
+	fails(exitFailure, "no DLQ record with id", "dlq", "show", ids["validation"], "--data-dir", c.DataDir)
 }
