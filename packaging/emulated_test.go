@@ -71,21 +71,27 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // runs the same steps, so the version checks also run where qemu is absent.
 // Start-to-ready and RSS are logged; under emulation they are relative
 // figures only (qemu translates every instruction and adds its own memory).
+//
+// The ARMv6 build is the one the armhf .deb carries (Raspberry Pi OS 32-bit
+// on every Pi); it runs on qemu's ARM1176, the Pi Zero/1 CPU, so an
+// instruction newer than ARMv6 in it would fault here.
 func TestEmulated(t *testing.T) {
 	for _, tc := range []struct {
-		name, goarch, goarm, qemu, platform string
+		name, goarch, goarm, platform string
+		qemu                          []string
 	}{
-		{"native", runtime.GOARCH, "", "", "linux/" + runtime.GOARCH},
-		{"arm64", "arm64", "", "qemu-aarch64-static", "linux/arm64"},
-		{"armv7", "arm", "7", "qemu-arm-static", "linux/armv7"},
+		{"native", runtime.GOARCH, "", "linux/" + runtime.GOARCH, nil},
+		{"arm64", "arm64", "", "linux/arm64", []string{"qemu-aarch64-static"}},
+		{"armv7", "arm", "7", "linux/armv7", []string{"qemu-arm-static"}},
+		{"armv6", "arm", "6", "linux/armv6", []string{"qemu-arm-static", "-cpu", "arm1176"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if runtime.GOOS != "linux" {
 				t.Skip("reads /proc and runs qemu-user: Linux only")
 			}
 			var prefix []string
-			if tc.qemu != "" {
-				prefix = []string{needTool(t, tc.qemu)}
+			if tc.qemu != nil {
+				prefix = append([]string{needTool(t, tc.qemu[0])}, tc.qemu[1:]...)
 			}
 			bin := buildRelease(t, "linux", tc.goarch, tc.goarm)
 			run := func(args ...string) string {
@@ -102,6 +108,9 @@ func TestEmulated(t *testing.T) {
 			}
 			if out := run("model-server", "--version"); !strings.Contains(out, "infergate-"+testVersion) {
 				t.Fatalf("model-server --version printed %q; want infergate-%s", out, testVersion)
+			}
+			if out := run("version", "--notices"); !strings.HasPrefix(out, "THIRD-PARTY NOTICES FOR INFERGATE\n") || !strings.Contains(out, "github.com/twmb/franz-go") {
+				t.Fatalf("version --notices printed %.300q; want the third-party notices", out)
 			}
 			demoSmoke(t, prefix, bin)
 		})
