@@ -92,6 +92,7 @@ type soakRun struct {
 	rssMax   int64
 	modelRSS int64
 	events   []string
+	delivery string // "" or at-least-once, or exactly-once
 }
 
 func TestSoak(t *testing.T) {
@@ -121,13 +122,20 @@ func TestSoak(t *testing.T) {
 		"--min-free-bytes", strconv.Itoa(soakMinFree),
 		"--requests-topic-bytes", strconv.Itoa(48 << 20), "--results-topic-bytes", strconv.Itoa(48 << 20), "--dlq-topic-bytes", strconv.Itoa(16 << 20),
 		"--http-read-timeout", "2s", "--http-read-header-timeout", "2s"}
+	// INFERGATE_SOAK_DELIVERY=exactly-once runs the appliance with Kafka transactions; the
+	// soak's consumers then read committed records only and every result and DLQ record
+	// must arrive exactly once, through the SIGKILL too.
+	if v := os.Getenv("INFERGATE_SOAK_DELIVERY"); v != "" {
+		s.delivery = v
+		s.extra = append(s.extra, "--delivery", v)
+	}
 	rate := 100
 	if v := os.Getenv("INFERGATE_SOAK_RATE"); v != "" {
 		rate, _ = strconv.Atoi(v)
 	}
 	start := time.Now()
 	s.setApp(startAppliance(t, s.dataDir, s.brokerPort, s.extra...))
-	s.note("started (data dir on tmpfs: %v, %d requests/s)", s.onTmpfs, rate)
+	s.note("started (data dir on tmpfs: %v, %d requests/s, delivery %q)", s.onTmpfs, rate, s.delivery)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -184,6 +192,13 @@ func TestSoak(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	final := s.goroutines()
+	if s.delivery == "exactly-once" {
+		for line := range strings.Lines(s.mustAPI("/metrics")) {
+			if strings.HasPrefix(line, "infergate_transactions_total{") {
+				s.note("since the restart: %s", strings.TrimSpace(line))
+			}
+		}
+	}
 	cancel()
 	wg.Wait()
 
@@ -318,7 +333,11 @@ func poisonID(v []byte) string {
 
 // consume counts the ids in a topic from its start.
 func (s *soakRun) consume(ctx context.Context, topic string, into map[string]int, idOf func([]byte) string) {
-	cl := client(s.t, "127.0.0.1:"+strconv.Itoa(s.brokerPort), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	opts := []kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+	if s.delivery == "exactly-once" {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	cl := client(s.t, "127.0.0.1:"+strconv.Itoa(s.brokerPort), opts...)
 	for ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
 		s.mu.Lock()
@@ -339,10 +358,14 @@ func (s *soakRun) check() (missing string, stored int) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var noResult, notStored, twice, notInTopic []string
+	var noResult, notStored, twice, notInTopic, dupResult, dupDLQ []string
+	eos := s.delivery == "exactly-once"
 	for id := range s.accepted {
 		if s.results[id] == 0 {
 			noResult = append(noResult, id)
+		}
+		if eos && s.results[id] > 1 {
+			dupResult = append(dupResult, id)
 		}
 	}
 	for id := range s.poisons {
@@ -355,6 +378,9 @@ func (s *soakRun) check() (missing string, stored int) {
 		}
 		if s.dlqTopic[id] == 0 {
 			notInTopic = append(notInTopic, id)
+		}
+		if eos && s.dlqTopic[id] > 1 {
+			dupDLQ = append(dupDLQ, id)
 		}
 	}
 	var parts []string
@@ -369,6 +395,12 @@ func (s *soakRun) check() (missing string, stored int) {
 	}
 	if len(notInTopic) > 0 {
 		parts = append(parts, fmt.Sprintf("%d poisons not in the DLQ topic (e.g. %s)", len(notInTopic), notInTopic[0]))
+	}
+	if len(dupResult) > 0 {
+		parts = append(parts, fmt.Sprintf("exactly-once: %d good requests with more than one committed result (e.g. %s: %d)", len(dupResult), dupResult[0], s.results[dupResult[0]]))
+	}
+	if len(dupDLQ) > 0 {
+		parts = append(parts, fmt.Sprintf("exactly-once: %d poisons more than once in the DLQ topic (e.g. %s: %d)", len(dupDLQ), dupDLQ[0], s.dlqTopic[dupDLQ[0]]))
 	}
 	return strings.Join(parts, "; "), len(s.poisons)
 }
