@@ -122,7 +122,7 @@ func compile(b []byte, o LoadOptions) (*Model, error) {
 		}
 		internal, ok := computeType(spec.DType)
 		if !ok {
-			return nil, fmt.Errorf("input %q has type %s; the runtime accepts float32, float64, int64, int32, int16, int8, uint8 and bool", name, spec.DType)
+			return nil, fmt.Errorf("input %q has type %s; the runtime accepts float32, float64, float16, bfloat16, int64, int32, int16, int8, uint8 and bool", name, spec.DType)
 		}
 		id, err := c.newValue(name)
 		if err != nil {
@@ -132,6 +132,7 @@ func compile(b []byte, o LoadOptions) (*Model, error) {
 		m.inputIndex[name] = len(m.inputs)
 		m.inputs = append(m.inputs, spec)
 		m.inputIDs = append(m.inputIDs, id)
+		m.inputRound = append(m.inputRound, halfRounder(vi.GetType().GetTensorType().GetElemType()))
 	}
 	for i, p := range g.GetNode() {
 		for _, out := range p.GetOutput() {
@@ -186,6 +187,7 @@ func compile(b []byte, o LoadOptions) (*Model, error) {
 		m.outputIndex[name] = len(m.outputs)
 		m.outputs = append(m.outputs, spec)
 		m.outputIDs = append(m.outputIDs, id)
+		m.outputRound = append(m.outputRound, halfRounder(vi.GetType().GetTensorType().GetElemType()))
 		used[id] = true
 	}
 	c.fuse(used)
@@ -577,6 +579,9 @@ func dtypeOf(et int32) (tensor.DType, bool) {
 		return tensor.Float, true
 	case onnxpb.TensorProto_DOUBLE:
 		return tensor.Double, true
+	case onnxpb.TensorProto_FLOAT16, onnxpb.TensorProto_BFLOAT16:
+		// float32 to clients, rounded at the boundary (half.go)
+		return tensor.Float, true
 	case onnxpb.TensorProto_INT32:
 		return tensor.Int32, true
 	case onnxpb.TensorProto_INT64:
@@ -690,6 +695,32 @@ func decodeTensor(t *onnxpb.TensorProto) (*value, error) {
 				v.f[i] = float32(x)
 			}
 		}
+	case onnxpb.TensorProto_FLOAT16, onnxpb.TensorProto_BFLOAT16:
+		// Widened exactly; the 16-bit patterns are in raw_data or, one per
+		// element, in int32_data.
+		widen := float16ToFloat32
+		if dt == onnxpb.TensorProto_BFLOAT16 {
+			widen = bfloat16ToFloat32
+		}
+		v.dt = tensor.Float
+		switch {
+		case len(raw) > 0 || (n > 0 && len(t.GetInt32Data()) == 0):
+			if len(raw) != 2*n {
+				return nil, fmt.Errorf("shape %v needs %d bytes of %s, raw_data has %d", v.shape, 2*n, dt, len(raw))
+			}
+			v.f = make([]float32, n)
+			for i := range v.f {
+				v.f[i] = widen(binary.LittleEndian.Uint16(raw[2*i:]))
+			}
+		default:
+			if len(t.GetInt32Data()) != n {
+				return nil, fmt.Errorf("shape %v needs %d values, int32_data has %d", v.shape, n, len(t.GetInt32Data()))
+			}
+			v.f = make([]float32, n)
+			for i, x := range t.GetInt32Data() {
+				v.f[i] = widen(uint16(x))
+			}
+		}
 	case onnxpb.TensorProto_INT32, onnxpb.TensorProto_INT16, onnxpb.TensorProto_INT8, onnxpb.TensorProto_UINT8, onnxpb.TensorProto_BOOL:
 		size := 1
 		switch dt {
@@ -727,7 +758,7 @@ func decodeTensor(t *onnxpb.TensorProto) (*value, error) {
 			}
 		}
 	default:
-		return nil, fmt.Errorf("element type %s is not supported (float32, float64, integers and bool only)", dt)
+		return nil, fmt.Errorf("element type %s is not supported (float32, float64, float16, bfloat16, integers and bool only)", dt)
 	}
 	return v, nil
 }

@@ -364,6 +364,24 @@ func pbToTensor(tp *onnxpb.TensorProto) (*tensor.Tensor, error) {
 			}
 			t.Data = d
 		}
+	case onnxpb.TensorProto_FLOAT16:
+		// The runtime serves float16 as float32 (rounded at the boundary).
+		t.DType = tensor.Float
+		v := make([]float32, n)
+		for i := range v {
+			var h uint16
+			if useRaw {
+				h = binary.LittleEndian.Uint16(raw[2*i:])
+			} else {
+				h = uint16(tp.GetInt32Data()[i])
+			}
+			v[i] = halfValue(h)
+		}
+		t.Data = v
+		if useRaw && 2*n != len(raw) {
+			return nil, fmt.Errorf("raw_data has %d bytes for %d float16 values", len(raw), n)
+		}
+		return t, t.Validate()
 	default:
 		return nil, fmt.Errorf("element type %s is not decoded by this test", dt)
 	}
@@ -493,4 +511,24 @@ func writeDocsTable(t *testing.T, table string) {
 	if err := os.WriteFile(docsFile, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// halfValue is the value of IEEE half h, from the definition (independent of
+// the runtime's conversion).
+func halfValue(h uint16) float32 {
+	sign := 1.0
+	if h&0x8000 != 0 {
+		sign = -1
+	}
+	e, m := int(h>>10)&0x1f, float64(h&0x3ff)
+	switch e {
+	case 0x1f:
+		if m != 0 {
+			return float32(math.NaN())
+		}
+		return float32(math.Inf(int(sign)))
+	case 0:
+		return float32(sign * math.Ldexp(m/1024, -14))
+	}
+	return float32(sign * math.Ldexp(1+m/1024, e-15))
 }

@@ -554,7 +554,10 @@ func (k *transposeKernel) run(st *state, nd *node) error {
 	return nil
 }
 
-type castKernel struct{ to, narrow tensor.DType }
+type castKernel struct {
+	to, narrow tensor.DType
+	round      func([]float32) // to float16/bfloat16
+}
 
 func compileCast(x *nodeCtx) (kernel, []tensor.DType, error) {
 	if err := x.inputs(1, 1); err != nil {
@@ -574,7 +577,7 @@ func compileCast(x *nodeCtx) (kernel, []tensor.DType, error) {
 	}
 	// float64 computes as float32; narrower integers and bool compute as
 	// int64 holding the value the narrow type would.
-	return &castKernel{to: dt, narrow: target}, []tensor.DType{dt}, nil
+	return &castKernel{to: dt, narrow: target, round: halfRounder(int32(to))}, []tensor.DType{dt}, nil
 }
 
 // narrowInt converts v to the integer type dt the way a Go (and C) conversion
@@ -602,6 +605,21 @@ func (k *castKernel) run(st *state, nd *node) error {
 	in := st.in(nd, 0)
 	out := nd.out[0]
 	st.setShape(out, in.shape)
+	if k.round != nil {
+		o, err := st.allocF(out)
+		if err != nil {
+			return err
+		}
+		if in.dt == tensor.Int64 {
+			for i, v := range in.i {
+				o[i] = float32(v)
+			}
+		} else {
+			copy(o, in.f)
+		}
+		k.round(o)
+		return nil
+	}
 	if in.dt == k.to && (k.to == tensor.Float || k.narrow == tensor.Int64) {
 		return st.alias(out, in)
 	}

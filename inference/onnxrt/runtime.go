@@ -39,17 +39,20 @@ type TensorSpec struct {
 // Model is a loaded ONNX model. It is immutable after Load and safe for
 // concurrent use by many goroutines.
 type Model struct {
-	inputs      []TensorSpec
-	outputs     []TensorSpec
-	inputIDs    []int
-	outputIDs   []int
-	inputIndex  map[string]int
-	outputIndex map[string]int
-	nodes       []*node
-	consts      []*value // by value id; nil for values computed at run time
-	nvals       int
-	nscratch    int
-	pool        sync.Pool
+	inputs   []TensorSpec
+	outputs  []TensorSpec
+	inputIDs []int
+	// rounding to float16/bfloat16 of inputs and outputs declared so (nil:
+	// none); they are float32 in the signature
+	inputRound, outputRound []func([]float32)
+	outputIDs               []int
+	inputIndex              map[string]int
+	outputIndex             map[string]int
+	nodes                   []*node
+	consts                  []*value // by value id; nil for values computed at run time
+	nvals                   int
+	nscratch                int
+	pool                    sync.Pool
 }
 
 // maxPooledElements bounds the scratch memory a pooled run state may keep:
@@ -166,6 +169,16 @@ func (m *Model) Run(inputs map[string]*tensor.Tensor, outputs []string) (map[str
 		if err := st.setInput(m.inputIDs[i], t); err != nil {
 			return nil, fmt.Errorf("%w: input %q: %w", ErrInvalidInput, spec.Name, err)
 		}
+		if round := m.inputRound[i]; round != nil {
+			// The caller's data is used in place: round a copy.
+			src := st.vals[m.inputIDs[i]].f
+			f, err := st.allocF(m.inputIDs[i])
+			if err != nil {
+				return nil, fmt.Errorf("%w: input %q: %w", ErrInvalidInput, spec.Name, err)
+			}
+			copy(f, src)
+			round(f)
+		}
 	}
 	if err := m.exec(st); err != nil {
 		return nil, err
@@ -173,13 +186,13 @@ func (m *Model) Run(inputs map[string]*tensor.Tensor, outputs []string) (map[str
 	if outputs == nil {
 		res := make(map[string]*tensor.Tensor, len(m.outputs))
 		for i, spec := range m.outputs {
-			res[spec.Name] = st.vals[m.outputIDs[i]].export(spec.DType)
+			res[spec.Name] = m.export(st, i)
 		}
 		return res, nil
 	}
 	res := make(map[string]*tensor.Tensor, len(outputs))
 	for _, name := range outputs {
-		res[name] = st.vals[m.outputIDs[m.outputIndex[name]]].export(m.outputs[m.outputIndex[name]].DType)
+		res[name] = m.export(st, m.outputIndex[name])
 	}
 	return res, nil
 }
@@ -228,4 +241,16 @@ func (m *Model) putState(st *state) {
 	if st.held() <= maxPooledElements {
 		m.pool.Put(st)
 	}
+}
+
+// export copies output i out of the state, rounded to float16/bfloat16 if
+// it is declared so.
+func (m *Model) export(st *state, i int) *tensor.Tensor {
+	t := st.vals[m.outputIDs[i]].export(m.outputs[i].DType)
+	if round := m.outputRound[i]; round != nil {
+		if f, ok := t.Data.([]float32); ok {
+			round(f)
+		}
+	}
+	return t
 }
