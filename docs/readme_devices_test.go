@@ -1,0 +1,151 @@
+package docs_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/infergate/infergate/internal/testutil"
+)
+
+// syncBuffer is a strings.Builder safe for a process writing and a test reading.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The README's "Devices (MQTT / NATS)" example, run as written against a
+// fresh `infergate run --demo --ingress` (on free ports instead of the
+// defaults, so -p is added): mosquitto_sub receives the answer the README
+// shows, with the prediction it shows.
+func TestReadmeDevices(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the appliance")
+	}
+	for _, tool := range []string{"mosquitto_pub", "mosquitto_sub"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is not installed (.ci/run installs mosquitto-clients)", tool)
+			}
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := section(t, string(b), "Devices (MQTT / NATS)")
+	if !strings.Contains(sec, "infergate run --demo --ingress") {
+		t.Fatal(`"Devices (MQTT / NATS)" no longer says which command the example runs against`)
+	}
+	var sub, pub, shown string
+	for _, c := range commands(sec) {
+		switch {
+		case strings.HasPrefix(c, "mosquitto_sub "):
+			sub = c
+		case strings.HasPrefix(c, "mosquitto_pub "):
+			pub = c
+		case strings.HasPrefix(c, "# infergate/results/"):
+			shown = strings.TrimPrefix(c, "# ")
+		}
+	}
+	if sub == "" || pub == "" || shown == "" {
+		t.Fatalf("the section's example changed shape: sub %q, pub %q, shown answer %q", sub, pub, shown)
+	}
+	// The shown answer ends in "...}" (timestamp and latency vary): the
+	// rest is compared as a prefix.
+	shown = strings.TrimSuffix(shown, "...}")
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "infergate")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if out, err := exec.Command(gobin, "build", "-o", bin, "../cmd/infergate").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	mqttAddr := freeAddr(t)
+	_, mqttPort, _ := net.SplitHostPort(mqttAddr)
+	env := []string{
+		"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"HOME=" + dir,
+		"INFERGATE_DATA_DIR=" + filepath.Join(dir, "data"),
+		"INFERGATE_BROKER_LISTEN=" + freeAddr(t),
+		"INFERGATE_MODEL_SERVER_GRPC_LISTEN=" + freeAddr(t),
+		"INFERGATE_MODEL_SERVER_REST_LISTEN=" + freeAddr(t),
+		"INFERGATE_HTTP_LISTEN=" + freeAddr(t),
+		"INFERGATE_INGRESS_MQTT_LISTEN=" + mqttAddr,
+		"INFERGATE_INGRESS_NATS_LISTEN=" + freeAddr(t),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	app := exec.CommandContext(ctx, bin, "run", "--demo", "--ingress")
+	app.Env, app.Dir = env, dir
+	app.Cancel = func() error { return app.Process.Signal(os.Interrupt) }
+	logs := testutil.Writer(t)
+	app.Stdout, app.Stderr = logs, logs
+	if err := app.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); app.Wait() })
+	testutil.Eventually(t, 90*time.Second, func() error {
+		c, err := net.Dial("tcp", mqttAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+
+	// mosquitto_sub as written, bounded (one message, 60 s) instead of sent
+	// to the background, with -d to tell when it has subscribed.
+	sub = strings.TrimSpace(strings.TrimSuffix(sub, "&"))
+	// stdbuf: mosquitto_sub's stdout is a pipe here, fully buffered otherwise.
+	sub = strings.Replace(sub, "mosquitto_sub", "stdbuf -oL mosquitto_sub -p "+mqttPort+" -d -C 1 -W 60", 1)
+	subCmd := exec.Command("sh", "-c", sub)
+	var subOut syncBuffer
+	subCmd.Env, subCmd.Dir, subCmd.Stdout, subCmd.Stderr = env, dir, &subOut, &subOut
+	if err := subCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 60*time.Second, func() error {
+		if !strings.Contains(subOut.String(), "SUBACK") {
+			return fmt.Errorf("mosquitto_sub has not subscribed yet: %q", subOut.String())
+		}
+		return nil
+	})
+	pub = strings.Replace(pub, "mosquitto_pub", "mosquitto_pub -p "+mqttPort, 1)
+	pubCmd := exec.Command("sh", "-c", pub)
+	pubCmd.Env, pubCmd.Dir = env, dir
+	if out, err := pubCmd.CombinedOutput(); err != nil {
+		t.Fatalf("README command %q: %v\n%s", pub, err, out)
+	}
+	if err := subCmd.Wait(); err != nil {
+		t.Fatalf("README command %q: %v\n%s", sub, err, subOut.String())
+	}
+	var answer string
+	for _, l := range strings.Split(subOut.String(), "\n") {
+		if strings.HasPrefix(l, "infergate/results/") {
+			answer = l
+		}
+	}
+	if !strings.HasPrefix(answer, shown) {
+		t.Fatalf("README shows the answer\n  %s...}\nmosquitto_sub printed\n  %s\n(all output: %s)", shown, answer, subOut.String())
+	}
+}
