@@ -16,6 +16,19 @@ func kernelAVX2(k int, a, b, c *float32, ldc int)
 func kernelAVX512(k int, a, b, c *float32, ldc int)
 
 //go:noescape
+func erfAVX512(x, y *float32, n int)
+
+// erfAsm computes whole blocks of 16 in assembly and the rest in Go.
+func erfAsm(out, in []float32) {
+	in = in[:len(out)]
+	blocks := len(out) / 16
+	if blocks > 0 {
+		erfAVX512(&in[0], &out[0], blocks)
+	}
+	erfGo(out[blocks*16:], in[blocks*16:])
+}
+
+//go:noescape
 func maxPool2x2AVX512(r0, r1, o *float32, n int)
 
 // maxPool2x2Asm pools whole blocks of 16 outputs in assembly and the rest
@@ -106,7 +119,7 @@ func init() {
 		return
 	}
 	if cpu.X86.HasAVX512F {
-		maxPool2x2 = maxPool2x2Asm
+		maxPool2x2, erfSlice = maxPool2x2Asm, erfAsm
 	}
 	for _, k := range amd64Kernels {
 		if k.ok && (want == "" || strings.HasPrefix(k.name, want)) {

@@ -413,3 +413,77 @@ DATA poolOdd<>+52(SB)/4, $27
 DATA poolOdd<>+56(SB)/4, $29
 DATA poolOdd<>+60(SB)/4, $31
 GLOBL poolOdd<>(SB), RODATA|NOPTR, $64
+
+// func erfAVX512(x, y *float32, n int)
+//
+// y = erf(x) for n blocks of 16 floats (x and y may be the same): erf32's
+// rational approximation (ops_elementwise.go) with FMAs, the clamps as
+// min/max, and NaN inputs copied through (VMINPS alone would turn them to 4).
+TEXT ·erfAVX512(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS erfConst<>+0(SB), Z16 // 4
+	VBROADCASTSS erfConst<>+4(SB), Z17 // -4
+	VBROADCASTSS erfConst<>+8(SB), Z18 // 1
+	VBROADCASTSS erfConst<>+12(SB), Z19 // -1
+	VBROADCASTSS erfConst<>+16(SB), Z20 // a13
+	VBROADCASTSS erfConst<>+20(SB), Z21 // a11
+	VBROADCASTSS erfConst<>+24(SB), Z22 // a9
+	VBROADCASTSS erfConst<>+28(SB), Z23 // a7
+	VBROADCASTSS erfConst<>+32(SB), Z24 // a5
+	VBROADCASTSS erfConst<>+36(SB), Z25 // a3
+	VBROADCASTSS erfConst<>+40(SB), Z26 // a1
+	VBROADCASTSS erfConst<>+44(SB), Z27 // b8
+	VBROADCASTSS erfConst<>+48(SB), Z28 // b6
+	VBROADCASTSS erfConst<>+52(SB), Z29 // b4
+	VBROADCASTSS erfConst<>+56(SB), Z30 // b2
+	VBROADCASTSS erfConst<>+60(SB), Z31 // b0
+erfloop:
+	VMOVUPS (SI), Z0
+	VMINPS Z16, Z0, Z1
+	VMAXPS Z17, Z1, Z1
+	VMULPS Z1, Z1, Z2
+	VMOVAPS Z20, Z3
+	VFMADD213PS Z21, Z2, Z3
+	VFMADD213PS Z22, Z2, Z3
+	VFMADD213PS Z23, Z2, Z3
+	VFMADD213PS Z24, Z2, Z3
+	VFMADD213PS Z25, Z2, Z3
+	VFMADD213PS Z26, Z2, Z3
+	VMULPS Z1, Z3, Z3
+	VMOVAPS Z27, Z4
+	VFMADD213PS Z28, Z2, Z4
+	VFMADD213PS Z29, Z2, Z4
+	VFMADD213PS Z30, Z2, Z4
+	VFMADD213PS Z31, Z2, Z4
+	VDIVPS Z4, Z3, Z5
+	VMINPS Z18, Z5, Z5
+	VMAXPS Z19, Z5, Z5
+	VCMPPS $3, Z0, Z0, K1
+	VMOVAPS Z0, K1, Z5
+	VMOVUPS Z5, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ erfloop
+	VZEROUPPER
+	RET
+
+DATA erfConst<>+0(SB)/4, $0x40800000 // 4.0
+DATA erfConst<>+4(SB)/4, $0xc0800000 // -4.0
+DATA erfConst<>+8(SB)/4, $0x3f800000 // 1.0
+DATA erfConst<>+12(SB)/4, $0xbf800000 // -1.0
+DATA erfConst<>+16(SB)/4, $0xaf95df0b // -2.72614225801306e-10
+DATA erfConst<>+20(SB)/4, $0x32edffee // 2.77068142495902e-08
+DATA erfConst<>+24(SB)/4, $0xb60cff51 // -2.10102402082508e-06
+DATA erfConst<>+28(SB)/4, $0xb86ec2d2 // -5.69250639462346e-05
+DATA erfConst<>+32(SB)/4, $0xba40ac63 // -0.000734990630326855
+DATA erfConst<>+36(SB)/4, $0xbb41a1f6 // -0.00295459980854025
+DATA erfConst<>+40(SB)/4, $0xbc83dbd4 // -0.0160960333262415
+DATA erfConst<>+44(SB)/4, $0xb77460cd // -1.45660718464996e-05
+DATA erfConst<>+48(SB)/4, $0xb95fbd29 // -0.000213374055278905
+DATA erfConst<>+52(SB)/4, $0xbadc924e // -0.00168282697438203
+DATA erfConst<>+56(SB)/4, $0xbbf19bf8 // -0.00737332916720468
+DATA erfConst<>+60(SB)/4, $0xbc69b6a7 // -0.0142647390514189
+GLOBL erfConst<>(SB), RODATA|NOPTR, $64

@@ -450,9 +450,7 @@ func applyUnary(op unaryOp, alpha, beta float32, out, in []float32) {
 			out[i] = float32(math.Abs(float64(v)))
 		}
 	case uErf:
-		for i, v := range in {
-			out[i] = float32(math.Erf(float64(v)))
-		}
+		erfSlice(out, in)
 	case uReciprocal:
 		for i, v := range in {
 			out[i] = 1 / v
@@ -481,4 +479,38 @@ func applyUnary(op unaryOp, alpha, beta float32, out, in []float32) {
 			out[i] = float32(math.Ceil(float64(v)))
 		}
 	}
+}
+
+// erfSlice sets out[i] = erf32(in[i]) (in and out may be the same): in
+// AVX-512 where the CPU has it (gemm_amd64.go).
+var erfSlice = erfGo
+
+func erfGo(out, in []float32) {
+	in = in[:len(out)]
+	for i, v := range in {
+		out[i] = erf32(v)
+	}
+}
+
+// erf32 is erf in float32 arithmetic: a rational approximation (odd degree
+// 13 over even degree 8, the coefficients of Eigen's and TensorFlow's float
+// erf) on x clamped to [-4, 4], where erf is ±1 in float32. It is ~8× faster
+// than math.Erf in float64 (GELU's Erf was 40% of a transformer layer) and
+// within 4.2e-7 of it (TestErf32: a few float32 ulp). NaN stays NaN.
+func erf32(a float32) float32 {
+	x := min(max(a, -4), 4)
+	x2 := x * x
+	p := x2*-2.72614225801306e-10 + 2.77068142495902e-08
+	p = x2*p + -2.10102402082508e-06
+	p = x2*p + -5.69250639462346e-05
+	p = x2*p + -7.34990630326855e-04
+	p = x2*p + -2.95459980854025e-03
+	p = x2*p + -1.60960333262415e-02
+	p *= x
+	q := x2*-1.45660718464996e-05 + -2.13374055278905e-04
+	q = x2*q + -1.68282697438203e-03
+	q = x2*q + -7.37332916720468e-03
+	q = x2*q + -1.42647390514189e-02
+	// The quotient can pass ±1 by an ulp near the clamp; erf cannot.
+	return min(max(p/q, -1), 1)
 }
