@@ -3,6 +3,7 @@ package ingress
 import (
 	"context"
 	"net"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/internal/testutil"
@@ -139,4 +141,57 @@ func TestExternalNATSServer(t *testing.T) {
 	if !strings.Contains(out, `"request_id":"x-2"`) || !strings.Contains(out, `"request_id":"x-3"`) {
 		t.Fatalf("answers after the restart: %q", out)
 	}
+}
+
+// Two ingress instances attached to the same external server share the
+// inbox consumer and the answering group: every request is moved to Kafka
+// once, and every answer reaches the device.
+func TestExternalNATSTwoInstances(t *testing.T) {
+	pub, sub := needTool(t, "mosquitto_pub"), needTool(t, "mosquitto_sub")
+	srv, ca, mqttAddr := runPlantNATS(t)
+	brokers := newCluster(t)
+	echoPipeline(t, brokers)
+	cfg := externalConfig(t, srv, ca)
+	a, b := startIngress(t, cfg, brokers), startIngress(t, cfg, brokers)
+
+	host, port := hostPort(t, mqttAddr)
+	dev := []string{"-h", host, "-p", port, "-u", "line9", "-P", "device-pw"}
+	subArgs := append(append([]string(nil), dev...), "-q", "1", "-c", "-i", "line9-sub", "-t", "infergate/results/+/line9")
+	run(t, sub, append(subArgs, "-E")...)
+	const n = 60
+	var lines strings.Builder
+	for i := range n {
+		lines.WriteString(`{"request_id":"two-` + strconv.Itoa(i) + `","features":[1,2]}` + "\n")
+	}
+	cmd := exec.Command(pub, append(dev, "-q", "1", "-i", "line9", "-t", "infergate/requests/demo/line9", "-l")...)
+	cmd.Stdin = strings.NewReader(lines.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v %s", err, out)
+	}
+	recs := readTopic(t, brokers, reqTopic, func(rs []*kgo.Record) bool { return len(rs) >= n })
+	seen := map[string]int{}
+	for _, r := range recs {
+		seen[string(r.Value)]++
+	}
+	if len(seen) != n || len(recs) != n {
+		t.Fatalf("%d request records for %d distinct requests, want %d of each", len(recs), len(seen), n)
+	}
+	out := run(t, sub, append(subArgs, "-C", strconv.Itoa(n), "-W", "60")...)
+	got := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		got[l] = true
+	}
+	if len(got) != n {
+		t.Fatalf("%d distinct answers of %d:\n%s", len(got), n, out)
+	}
+	t.Logf("moved by the instances: %d and %d", moved(a), moved(b))
+}
+
+// moved is how many requests an instance produced to Kafka.
+func moved(h *harness) int {
+	var m dto.Metric
+	if err := h.in.metrics.produced.WithLabelValues(OriginMQTT).Write(&m); err != nil {
+		return -1
+	}
+	return int(m.GetCounter().GetValue())
 }
