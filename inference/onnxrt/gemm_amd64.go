@@ -16,6 +16,19 @@ func kernelAVX2(k int, a, b, c *float32, ldc int)
 func kernelAVX512(k int, a, b, c *float32, ldc int)
 
 //go:noescape
+func expAVX512(x, y *float32, n int)
+
+// expAsm computes whole blocks of 16 in assembly and the rest in Go.
+func expAsm(out, in []float32) {
+	in = in[:len(out)]
+	blocks := len(out) / 16
+	if blocks > 0 {
+		expAVX512(&in[0], &out[0], blocks)
+	}
+	expGo(out[blocks*16:], in[blocks*16:])
+}
+
+//go:noescape
 func erfAVX512(x, y *float32, n int)
 
 // erfAsm computes whole blocks of 16 in assembly and the rest in Go.
@@ -119,7 +132,7 @@ func init() {
 		return
 	}
 	if cpu.X86.HasAVX512F {
-		maxPool2x2, erfSlice = maxPool2x2Asm, erfAsm
+		maxPool2x2, erfSlice, expSoftmax = maxPool2x2Asm, erfAsm, expAsm
 	}
 	for _, k := range amd64Kernels {
 		if k.ok && (want == "" || strings.HasPrefix(k.name, want)) {

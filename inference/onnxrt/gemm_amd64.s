@@ -487,3 +487,67 @@ DATA erfConst<>+52(SB)/4, $0xbadc924e // -0.00168282697438203
 DATA erfConst<>+56(SB)/4, $0xbbf19bf8 // -0.00737332916720468
 DATA erfConst<>+60(SB)/4, $0xbc69b6a7 // -0.0142647390514189
 GLOBL erfConst<>(SB), RODATA|NOPTR, $64
+
+// func expAVX512(x, y *float32, n int)
+//
+// y = exp(x) for n blocks of 16 floats (x and y may be the same), for x ≤ 88
+// (softmax feeds x − max ≤ 0): Cephes' expf — n = round(x·log2 e), r = x −
+// n·ln 2 in two parts, a degree-6 polynomial — and VSCALEFPS for the 2^n,
+// which underflows gradually to 0 below x ≈ −88. NaN inputs are copied through.
+TEXT ·expAVX512(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS expConst<>+0(SB), Z16 // lo
+	VBROADCASTSS expConst<>+4(SB), Z17 // hi
+	VBROADCASTSS expConst<>+8(SB), Z18 // log2e
+	VBROADCASTSS expConst<>+12(SB), Z19 // C1
+	VBROADCASTSS expConst<>+16(SB), Z20 // C2
+	VBROADCASTSS expConst<>+20(SB), Z21 // p0
+	VBROADCASTSS expConst<>+24(SB), Z22 // p1
+	VBROADCASTSS expConst<>+28(SB), Z23 // p2
+	VBROADCASTSS expConst<>+32(SB), Z24 // p3
+	VBROADCASTSS expConst<>+36(SB), Z25 // p4
+	VBROADCASTSS expConst<>+40(SB), Z26 // p5
+	VBROADCASTSS expConst<>+44(SB), Z27 // one
+exploop:
+	VMOVUPS (SI), Z0
+	VMAXPS Z16, Z0, Z1
+	VMINPS Z17, Z1, Z1
+	VMULPS Z18, Z1, Z2
+	VRNDSCALEPS $0, Z2, Z2
+	VFNMADD231PS Z19, Z2, Z1
+	VFNMADD231PS Z20, Z2, Z1
+	VMOVAPS Z21, Z3
+	VFMADD213PS Z22, Z1, Z3
+	VFMADD213PS Z23, Z1, Z3
+	VFMADD213PS Z24, Z1, Z3
+	VFMADD213PS Z25, Z1, Z3
+	VFMADD213PS Z26, Z1, Z3
+	VMULPS Z1, Z1, Z4
+	VFMADD213PS Z1, Z4, Z3
+	VADDPS Z27, Z3, Z3
+	VSCALEFPS Z2, Z3, Z5
+	VCMPPS $3, Z0, Z0, K1
+	VMOVAPS Z0, K1, Z5
+	VMOVUPS Z5, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ exploop
+	VZEROUPPER
+	RET
+
+DATA expConst<>+0(SB)/4, $0xc2b00000 // -88.0
+DATA expConst<>+4(SB)/4, $0x42b00000 // 88.0
+DATA expConst<>+8(SB)/4, $0x3fb8aa3b // 1.4426950408889634
+DATA expConst<>+12(SB)/4, $0x3f318000 // 0.693359375
+DATA expConst<>+16(SB)/4, $0xb95e8083 // -0.00021219444
+DATA expConst<>+20(SB)/4, $0x39506967 // 0.000198756915
+DATA expConst<>+24(SB)/4, $0x3ab743ce // 0.0013981999507
+DATA expConst<>+28(SB)/4, $0x3c088908 // 0.0083334519073
+DATA expConst<>+32(SB)/4, $0x3d2aa9c1 // 0.041665795894
+DATA expConst<>+36(SB)/4, $0x3e2aaaaa // 0.16666665459
+DATA expConst<>+40(SB)/4, $0x3f000000 // 0.50000001201
+DATA expConst<>+44(SB)/4, $0x3f800000 // 1.0
+GLOBL expConst<>(SB), RODATA|NOPTR, $48
