@@ -507,14 +507,14 @@ func (a *Appliance) pipelineComponent() *component {
 		},
 		run: func(ctx context.Context) error { return p.Run(ctx) },
 		ready: func() error {
-			if !p.Ready() {
-				st := p.Status()
-				if st.LastError != "" {
-					return fmt.Errorf("%s (last error: %s)", st.State, st.LastError)
-				}
-				return errors.New(st.State)
+			reason := p.NotReadyReason()
+			if reason == "" {
+				return nil
 			}
-			return nil
+			if st := p.Status(); st.LastError != "" && !strings.Contains(reason, st.LastError) {
+				return fmt.Errorf("%s (last error: %s)", reason, st.LastError)
+			}
+			return errors.New(reason)
 		},
 	}
 }

@@ -389,10 +389,12 @@ func (b *webBackend) Topics(ctx context.Context) ([]web.Topic, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: listing end offsets: %w", web.ErrUnavailable, err)
 	}
-	lags, err := broker.Lag(ctx, b.adm, group, t.Requests)
+	gl, err := broker.Group(ctx, b.adm, group, t.Requests)
 	if err != nil {
 		return nil, fmt.Errorf("%w: consumer lag: %w", web.ErrUnavailable, err)
 	}
+	lags := gl.Partitions
+	elsewhere := b.reportedElsewhere(gl)
 	lagOf := map[int32]broker.PartitionLag{}
 	for _, l := range lags {
 		if l.Topic == t.Requests {
@@ -412,6 +414,7 @@ func (b *webBackend) Topics(ctx context.Context) ([]web.Topic, error) {
 		topic := web.Topic{Name: name, Role: roles[i], Partitions: []web.Partition{}}
 		if topic.Role == web.RoleRequests {
 			topic.Group = group
+			topic.Shared = b.a.cfg.Broker.Mode == BrokerExternal
 		}
 		for _, pd := range td.Partitions.Sorted() {
 			p := web.Partition{Partition: pd.Partition, Leader: pd.Leader, Committed: -1, Lag: -1}
@@ -423,12 +426,42 @@ func (b *webBackend) Topics(ctx context.Context) ([]web.Topic, error) {
 			}
 			if l, ok := lagOf[pd.Partition]; ok && topic.Role == web.RoleRequests {
 				p.Committed, p.Lag = l.Committed, l.Lag
+				p.Owner, p.ReportedElsewhere = l.Owner, elsewhere(l)
 			}
 			topic.Partitions = append(topic.Partitions, p)
 		}
 		out = append(out, topic)
 	}
 	return out, nil
+}
+
+// reportedElsewhere says, for one partition of gl, whether another instance
+// of the group exports its lag: its owner does; a partition nobody owns (a
+// rebalance in progress, a member that left) is exported by the member with
+// the lowest member id; an instance not (yet) in a group that has members
+// exports none; with no member in the group every instance exports what it
+// sees, which is right for the one instance of an edge box.
+func (b *webBackend) reportedElsewhere(gl broker.GroupLag) func(broker.PartitionLag) bool {
+	var me string
+	if p := b.a.Pipeline(); p != nil {
+		me, _ = p.Member()
+	}
+	inGroup := false
+	for _, m := range gl.Members {
+		inGroup = inGroup || m.MemberID == me
+	}
+	return func(l broker.PartitionLag) bool {
+		switch {
+		case len(gl.Members) == 0:
+			return false
+		case !inGroup:
+			return true
+		case l.OwnerMemberID != "":
+			return l.OwnerMemberID != me
+		default:
+			return gl.Members[0].MemberID != me
+		}
+	}
 }
 
 // Models lists what the model server serves, whichever kind it is.

@@ -23,6 +23,37 @@ type PartitionLag struct {
 	End int64
 	// Lag is End minus Committed, or End minus Start without a commit.
 	Lag int64
+	// OwnerMemberID is the member the group assigned the partition to, ""
+	// when no member holds it (an empty group, a rebalance in progress).
+	OwnerMemberID string
+	// Owner names that member: its static instance id, else its member id.
+	Owner string
+}
+
+// Member is one member of a consumer group as the coordinator describes it.
+type Member struct {
+	MemberID   string `json:"member_id"`
+	InstanceID string `json:"instance_id,omitempty"`
+	ClientID   string `json:"client_id"`
+	Host       string `json:"host"`
+}
+
+// Name is the instance id of a static member, else the member id.
+func (m Member) Name() string {
+	if m.InstanceID != "" {
+		return m.InstanceID
+	}
+	return m.MemberID
+}
+
+// GroupLag is a consumer group's state, members and lag per partition.
+type GroupLag struct {
+	Group string
+	// State is the coordinator's (Stable, PreparingRebalance,
+	// CompletingRebalance, Empty, Dead), "" when the group is unknown.
+	State      string
+	Members    []Member // sorted by member id
+	Partitions []PartitionLag
 }
 
 // Lag returns the group's lag per partition, sorted by topic and partition.
@@ -30,9 +61,17 @@ type PartitionLag struct {
 // assigned, plus every partition of topics, so that the lag of a topic whose
 // group has not started yet (or has not committed) is still reported.
 func Lag(ctx context.Context, adm *kadm.Client, group string, topics ...string) ([]PartitionLag, error) {
+	gl, err := Group(ctx, adm, group, topics...)
+	return gl.Partitions, err
+}
+
+// Group describes group (state and members) and returns its lag as Lag
+// does, each partition with the member that owns it.
+func Group(ctx context.Context, adm *kadm.Client, group string, topics ...string) (GroupLag, error) {
+	gl := GroupLag{Group: group}
 	lags, err := adm.Lag(ctx, group)
 	if err != nil {
-		return nil, fmt.Errorf("group %q lag: %w", group, err)
+		return gl, fmt.Errorf("group %q lag: %w", group, err)
 	}
 	seen := make(map[string]map[int32]bool)
 	var out []PartitionLag
@@ -40,15 +79,24 @@ func Lag(ctx context.Context, adm *kadm.Client, group string, topics ...string) 
 	// error, its lag is that of the topics asked for.
 	if l, ok := lags[group]; ok && !errors.Is(l.Error(), kerr.GroupIDNotFound) {
 		if err := l.Error(); err != nil {
-			return nil, fmt.Errorf("group %q lag: %w", group, err)
+			return gl, fmt.Errorf("group %q lag: %w", group, err)
 		}
+		gl.State = l.State
+		for _, m := range l.Members {
+			gl.Members = append(gl.Members, member(&m))
+		}
+		sort.Slice(gl.Members, func(i, j int) bool { return gl.Members[i].MemberID < gl.Members[j].MemberID })
 		for _, ml := range l.Lag.Sorted() {
 			if ml.Err != nil {
-				return nil, fmt.Errorf("group %q lag on %s/%d: %w", group, ml.Topic, ml.Partition, ml.Err)
+				return gl, fmt.Errorf("group %q lag on %s/%d: %w", group, ml.Topic, ml.Partition, ml.Err)
 			}
 			pl := PartitionLag{
 				Topic: ml.Topic, Partition: ml.Partition,
 				Committed: ml.Commit.At, Start: ml.Start.Offset, End: ml.End.Offset, Lag: ml.Lag,
+			}
+			if ml.Member != nil {
+				m := member(ml.Member)
+				pl.OwnerMemberID, pl.Owner = m.MemberID, m.Name()
 			}
 			out = append(out, pl)
 			if seen[pl.Topic] == nil {
@@ -61,11 +109,11 @@ func Lag(ctx context.Context, adm *kadm.Client, group string, topics ...string) 
 	if len(topics) > 0 {
 		starts, err := adm.ListStartOffsets(ctx, topics...)
 		if err != nil {
-			return nil, fmt.Errorf("listing start offsets: %w", err)
+			return gl, fmt.Errorf("listing start offsets: %w", err)
 		}
 		ends, err := adm.ListEndOffsets(ctx, topics...)
 		if err != nil {
-			return nil, fmt.Errorf("listing end offsets: %w", err)
+			return gl, fmt.Errorf("listing end offsets: %w", err)
 		}
 		var errs []error
 		ends.Each(func(e kadm.ListedOffset) {
@@ -87,7 +135,7 @@ func Lag(ctx context.Context, adm *kadm.Client, group string, topics ...string) 
 			})
 		})
 		if err := errors.Join(errs...); err != nil {
-			return nil, err
+			return gl, err
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -96,5 +144,14 @@ func Lag(ctx context.Context, adm *kadm.Client, group string, topics ...string) 
 		}
 		return out[i].Partition < out[j].Partition
 	})
-	return out, nil
+	gl.Partitions = out
+	return gl, nil
+}
+
+func member(m *kadm.DescribedGroupMember) Member {
+	out := Member{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost}
+	if m.InstanceID != nil {
+		out.InstanceID = *m.InstanceID
+	}
+	return out
 }

@@ -124,9 +124,13 @@ const (
 
 // Topic is one topic the appliance uses.
 type Topic struct {
-	Name       string      `json:"name"`
-	Role       string      `json:"role"`            // RoleRequests, RoleResults, RoleDLQ
-	Group      string      `json:"group,omitempty"` // consumer group whose lag is reported (requests topic)
+	Name  string `json:"name"`
+	Role  string `json:"role"`            // RoleRequests, RoleResults, RoleDLQ
+	Group string `json:"group,omitempty"` // consumer group whose lag is reported (requests topic)
+	// Shared: several instances share Group (attached to an external
+	// cluster), so /metrics labels the lag with the group for a group-level
+	// sum; on an edge box with its own broker the label stays empty.
+	Shared     bool        `json:"shared,omitempty"`
 	Partitions []Partition `json:"partitions"`
 }
 
@@ -138,6 +142,13 @@ type Partition struct {
 	EndOffset   int64 `json:"end_offset"` // high watermark
 	Committed   int64 `json:"committed"`
 	Lag         int64 `json:"lag"`
+	// Owner is the group member consuming the partition (its instance id,
+	// else its member id), "" when none is assigned it.
+	Owner string `json:"owner,omitempty"`
+	// ReportedElsewhere: another instance of the group exports this
+	// partition's lag on /metrics (its owner), so a sum over instances
+	// counts each partition once.
+	ReportedElsewhere bool `json:"reported_elsewhere,omitempty"`
 }
 
 // Model is one served model.

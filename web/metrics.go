@@ -27,7 +27,10 @@ var (
 	descStoreRecords = prometheus.NewDesc("infergate_store_dlq_records",
 		"Dead-lettered records held in the store, by error class.", []string{"class"}, nil)
 	descLag = prometheus.NewDesc("infergate_consumer_lag",
-		"Records in the requests topic not yet committed by the consumer group, per partition.", []string{"topic", "partition"}, nil)
+		"Records in the requests topic not yet committed by the consumer group, per partition. Each partition is "+
+			"exported by the instance that owns it in the group (by one instance while nobody does), so a sum "+
+			"over instances counts every partition once. group is set when instances share the group "+
+			"(attached to an external cluster).", []string{"topic", "partition", "group"}, nil)
 	descModelStatus = prometheus.NewDesc("infergate_model_status",
 		"1 for each served model version, labelled with its state (AVAILABLE, LOADING, ...).", []string{"model", "version", "state"}, nil)
 	descSidecarRestarts = prometheus.NewDesc("infergate_sidecar_restarts_total",
@@ -125,8 +128,16 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 		v, err := c.topics.get(ctx)
 		topics, _ := v.([]Topic)
 		ch <- prometheus.MustNewConstMetric(descLookupOK, prometheus.GaugeValue, ok(err), "topics")
-		for _, l := range lagOf(topics) {
-			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(l.Lag), l.Topic, strconv.Itoa(int(l.Partition)))
+		for _, t := range topics {
+			group := ""
+			if t.Shared {
+				group = t.Group
+			}
+			for _, p := range t.Partitions {
+				if p.Lag >= 0 && (t.Role == RoleRequests || t.Group != "") && !p.ReportedElsewhere {
+					ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(p.Lag), t.Name, strconv.Itoa(int(p.Partition)), group)
+				}
+			}
 		}
 	}
 	if !c.skip.has(famModelStatus) {

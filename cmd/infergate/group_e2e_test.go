@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -22,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/infergate/infergate/appliance"
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/internal/testutil"
 )
@@ -415,4 +418,143 @@ func longestGap(t *testing.T, brokers []string, skip []int32, from time.Time) ti
 		}
 	}
 	return gap
+}
+
+// get fetches url and returns the status code and body ("" on error).
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// lagPartitions are the requests partitions whose infergate_consumer_lag
+// an instance's /metrics exports, and the group label they carry.
+func lagPartitions(t *testing.T, adminURL string) (parts []int32, groups []string) {
+	t.Helper()
+	_, body := get(adminURL + "/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, "infergate_consumer_lag{") {
+			continue
+		}
+		labels := line[strings.Index(line, "{")+1 : strings.Index(line, "}")]
+		for _, kv := range strings.Split(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			v = strings.Trim(v, `"`)
+			switch k {
+			case "partition":
+				n, _ := strconv.Atoi(v)
+				parts = append(parts, int32(n))
+			case "group":
+				groups = append(groups, v)
+			}
+		}
+	}
+	slices.Sort(parts)
+	return parts, groups
+}
+
+// TestGroupHealthAndOwnerLag: three instances attached to a three-broker
+// cluster. Each exports on /metrics the lag of the partitions it owns, with
+// the group label, so a sum over the three counts each partition once. When
+// every broker is down for 10 s, each instance's /readyz answers 503 with the
+// reason; after the brokers return they are ready again and requests sent
+// since get their results.
+func TestGroupHealthAndOwnerLag(t *testing.T) {
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	dir := t.TempDir()
+	opts := []kfake.Opt{kfake.NumBrokers(3), kfake.Ports(ports...), kfake.DataDir(dir),
+		kfake.SeedTopics(groupPartitions, requestsTopic, resultsTopic, dlqTopic)}
+	cluster, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Close() })
+	brokers := cluster.ListenAddrs()
+	adm := kadm.NewClient(testutil.Client(t, brokers))
+
+	var ms []*member
+	var urls []string
+	for i := range 3 {
+		m := newMember(t, brokers, i)
+		m.start(t)
+		ms = append(ms, m)
+		u, err := appliance.ReadAdminURL(m.dataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		urls = append(urls, u)
+	}
+	testutil.Eventually(t, time.Minute, func() error {
+		owners, n, state := assignment(t, adm, "infergate")
+		if n != 3 || len(owners) != groupPartitions || state != "Stable" {
+			return fmt.Errorf("group: %d members, %d partitions assigned, state %s", n, len(owners), state)
+		}
+		var all []int32
+		for i, m := range ms {
+			parts, groups := lagPartitions(t, urls[i])
+			if want := partitionsOf(owners, m.id); !slices.Equal(parts, want) {
+				return fmt.Errorf("%s exports the lag of partitions %v, owns %v", m.id, parts, want)
+			}
+			for _, g := range groups {
+				if g != "infergate" {
+					return fmt.Errorf("%s: lag labelled group=%q", m.id, g)
+				}
+			}
+			all = append(all, parts...)
+		}
+		if slices.Sort(all); len(all) != groupPartitions {
+			return fmt.Errorf("the three export partitions %v together", all)
+		}
+		return nil
+	})
+
+	// Every broker down.
+	cluster.Close()
+	downAt := time.Now()
+	for i, u := range urls {
+		testutil.Eventually(t, time.Minute, func() error {
+			code, body := get(u + "/readyz")
+			if code != http.StatusServiceUnavailable || !strings.Contains(body, "broker unreachable") {
+				return fmt.Errorf("%s /readyz: %d %s", ms[i].id, code, body)
+			}
+			return nil
+		})
+	}
+	t.Logf("all three instances unready (broker unreachable) %s after the brokers stopped", time.Since(downAt).Round(100*time.Millisecond))
+	time.Sleep(time.Until(downAt.Add(10 * time.Second))) // the outage lasts 10 s
+	cluster, err = kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Close() })
+	upAt := time.Now()
+	for i, u := range urls {
+		testutil.Eventually(t, 2*time.Minute, func() error {
+			if code, body := get(u + "/readyz"); code != http.StatusOK {
+				return fmt.Errorf("%s /readyz: %d %s", ms[i].id, code, body)
+			}
+			return nil
+		})
+	}
+	t.Logf("all three ready again %s after the brokers returned", time.Since(upAt).Round(100*time.Millisecond))
+	prod := startPacedProducer(t, brokers, 100)
+	firstResults(t, brokers, 200)
+	acked, _ := prod.finish()
+	counts := collectResults(t, brokers, acked)
+	for _, id := range acked {
+		if counts[id] == 0 {
+			t.Errorf("no result for %s", id)
+		}
+	}
+	for _, m := range ms {
+		select {
+		case <-m.p.done:
+			t.Errorf("%s exited: %v", m.id, m.p.waitErr)
+		default:
+		}
+	}
 }

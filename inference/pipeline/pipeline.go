@@ -63,6 +63,15 @@ type Status struct {
 	Pending     int       `json:"pending"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// NotReady is why the pipeline cannot make progress ("" when it can):
+	// no broker answers, not (yet) in the group, circuit open, stalled.
+	NotReady string `json:"not_ready,omitempty"`
+	// Group, MemberID, InstanceID and Generation are this instance's place
+	// in the consumer group (MemberID "" before it joined).
+	Group      string `json:"group"`
+	MemberID   string `json:"member_id,omitempty"`
+	InstanceID string `json:"instance_id,omitempty"`
+	Generation int32  `json:"generation"`
 }
 
 // Pipeline consumes requests, predicts and produces results and DLQ records.
@@ -101,6 +110,8 @@ type Pipeline struct {
 	limits   map[string]int // max.message.bytes of the results and DLQ topics, read by Run
 	degraded degradedMemory
 	stalled  atomic.Bool // outputs cannot be produced: not ready
+	// brokerDown is why no broker answers (watchBrokers), nil while one does.
+	brokerDown atomic.Pointer[string]
 
 	// The produce watchdog (watchProduce): outputs handed to the producer and
 	// not yet answered, and when the broker last made progress with them.
@@ -271,6 +282,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	spawn(func() { p.dispatchLoop(work) })
 	spawn(func() { p.emitLoop(work, cl) })
 	spawn(func() { p.watchProduce(work) })
+	spawn(func() { p.watchBrokers(work, cl) })
 	if !p.eos {
 		spawn(func() { p.commitLoop(work, cl) })
 	}
@@ -867,14 +879,20 @@ func (p *Pipeline) Status() Status {
 	p.mu.Lock()
 	s.LastError, s.LastErrorAt = p.lastErr, p.lastErrAt
 	p.mu.Unlock()
+	s.Group, s.InstanceID = p.cfg.Group, p.cfg.InstanceID
+	s.MemberID, s.Generation = p.Member()
+	if p.phase.Load() == phaseRunning {
+		s.NotReady = p.NotReadyReason()
+	}
 	return s
 }
 
 // Ready reports whether the pipeline is consuming: Run is running, not
-// draining, the circuit is not open, and outputs can be produced (not
-// stalled). An operator pause is still ready.
+// draining, some broker answers, the circuit is not open, outputs can be
+// produced (not stalled), and it has joined the consumer group. An operator
+// pause is still ready.
 func (p *Pipeline) Ready() bool {
-	return p.phase.Load() == phaseRunning && p.circ.state() != circuitOpen && !p.stalled.Load()
+	return p.NotReadyReason() == ""
 }
 
 // afterDone returns a context that ends d after parent ends.
@@ -888,4 +906,77 @@ func afterDone(parent context.Context, d time.Duration) (context.Context, contex
 		stop()
 		cancel()
 	}
+}
+
+// Member is this instance's member id in the consumer group and the group's
+// generation, "" and -1 before it first joined.
+func (p *Pipeline) Member() (memberID string, generation int32) {
+	p.mu.Lock()
+	cl := p.cl
+	p.mu.Unlock()
+	if cl == nil {
+		return "", -1
+	}
+	return cl.GroupMetadata()
+}
+
+// brokerCheckEvery is how often the pipeline asks the cluster whether any
+// broker answers; after brokerDownAfter of failures it is not ready.
+const (
+	brokerCheckEvery = 2 * time.Second
+	brokerDownAfter  = 5 * time.Second
+)
+
+// watchBrokers pings the cluster so that readiness says so while no broker
+// answers: kgo retries fetches, produces and commits silently, and the
+// pipeline would look ready while it can make no progress.
+func (p *Pipeline) watchBrokers(ctx context.Context, cl *kgo.Client) {
+	t := time.NewTicker(brokerCheckEvery)
+	defer t.Stop()
+	var failingSince time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, brokerCheckEvery)
+		err := cl.Ping(pctx)
+		cancel()
+		switch {
+		case err == nil:
+			if p.brokerDown.Swap(nil) != nil {
+				p.logger.Info("the Kafka cluster answers again")
+			}
+			failingSince = time.Time{}
+		case ctx.Err() != nil:
+			return
+		case failingSince.IsZero():
+			failingSince = time.Now()
+		case time.Since(failingSince) >= brokerDownAfter && p.brokerDown.Load() == nil:
+			reason := fmt.Sprintf("no broker of the Kafka cluster answers (for %s): %v", time.Since(failingSince).Round(time.Second), err)
+			p.brokerDown.Store(&reason)
+			p.noteError(errors.New(reason))
+			p.logger.Warn("the Kafka cluster does not answer", "err", err)
+		}
+	}
+}
+
+// NotReadyReason says why Ready is false ("" when it is true), for /readyz
+// and the status API.
+func (p *Pipeline) NotReadyReason() string {
+	switch {
+	case p.phase.Load() != phaseRunning:
+		return p.Status().State
+	case p.brokerDown.Load() != nil:
+		return "broker unreachable: " + *p.brokerDown.Load()
+	case p.circ.state() == circuitOpen:
+		return StateCircuitOpen + ": the model server does not answer"
+	case p.stalled.Load():
+		return StateStalled
+	}
+	if id, _ := p.Member(); id == "" {
+		return "not yet a member of consumer group " + p.cfg.Group
+	}
+	return ""
 }
