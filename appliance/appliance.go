@@ -120,11 +120,12 @@ func (a *Appliance) Run(ctx context.Context) error {
 // logReadiness logs what /readyz says when it changes: "infergate is ready"
 // the first time every component is ready (not merely started: a model may
 // still be loading, partitions not yet assigned), then each change, with
-// the reason when it goes unready.
+// the reason when it goes unready or degraded (data loss found).
 func (a *Appliance) logReadiness(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	was, seen := false, false
+	lost := "" // the data loss last logged as degraded
 	for {
 		select {
 		case <-ctx.Done():
@@ -132,6 +133,15 @@ func (a *Appliance) logReadiness(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 		err := a.Ready()
+		if err == nil {
+			// /readyz answers "degraded" with this reason; say so here too.
+			if w := strings.Join(a.DataWarnings(), "; "); w != lost {
+				if w != "" {
+					a.logger.Error("infergate is degraded: data was lost", "reason", w)
+				}
+				lost = w
+			}
+		}
 		switch {
 		case err == nil && !seen:
 			a.logger.Info("infergate is ready")

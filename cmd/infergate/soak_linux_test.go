@@ -737,6 +737,9 @@ func (s *soakRun) afterDamage(oldToken []byte) {
 	if m := s.mustAPI("/metrics"); !strings.Contains(m, `infergate_data_corruption{component="broker"} 1`) {
 		s.t.Errorf("/metrics does not count the damaged segment")
 	}
+	if logs := s.current().logs.String(); !strings.Contains(logs, "infergate is degraded: data was lost") || !strings.Contains(logs, soakScratch) {
+		s.t.Errorf("the log does not say the appliance is degraded:\n%s", tail(logs, 30))
+	}
 	s.note("empty admin-token replaced; damaged %s segment reported: /readyz degraded, infergate_data_corruption 1", soakScratch)
 }
 
