@@ -138,6 +138,37 @@ func (k *reduceKernel) run(st *state, nd *node) error {
 }
 
 func reduceInto[T number](op reduceOp, out, in []T, shape, stride []int) {
+	if reducesTrailing(shape, stride) && len(out) > 0 {
+		// Each output reduces one contiguous block (LayerNorm's ReduceMean
+		// over the last axis): the same sums in the same order, without
+		// the odometer.
+		blk := len(in) / len(out)
+		for o := range out {
+			b := in[o*blk : (o+1)*blk]
+			if len(b) == 0 {
+				out[o] = 0
+				continue
+			}
+			acc := b[0]
+			switch op {
+			case rSum, rMean:
+				acc = 0
+				for _, v := range b {
+					acc += v
+				}
+			case rMax:
+				for _, v := range b[1:] {
+					acc = max(acc, v)
+				}
+			default:
+				for _, v := range b[1:] {
+					acc = min(acc, v)
+				}
+			}
+			out[o] = acc
+		}
+		return
+	}
 	seen := make([]bool, len(out))
 	if op == rSum || op == rMean {
 		clear(out)
@@ -166,6 +197,23 @@ func reduceInto[T number](op reduceOp, out, in []T, shape, stride []int) {
 			cnt[d] = 0
 		}
 	}
+}
+
+// reducesTrailing says whether the reduced dimensions (output stride 0) are
+// all after the kept ones, ignoring dimensions of size 1.
+func reducesTrailing(shape, stride []int) bool {
+	reduced := false
+	for d, n := range shape {
+		if n == 1 {
+			continue
+		}
+		if stride[d] == 0 {
+			reduced = true
+		} else if reduced {
+			return false
+		}
+	}
+	return true
 }
 
 // sliceKernel is Slice: starts/ends/axes/steps as inputs (opset 10+) or
