@@ -234,7 +234,7 @@ func (a *subprocess) stop() {
 func demoSmoke(t *testing.T, prefix []string, bin string) {
 	a := startAppliance(t, prefix, bin, "--demo")
 	rssReady, _ := procRSS(a.cmd.Process.Pid)
-	a.waitResults(20)
+	a.waitResults(60) // about 3 s of the demo's 20 requests/s
 	rssDemo, hwm := procRSS(a.cmd.Process.Pid)
 	t.Logf("start to ready %.1fs; RSS at ready %.0f MiB, after results flowed %.0f MiB (peak %.0f MiB)",
 		a.ready.Seconds(), mib(rssReady), mib(rssDemo), mib(hwm))
@@ -258,8 +258,10 @@ func demoSmoke(t *testing.T, prefix []string, bin string) {
 }
 
 // TestFootprint measures what docs/install.md reports, for the default and
-// the small profile: start to ready, idle RSS (no traffic, 10 s after ready)
-// and RSS with the demo running for 30 s. It takes minutes, so it runs only
+// the small profile: start to ready, idle RSS (no traffic, 10 s after
+// ready), RSS with the demo running for 30 s at its default 20 requests/s,
+// and RSS and results/s with the demo at 200 requests/s for 30 s (load;
+// VmHWM of that process is the peak). It takes minutes, so it runs only
 // with INFERGATE_FOOTPRINT=1:
 //
 //	INFERGATE_FOOTPRINT=1 go test ./packaging -run TestFootprint -v -timeout 60m
@@ -267,32 +269,57 @@ func TestFootprint(t *testing.T) {
 	if os.Getenv("INFERGATE_FOOTPRINT") == "" {
 		t.Skip("minutes long; set INFERGATE_FOOTPRINT=1")
 	}
-	for _, tc := range []struct{ name, goarch, goarm, qemu string }{
-		{"native", runtime.GOARCH, "", ""},
-		{"arm64", "arm64", "", "qemu-aarch64-static"},
-		{"armv7", "arm", "7", "qemu-arm-static"},
+	t.Log("| arch | profile | binary | start to ready | RSS idle | RSS demo 20/s | RSS at 200/s | results/s at 200/s | peak RSS |")
+	for _, tc := range []struct {
+		name, goarch, goarm string
+		qemu                []string
+	}{
+		{"native", runtime.GOARCH, "", nil},
+		{"arm64", "arm64", "", []string{"qemu-aarch64-static"}},
+		{"armv7", "arm", "7", []string{"qemu-arm-static"}},
+		{"armv6", "arm", "6", []string{"qemu-arm-static", "-cpu", "arm1176"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var prefix []string
-			if tc.qemu != "" {
-				prefix = []string{needTool(t, tc.qemu)}
+			if tc.qemu != nil {
+				prefix = append([]string{needTool(t, tc.qemu[0])}, tc.qemu[1:]...)
 			}
 			bin := buildRelease(t, "linux", tc.goarch, tc.goarm)
+			fi, err := os.Stat(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, profile := range []string{"default", "small"} {
 				idle := startAppliance(t, prefix, bin, "--profile", profile)
 				time.Sleep(10 * time.Second) // a measurement interval, not a wait for a condition
 				rssIdle, _ := procRSS(idle.cmd.Process.Pid)
 				idle.stop()
+
 				demo := startAppliance(t, prefix, bin, "--profile", profile, "--demo")
 				demo.waitResults(20)
 				time.Sleep(30 * time.Second) // measurement interval
-				rssDemo, hwm := procRSS(demo.cmd.Process.Pid)
+				rssDemo, _ := procRSS(demo.cmd.Process.Pid)
 				demo.stop()
-				t.Logf("| %s | %s | %.1f s | %.0f MiB | %.0f MiB | %.0f MiB |", tc.name, profile,
-					idle.ready.Seconds(), mib(rssIdle), mib(rssDemo), mib(hwm))
+
+				load := startAppliance(t, prefix, bin, "--profile", profile, "--demo", "--demo-rate", "200")
+				load.waitResults(200)
+				before := load.results()
+				time.Sleep(30 * time.Second) // measurement interval
+				rate := (load.results() - before) / 30
+				rssLoad, hwm := procRSS(load.cmd.Process.Pid)
+				load.stop()
+				t.Logf("| %s | %s | %.1f MiB | %.1f s | %.0f MiB | %.0f MiB | %.0f MiB | %.0f | %.0f MiB |", tc.name, profile,
+					mib(fi.Size()), idle.ready.Seconds(), mib(rssIdle), mib(rssDemo), mib(rssLoad), rate, mib(hwm))
 			}
 		})
 	}
+}
+
+// results reads infergate_results_total from /metrics.
+func (a *subprocess) results() float64 {
+	_, body := get(a.base+"/metrics", "")
+	v, _ := metricSum(body, "infergate_results_total")
+	return v
 }
 
 // waitFor polls cond until it holds; it fails if the deadline passes or the
