@@ -12,6 +12,8 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+
+	"github.com/infergate/infergate/internal/clihelp"
 )
 
 // UsageError is a mistake in the command line (exit code 2). Printed
@@ -40,10 +42,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: infergate %s\n\n", usageLine)
-		fmt.Fprintln(stderr, "Open-loop load generator: sends requests on a fixed schedule (or as fast as a window of\n"+
+		fmt.Fprint(stderr, "Open-loop load generator: sends requests on a fixed schedule (or as fast as a window of\n"+
 			"outstanding requests allows) and measures each from its intended send time to its result.\n"+
-			"Without --brokers it starts a self-contained appliance in this process.\n\nFlags:")
-		fs.PrintDefaults()
+			"Without --brokers it starts a self-contained appliance in this process.\n\nFlags:\n\n")
+		clihelp.PrintFlags(stderr, fs)
 	}
 	brokers := fs.String("brokers", "", "bootstrap brokers of a running appliance (HOST:PORT,...); empty starts a self-contained one in process")
 	rate := fs.String("rate", "1000", "requests per second on a fixed schedule, or max (as fast as --window allows)")

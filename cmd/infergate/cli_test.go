@@ -159,3 +159,58 @@ func TestCLIFindsApplianceAndChecksRequests(t *testing.T) {
 		t.Fatalf("produce after the appliance was killed: exit %d:\n%s", code, stderr)
 	}
 }
+
+// TestCLIHelpVersionCompletion: one help style for every command (the flag
+// blocks `infergate run --help` prints), --version, help CMD, and shell
+// completion whose flag names come from that help.
+func TestCLIHelpVersionCompletion(t *testing.T) {
+	version, _, code := infergate(t, "", "version")
+	if code != 0 {
+		t.Fatalf("version: exit %d", code)
+	}
+	if out, _, code := infergate(t, "", "--version"); code != 0 || out != version {
+		t.Errorf("--version: exit %d, %q; want %q", code, out, version)
+	}
+	for _, cmd := range [][]string{{"run"}, {"model-server"}, {"produce"}, {"consume"}, {"dlq", "list"}, {"dlq", "purge"},
+		{"model", "bench"}, {"bench"}, {"version"}} {
+		stdout, stderr, code := infergate(t, "", append(cmd, "--help")...)
+		help := stdout + stderr
+		if code != 0 || !strings.HasPrefix(help, "Usage: infergate "+cmd[0]) || !strings.Contains(help, "\n  --") {
+			t.Errorf("%s --help: exit %d, want 0, \"Usage: infergate %s\" and flag blocks:\n%s", strings.Join(cmd, " "), code, cmd[0], tail(help, 8))
+		}
+	}
+	if _, stderr, code := infergate(t, "", "help", "consume"); code != 0 || !strings.Contains(stderr, "--print-headers") {
+		t.Errorf("help consume: exit %d:\n%s", code, stderr)
+	}
+	for _, tc := range []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"dl"}, "dlq \n"},
+		{[]string{"dlq", "pu"}, "purge \n"},
+		{[]string{"produce", "--ti"}, "--timeout \n"},
+		{[]string{"consume", "--print-h"}, "--print-headers \n"},
+		{[]string{"run", "--broker-li"}, "--broker-listen \n"},
+		{[]string{"model-server", "--rest_api_p"}, "--rest_api_port \n"},
+		{[]string{"dlq", "list", "--class", "valid"}, "validation \n"},
+		{[]string{"completion", "f"}, "fish \n"},
+	} {
+		if out, _, code := infergate(t, "", append([]string{"__complete"}, tc.words...)...); code != 0 || out != tc.want {
+			t.Errorf("__complete %q: exit %d, %q; want %q", tc.words, code, out, tc.want)
+		}
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		out, _, code := infergate(t, "", "completion", sh)
+		if code != 0 || !strings.Contains(out, "infergate __complete") {
+			t.Errorf("completion %s: exit %d:\n%s", sh, code, out)
+		}
+		if path, err := exec.LookPath(sh); err == nil {
+			if msg, err := exec.Command(path, "-n", "-c", out).CombinedOutput(); err != nil && sh == "bash" {
+				t.Errorf("completion %s does not parse: %v\n%s", sh, err, msg)
+			}
+		}
+	}
+	if _, stderr, code := infergate(t, "", "completion", "tcsh"); code != exitUsage || !strings.Contains(stderr, "bash, zsh or fish") {
+		t.Errorf("completion tcsh: exit %d: %s", code, stderr)
+	}
+}

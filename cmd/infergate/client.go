@@ -16,6 +16,7 @@ import (
 
 	"github.com/infergate/infergate/appliance"
 	"github.com/infergate/infergate/broker"
+	"github.com/infergate/infergate/internal/clihelp"
 )
 
 // defaultTimeout bounds each wait of a client command: a connection, a
@@ -38,9 +39,9 @@ type clientFlags struct {
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.config, "config", "", "config file of the appliance, for broker address, TLS, SASL and topic names (default ./infergate.yaml if present)")
-	fs.StringVar(&f.brokers, "brokers", "", "seed brokers HOST:PORT,... (default: those of the appliance running on --data-dir, else the broker settings of the config and INFERGATE_* environment, else 127.0.0.1:9092)")
-	fs.StringVar(&f.dataDir, "data-dir", "", "data directory of the appliance, where a running one leaves its addresses and admin token (default: the data_dir setting, ./infergate-data)")
+	fs.StringVar(&f.config, "config", "", "config `FILE` of the appliance, for broker address, TLS, SASL and topic names (default ./infergate.yaml if present)")
+	fs.StringVar(&f.brokers, "brokers", "", "seed brokers `HOST:PORT,...` (default: those of the appliance running on --data-dir, else the broker settings of the config and INFERGATE_* environment, else 127.0.0.1:9092)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "data `DIR` of the appliance, where a running one leaves its addresses and admin token (default: the data_dir setting, ./infergate-data)")
 	fs.DurationVar(&f.timeout, "timeout", defaultTimeout, "how long to wait for the broker or the admin API to answer (connecting, metadata, each delivery, each API call) before giving up with an error")
 }
 
@@ -193,9 +194,6 @@ func (t *target) unreachable(what string, err error) error {
 func newFlagSet(name, synopsis string, w io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(w)
-	fs.Usage = func() {
-		fmt.Fprintf(w, "Usage: infergate %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { clihelp.Usage(w, synopsis, "", fs) }
 	return fs
 }

@@ -21,14 +21,14 @@ func cmdConsume(ctx context.Context, args []string, io stdio) error {
 	fs := newFlagSet("consume", "consume [--brokers HOST:PORT,...] [--topic T] [--from-beginning] [-n N] [--idle-timeout D] [--group G] [--print-key] [--print-headers] [--format FMT] [--timeout D]", io.err)
 	var cf clientFlags
 	cf.register(fs)
-	topic := fs.String("topic", "", "topic to read (default: the appliance's results topic, inference_results)")
+	topic := fs.String("topic", "", "`TOPIC` to read (default: the appliance's results topic, inference_results)")
 	fromBeginning := fs.Bool("from-beginning", false, "start at the oldest retained record instead of the end")
-	n := fs.Int("n", 0, "exit after this many records (0: run until interrupted)")
+	n := fs.Int("n", 0, "exit after `N` records (0: run until interrupted)")
 	idle := fs.Duration("idle-timeout", 0, "exit (0) when no record arrives for this long while the broker answers (0: wait forever)")
-	group := fs.String("group", "", "consume in this consumer group and commit what was printed (default: no group)")
+	group := fs.String("group", "", "consume in this consumer `GROUP` and commit what was printed (default: no group)")
 	printKey := fs.Bool("print-key", false, "print KEY<TAB>VALUE (the same as --format '%k\\t%s\\n')")
 	printHeaders := fs.Bool("print-headers", false, "print the headers first: K=V,K=V<TAB>VALUE (with --print-key: KEY<TAB>HEADERS<TAB>VALUE)")
-	format := fs.String("format", "", `output format, as kcat's -f: %t topic, %p partition, %o offset, %k key, %s value, %h headers (K=V,K=V), `+
+	format := fs.String("format", "", "output `FORMAT`"+`, as kcat's -f: %t topic, %p partition, %o offset, %k key, %s value, %h headers (K=V,K=V), `+
 		`%T timestamp (ms), %K key size, %S value size (bytes), %% a percent sign; \n \t \\ escapes (default '%s\n')`)
 	uncommitted := fs.Bool("read-uncommitted", false, "also show records of open or aborted transactions (default: read_committed)")
 	if err := fs.Parse(args); err != nil {

@@ -44,7 +44,8 @@ func commands() []command {
 		{"model", "model bench FILE|DIR: time a model on its own (µs per call, predictions/s)", cmdModel},
 		{"bench", "measure throughput and latency with an open-loop load generator (self-contained or --brokers)", cmdBench},
 		{"service", "install, uninstall or run infergate as a Windows service", cmdService},
-		{"version", "print the version", cmdVersion},
+		{"version", "print the version (also: infergate --version)", cmdVersion},
+		{"completion", "print a shell completion script: completion bash|zsh|fish", cmdCompletion},
 	}
 }
 
@@ -63,11 +64,19 @@ func main() {
 }
 
 func dispatch(ctx context.Context, args []string, io stdio) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	switch {
+	case len(args) == 2 && args[0] == "help":
+		args = []string{args[1], "--help"} // help CMD is CMD --help
+	case len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help":
 		usage(io.err)
 		if len(args) == 0 {
 			return exitUsage
 		}
+		return exitOK
+	case args[0] == "--version" || args[0] == "-version":
+		args = append([]string{"version"}, args[1:]...)
+	case args[0] == completeCommand:
+		complete(ctx, args[1:], io)
 		return exitOK
 	}
 	for _, c := range commands() {
@@ -98,7 +107,8 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun 'infergate <command> --help' for the flags of a command.")
+	fmt.Fprintln(w, "\nRun 'infergate <command> --help' (or 'infergate help <command>') for the flags of a command;\n"+
+		"'infergate --version' for the version; 'infergate completion bash|zsh|fish' for shell completion.")
 }
 
 // usageError marks errors in what the user asked for (exit code 2).

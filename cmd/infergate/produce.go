@@ -47,11 +47,11 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 	fs := newFlagSet("produce", "produce [--brokers HOST:PORT,...] [--topic T] [--key-field F] [--header K=V]... [--no-validate] [--timeout D] [FILE]", io.err)
 	var cf clientFlags
 	cf.register(fs)
-	topic := fs.String("topic", "", "topic to produce to (default: the appliance's requests topic, inference_requests)")
-	keyField := fs.String("key-field", "", "use this top-level JSON field (string or number) of each line as the record key, e.g. request_id")
+	topic := fs.String("topic", "", "`TOPIC` to produce to (default: the appliance's requests topic, inference_requests)")
+	keyField := fs.String("key-field", "", "use this top-level JSON `FIELD` (string or number) of each line as the record key, e.g. request_id")
 	noValidate := fs.Bool("no-validate", false, "send lines as they are: no check that each is JSON and, for the requests topic, a request the model accepts (--key-field still needs its field)")
 	var headers headerFlags
-	fs.Var(&headers, "header", "add a record header K=V to every record (repeatable), e.g. --header model=demo")
+	fs.Var(&headers, "header", "add a record header `K=V` to every record (repeatable), e.g. --header model=demo")
 	if err := fs.Parse(args); err != nil {
 		return helpOrUsage(err)
 	}

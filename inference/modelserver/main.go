@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 
 	"github.com/infergate/infergate/buildinfo"
+	"github.com/infergate/infergate/internal/clihelp"
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
@@ -70,6 +71,10 @@ var ignoredFlags = []struct {
 func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("model-server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		clihelp.Usage(stderr, "model-server [--name=value ...]", "Serves ONNX models over TF Serving's gRPC and REST APIs and takes tensorflow_model_server's\n"+
+			"flags (--port=8500 --rest_api_port=8501 --model_name=NAME --model_base_path=DIR, or --model_config_file=FILE).", fs)
+	}
 	port := fs.Int("port", 8500, "TCP port of the gRPC API (0 picks a free one)")
 	restPort := fs.Int("rest_api_port", 0, "TCP port of the REST API (0 = off); must differ from --port")
 	restTimeout := fs.Int("rest_api_timeout_in_ms", 30000, "timeout of a REST request in milliseconds")
