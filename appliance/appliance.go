@@ -21,6 +21,7 @@ import (
 	"github.com/infergate/infergate/buildinfo"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/pipeline"
+	"github.com/infergate/infergate/inference/rollout"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/ingress"
 	"github.com/infergate/infergate/store"
@@ -50,6 +51,7 @@ type Appliance struct {
 	predictor   predictor
 	sidecar     *sidecar.Supervisor // model_server.mode sidecar
 	pipeline    *pipeline.Pipeline
+	rollouts    *rollout.Controller // pins, shadows, splits; made with the pipeline
 	web         *web.Server
 	ingress     *ingress.Ingress
 	client      broker.ClientConfig // brokers filled in once the broker runs
@@ -510,12 +512,32 @@ func (a *Appliance) pipelineComponent() *component {
 			if err != nil {
 				return err
 			}
+			ro, err := rollout.New(a.rolloutConfig(), a.logger.With("component", "rollout"), st, pred, a.availableVersions, a.audit, a.reg)
+			if err != nil {
+				return err
+			}
+			p.SetRouter(ro)
+			p.SetObserver(ro)
 			a.mu.Lock()
 			a.pipeline = p
+			a.rollouts = ro
 			a.mu.Unlock()
 			return nil
 		},
-		run: func(ctx context.Context) error { return p.Run(ctx) },
+		run: func(ctx context.Context) error {
+			// The rollout controller lives and ends with the pipeline it
+			// routes for; its shadow only reads what the pipeline observed.
+			a.mu.Lock()
+			ro := a.rollouts
+			a.mu.Unlock()
+			rctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() { defer close(done); ro.Run(rctx) }()
+			err := p.Run(ctx)
+			cancel()
+			<-done
+			return err
+		},
 		ready: func() error {
 			reason := p.NotReadyReason()
 			if reason == "" {

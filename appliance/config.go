@@ -14,6 +14,7 @@ import (
 	"github.com/infergate/infergate/broker"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/pipeline"
+	"github.com/infergate/infergate/inference/rollout"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/ingress"
 	"github.com/infergate/infergate/store"
@@ -60,6 +61,7 @@ type Config struct {
 	HTTP        HTTPConfig        `yaml:"http"`
 	Demo        DemoConfig        `yaml:"demo"`
 	Ingress     IngressConfig     `yaml:"ingress"`
+	Rollout     RolloutConfig     `yaml:"rollout"`
 
 	origin origin // how Load assembled it; not a setting
 }
@@ -145,6 +147,13 @@ type ModelServerConfig struct {
 	MaxMessageBytes        int64 `yaml:"max_message_bytes"`
 	MaxFoldedConstantBytes int64 `yaml:"max_folded_constant_bytes"`
 	Threads                int   `yaml:"threads"`
+	// VersionPolicy is the embedded and sidecar model servers' version
+	// policy for every model of the repository: latest:N, all or
+	// specific:V,V. The default, latest:2, keeps the version before an
+	// upload loaded, so a rollback (or a rollout) is a routing change.
+	VersionPolicy string `yaml:"version_policy"`
+	// ModelVersionPolicies override it per model: "NAME=POLICY".
+	ModelVersionPolicies []string `yaml:"model_version_policies"`
 }
 
 // SidecarConfig is what model_server.mode sidecar passes to
@@ -228,6 +237,15 @@ type StoreConfig struct {
 	SyncWrites    bool          `yaml:"sync_writes"`
 }
 
+// RolloutConfig tunes model rollouts (inference/rollout): the shadow's
+// queue, how long per-request comparisons are kept, how often guards and
+// planned steps are checked.
+type RolloutConfig struct {
+	ShadowQueue   int           `yaml:"shadow_queue"`
+	Retention     time.Duration `yaml:"retention"`
+	CheckInterval time.Duration `yaml:"check_interval"`
+}
+
 // HTTPConfig is the dashboard and admin API.
 type HTTPConfig struct {
 	Listen string `yaml:"listen"` // "" disables the dashboard and API
@@ -306,6 +324,7 @@ type DemoConfig struct {
 func Default() Config {
 	pl := pipeline.DefaultConfig()
 	ing := ingress.DefaultConfig()
+	ro := rollout.DefaultConfig()
 	return Config{
 		DataDir:      defaultDataDir(),
 		MinFreeBytes: store.DefaultMinFreeBytes,
@@ -340,6 +359,7 @@ func Default() Config {
 			MaxInflightBytes:       modelserver.DefaultLimits.MaxInflightBytes,
 			MaxMessageBytes:        modelserver.EdgeMaxMessageSize,
 			MaxFoldedConstantBytes: modelserver.DefaultLimits.MaxFoldedConstantBytes,
+			VersionPolicy:          "latest:2",
 			Sidecar: SidecarConfig{
 				Monitoring:        true,
 				ReadyTimeout:      sidecar.DefaultReadyTimeout,
@@ -385,6 +405,7 @@ func Default() Config {
 			AckWait:       ing.AckWait,
 			AnswerQoS:     ing.AnswerQoS,
 		},
+		Rollout: RolloutConfig{ShadowQueue: ro.QueueSize, Retention: ro.Retention, CheckInterval: ro.CheckInterval},
 		Demo: DemoConfig{
 			Rate:            20,
 			AnomalyRatio:    0.05,

@@ -349,6 +349,7 @@ func TestTableMatchesStruct(t *testing.T) {
 	d.Ingress.NATSURL = []string{"nats://n:4222"}
 	d.ModelServer.Sidecar.ExtraFlags = []string{"--enable_model_warmup=false", "--num_load_threads=2"}
 	d.ModelServer.Sidecar.AllowedBatchSizes = []int64{8, 32}
+	d.ModelServer.ModelVersionPolicies = []string{"demo=latest:3"}
 	var doc strings.Builder
 	for _, s := range d.settings() {
 		doc.WriteString(nested(s.Key, yamlScalar(s)))

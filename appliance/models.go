@@ -64,7 +64,7 @@ func (a *Appliance) modelServerComponent() *component {
 			if err := modelserver.EnsureDemo(a.paths.Models); err != nil {
 				return fmt.Errorf("writing the demo model into %s: %w", a.paths.Models, err)
 			}
-			models, err := repositoryModels(a.paths.Models)
+			models, err := a.repository()
 			if err != nil {
 				return err
 			}
@@ -238,4 +238,52 @@ func (a *Appliance) audit(action, detail string) {
 	if err := st.Audit(action, detail); err != nil {
 		a.logger.Warn("writing audit log", "action", action, "err", err)
 	}
+}
+
+// modelPolicies reads model_server.model_version_policies.
+func (c *Config) modelPolicies() (map[string]modelserver.VersionPolicy, error) {
+	out := map[string]modelserver.VersionPolicy{}
+	for _, item := range c.ModelServer.ModelVersionPolicies {
+		name, pol, ok := strings.Cut(item, "=")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%q: want NAME=POLICY, e.g. demo=latest:3", item)
+		}
+		p, err := modelserver.ParseVersionPolicy(pol)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", name, err)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("model %s named twice", name)
+		}
+		out[name] = p
+	}
+	return out, nil
+}
+
+// policyOf is the version policy a model of the repository is served with.
+func (c *Config) policyOf(name string) modelserver.VersionPolicy {
+	if ps, err := c.modelPolicies(); err == nil {
+		if p, ok := ps[name]; ok {
+			return p
+		}
+	}
+	p, err := modelserver.ParseVersionPolicy(c.ModelServer.VersionPolicy)
+	if err != nil {
+		return modelserver.VersionPolicy{Latest: 1} // Validate refused it already
+	}
+	return p
+}
+
+// repository lists the models of the repository with their version
+// policies (model_server.version_policy, model_version_policies).
+func (a *Appliance) repository() ([]modelserver.ModelConfig, error) {
+	models, err := repositoryModels(a.paths.Models)
+	if err != nil {
+		return nil, err
+	}
+	for i := range models {
+		models[i].Policy = a.cfg.policyOf(models[i].Name)
+	}
+	return models, nil
 }

@@ -80,6 +80,8 @@ func (c *Config) settings() []setting {
 		{Key: "model_server.max_message_bytes", Flag: "max-message-bytes", Arg: "BYTES", Help: "embedded gRPC: largest message received or sent", val: int64v(&c.ModelServer.MaxMessageBytes)},
 		{Key: "model_server.threads", Flag: "model-threads", Arg: "N", Help: "embedded: goroutines one model call may use for a large operator (convolution, large matrix products); 0: every core", val: integer(&c.ModelServer.Threads)},
 		{Key: "model_server.max_folded_constant_bytes", Flag: "max-folded-constant-bytes", Arg: "BYTES", Help: "embedded: most bytes of constants an ONNX model may fold into while loading, all together; a model over it does not load", val: int64v(&c.ModelServer.MaxFoldedConstantBytes)},
+		{Key: "model_server.version_policy", Flag: "version-policy", Arg: "POLICY", Help: "versions served of every model (embedded and sidecar): latest:N (the N highest), all, or specific:V,V,...; latest:2 keeps the version before an upload loaded, so rollback is instant", val: str(&c.ModelServer.VersionPolicy)},
+		{Key: "model_server.model_version_policies", Flag: "model-version-policies", Arg: "NAME=POLICY,...", Help: "version policy of single models, overriding model_server.version_policy, e.g. demo=latest:3", val: list(&c.ModelServer.ModelVersionPolicies)},
 		{Key: "model_server.sidecar.enable_batching", Flag: "sidecar-batching", Help: "sidecar: TF Serving's server-side batching (--enable_batching with <data dir>/tfserving/batching.config)", val: boolean(&c.ModelServer.Sidecar.EnableBatching)},
 		{Key: "model_server.sidecar.max_batch_size", Flag: "sidecar-max-batch-size", Arg: "N", Help: "sidecar batching: largest batch TF forms (0: TF's default)", val: int64v(&c.ModelServer.Sidecar.MaxBatchSize)},
 		{Key: "model_server.sidecar.batch_timeout", Flag: "sidecar-batch-timeout", Arg: "DURATION", Help: "sidecar batching: longest TF waits to fill a batch (batch_timeout_micros; 0: TF's default)", val: duration(&c.ModelServer.Sidecar.BatchTimeout)},
@@ -112,6 +114,10 @@ func (c *Config) settings() []setting {
 		{Key: "pipeline.max_attempts", Flag: "max-attempts", Arg: "N", Help: "model calls of one request alone that may time out (DEADLINE_EXCEEDED) or exhaust resources (RESOURCE_EXHAUSTED) while others succeed before it is dead-lettered (class timeout or resource_exhausted)", val: integer(&c.Pipeline.MaxAttempts)},
 		{Key: "pipeline.probe_interval", Flag: "probe-interval", Arg: "DURATION", Help: "how often an open circuit probes the model server", val: duration(&c.Pipeline.ProbeInterval)},
 		{Key: "pipeline.shutdown_timeout", Flag: "shutdown-timeout", Arg: "DURATION", Help: "longest graceful drain on shutdown; unfinished requests are redelivered after restart", val: duration(&c.Pipeline.ShutdownTimeout)},
+
+		{Key: "rollout.shadow_queue", Flag: "shadow-queue", Arg: "N", Help: "observed batches that may wait for a rollout's shadow model; beyond it sampled requests are skipped (counted), never delayed", val: integer(&c.Rollout.ShadowQueue)},
+		{Key: "rollout.retention", Flag: "rollout-retention", Arg: "DURATION", Help: "how long a rollout's per-request comparisons (both predictions and latencies) are kept in the store", val: duration(&c.Rollout.Retention)},
+		{Key: "rollout.check_interval", Flag: "rollout-check-interval", Arg: "DURATION", Help: "how often a rollout's guards are checked and its planned steps advanced", val: duration(&c.Rollout.CheckInterval)},
 
 		{Key: "delivery.guarantee", Flag: "delivery", Arg: "MODE", Help: "at-least-once or exactly-once (Kafka transactions)", val: str(&c.Delivery.Guarantee)},
 		{Key: "delivery.transactional_id", Flag: "transactional-id", Arg: "ID", Help: "exactly-once: transactional id, unique per live instance and stable across restarts (default <group>-<instance id>, else <group>-<hostname>-<hash of the data dir>)", val: str(&c.Delivery.TransactionalID)},

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/sidecar"
 )
 
@@ -44,14 +45,14 @@ func (a *Appliance) sidecarModelServerComponent() *component {
 		start: func(context.Context) error {
 			// Unlike the embedded server, the demo is not written: it is ONNX,
 			// and tensorflow_model_server serves SavedModels.
-			repo, err := repositoryModels(a.paths.Models)
+			repo, err := a.repository()
 			if err != nil {
 				return err
 			}
 			var models []sidecar.Model
 			var names []string
 			for _, m := range repo {
-				models = append(models, sidecar.Model{Name: m.Name, BasePath: m.BasePath})
+				models = append(models, sidecar.Model{Name: m.Name, BasePath: m.BasePath, Policy: sidecarPolicy(m.Policy)})
 				names = append(names, m.Name)
 			}
 			if !slices.Contains(names, a.cfg.Pipeline.DefaultModel) {
@@ -123,4 +124,8 @@ func (a *Appliance) sidecarConfig(models []sidecar.Model, grpcPort, restPort int
 		}
 	}
 	return cfg
+}
+
+func sidecarPolicy(p modelserver.VersionPolicy) sidecar.Policy {
+	return sidecar.Policy{Latest: p.Latest, Specific: p.Specific, All: p.All}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
 )
@@ -145,6 +146,21 @@ func (c *Config) Validate() error {
 		if l.n < 1 {
 			v.errf(l.key, "must be at least 1, got %d", l.n)
 		}
+	}
+	if _, err := modelserver.ParseVersionPolicy(c.ModelServer.VersionPolicy); err != nil {
+		v.errf("model_server.version_policy", "%v", err)
+	}
+	if _, err := c.modelPolicies(); err != nil {
+		v.errf("model_server.model_version_policies", "%v", err)
+	}
+	if c.Rollout.ShadowQueue < 1 {
+		v.errf("rollout.shadow_queue", "must be at least 1, got %d", c.Rollout.ShadowQueue)
+	}
+	if c.Rollout.Retention < 0 {
+		v.errf("rollout.retention", "must not be negative, got %v", c.Rollout.Retention)
+	}
+	if c.Rollout.CheckInterval <= 0 {
+		v.errf("rollout.check_interval", "must be more than 0, got %v", c.Rollout.CheckInterval)
 	}
 	if c.ModelServer.Threads < 0 {
 		v.errf("model_server.threads", "must be 0 (every core) or more, got %d", c.ModelServer.Threads)

@@ -466,6 +466,19 @@ func (b *webBackend) reportedElsewhere(gl broker.GroupLag) func(broker.Partition
 
 // Models lists what the model server serves, whichever kind it is.
 func (b *webBackend) Models(ctx context.Context) ([]web.Model, error) {
+	models, err := b.models(ctx)
+	b.a.mu.Lock()
+	ro := b.a.rollouts
+	b.a.mu.Unlock()
+	if ro != nil {
+		for i := range models {
+			models[i].Serving = ro.Serving(models[i].Name)
+		}
+	}
+	return models, err
+}
+
+func (b *webBackend) models(ctx context.Context) ([]web.Model, error) {
 	p := b.parts()
 	switch {
 	case p.embedded != nil:
@@ -554,7 +567,7 @@ func (b *webBackend) UploadModel(ctx context.Context, name string, version int64
 // reloadEmbedded serves what the model repository holds now, keeping the
 // labels set since (a reload replaces them otherwise).
 func (b *webBackend) reloadEmbedded(ms *modelserver.Server) error {
-	repo, err := repositoryModels(b.a.paths.Models)
+	repo, err := b.a.repository()
 	if err != nil {
 		return err
 	}
@@ -603,7 +616,7 @@ func (b *webBackend) ReloadModels(ctx context.Context) error {
 	case p.embedded != nil:
 		return b.reloadEmbedded(p.embedded)
 	case p.sidecar != nil:
-		repo, err := repositoryModels(b.a.paths.Models)
+		repo, err := b.a.repository()
 		if err != nil {
 			return err
 		}
@@ -615,7 +628,7 @@ func (b *webBackend) ReloadModels(ctx context.Context) error {
 			if i := slices.IndexFunc(current, func(c sidecar.Model) bool { return c.Name == m.Name }); i >= 0 {
 				models = append(models, current[i])
 			} else {
-				models = append(models, sidecar.Model{Name: m.Name, BasePath: m.BasePath})
+				models = append(models, sidecar.Model{Name: m.Name, BasePath: m.BasePath, Policy: sidecarPolicy(m.Policy)})
 			}
 		}
 		return p.sidecar.Reload(ctx, models)

@@ -153,9 +153,13 @@ type Partition struct {
 
 // Model is one served model.
 type Model struct {
-	Name     string           `json:"name"`
-	Labels   map[string]int64 `json:"labels,omitempty"`
-	Versions []ModelVersion   `json:"versions"`
+	Name   string           `json:"name"`
+	Labels map[string]int64 `json:"labels,omitempty"`
+	// Serving is the version the pipeline sends requests that name none to
+	// when it is not the latest (after a rollback, or during a rollout: the
+	// stable version); 0 means the latest available.
+	Serving  int64          `json:"serving_version,omitempty"`
+	Versions []ModelVersion `json:"versions"`
 }
 
 // Model version states as TF Serving reports them.

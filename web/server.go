@@ -263,6 +263,7 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/settings", s.handleSettings, s.requireAuth)
 	api.GET("/audit", s.handleAudit, s.requireAuth)
 	api.GET("/events", s.handleEvents, s.requireAuth)
+	s.rolloutRoutes(api)
 	return e
 }
 

@@ -20,12 +20,18 @@ const modelBenchSynopsis = "model bench FILE|DIR [--batch 1,32] [--threads N] [-
 
 // cmdModel is `infergate model SUBCOMMAND`; today only bench.
 func cmdModel(ctx context.Context, args []string, io stdio) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "rollback", "serve", "delete-version", "label":
+			return cmdModelVersions(ctx, args[0], args[1:], io)
+		}
+	}
 	if len(args) == 0 || args[0] != "bench" {
-		fmt.Fprintf(io.err, "Usage: infergate %s\n", modelBenchSynopsis)
+		fmt.Fprintf(io.err, "Usage: infergate %s\n       infergate %s\n", modelBenchSynopsis, versionsSynopsis)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return usageError{error: errors.New("missing subcommand: bench"), printed: false}
+		return usageError{error: errors.New("missing subcommand: bench, rollback, serve, delete-version or label"), printed: false}
 	}
 	return cmdModelBench(ctx, args[1:], io)
 }

@@ -608,3 +608,8 @@ func (l *live) candLatency(ms float64) {
 	l.candLat[l.candLatNext] = ms
 	l.candLatNext = (l.candLatNext + 1) % latRing
 }
+
+// KeyPercentile places a record key on [0, 100): during a split at P%, the
+// keys below P go to the candidate. Raising P only adds keys, so a device
+// that moved to the candidate stays there.
+func KeyPercentile(key []byte) float64 { return bucket('s', key) }

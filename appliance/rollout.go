@@ -1,0 +1,194 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/infergate/infergate/inference/rollout"
+	"github.com/infergate/infergate/web"
+)
+
+var _ web.Rollouts = (*webBackend)(nil)
+
+func (a *Appliance) rolloutConfig() rollout.Config {
+	c := rollout.DefaultConfig()
+	c.QueueSize, c.Retention, c.CheckInterval = a.cfg.Rollout.ShadowQueue, a.cfg.Rollout.Retention, a.cfg.Rollout.CheckInterval
+	return c
+}
+
+// availableVersions lists a model's AVAILABLE versions, highest first, in
+// every mode; nil when the model server cannot tell.
+func (a *Appliance) availableVersions(ctx context.Context, name string) ([]int64, error) {
+	b := &webBackend{a: a}
+	models, err := b.Models(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range models {
+		if m.Name != name {
+			continue
+		}
+		out := []int64{}
+		for _, v := range m.Versions {
+			if v.State == web.ModelAvailable {
+				out = append(out, v.Version)
+			}
+		}
+		slices.Sort(out)
+		slices.Reverse(out)
+		return out, nil
+	}
+	if b.parts().fleet != nil {
+		return nil, nil // an external fleet lists only the default model
+	}
+	return nil, fmt.Errorf("%w: no model %q", web.ErrNotFound, name)
+}
+
+func (b *webBackend) controller() (*rollout.Controller, error) {
+	b.a.mu.Lock()
+	defer b.a.mu.Unlock()
+	if b.a.rollouts == nil {
+		return nil, fmt.Errorf("%w: the pipeline has not started", web.ErrUnavailable)
+	}
+	return b.a.rollouts, nil
+}
+
+// rolloutErr maps the controller's errors to the API's.
+func rolloutErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, rollout.ErrNotFound):
+		return fmt.Errorf("%w: %w", web.ErrNotFound, err)
+	case errors.Is(err, rollout.ErrInvalid):
+		return fmt.Errorf("%w: %w", web.ErrInvalid, err)
+	case errors.Is(err, rollout.ErrConflict):
+		return fmt.Errorf("%w: %w", web.ErrConflict, err)
+	}
+	return err
+}
+
+func (b *webBackend) ServeVersion(ctx context.Context, name string, version int64) error {
+	c, err := b.controller()
+	if err != nil {
+		return err
+	}
+	if _, err := b.a.availableVersions(ctx, name); err != nil {
+		return err
+	}
+	return rolloutErr(c.Pin(ctx, name, version))
+}
+
+func (b *webBackend) RollbackModel(ctx context.Context, name string, version int64) (int64, error) {
+	c, err := b.controller()
+	if err != nil {
+		return 0, err
+	}
+	if version == 0 {
+		avail, err := b.a.availableVersions(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		if len(avail) == 0 {
+			return 0, fmt.Errorf("%w: model %s has no available version", web.ErrInvalid, name)
+		}
+		current := c.Serving(name)
+		if current == 0 {
+			current = avail[0]
+		}
+		for _, v := range avail {
+			if v < current {
+				version = v
+				break
+			}
+		}
+		if version == 0 {
+			return 0, fmt.Errorf("%w: no available version of model %s below version %d (available: %v); "+
+				"model_server.version_policy latest:N keeps the N highest loaded", web.ErrInvalid, name, current, avail)
+		}
+	}
+	if err := c.Pin(ctx, name, version); err != nil {
+		return 0, rolloutErr(err)
+	}
+	return version, nil
+}
+
+func (b *webBackend) DeleteVersion(ctx context.Context, name string, version int64) error {
+	p := b.parts()
+	if p.embedded == nil {
+		return fmt.Errorf("%w: versions are deleted from the model repository of the embedded model server only", web.ErrUnsupported)
+	}
+	if c, err := b.controller(); err == nil {
+		if c.Serving(name) == version {
+			return fmt.Errorf("%w: version %d serves model %s: serve or roll back to another first", web.ErrConflict, version, name)
+		}
+		if r, err := c.Get(name); err == nil && r.State == rollout.StateRunning && (r.Stable == version || r.Candidate == version) {
+			return fmt.Errorf("%w: version %d is in rollout %s", web.ErrConflict, version, r.ID)
+		}
+	}
+	return p.embedded.DeleteVersion(name, version)
+}
+
+func (b *webBackend) StartRollout(ctx context.Context, spec rollout.Spec) (*rollout.Rollout, error) {
+	c, err := b.controller()
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.Start(ctx, spec)
+	return r, rolloutErr(err)
+}
+
+func (b *webBackend) Rollouts(context.Context) ([]rollout.Rollout, error) {
+	c, err := b.controller()
+	if err != nil {
+		return nil, err
+	}
+	return c.List(), nil
+}
+
+func (b *webBackend) Rollout(_ context.Context, name string) (*rollout.Rollout, error) {
+	c, err := b.controller()
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.Get(name)
+	return r, rolloutErr(err)
+}
+
+func (b *webBackend) RolloutReport(_ context.Context, name string) (*rollout.Report, error) {
+	c, err := b.controller()
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.Report(name)
+	return r, rolloutErr(err)
+}
+
+func (b *webBackend) SetRolloutPercent(_ context.Context, name string, percent float64) (*rollout.Rollout, error) {
+	c, err := b.controller()
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.SetPercent(name, percent)
+	return r, rolloutErr(err)
+}
+
+func (b *webBackend) PromoteRollout(_ context.Context, name string) (*rollout.Rollout, error) {
+	c, err := b.controller()
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.Promote(name)
+	return r, rolloutErr(err)
+}
+
+func (b *webBackend) AbortRollout(_ context.Context, name, reason string) (*rollout.Rollout, error) {
+	c, err := b.controller()
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.Abort(name, reason)
+	return r, rolloutErr(err)
+}
