@@ -264,6 +264,15 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 		if ps.Held != "" {
 			st.Pipeline.Detail = "consumption held: " + ps.Held + "; " + st.Pipeline.Detail
 		}
+		st.Member = &web.Membership{Group: ps.Group, MemberID: ps.MemberID, InstanceID: ps.InstanceID,
+			Generation: ps.Generation, NotReady: ps.NotReady}
+		if strings.HasPrefix(ps.NotReady, "broker unreachable") {
+			st.Broker.State, st.Broker.Detail = web.StateDown, ps.NotReady
+		}
+		if ps.NotReady != "" && st.Pipeline.State == web.StateOK {
+			st.Pipeline.State = web.StateDegraded
+			st.Pipeline.Detail = ps.NotReady + "; " + st.Pipeline.Detail
+		}
 		if ps.LastError != "" {
 			st.Pipeline.Detail += fmt.Sprintf("; last error %s ago: %s", time.Since(ps.LastErrorAt).Round(time.Second), ps.LastError)
 		}

@@ -354,6 +354,7 @@ func TestKubernetesSettings(t *testing.T) {
 		t.Fatalf("container args %v: want run ...", args)
 	}
 	var env []string
+	defined := map[string]string{}
 	for _, e := range get(ctr, "env").([]any) {
 		name := str(e, "name")
 		val := str(e, "value")
@@ -363,6 +364,11 @@ func TestKubernetesSettings(t *testing.T) {
 		case get(e, "valueFrom", "secretKeyRef") != nil:
 			val = strings.Repeat("ab", 24)
 		}
+		// Kubernetes expands $(VAR) of variables defined earlier in the list.
+		for k, v := range defined {
+			val = strings.ReplaceAll(val, "$("+k+")", v)
+		}
+		defined[name] = val
 		env = append(env, name+"="+val)
 	}
 	cfg, err := appliance.Load(args[1:], env, io.Discard)
@@ -374,6 +380,9 @@ func TestKubernetesSettings(t *testing.T) {
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("the ConfigMap's settings do not validate: %v", err)
+	}
+	if cfg.Pipeline.InstanceID != "infergate-0" {
+		t.Errorf("pipeline.instance_id %q: want the pod name (static membership, stable per pod)", cfg.Pipeline.InstanceID)
 	}
 	if cfg.Broker.Mode != appliance.BrokerExternal {
 		t.Errorf("broker.mode %q: the manifests are for attached mode (external)", cfg.Broker.Mode)

@@ -99,9 +99,21 @@ type Status struct {
 	ModelServer Component `json:"model_server"`
 	Pipeline    Component `json:"pipeline"`
 	Store       Component `json:"store"` // filled by web from store.Stats
+	// Member is this instance's place in the consumer group.
+	Member *Membership `json:"member,omitempty"`
 	// Warnings says what data was lost (corruption found in the store or the broker), one
 	// sentence each; the dashboard shows them and `infergate dlq` prints them.
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Membership is an instance's place in its consumer group.
+type Membership struct {
+	Group      string `json:"group"`
+	MemberID   string `json:"member_id,omitempty"` // "" until it joined
+	InstanceID string `json:"instance_id,omitempty"`
+	Generation int32  `json:"generation"`
+	// NotReady is why the pipeline cannot make progress, "" when it can.
+	NotReady string `json:"not_ready,omitempty"`
 }
 
 // Component is one part of the appliance. State is one of the State* constants.

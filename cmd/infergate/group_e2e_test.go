@@ -521,6 +521,12 @@ func TestGroupHealthAndOwnerLag(t *testing.T) {
 			if code != http.StatusServiceUnavailable || !strings.Contains(body, "broker unreachable") {
 				return fmt.Errorf("%s /readyz: %d %s", ms[i].id, code, body)
 			}
+			// The status API says so too, with the member's identity.
+			st := apiStatus(t, u, ms[i].dataDir)
+			if st.Broker.State != "down" || !strings.Contains(st.Member.NotReady, "broker unreachable") ||
+				st.Member.InstanceID != ms[i].id || st.Member.MemberID == "" {
+				return fmt.Errorf("%s status: broker %+v member %+v", ms[i].id, st.Broker, st.Member)
+			}
 			return nil
 		})
 	}
@@ -557,4 +563,29 @@ func TestGroupHealthAndOwnerLag(t *testing.T) {
 		default:
 		}
 	}
+}
+
+// apiStatus is GET /api/v1/status of the instance on dataDir.
+func apiStatus(t *testing.T, adminURL, dataDir string) (st struct {
+	Broker struct{ State, Detail string }
+	Member struct {
+		MemberID   string `json:"member_id"`
+		InstanceID string `json:"instance_id"`
+		NotReady   string `json:"not_ready"`
+	}
+}) {
+	t.Helper()
+	tok, err := appliance.ReadAdminToken(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, adminURL+"/api/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	return st
 }
