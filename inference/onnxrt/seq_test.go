@@ -284,3 +284,49 @@ func BenchmarkTransformer(b *testing.B) {
 		})
 	}
 }
+
+// TestFloat16Model runs the torch-exported MLP converted to float16
+// (testdata/export_half.py: FLOAT16 initializers, input and output): the
+// signature is float32, and the outputs equal numpy's float32 layers over the
+// float16 weights, rounded to float16 — within one float16 ulp, as a last-bit
+// difference in float32 may round the other way. A float32 input that is not
+// a float16 value is rounded at the boundary: it gives the same outputs as its
+// rounded value.
+func TestFloat16Model(t *testing.T) {
+	m, cf := readCases(t, "mlp64_fp16.json")
+	if in := m.Inputs(); in[0].DType != tensor.Float {
+		t.Fatalf("input is %s, want float32 in the signature", in[0].DType)
+	}
+	for ci, c := range cf.Cases {
+		x := c.Inputs["input"]
+		out, err := m.Run(map[string]*tensor.Tensor{"input": tensor.FromFloat32(x.Data, x.Shape...)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, want := range c.Outputs {
+			got := out[k].Float32s()
+			for i, w := range want.Data {
+				if math.Abs(float64(got[i]-w)) > math.Abs(float64(w))/1024+1e-7 {
+					t.Fatalf("case %d: %s[%d] = %g, numpy says %g", ci, k, i, got[i], w)
+				}
+				if h := float64(got[i]) * 2048; h != math.Trunc(h) && math.Abs(float64(got[i])) >= 0.5 {
+					t.Fatalf("case %d: %s[%d] = %g is not a float16 value", ci, k, i, got[i])
+				}
+			}
+		}
+		// Nudge every input by less than half a float16 ulp: same outputs.
+		nudged := make([]float32, len(x.Data))
+		for i, v := range x.Data {
+			nudged[i] = v + v/8192
+		}
+		again, err := m.Run(map[string]*tensor.Tensor{"input": tensor.FromFloat32(nudged, x.Shape...)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range c.Outputs {
+			if !slices.Equal(again[k].Float32s(), out[k].Float32s()) {
+				t.Fatalf("case %d: inputs within half a float16 ulp give %v, not %v", ci, again[k].Float32s(), out[k].Float32s())
+			}
+		}
+	}
+}
