@@ -25,6 +25,8 @@ var exported = []string{
 	"infergate_backend_lookup_ok",
 	"infergate_disk_full", "infergate_disk_free_bytes", "infergate_disk_min_free_bytes", "infergate_data_corruption",
 	"infergate_store_lost_records", "infergate_transactions_total",
+	"infergate_rollout_rollbacks_total", "infergate_rollout_candidate_percent", "infergate_shadow_dropped_total",
+	"infergate_shadow_compared_total", "infergate_shadow_queue",
 	"process_cpu_seconds_total", "process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines",
 }
 
@@ -62,7 +64,7 @@ func TestAlertRules(t *testing.T) {
 	checkMetrics(t, "prometheus-alerts.yml", string(b))
 	for _, alert := range []string{"InfergateConsumerLagGrowing", "InfergateP99LatencyHigh", "InfergateDLQRateHigh",
 		"InfergateModelUnavailable", "InfergateSidecarCrashLoop", "InfergateDiskFull", "InfergateDiskNearlyFull",
-		"InfergateDataCorruption", "InfergateTransactionsAborting"} {
+		"InfergateDataCorruption", "InfergateTransactionsAborting", "InfergateRolloutRolledBack"} {
 		if !strings.Contains(string(b), "alert: "+alert+"\n") {
 			t.Errorf("alert %s missing", alert)
 		}
