@@ -193,7 +193,7 @@ func TestPredictEveryDType(t *testing.T) {
 // a clear error instead of serving.
 func TestUnsupportedModelEndsWithError(t *testing.T) {
 	base := t.TempDir()
-	writeVersion(t, base, 1, identityModel(t, vi{"d", onnxFloat16, []int64{-1}}))
+	writeVersion(t, base, 1, identityModel(t, vi{"d", onnxUint16, []int64{-1}}))
 	s, err := New(testConfig(ModelConfig{Name: "dbl", BasePath: base}), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +201,7 @@ func TestUnsupportedModelEndsWithError(t *testing.T) {
 	s.m.pollAll(true)
 	ms := s.Models()[0]
 	if len(ms.Versions) != 1 || ms.Versions[0].State != StateEnd || ms.Versions[0].Code != codes.InvalidArgument ||
-		!strings.Contains(ms.Versions[0].Error, "FLOAT16") {
+		!strings.Contains(ms.Versions[0].Error, "UINT16") {
 		t.Fatalf("status %+v", ms.Versions)
 	}
 	if s.Ready() {

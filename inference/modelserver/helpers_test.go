@@ -31,15 +31,15 @@ type vi struct {
 }
 
 const (
-	onnxFloat   = 1
-	onnxUint8   = 2
-	onnxInt8    = 3
-	onnxInt16   = 5
-	onnxInt32   = 6
-	onnxInt64   = 7
-	onnxString  = 8
-	onnxBool    = 9
-	onnxFloat16 = 10 // the runtime has no float16 tensors
+	onnxFloat  = 1
+	onnxUint8  = 2
+	onnxInt8   = 3
+	onnxInt16  = 5
+	onnxInt32  = 6
+	onnxInt64  = 7
+	onnxString = 8
+	onnxBool   = 9
+	onnxUint16 = 4 // the runtime has no unsigned 16-bit tensors
 )
 
 func valueInfo(v vi) *onnxpb.ValueInfoProto {
