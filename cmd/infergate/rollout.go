@@ -39,15 +39,13 @@ const versionsSynopsis = `model rollback MODEL [VERSION]   serve the version bef
 // it left in its data dir, else http.listen; the token from --token,
 // INFERGATE_ADMIN_TOKEN or <data dir>/admin-token.
 type adminFlags struct {
-	cf      clientFlags
-	dataDir *string
-	url     *string
-	token   *string
+	cf    clientFlags
+	url   *string
+	token *string
 }
 
 func (f *adminFlags) register(fs *flag.FlagSet) {
 	f.cf.register(fs)
-	f.dataDir = fs.String("data-dir", "", "data directory of the appliance (default: the data_dir setting, ./infergate-data)")
 	f.url = fs.String("url", "", "admin API of a running appliance, e.g. http://127.0.0.1:8080")
 	f.token = fs.String("token", "", "admin token (default INFERGATE_ADMIN_TOKEN, else <data dir>/admin-token)")
 }
@@ -57,7 +55,7 @@ func (f *adminFlags) api(environ []string) (*apiBackend, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := *f.dataDir
+	dir := f.cf.dataDir
 	if dir == "" {
 		dir = cfg.DataDir
 	}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/infergate/infergate/inference/rollout"
+	"github.com/infergate/infergate/internal/testmodels"
+)
+
+// TestRolloutCLI drives versions and a rollout of a running appliance with
+// the CLI alone (it finds the admin API and token in the data dir).
+func TestRolloutCLI(t *testing.T) {
+	dir := t.TempDir()
+	for v, relu := range map[int]bool{1: false, 2: true} {
+		d := filepath.Join(dir, "models", "demo", fmt.Sprint(v))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "model.onnx"), testmodels.Feature(0, relu), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startAppliance(t, dir, freePort(t))
+	run := func(wantCode int, args ...string) string {
+		t.Helper()
+		out, errOut, code := infergate(t, "", append(args, "--data-dir", dir)...)
+		if code != wantCode {
+			t.Fatalf("infergate %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, wantCode, out, errOut)
+		}
+		return out + errOut
+	}
+	if out := run(0, "model", "rollback", "demo"); !strings.Contains(out, "serving version 1") {
+		t.Fatalf("rollback: %s", out)
+	}
+	if out := run(0, "rollout", "start", "demo", "--candidate", "2", "--shadow", "--sample", "0.5"); !strings.Contains(out, "shadow") || !strings.Contains(out, "running") {
+		t.Fatalf("start: %s", out)
+	}
+	if out := run(0, "rollout", "status"); !strings.Contains(out, "demo") || !strings.Contains(out, "running") {
+		t.Fatalf("status: %s", out)
+	}
+	if out := run(0, "rollout", "percent", "demo", "50%"); !strings.Contains(out, "split") || !strings.Contains(out, "50%") {
+		t.Fatalf("percent: %s", out)
+	}
+	var rep rollout.Report
+	if err := json.Unmarshal([]byte(run(0, "rollout", "report", "demo", "--json")), &rep); err != nil || rep.Rollout.Candidate != 2 || rep.Stable.Version != 1 {
+		t.Fatalf("report: %+v %v", rep, err)
+	}
+	if out := run(0, "rollout", "report", "demo"); !strings.Contains(out, "compared 0 requests") {
+		t.Fatalf("report table: %s", out)
+	}
+	if out := run(0, "rollout", "promote", "demo"); !strings.Contains(out, "promoted") {
+		t.Fatalf("promote: %s", out)
+	}
+	if out := run(1, "rollout", "abort", "demo"); !strings.Contains(out, "404") {
+		t.Fatalf("abort after promote: %s", out)
+	}
+	run(0, "rollout", "start", "demo", "--stable", "2", "--candidate", "1", "--steps", "10%:1h,100%:1h", "--max-disagreement", "0.1")
+	if out := run(0, "rollout", "abort", "demo", "--reason", "not today"); !strings.Contains(out, "aborted") || !strings.Contains(out, "not today") {
+		t.Fatalf("abort: %s", out)
+	}
+	if out := run(1, "model", "delete-version", "demo", "2"); !strings.Contains(out, "409") {
+		t.Fatalf("deleting the serving version: %s", out)
+	}
+	if out := run(0, "model", "delete-version", "demo", "1"); !strings.Contains(out, "deleted") {
+		t.Fatalf("delete-version: %s", out)
+	}
+	if out := run(0, "model", "label", "demo", "stable", "2"); !strings.Contains(out, "label stable -> version 2") {
+		t.Fatalf("label: %s", out)
+	}
+	if out := run(0, "model", "serve", "demo", "0"); !strings.Contains(out, "serving version 0") {
+		t.Fatalf("serve: %s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "models", "demo", "1")); !os.IsNotExist(err) {
+		t.Fatalf("version 1 still on disk: %v", err)
+	}
+}
