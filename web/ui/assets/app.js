@@ -670,23 +670,51 @@ async function loadTopics() {
     const box = $('#topics');
     box.replaceChildren(...res.topics.map((t) => {
       const hasLag = t.partitions.some((p) => p.lag >= 0);
+      const hasOwner = t.partitions.some((p) => p.owner);
       const sum = (k) => t.partitions.reduce((a, p) => a + Math.max(0, p[k]), 0);
       return h('div', { class: 'topic', dataset: { topic: t.name } },
         h('h3', {}, t.name, h('span', { class: 'badge' }, t.role), t.group ? h('span', { class: 'muted small' }, 'group ' + t.group) : null,
           h('span', { class: 'muted small' }, t.partitions.length + ' partitions')),
         h('div', { class: 'table-wrap' }, h('table', { class: 'table compact' },
           h('thead', {}, h('tr', {}, h('th', {}, 'Partition'), h('th', { class: 'num hide-sm' }, 'Leader'), h('th', { class: 'num' }, 'Start'),
-            h('th', { class: 'num' }, 'End'), hasLag ? h('th', { class: 'num' }, 'Committed') : null, hasLag ? h('th', { class: 'num' }, 'Lag') : null)),
+            h('th', { class: 'num' }, 'End'), hasOwner ? h('th', { class: 'hide-sm' }, 'Owner') : null, hasLag ? h('th', { class: 'num' }, 'Committed') : null, hasLag ? h('th', { class: 'num' }, 'Lag') : null)),
           h('tbody', {}, ...t.partitions.map((p) => h('tr', {},
             h('td', {}, p.partition), h('td', { class: 'num hide-sm' }, p.leader), h('td', { class: 'num' }, fmtInt(p.start_offset)),
             h('td', { class: 'num' }, fmtInt(p.end_offset)),
+            hasOwner ? h('td', { class: 'hide-sm' }, p.owner || '–') : null,
             hasLag ? h('td', { class: 'num' }, p.committed >= 0 ? fmtInt(p.committed) : '–') : null,
             hasLag ? h('td', { class: 'num' + (p.lag > LAG_SCALE_FLOOR ? ' lag-hot' : '') }, p.lag >= 0 ? fmtInt(p.lag) : '–') : null)),
           hasLag ? h('tr', {}, h('td', {}, h('strong', {}, 'total')), h('td', { class: 'hide-sm' }), h('td', {}),
-            h('td', { class: 'num' }, fmtInt(sum('end_offset'))), h('td', {}), h('td', { class: 'num' }, h('strong', {}, fmtInt(sum('lag'))))) : null))));
+            h('td', { class: 'num' }, fmtInt(sum('end_offset'))), hasOwner ? h('td', { class: 'hide-sm' }) : null, h('td', {}), h('td', { class: 'num' }, h('strong', {}, fmtInt(sum('lag'))))) : null))));
     }));
+    renderGroup(res.topics);
     $('#topics-updated').textContent = 'updated ' + new Date().toLocaleTimeString();
   } catch (e) { if (e.status !== 401) toast(e.message, true); }
+}
+
+// renderGroup shows the requests topic's consumer group by member: the
+// partitions each owns (the owner the broker's group assignment names) and
+// their lag. "unassigned" collects partitions nobody owns (a rebalance).
+function renderGroup(topics) {
+  const t = topics.find((x) => x.role === 'requests' && x.group);
+  const card = $('#group-card');
+  const owned = t ? t.partitions.filter((p) => p.lag >= 0) : [];
+  if (!t || !owned.some((p) => p.owner)) { card.hidden = true; return; }
+  card.hidden = false;
+  const by = new Map();
+  for (const p of owned) {
+    const m = p.owner || 'unassigned';
+    if (!by.has(m)) by.set(m, { parts: [], lag: 0 });
+    by.get(m).parts.push(p.partition);
+    by.get(m).lag += Math.max(0, p.lag);
+  }
+  const names = [...by.keys()].sort();
+  const total = owned.reduce((a, p) => a + Math.max(0, p.lag), 0);
+  const members = names.filter((n) => n !== 'unassigned').length;
+  $('#group-summary').textContent = 'group ' + t.group + ' · ' + members + (members === 1 ? ' member' : ' members') + ' · total lag ' + fmtInt(total);
+  $('#group-members tbody').replaceChildren(...names.map((n) => h('tr', { dataset: { member: n } },
+    h('td', {}, n), h('td', {}, by.get(n).parts.join(', ')),
+    h('td', { class: 'num' + (by.get(n).lag > LAG_SCALE_FLOOR ? ' lag-hot' : '') }, fmtInt(by.get(n).lag)))));
 }
 
 let testCounter = 0;
