@@ -584,6 +584,59 @@ function bindDLQ() {
 
 function enterModels() {
   every(2000, loadModels);
+  every(2000, loadRollout);
+}
+
+// parseSteps reads "10%:5m,50%:10m,100%" as the API's steps.
+function parseSteps(text) {
+  return text.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
+    const [p, hold] = s.split(':');
+    const step = { percent: Number(p.replace('%', '')) };
+    if (hold) step.hold = hold.trim();
+    return step;
+  });
+}
+
+function pct(v) { return v === null || v === undefined ? '–' : nf2.format(100 * v) + '%'; }
+
+async function loadRollout() {
+  const model = $('#rollout-model').value.trim();
+  if (!model) return;
+  let r;
+  try {
+    r = await api('GET', '/rollouts/' + encodeURIComponent(model));
+  } catch (e) {
+    if (e.status === 404 || e.status === 501) {
+      $('#rollout-status').textContent = 'No rollout of ' + model + '.';
+      $('#rollout-report').replaceChildren();
+      return;
+    }
+    if (e.status !== 401) toast(e.message, true);
+    return;
+  }
+  const step = r.step >= 0 && r.steps ? ' step ' + (r.step + 1) + '/' + r.steps.length : '';
+  $('#rollout-status').replaceChildren(
+    h('span', { class: 'badge ' + (r.state === 'running' ? 'ok' : r.state === 'rolled_back' ? 'bad' : 'warn') }, r.state),
+    ' ' + r.mode + ': v' + r.stable + ' → v' + r.candidate + ', ' + nf.format(r.percent) + '% of keys on the candidate' + step +
+      (r.reason ? ' — ' + r.reason : ''));
+  let rep;
+  try { rep = await api('GET', '/rollouts/' + encodeURIComponent(model) + '/report'); } catch (e) { return; }
+  const d = rep.difference || {};
+  const side = (name, s) => h('tr', {}, h('td', {}, name + ' v' + s.version), h('td', {}, fmtInt(s.requests)),
+    h('td', {}, pct(s.error_rate)), h('td', {}, fmtMs(s.p50_ms)), h('td', {}, fmtMs(s.p99_ms)));
+  const top = (rep.top || []).slice(0, 10).map((c) => h('tr', {},
+    h('td', {}, c.id || '–'), h('td', {}, c.k || '–'), h('td', {}, c.tp + '/' + c.p + '@' + c.o),
+    h('td', {}, (c.s || []).map((x) => nf2.format(x)).join(', ')), h('td', {}, (c.c || []).map((x) => nf2.format(x)).join(', ')),
+    h('td', {}, nf2.format(c.diff || 0))));
+  $('#rollout-report').replaceChildren(
+    h('p', { id: 'rollout-summary' }, 'Compared ' + fmtInt(rep.compared) + ' requests (' + rep.kind + '): agreement ' + pct(rep.agreement) +
+      ', max difference ' + nf2.format(d.max || 0) + ', p99 difference ' + nf2.format(d.p99 || 0) +
+      ', correlation ' + nf2.format(rep.correlation || 0) + ', threshold ' + rep.threshold + ' flips ' + pct(rep.flip_share) +
+      (rep.dropped ? ', ' + fmtInt(rep.dropped) + ' skipped while busy' : '')),
+    h('table', { class: 'table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Version'), h('th', {}, 'Requests'), h('th', {}, 'Errors'), h('th', {}, 'p50 ms'), h('th', {}, 'p99 ms'))),
+      h('tbody', {}, side('stable', rep.stable), side('candidate', rep.candidate))),
+    top.length ? h('table', { class: 'table', id: 'rollout-top' }, h('thead', {}, h('tr', {}, h('th', {}, 'Request'), h('th', {}, 'Key'), h('th', {}, 'Source'),
+      h('th', {}, 'Stable'), h('th', {}, 'Candidate'), h('th', {}, 'Diff'))), h('tbody', {}, ...top)) : null);
 }
 
 async function loadModels() {
@@ -607,7 +660,8 @@ async function loadModels() {
           h('td', {}, i === 0 ? h('strong', {}, m.name) : ''),
           h('td', {}, 'v' + v.version),
           h('td', {}, h('span', { class: 'badge ' + v.state, title: v.error || '' }, v.state), v.error ? h('div', { class: 'error-text small' }, v.error) : null),
-          h('td', {}, ...(byVersion[v.version] || []).map((l) => h('span', { class: 'badge' }, l)))));
+          h('td', {}, ...(byVersion[v.version] || []).map((l) => h('span', { class: 'badge' }, l)),
+            m.serving_version === v.version ? h('span', { class: 'badge ok', title: 'requests that name no version go here' }, 'serving') : null)));
       });
       if (!versions.length) rows.push(h('tr', {}, h('td', {}, m.name), h('td', { colspan: 3, class: 'muted' }, 'no versions')));
     }
@@ -650,6 +704,36 @@ function bindModels() {
       loadModels();
     });
   });
+  $('#rollout-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const f = ev.target;
+    run($('#rollout-start'), async () => {
+      const spec = { model: f.elements.model.value.trim(), mode: f.elements.mode.value };
+      if (f.elements.candidate.value) spec.candidate = Number(f.elements.candidate.value);
+      if (spec.mode === 'split') {
+        spec.steps = parseSteps(f.elements.steps.value);
+        if (f.elements.maxdis.value) spec.guards = { max_disagreement: Number(f.elements.maxdis.value) };
+      }
+      const r = await api('POST', '/rollouts', spec);
+      toast('Rollout ' + r.id + ' started');
+      loadRollout();
+    });
+  });
+  const rolloutAction = (id, action, body) => $(id).addEventListener('click', (ev) => run(ev.target, async () => {
+    const model = $('#rollout-model').value.trim();
+    const r = await api('POST', '/rollouts/' + encodeURIComponent(model) + '/' + action, body);
+    toast('Rollout ' + r.id + ': ' + r.state);
+    loadRollout();
+    loadModels();
+  }));
+  rolloutAction('#rollout-promote', 'promote');
+  rolloutAction('#rollout-abort', 'abort', { reason: 'aborted from the dashboard' });
+  $('#model-rollback').addEventListener('click', (ev) => run(ev.target, async () => {
+    const model = $('#rollout-model').value.trim();
+    const r = await api('POST', '/models/' + encodeURIComponent(model) + '/rollback');
+    toast(model + ' serves version ' + r.serving_version);
+    loadModels();
+  }));
   $('#models-reload').addEventListener('click', (ev) => run(ev.target, async () => {
     await api('POST', '/models/reload');
     toast('Model repository reloaded');

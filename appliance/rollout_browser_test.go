@@ -1,0 +1,72 @@
+package appliance
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/infergate/infergate/internal/testmodels"
+	"github.com/infergate/infergate/web/webtest"
+)
+
+// TestBrowserRollout drives a rollout from the dashboard in headless
+// Chromium: roll the model back, start a shadow, read its report (the
+// differing requests listed), promote, start another and abort it.
+func TestBrowserRollout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	ctx := webtest.NewBrowser(t)
+	c := testConfig(t)
+	for v, relu := range map[int]bool{1: false, 2: true} {
+		d := filepath.Join(c.DataDir, "models", "demo", fmt.Sprint(v))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "model.onnx"), testmodels.Feature(0, relu), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := start(t, c)
+	base := a.WebURL()
+	webtest.Login(t, ctx, base, a.AdminToken())
+	webtest.Go(t, ctx, base, "models")
+	click := func(sel string) {
+		t.Helper()
+		webtest.Eval[bool](t, ctx, `(document.querySelector(`+fmt.Sprintf("%q", sel)+`).click(), true)`)
+	}
+	click("#model-rollback")
+	webtest.WaitJS(t, ctx, "v1 serving", `[...document.querySelectorAll('#models-table tr[data-version="1"] .badge')].some(b => b.textContent === 'serving')`)
+
+	click("#rollout-start") // shadow of the highest version, 2
+	webtest.WaitJS(t, ctx, "the shadow runs", `document.querySelector('#rollout-status').textContent.includes('running shadow: v1 → v2')`)
+	cl := producer(t, a)
+	var recs []*kgo.Record
+	for i := range 40 {
+		f := make([]float32, 16)
+		f[0] = 0.5
+		if i%4 == 0 {
+			f[0] = -1
+		}
+		recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "dev-%d", i), Value: requestValue(fmt.Sprintf("b-%d", i), f)})
+	}
+	produce(t, cl, recs...)
+	webtest.WaitJS(t, ctx, "the report lists the differing requests", `document.querySelectorAll('#rollout-top tbody tr').length > 0 &&
+		document.querySelector('#rollout-summary').textContent.includes('Compared 40 requests')`)
+	if s := webtest.Text(t, ctx, "#rollout-summary"); !strings.Contains(s, "agreement 75%") {
+		t.Errorf("report summary %q, want agreement 75%%", s)
+	}
+	click("#rollout-promote")
+	webtest.WaitJS(t, ctx, "promoted", `document.querySelector('#rollout-status').textContent.includes('promoted')`)
+	webtest.WaitJS(t, ctx, "v2 serving", `[...document.querySelectorAll('#models-table tr[data-version="2"] .badge')].some(b => b.textContent === 'serving')`)
+
+	webtest.Eval[bool](t, ctx, `(document.querySelector('#rollout-candidate').value = '1', document.querySelector('#rollout-mode').value = 'split', true)`)
+	click("#rollout-start")
+	webtest.WaitJS(t, ctx, "the split runs", `document.querySelector('#rollout-status').textContent.includes('running split: v2 → v1')`)
+	click("#rollout-abort")
+	webtest.WaitJS(t, ctx, "aborted", `document.querySelector('#rollout-status').textContent.includes('aborted from the dashboard')`)
+}
