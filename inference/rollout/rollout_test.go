@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -315,5 +316,44 @@ func TestParseSteps(t *testing.T) {
 	}
 	if _, err := ParseSteps("x%:1s"); err == nil {
 		t.Fatal("accepted x%")
+	}
+}
+
+// Dead-lettered answers of the candidate break max_error_rate; the stable
+// version's failures do not count against it.
+func TestErrorRateGuard(t *testing.T) {
+	e := newEnv(t)
+	cfg := DefaultConfig()
+	cfg.CheckInterval = time.Hour
+	c, _ := e.controller(t, cfg)
+	if _, err := c.Start(context.Background(), Spec{Model: "m", Stable: 1, Candidate: 2, Percent: 50,
+		Guards: Guards{MaxErrorRate: 0.1, MinRequests: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	fail := func(v int64, n int) {
+		o := &pipeline.Observation{Spec: model.Spec{Name: "m", Version: v}, Err: fmt.Errorf("boom"), Class: "model"}
+		for i := range n {
+			o.Requests = append(o.Requests, pipeline.ObservedRequest{ID: fmt.Sprint(i), Rows: 1, Row: int64(i)})
+		}
+		c.Observe(o)
+	}
+	fail(1, 50)
+	c.check()
+	if r, _ := c.Get("m"); r.State != StateRunning {
+		t.Fatalf("the stable version's errors ended the rollout: %+v", r)
+	}
+	for range 9 {
+		e.batch(t, c, 2, 0, 1, func(int) float32 { return 1 })
+	}
+	fail(2, 1)
+	c.check()
+	if r, _ := c.Get("m"); r.State != StateRunning {
+		t.Fatalf("1 error in 10 (at the bound) ended the rollout: %+v %+v", r, r.Evidence)
+	}
+	fail(2, 2)
+	c.check()
+	r, _ := c.Get("m")
+	if r.State != StateRolledBack || !strings.Contains(r.Reason, "failed 3 of 12") || c.Route("m", []byte("x")) != 1 {
+		t.Fatalf("after 3 errors in 12: %+v %v", r, r.Evidence)
 	}
 }
