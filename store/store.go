@@ -275,7 +275,9 @@ func (s *Store) Put(ctx context.Context, recs ...*Record) error {
 // (SourceTopic, SourcePartition, SourceOffset) and key and value match a record stored by an
 // earlier PutFromSource takes that record's ID and overwrites it, so a request that is
 // redelivered (at-least-once after a crash, exactly-once after an aborted transaction) and
-// fails again is stored once, not once per delivery. See reuseSourceID.
+// fails again is stored once, not once per delivery. See reuseSourceID. Likewise a replay of
+// a stored record (header ReplayOfHeader naming it) that fails again updates that record
+// instead of adding one per replay; see reuseReplayID.
 func (s *Store) PutFromSource(ctx context.Context, recs ...*Record) error {
 	return s.putAll(ctx, true, recs)
 }
@@ -335,6 +337,9 @@ func (s *Store) put(recs []*Record, bySource bool) error {
 		for _, r := range recs {
 			if bySource {
 				if err := reuseSourceID(txn, r); err != nil {
+					return err
+				}
+				if err := reuseReplayID(txn, r); err != nil {
 					return err
 				}
 			}
@@ -422,6 +427,41 @@ func reuseSourceID(txn *badger.Txn, r *Record) error {
 	old, err := getRecord(txn, string(id))
 	if errors.Is(err, ErrNotFound) {
 		return nil // deleted meanwhile; its index entry is overwritten below
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(old.Key, r.Key) || !bytes.Equal(old.Value, r.Value) {
+		return nil
+	}
+	r.ID, r.FailedAt = old.ID, old.FailedAt
+	r.Replays, r.LastReplayAt = old.Replays, old.LastReplayAt
+	return nil
+}
+
+// ReplayOfHeader is the header a replayed request carries, naming the record it replays
+// (pipeline.HeaderReplayOf).
+const ReplayOfHeader = "replay.of"
+
+// reuseReplayID gives r, the failure of a replayed request, the ID of the record it
+// replays when that record still exists with the same key and value: replaying an unfixed
+// request updates its record (the new error, source and attempts; the first failure's time
+// and the replay count kept) rather than adding a new record per replay. The record's
+// headers keep ReplayOfHeader, which a further replay strips.
+func reuseReplayID(txn *badger.Txn, r *Record) error {
+	var of string
+	for _, h := range r.Headers {
+		if h.Key == ReplayOfHeader {
+			of = string(h.Value)
+		}
+	}
+	id, ok := canonicalID(of)
+	if !ok || id == r.ID {
+		return nil
+	}
+	old, err := getRecord(txn, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil // deleted since the replay: the failure is a record of its own
 	}
 	if err != nil {
 		return err

@@ -777,3 +777,59 @@ func TestLargeValueGoesToValueLog(t *testing.T) {
 		t.Errorf("value-log GC: %v", err)
 	}
 }
+
+// TestReplayFailureUpdatesItsRecord: a replayed request (header replay.of) that fails again
+// updates the record it replays instead of adding one per replay; a record deleted since, or
+// other content, gets a record of its own.
+func TestReplayFailureUpdatesItsRecord(t *testing.T) {
+	clock := newClock()
+	s := openTest(t, func(c *Config) { c.Now = clock.Now })
+	first := rec("validation", "demo", time.Time{})
+	mustPutSourced(t, s, first)
+	firstAt := clock.Now()
+	for i := range 3 {
+		if err := s.MarkReplayed(first.ID); err != nil {
+			t.Fatal(err)
+		}
+		clock.Add(time.Minute)
+		again := rec("model", "demo", time.Time{})
+		again.SourceOffset = int64(100 + i) // the replay is a new record of the requests topic
+		again.Message = "rejected again"
+		again.Headers = append(again.Headers, Header{Key: ReplayOfHeader, Value: []byte(first.ID)})
+		mustPutSourced(t, s, again)
+		if again.ID != first.ID {
+			t.Fatalf("replay %d failed again as a new record %s, want %s updated", i+1, again.ID, first.ID)
+		}
+	}
+	got, err := s.Get(first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Class != "model" || got.Message != "rejected again" || got.SourceOffset != 102 || got.Replays != 3 || !got.FailedAt.Equal(firstAt) {
+		t.Errorf("updated record = %+v; want class model, the last replay's offset 102, replays 3, failed at %v", got, firstAt)
+	}
+	if st := s.Stats(); st.Records != 1 || st.ByClass["model"] != 1 || len(st.ByClass) != 1 {
+		t.Errorf("Stats = %+v, want one record of class model", st)
+	}
+	checkConsistent(t, s)
+
+	other := rec("model", "demo", time.Time{})
+	other.SourceOffset = 200
+	other.Value = []byte(`{"request_id":"fixed by hand"}`)
+	other.Headers = append(other.Headers, Header{Key: ReplayOfHeader, Value: []byte(first.ID)})
+	mustPutSourced(t, s, other)
+	if other.ID == first.ID {
+		t.Errorf("other content replaced record %s", first.ID)
+	}
+	if _, err := s.Delete(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	gone := rec("model", "demo", time.Time{})
+	gone.SourceOffset = 201
+	gone.Headers = append(gone.Headers, Header{Key: ReplayOfHeader, Value: []byte(first.ID)})
+	mustPutSourced(t, s, gone)
+	if gone.ID == first.ID {
+		t.Errorf("a deleted record's id %s was reused", first.ID)
+	}
+	checkConsistent(t, s)
+}

@@ -266,8 +266,8 @@ func describeBulk(req BulkRequest, n int) string {
 
 // handleDLQReplay replays records by id (all must exist, or nothing is replayed) or every
 // record matching a filter, in chunks: produce through the Backend, then mark replayed (or
-// delete). Records dead-lettered again by the replay are new records, newer than the
-// request, and so are not picked up again by the same replay.
+// delete). A replayed record that fails again updates its own record (store.PutFromSource,
+// same ID, below the cursor), so the same replay does not pick it up again.
 func (s *Server) handleDLQReplay(c echo.Context) error {
 	var req BulkRequest
 	if err := decodeJSON(c, &req); err != nil {

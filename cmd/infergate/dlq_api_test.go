@@ -109,6 +109,22 @@ func TestDLQThroughAdminAPI(t *testing.T) {
 	if !strings.Contains(out, `"replays": 1`) {
 		t.Fatalf("dlq show after replay: %s", out)
 	}
+	// The replayed request fails again (it is unfixed): its record is updated — it then
+	// carries the replay's replay.of header, replays kept — instead of a second
+	// validation record.
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(out, `"key": "replay.of"`); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			all, _ := run(nil, "dlq", "list", "--json", "--data-dir", c.DataDir)
+			t.Fatalf("the replayed request did not fail again into record %s: %s\nall records:\n%s", ids["validation"], out, all)
+		}
+		out, _ = run(nil, "dlq", "show", ids["validation"], "--data-dir", c.DataDir)
+	}
+	if !strings.Contains(out, `"replays": 1`) {
+		t.Fatalf("updated record lost its replay count: %s", out)
+	}
+	if out, _ = run(nil, "dlq", "list", "--class", "validation", "--json", "--data-dir", c.DataDir); strings.Count(out, "\n") != 1 {
+		t.Fatalf("after the replay failed again: want the one validation record:\n%s", out)
+	}
 	_, msg = run(nil, "dlq", "replay", ids["decode"], "--data-dir", c.DataDir)
 	if !strings.Contains(msg, "replayed 1 records") {
 		t.Fatalf("dlq replay: %s", msg)

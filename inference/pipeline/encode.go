@@ -25,7 +25,7 @@ const (
 	HeaderSourceOffset    = "source.offset"
 	HeaderAttempts        = "attempts"
 	HeaderFailedAt        = "failed.at"
-	HeaderReplayOf        = "replay.of"
+	HeaderReplayOf        = store.ReplayOfHeader
 	// HeaderModel names the model of a request whose body names none.
 	HeaderModel = "model"
 )
