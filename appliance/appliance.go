@@ -112,7 +112,7 @@ func New(cfg Config, logger *slog.Logger) (*Appliance, error) {
 // the model server, the broker and last the store stop.
 func (a *Appliance) Run(ctx context.Context) error {
 	a.logger.Info("starting infergate", "data_dir", a.paths.Root, "broker", a.cfg.Broker.Mode,
-		"model_server", a.cfg.ModelServer.Mode, "delivery", a.cfg.Delivery.Guarantee, "config_file", a.cfg.ConfigFile())
+		"model_server", a.cfg.ModelServer.Mode, "delivery", a.cfg.Pipeline.Delivery, "config_file", a.cfg.ConfigFile())
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go a.logReadiness(wctx, 250*time.Millisecond)
@@ -365,7 +365,7 @@ func (a *Appliance) topicsComponent() *component {
 				return nil
 			}
 			if err != nil {
-				return fmt.Errorf("creating topics %s, %s, %s: %w", a.cfg.Topics.Requests, a.cfg.Topics.Results, a.cfg.Topics.DLQ, err)
+				return fmt.Errorf("creating topics %s, %s, %s: %w", a.cfg.Pipeline.RequestsTopic, a.cfg.Pipeline.ResultsTopic, a.cfg.Pipeline.DLQTopic, err)
 			}
 			return nil
 		},
@@ -377,15 +377,15 @@ func (a *Appliance) topicsComponent() *component {
 // (per partition at least 1 MiB, segments an eighth of that, 1 to 64 MiB);
 // the settings' 0 ("unbounded") is Kafka's -1.
 func (a *Appliance) topicSpecs() []broker.TopicSpec {
-	t := a.cfg.Topics
+	t, pl := a.cfg.Topics, a.cfg.Pipeline
 	d := Default().Topics
-	specs := broker.DefaultTopics(t.Requests, t.Results, t.DLQ, int32(t.Partitions))
+	specs := broker.DefaultTopics(pl.RequestsTopic, pl.ResultsTopic, pl.DLQTopic, int32(t.Partitions))
 	for i := range specs {
 		retention, budget, defBudget := t.Retention, t.RequestsBytes, d.RequestsBytes
 		switch specs[i].Name {
-		case t.Results:
+		case pl.ResultsTopic:
 			budget, defBudget = t.ResultsBytes, d.ResultsBytes
-		case t.DLQ:
+		case pl.DLQTopic:
 			retention, budget, defBudget = t.DLQRetention, t.DLQBytes, d.DLQBytes
 		}
 		if t.ReplicationFactor > 0 {

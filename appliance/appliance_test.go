@@ -79,7 +79,7 @@ func TestRunReadyAndStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{c.Topics.Requests, c.Topics.Results, c.Topics.DLQ} {
+	for _, name := range []string{c.Pipeline.RequestsTopic, c.Pipeline.ResultsTopic, c.Pipeline.DLQTopic} {
 		if d, ok := topics[name]; !ok || len(d.Partitions) != c.Topics.Partitions {
 			t.Errorf("topic %s: %+v", name, d)
 		}

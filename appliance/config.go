@@ -55,13 +55,15 @@ type Config struct {
 	Broker      BrokerConfig      `yaml:"broker"`
 	Topics      TopicsConfig      `yaml:"topics"`
 	ModelServer ModelServerConfig `yaml:"model_server"`
-	Pipeline    PipelineConfig    `yaml:"pipeline"`
-	Delivery    DeliveryConfig    `yaml:"delivery"`
-	Store       StoreConfig       `yaml:"store"`
-	HTTP        HTTPConfig        `yaml:"http"`
-	Demo        DemoConfig        `yaml:"demo"`
-	Ingress     IngressConfig     `yaml:"ingress"`
-	Rollout     RolloutConfig     `yaml:"rollout"`
+	// Pipeline is the pipeline package's own Config: its settings are
+	// spread over the pipeline, topics, delivery and model_server sections
+	// (settings.go binds each field to its key).
+	Pipeline pipeline.Config `yaml:"-"`
+	Store    StoreConfig     `yaml:"store"`
+	HTTP     HTTPConfig      `yaml:"http"`
+	Demo     DemoConfig      `yaml:"demo"`
+	Ingress  IngressConfig   `yaml:"ingress"`
+	Rollout  RolloutConfig   `yaml:"rollout"`
 
 	origin origin // how Load assembled it; not a setting
 }
@@ -104,13 +106,11 @@ type SASLConfig struct {
 	Password  string `yaml:"password"`
 }
 
-// TopicsConfig names the three topics and how they are created if missing.
+// TopicsConfig is how the topics are created if missing (their names are
+// in Pipeline: topics.requests, topics.results, topics.dlq).
 type TopicsConfig struct {
-	Requests          string `yaml:"requests"`
-	Results           string `yaml:"results"`
-	DLQ               string `yaml:"dlq"`
-	Partitions        int    `yaml:"partitions"`
-	ReplicationFactor int    `yaml:"replication_factor"` // -1: the cluster's default
+	Partitions        int `yaml:"partitions"`
+	ReplicationFactor int `yaml:"replication_factor"` // -1: the cluster's default
 	// Retention bounds what the broker keeps so an unattended edge disk does
 	// not fill: by age (requests and results share one limit; the DLQ, which
 	// an operator inspects and replays, lives longer) and by size, as a
@@ -131,8 +131,6 @@ type ModelServerConfig struct {
 	TFServingBin string `yaml:"tfserving_bin"`
 	// TFServingEndpoints are external TF Serving gRPC endpoints.
 	TFServingEndpoints []string `yaml:"tfserving_endpoints"`
-	// Timeout bounds one Predict call.
-	Timeout time.Duration `yaml:"timeout"`
 	// Sidecar tunes the supervised tensorflow_model_server (mode sidecar).
 	Sidecar SidecarConfig `yaml:"sidecar"`
 	// ReloadRPC allows HandleReloadConfigRequest on the embedded server's
@@ -187,47 +185,6 @@ type SidecarConfig struct {
 	CrashLoopWindow   time.Duration `yaml:"crash_loop_window"`
 	// LogMaxBytes bounds each of the child's stdout and stderr log files.
 	LogMaxBytes int64 `yaml:"log_max_bytes"`
-}
-
-// PipelineConfig tunes the streaming pipeline.
-type PipelineConfig struct {
-	Group string `yaml:"group"`
-	// Group membership (pipeline.Config has the details): a static member
-	// id, the group's timeouts, and where a new group starts reading.
-	InstanceID        string        `yaml:"instance_id"`
-	SessionTimeout    time.Duration `yaml:"session_timeout"`
-	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
-	RebalanceTimeout  time.Duration `yaml:"rebalance_timeout"`
-	AutoOffsetReset   string        `yaml:"auto_offset_reset"`
-	// DefaultModel serves requests that name no model.
-	DefaultModel       string        `yaml:"default_model"`
-	MaxBatchSize       int           `yaml:"max_batch_size"`
-	MaxBatchWait       time.Duration `yaml:"max_batch_wait"`
-	MaxInflightBatches int           `yaml:"max_inflight_batches"`
-	// An unavailable model server is retried with a backoff that starts at
-	// RetryBackoff and doubles up to RetryBackoffMax; RetryAttempts failed
-	// calls in a row open the circuit (consumption pauses, the server is
-	// probed every ProbeInterval).
-	RetryBackoff    time.Duration `yaml:"retry_backoff"`
-	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
-	RetryAttempts   int           `yaml:"retry_attempts"`
-	ProbeInterval   time.Duration `yaml:"probe_interval"`
-	// MaxAttempts is how many model calls of one request alone may time out
-	// or exhaust resources, while others succeed, before it is dead-lettered.
-	MaxAttempts int `yaml:"max_attempts"`
-	// ShutdownTimeout bounds the drain on shutdown; what is not finished by
-	// then is not committed and is redelivered after the restart.
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-}
-
-// DeliveryConfig states the delivery guarantee.
-type DeliveryConfig struct {
-	Guarantee string `yaml:"guarantee"` // at-least-once or exactly-once
-	// TransactionalID identifies this instance's producer in exactly-once
-	// mode; it must be unique per instance and stable across restarts.
-	// "" means "<group>-<instance id>" with pipeline.instance_id set, else
-	// "<group>-<hostname>-<hash of the data dir>" (TransactionalID()).
-	TransactionalID string `yaml:"transactional_id"`
 }
 
 // StoreConfig is the Badger store of DLQ records.
@@ -322,7 +279,6 @@ type DemoConfig struct {
 // Component defaults come from the components, so a tuned default (batching,
 // retention, fsync) is changed in one place.
 func Default() Config {
-	pl := pipeline.DefaultConfig()
 	ing := ingress.DefaultConfig()
 	ro := rollout.DefaultConfig()
 	return Config{
@@ -336,9 +292,6 @@ func Default() Config {
 			Compression: broker.DefaultCompression,
 		},
 		Topics: TopicsConfig{
-			Requests:          pl.RequestsTopic,
-			Results:           pl.ResultsTopic,
-			DLQ:               pl.DLQTopic,
 			Partitions:        6,
 			ReplicationFactor: -1,
 			Retention:         broker.DefaultRequestsRetention,
@@ -352,7 +305,6 @@ func Default() Config {
 			GRPCListen:   "127.0.0.1:8500",
 			RESTListen:   "127.0.0.1:8501",
 			TFServingBin: "tensorflow_model_server",
-			Timeout:      pl.PredictTimeout,
 
 			MaxRequestElements:     modelserver.DefaultLimits.MaxRequestElements,
 			MaxRequestRows:         modelserver.DefaultLimits.MaxRequestRows,
@@ -371,24 +323,7 @@ func Default() Config {
 				LogMaxBytes:       sidecar.DefaultLogMaxBytes,
 			},
 		},
-		Pipeline: PipelineConfig{
-			Group:              pl.Group,
-			SessionTimeout:     pl.SessionTimeout,
-			HeartbeatInterval:  pl.HeartbeatInterval,
-			RebalanceTimeout:   pl.RebalanceTimeout,
-			AutoOffsetReset:    pl.AutoOffsetReset,
-			DefaultModel:       pl.DefaultModel,
-			MaxBatchSize:       pl.MaxBatch,
-			MaxBatchWait:       pl.MaxWait,
-			MaxInflightBatches: pl.MaxInFlight,
-			RetryBackoff:       pl.Retry.Initial,
-			RetryBackoffMax:    pl.Retry.Max,
-			RetryAttempts:      pl.Retry.Attempts,
-			ProbeInterval:      pl.ProbeInterval,
-			MaxAttempts:        pl.MaxAttempts,
-			ShutdownTimeout:    pl.ShutdownTimeout,
-		},
-		Delivery: DeliveryConfig{Guarantee: pl.Delivery},
+		Pipeline: pipeline.DefaultConfig(),
 		Store: StoreConfig{
 			DLQRetention:  store.DefaultRetention,
 			DLQMaxRecords: store.DefaultMaxRecords,
@@ -445,29 +380,10 @@ func (c *Config) ClientConfig() broker.ClientConfig {
 	return cc
 }
 
-// pipelineConfig is the pipeline's part of c.
+// pipelineConfig is c.Pipeline with the transactional id resolved.
 func (c *Config) pipelineConfig() pipeline.Config {
-	pc := pipeline.DefaultConfig()
-	pc.RequestsTopic = c.Topics.Requests
-	pc.ResultsTopic = c.Topics.Results
-	pc.DLQTopic = c.Topics.DLQ
-	pc.Group = c.Pipeline.Group
-	pc.DefaultModel = c.Pipeline.DefaultModel
-	pc.MaxBatch = c.Pipeline.MaxBatchSize
-	pc.MaxWait = c.Pipeline.MaxBatchWait
-	pc.MaxInFlight = c.Pipeline.MaxInflightBatches
-	pc.Delivery = c.Delivery.Guarantee
+	pc := c.Pipeline
 	pc.TransactionalID = c.TransactionalID()
-	pc.InstanceID = c.Pipeline.InstanceID
-	pc.SessionTimeout = c.Pipeline.SessionTimeout
-	pc.HeartbeatInterval = c.Pipeline.HeartbeatInterval
-	pc.RebalanceTimeout = c.Pipeline.RebalanceTimeout
-	pc.AutoOffsetReset = c.Pipeline.AutoOffsetReset
-	pc.Retry = pipeline.RetryConfig{Initial: c.Pipeline.RetryBackoff, Max: c.Pipeline.RetryBackoffMax, Attempts: c.Pipeline.RetryAttempts}
-	pc.ProbeInterval = c.Pipeline.ProbeInterval
-	pc.MaxAttempts = c.Pipeline.MaxAttempts
-	pc.PredictTimeout = c.ModelServer.Timeout
-	pc.ShutdownTimeout = c.Pipeline.ShutdownTimeout
 	return pc
 }
 
@@ -478,8 +394,8 @@ func (c *Config) pipelineConfig() pipeline.Config {
 // dir (two live instances cannot share a data dir: it is locked). The old
 // default, "<group>-<hostname>", fenced one of two instances on one host.
 func (c *Config) TransactionalID() string {
-	if c.Delivery.TransactionalID != "" {
-		return c.Delivery.TransactionalID
+	if c.Pipeline.TransactionalID != "" {
+		return c.Pipeline.TransactionalID
 	}
 	if c.Pipeline.InstanceID != "" {
 		return c.Pipeline.Group + "-" + c.Pipeline.InstanceID

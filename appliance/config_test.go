@@ -86,7 +86,7 @@ func TestFullFileValues(t *testing.T) {
 		{c.Topics.RequestsBytes, int64(10 << 30)},
 		{c.ModelServer.TFServingEndpoints, []string{"tfs-1:8500", "tfs-2:8500"}},
 		{c.Pipeline.MaxBatchWait, 2 * time.Millisecond},
-		{c.Delivery.Guarantee, ExactlyOnce},
+		{c.Pipeline.Delivery, ExactlyOnce},
 		{c.Pipeline.InstanceID, "line-7-a"},
 		{c.Pipeline.SessionTimeout, 15 * time.Second},
 		{c.Pipeline.AutoOffsetReset, "latest"},
@@ -120,16 +120,16 @@ func TestDefaults(t *testing.T) {
 	for _, ch := range []struct{ got, want any }{
 		{d.DataDir, "./infergate-data"},
 		{d.Broker.Listen, "127.0.0.1:9092"},
-		{d.Topics.Requests, "inference_requests"},
-		{d.Topics.Results, "inference_results"},
-		{d.Topics.DLQ, "inference_dlq"},
+		{d.Pipeline.RequestsTopic, "inference_requests"},
+		{d.Pipeline.ResultsTopic, "inference_results"},
+		{d.Pipeline.DLQTopic, "inference_dlq"},
 		{d.Topics.Partitions, 6},
 		{d.Pipeline.Group, "infergate"},
 		{d.ModelServer.GRPCListen, "127.0.0.1:8500"},
 		{d.ModelServer.RESTListen, "127.0.0.1:8501"},
 		{d.HTTP.Listen, "127.0.0.1:8080"},
 		{d.Pipeline.DefaultModel, "demo"},
-		{d.Delivery.Guarantee, AtLeastOnce},
+		{d.Pipeline.Delivery, AtLeastOnce},
 	} {
 		if !reflect.DeepEqual(ch.got, ch.want) {
 			t.Errorf("default %v, want %v", ch.got, ch.want)
@@ -196,11 +196,11 @@ topics:
 		{c.DataDir, "/from/flag"},
 		{c.Broker.Listen, "127.0.0.1:2222"},
 		{c.Topics.Partitions, 3},
-		{c.Topics.Results, "env-results"},
-		{c.Topics.Requests, "inference_requests"},
+		{c.Pipeline.ResultsTopic, "env-results"},
+		{c.Pipeline.RequestsTopic, "inference_requests"},
 		{c.HTTP.AdminToken, "env-token-0123456789"},
 		{c.Demo.Enabled, true},
-		{c.Delivery.Guarantee, ExactlyOnce},
+		{c.Pipeline.Delivery, ExactlyOnce},
 	} {
 		if !reflect.DeepEqual(ch.got, ch.want) {
 			t.Errorf("got %v, want %v", ch.got, ch.want)
@@ -502,7 +502,7 @@ func TestTransactionalIDDerived(t *testing.T) {
 	if got := a.TransactionalID(); got != "infergate-infergate-2" {
 		t.Errorf("with instance id: %q", got)
 	}
-	a.Delivery.TransactionalID = "explicit"
+	a.Pipeline.TransactionalID = "explicit"
 	if got := a.TransactionalID(); got != "explicit" {
 		t.Errorf("explicit: %q", got)
 	}

@@ -31,11 +31,11 @@ func (a *Appliance) demoComponent() *component {
 		name: "demo",
 		start: func(context.Context) error {
 			var err error
-			if producer, err = a.kafkaClient(kgo.DefaultProduceTopic(a.cfg.Topics.Requests)); err != nil {
+			if producer, err = a.kafkaClient(kgo.DefaultProduceTopic(a.cfg.Pipeline.RequestsTopic)); err != nil {
 				return fmt.Errorf("demo: %w", err)
 			}
 			watcher, err = a.kafkaClient(
-				kgo.ConsumeTopics(a.cfg.Topics.Results, a.cfg.Topics.DLQ),
+				kgo.ConsumeTopics(a.cfg.Pipeline.ResultsTopic, a.cfg.Pipeline.DLQTopic),
 				kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
 				kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 			)
@@ -44,7 +44,7 @@ func (a *Appliance) demoComponent() *component {
 				return fmt.Errorf("demo: %w", err)
 			}
 			a.logger.Info("demo traffic on: synthetic sensor readings go to the requests topic",
-				"topic", a.cfg.Topics.Requests, "rate_per_s", a.cfg.Demo.Rate, "see_results", "infergate consume")
+				"topic", a.cfg.Pipeline.RequestsTopic, "rate_per_s", a.cfg.Demo.Rate, "see_results", "infergate consume")
 			return nil
 		},
 		run: func(ctx context.Context) error {
@@ -123,7 +123,7 @@ func (a *Appliance) demoWatch(ctx context.Context, cl *kgo.Client, st *demoStats
 	for ctx.Err() == nil {
 		fetches := cl.PollRecords(ctx, 1000)
 		fetches.EachRecord(func(r *kgo.Record) {
-			if r.Topic == a.cfg.Topics.DLQ {
+			if r.Topic == a.cfg.Pipeline.DLQTopic {
 				st.dlq.Add(1)
 				return
 			}

@@ -109,7 +109,7 @@ func TestTopicSpecs(t *testing.T) {
 			t.Errorf("%s: %d partitions", s.Name, s.Partitions)
 		}
 	}
-	req, dlq := specs[byName[c.Topics.Requests]], specs[byName[c.Topics.DLQ]]
+	req, dlq := specs[byName[c.Pipeline.RequestsTopic]], specs[byName[c.Pipeline.DLQTopic]]
 	if req.RetentionMs != c.Topics.Retention.Milliseconds() || dlq.RetentionMs != c.Topics.DLQRetention.Milliseconds() {
 		t.Errorf("retention: requests %d, dlq %d", req.RetentionMs, dlq.RetentionMs)
 	}
@@ -124,14 +124,14 @@ func TestTopicSpecs(t *testing.T) {
 	c.Topics.DLQBytes = 16 << 20
 	a = &Appliance{cfg: c}
 	specs = a.topicSpecs()
-	res, dlq := specs[byName[c.Topics.Results]], specs[byName[c.Topics.DLQ]]
+	res, dlq := specs[byName[c.Pipeline.ResultsTopic]], specs[byName[c.Pipeline.DLQTopic]]
 	if res.RetentionMs != -1 || res.RetentionBytes != -1 {
 		t.Errorf("unbounded results: %+v", res)
 	}
 	if dlq.RetentionBytes != 8<<20 || *dlq.Configs["segment.bytes"] != "1048576" {
 		t.Errorf("dlq: retention.bytes %d, segment.bytes %s", dlq.RetentionBytes, *dlq.Configs["segment.bytes"])
 	}
-	if strings.Contains(*specs[byName[c.Topics.Requests]].Configs["segment.bytes"], "-") {
+	if strings.Contains(*specs[byName[c.Pipeline.RequestsTopic]].Configs["segment.bytes"], "-") {
 		t.Error("negative segment size")
 	}
 }

@@ -89,9 +89,9 @@ func (a *Appliance) endpointsComponent() *component {
 func (a *Appliance) endpoints() Endpoints {
 	e := Endpoints{
 		PID:           os.Getpid(),
-		RequestsTopic: a.cfg.Topics.Requests,
-		ResultsTopic:  a.cfg.Topics.Results,
-		DLQTopic:      a.cfg.Topics.DLQ,
+		RequestsTopic: a.cfg.Pipeline.RequestsTopic,
+		ResultsTopic:  a.cfg.Pipeline.ResultsTopic,
+		DLQTopic:      a.cfg.Pipeline.DLQTopic,
 		DefaultModel:  a.cfg.Pipeline.DefaultModel,
 	}
 	a.mu.Lock()

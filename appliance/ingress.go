@@ -167,9 +167,9 @@ func (c *Config) ingressConfig(storeDir string) ingress.Config {
 	ic.StoreDir = storeDir
 	ic.MQTTListen = c.Ingress.MQTTListen
 	ic.NATSListen = c.Ingress.NATSListen
-	ic.RequestsTopic = c.Topics.Requests
-	ic.ResultsTopic = c.Topics.Results
-	ic.DLQTopic = c.Topics.DLQ
+	ic.RequestsTopic = c.Pipeline.RequestsTopic
+	ic.ResultsTopic = c.Pipeline.ResultsTopic
+	ic.DLQTopic = c.Pipeline.DLQTopic
 	ic.Group = c.Ingress.Group
 	ic.MaxAckPending = c.Ingress.MaxAckPending
 	ic.AckWait = c.Ingress.AckWait

@@ -161,7 +161,7 @@ func (a *Appliance) externalModelServerComponent() *component {
 			var err error
 			p, err = tfserving.NewFleet(tfserving.FleetConfig{
 				Endpoints:   a.cfg.ModelServer.TFServingEndpoints,
-				Timeout:     a.cfg.ModelServer.Timeout,
+				Timeout:     a.cfg.Pipeline.PredictTimeout,
 				HealthModel: a.cfg.Pipeline.DefaultModel,
 			}, a.logger.With("component", "tfserving-fleet"))
 			if err != nil {

@@ -101,7 +101,7 @@ func TestUploadedModelsThroughThePipeline(t *testing.T) {
 	})
 	produce(t, prod, recs...)
 
-	cons, err := kgo.NewClient(kgo.SeedBrokers(a.BrokerAddr()), kgo.ConsumeTopics(a.Config().Topics.Results),
+	cons, err := kgo.NewClient(kgo.SeedBrokers(a.BrokerAddr()), kgo.ConsumeTopics(a.Config().Pipeline.ResultsTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)

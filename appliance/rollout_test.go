@@ -35,7 +35,7 @@ type resultRec struct {
 
 func followResults(t *testing.T, a *running) *results {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(a.BrokerAddr()), kgo.ConsumeTopics(a.Config().Topics.Results),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(a.BrokerAddr()), kgo.ConsumeTopics(a.Config().Pipeline.ResultsTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func TestRolloutOnLiveTraffic(t *testing.T) {
 	for _, c := range rep.Top {
 		var d int
 		fmt.Sscanf(c.Key, "dev-%d", &d)
-		if d%4 != 0 || c.Topic != a.Config().Topics.Requests || c.Stable[0] != float64(x(d)) || c.Candidate[0] != 0 {
+		if d%4 != 0 || c.Topic != a.Config().Pipeline.RequestsTopic || c.Stable[0] != float64(x(d)) || c.Candidate[0] != 0 {
 			t.Errorf("top difference %+v is not one of the differing inputs", c)
 		}
 	}

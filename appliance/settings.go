@@ -24,6 +24,8 @@ type setting struct {
 type value interface {
 	Set(string) error
 	String() string
+	// ptr is the field the value sets, to match a package's field.Error.
+	ptr() any
 }
 
 // boolFlag marks values that flag parsing accepts without an argument.
@@ -56,9 +58,9 @@ func (c *Config) settings() []setting {
 		{Key: "broker.sasl.username", Flag: "broker-sasl-username", Arg: "USER", Help: "SASL user", val: str(&c.Broker.SASL.Username)},
 		{Key: "broker.sasl.password", Secret: true, Help: "SASL password (config file or environment only)", val: str(&c.Broker.SASL.Password)},
 
-		{Key: "topics.requests", Flag: "requests-topic", Arg: "TOPIC", Help: "topic the pipeline consumes requests from", val: str(&c.Topics.Requests)},
-		{Key: "topics.results", Flag: "results-topic", Arg: "TOPIC", Help: "topic predictions are produced to", val: str(&c.Topics.Results)},
-		{Key: "topics.dlq", Flag: "dlq-topic", Arg: "TOPIC", Help: "dead-letter topic", val: str(&c.Topics.DLQ)},
+		{Key: "topics.requests", Flag: "requests-topic", Arg: "TOPIC", Help: "topic the pipeline consumes requests from", val: str(&c.Pipeline.RequestsTopic)},
+		{Key: "topics.results", Flag: "results-topic", Arg: "TOPIC", Help: "topic predictions are produced to", val: str(&c.Pipeline.ResultsTopic)},
+		{Key: "topics.dlq", Flag: "dlq-topic", Arg: "TOPIC", Help: "dead-letter topic", val: str(&c.Pipeline.DLQTopic)},
 		{Key: "topics.partitions", Flag: "topic-partitions", Arg: "N", Help: "partitions of each topic when infergate creates it", val: integer(&c.Topics.Partitions)},
 		{Key: "topics.replication_factor", Flag: "topic-replication-factor", Arg: "N", Help: "replication factor of created topics (-1: the cluster's default)", val: integer(&c.Topics.ReplicationFactor)},
 		{Key: "topics.retention", Flag: "topic-retention", Arg: "DURATION", Help: "retention.ms of the requests and results topics (0: unbounded)", val: duration(&c.Topics.Retention)},
@@ -72,7 +74,7 @@ func (c *Config) settings() []setting {
 		{Key: "model_server.rest_listen", Flag: "rest-listen", Arg: "ADDR", Help: "TF Serving REST API of the embedded model server or sidecar", val: str(&c.ModelServer.RESTListen)},
 		{Key: "model_server.tfserving_bin", Flag: "tfserving-bin", Arg: "PATH", Help: "tensorflow_model_server binary the sidecar runs", val: str(&c.ModelServer.TFServingBin)},
 		{Key: "model_server.tfserving_endpoints", Flag: "tfserving-endpoints", Arg: "HOST:PORT,...", Help: "external TF Serving gRPC endpoints (load-balanced)", val: list(&c.ModelServer.TFServingEndpoints)},
-		{Key: "model_server.timeout", Flag: "predict-timeout", Arg: "DURATION", Help: "deadline of one Predict call", val: duration(&c.ModelServer.Timeout)},
+		{Key: "model_server.timeout", Flag: "predict-timeout", Arg: "DURATION", Help: "deadline of one Predict call", val: duration(&c.Pipeline.PredictTimeout)},
 		{Key: "model_server.reload_rpc", Flag: "reload-rpc", Help: "embedded: allow HandleReloadConfigRequest on the gRPC port to callers with the admin token (gRPC metadata authorization: Bearer <token>); off, it is refused. Every call is audited", val: boolean(&c.ModelServer.ReloadRPC)},
 		{Key: "model_server.max_request_elements", Flag: "max-request-elements", Arg: "N", Help: "embedded gRPC/REST: most tensor elements one request may decode to, all inputs together (checked before allocating)", val: int64v(&c.ModelServer.MaxRequestElements)},
 		{Key: "model_server.max_request_rows", Flag: "max-request-rows", Arg: "N", Help: "embedded gRPC/REST: most rows (dim 0, REST instances) one request may have", val: int64v(&c.ModelServer.MaxRequestRows)},
@@ -105,6 +107,7 @@ func (c *Config) settings() []setting {
 		{Key: "pipeline.rebalance_timeout", Flag: "rebalance-timeout", Arg: "DURATION", Help: "how long a rebalance waits for every member to rejoin", val: duration(&c.Pipeline.RebalanceTimeout)},
 		{Key: "pipeline.auto_offset_reset", Flag: "auto-offset-reset", Arg: "WHERE", Help: "where a partition with no committed offset starts: earliest (every request in the topic) or latest (only new ones)", val: str(&c.Pipeline.AutoOffsetReset)},
 		{Key: "pipeline.default_model", Flag: "default-model", Arg: "NAME", Help: "model for requests that name none", val: str(&c.Pipeline.DefaultModel)},
+		{Key: "pipeline.default_input", Flag: "default-input", Arg: "NAME", Help: "input the short form's \"features\" feed (empty: the signature's only input)", val: str(&c.Pipeline.DefaultInput)},
 		{Key: "pipeline.max_batch_size", Flag: "max-batch-size", Arg: "N", Help: "most requests in one model call", val: integer(&c.Pipeline.MaxBatchSize)},
 		{Key: "pipeline.max_batch_wait", Flag: "max-batch-wait", Arg: "DURATION", Help: "longest a request waits for its batch to fill", val: duration(&c.Pipeline.MaxBatchWait)},
 		{Key: "pipeline.max_inflight_batches", Flag: "max-inflight-batches", Arg: "N", Help: "batches being predicted at once", val: integer(&c.Pipeline.MaxInflightBatches)},
@@ -119,8 +122,8 @@ func (c *Config) settings() []setting {
 		{Key: "rollout.retention", Flag: "rollout-retention", Arg: "DURATION", Help: "how long a rollout's per-request comparisons (both predictions and latencies) are kept in the store", val: duration(&c.Rollout.Retention)},
 		{Key: "rollout.check_interval", Flag: "rollout-check-interval", Arg: "DURATION", Help: "how often a rollout's guards are checked and its planned steps advanced", val: duration(&c.Rollout.CheckInterval)},
 
-		{Key: "delivery.guarantee", Flag: "delivery", Arg: "MODE", Help: "at-least-once or exactly-once (Kafka transactions)", val: str(&c.Delivery.Guarantee)},
-		{Key: "delivery.transactional_id", Flag: "transactional-id", Arg: "ID", Help: "exactly-once: transactional id, unique per live instance and stable across restarts (default <group>-<instance id>, else <group>-<hostname>-<hash of the data dir>)", val: str(&c.Delivery.TransactionalID)},
+		{Key: "delivery.guarantee", Flag: "delivery", Arg: "MODE", Help: "at-least-once or exactly-once (Kafka transactions)", val: str(&c.Pipeline.Delivery)},
+		{Key: "delivery.transactional_id", Flag: "transactional-id", Arg: "ID", Help: "exactly-once: transactional id, unique per live instance and stable across restarts (default <group>-<instance id>, else <group>-<hostname>-<hash of the data dir>)", val: str(&c.Pipeline.TransactionalID)},
 
 		{Key: "store.dlq_retention", Flag: "dlq-retention", Arg: "DURATION", Help: "how long dead-lettered records stay in the store (0: forever)", val: duration(&c.Store.DLQRetention)},
 		{Key: "store.dlq_max_records", Flag: "dlq-max-records", Arg: "N", Help: "most dead-lettered records kept in the store; the oldest go first (0: no cap)", val: integer(&c.Store.DLQMaxRecords)},
@@ -185,6 +188,7 @@ type stringValue struct{ p *string }
 
 func str(p *string) value                { return stringValue{p} }
 func (v stringValue) Set(s string) error { *v.p = s; return nil }
+func (v stringValue) ptr() any           { return v.p }
 func (v stringValue) String() string     { return *v.p }
 
 type intValue struct{ p *int }
@@ -198,6 +202,7 @@ func (v intValue) Set(s string) error {
 	*v.p = n
 	return nil
 }
+func (v intValue) ptr() any       { return v.p }
 func (v intValue) String() string { return strconv.Itoa(*v.p) }
 
 type int64Value struct{ p *int64 }
@@ -211,6 +216,7 @@ func (v int64Value) Set(s string) error {
 	*v.p = n
 	return nil
 }
+func (v int64Value) ptr() any       { return v.p }
 func (v int64Value) String() string { return strconv.FormatInt(*v.p, 10) }
 
 type floatValue struct{ p *float64 }
@@ -224,6 +230,7 @@ func (v floatValue) Set(s string) error {
 	*v.p = f
 	return nil
 }
+func (v floatValue) ptr() any       { return v.p }
 func (v floatValue) String() string { return strconv.FormatFloat(*v.p, 'g', -1, 64) }
 
 type boolValue struct{ p *bool }
@@ -237,6 +244,7 @@ func (v boolValue) Set(s string) error {
 	*v.p = b
 	return nil
 }
+func (v boolValue) ptr() any         { return v.p }
 func (v boolValue) String() string   { return strconv.FormatBool(*v.p) }
 func (v boolValue) IsBoolFlag() bool { return true }
 
@@ -256,6 +264,7 @@ func (v durationValue) Set(s string) error {
 	*v.p = d
 	return nil
 }
+func (v durationValue) ptr() any       { return v.p }
 func (v durationValue) String() string { return v.p.String() }
 
 // lister marks the values a YAML sequence may set (joined with commas).
@@ -275,6 +284,7 @@ func (v listValue) Set(s string) error {
 	*v.p = out
 	return nil
 }
+func (v listValue) ptr() any       { return v.p }
 func (v listValue) String() string { return strings.Join(*v.p, ",") }
 func (listValue) isList()          {}
 
@@ -297,6 +307,7 @@ func (v int64ListValue) Set(s string) error {
 	*v.p = out
 	return nil
 }
+func (v int64ListValue) ptr() any { return v.p }
 func (v int64ListValue) String() string {
 	parts := make([]string, len(*v.p))
 	for i, n := range *v.p {

@@ -104,7 +104,7 @@ func (a *Appliance) sidecarConfig(models []sidecar.Model, grpcPort, restPort int
 		Models:       models,
 		GRPCPort:     grpcPort,
 		RESTPort:     restPort,
-		CallTimeout:  a.cfg.ModelServer.Timeout,
+		CallTimeout:  a.cfg.Pipeline.PredictTimeout,
 		ReadyTimeout: sc.ReadyTimeout,
 		Backoff:      sidecar.Backoff{Initial: sc.RestartBackoff, Max: sc.RestartBackoffMax},
 		CrashLoop:    sidecar.CrashLoop{Restarts: sc.CrashLoopRestarts, Window: sc.CrashLoopWindow},

@@ -47,7 +47,7 @@ func TestSidecarSettings(t *testing.T) {
 		Models:       models,
 		GRPCPort:     8500,
 		RESTPort:     8501,
-		CallTimeout:  c.ModelServer.Timeout,
+		CallTimeout:  c.Pipeline.PredictTimeout,
 		Batching:     &sidecar.Batching{MaxBatchSize: 64, BatchTimeout: 2 * time.Millisecond, MaxEnqueuedBatches: 100, NumBatchThreads: 4, AllowedBatchSizes: []int64{8, 64}},
 		ReadyTimeout: 20 * time.Minute,
 		Backoff:      sidecar.Backoff{Initial: 2 * time.Second, Max: 5 * time.Minute},
@@ -229,7 +229,7 @@ func TestSidecarRestartAndBatching(t *testing.T) {
 	for _, id := range want {
 		missing[id] = true
 	}
-	rc, err := kgo.NewClient(kgo.SeedBrokers(a.BrokerAddr()), kgo.ConsumeTopics(c.Topics.Results),
+	rc, err := kgo.NewClient(kgo.SeedBrokers(a.BrokerAddr()), kgo.ConsumeTopics(c.Pipeline.ResultsTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)

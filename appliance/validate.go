@@ -5,22 +5,22 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/infergate/infergate/inference/modelserver"
-	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
+	"github.com/infergate/infergate/internal/field"
 )
 
 // Validate checks every setting and reports all problems at once, each
 // naming the setting as "key (--flag, ENV): ...".
 func (c *Config) Validate() error {
-	v := validator{names: map[string]string{}}
+	v := validator{names: map[string]string{}, byPtr: map[any]string{}}
 	for _, s := range c.settings() {
 		v.names[s.Key] = s.describe()
+		v.byPtr[s.val.ptr()] = s.describe()
 	}
 
 	if c.MinFreeBytes < 0 {
@@ -79,19 +79,7 @@ func (c *Config) Validate() error {
 		v.errf("broker.mode", "TLS and SASL settings apply to an external cluster; the embedded broker listens in plain text (use --broker external)")
 	}
 
-	// Topics.
-	names := map[string]string{}
-	for _, t := range []struct{ key, name string }{
-		{"topics.requests", c.Topics.Requests}, {"topics.results", c.Topics.Results}, {"topics.dlq", c.Topics.DLQ},
-	} {
-		if !v.topic(t.key, t.name) {
-			continue
-		}
-		if other, dup := names[t.name]; dup {
-			v.errf(t.key, "%q is also %s: the three topics must differ", t.name, other)
-		}
-		names[t.name] = t.key
-	}
+	// Topics (their names are the pipeline's: see below).
 	if c.Topics.Partitions < 1 || c.Topics.Partitions > 10000 {
 		v.errf("topics.partitions", "%d is not between 1 and 10000", c.Topics.Partitions)
 	}
@@ -132,7 +120,6 @@ func (c *Config) Validate() error {
 			v.hostPort("model_server.tfserving_endpoints", e)
 		}
 	}
-	v.positive("model_server.timeout", c.ModelServer.Timeout)
 	for _, l := range []struct {
 		key string
 		n   int64
@@ -170,47 +157,8 @@ func (c *Config) Validate() error {
 	}
 	c.validateSidecar(&v)
 
-	// Pipeline and delivery.
-	if strings.TrimSpace(c.Pipeline.Group) == "" {
-		v.errf("pipeline.group", "must be set")
-	}
-	if !modelName.MatchString(c.Pipeline.DefaultModel) {
-		v.errf("pipeline.default_model", "%q is not a model name (letters, digits, '.', '_', '-'; at most 128)", c.Pipeline.DefaultModel)
-	}
-	if c.Pipeline.MaxBatchSize < 1 || c.Pipeline.MaxBatchSize > 65536 {
-		v.errf("pipeline.max_batch_size", "%d is not between 1 and 65536", c.Pipeline.MaxBatchSize)
-	}
-	v.nonNegative("pipeline.max_batch_wait", c.Pipeline.MaxBatchWait)
-	if c.Pipeline.MaxBatchWait > time.Minute {
-		v.errf("pipeline.max_batch_wait", "%s is longer than a minute: requests would wait that long for a batch", c.Pipeline.MaxBatchWait)
-	}
-	if c.Pipeline.MaxInflightBatches < 1 || c.Pipeline.MaxInflightBatches > 1024 {
-		v.errf("pipeline.max_inflight_batches", "%d is not between 1 and 1024", c.Pipeline.MaxInflightBatches)
-	}
-	v.positive("pipeline.retry_backoff", c.Pipeline.RetryBackoff)
-	if c.Pipeline.RetryBackoffMax < c.Pipeline.RetryBackoff {
-		v.errf("pipeline.retry_backoff_max", "%s is below pipeline.retry_backoff (%s)", c.Pipeline.RetryBackoffMax, c.Pipeline.RetryBackoff)
-	}
-	if c.Pipeline.RetryAttempts < 1 {
-		v.errf("pipeline.retry_attempts", "%d: must be >= 1", c.Pipeline.RetryAttempts)
-	}
-	if c.Pipeline.MaxAttempts < 1 || c.Pipeline.MaxAttempts > 1000 {
-		v.errf("pipeline.max_attempts", "%d is not between 1 and 1000", c.Pipeline.MaxAttempts)
-	}
-	v.positive("pipeline.probe_interval", c.Pipeline.ProbeInterval)
-	v.positive("pipeline.shutdown_timeout", c.Pipeline.ShutdownTimeout)
-	v.oneOf("delivery.guarantee", c.Delivery.Guarantee, AtLeastOnce, ExactlyOnce)
-	if id := c.Pipeline.InstanceID; id != "" && (strings.TrimSpace(id) != id || len(id) > 249) {
-		v.errf("pipeline.instance_id", "%q: no surrounding spaces, at most 249 characters", id)
-	}
-	v.positive("pipeline.session_timeout", c.Pipeline.SessionTimeout)
-	v.positive("pipeline.heartbeat_interval", c.Pipeline.HeartbeatInterval)
-	v.positive("pipeline.rebalance_timeout", c.Pipeline.RebalanceTimeout)
-	if c.Pipeline.HeartbeatInterval > 0 && c.Pipeline.HeartbeatInterval*3 > c.Pipeline.SessionTimeout {
-		v.errf("pipeline.heartbeat_interval", "%s is more than a third of pipeline.session_timeout (%s): one lost heartbeat would end the session",
-			c.Pipeline.HeartbeatInterval, c.Pipeline.SessionTimeout)
-	}
-	v.oneOf("pipeline.auto_offset_reset", c.Pipeline.AutoOffsetReset, pipeline.OffsetEarliest, pipeline.OffsetLatest)
+	// Pipeline and delivery: the package checks its own fields.
+	v.fields(c.Pipeline.Validate())
 
 	// Store.
 	v.nonNegative("store.dlq_retention", c.Store.DLQRetention)
@@ -374,14 +322,25 @@ func (c *Config) checkPortClashes(v *validator) {
 	}
 }
 
-var (
-	topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
-	modelName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
-)
-
 type validator struct {
-	names map[string]string
+	names map[string]string // key -> "key (--flag, ENV)"
+	byPtr map[any]string    // field pointer -> "key (--flag, ENV)"
 	errs  []error
+}
+
+// fields adds the errors of a package's Validate, called on the package
+// Config inside c: each field.Error's pointer is looked up in the settings
+// table, so the message names the setting's key, flag and variable.
+func (v *validator) fields(err error) {
+	fes, other := field.All(err)
+	for _, fe := range fes {
+		name, ok := v.byPtr[fe.Ptr]
+		if !ok {
+			name = fe.Name + " (not a setting)" // a field no table row binds: a bug the tests catch
+		}
+		v.errs = append(v.errs, fmt.Errorf("%s: %w", name, fe.Err))
+	}
+	v.errs = append(v.errs, other...)
 }
 
 func (v *validator) errf(key, format string, args ...any) {
@@ -411,14 +370,6 @@ func (v *validator) nonNegative(key string, d time.Duration) {
 	if d < 0 {
 		v.errf(key, "%s: must not be negative", d)
 	}
-}
-
-func (v *validator) topic(key, name string) bool {
-	if !topicName.MatchString(name) || name == "." || name == ".." {
-		v.errf(key, "%q is not a Kafka topic name (1 to 249 of letters, digits, '.', '_', '-')", name)
-		return false
-	}
-	return true
 }
 
 // hostPort checks HOST:PORT with a port in 1..65535 (something to dial).

@@ -210,7 +210,7 @@ func (b *webBackend) componentReady(name string) error {
 func (b *webBackend) Status(context.Context) (*web.Status, error) {
 	a := b.a
 	p := b.parts()
-	st := &web.Status{Version: buildinfo.Get().Version, StartedAt: b.started, Delivery: a.cfg.Delivery.Guarantee}
+	st := &web.Status{Version: buildinfo.Get().Version, StartedAt: b.started, Delivery: a.cfg.Pipeline.Delivery}
 
 	st.Broker = web.Component{Mode: a.cfg.Broker.Mode, Address: a.BrokerAddr(), State: web.StateOK}
 	if a.cfg.Broker.Mode == BrokerEmbedded {
@@ -235,7 +235,7 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 
 	st.ModelServer = b.modelServerComponent(p)
 
-	st.Pipeline = web.Component{Mode: a.cfg.Delivery.Guarantee, State: web.StateStarting}
+	st.Pipeline = web.Component{Mode: a.cfg.Pipeline.Delivery, State: web.StateStarting}
 	if p.pipeline != nil {
 		ps := p.pipeline.Status()
 		var dlq uint64
@@ -383,9 +383,9 @@ func (b *webBackend) ResumePipeline(context.Context) error {
 // Topics lists the three topics with their offsets and the consumer
 // group's committed offsets and lag on the requests topic.
 func (b *webBackend) Topics(ctx context.Context) ([]web.Topic, error) {
-	t := b.a.cfg.Topics
+	t := b.a.cfg.Pipeline
 	group := b.a.cfg.Pipeline.Group
-	names := []string{t.Requests, t.Results, t.DLQ}
+	names := []string{t.RequestsTopic, t.ResultsTopic, t.DLQTopic}
 	md, err := b.adm.Metadata(ctx, names...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: broker metadata: %w", web.ErrUnavailable, err)
@@ -398,7 +398,7 @@ func (b *webBackend) Topics(ctx context.Context) ([]web.Topic, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: listing end offsets: %w", web.ErrUnavailable, err)
 	}
-	gl, err := broker.Group(ctx, b.adm, group, t.Requests)
+	gl, err := broker.Group(ctx, b.adm, group, t.RequestsTopic)
 	if err != nil {
 		return nil, fmt.Errorf("%w: consumer lag: %w", web.ErrUnavailable, err)
 	}
@@ -406,7 +406,7 @@ func (b *webBackend) Topics(ctx context.Context) ([]web.Topic, error) {
 	elsewhere := b.reportedElsewhere(gl)
 	lagOf := map[int32]broker.PartitionLag{}
 	for _, l := range lags {
-		if l.Topic == t.Requests {
+		if l.Topic == t.RequestsTopic {
 			lagOf[l.Partition] = l
 		}
 	}
@@ -649,7 +649,7 @@ func (b *webBackend) ReloadModels(ctx context.Context) error {
 
 // Replay produces the records to the requests topic as they first arrived.
 func (b *webBackend) Replay(ctx context.Context, recs []*store.Record) error {
-	if err := pipeline.Replay(ctx, b.cl, b.a.cfg.Topics.Requests, recs); err != nil {
+	if err := pipeline.Replay(ctx, b.cl, b.a.cfg.Pipeline.RequestsTopic, recs); err != nil {
 		return fmt.Errorf("%w: %w", web.ErrUnavailable, err)
 	}
 	return nil
@@ -660,12 +660,12 @@ func (b *webBackend) Replay(ctx context.Context, recs []*store.Record) error {
 // results and DLQ topics are taken before producing, so the answer cannot
 // be missed however fast it comes.
 func (b *webBackend) SendTestRequest(ctx context.Context, key, value []byte, headers []store.Header) ([]byte, error) {
-	t := b.a.cfg.Topics
+	t := b.a.cfg.Pipeline
 	var idb [12]byte
 	_, _ = rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])
 
-	ends, err := b.adm.ListEndOffsets(ctx, t.Results, t.DLQ)
+	ends, err := b.adm.ListEndOffsets(ctx, t.ResultsTopic, t.DLQTopic)
 	if err != nil {
 		return nil, fmt.Errorf("%w: listing end offsets: %w", web.ErrUnavailable, err)
 	}
@@ -697,7 +697,7 @@ func (b *webBackend) SendTestRequest(ctx context.Context, key, value []byte, hea
 
 	// A request replayed from the DLQ carries the DLQ headers; the request
 	// goes out as it first arrived.
-	rec := pipeline.ReplayRecord(t.Requests, &store.Record{Key: key, Value: value, Headers: headers})
+	rec := pipeline.ReplayRecord(t.RequestsTopic, &store.Record{Key: key, Value: value, Headers: headers})
 	rec.Headers = slices.DeleteFunc(rec.Headers, func(h kgo.RecordHeader) bool {
 		return h.Key == pipeline.HeaderReplayOf || h.Key == HeaderTestRequest
 	})
@@ -726,7 +726,7 @@ func (b *webBackend) SendTestRequest(ctx context.Context, key, value []byte, hea
 		if found == nil {
 			continue
 		}
-		if found.Topic == t.Results {
+		if found.Topic == t.ResultsTopic {
 			return found.Value, nil
 		}
 		return nil, dlqError(found)

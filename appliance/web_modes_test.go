@@ -196,7 +196,7 @@ func freePort(t *testing.T) string {
 // transaction commits (the watcher reads committed records only).
 func TestWebExactlyOnce(t *testing.T) {
 	c := testConfig(t)
-	c.Delivery.Guarantee = ExactlyOnce
+	c.Pipeline.Delivery = ExactlyOnce
 	a := start(t, c)
 	api := newAPIClient(t, a)
 	var res struct{ Result map[string]any }

@@ -117,7 +117,7 @@ func requestValue(id string, feats []float32) []byte {
 
 func producer(t *testing.T, a *running) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(a.BrokerAddr()), kgo.DefaultProduceTopic(a.Config().Topics.Requests))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(a.BrokerAddr()), kgo.DefaultProduceTopic(a.Config().Pipeline.RequestsTopic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestWebAPI(t *testing.T) {
 	poison := list.Records[0]
 	var shown web.RecordView
 	api.json("GET", "/api/v1/dlq/"+poison.ID, nil, 200, &shown)
-	if shown.SourceTopic != cfg.Topics.Requests || shown.Model != "demo" || !hasHeader(shown.Headers, "origin", "api-test") {
+	if shown.SourceTopic != cfg.Pipeline.RequestsTopic || shown.Model != "demo" || !hasHeader(shown.Headers, "origin", "api-test") {
 		t.Errorf("DLQ record: %+v", shown)
 	}
 	if code, _ := api.do("GET", "/api/v1/dlq/nope", nil); code != http.StatusNotFound {
@@ -565,7 +565,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 		_, lag := scrape(t, url)
 		total := 0.0
 		for series, v := range lag {
-			if !strings.Contains(series, "topic="+cfg.Topics.Requests) {
+			if !strings.Contains(series, "topic="+cfg.Pipeline.RequestsTopic) {
 				return 0, fmt.Errorf("lag series of another topic: %s", series)
 			}
 			total += v

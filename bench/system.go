@@ -153,7 +153,7 @@ func startSelfContained(ctx context.Context, cfg *Config, logger *slog.Logger) (
 
 	sys := &system{
 		brokers:  []string{a.BrokerAddr()},
-		requests: ac.Topics.Requests, results: ac.Topics.Results, dlq: ac.Topics.DLQ,
+		requests: ac.Pipeline.RequestsTopic, results: ac.Pipeline.ResultsTopic, dlq: ac.Pipeline.DLQTopic,
 		ready:   ready,
 		proc:    selfProc{},
 		stop:    stop,

@@ -452,8 +452,8 @@ func TestKubernetesSettings(t *testing.T) {
 		t.Fatalf("trigger type %q, want kafka", str(trig, "type"))
 	}
 	md := get(trig, "metadata")
-	if str(md, "consumerGroup") != cfg.Pipeline.Group || str(md, "topic") != cfg.Topics.Requests {
-		t.Errorf("trigger on group %q topic %q, want the pipeline's %q and %q", str(md, "consumerGroup"), str(md, "topic"), cfg.Pipeline.Group, cfg.Topics.Requests)
+	if str(md, "consumerGroup") != cfg.Pipeline.Group || str(md, "topic") != cfg.Pipeline.RequestsTopic {
+		t.Errorf("trigger on group %q topic %q, want the pipeline's %q and %q", str(md, "consumerGroup"), str(md, "topic"), cfg.Pipeline.Group, cfg.Pipeline.RequestsTopic)
 	}
 	if str(md, "bootstrapServers") != strings.Join(cfg.Broker.Brokers, ",") {
 		t.Errorf("bootstrapServers %q, want broker.brokers %q", str(md, "bootstrapServers"), strings.Join(cfg.Broker.Brokers, ","))

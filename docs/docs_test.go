@@ -115,7 +115,6 @@ var notYet = map[string]bool{
 	"http.login_max_backoff":          true,
 	"http.events_interval":            true,
 	"http.max_upload_bytes":           true,
-	"pipeline.default_input":          true,
 }
 
 // Every `section.key` a document names in code spans is a setting, and every

@@ -120,14 +120,14 @@ func (t *target) requestsTopic() string {
 	if t.ep != nil && t.ep.RequestsTopic != "" {
 		return t.ep.RequestsTopic
 	}
-	return t.cfg.Topics.Requests
+	return t.cfg.Pipeline.RequestsTopic
 }
 
 func (t *target) resultsTopic() string {
 	if t.ep != nil && t.ep.ResultsTopic != "" {
 		return t.ep.ResultsTopic
 	}
-	return t.cfg.Topics.Results
+	return t.cfg.Pipeline.ResultsTopic
 }
 
 func (t *target) defaultModel() string {
@@ -171,7 +171,7 @@ func (t *target) connect(ctx context.Context, topic string, extra ...kgo.Opt) (*
 	case errors.Is(err, kerr.UnknownTopicOrPartition):
 		cl.Close()
 		return nil, fmt.Errorf("topic %s does not exist on the broker at %s (the appliance's topics are %s, %s and %s; brokers from %s)",
-			topic, t.addrs(), t.requestsTopic(), t.resultsTopic(), t.cfg.Topics.DLQ, t.source)
+			topic, t.addrs(), t.requestsTopic(), t.resultsTopic(), t.cfg.Pipeline.DLQTopic, t.source)
 	default:
 		cl.Close()
 		if ctx.Err() != nil {

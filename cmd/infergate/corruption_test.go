@@ -47,7 +47,7 @@ func TestCorruptionIsReportedEverywhere(t *testing.T) {
 		for j := range v {
 			v[j] = byte('a' + rng.IntN(26))
 		}
-		recs = append(recs, &store.Record{Class: "decode", Value: v, SourceTopic: c.Topics.Requests, SourceOffset: int64(i)})
+		recs = append(recs, &store.Record{Class: "decode", Value: v, SourceTopic: c.Pipeline.RequestsTopic, SourceOffset: int64(i)})
 	}
 	for i := 0; i < len(recs); i += 500 {
 		if err := a.Store().Put(context.Background(), recs[i:i+500]...); err != nil {
@@ -55,7 +55,7 @@ func TestCorruptionIsReportedEverywhere(t *testing.T) {
 		}
 	}
 	// Requests in ten batches, so a damaged batch leaves whole ones before it.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(a.BrokerAddr()), kgo.DefaultProduceTopic(c.Topics.Requests), kgo.ProducerLinger(0))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(a.BrokerAddr()), kgo.DefaultProduceTopic(c.Pipeline.RequestsTopic), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestCorruptionIsReportedEverywhere(t *testing.T) {
 
 	sst := biggest(t, filepath.Join(c.DataDir, "store", "*.sst"))
 	flip(t, sst)
-	flip(t, filepath.Join(c.DataDir, "broker", "partitions", c.Topics.Requests+"-0", "0.dat"))
+	flip(t, filepath.Join(c.DataDir, "broker", "partitions", c.Pipeline.RequestsTopic+"-0", "0.dat"))
 
 	// The CLI on the stopped appliance's data dir reads the store itself.
 	var out, errb bytes.Buffer
@@ -112,7 +112,7 @@ func TestCorruptionIsReportedEverywhere(t *testing.T) {
 	}
 	joined := strings.Join(st.Warnings, "\n")
 	for _, want := range []string{"store: DATA CORRUPTION: table " + filepath.Base(sst), "dead-lettered records are lost",
-		"broker: DATA CORRUPTION: topic " + c.Topics.Requests + " partition 0", "are lost"} {
+		"broker: DATA CORRUPTION: topic " + c.Pipeline.RequestsTopic + " partition 0", "are lost"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("status warnings lack %q:\n%s", want, joined)
 		}

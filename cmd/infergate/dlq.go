@@ -460,13 +460,13 @@ func (b *storeBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (
 	if b.brokers != "" {
 		t.source = "--brokers"
 	}
-	cl, err := t.connect(ctx, b.cfg.Topics.Requests, kgo.RecordDeliveryTimeout(b.timeout), kgo.ProduceRequestTimeout(b.timeout))
+	cl, err := t.connect(ctx, b.cfg.Pipeline.RequestsTopic, kgo.RecordDeliveryTimeout(b.timeout), kgo.ProduceRequestTimeout(b.timeout))
 	if err != nil {
 		return 0, err
 	}
 	defer cl.Close()
-	if err := pipeline.Replay(ctx, cl, b.cfg.Topics.Requests, recs); err != nil {
-		return 0, fmt.Errorf("producing replayed records to %s at %s: %w", b.cfg.Topics.Requests, t.addrs(), err)
+	if err := pipeline.Replay(ctx, cl, b.cfg.Pipeline.RequestsTopic, recs); err != nil {
+		return 0, fmt.Errorf("producing replayed records to %s at %s: %w", b.cfg.Pipeline.RequestsTopic, t.addrs(), err)
 	}
 	replayed := make([]string, len(recs))
 	for i, r := range recs {

@@ -161,7 +161,7 @@ func BenchmarkPipeline(b *testing.B) {
 				}
 				produce(b, prod, recs...)
 				cfg := pipeline.DefaultConfig()
-				cfg.MaxWait = wait
+				cfg.MaxBatchWait = wait
 				cfg.Delivery = v.delivery
 				b.StartTimer()
 				start := time.Now()
@@ -198,7 +198,7 @@ func BenchmarkPipelineLatency(b *testing.B) {
 					b.StopTimer()
 					addrs := newCluster(b)
 					cfg := pipeline.DefaultConfig()
-					cfg.MaxWait = wait
+					cfg.MaxBatchWait = wait
 					run := startPipeline(b, cfg, addrs, pred.demo, nil)
 					lat := make(chan time.Duration, 1<<20)
 					cons := testutil.Client(b, addrs, kgo.ConsumeTopics(resTopic), kgo.FetchMaxWait(50*time.Millisecond))

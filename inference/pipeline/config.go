@@ -1,10 +1,12 @@
 package pipeline
 
 import (
-	"errors"
-	"fmt"
 	"os"
+	"regexp"
+	"strings"
 	"time"
+
+	"github.com/infergate/infergate/internal/field"
 )
 
 // Delivery guarantees the pipeline offers (DESIGN.md, "Delivery").
@@ -14,92 +16,88 @@ const (
 )
 
 // Config tunes the pipeline. Start from DefaultConfig and override: zero
-// values are not replaced by defaults, because for MaxWait and DefaultInput
-// zero has a meaning of its own.
+// values are not replaced by defaults, because for MaxBatchWait and
+// DefaultInput zero has a meaning of its own. The appliance composes this
+// struct into its own Config and binds each field to a config key
+// (appliance/settings.go), so Validate names fields, not keys.
 type Config struct {
-	RequestsTopic string `yaml:"requests_topic"`
-	ResultsTopic  string `yaml:"results_topic"`
-	DLQTopic      string `yaml:"dlq_topic"`
-	Group         string `yaml:"group"`
+	RequestsTopic string
+	ResultsTopic  string
+	DLQTopic      string
+	Group         string
 
 	// InstanceID is the static group membership id (KIP-345,
 	// group.instance.id); "" joins as a dynamic member. A static member that
 	// restarts within SessionTimeout takes its partitions back without a
 	// rebalance, so the other members never pause for it. It must be unique
 	// among live members: a second member with the same id fences the first.
-	InstanceID string `yaml:"instance_id"`
+	InstanceID string
 	// SessionTimeout is how long the group waits for a silent member (a
 	// crashed process) before giving its partitions to the others.
-	SessionTimeout time.Duration `yaml:"session_timeout"`
+	SessionTimeout time.Duration
 	// HeartbeatInterval is how often the member tells the group it lives.
-	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	HeartbeatInterval time.Duration
 	// RebalanceTimeout is how long the group waits for every member to
 	// rejoin during a rebalance (and for this member to finish its revoked
 	// partitions' work).
-	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+	RebalanceTimeout time.Duration
 	// AutoOffsetReset is where a partition without a committed offset
 	// starts: "earliest" (every request in the topic) or "latest" (only
 	// requests produced from now on).
-	AutoOffsetReset string `yaml:"auto_offset_reset"`
+	AutoOffsetReset string
 
 	// DefaultModel serves requests that name no model (in the body or the
 	// record header "model").
-	DefaultModel string `yaml:"default_model"`
+	DefaultModel string
 	// DefaultInput is the input the short form's "features" feed; "" means
 	// the signature's only input (a request for a model with several inputs
 	// must then use the full form).
-	DefaultInput string `yaml:"default_input"`
+	DefaultInput string
 
-	// MaxBatch is the most rows in one model call.
-	MaxBatch int `yaml:"max_batch"`
-	// MaxWait is how long the first request of a batch waits for the batch to
-	// fill. 0 (the default) sends the oldest open batch as soon as one of
-	// the MaxInFlight model calls is free, so batches grow exactly as much
-	// as the model's pace requires; measured, that beats any fixed wait at
-	// every rate (docs/pipeline.md). A fixed wait can still pay off against a
-	// remote model server with a high per-call cost.
-	MaxWait time.Duration `yaml:"max_wait"`
-	// MaxInFlight is how many batches are being predicted at once.
-	MaxInFlight int `yaml:"max_in_flight"`
+	// MaxBatchSize is the most rows in one model call.
+	MaxBatchSize int
+	// MaxBatchWait is how long the first request of a batch waits for the
+	// batch to fill. 0 (the default) sends the oldest open batch as soon as
+	// one of the MaxInflightBatches model calls is free, so batches grow
+	// exactly as much as the model's pace requires; measured, that beats any
+	// fixed wait at every rate (docs/pipeline.md). A fixed wait can still pay
+	// off against a remote model server with a high per-call cost.
+	MaxBatchWait time.Duration
+	// MaxInflightBatches is how many batches are being predicted at once.
+	MaxInflightBatches int
 
 	// Delivery is AtLeastOnce or ExactlyOnce.
-	Delivery string `yaml:"delivery"`
+	Delivery string
 	// TransactionalID identifies this instance's transactional producer in
 	// exactly-once mode. It must be unique among live instances and stable
 	// across restarts (so a restarted instance fences its previous
 	// incarnation). "" means "<group>-<InstanceID>" for a static member,
 	// else "<group>-<hostname>"; the appliance derives one per data dir.
-	TransactionalID string `yaml:"transactional_id"`
+	TransactionalID string
 
-	Retry RetryConfig `yaml:"retry"`
-	// ProbeInterval is how often an open circuit asks the model server
-	// whether it is back (a Metadata call).
-	ProbeInterval time.Duration `yaml:"probe_interval"`
+	// An unavailable model server is retried with a backoff that starts at
+	// RetryBackoff and doubles up to RetryBackoffMax; RetryAttempts failed
+	// calls in a row open the circuit (consumption pauses, the server is
+	// probed every ProbeInterval with a Metadata call).
+	RetryBackoff    time.Duration
+	RetryBackoffMax time.Duration
+	RetryAttempts   int
+	ProbeInterval   time.Duration
 	// PredictTimeout bounds one model call.
-	PredictTimeout time.Duration `yaml:"predict_timeout"`
+	PredictTimeout time.Duration
 	// MaxAttempts is how many model calls of a request alone may time out
 	// (DEADLINE_EXCEEDED, PredictTimeout) or run out of resources
 	// (RESOURCE_EXHAUSTED) before it is dead-lettered (class timeout or
 	// resource_exhausted), provided other requests succeeded meanwhile: one
 	// stuck request must not hold its partition forever. A batch that fails
 	// so is retried one request at a time first. When every call fails,
-	// nothing is dead-lettered: after Retry.Attempts such failures in a row
+	// nothing is dead-lettered: after RetryAttempts such failures in a row
 	// the circuit opens, as for an unavailable server.
-	MaxAttempts int `yaml:"max_attempts"`
+	MaxAttempts int
 	// ShutdownTimeout bounds the drain on shutdown and the wait for in-flight
 	// work when partitions are revoked. Work not finished by then is not
 	// committed and is redelivered.
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-}
-
-// RetryConfig is the backoff for an unavailable model server.
-type RetryConfig struct {
-	// Initial is the first backoff; it doubles on every retry up to Max.
-	Initial time.Duration `yaml:"initial"`
-	Max     time.Duration `yaml:"max"`
-	// Attempts is how many failed calls in a row open the circuit (pause
-	// consumption and probe).
-	Attempts int `yaml:"attempts"`
+	ShutdownTimeout time.Duration
 }
 
 // Where a partition without a committed offset starts (Config.AutoOffsetReset).
@@ -125,88 +123,109 @@ const (
 // settings (docs/pipeline.md).
 func DefaultConfig() Config {
 	return Config{
-		RequestsTopic: "inference_requests",
-		ResultsTopic:  "inference_results",
-		DLQTopic:      "inference_dlq",
-		Group:         "infergate",
-		DefaultModel:  "demo",
-		MaxBatch:      256,
-		MaxWait:       0,
-		MaxInFlight:   4,
-		Delivery:      AtLeastOnce,
-
-		SessionTimeout:    DefaultSessionTimeout,
-		HeartbeatInterval: DefaultHeartbeatInterval,
-		RebalanceTimeout:  DefaultRebalanceTimeout,
-		AutoOffsetReset:   OffsetEarliest,
-		Retry:             RetryConfig{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Attempts: 5},
-		ProbeInterval:     time.Second,
-		PredictTimeout:    10 * time.Second,
-		MaxAttempts:       3,
-		ShutdownTimeout:   30 * time.Second,
+		RequestsTopic:      "inference_requests",
+		ResultsTopic:       "inference_results",
+		DLQTopic:           "inference_dlq",
+		Group:              "infergate",
+		DefaultModel:       "demo",
+		MaxBatchSize:       256,
+		MaxBatchWait:       0,
+		MaxInflightBatches: 4,
+		Delivery:           AtLeastOnce,
+		SessionTimeout:     DefaultSessionTimeout,
+		HeartbeatInterval:  DefaultHeartbeatInterval,
+		RebalanceTimeout:   DefaultRebalanceTimeout,
+		AutoOffsetReset:    OffsetEarliest,
+		RetryBackoff:       50 * time.Millisecond,
+		RetryBackoffMax:    2 * time.Second,
+		RetryAttempts:      5,
+		ProbeInterval:      time.Second,
+		PredictTimeout:     10 * time.Second,
+		MaxAttempts:        3,
+		ShutdownTimeout:    30 * time.Second,
 	}
 }
 
-// Validate reports every invalid setting, each named as in the config file.
+var (
+	topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+	modelName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
+)
+
+// Validate reports every invalid field as a *field.Error. It changes
+// nothing: defaults come from DefaultConfig only.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("pipeline.%s: %s", key, fmt.Sprintf(format, args...)))
-	}
-	for _, t := range []struct{ key, v string }{
-		{"requests_topic", c.RequestsTopic}, {"results_topic", c.ResultsTopic},
-		{"dlq_topic", c.DLQTopic}, {"group", c.Group}, {"default_model", c.DefaultModel},
+	var v field.Errors
+	seen := map[string]string{}
+	for _, t := range []struct {
+		p          *string
+		name, role string
+	}{
+		{&c.RequestsTopic, "RequestsTopic", "requests"},
+		{&c.ResultsTopic, "ResultsTopic", "results"},
+		{&c.DLQTopic, "DLQTopic", "DLQ"},
 	} {
-		if t.v == "" {
-			bad(t.key, "must be set")
+		if !topicName.MatchString(*t.p) || *t.p == "." || *t.p == ".." {
+			v.Add(t.p, t.name, "%q is not a Kafka topic name (1 to 249 of letters, digits, '.', '_', '-')", *t.p)
+			continue
 		}
+		if other, dup := seen[*t.p]; dup {
+			v.Add(t.p, t.name, "%q is also the %s topic: the three topics must differ (the pipeline would consume its own output)", *t.p, other)
+		}
+		seen[*t.p] = t.role
 	}
-	if c.RequestsTopic != "" && (c.RequestsTopic == c.ResultsTopic || c.RequestsTopic == c.DLQTopic) {
-		bad("requests_topic", "%q is also the results or DLQ topic: the pipeline would consume its own output", c.RequestsTopic)
+	if strings.TrimSpace(c.Group) == "" {
+		v.Add(&c.Group, "Group", "must be set")
 	}
-	if c.MaxBatch < 1 || c.MaxBatch > 65536 {
-		bad("max_batch", "must be 1..65536, got %d", c.MaxBatch)
+	if !modelName.MatchString(c.DefaultModel) {
+		v.Add(&c.DefaultModel, "DefaultModel", "%q is not a model name (letters, digits, '.', '_', '-'; at most 128)", c.DefaultModel)
 	}
-	if c.MaxWait < 0 || c.MaxWait > time.Minute {
-		bad("max_wait", "must be 0..1m, got %s", c.MaxWait)
+	if c.MaxBatchSize < 1 || c.MaxBatchSize > 65536 {
+		v.Add(&c.MaxBatchSize, "MaxBatchSize", "%d is not between 1 and 65536", c.MaxBatchSize)
 	}
-	if c.MaxInFlight < 1 || c.MaxInFlight > 1024 {
-		bad("max_in_flight", "must be 1..1024, got %d", c.MaxInFlight)
+	switch {
+	case c.MaxBatchWait < 0:
+		v.Add(&c.MaxBatchWait, "MaxBatchWait", "%s: must not be negative", c.MaxBatchWait)
+	case c.MaxBatchWait > time.Minute:
+		v.Add(&c.MaxBatchWait, "MaxBatchWait", "%s is longer than a minute: requests would wait that long for a batch", c.MaxBatchWait)
+	}
+	if c.MaxInflightBatches < 1 || c.MaxInflightBatches > 1024 {
+		v.Add(&c.MaxInflightBatches, "MaxInflightBatches", "%d is not between 1 and 1024", c.MaxInflightBatches)
 	}
 	if c.Delivery != AtLeastOnce && c.Delivery != ExactlyOnce {
-		bad("delivery", "must be %q or %q, got %q", AtLeastOnce, ExactlyOnce, c.Delivery)
+		v.Add(&c.Delivery, "Delivery", "%q is not one of %s, %s", c.Delivery, AtLeastOnce, ExactlyOnce)
 	}
-	if c.AutoOffsetReset != OffsetEarliest && c.AutoOffsetReset != OffsetLatest {
-		bad("auto_offset_reset", "must be %q or %q, got %q", OffsetEarliest, OffsetLatest, c.AutoOffsetReset)
-	}
-	if c.SessionTimeout <= 0 || c.HeartbeatInterval <= 0 || c.RebalanceTimeout <= 0 {
-		bad("session_timeout", "session_timeout, heartbeat_interval and rebalance_timeout must be > 0, got %s, %s, %s",
-			c.SessionTimeout, c.HeartbeatInterval, c.RebalanceTimeout)
-	} else if c.HeartbeatInterval*3 > c.SessionTimeout {
-		bad("heartbeat_interval", "%s: at most a third of session_timeout (%s), so one lost heartbeat does not end the session",
-			c.HeartbeatInterval, c.SessionTimeout)
-	}
-	if c.Retry.Initial <= 0 {
-		bad("retry.initial", "must be > 0, got %s", c.Retry.Initial)
-	}
-	if c.Retry.Max < c.Retry.Initial {
-		bad("retry.max", "must be >= retry.initial (%s), got %s", c.Retry.Initial, c.Retry.Max)
-	}
-	if c.MaxAttempts < 1 || c.MaxAttempts > 1000 {
-		bad("max_attempts", "must be 1..1000, got %d", c.MaxAttempts)
-	}
-	if c.Retry.Attempts < 1 {
-		bad("retry.attempts", "must be >= 1, got %d", c.Retry.Attempts)
-	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{{"probe_interval", c.ProbeInterval}, {"predict_timeout", c.PredictTimeout}, {"shutdown_timeout", c.ShutdownTimeout}} {
-		if d.v <= 0 {
-			bad(d.key, "must be > 0, got %s", d.v)
+	positive := func(p *time.Duration, name string) {
+		if *p <= 0 {
+			v.Add(p, name, "%s: must be a positive duration such as 500ms or 10s", *p)
 		}
 	}
-	return errors.Join(errs...)
+	if c.AutoOffsetReset != OffsetEarliest && c.AutoOffsetReset != OffsetLatest {
+		v.Add(&c.AutoOffsetReset, "AutoOffsetReset", "%q is not one of %s, %s", c.AutoOffsetReset, OffsetEarliest, OffsetLatest)
+	}
+	if id := c.InstanceID; id != "" && (strings.TrimSpace(id) != id || len(id) > 249) {
+		v.Add(&c.InstanceID, "InstanceID", "%q: no surrounding spaces, at most 249 characters", id)
+	}
+	positive(&c.SessionTimeout, "SessionTimeout")
+	positive(&c.HeartbeatInterval, "HeartbeatInterval")
+	positive(&c.RebalanceTimeout, "RebalanceTimeout")
+	if c.HeartbeatInterval > 0 && c.HeartbeatInterval*3 > c.SessionTimeout {
+		v.Add(&c.HeartbeatInterval, "HeartbeatInterval", "%s is more than a third of the session timeout (%s): one lost heartbeat would end the session",
+			c.HeartbeatInterval, c.SessionTimeout)
+	}
+	positive(&c.RetryBackoff, "RetryBackoff")
+	if c.RetryBackoffMax < c.RetryBackoff {
+		v.Add(&c.RetryBackoffMax, "RetryBackoffMax", "%s is below the first backoff (%s)", c.RetryBackoffMax, c.RetryBackoff)
+	}
+	if c.RetryAttempts < 1 {
+		v.Add(&c.RetryAttempts, "RetryAttempts", "%d: must be >= 1", c.RetryAttempts)
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 1000 {
+		v.Add(&c.MaxAttempts, "MaxAttempts", "%d is not between 1 and 1000", c.MaxAttempts)
+	}
+	positive(&c.ProbeInterval, "ProbeInterval")
+	positive(&c.PredictTimeout, "PredictTimeout")
+	positive(&c.ShutdownTimeout, "ShutdownTimeout")
+	return v.Err()
 }
 
 func (c *Config) transactionalID() string {

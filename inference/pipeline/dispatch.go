@@ -74,7 +74,7 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 		ready = append(ready, b)
 	}
 	add := func(r *request) {
-		if !r.si.batchable || r.rows >= int64(p.cfg.MaxBatch) {
+		if !r.si.batchable || r.rows >= int64(p.cfg.MaxBatchSize) {
 			ready = append(ready, &batch{spec: p.specOf(r), reqs: []*request{r}, rows: r.rows})
 			return
 		}
@@ -83,18 +83,18 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 			k.shapes = shapeKey(r.inputs)
 		}
 		b := groups[k]
-		if b != nil && b.rows+r.rows > int64(p.cfg.MaxBatch) {
+		if b != nil && b.rows+r.rows > int64(p.cfg.MaxBatchSize) {
 			closeGroup(k, b)
 			b = nil
 		}
 		if b == nil {
-			b = &batch{key: k, spec: p.specOf(r), deadline: time.Now().Add(p.cfg.MaxWait),
-				reqs: make([]*request, 0, min(p.cfg.MaxBatch, 64))}
+			b = &batch{key: k, spec: p.specOf(r), deadline: time.Now().Add(p.cfg.MaxBatchWait),
+				reqs: make([]*request, 0, min(p.cfg.MaxBatchSize, 64))}
 			groups[k] = b
 		}
 		b.reqs = append(b.reqs, r)
 		b.rows += r.rows
-		if b.rows >= int64(p.cfg.MaxBatch) {
+		if b.rows >= int64(p.cfg.MaxBatchSize) {
 			closeGroup(k, b)
 		}
 	}
@@ -102,9 +102,9 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 		now := time.Now()
 		var next time.Time
 		for k, b := range groups {
-			if all || (p.cfg.MaxWait > 0 && !now.Before(b.deadline)) {
+			if all || (p.cfg.MaxBatchWait > 0 && !now.Before(b.deadline)) {
 				closeGroup(k, b)
-			} else if p.cfg.MaxWait > 0 && (next.IsZero() || b.deadline.Before(next)) {
+			} else if p.cfg.MaxBatchWait > 0 && (next.IsZero() || b.deadline.Before(next)) {
 				next = b.deadline
 			}
 		}
@@ -121,7 +121,7 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 		switch {
 		case len(ready) > 0:
 			send, head = p.work, ready[0]
-		case p.cfg.MaxWait == 0 && len(groups) > 0:
+		case p.cfg.MaxBatchWait == 0 && len(groups) > 0:
 			// No waiting: the oldest open batch goes as soon as a worker is
 			// free, and grows meanwhile, so batches are as large as the
 			// model's pace makes them and no larger.

@@ -51,7 +51,7 @@ type HotPath struct {
 // NewHotPath prepares a hot path with the default config and maxBatch.
 func NewHotPath(pred Predictor, maxBatch int) (*HotPath, error) {
 	cfg := DefaultConfig()
-	cfg.MaxBatch = maxBatch
+	cfg.MaxBatchSize = maxBatch
 	p, err := New(cfg, nil, nil, pred, nil, nil)
 	if err != nil {
 		return nil, err
@@ -65,8 +65,8 @@ func (h *HotPath) Run(ctx context.Context, values [][]byte) (int, error) {
 	n := 0
 	now := time.Now()
 	reqs := make([]request, len(values))
-	for start := 0; start < len(values); start += p.cfg.MaxBatch {
-		end := min(start+p.cfg.MaxBatch, len(values))
+	for start := 0; start < len(values); start += p.cfg.MaxBatchSize {
+		end := min(start+p.cfg.MaxBatchSize, len(values))
 		b := &batch{reqs: make([]*request, 0, end-start)}
 		for i := start; i < end; i++ {
 			r := &reqs[i]

@@ -277,7 +277,7 @@ func (r *pipelineRun) stop(t testing.TB) {
 
 func testConfig() pipeline.Config {
 	cfg := pipeline.DefaultConfig()
-	cfg.Retry = pipeline.RetryConfig{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, Attempts: 3}
+	cfg.RetryBackoff, cfg.RetryBackoffMax, cfg.RetryAttempts = 5*time.Millisecond, 20*time.Millisecond, 3
 	cfg.ProbeInterval = 20 * time.Millisecond
 	cfg.ShutdownTimeout = 20 * time.Second
 	return cfg

@@ -173,7 +173,7 @@ func New(cfg Config, logger *slog.Logger, clientOpts []kgo.Opt, pred Predictor, 
 		// Room for every worker's batch, as many forming, and the outputs
 		// waiting for acknowledgement, without letting a slow model make
 		// the pipeline hold more than a few seconds of traffic.
-		maxPending: min(max(4*cfg.MaxBatch*cfg.MaxInFlight, 1024), 1<<16),
+		maxPending: min(max(4*cfg.MaxBatchSize*cfg.MaxInflightBatches, 1024), 1<<16),
 	}
 	p.circ = newCircuit(p, cfg.ProbeInterval)
 	p.stallAfter = produceStallAfter
@@ -286,13 +286,13 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	if !p.eos {
 		spawn(func() { p.commitLoop(work, cl) })
 	}
-	for range p.cfg.MaxInFlight {
+	for range p.cfg.MaxInflightBatches {
 		spawn(func() { p.workLoop(work) })
 	}
 	p.phase.Store(phaseRunning)
 	p.logger.Info("pipeline running", "requests", p.cfg.RequestsTopic, "results", p.cfg.ResultsTopic,
 		"dlq", p.cfg.DLQTopic, "group", p.cfg.Group, "delivery", p.cfg.Delivery,
-		"max_batch", p.cfg.MaxBatch, "max_wait", p.cfg.MaxWait, "max_in_flight", p.cfg.MaxInFlight,
+		"max_batch", p.cfg.MaxBatchSize, "max_wait", p.cfg.MaxBatchWait, "max_in_flight", p.cfg.MaxInflightBatches,
 		"results_max_message_bytes", p.limits[p.cfg.ResultsTopic], "dlq_max_message_bytes", p.limits[p.cfg.DLQTopic])
 
 	var loopErr error
@@ -507,7 +507,7 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 				if classifyProduceError(perr) != produceRecord {
 					p.stall(perr)
 				}
-				backoff = min(max(2*backoff, p.cfg.Retry.Initial), p.cfg.Retry.Max)
+				backoff = min(max(2*backoff, p.cfg.RetryBackoff), p.cfg.RetryBackoffMax)
 			}
 		}
 		if werr != nil {
@@ -522,7 +522,7 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 // when the restarted instance's producer fences this one), and an error only
 // when this producer is fenced.
 func (p *Pipeline) abortTxn(ctx context.Context, sess *kgo.GroupTransactSession) error {
-	backoff := p.cfg.Retry.Initial
+	backoff := p.cfg.RetryBackoff
 	for {
 		actx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
 		_, err := sess.End(actx, kgo.TryAbort)
@@ -540,7 +540,7 @@ func (p *Pipeline) abortTxn(ctx context.Context, sess *kgo.GroupTransactSession)
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, p.cfg.Retry.Max)
+		backoff = min(2*backoff, p.cfg.RetryBackoffMax)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/field"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 )
@@ -204,7 +205,7 @@ func TestDLQClasses(t *testing.T) {
 	results := collect(t, addrs, resTopic)
 	dlq := collect(t, addrs, dlqTopic)
 	cfg := testConfig()
-	cfg.MaxWait = 50 * time.Millisecond // so the poisoned request shares its batch
+	cfg.MaxBatchWait = 50 * time.Millisecond // so the poisoned request shares its batch
 	run := startPipeline(t, cfg, addrs, pred, st)
 
 	bad := []struct {
@@ -392,7 +393,7 @@ func TestGracefulDrain(t *testing.T) {
 	pred := newTestPredictor(t)
 	results := collect(t, addrs, resTopic)
 	cfg := testConfig()
-	cfg.MaxBatch = 8 // with the slow model: seconds of work, most of it in flight when stopping
+	cfg.MaxBatchSize = 8 // with the slow model: seconds of work, most of it in flight when stopping
 	run := startPipeline(t, cfg, addrs, pred, openStore(t))
 	const n = 3000
 	var recs []*kgo.Record
@@ -463,7 +464,7 @@ func TestExactlyOnce(t *testing.T) {
 	cfg := testConfig()
 	cfg.Delivery = pipeline.ExactlyOnce
 	cfg.TransactionalID = "infergate-test"
-	cfg.MaxBatch = 16
+	cfg.MaxBatchSize = 16
 	prod := testutil.Client(t, addrs)
 	const n = 2000
 	send := func(from, to int) {
@@ -614,7 +615,7 @@ func TestRebalance(t *testing.T) {
 	pred := newTestPredictor(t)
 	results := collect(t, addrs, resTopic)
 	cfg := testConfig()
-	cfg.MaxBatch = 8
+	cfg.MaxBatchSize = 8
 	a := startPipeline(t, cfg, addrs, pred, openStore(t))
 	prod := testutil.Client(t, addrs)
 	const n = 4000
@@ -703,34 +704,54 @@ func TestMetrics(t *testing.T) {
 	})
 }
 
+// Every invalid field is reported as a field.Error pointing at that field
+// (the appliance turns the pointer into the setting's key, flag and
+// environment variable), and Validate fills nothing in.
 func TestConfigValidate(t *testing.T) {
 	def := pipeline.DefaultConfig()
 	if err := def.Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
 	for _, tc := range []struct {
-		mod  func(*pipeline.Config)
-		want string
+		mod   func(*pipeline.Config)
+		field func(*pipeline.Config) any
+		name  string
 	}{
-		{func(c *pipeline.Config) { c.MaxBatch = 0 }, "pipeline.max_batch"},
-		{func(c *pipeline.Config) { c.MaxBatch = 70000 }, "pipeline.max_batch"},
-		{func(c *pipeline.Config) { c.MaxWait = -1 }, "pipeline.max_wait"},
-		{func(c *pipeline.Config) { c.MaxInFlight = 0 }, "pipeline.max_in_flight"},
-		{func(c *pipeline.Config) { c.Delivery = "twice" }, "pipeline.delivery"},
-		{func(c *pipeline.Config) { c.Retry.Initial = 0 }, "pipeline.retry.initial"},
-		{func(c *pipeline.Config) { c.Retry.Max = time.Nanosecond }, "pipeline.retry.max"},
-		{func(c *pipeline.Config) { c.Retry.Attempts = 0 }, "pipeline.retry.attempts"},
-		{func(c *pipeline.Config) { c.ProbeInterval = 0 }, "pipeline.probe_interval"},
-		{func(c *pipeline.Config) { c.PredictTimeout = 0 }, "pipeline.predict_timeout"},
-		{func(c *pipeline.Config) { c.ShutdownTimeout = 0 }, "pipeline.shutdown_timeout"},
-		{func(c *pipeline.Config) { c.Group = "" }, "pipeline.group"},
-		{func(c *pipeline.Config) { c.DefaultModel = "" }, "pipeline.default_model"},
-		{func(c *pipeline.Config) { c.ResultsTopic = c.RequestsTopic }, "pipeline.requests_topic"},
+		{func(c *pipeline.Config) { c.MaxBatchSize = 0 }, func(c *pipeline.Config) any { return &c.MaxBatchSize }, "MaxBatchSize"},
+		{func(c *pipeline.Config) { c.MaxBatchSize = 70000 }, func(c *pipeline.Config) any { return &c.MaxBatchSize }, "MaxBatchSize"},
+		{func(c *pipeline.Config) { c.MaxBatchWait = -1 }, func(c *pipeline.Config) any { return &c.MaxBatchWait }, "MaxBatchWait"},
+		{func(c *pipeline.Config) { c.MaxBatchWait = 2 * time.Minute }, func(c *pipeline.Config) any { return &c.MaxBatchWait }, "MaxBatchWait"},
+		{func(c *pipeline.Config) { c.MaxInflightBatches = 0 }, func(c *pipeline.Config) any { return &c.MaxInflightBatches }, "MaxInflightBatches"},
+		{func(c *pipeline.Config) { c.Delivery = "twice" }, func(c *pipeline.Config) any { return &c.Delivery }, "Delivery"},
+		{func(c *pipeline.Config) { c.RetryBackoff = 0 }, func(c *pipeline.Config) any { return &c.RetryBackoff }, "RetryBackoff"},
+		{func(c *pipeline.Config) { c.RetryBackoffMax = time.Nanosecond }, func(c *pipeline.Config) any { return &c.RetryBackoffMax }, "RetryBackoffMax"},
+		{func(c *pipeline.Config) { c.RetryAttempts = 0 }, func(c *pipeline.Config) any { return &c.RetryAttempts }, "RetryAttempts"},
+		{func(c *pipeline.Config) { c.MaxAttempts = 0 }, func(c *pipeline.Config) any { return &c.MaxAttempts }, "MaxAttempts"},
+		{func(c *pipeline.Config) { c.ProbeInterval = 0 }, func(c *pipeline.Config) any { return &c.ProbeInterval }, "ProbeInterval"},
+		{func(c *pipeline.Config) { c.PredictTimeout = 0 }, func(c *pipeline.Config) any { return &c.PredictTimeout }, "PredictTimeout"},
+		{func(c *pipeline.Config) { c.ShutdownTimeout = 0 }, func(c *pipeline.Config) any { return &c.ShutdownTimeout }, "ShutdownTimeout"},
+		{func(c *pipeline.Config) { c.Group = "" }, func(c *pipeline.Config) any { return &c.Group }, "Group"},
+		{func(c *pipeline.Config) { c.DefaultModel = "" }, func(c *pipeline.Config) any { return &c.DefaultModel }, "DefaultModel"},
+		{func(c *pipeline.Config) { c.DLQTopic = "dead letters" }, func(c *pipeline.Config) any { return &c.DLQTopic }, "DLQTopic"},
+		{func(c *pipeline.Config) { c.ResultsTopic = c.RequestsTopic }, func(c *pipeline.Config) any { return &c.ResultsTopic }, "ResultsTopic"},
 	} {
 		c := pipeline.DefaultConfig()
 		tc.mod(&c)
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want+":") {
-			t.Errorf("want an error naming %s, got %v", tc.want, err)
+		before := c
+		err := c.Validate()
+		fields, other := field.All(err)
+		if len(fields) != 1 || len(other) != 0 {
+			t.Errorf("%s: want one field error, got %v", tc.name, err)
+			continue
+		}
+		if fields[0].Ptr != tc.field(&c) || fields[0].Name != tc.name {
+			t.Errorf("%s: error points at %s, want %s: %v", tc.name, fields[0].Name, tc.name, err)
+		}
+		if !strings.HasPrefix(err.Error(), tc.name+": ") {
+			t.Errorf("%s: error %q does not start with the field's name", tc.name, err)
+		}
+		if c != before {
+			t.Errorf("%s: Validate changed the config", tc.name)
 		}
 	}
 }

@@ -303,10 +303,10 @@ func (p *Pipeline) produceFailed(r *request, err error) {
 			return
 		}
 		if r.produceBackoff == 0 {
-			r.produceBackoff = p.cfg.Retry.Initial
+			r.produceBackoff = p.cfg.RetryBackoff
 		}
 		wait := r.produceBackoff
-		r.produceBackoff = min(2*r.produceBackoff, p.cfg.Retry.Max)
+		r.produceBackoff = min(2*r.produceBackoff, p.cfg.RetryBackoffMax)
 		time.AfterFunc(wait, func() { p.tr.again(r) })
 	}
 }

@@ -155,7 +155,7 @@ func TestStuckRequestDeadLettered(t *testing.T) {
 			dlq := collect(t, addrs, dlqTopic, opts...)
 			cfg.PredictTimeout = 300 * time.Millisecond
 			cfg.MaxAttempts = 3
-			cfg.MaxWait = 20 * time.Millisecond // so the stuck request shares batches
+			cfg.MaxBatchWait = 20 * time.Millisecond // so the stuck request shares batches
 			run := startPipeline(t, cfg, addrs, pred, st)
 
 			prod := testutil.Client(t, addrs)

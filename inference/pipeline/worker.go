@@ -219,10 +219,10 @@ func (p *Pipeline) spendBudget(ctx context.Context, b *batch, err error, seen ui
 			r.slowFails, p.cfg.MaxAttempts, err)
 	}
 	if r.backoff == 0 {
-		r.backoff = p.cfg.Retry.Initial
+		r.backoff = p.cfg.RetryBackoff
 	}
 	wait := r.backoff
-	r.backoff = min(2*r.backoff, p.cfg.Retry.Max)
+	r.backoff = min(2*r.backoff, p.cfg.RetryBackoffMax)
 	time.AfterFunc(wait, func() { p.in.push(inItem{again: b}) })
 	return nil
 }
@@ -276,7 +276,7 @@ func (p *Pipeline) canary(ctx context.Context, spec model.Spec) bool {
 // success in between, mean every call fails, and the model server is
 // treated as unavailable (consumption pauses, nothing is dead-lettered).
 func (p *Pipeline) slowFailed(spec model.Spec, err error) {
-	if p.circ.state() == circuitHalfOpen || p.slowStreak.Add(1) >= int64(p.cfg.Retry.Attempts) {
+	if p.circ.state() == circuitHalfOpen || p.slowStreak.Add(1) >= int64(p.cfg.RetryAttempts) {
 		p.slowStreak.Store(0)
 		p.circ.trip(spec, err)
 	}
@@ -298,7 +298,7 @@ func (p *Pipeline) succeeded() {
 // exhaustion is returned to the caller when perRequest (it may be the
 // request's fault: spendBudget), else retried as unavailability.
 func (p *Pipeline) retry(ctx context.Context, spec model.Spec, perRequest bool, call func(context.Context) error) error {
-	backoff := p.cfg.Retry.Initial
+	backoff := p.cfg.RetryBackoff
 	failures := 0
 	for {
 		if err := p.circ.wait(ctx); err != nil {
@@ -327,9 +327,9 @@ func (p *Pipeline) retry(ctx context.Context, spec model.Spec, perRequest bool, 
 			p.circ.trip(spec, err)
 			continue
 		}
-		if failures++; failures >= p.cfg.Retry.Attempts {
+		if failures++; failures >= p.cfg.RetryAttempts {
 			p.circ.trip(spec, err)
-			failures, backoff = 0, p.cfg.Retry.Initial
+			failures, backoff = 0, p.cfg.RetryBackoff
 			continue
 		}
 		t := time.NewTimer(backoff)
@@ -339,7 +339,7 @@ func (p *Pipeline) retry(ctx context.Context, spec model.Spec, perRequest bool, 
 			t.Stop()
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, p.cfg.Retry.Max)
+		backoff = min(2*backoff, p.cfg.RetryBackoffMax)
 	}
 }
 

@@ -39,7 +39,7 @@ func TestPipelineSurvivesSidecarKill(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	cfg := pipeline.DefaultConfig()
-	cfg.Retry = pipeline.RetryConfig{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, Attempts: 3}
+	cfg.RetryBackoff, cfg.RetryBackoffMax, cfg.RetryAttempts = 5*time.Millisecond, 50*time.Millisecond, 3
 	cfg.ProbeInterval = 50 * time.Millisecond
 	cfg.ShutdownTimeout = 20 * time.Second
 	p, err := pipeline.New(cfg, nil, []kgo.Opt{kgo.SeedBrokers(addrs...)}, s.Predictor(), st, nil)

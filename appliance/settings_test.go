@@ -1,0 +1,77 @@
+package appliance
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Every validation error names a setting that exists, as "key (--flag,
+// ENV)", and a setting whose value alone is invalid is named by the error it
+// causes (or, for the few checks about how settings go together, by the
+// setting the message tells the operator to change). Each setting is tried
+// with values that are wrong for some kind of setting.
+func TestEveryErrorNamesItsKey(t *testing.T) {
+	def := Default()
+	table := def.settings()
+	described := map[string]string{}
+	for _, s := range table {
+		described[s.Key] = s.describe()
+	}
+	// Setting only the key on the left is refused with an error about the
+	// key on the right, which must be changed together with it.
+	together := map[string][]string{
+		"broker.tls.ca_file":                        {"broker.tls.enabled"},
+		"broker.tls.cert_file":                      {"broker.tls.enabled", "broker.tls.key_file"},
+		"broker.tls.key_file":                       {"broker.tls.enabled"},
+		"broker.tls.server_name":                    {"broker.tls.enabled"},
+		"broker.tls.insecure_skip_verify":           {"broker.tls.enabled"},
+		"broker.tls.enabled":                        {"broker.mode"},
+		"broker.sasl.mechanism":                     {"broker.sasl.username", "broker.sasl.password", "broker.mode"},
+		"broker.sasl.username":                      {"broker.sasl.mechanism"},
+		"broker.sasl.password":                      {"broker.sasl.mechanism"},
+		"broker.listen":                             {"broker.advertise"},
+		"http.tls_key":                              {"http.tls_cert"},
+		"model_server.sidecar.max_batch_size":       {"model_server.sidecar.enable_batching"},
+		"model_server.sidecar.batch_timeout":        {"model_server.sidecar.enable_batching"},
+		"model_server.sidecar.max_enqueued_batches": {"model_server.sidecar.enable_batching"},
+		"model_server.sidecar.num_batch_threads":    {"model_server.sidecar.enable_batching"},
+		"model_server.sidecar.allowed_batch_sizes":  {"model_server.sidecar.enable_batching"},
+		"model_server.mode":                         {"model_server.tfserving_endpoints"},
+		"broker.mode":                               {"broker.brokers"},
+		"ingress.tls_cert":                          {"ingress.tls_key"},
+		"pipeline.retry_backoff":                    {"pipeline.retry_backoff_max"},
+		"model_server.sidecar.restart_backoff":      {"model_server.sidecar.restart_backoff_max"},
+	}
+	candidates := []string{"", "0", "-1", "-5", "1", "70000", "1e9", "99999999999", "x y", "-1s", "0s", "1ns", "2h",
+		"true", "0.0.0.0:9092", "127.0.0.1:8080", "127.0.0.1:70000", "inference_requests", "--port=1", "3,2"}
+	head := regexp.MustCompile(`^([a-z_.]+) \(`)
+	for i, s := range table {
+		named, failed := false, false
+		for _, raw := range candidates {
+			c := Default()
+			if c.settings()[i].val.Set(raw) != nil {
+				continue
+			}
+			err := c.Validate()
+			if err == nil {
+				continue
+			}
+			failed = true
+			for _, line := range strings.Split(err.Error(), "\n") {
+				m := head.FindStringSubmatch(line)
+				if m == nil || !strings.HasPrefix(line, described[m[1]]+": ") {
+					t.Errorf("%s=%q: error names no setting as \"key (--flag, ENV)\": %s", s.Key, raw, line)
+					continue
+				}
+				if m[1] == s.Key || slices.Contains(together[s.Key], m[1]) {
+					named = true
+				}
+			}
+		}
+		if failed && !named {
+			t.Errorf("%s: invalid values are refused, but no error names it", s.Key)
+		}
+	}
+}
