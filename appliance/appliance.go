@@ -289,11 +289,14 @@ func (a *Appliance) brokerComponent() *component {
 		start: func(context.Context) error {
 			var err error
 			e, err = broker.NewEmbedded(broker.EmbeddedConfig{
-				DataDir:      a.paths.Broker,
-				Listen:       a.cfg.Broker.Listen,
-				Advertise:    a.cfg.Broker.Advertise,
-				Durability:   broker.Durability(a.cfg.Broker.Durability),
-				MinFreeBytes: a.cfg.MinFreeBytes,
+				DataDir:    a.paths.Broker,
+				Listen:     a.cfg.Broker.Listen,
+				Advertise:  a.cfg.Broker.Advertise,
+				Durability: broker.Durability(a.cfg.Broker.Durability),
+				LogLevel:   a.cfg.Broker.LogLevel,
+
+				RetentionCheckInterval: a.cfg.Broker.RetentionCheckInterval,
+				MinFreeBytes:           a.cfg.MinFreeBytes,
 			}, a.logger)
 			if err != nil {
 				if errors.Is(err, broker.ErrDataDirLocked) {

@@ -60,10 +60,13 @@ type Config struct {
 	// (settings.go binds each field to its key).
 	Pipeline pipeline.Config `yaml:"-"`
 	Store    StoreConfig     `yaml:"store"`
-	HTTP     HTTPConfig      `yaml:"http"`
-	Demo     DemoConfig      `yaml:"demo"`
-	Ingress  IngressConfig   `yaml:"ingress"`
-	Rollout  RolloutConfig   `yaml:"rollout"`
+	// HTTP is the web package's Config (dashboard, admin API, /metrics):
+	// the http.* settings set its fields; AdminToken, once resolved, and
+	// the fields no setting binds are filled in when the server starts.
+	HTTP    web.Config    `yaml:"http"`
+	Demo    DemoConfig    `yaml:"demo"`
+	Ingress IngressConfig `yaml:"ingress"`
+	Rollout RolloutConfig `yaml:"rollout"`
 
 	origin origin // how Load assembled it; not a setting
 }
@@ -84,26 +87,15 @@ type BrokerConfig struct {
 	// Compression of what infergate produces: every common client must be
 	// able to read it (python3-kafka reads only gzip without extra
 	// packages), hence broker.DefaultCompression rather than kgo's snappy.
-	Compression string          `yaml:"compression"`
-	TLS         BrokerTLSConfig `yaml:"tls"`
-	SASL        SASLConfig      `yaml:"sasl"`
-}
-
-// BrokerTLSConfig is TLS towards an external cluster.
-type BrokerTLSConfig struct {
-	Enabled            bool   `yaml:"enabled"`
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
-	ServerName         string `yaml:"server_name"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
-}
-
-// SASLConfig is SASL authentication towards an external cluster.
-type SASLConfig struct {
-	Mechanism string `yaml:"mechanism"` // "", PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-	Username  string `yaml:"username"`
-	Password  string `yaml:"password"`
+	Compression string `yaml:"compression"`
+	// LogLevel and RetentionCheckInterval tune the embedded broker
+	// (broker.EmbeddedConfig has the details).
+	LogLevel               string        `yaml:"log_level"`
+	RetentionCheckInterval time.Duration `yaml:"retention_check_interval"`
+	// TLS and SASL towards an external cluster are the broker package's
+	// own types, set field by field from the settings table.
+	TLS  broker.TLSConfig  `yaml:"tls"`
+	SASL broker.SASLConfig `yaml:"sasl"`
 }
 
 // TopicsConfig is how the topics are created if missing (their names are
@@ -203,31 +195,6 @@ type RolloutConfig struct {
 	CheckInterval time.Duration `yaml:"check_interval"`
 }
 
-// HTTPConfig is the dashboard and admin API.
-type HTTPConfig struct {
-	Listen string `yaml:"listen"` // "" disables the dashboard and API
-	// AdminToken authorizes mutating admin calls. Empty: read from, or
-	// generated into, <data dir>/admin-token.
-	AdminToken string `yaml:"admin_token"`
-	// TLSCert and TLSKey (PEM files, both or neither) serve the dashboard
-	// over HTTPS.
-	TLSCert string `yaml:"tls_cert"`
-	TLSKey  string `yaml:"tls_key"`
-	// SessionTTL is how long a dashboard login lasts.
-	SessionTTL time.Duration `yaml:"session_ttl"`
-	// MetricsAuth requires the admin token on /metrics too.
-	MetricsAuth bool `yaml:"metrics_auth"`
-	// Every HTTP listener (dashboard, admin API and /metrics; the model
-	// server's REST port) closes a connection whose headers take longer than
-	// ReadHeaderTimeout, whose body takes longer than ReadTimeout
-	// (UploadTimeout for a model upload), or that sits idle between
-	// requests longer than IdleTimeout.
-	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
-	ReadTimeout       time.Duration `yaml:"read_timeout"`
-	UploadTimeout     time.Duration `yaml:"upload_timeout"`
-	IdleTimeout       time.Duration `yaml:"idle_timeout"`
-}
-
 // IngressConfig is the edge ingress (package ingress): an embedded
 // nats-server whose MQTT and NATS listeners take requests from devices and
 // send their predictions back (docs/ingress.md).
@@ -290,6 +257,9 @@ func Default() Config {
 			Listen:      "127.0.0.1:9092",
 			Durability:  string(broker.DefaultDurability),
 			Compression: broker.DefaultCompression,
+			LogLevel:    broker.DefaultBrokerLogLevel,
+
+			RetentionCheckInterval: broker.DefaultRetentionCheckInterval,
 		},
 		Topics: TopicsConfig{
 			Partitions:        6,
@@ -328,9 +298,7 @@ func Default() Config {
 			DLQRetention:  store.DefaultRetention,
 			DLQMaxRecords: store.DefaultMaxRecords,
 		},
-		HTTP: HTTPConfig{Listen: web.DefaultListen, SessionTTL: web.DefaultSessionTTL,
-			ReadHeaderTimeout: web.DefaultReadHeaderTimeout, ReadTimeout: web.DefaultReadTimeout,
-			UploadTimeout: web.DefaultUploadTimeout, IdleTimeout: web.DefaultIdleTimeout},
+		HTTP: web.DefaultConfig(),
 		Ingress: IngressConfig{
 			Mode:          ingress.ModeEmbedded,
 			MQTTListen:    ing.MQTTListen,
@@ -356,19 +324,8 @@ func (c *Config) ClientConfig() broker.ClientConfig {
 	cc := broker.ClientConfig{
 		Brokers:     append([]string(nil), c.Broker.Brokers...),
 		Compression: c.Broker.Compression,
-		TLS: broker.TLSConfig{
-			Enabled:            c.Broker.TLS.Enabled,
-			CAFile:             c.Broker.TLS.CAFile,
-			CertFile:           c.Broker.TLS.CertFile,
-			KeyFile:            c.Broker.TLS.KeyFile,
-			ServerName:         c.Broker.TLS.ServerName,
-			InsecureSkipVerify: c.Broker.TLS.InsecureSkipVerify,
-		},
-		SASL: broker.SASLConfig{
-			Mechanism: c.Broker.SASL.Mechanism,
-			Username:  c.Broker.SASL.Username,
-			Password:  c.Broker.SASL.Password,
-		},
+		TLS:         c.Broker.TLS,
+		SASL:        c.Broker.SASL,
 	}
 	if c.Broker.Mode == BrokerEmbedded {
 		addr := c.Broker.Advertise

@@ -310,59 +310,16 @@ func TestTableMatchesStruct(t *testing.T) {
 			t.Errorf("%s: secrets, and only secrets, have no flag", s.Key)
 		}
 	}
-	// The yaml paths of all leaf fields, by reflection.
-	var paths []string
-	var walk func(prefix string, typ reflect.Type)
-	walk = func(prefix string, typ reflect.Type) {
-		for i := range typ.NumField() {
-			f := typ.Field(i)
-			tag := f.Tag.Get("yaml")
-			if tag == "" || tag == "-" {
-				continue
-			}
-			p := tag
-			if prefix != "" {
-				p = prefix + "." + tag
-			}
-			if f.Type.Kind() == reflect.Struct {
-				walk(p, f.Type)
-				continue
-			}
-			paths = append(paths, p)
+	// Each row binds its own field: the package Configs composed into
+	// Config are set through these pointers, so two rows on one field would
+	// make one of them dead (TestEverySettingReachesItsField checks that
+	// each row's field is what the file, the environment and the flag set).
+	fields := map[any]string{}
+	for _, s := range table {
+		if other, dup := fields[s.val.ptr()]; dup {
+			t.Errorf("%s and %s set the same field", other, s.Key)
 		}
-	}
-	walk("", reflect.TypeOf(c))
-	if len(paths) != len(table) {
-		t.Errorf("%d yaml fields, %d settings", len(paths), len(table))
-	}
-	for _, p := range paths {
-		if !seen[p] {
-			t.Errorf("field %s is not in the settings table", p)
-		}
-	}
-
-	// Setting each key through the table then decoding the same document
-	// with yaml's KnownFields must agree field by field.
-	d := Default()
-	d.Broker.Brokers = []string{"a:1", "b:2"}
-	d.ModelServer.TFServingEndpoints = []string{"t:1"}
-	d.Ingress.NATSURL = []string{"nats://n:4222"}
-	d.ModelServer.Sidecar.ExtraFlags = []string{"--enable_model_warmup=false", "--num_load_threads=2"}
-	d.ModelServer.Sidecar.AllowedBatchSizes = []int64{8, 32}
-	d.ModelServer.ModelVersionPolicies = []string{"demo=latest:3"}
-	var doc strings.Builder
-	for _, s := range d.settings() {
-		doc.WriteString(nested(s.Key, yamlScalar(s)))
-	}
-	var viaYAML Config
-	dec := yaml.NewDecoder(strings.NewReader(mergeYAML(t, doc.String())))
-	dec.KnownFields(true)
-	if err := dec.Decode(&viaYAML); err != nil {
-		t.Fatalf("KnownFields decode: %v", err)
-	}
-	viaYAML.origin = d.origin
-	if !reflect.DeepEqual(viaYAML, d) {
-		t.Fatalf("yaml decode differs from the table:\n%+v\n%+v", viaYAML, d)
+		fields[s.val.ptr()] = s.Key
 	}
 }
 

@@ -1,10 +1,15 @@
 package appliance
 
 import (
+	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Every validation error names a setting that exists, as "key (--flag,
@@ -72,6 +77,86 @@ func TestEveryErrorNamesItsKey(t *testing.T) {
 		}
 		if failed && !named {
 			t.Errorf("%s: invalid values are refused, but no error names it", s.Key)
+		}
+	}
+}
+
+// Every setting can be set from the config file, the environment and its
+// flag, and each lands in the field its row binds — the field the component
+// reads, since the package Configs are composed into Config rather than
+// copied (HTTP is web.Config, Pipeline is pipeline.Config, Broker.TLS and
+// .SASL are broker's types).
+func TestEverySettingReachesItsField(t *testing.T) {
+	def := Default()
+	for i, s := range def.settings() {
+		raw := map[string]string{}
+		switch v := s.val.(type) {
+		case stringValue:
+			raw["v"] = "set-" + strings.ReplaceAll(s.Key, ".", "-")
+		case intValue:
+			raw["v"] = strconv.Itoa(*v.p + 7)
+		case int64Value:
+			raw["v"] = strconv.FormatInt(*v.p+7, 10)
+		case floatValue:
+			raw["v"] = strconv.FormatFloat(*v.p+0.25, 'g', -1, 64)
+		case boolValue:
+			raw["v"] = strconv.FormatBool(!*v.p)
+		case durationValue:
+			raw["v"] = (*v.p + 7*time.Second).String()
+		case listValue:
+			raw["v"] = "a:1,b:2"
+		case int64ListValue:
+			raw["v"] = "3,5"
+		default:
+			t.Fatalf("%s: no test value for %T", s.Key, s.val)
+		}
+		want := raw["v"]
+		if s.Key == "profile" {
+			want = "small" // the only values Load accepts
+		}
+		check := func(how string, args, env []string, file string) {
+			t.Helper()
+			if file != "" {
+				path := filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--config", path)
+			}
+			c, err := Load(args, env, io.Discard)
+			if err != nil {
+				t.Errorf("%s via %s: %v", s.Key, how, err)
+				return
+			}
+			if got := c.settings()[i].val.String(); got != want {
+				t.Errorf("%s via %s: field is %q, want %q", s.Key, how, got, want)
+			}
+			if src := c.origin.sources[s.Key]; src != how {
+				t.Errorf("%s via %s: source %q", s.Key, how, src)
+			}
+		}
+		parts := strings.Split(s.Key, ".")
+		var doc strings.Builder
+		for j, p := range parts {
+			doc.WriteString(strings.Repeat("  ", j) + p + ":")
+			if j < len(parts)-1 {
+				doc.WriteString("\n")
+			}
+		}
+		doc.WriteString(" " + strconv.Quote(want) + "\n")
+		if _, isList := s.val.(lister); isList {
+			doc.Reset()
+			for j, p := range parts {
+				doc.WriteString(strings.Repeat("  ", j) + p + ":\n")
+			}
+			for _, item := range strings.Split(want, ",") {
+				doc.WriteString(strings.Repeat("  ", len(parts)) + "- " + strconv.Quote(item) + "\n")
+			}
+		}
+		check(SourceFile, nil, nil, doc.String())
+		check(SourceEnv, nil, []string{s.envName() + "=" + want}, "")
+		if s.Flag != "" {
+			check(SourceFlag, []string{"--" + s.Flag + "=" + want}, nil, "")
 		}
 	}
 }

@@ -60,14 +60,8 @@ func (a *Appliance) webComponent() *component {
 				return fmt.Errorf("web: %w", err)
 			}
 			be = &webBackend{a: a, cl: cl, adm: kadm.NewClient(cl), started: time.Now()}
-			wc := web.DefaultConfig()
-			wc.Listen = a.cfg.HTTP.Listen
+			wc := a.cfg.HTTP
 			wc.AdminToken = a.token
-			wc.TLSCert, wc.TLSKey = a.cfg.HTTP.TLSCert, a.cfg.HTTP.TLSKey
-			wc.SessionTTL = a.cfg.HTTP.SessionTTL
-			wc.MetricsAuth = a.cfg.HTTP.MetricsAuth
-			wc.ReadHeaderTimeout, wc.ReadTimeout = a.cfg.HTTP.ReadHeaderTimeout, a.cfg.HTTP.ReadTimeout
-			wc.UploadTimeout, wc.IdleTimeout = a.cfg.HTTP.UploadTimeout, a.cfg.HTTP.IdleTimeout
 			wc.Version = buildinfo.Get().Version
 			if a.cfg.ModelServer.Mode == ModelServerEmbedded {
 				wc.UploadDir = a.paths.Models // uploads are renamed into place from there
