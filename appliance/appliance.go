@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,7 +35,7 @@ type Appliance struct {
 	cfg    Config
 	logger *slog.Logger
 	paths  Paths
-	token  string
+	token  atomic.Pointer[string] // rotated from the dashboard
 	reg    *prometheus.Registry
 
 	generatedToken string // set when New generated the token
@@ -89,7 +90,7 @@ func New(cfg Config, logger *slog.Logger) (*Appliance, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.token = token
+	a.token.Store(&token)
 	// The token itself never goes into the log stream (logs are shipped
 	// elsewhere); GeneratedToken lets the command show it on a terminal.
 	switch state {
@@ -166,8 +167,19 @@ func (a *Appliance) Ready() error { return a.sup.ready(a.comps) }
 // Config is the configuration the appliance runs with.
 func (a *Appliance) Config() Config { return a.cfg }
 
-// AdminToken is the token mutating admin calls must present.
-func (a *Appliance) AdminToken() string { return a.token }
+// AdminToken is the bootstrap admin token (the current one, after a rotation).
+func (a *Appliance) AdminToken() string { return *a.token.Load() }
+
+// rotateAdminToken writes a new admin token to the data dir and switches to it. The file is
+// replaced atomically, so a crash leaves the old or the new token, never none.
+func (a *Appliance) rotateAdminToken() (string, error) {
+	t, err := writeNewToken(a.paths.AdminToken, true)
+	if err != nil {
+		return "", err
+	}
+	a.token.Store(&t)
+	return t, nil
+}
 
 // Paths are the files and directories of the appliance's data dir.
 func (a *Appliance) Paths() Paths { return a.paths }

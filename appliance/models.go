@@ -87,7 +87,7 @@ func (a *Appliance) modelServerComponent() *component {
 			mc.Limits = a.modelLimits()
 			mc.Threads = a.cfg.ModelServer.Threads
 			if a.cfg.ModelServer.ReloadRPC {
-				mc.ReloadRPC, mc.AdminToken = modelserver.ReloadRPCToken, a.token
+				mc.ReloadRPC, mc.CurrentAdminToken = modelserver.ReloadRPCToken, a.AdminToken
 			}
 			mc.Audit = a.audit
 			srv, err = modelserver.New(mc, a.logger.With("component", "model-server"))

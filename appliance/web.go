@@ -61,7 +61,10 @@ func (a *Appliance) webComponent() *component {
 			}
 			be = &webBackend{a: a, cl: cl, adm: kadm.NewClient(cl), started: time.Now()}
 			wc := a.cfg.HTTP
-			wc.AdminToken = a.token
+			wc.AdminToken = a.AdminToken()
+			if a.cfg.HTTP.AdminToken == "" { // from the data dir's file, so it can be rotated there
+				wc.RotateAdminToken = a.rotateAdminToken
+			}
 			wc.Version = buildinfo.Get().Version
 			if a.cfg.ModelServer.Mode == ModelServerEmbedded {
 				wc.UploadDir = a.paths.Models // uploads are renamed into place from there

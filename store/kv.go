@@ -53,26 +53,76 @@ func (s *Store) GetSetting(key string) ([]byte, error) {
 	return val, nil
 }
 
+// DeleteSetting removes key; deleting a missing key is not an error.
+func (s *Store) DeleteSetting(key string) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Delete([]byte(settingPref + key))
+	}); err != nil {
+		return fmt.Errorf("store: delete setting %s: %w", key, s.classify(err))
+	}
+	return nil
+}
+
+// SettingsWithPrefix returns every setting whose key starts with prefix, keyed without the
+// prefix, in key order.
+func (s *Store) SettingsWithPrefix(prefix string) (map[string][]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
+	out := make(map[string][]byte)
+	full := []byte(settingPref + prefix)
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = full
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out[string(it.Item().Key()[len(full):])] = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: settings %s*: %w", prefix, err)
+	}
+	return out, nil
+}
+
 // AuditEntry is one line of the audit log.
 type AuditEntry struct {
 	ID     string    `json:"id"`
 	At     time.Time `json:"at"`
 	Action string    `json:"action"`
 	Detail string    `json:"detail,omitempty"`
+	// Actor is who did it: a user name, "admin-token" for the bootstrap token, or empty
+	// for entries written before users existed and for the appliance itself.
+	Actor string `json:"actor,omitempty"`
 }
 
 // maxAuditEntries bounds the audit log; Run drops older entries. Admin actions are rare, so
 // this is months of history in a few MiB.
 var maxAuditEntries = 10_000
 
-// Audit appends an entry (an admin action such as "dlq.replay") to the audit log.
-func (s *Store) Audit(action, detail string) error {
+// Audit appends an entry (an admin action such as "dlq.replay") to the audit log, with no
+// actor (the appliance itself).
+func (s *Store) Audit(action, detail string) error { return s.AuditAs("", action, detail) }
+
+// AuditAs appends an entry done by actor to the audit log.
+func (s *Store) AuditAs(actor, action, detail string) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.life.RUnlock()
 	at := s.cfg.Now().UTC()
-	e := AuditEntry{ID: s.ids.next(at), At: at, Action: action, Detail: detail}
+	e := AuditEntry{ID: s.ids.next(at), At: at, Action: action, Detail: detail, Actor: actor}
 	val, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("store: audit: %w", err)

@@ -103,7 +103,7 @@ func (s *Server) handlePause(c echo.Context) error {
 	if err := s.backend.PausePipeline(c.Request().Context()); err != nil {
 		return err
 	}
-	s.audit("pipeline.pause", "")
+	s.audit(c, "pipeline.pause", "")
 	return c.JSON(http.StatusOK, map[string]string{"pipeline": StatePaused})
 }
 
@@ -111,7 +111,7 @@ func (s *Server) handleResume(c echo.Context) error {
 	if err := s.backend.ResumePipeline(c.Request().Context()); err != nil {
 		return err
 	}
-	s.audit("pipeline.resume", "")
+	s.audit(c, "pipeline.resume", "")
 	return c.JSON(http.StatusOK, map[string]string{"pipeline": "running"})
 }
 
@@ -185,7 +185,7 @@ func (s *Server) handleReload(c echo.Context) error {
 	if err := s.backend.ReloadModels(c.Request().Context()); err != nil {
 		return err
 	}
-	s.audit("models.reload", "")
+	s.audit(c, "models.reload", "")
 	return c.JSON(http.StatusOK, map[string]bool{"reloaded": true})
 }
 
@@ -250,7 +250,7 @@ func (s *Server) handleUpload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.audit("models.upload", fmt.Sprintf("%s version %d (%d bytes)", name, v, n))
+	s.audit(c, "models.upload", fmt.Sprintf("%s version %d (%d bytes)", name, v, n))
 	return c.JSON(http.StatusCreated, map[string]any{"name": name, "version": v, "bytes": n})
 }
 
@@ -354,7 +354,7 @@ func (s *Server) handleSetLabel(c echo.Context) error {
 	if err := s.backend.SetLabel(c.Request().Context(), name, label, *req.Version); err != nil {
 		return err
 	}
-	s.audit("models.label", fmt.Sprintf("%s label %s -> version %d", name, label, *req.Version))
+	s.audit(c, "models.label", fmt.Sprintf("%s label %s -> version %d", name, label, *req.Version))
 	return c.JSON(http.StatusOK, map[string]any{"name": name, "label": label, "version": *req.Version})
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,7 @@ const (
 	authViaBearer  = "bearer"
 	authViaSession = "session"
 	ctxSession     = "web.session"
+	ctxPrincipal   = "web.principal"
 )
 
 // tokenEqual compares in constant time. Hashing first makes the comparison independent of the
@@ -58,6 +60,7 @@ func randomToken() string {
 type session struct {
 	csrf    string
 	expires time.Time
+	who     principal
 }
 
 // sessions are kept in memory: a restart logs the dashboard out, which is acceptable for an
@@ -74,7 +77,7 @@ func newSessions(ttl time.Duration, now func() time.Time) *sessions {
 	return &sessions{m: make(map[string]*session), ttl: ttl, max: defaultMaxSessions, now: now}
 }
 
-func (s *sessions) create() (id string, sess *session) {
+func (s *sessions) create(who principal) (id string, sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -82,7 +85,7 @@ func (s *sessions) create() (id string, sess *session) {
 		s.evictLocked(now)
 	}
 	id = randomToken()
-	sess = &session{csrf: randomToken(), expires: now.Add(s.ttl)}
+	sess = &session{csrf: randomToken(), expires: now.Add(s.ttl), who: who}
 	s.m[id] = sess
 	return id, sess
 }
@@ -127,6 +130,17 @@ func (s *sessions) delete(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, id)
+}
+
+// deleteActor ends every session of actor (a deleted or demoted user, a rotated token).
+func (s *sessions) deleteActor(actor string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, v := range s.m {
+		if v.who.actor == actor {
+			delete(s.m, id)
+		}
+	}
 }
 
 // loginLimiter slows down token guessing per client address: the first `free` failures cost
@@ -277,41 +291,86 @@ func (s *Server) sessionFromCookie(r *http.Request) (string, *session, bool) {
 	return ck.Value, sess, ok
 }
 
+// byToken is who holds token: the bootstrap admin token or a user's API token.
+func (s *Server) byToken(token string) (principal, bool) {
+	if token == "" {
+		return principal{}, false
+	}
+	if tokenEqual(token, s.adminToken()) {
+		return principal{actor: adminTokenActor, role: RoleAdmin}, true
+	}
+	return s.users.byToken(token)
+}
+
 // checkBearer validates an Authorization header, applying the limiter. ok is false with a
 // nil error when the request has no Authorization header at all.
-func (s *Server) checkBearer(r *http.Request) (ok bool, err error) {
+func (s *Server) checkBearer(r *http.Request) (p principal, ok bool, err error) {
 	h := r.Header.Get(echo.HeaderAuthorization)
 	if h == "" {
-		return false, nil
+		return principal{}, false, nil
 	}
 	client := clientKey(r)
 	scheme, token, found := strings.Cut(h, " ")
-	if found && strings.EqualFold(scheme, "Bearer") && tokenEqual(strings.TrimSpace(token), s.cfg.AdminToken) {
-		s.limiter.succeed(client)
-		return true, nil
+	if found && strings.EqualFold(scheme, "Bearer") {
+		if p, ok := s.byToken(strings.TrimSpace(token)); ok {
+			s.limiter.succeed(client)
+			return p, true, nil
+		}
 	}
 	if d := s.limiter.wait(client); d > 0 {
 		s.limiter.fail(client)
-		return false, &APIError{Code: http.StatusTooManyRequests, Message: "too many failed attempts; retry later", RetryAfter: retryAfterSeconds(d)}
+		return principal{}, false, &APIError{Code: http.StatusTooManyRequests, Message: "too many failed attempts; retry later", RetryAfter: retryAfterSeconds(d)}
 	}
 	if !found || !strings.EqualFold(scheme, "Bearer") {
-		return false, apiErr(http.StatusUnauthorized, "Authorization must be \"Bearer <admin token>\"")
+		return principal{}, false, apiErr(http.StatusUnauthorized, "Authorization must be \"Bearer <token>\" (the admin token or a user's API token)")
 	}
 	s.limiter.fail(client)
-	s.audit("login_failed", "invalid bearer token from "+client)
-	return false, apiErr(http.StatusUnauthorized, "invalid admin token")
+	s.auditAs("", "login_failed", "invalid bearer token from "+client)
+	return principal{}, false, apiErr(http.StatusUnauthorized, "invalid token")
 }
 
-// requireAuth guards /api/v1 (and /metrics with MetricsAuth).
+// principalOf is who made the request (set by need).
+func principalOf(c echo.Context) principal {
+	p, _ := c.Get(ctxPrincipal).(principal)
+	return p
+}
+
+// requireAuth is for routes that do not name a role: reads need a viewer, changes an admin.
 func (s *Server) requireAuth(next echo.HandlerFunc) echo.HandlerFunc {
+	viewer, admin := s.need(RoleViewer)(next), s.need(RoleAdmin)(next)
+	return func(c echo.Context) error {
+		if safeMethod(c.Request().Method) {
+			return viewer(c)
+		}
+		return admin(c)
+	}
+}
+
+// need guards a route of /api/v1 (and /metrics with MetricsAuth): the caller must be
+// authenticated and hold role, or a role that includes it.
+func (s *Server) need(role Role) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return s.authenticated(func(c echo.Context) error {
+			p := principalOf(c)
+			if !p.role.includes(role) {
+				return apiErr(http.StatusForbidden, "%s %s needs the %s role; %s has the %s role", c.Request().Method, c.Request().URL.Path, role, p.actor, p.role)
+			}
+			return next(c)
+		})
+	}
+}
+
+// authenticated finds who calls, by Bearer token or session cookie (with CSRF check).
+func (s *Server) authenticated(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		ok, err := s.checkBearer(r)
+		p, ok, err := s.checkBearer(r)
 		if err != nil {
 			return err
 		}
 		if ok {
 			c.Set(ctxSession, (*session)(nil))
+			c.Set(ctxPrincipal, p)
 			return next(c)
 		}
 		_, sess, ok := s.sessionFromCookie(r)
@@ -325,6 +384,7 @@ func (s *Server) requireAuth(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		c.Set(ctxSession, sess)
+		c.Set(ctxPrincipal, sess.who)
 		return next(c)
 	}
 }
@@ -333,13 +393,15 @@ func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
-// handleSession tells the dashboard its CSRF token.
+// handleSession tells the dashboard its CSRF token and who is logged in.
 func (s *Server) handleSession(c echo.Context) error {
+	p := principalOf(c)
 	sess, _ := c.Get(ctxSession).(*session)
 	if sess == nil {
-		return c.JSON(http.StatusOK, map[string]any{"via": authViaBearer})
+		return c.JSON(http.StatusOK, map[string]any{"via": authViaBearer, "actor": p.actor, "role": p.role})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"via": authViaSession, "csrf_token": sess.csrf, "expires_at": sess.expires.UTC()})
+	return c.JSON(http.StatusOK, map[string]any{"via": authViaSession, "csrf_token": sess.csrf, "expires_at": sess.expires.UTC(),
+		"actor": p.actor, "role": p.role})
 }
 
 type loginPage struct {
@@ -361,13 +423,27 @@ func (s *Server) renderLogin(c echo.Context, code int, msg string) error {
 	return s.loginTmpl.Execute(c.Response(), loginPage{Error: msg, Version: s.cfg.Version})
 }
 
-// handleLogin checks the token from the login form and starts a session.
+// handleLogin checks the login form (user name and password, or a token) and starts a
+// session.
 func (s *Server) handleLogin(c echo.Context) error {
 	r := c.Request()
 	client := clientKey(r)
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, 4096)
-	token := strings.TrimSpace(c.FormValue("token"))
-	if token == "" || !tokenEqual(token, s.cfg.AdminToken) {
+	user := strings.TrimSpace(c.FormValue("username"))
+	var who principal
+	ok := false
+	what := "wrong token"
+	// The wait comes first for passwords: bcrypt costs ~50 ms, which a blocked guesser
+	// must not be able to spend.
+	if user != "" {
+		what = "wrong user name or password for " + strconv.Quote(user)
+		if d := s.limiter.wait(client); d == 0 {
+			who, ok = s.users.login(user, c.FormValue("password"))
+		}
+	} else {
+		who, ok = s.byToken(strings.TrimSpace(c.FormValue("token")))
+	}
+	if !ok {
 		if d := s.limiter.wait(client); d > 0 {
 			s.limiter.fail(client)
 			c.Response().Header().Set("Retry-After", itoa(retryAfterSeconds(d)))
@@ -375,11 +451,14 @@ func (s *Server) handleLogin(c echo.Context) error {
 		}
 		d := s.limiter.fail(client)
 		s.log.Warn("failed dashboard login", "client", client, "failures", s.limiter.failures(client), "blocked_for", d)
-		s.audit("login_failed", "wrong admin token at the dashboard login from "+client)
-		return s.renderLogin(c, http.StatusUnauthorized, "Wrong admin token.")
+		s.auditAs("", "login_failed", what+" at the dashboard login from "+client)
+		if user != "" {
+			return s.renderLogin(c, http.StatusUnauthorized, "Wrong user name or password.")
+		}
+		return s.renderLogin(c, http.StatusUnauthorized, "Wrong admin token or API token.")
 	}
 	s.limiter.succeed(client)
-	id, _ := s.sessions.create()
+	id, _ := s.sessions.create(who)
 	c.SetCookie(&http.Cookie{
 		Name:     s.cookieName(),
 		Value:    id,
@@ -389,7 +468,7 @@ func (s *Server) handleLogin(c echo.Context) error {
 		Secure:   s.tls,
 		SameSite: http.SameSiteStrictMode,
 	})
-	s.audit("login", "dashboard session from "+client)
+	s.auditAs(who.actor, "login", "dashboard session ("+string(who.role)+") from "+client)
 	return c.Redirect(http.StatusSeeOther, "/")
 }
 

@@ -78,6 +78,10 @@ type Config struct {
 	ReadTimeout       time.Duration `yaml:"read_timeout"`
 	UploadTimeout     time.Duration `yaml:"upload_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	// RotateAdminToken, when set, makes a new admin token durable (the appliance writes it
+	// to <data dir>/admin-token) and returns it; nil when the token comes from the config
+	// or the environment, which the API cannot change.
+	RotateAdminToken func() (string, error) `yaml:"-"`
 	// Version is the infergate build version shown by the dashboard and /api/v1/status.
 	Version string `yaml:"-"`
 }

@@ -197,7 +197,7 @@ func (s *Server) handleDLQDelete(c echo.Context) error {
 	if n == 0 {
 		return apiErr(http.StatusNotFound, "no DLQ record with id %q", id)
 	}
-	s.audit("dlq.delete", id)
+	s.audit(c, "dlq.delete", id)
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -245,7 +245,7 @@ func (s *Server) handleDLQBulkDelete(c echo.Context) error {
 		n, err = s.store.DeleteMatching(f)
 	}
 	if n > 0 {
-		s.audit("dlq.delete", describeBulk(req, n))
+		s.audit(c, "dlq.delete", describeBulk(req, n))
 	}
 	if err != nil {
 		return &APIError{Code: statusOf(err), Message: fmt.Sprintf("deleted %d records, then: %v", n, err), Err: err}
@@ -323,7 +323,7 @@ func (s *Server) handleDLQReplay(c echo.Context) error {
 		}
 	}
 	if done > 0 {
-		s.audit("dlq.replay", describeBulk(req, done))
+		s.audit(c, "dlq.replay", describeBulk(req, done))
 	}
 	if err != nil {
 		return &APIError{Code: statusOf(err), Message: fmt.Sprintf("replayed %d records, then: %s", done, errorMessage(err)), Err: err}
@@ -397,7 +397,7 @@ func (s *Server) handleDLQReplayOne(c echo.Context) error {
 		if merr := s.finishReplay(id, req.Delete); merr != nil {
 			return merr
 		}
-		s.audit("dlq.replay", fmt.Sprintf("%s (wait, edited=%t)", id, edited))
+		s.audit(c, "dlq.replay", fmt.Sprintf("%s (wait, edited=%t)", id, edited))
 		if err != nil {
 			return err
 		}
@@ -412,7 +412,7 @@ func (s *Server) handleDLQReplayOne(c echo.Context) error {
 	if err := s.finishReplay(id, req.Delete); err != nil {
 		return err
 	}
-	s.audit("dlq.replay", fmt.Sprintf("%s (edited=%t)", id, edited))
+	s.audit(c, "dlq.replay", fmt.Sprintf("%s (edited=%t)", id, edited))
 	return c.JSON(http.StatusOK, out)
 }
 

@@ -85,7 +85,7 @@ func (s *Server) handleServeVersion(c echo.Context) error {
 	if err := ro.ServeVersion(c.Request().Context(), name, *req.Version); err != nil {
 		return err
 	}
-	s.audit("models.serve", fmt.Sprintf("%s serves version %d (0: the latest)", name, *req.Version))
+	s.audit(c, "models.serve", fmt.Sprintf("%s serves version %d (0: the latest)", name, *req.Version))
 	return c.JSON(http.StatusOK, map[string]any{"name": name, "serving_version": *req.Version})
 }
 
@@ -112,7 +112,7 @@ func (s *Server) handleRollback(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.audit("models.rollback", fmt.Sprintf("%s serves version %d", name, v))
+	s.audit(c, "models.rollback", fmt.Sprintf("%s serves version %d", name, v))
 	return c.JSON(http.StatusOK, map[string]any{"name": name, "serving_version": v})
 }
 
@@ -132,7 +132,7 @@ func (s *Server) handleDeleteVersion(c echo.Context) error {
 	if err := ro.DeleteVersion(c.Request().Context(), name, v); err != nil {
 		return err
 	}
-	s.audit("models.delete_version", fmt.Sprintf("%s version %d", name, v))
+	s.audit(c, "models.delete_version", fmt.Sprintf("%s version %d", name, v))
 	return c.JSON(http.StatusOK, map[string]any{"name": name, "deleted": v})
 }
 

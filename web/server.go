@@ -53,6 +53,8 @@ type Server struct {
 	loginTmpl *template.Template
 	sessions  *sessions
 	limiter   *loginLimiter
+	users     *users
+	adminTok  atomic.Pointer[string] // the bootstrap admin token; rotation replaces it
 	now       func() time.Time
 
 	stopping  atomic.Bool
@@ -91,6 +93,12 @@ func New(cfg Config, logger *slog.Logger, backend Backend, st *store.Store, gath
 		sessions: newSessions(cfg.SessionTTL, time.Now),
 		limiter:  newLoginLimiter(cfg.LoginFreeFailures, cfg.LoginBackoff, cfg.LoginMaxBackoff, time.Now),
 	}
+	s.adminTok.Store(&cfg.AdminToken)
+	us, err := loadUsers(st)
+	if err != nil {
+		return nil, fmt.Errorf("web: users: %w", err)
+	}
+	s.users = us
 	tmpl, err := template.ParseFS(uiFS, "ui/login.html")
 	if err != nil {
 		return nil, fmt.Errorf("web: login template: %w", err)
@@ -227,7 +235,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/readyz", s.handleReadyz)
 	metrics := promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, ErrorLog: slogPromLogger{s.log}})
 	if s.cfg.MetricsAuth {
-		e.GET("/metrics", echo.WrapHandler(metrics), s.requireAuth)
+		e.GET("/metrics", echo.WrapHandler(metrics), s.need(RoleViewer))
 	} else {
 		e.GET("/metrics", echo.WrapHandler(metrics))
 	}
@@ -241,28 +249,39 @@ func (s *Server) routes() *echo.Echo {
 
 	// Auth is route middleware rather than group middleware: echo's group middleware adds a
 	// catch-all route that would turn "405 wrong method" into 404.
+	// Each route names the least role that may call it (see users.go).
 	api := e.Group("/api/v1")
-	api.GET("/session", s.handleSession, s.requireAuth)
-	api.GET("/status", s.handleStatus, s.requireAuth)
-	api.POST("/pipeline/pause", s.handlePause, s.requireAuth)
-	api.POST("/pipeline/resume", s.handleResume, s.requireAuth)
-	api.GET("/topics", s.handleTopics, s.requireAuth)
-	api.POST("/test-request", s.handleTestRequest, s.requireAuth)
-	api.GET("/models", s.handleModels, s.requireAuth)
-	api.POST("/models/reload", s.handleReload, s.requireAuth)
-	api.POST("/models/:name/versions", s.handleUpload, s.requireAuth)
-	api.PUT("/models/:name/labels/:label", s.handleSetLabel, s.requireAuth)
-	api.GET("/dlq", s.handleDLQList, s.requireAuth)
-	api.POST("/dlq/replay", s.handleDLQReplay, s.requireAuth)
-	api.POST("/dlq/delete", s.handleDLQBulkDelete, s.requireAuth)
-	api.GET("/dlq/:id", s.handleDLQShow, s.requireAuth)
-	api.DELETE("/dlq/:id", s.handleDLQDelete, s.requireAuth)
-	api.POST("/dlq/:id/replay", s.handleDLQReplayOne, s.requireAuth)
-	api.GET("/sidecar", s.handleSidecar, s.requireAuth)
-	api.GET("/ingress", s.handleIngress, s.requireAuth)
-	api.GET("/settings", s.handleSettings, s.requireAuth)
-	api.GET("/audit", s.handleAudit, s.requireAuth)
-	api.GET("/events", s.handleEvents, s.requireAuth)
+	viewer, operator, admin := s.need(RoleViewer), s.need(RoleOperator), s.need(RoleAdmin)
+	api.GET("/session", s.handleSession, viewer)
+	api.GET("/status", s.handleStatus, viewer)
+	api.POST("/pipeline/pause", s.handlePause, operator)
+	api.POST("/pipeline/resume", s.handleResume, operator)
+	api.GET("/topics", s.handleTopics, viewer)
+	api.POST("/test-request", s.handleTestRequest, operator)
+	api.GET("/models", s.handleModels, viewer)
+	api.POST("/models/reload", s.handleReload, admin)
+	api.POST("/models/:name/versions", s.handleUpload, admin)
+	api.PUT("/models/:name/labels/:label", s.handleSetLabel, admin)
+	api.GET("/dlq", s.handleDLQList, viewer)
+	api.POST("/dlq/replay", s.handleDLQReplay, operator)
+	api.POST("/dlq/delete", s.handleDLQBulkDelete, operator)
+	api.GET("/dlq/:id", s.handleDLQShow, viewer)
+	api.DELETE("/dlq/:id", s.handleDLQDelete, operator)
+	api.POST("/dlq/:id/replay", s.handleDLQReplayOne, operator)
+	api.GET("/sidecar", s.handleSidecar, viewer)
+	api.GET("/ingress", s.handleIngress, viewer)
+	api.GET("/settings", s.handleSettings, viewer)
+	api.GET("/audit", s.handleAudit, viewer)
+	api.GET("/events", s.handleEvents, viewer)
+	api.GET("/users", s.handleUsersList, admin)
+	api.POST("/users", s.handleUserCreate, admin)
+	api.PATCH("/users/:name", s.handleUserUpdate, admin)
+	api.DELETE("/users/:name", s.handleUserDelete, admin)
+	// A user's own password and tokens: the user or an admin (selfOrAdmin).
+	api.POST("/users/:name/password", s.handleUserPassword, viewer)
+	api.POST("/users/:name/tokens", s.handleUserTokenCreate, viewer)
+	api.DELETE("/users/:name/tokens/:id", s.handleUserTokenDelete, viewer)
+	api.POST("/admin-token/rotate", s.handleRotateAdminToken, admin)
 	s.rolloutRoutes(api)
 	return e
 }
@@ -352,13 +371,23 @@ func (s *Server) handleReadyz(c echo.Context) error {
 // dataWarner is a Backend that knows of data loss (the appliance's does).
 type dataWarner interface{ DataWarnings() []string }
 
-// audit records an admin action; a failure to write the audit log must not fail the action.
-func (s *Server) audit(action, detail string) {
-	if err := s.store.Audit(action, detail); err != nil {
+// audit records an action by the request's caller.
+func (s *Server) audit(c echo.Context, action, detail string) {
+	s.auditAs(principalOf(c).actor, action, detail)
+}
+
+// auditAs records an action by actor; a failure to write the audit log must not fail the
+// action.
+func (s *Server) auditAs(actor, action, detail string) {
+	if err := s.store.AuditAs(actor, action, detail); err != nil {
 		s.log.Warn("writing audit log", "action", action, "err", err)
 	}
-	s.log.Info("admin action", "action", action, "detail", detail)
+	s.log.Info("admin action", "actor", actor, "action", action, "detail", detail)
 }
+
+func (s *Server) adminToken() string { return *s.adminTok.Load() }
+
+func (s *Server) setAdminToken(t string) { s.adminTok.Store(&t) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
 

@@ -77,6 +77,9 @@ type Config struct {
 	Limits Limits
 	// AdminToken is the token ReloadRPCToken asks for.
 	AdminToken string
+	// CurrentAdminToken, when set, is asked for the token on each call instead of
+	// AdminToken, so a token rotated from the dashboard takes effect at once.
+	CurrentAdminToken func() string
 	// Audit, if set, is called for every HandleReloadConfigRequest call,
 	// allowed or refused, with the caller's address and the outcome.
 	Audit func(action, detail string)
@@ -202,7 +205,7 @@ func (c Config) Validate() error {
 	if c.ReloadRPC < ReloadRPCOff || c.ReloadRPC > ReloadRPCOpen {
 		return fmt.Errorf("modelserver: ReloadRPC %d is not one of ReloadRPCOff, ReloadRPCToken, ReloadRPCOpen", c.ReloadRPC)
 	}
-	if c.ReloadRPC == ReloadRPCToken && c.AdminToken == "" {
+	if c.ReloadRPC == ReloadRPCToken && c.AdminToken == "" && c.CurrentAdminToken == nil {
 		return errors.New("modelserver: ReloadRPC is ReloadRPCToken but AdminToken is empty")
 	}
 	if c.ModelConfigFile != "" && len(c.Models) > 0 {

@@ -225,10 +225,14 @@ func (s *Server) authorizeReload(ctx context.Context) error {
 	case ReloadRPCOpen:
 		return nil
 	case ReloadRPCToken:
+		want := s.cfg.AdminToken
+		if s.cfg.CurrentAdminToken != nil {
+			want = s.cfg.CurrentAdminToken()
+		}
 		md, _ := metadata.FromIncomingContext(ctx)
 		for _, v := range md.Get("authorization") {
 			tok, ok := strings.CutPrefix(v, "Bearer ")
-			if ok && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) == 1 {
+			if ok && want != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(want)) == 1 {
 				return nil
 			}
 		}
