@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/infergate/infergate/internal/editdist"
 	"io"
 	"os"
 	"sort"
@@ -280,7 +281,7 @@ func closest(key string, keys map[string]*setting) string {
 	best, bestD := "", 3
 	leaf := key[strings.LastIndex(key, ".")+1:]
 	for k := range keys {
-		d := editDistance(key, k)
+		d := editdist.Levenshtein(key, k)
 		if k[strings.LastIndex(k, ".")+1:] == leaf && d > 0 {
 			d = min(d, 2) // same name, wrong section
 		}
@@ -289,26 +290,6 @@ func closest(key string, keys map[string]*setting) string {
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // SettingInfo is one setting as the settings API and the docs show it.

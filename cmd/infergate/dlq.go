@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/infergate/infergate/internal/editdist"
 	"io"
 	"log/slog"
 	"net"
@@ -252,32 +253,11 @@ func checkClass(c string) error {
 	hint := ""
 	best := 3
 	for _, k := range pipeline.Classes {
-		if d := editDistance(c, k); d < best {
+		if d := editdist.Levenshtein(c, k); d < best {
 			best, hint = d, fmt.Sprintf(" (did you mean %s?)", k)
 		}
 	}
 	return fmt.Errorf("--class %q is not an error class%s; the classes are %s", c, hint, strings.Join(pipeline.Classes[:], ", "))
-}
-
-// editDistance is the Levenshtein distance of two short strings.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func orDash(s string) string {
