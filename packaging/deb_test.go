@@ -1,6 +1,7 @@
 package packaging
 
 import (
+	"debug/elf"
 	"io"
 	"os"
 	"os/exec"
@@ -54,47 +55,8 @@ func TestDeb(t *testing.T) {
 		t.Skip("Debian packages are built and checked on Linux")
 	}
 	dpkgDeb := needTool(t, "dpkg-deb")
-	bin := buildRelease(t, "linux", runtime.GOARCH, "")
-	out := t.TempDir()
-	build := exec.Command("deb/build.sh", bin, testVersion, runtime.GOARCH, out)
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("deb/build.sh: %v\n%s", err, b)
-	}
-	debs, _ := filepath.Glob(filepath.Join(out, "*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("deb/build.sh made %v, want one .deb", debs)
-	}
-	deb := debs[0]
-	if want := "infergate_0.0.0~packaging~test_" + runtime.GOARCH + ".deb"; filepath.Base(deb) != want {
-		t.Errorf("package file %s, want %s", filepath.Base(deb), want)
-	}
-
-	contents := cmdOut(t, dpkgDeb, "-c", deb)
-	for _, want := range []string{
-		"-rwxr-xr-x root/root", "./usr/bin/infergate",
-		"./etc/infergate/infergate.yaml", "./lib/systemd/system/infergate.service",
-		"./usr/lib/sysusers.d/infergate.conf", "./usr/share/doc/infergate/copyright",
-		"./usr/share/doc/infergate/install.md.gz", "./usr/share/doc/infergate/THIRD_PARTY_NOTICES.gz",
-	} {
-		if !strings.Contains(contents, want) {
-			t.Errorf("dpkg-deb -c has no %q:\n%s", want, contents)
-		}
-	}
-	info := cmdOut(t, dpkgDeb, "-I", deb)
-	for _, want := range []string{"Package: infergate", "Version: 0.0.0~packaging~test", "Architecture: " + runtime.GOARCH, "postinst", "postrm", "prerm", "conffiles"} {
-		if !strings.Contains(info, want) {
-			t.Errorf("dpkg-deb -I has no %q:\n%s", want, info)
-		}
-	}
-
-	t.Run("lintian", func(t *testing.T) {
-		lintian := needTool(t, "lintian")
-		b, err := exec.Command(lintian, "--fail-on", "error,warning", "--suppress-tags", "no-manual-page", deb).CombinedOutput()
-		if err != nil {
-			t.Errorf("lintian: %v\n%s", err, b)
-		}
-		t.Logf("lintian: %s", strings.TrimSpace(string(b)))
-	})
+	deb := buildDeb(t, buildRelease(t, "linux", runtime.GOARCH, ""), runtime.GOARCH)
+	inspectDeb(t, dpkgDeb, deb, runtime.GOARCH)
 
 	t.Run("install", func(t *testing.T) {
 		if os.Getenv("CI") == "" && os.Getenv("INFERGATE_DEB_INSTALL") == "" {
@@ -160,6 +122,93 @@ func TestDeb(t *testing.T) {
 		if fileExists("/var/lib/infergate") || fileExists("/etc/infergate/infergate.yaml") {
 			t.Error("dpkg --purge left /var/lib/infergate or the conffile")
 		}
+	})
+}
+
+// TestDebForeignArch builds the arm64 and armhf packages the release
+// script ships (armhf carries the ARMv6 binary, which also runs on every
+// ARMv7 Raspberry Pi) and inspects them as TestDeb does: contents, control
+// fields with the right Architecture, lintian. They are not installed: the
+// install path is the same shell scripts TestDeb installs on amd64, and the
+// binaries themselves run under qemu in TestEmulated.
+func TestDebForeignArch(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Debian packages are built and checked on Linux")
+	}
+	dpkgDeb := needTool(t, "dpkg-deb")
+	for _, c := range []struct {
+		debarch, goarch, goarm string
+		machine                elf.Machine
+	}{
+		{"arm64", "arm64", "", elf.EM_AARCH64},
+		{"armhf", "arm", "6", elf.EM_ARM},
+	} {
+		t.Run(c.debarch, func(t *testing.T) {
+			deb := buildDeb(t, buildRelease(t, "linux", c.goarch, c.goarm), c.debarch)
+			inspectDeb(t, dpkgDeb, deb, c.debarch)
+			// The ELF inside must be the one the Architecture field names,
+			// or dpkg would install a binary that cannot start.
+			dir := t.TempDir()
+			cmdOut(t, dpkgDeb, "-x", deb, dir)
+			f, err := elf.Open(filepath.Join(dir, "usr/bin/infergate"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if f.Machine != c.machine {
+				t.Errorf("usr/bin/infergate in the %s package is for %v, want %v", c.debarch, f.Machine, c.machine)
+			}
+		})
+	}
+}
+
+// buildDeb runs deb/build.sh on a release binary and returns the one
+// package file it made.
+func buildDeb(t *testing.T, bin, debarch string) string {
+	t.Helper()
+	out := t.TempDir()
+	build := exec.Command("deb/build.sh", bin, testVersion, debarch, out)
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("deb/build.sh: %v\n%s", err, b)
+	}
+	debs, _ := filepath.Glob(filepath.Join(out, "*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("deb/build.sh made %v, want one .deb", debs)
+	}
+	if want := "infergate_0.0.0~packaging~test_" + debarch + ".deb"; filepath.Base(debs[0]) != want {
+		t.Errorf("package file %s, want %s", filepath.Base(debs[0]), want)
+	}
+	return debs[0]
+}
+
+// inspectDeb checks a package's file list and control fields and runs
+// lintian on it where lintian is installed.
+func inspectDeb(t *testing.T, dpkgDeb, deb, debarch string) {
+	t.Helper()
+	contents := cmdOut(t, dpkgDeb, "-c", deb)
+	for _, want := range []string{
+		"-rwxr-xr-x root/root", "./usr/bin/infergate",
+		"./etc/infergate/infergate.yaml", "./lib/systemd/system/infergate.service",
+		"./usr/lib/sysusers.d/infergate.conf", "./usr/share/doc/infergate/copyright",
+		"./usr/share/doc/infergate/install.md.gz", "./usr/share/doc/infergate/THIRD_PARTY_NOTICES.gz",
+	} {
+		if !strings.Contains(contents, want) {
+			t.Errorf("dpkg-deb -c has no %q:\n%s", want, contents)
+		}
+	}
+	info := cmdOut(t, dpkgDeb, "-I", deb)
+	for _, want := range []string{"Package: infergate", "Version: 0.0.0~packaging~test", "Architecture: " + debarch, "postinst", "postrm", "prerm", "conffiles"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("dpkg-deb -I has no %q:\n%s", want, info)
+		}
+	}
+	t.Run("lintian", func(t *testing.T) {
+		lintian := needTool(t, "lintian")
+		b, err := exec.Command(lintian, "--fail-on", "error,warning", "--suppress-tags", "no-manual-page", deb).CombinedOutput()
+		if err != nil {
+			t.Errorf("lintian: %v\n%s", err, b)
+		}
+		t.Logf("lintian: %s", strings.TrimSpace(string(b)))
 	})
 }
 
