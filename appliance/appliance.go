@@ -25,6 +25,7 @@ import (
 	"github.com/infergate/infergate/inference/rollout"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/ingress"
+	"github.com/infergate/infergate/internal/logring"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
 )
@@ -34,6 +35,7 @@ import (
 type Appliance struct {
 	cfg    Config
 	logger *slog.Logger
+	logs   *logring.Ring // the log records of logger, for the dashboard
 	paths  Paths
 	token  atomic.Pointer[string] // rotated from the dashboard
 	reg    *prometheus.Registry
@@ -69,9 +71,13 @@ func New(cfg Config, logger *slog.Logger) (*Appliance, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// The dashboard's log view reads what the log stream gets from here on.
+	logs := logring.New(0)
+	logger = slog.New(logring.Tee(logger.Handler(), logs))
 	a := &Appliance{
 		cfg:    cfg,
 		logger: logger,
+		logs:   logs,
 		paths:  DataPaths(cfg.DataDir),
 		reg:    prometheus.NewRegistry(),
 		client: cfg.ClientConfig(),

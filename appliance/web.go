@@ -66,6 +66,7 @@ func (a *Appliance) webComponent() *component {
 				wc.RotateAdminToken = a.rotateAdminToken
 			}
 			wc.Version = buildinfo.Get().Version
+			wc.Logs = a.logs
 			if a.cfg.ModelServer.Mode == ModelServerEmbedded {
 				wc.UploadDir = a.paths.Models // uploads are renamed into place from there
 				wc.UploadMinFree = a.cfg.MinFreeBytes

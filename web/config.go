@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/infergate/infergate/internal/logring"
 )
 
 // Defaults applied by DefaultConfig and, for zero durations and sizes, by New.
@@ -82,6 +84,9 @@ type Config struct {
 	// to <data dir>/admin-token) and returns it; nil when the token comes from the config
 	// or the environment, which the API cannot change.
 	RotateAdminToken func() (string, error) `yaml:"-"`
+	// Logs holds the appliance's recent log records for the dashboard's log view (the
+	// appliance tees its log handler into it); nil: web keeps its own records only.
+	Logs *logring.Ring `yaml:"-"`
 	// Version is the infergate build version shown by the dashboard and /api/v1/status.
 	Version string `yaml:"-"`
 }

@@ -484,6 +484,8 @@ func (s *Server) handleEvents(c echo.Context) error {
 
 	ch, history, last := s.sampler.subscribe()
 	defer s.sampler.unsubscribe(ch)
+	// Log records from now on; the log view reads the earlier ones from /api/v1/logs.
+	logSeq := s.logs.Last()
 
 	hist, err := json.Marshal(history)
 	if err != nil {
@@ -508,6 +510,16 @@ func (s *Server) handleEvents(c echo.Context) error {
 		case b := <-ch:
 			if _, err := fmt.Fprintf(w, "event: snapshot\ndata: %s\n\n", b); err != nil {
 				return nil // the client left; nothing to report to it
+			}
+			var ev *logEvent
+			if ev, logSeq = s.newLogs(logSeq); ev != nil {
+				lb, err := json.Marshal(ev)
+				if err != nil {
+					return err
+				}
+				if _, err := fmt.Fprintf(w, "event: logs\ndata: %s\n\n", lb); err != nil {
+					return nil
+				}
 			}
 			w.Flush()
 		}

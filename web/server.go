@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/infergate/infergate/internal/httpdeadline"
+	"github.com/infergate/infergate/internal/logring"
 	"github.com/infergate/infergate/store"
 )
 
@@ -55,6 +56,7 @@ type Server struct {
 	limiter   *loginLimiter
 	users     *users
 	adminTok  atomic.Pointer[string] // the bootstrap admin token; rotation replaces it
+	logs      *logring.Ring
 	now       func() time.Time
 
 	stopping  atomic.Bool
@@ -82,7 +84,13 @@ func New(cfg Config, logger *slog.Logger, backend Backend, st *store.Store, gath
 		gatherer = prometheus.NewRegistry()
 	}
 	cfg = cfg.withDefaults()
+	logs := cfg.Logs
+	if logs == nil {
+		logs = logring.New(0)
+		logger = slog.New(logring.Tee(logger.Handler(), logs))
+	}
 	s := &Server{
+		logs:     logs,
 		cfg:      cfg,
 		log:      logger.With("component", "web"),
 		backend:  backend,
@@ -273,6 +281,7 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/settings", s.handleSettings, viewer)
 	api.GET("/audit", s.handleAudit, viewer)
 	api.GET("/events", s.handleEvents, viewer)
+	api.GET("/logs", s.handleLogs, viewer)
 	api.GET("/users", s.handleUsersList, admin)
 	api.POST("/users", s.handleUserCreate, admin)
 	api.PATCH("/users/:name", s.handleUserUpdate, admin)

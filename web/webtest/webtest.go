@@ -347,3 +347,12 @@ func Eval[T any](t testing.TB, ctx context.Context, expr string) T {
 	t.Helper()
 	return value(t, ctx, expr, chromedp.Evaluate[T](expr))
 }
+
+// SetSelect chooses value in the <select> sel and fires its change event, as a user's
+// choice would.
+func SetSelect(t testing.TB, ctx context.Context, sel, value string) {
+	t.Helper()
+	WaitJS(t, ctx, "option "+value+" of "+sel, `[...(document.querySelector(`+js(sel)+`) || {options: []}).options].some(o => o.value === `+js(value)+`)`)
+	step(t, ctx, "choose "+value+" in "+sel, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector(`+js(sel)+`);
+		s.value = `+js(value)+`; s.dispatchEvent(new Event('change', {bubbles: true})); })(); undefined`))
+}

@@ -125,6 +125,11 @@ const views = {
   settings: { enter: enterSettings },
 };
 
+// Views in their own files (logs.js, …) add themselves to views, and here: the events
+// stream's other event types they handle, and what binds their forms at start.
+const eventHandlers = {};
+const binders = [];
+
 function route() {
   const name = (location.hash || '#overview').slice(1).split(/[/?]/)[0];
   const v = views[name] ? name : 'overview';
@@ -169,6 +174,7 @@ function connectEvents() {
     if (state.view === 'overview') renderSnapshot(s);
     if (state.view === 'ingress') renderIngressRates(s.ingress);
   });
+  for (const [name, fn] of Object.entries(eventHandlers)) es.addEventListener(name, (e) => fn(JSON.parse(e.data)));
 }
 
 // ---------------------------------------------------------------- overview
@@ -943,6 +949,7 @@ async function start() {
   bindDLQ();
   bindModels();
   bindBroker();
+  for (const b of binders) b();
   connectEvents();
   window.addEventListener('hashchange', route);
   route();

@@ -1,0 +1,99 @@
+// infergate dashboard: English and Simplified Chinese. The language comes from the browser
+// (navigator.languages), can be switched in the top bar and is remembered (localStorage).
+//
+// Markup names its text with data-i18n="key" (data-i18n-placeholder, data-i18n-title for
+// attributes); the English is the markup itself, read once at start, so it is written in
+// one place. Text built in JavaScript calls t('key', {n: …}); its English is in I18N.en.
+// A key missing in zh falls back to English; a missing key shows the key, which the
+// browser test would catch.
+'use strict';
+
+const I18N = {
+  en: {
+    'logs.any': 'any',
+    'logs.count': '{n} records shown',
+    'logs.skipped': '{n} records arrived too fast to show (use the filters)',
+  },
+  zh: {
+    'nav.logs': '日志',
+    'logs.level': '级别',
+    'logs.level.debug': '调试及以上',
+    'logs.level.info': '信息及以上',
+    'logs.level.warn': '警告和错误',
+    'logs.level.error': '错误',
+    'logs.component': '组件',
+    'logs.text': '文本',
+    'logs.text.placeholder': '消息或字段值',
+    'logs.filter': '筛选',
+    'logs.pause': '暂停实时更新',
+    'logs.th.time': '时间',
+    'logs.th.level': '级别',
+    'logs.th.component': '组件',
+    'logs.th.message': '消息',
+    'logs.empty': '没有匹配的日志记录。',
+    'logs.any': '全部',
+    'logs.count': '显示 {n} 条记录',
+    'logs.skipped': '{n} 条记录来得太快未显示（请使用筛选）',
+  },
+};
+
+const LANGS = { en: 'English', zh: '中文' };
+const LANG_KEY = 'infergate.lang';
+
+// pickLang: the remembered choice, else the browser's first language we have.
+function pickLang() {
+  const saved = localStorage.getItem(LANG_KEY);
+  if (saved && I18N[saved]) return saved;
+  for (const l of navigator.languages || [navigator.language || 'en']) {
+    const base = String(l).toLowerCase().split('-')[0];
+    if (I18N[base]) return base;
+  }
+  return 'en';
+}
+
+let lang = 'en';
+
+// t returns the text of key in the current language, with {name} replaced from params.
+function t(key, params) {
+  let s = (I18N[lang] && I18N[lang][key]) ?? I18N.en[key] ?? key;
+  if (params) s = s.replace(/\{(\w+)\}/g, (m, k) => (params[k] !== undefined ? String(params[k]) : m));
+  return s;
+}
+
+// applyI18n translates the marked-up text under root; the first call learns the English.
+function applyI18n(root = document) {
+  for (const [attr, prop] of [['data-i18n', 'textContent'], ['data-i18n-placeholder', 'placeholder'], ['data-i18n-title', 'title']]) {
+    for (const el of root.querySelectorAll('[' + attr + ']')) {
+      const key = el.getAttribute(attr);
+      if (!(key in I18N.en)) I18N.en[key] = el[prop];
+      el[prop] = t(key);
+    }
+  }
+}
+
+function setLang(l) {
+  lang = I18N[l] ? l : 'en';
+  document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+  applyI18n();
+  const sel = document.querySelector('#lang');
+  if (sel) sel.value = lang;
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  const sel = document.querySelector('#lang');
+  if (sel) {
+    sel.replaceChildren(...Object.entries(LANGS).map(([k, name]) => {
+      const o = document.createElement('option');
+      o.value = k;
+      o.textContent = name;
+      return o;
+    }));
+    sel.addEventListener('change', () => {
+      localStorage.setItem(LANG_KEY, sel.value);
+      setLang(sel.value);
+      // Text built by the views is redrawn in the new language.
+      if (typeof route === 'function') route();
+    });
+  }
+  setLang(pickLang());
+});
