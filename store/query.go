@@ -253,7 +253,9 @@ func (s *Store) DeleteMatching(f Filter) (int, error) {
 		if len(ids) == 0 {
 			return total, nil
 		}
-		n, err := s.deleteIDs(ids)
+		var gone []string
+		n, err := s.deleteRecords(ids, s.sharing(), func(id string) { gone = append(gone, id) })
+		s.notify(Change{Op: ChangeDelete, IDs: gone})
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("store: delete matching: %w", err)

@@ -93,6 +93,8 @@ type Store struct {
 
 	trimMu  sync.Mutex   // one trimmer at a time, so concurrent Puts do not race to delete the same records
 	dropped atomic.Int64 // records dropped over MaxRecords since Run last logged
+
+	onChange atomic.Pointer[func(Change)] // shared.go
 }
 
 // Open validates cfg and opens (creating if needed) the store.
@@ -268,7 +270,7 @@ func (s *Store) write(freeing bool, fn func(txn *badger.Txn, d *delta) error) er
 // a retry after an error reuses the IDs assigned by the first attempt and overwrites.
 // When the store holds more than MaxRecords afterwards, the oldest are dropped.
 func (s *Store) Put(ctx context.Context, recs ...*Record) error {
-	return s.putAll(ctx, false, recs)
+	return s.putAll(ctx, putPlain, recs)
 }
 
 // PutFromSource is Put for records dead-lettered from Kafka records: a record whose source
@@ -279,10 +281,19 @@ func (s *Store) Put(ctx context.Context, recs ...*Record) error {
 // a stored record (header ReplayOfHeader naming it) that fails again updates that record
 // instead of adding one per replay; see reuseReplayID.
 func (s *Store) PutFromSource(ctx context.Context, recs ...*Record) error {
-	return s.putAll(ctx, true, recs)
+	return s.putAll(ctx, putFromSource, recs)
 }
 
-func (s *Store) putAll(ctx context.Context, bySource bool, recs []*Record) error {
+// putMode is how put finds the record a new one replaces.
+type putMode int
+
+const (
+	putPlain      putMode = iota // by ID only
+	putFromSource                // by source record or replayed record too (PutFromSource)
+	putShared                    // by the ID its producer gave it (PutShared, shared.go)
+)
+
+func (s *Store) putAll(ctx context.Context, mode putMode, recs []*Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -298,7 +309,7 @@ func (s *Store) putAll(ctx context.Context, bySource bool, recs []*Record) error
 	if err := s.enter(); err != nil {
 		return err
 	}
-	err := s.put(recs, bySource)
+	err := s.put(recs, mode)
 	s.life.RUnlock()
 	if err != nil {
 		return fmt.Errorf("store: put: %w", err)
@@ -332,10 +343,20 @@ func (s *Store) prepare(r *Record, now time.Time) error {
 	return nil
 }
 
-func (s *Store) put(recs []*Record, bySource bool) error {
+func (s *Store) put(recs []*Record, mode putMode) error {
+	bySource := mode != putPlain
 	err := s.update(func(txn *badger.Txn, d *delta) error {
 		for _, r := range recs {
-			if bySource {
+			if mode == putShared {
+				keep, err := sharedPrepare(txn, r, d)
+				if err != nil {
+					return err
+				}
+				if !keep {
+					continue
+				}
+			}
+			if mode == putFromSource {
 				if err := reuseSourceID(txn, r); err != nil {
 					return err
 				}
@@ -348,6 +369,13 @@ func (s *Store) put(recs []*Record, bySource bool) error {
 			old, err := getRecord(txn, r.ID)
 			switch {
 			case err == nil:
+				if mode == putShared {
+					// The replays made through any instance count.
+					r.Replays = max(r.Replays, old.Replays)
+					if old.LastReplayAt.After(r.LastReplayAt) {
+						r.LastReplayAt = old.LastReplayAt
+					}
+				}
 				if err := deleteIndexes(txn, old); err != nil {
 					return err
 				}
@@ -377,10 +405,10 @@ func (s *Store) put(recs []*Record, bySource bool) error {
 	})
 	if errors.Is(err, badger.ErrTxnTooBig) && len(recs) > 1 {
 		half := len(recs) / 2
-		if err := s.put(recs[:half], bySource); err != nil {
+		if err := s.put(recs[:half], mode); err != nil {
 			return err
 		}
-		return s.put(recs[half:], bySource)
+		return s.put(recs[half:], mode)
 	}
 	return err
 }
@@ -539,7 +567,9 @@ func (s *Store) Delete(ids ...string) (int, error) {
 			clean = append(clean, cid)
 		}
 	}
-	n, err := s.deleteIDs(clean)
+	var gone []string
+	n, err := s.deleteRecords(clean, s.sharing(), func(id string) { gone = append(gone, id) })
+	s.notify(Change{Op: ChangeDelete, IDs: gone})
 	if err != nil {
 		return n, fmt.Errorf("store: delete: %w", err)
 	}
@@ -550,6 +580,15 @@ func (s *Store) Delete(ids ...string) (int, error) {
 const deleteChunk = 500
 
 func (s *Store) deleteIDs(ids []string) (int, error) {
+	n, err := s.deleteRecords(ids, false, nil)
+	return n, err
+}
+
+// deleteRecords deletes the records with ids; with tombstones it also remembers each id
+// (deleted here or not) for tombstoneTTL, so a copy of the record that arrives later from
+// the group's DLQ topic is not stored again (PutShared). Every id it deleted is passed to
+// deleted, when not nil.
+func (s *Store) deleteRecords(ids []string, tombstones bool, deleted func(id string)) (int, error) {
 	total := 0
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), deleteChunk)]
@@ -557,10 +596,15 @@ func (s *Store) deleteIDs(ids []string) (int, error) {
 		if err := s.enter(); err != nil {
 			return total, err
 		}
-		n := 0
+		var gone []string
 		err := s.write(true, func(txn *badger.Txn, d *delta) error {
-			n = 0
+			gone = gone[:0]
 			for _, id := range chunk {
+				if tombstones {
+					if err := txn.SetEntry(badger.NewEntry(tombstoneKey(id), nil).WithTTL(tombstoneTTL)); err != nil {
+						return err
+					}
+				}
 				r, err := getRecord(txn, id)
 				if errors.Is(err, ErrNotFound) {
 					continue
@@ -575,7 +619,7 @@ func (s *Store) deleteIDs(ids []string) (int, error) {
 					return err
 				}
 				d.add(r.Class, -1)
-				n++
+				gone = append(gone, id)
 			}
 			return nil
 		})
@@ -583,7 +627,12 @@ func (s *Store) deleteIDs(ids []string) (int, error) {
 		if err != nil {
 			return total, err
 		}
-		total += n
+		total += len(gone)
+		if deleted != nil {
+			for _, id := range gone {
+				deleted(id)
+			}
+		}
 	}
 	return total, nil
 }
@@ -597,9 +646,10 @@ func (s *Store) MarkReplayed(ids ...string) error {
 	}
 	defer s.life.RUnlock()
 	now := s.cfg.Now()
-	var missing []string
+	var missing, marked []string
+	var replays []int
 	err := s.update(func(txn *badger.Txn, _ *delta) error {
-		missing = missing[:0]
+		missing, marked, replays = missing[:0], marked[:0], replays[:0]
 		for _, id := range ids {
 			cid, ok := canonicalID(id)
 			if !ok {
@@ -619,12 +669,14 @@ func (s *Store) MarkReplayed(ids ...string) error {
 			if err := txn.Set(recordKey(cid), encodeRecord(r)); err != nil {
 				return err
 			}
+			marked, replays = append(marked, cid), append(replays, r.Replays)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store: mark replayed: %w", err)
 	}
+	s.notify(Change{Op: ChangeReplayed, IDs: marked, Replays: replays, At: now})
 	if len(missing) > 0 {
 		return fmt.Errorf("store: mark replayed: %d of %d records not found (first %s): %w", len(missing), len(ids), missing[0], ErrNotFound)
 	}
