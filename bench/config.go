@@ -68,6 +68,9 @@ type Config struct {
 	// AnswerQoS0 (with Ingress): the appliance answers at MQTT QoS 0
 	// (ingress.answer_qos 0) and the MQTT devices subscribe at QoS 0.
 	AnswerQoS0 bool
+	// NATSOnly (with Ingress mqtt): measure a bare nats-server with a relay
+	// client instead of the appliance (startNATSOnly).
+	NATSOnly string
 
 	// Self-contained appliance settings; zero values keep the appliance's
 	// defaults (MaxWait: negative keeps it).

@@ -54,6 +54,9 @@ type IngressReport struct {
 	StagePipeline Percentiles `json:"stage_pipeline"`
 	StageOut      Percentiles `json:"stage_out"`
 	AnswerQoS     int         `json:"answer_qos"`
+	// NATSOnly: no infergate, a bare nats-server and a relay client
+	// answering each request (--nats-only), the protocol's ceiling here.
+	NATSOnly string `json:"nats_only,omitempty"`
 	// CPU of this process (appliance and devices) in the measured window
 	// and per answer, and the cores other processes kept busy meanwhile.
 	CPUSeconds          float64  `json:"cpu_seconds"`
@@ -71,14 +74,18 @@ func (r *IngressReport) print(w io.Writer, asJSON bool) error {
 		e.SetIndent("", "  ")
 		return e.Encode(r)
 	}
-	_, err := fmt.Fprintf(w, `ingress %s: %d devices, rate %s, %gs measured after %gs warmup
+	what := "ingress"
+	if r.NATSOnly != "" {
+		what = "nats-server alone (" + r.NATSOnly + " relay, no infergate)"
+	}
+	_, err := fmt.Fprintf(w, `%s %s: %d devices, rate %s, %gs measured after %gs warmup
 sent %d, acknowledged %d, answered %d, lost %d
 throughput %.0f answers/s (publish -> answer at the device)
 latency publish -> answer: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms
 latency publish -> ack:    p50 %.2f ms, p99 %.2f ms
 stages (p50 / p99): in %.2f / %.2f ms, pipeline %.2f / %.2f ms, out %.2f / %.2f ms (answer QoS %d)
 cpu %.1f s in the window, %.1f µs per answer; other processes kept %.2f cores busy (%d CPUs)
-`, r.Protocol, r.Devices, r.Rate, r.DurationS, r.WarmupS, r.Sent, r.Acked, r.Answered, r.Lost, r.ThroughputRPS,
+`, what, r.Protocol, r.Devices, r.Rate, r.DurationS, r.WarmupS, r.Sent, r.Acked, r.Answered, r.Lost, r.ThroughputRPS,
 		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max, r.AckLatency.P50, r.AckLatency.P99,
 		r.StageIn.P50, r.StageIn.P99, r.StagePipeline.P50, r.StagePipeline.P99, r.StageOut.P50, r.StageOut.P99, r.AnswerQoS,
 		r.CPUSeconds, r.CPUMicrosPerRequest, r.OtherCores, runtime.NumCPU())
@@ -238,11 +245,23 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var err error
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	sys, err := startSelfContained(ctx, &cfg, logger)
+	var sys *system
+	if cfg.NATSOnly != "" {
+		if cfg.NATSOnly != RelayMQTT && cfg.NATSOnly != RelayJetStream {
+			return nil, &UsageError{Err: fmt.Errorf("--nats-only %q: want mqtt or js", cfg.NATSOnly)}
+		}
+		if protocol != IngressMQTT {
+			return nil, &UsageError{Err: errors.New("--nats-only: only with --ingress mqtt")}
+		}
+		sys, err = startNATSOnly(&cfg)
+	} else {
+		sys, err = startSelfContained(ctx, &cfg, logger)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +269,7 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 
 	run := &ingressRun{lat: newHist(), ackLat: newHist(), in: newHist(), pipe: newHist(), out: newHist()}
 	rep := &IngressReport{Protocol: protocol, Devices: devices, Rate: "max",
-		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(), AnswerQoS: 1}
+		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(), AnswerQoS: 1, NATSOnly: cfg.NATSOnly}
 	if cfg.AnswerQoS0 {
 		rep.AnswerQoS = 0
 	}
@@ -277,7 +296,7 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 		if cfg.Rate <= 0 {
 			d.slots = make(chan struct{}, max(window/devices, 1))
 		}
-		send, closeDev, err := connectDevice(ctx, sys, protocol, d)
+		send, closeDev, err := connectDevice(ctx, sys, protocol, cfg.AnswerQoS0, d)
 		if err != nil {
 			return nil, fmt.Errorf("bench: device %s: %w", d.name, err)
 		}
@@ -386,7 +405,7 @@ func (d *device) loop(ctx context.Context, rate float64, begin, end time.Time, s
 }
 
 // connectDevice connects d over protocol and returns its send function.
-func connectDevice(ctx context.Context, sys *system, protocol string, d *device) (func(int64) error, func(), error) {
+func connectDevice(ctx context.Context, sys *system, protocol string, answerQoS0 bool, d *device) (func(int64) error, func(), error) {
 	reqTopic := "infergate/requests/demo/" + d.name
 	if protocol == IngressMQTT {
 		var dev *mqttDevice
@@ -405,7 +424,7 @@ func connectDevice(ctx context.Context, sys *system, protocol string, d *device)
 			return nil, nil, err
 		}
 		var qos byte = 1
-		if sys.cfg.Ingress.AnswerQoS == 0 {
+		if answerQoS0 {
 			qos = 0
 		}
 		if err := dev.subscribe("infergate/results/+/"+d.name, qos); err != nil {

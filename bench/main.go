@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/infergate/infergate/internal/clihelp"
 )
@@ -32,7 +34,8 @@ var ErrFailed = errors.New("bench failed")
 
 const usageLine = `bench [--brokers HOST:PORT,...] [--rate N|max] [--duration D] [--warmup D]
        [--mode pipeline|baseline] [--model-path inprocess|grpc] [--compare]
-       [--model FILE.onnx|FILE.json] [--json] [--plot FILE.svg] [--cpuprofile FILE] [--partitions N] [flags]`
+       [--model FILE.onnx|FILE.json] [--json] [--plot FILE.svg] [--cpuprofile FILE] [--mutexprofile FILE] [--blockprofile FILE]
+       [--partitions N] [flags]`
 
 // Main is `infergate bench`: it parses args, runs, writes the report to
 // stdout (a table, or JSON with --json) and progress to stderr.
@@ -59,6 +62,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	plotFile := fs.String("plot", "", "write a latency plot (SVG) to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file")
+	mutexProfile := fs.String("mutexprofile", "", "write a mutex contention profile (pprof, every contention event) of the whole run to this file")
+	blockProfile := fs.String("blockprofile", "", "write a blocking profile (pprof, blocking events of 10µs and more) of the whole run to this file")
 	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "partitions of the self-contained appliance's topics (and the baseline's)")
 	window := fs.Int("window", 0, "with --rate max: most requests outstanding (default 20000 for the pipeline, 100 for the baseline)")
 	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "the generator's producer linger (default: 0 below 10000 req/s, else 1ms)")
@@ -77,6 +82,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ingressProto := fs.String("ingress", "", "mqtt or nats: measure devices publishing durable requests (MQTT QoS 1, JetStream) to the ingress and receiving the predictions (self-contained only)")
 	devices := fs.Int("devices", 8, "with --ingress: device connections, each publishing its share of --rate")
 	answerQoS := fs.Int("answer-qos", 1, "with --ingress mqtt: QoS of the answers (ingress.answer_qos) and of the devices' subscriptions, 0 or 1")
+	fs.StringVar(&cfg.NATSOnly, "nats-only", "", "with --ingress mqtt: no infergate, a bare embedded nats-server and a relay that answers every request at --answer-qos: mqtt (an MQTT client subscribed at QoS 1) or js (an in-process JetStream consumer, as the ingress's minus Kafka)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	logLevel := fs.String("log-level", "error", "log level of the appliance and the bench (debug, info, warn, error), on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -143,6 +149,27 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--cpuprofile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	for _, p := range []struct{ flag, file, name string }{
+		{"--mutexprofile", *mutexProfile, "mutex"}, {"--blockprofile", *blockProfile, "block"},
+	} {
+		if p.file == "" {
+			continue
+		}
+		f, err := os.Create(p.file)
+		if err != nil {
+			return &UsageError{Err: fmt.Errorf("%s: %w", p.flag, err)}
+		}
+		defer f.Close()
+		if p.name == "mutex" {
+			runtime.SetMutexProfileFraction(1)
+			defer runtime.SetMutexProfileFraction(0)
+		} else {
+			runtime.SetBlockProfileRate(int((10 * time.Microsecond).Nanoseconds()))
+			defer runtime.SetBlockProfileRate(0)
+		}
+		// Deferred before the rate is reset, so it runs first.
+		defer func() { _ = pprof.Lookup(p.name).WriteTo(f, 0) }()
 	}
 
 	if *ingressProto != "" {

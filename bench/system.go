@@ -39,6 +39,9 @@ type system struct {
 	metrics prometheus.Gatherer
 	// mqttAddr and natsAddr are the ingress's listeners (Config.Ingress).
 	mqttAddr, natsAddr string
+	// natsOnly: a bare nats-server with a relay client, no appliance
+	// (startNATSOnly).
+	natsOnly bool
 }
 
 // startSystem starts a self-contained appliance (no brokers configured) or
