@@ -258,11 +258,8 @@ func (a *Appliance) storeComponent() *component {
 	return &component{
 		name: "store",
 		start: func(context.Context) error {
-			sc := store.DefaultConfig(a.paths.Store)
-			sc.Retention = a.cfg.Store.DLQRetention
-			sc.MaxRecords = a.cfg.Store.DLQMaxRecords
-			sc.SyncWrites = a.cfg.Store.SyncWrites
-			sc.MinFreeBytes = a.cfg.MinFreeBytes
+			sc := a.cfg.Store
+			sc.Dir, sc.MinFreeBytes = a.paths.Store, a.cfg.MinFreeBytes
 			var err error
 			st, err = store.Open(sc, a.logger.With("component", "store"))
 			if err != nil {
@@ -533,7 +530,7 @@ func (a *Appliance) pipelineComponent() *component {
 			if err != nil {
 				return err
 			}
-			ro, err := rollout.New(a.rolloutConfig(), a.logger.With("component", "rollout"), st, pred, a.availableVersions, a.audit, a.reg)
+			ro, err := rollout.New(a.cfg.Rollout, a.logger.With("component", "rollout"), st, pred, a.availableVersions, a.audit, a.reg)
 			if err != nil {
 				return err
 			}

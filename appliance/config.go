@@ -59,14 +59,17 @@ type Config struct {
 	// spread over the pipeline, topics, delivery and model_server sections
 	// (settings.go binds each field to its key).
 	Pipeline pipeline.Config `yaml:"-"`
-	Store    StoreConfig     `yaml:"store"`
+	// Store is the store package's Config (store.* settings); Dir and
+	// MinFreeBytes are set from the data dir and min_free_bytes at start.
+	Store store.Config `yaml:"-"`
 	// HTTP is the web package's Config (dashboard, admin API, /metrics):
 	// the http.* settings set its fields; AdminToken, once resolved, and
 	// the fields no setting binds are filled in when the server starts.
 	HTTP    web.Config    `yaml:"http"`
 	Demo    DemoConfig    `yaml:"demo"`
 	Ingress IngressConfig `yaml:"ingress"`
-	Rollout RolloutConfig `yaml:"rollout"`
+	// Rollout is the rollout package's Config (rollout.* settings).
+	Rollout rollout.Config `yaml:"-"`
 
 	origin origin // how Load assembled it; not a setting
 }
@@ -179,22 +182,6 @@ type SidecarConfig struct {
 	LogMaxBytes int64 `yaml:"log_max_bytes"`
 }
 
-// StoreConfig is the Badger store of DLQ records.
-type StoreConfig struct {
-	DLQRetention  time.Duration `yaml:"dlq_retention"`
-	DLQMaxRecords int           `yaml:"dlq_max_records"`
-	SyncWrites    bool          `yaml:"sync_writes"`
-}
-
-// RolloutConfig tunes model rollouts (inference/rollout): the shadow's
-// queue, how long per-request comparisons are kept, how often guards and
-// planned steps are checked.
-type RolloutConfig struct {
-	ShadowQueue   int           `yaml:"shadow_queue"`
-	Retention     time.Duration `yaml:"retention"`
-	CheckInterval time.Duration `yaml:"check_interval"`
-}
-
 // IngressConfig is the edge ingress (package ingress): an embedded
 // nats-server whose MQTT and NATS listeners take requests from devices and
 // send their predictions back (docs/ingress.md).
@@ -247,7 +234,6 @@ type DemoConfig struct {
 // retention, fsync) is changed in one place.
 func Default() Config {
 	ing := ingress.DefaultConfig()
-	ro := rollout.DefaultConfig()
 	return Config{
 		DataDir:      defaultDataDir(),
 		MinFreeBytes: store.DefaultMinFreeBytes,
@@ -294,11 +280,8 @@ func Default() Config {
 			},
 		},
 		Pipeline: pipeline.DefaultConfig(),
-		Store: StoreConfig{
-			DLQRetention:  store.DefaultRetention,
-			DLQMaxRecords: store.DefaultMaxRecords,
-		},
-		HTTP: web.DefaultConfig(),
+		Store:    store.DefaultConfig(""),
+		HTTP:     web.DefaultConfig(),
 		Ingress: IngressConfig{
 			Mode:          ingress.ModeEmbedded,
 			MQTTListen:    ing.MQTTListen,
@@ -308,7 +291,7 @@ func Default() Config {
 			AckWait:       ing.AckWait,
 			AnswerQoS:     ing.AnswerQoS,
 		},
-		Rollout: RolloutConfig{ShadowQueue: ro.QueueSize, Retention: ro.Retention, CheckInterval: ro.CheckInterval},
+		Rollout: rollout.DefaultConfig(),
 		Demo: DemoConfig{
 			Rate:            20,
 			AnomalyRatio:    0.05,

@@ -12,12 +12,6 @@ import (
 
 var _ web.Rollouts = (*webBackend)(nil)
 
-func (a *Appliance) rolloutConfig() rollout.Config {
-	c := rollout.DefaultConfig()
-	c.QueueSize, c.Retention, c.CheckInterval = a.cfg.Rollout.ShadowQueue, a.cfg.Rollout.Retention, a.cfg.Rollout.CheckInterval
-	return c
-}
-
 // availableVersions lists a model's AVAILABLE versions, highest first, in
 // every mode; nil when the model server cannot tell.
 func (a *Appliance) availableVersions(ctx context.Context, name string) ([]int64, error) {

@@ -120,15 +120,15 @@ func (c *Config) settings() []setting {
 		{Key: "pipeline.probe_interval", Flag: "probe-interval", Arg: "DURATION", Help: "how often an open circuit probes the model server", val: duration(&c.Pipeline.ProbeInterval)},
 		{Key: "pipeline.shutdown_timeout", Flag: "shutdown-timeout", Arg: "DURATION", Help: "longest graceful drain on shutdown; unfinished requests are redelivered after restart", val: duration(&c.Pipeline.ShutdownTimeout)},
 
-		{Key: "rollout.shadow_queue", Flag: "shadow-queue", Arg: "N", Help: "observed batches that may wait for a rollout's shadow model; beyond it sampled requests are skipped (counted), never delayed", val: integer(&c.Rollout.ShadowQueue)},
+		{Key: "rollout.shadow_queue", Flag: "shadow-queue", Arg: "N", Help: "observed batches that may wait for a rollout's shadow model; beyond it sampled requests are skipped (counted), never delayed", val: integer(&c.Rollout.QueueSize)},
 		{Key: "rollout.retention", Flag: "rollout-retention", Arg: "DURATION", Help: "how long a rollout's per-request comparisons (both predictions and latencies) are kept in the store", val: duration(&c.Rollout.Retention)},
 		{Key: "rollout.check_interval", Flag: "rollout-check-interval", Arg: "DURATION", Help: "how often a rollout's guards are checked and its planned steps advanced", val: duration(&c.Rollout.CheckInterval)},
 
 		{Key: "delivery.guarantee", Flag: "delivery", Arg: "MODE", Help: "at-least-once or exactly-once (Kafka transactions)", val: str(&c.Pipeline.Delivery)},
 		{Key: "delivery.transactional_id", Flag: "transactional-id", Arg: "ID", Help: "exactly-once: transactional id, unique per live instance and stable across restarts (default <group>-<instance id>, else <group>-<hostname>-<hash of the data dir>)", val: str(&c.Pipeline.TransactionalID)},
 
-		{Key: "store.dlq_retention", Flag: "dlq-retention", Arg: "DURATION", Help: "how long dead-lettered records stay in the store (0: forever)", val: duration(&c.Store.DLQRetention)},
-		{Key: "store.dlq_max_records", Flag: "dlq-max-records", Arg: "N", Help: "most dead-lettered records kept in the store; the oldest go first (0: no cap)", val: integer(&c.Store.DLQMaxRecords)},
+		{Key: "store.dlq_retention", Flag: "dlq-retention", Arg: "DURATION", Help: "how long dead-lettered records stay in the store (0: forever)", val: duration(&c.Store.Retention)},
+		{Key: "store.dlq_max_records", Flag: "dlq-max-records", Arg: "N", Help: "most dead-lettered records kept in the store; the oldest go first (0: no cap)", val: integer(&c.Store.MaxRecords)},
 		{Key: "store.sync_writes", Flag: "store-sync-writes", Help: "fsync every store write", val: boolean(&c.Store.SyncWrites)},
 
 		{Key: "http.listen", Flag: "http-listen", Arg: "ADDR", Help: "dashboard, admin API and /metrics (empty: disabled)", val: str(&c.HTTP.Listen)},

@@ -140,15 +140,6 @@ func (c *Config) Validate() error {
 	if _, err := c.modelPolicies(); err != nil {
 		v.errf("model_server.model_version_policies", "%v", err)
 	}
-	if c.Rollout.ShadowQueue < 1 {
-		v.errf("rollout.shadow_queue", "must be at least 1, got %d", c.Rollout.ShadowQueue)
-	}
-	if c.Rollout.Retention < 0 {
-		v.errf("rollout.retention", "must not be negative, got %v", c.Rollout.Retention)
-	}
-	if c.Rollout.CheckInterval <= 0 {
-		v.errf("rollout.check_interval", "must be more than 0, got %v", c.Rollout.CheckInterval)
-	}
 	if c.ModelServer.Threads < 0 {
 		v.errf("model_server.threads", "must be 0 (every core) or more, got %d", c.ModelServer.Threads)
 	}
@@ -157,14 +148,10 @@ func (c *Config) Validate() error {
 	}
 	c.validateSidecar(&v)
 
-	// Pipeline and delivery: the package checks its own fields.
+	// The packages check their own fields.
 	v.fields(c.Pipeline.Validate())
-
-	// Store.
-	v.nonNegative("store.dlq_retention", c.Store.DLQRetention)
-	if c.Store.DLQMaxRecords < 0 {
-		v.errf("store.dlq_max_records", "%d: must be >= 0 (0: no cap)", c.Store.DLQMaxRecords)
-	}
+	v.fields(c.Rollout.Validate())
+	v.fields(c.Store.Validate())
 
 	// HTTP.
 	if c.HTTP.Listen != "" {

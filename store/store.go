@@ -99,10 +99,15 @@ type Store struct {
 
 // Open validates cfg and opens (creating if needed) the store.
 func Open(cfg Config, logger *slog.Logger) (*Store, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.checkPlace(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

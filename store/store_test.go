@@ -14,6 +14,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/infergate/infergate/internal/field"
 	"github.com/infergate/infergate/internal/testutil"
 )
 
@@ -595,26 +596,44 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	inMemory := func(edit func(*Config)) Config {
+		c := DefaultConfig("")
+		c.InMemory = true
+		edit(&c)
+		return c
+	}
+	for _, tc := range []struct {
+		cfg  Config
+		want string // the field at fault, "" for a valid Config
+	}{
+		{DefaultConfig("/x"), ""},
+		{inMemory(func(*Config) {}), ""},
+		{inMemory(func(c *Config) { c.Retention = -time.Second }), "Retention"},
+		{inMemory(func(c *Config) { c.MaxRecords = -1 }), "MaxRecords"},
+		{inMemory(func(c *Config) { c.MinFreeBytes = -1 }), "MinFreeBytes"},
+		{inMemory(func(c *Config) { c.GCInterval = 0 }), "GCInterval"},
+		{inMemory(func(c *Config) { c.GCInterval = time.Microsecond }), "GCInterval"},
+	} {
+		fields, other := field.All(tc.cfg.Validate())
+		var got []string
+		for _, f := range fields {
+			got = append(got, f.Name)
+		}
+		if len(other) > 0 || strings.Join(got, ",") != tc.want {
+			t.Errorf("Validate(%+v): fields at fault %v (other errors %v), want %q", tc.cfg, got, other, tc.want)
+		}
+	}
 	for _, tc := range []struct {
 		cfg  Config
 		want string
 	}{
-		{DefaultConfig("/x"), ""},
-		{Config{InMemory: true}, ""},
-		{Config{}, "store.dir: must be set"},
-		{Config{InMemory: true, Dir: "/x"}, "store.dir: must be empty"},
-		{Config{Dir: "/x", Retention: -time.Second}, "store.retention: must be >= 0"},
-		{Config{Dir: "/x", MaxRecords: -1}, "store.max_records: must be >= 0"},
-		{Config{Dir: "/x", GCInterval: -1}, "store.gc_interval: must be >= 0"},
-		{Config{Dir: "/x", GCInterval: time.Microsecond}, "store.gc_interval: must be at least 1ms"},
+		{Config{GCInterval: time.Minute}, "Dir must be set"},
+		{Config{InMemory: true, Dir: "/x", GCInterval: time.Minute}, "Dir must be empty"},
+		{Config{Dir: "/x", Retention: -1, GCInterval: time.Minute}, "Retention"},
 	} {
-		err := tc.cfg.Validate()
-		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("Validate(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		if _, err := Open(tc.cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Open(%+v): err = %v, want %q", tc.cfg, err, tc.want)
 		}
-	}
-	if _, err := Open(Config{Dir: "/x", Retention: -1}, nil); err == nil || !strings.Contains(err.Error(), "store.retention") {
-		t.Errorf("Open with a bad config: err = %v", err)
 	}
 }
 
@@ -677,7 +696,7 @@ func TestRunReturnsWhenCancelledOrClosed(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 
-	s2, err := Open(Config{InMemory: true}, testutil.Logger(t))
+	s2, err := Open(inMemoryConfig(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -693,7 +712,7 @@ func TestRunReturnsWhenCancelledOrClosed(t *testing.T) {
 }
 
 func TestCloseIsIdempotent(t *testing.T) {
-	s, err := Open(Config{InMemory: true}, testutil.Logger(t))
+	s, err := Open(inMemoryConfig(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -832,4 +851,10 @@ func TestReplayFailureUpdatesItsRecord(t *testing.T) {
 		t.Errorf("a deleted record's id %s was reused", first.ID)
 	}
 	checkConsistent(t, s)
+}
+
+func inMemoryConfig() Config {
+	c := DefaultConfig("")
+	c.InMemory = true
+	return c
 }

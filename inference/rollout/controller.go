@@ -19,6 +19,7 @@ import (
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/field"
 	"github.com/infergate/infergate/store"
 )
 
@@ -42,35 +43,36 @@ type Config struct {
 	// MaxReportRecords bounds the comparisons one report reads (the newest
 	// are left out beyond it).
 	MaxReportRecords int
-	// Now is the clock (tests).
+	// Now is the clock; nil means time.Now (tests inject a fake one).
 	Now func() time.Time
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{QueueSize: 64, Retention: 24 * time.Hour, CheckInterval: time.Second, CallTimeout: 10 * time.Second,
-		MaxReportRecords: 200_000, Now: time.Now}
+		MaxReportRecords: 200_000}
 }
 
-// Validate names the setting at fault.
+// Validate reports every invalid field as a *field.Error. It changes
+// nothing: defaults come from DefaultConfig.
 func (c *Config) Validate() error {
-	switch {
-	case c.QueueSize < 1:
-		return fmt.Errorf("rollout.shadow_queue: %d, want 1 or more", c.QueueSize)
-	case c.Retention < 0:
-		return fmt.Errorf("rollout.retention: %v is negative", c.Retention)
-	case c.CheckInterval <= 0:
-		return fmt.Errorf("rollout.check_interval: %v, want more than 0", c.CheckInterval)
-	case c.CallTimeout <= 0:
-		return errors.New("rollout: CallTimeout must be positive")
+	var v field.Errors
+	if c.QueueSize < 1 {
+		v.Add(&c.QueueSize, "QueueSize", "must be at least 1, got %d", c.QueueSize)
 	}
-	if c.MaxReportRecords <= 0 {
-		c.MaxReportRecords = 200_000
+	if c.Retention < 0 {
+		v.Add(&c.Retention, "Retention", "must not be negative, got %v", c.Retention)
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.CheckInterval <= 0 {
+		v.Add(&c.CheckInterval, "CheckInterval", "must be more than 0, got %v", c.CheckInterval)
 	}
-	return nil
+	if c.CallTimeout <= 0 {
+		v.Add(&c.CallTimeout, "CallTimeout", "must be more than 0, got %v", c.CallTimeout)
+	}
+	if c.MaxReportRecords < 1 {
+		v.Add(&c.MaxReportRecords, "MaxReportRecords", "must be at least 1, got %d", c.MaxReportRecords)
+	}
+	return v.Err()
 }
 
 // Versions lists a model's AVAILABLE versions, highest first (nil, nil when
@@ -122,6 +124,9 @@ func New(cfg Config, logger *slog.Logger, st *store.Store, pred Predictor, versi
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if audit == nil {
 		audit = func(string, string) {}
