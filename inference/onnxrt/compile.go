@@ -190,6 +190,7 @@ func compile(b []byte, o LoadOptions) (*Model, error) {
 		m.outputRound = append(m.outputRound, halfRounder(vi.GetType().GetTensorType().GetElemType()))
 		used[id] = true
 	}
+	c.fuseTransposes(used)
 	c.fuse(used)
 
 	m.nodes = c.nodes

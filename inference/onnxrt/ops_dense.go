@@ -171,7 +171,7 @@ func compileMatMul(x *nodeCtx) (kernel, []tensor.DType, error) {
 	out := []tensor.DType{tensor.Float}
 	b := x.konst(1)
 	if b == nil || len(b.shape) != 2 {
-		return &matMulGeneric{}, out, nil
+		return &matMulGeneric{sPackA: x.newScratch(), sPackB: x.newScratch(), sTile: x.newScratch()}, out, nil
 	}
 	g := &denseKernel{k: b.shape[0], n: b.shape[1], sPack: x.newScratch(), sTile: x.newScratch()}
 	g.layout(b.f, false, 1)
@@ -380,79 +380,6 @@ func (g *gemmGeneric) run(st *state, nd *node) error {
 		broadcast(opAdd, o, o, cf, osh, c.shape, osh)
 	}
 	return nil
-}
-
-// matMulGeneric is numpy-style MatMul of two computed tensors: 1-D operands
-// are promoted, leading (batch) dims broadcast.
-type matMulGeneric struct{}
-
-func (matMulGeneric) run(st *state, nd *node) error {
-	a, b := st.in(nd, 0), st.in(nd, 1)
-	as, bs := a.shape, b.shape
-	if len(as) == 0 || len(bs) == 0 {
-		return fmt.Errorf("MatMul of a scalar: shapes %v and %v", as, bs)
-	}
-	var a2, b2 [2]int
-	aBatch, bBatch := as[:max(len(as)-2, 0)], bs[:max(len(bs)-2, 0)]
-	if len(as) == 1 {
-		a2 = [2]int{1, as[0]}
-	} else {
-		a2 = [2]int{as[len(as)-2], as[len(as)-1]}
-	}
-	if len(bs) == 1 {
-		b2 = [2]int{bs[0], 1}
-	} else {
-		b2 = [2]int{bs[len(bs)-2], bs[len(bs)-1]}
-	}
-	m, k, n := a2[0], a2[1], b2[1]
-	if b2[0] != k {
-		return fmt.Errorf("shapes %v and %v cannot be multiplied", as, bs)
-	}
-	out := nd.out[0]
-	// Output: broadcast batch dims, then M (unless A was 1-D), then N (unless B was 1-D).
-	if err := broadcastInto(st, out, aBatch, bBatch); err != nil {
-		return err
-	}
-	batch := append([]int(nil), st.vals[out].shape...)
-	sh := batch
-	if len(as) > 1 {
-		sh = append(sh, m)
-	}
-	if len(bs) > 1 {
-		sh = append(sh, n)
-	}
-	st.setShape(out, sh)
-	o, err := st.allocF(out)
-	if err != nil {
-		return err
-	}
-	nb := len(o) / max(m*n, 1)
-	if m*n == 0 {
-		return nil
-	}
-	for i := range nb {
-		ai := batchOffset(i, batch, aBatch) * m * k
-		bi := batchOffset(i, batch, bBatch) * k * n
-		mmKN(o[i*m*n:(i+1)*m*n], a.f[ai:ai+m*k], b.f[bi:bi+k*n], nil, m, k, n, activation{})
-	}
-	return nil
-}
-
-// batchOffset maps the i-th index of the broadcast batch shape to the flat
-// batch index of an operand with batch shape ob.
-func batchOffset(i int, batch, ob []int) int {
-	off, stride := 0, 1
-	for d := len(batch) - 1; d >= 0; d-- {
-		idx := i % batch[d]
-		i /= batch[d]
-		if j := d - (len(batch) - len(ob)); j >= 0 {
-			if ob[j] != 1 {
-				off += idx * stride
-			}
-			stride *= ob[j]
-		}
-	}
-	return off
 }
 
 // mmKN computes out[m×n] = act(a[m×k] · w[k×n] + bias). It works on four rows

@@ -1,0 +1,32 @@
+package onnxrt
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestTransformerFusions checks that the exported encoder layer's attention
+// runs fused — the Transposes around q·kᵀ and att·v folded into the
+// products and the 1/√d scale into q·kᵀ — so the speed docs/runtime.md
+// reports is the fused path's (TestMatMulTransposeFusion checks the
+// numbers).
+func TestTransformerFusions(t *testing.T) {
+	for _, file := range []string{"testdata/transformer_opset13.onnx", "testdata/transformer_opset17.onnx"} {
+		m, err := LoadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ops []string
+		for _, nd := range m.nodes {
+			ops = append(ops, nd.op)
+		}
+		for _, want := range []string{"Transpose+Transpose+MatMul+Div", "Transpose+MatMul+Transpose"} {
+			if !slices.Contains(ops, want) {
+				t.Errorf("%s: no %s node; nodes: %v", file, want, ops)
+			}
+		}
+		if slices.Contains(ops, "Transpose") {
+			t.Errorf("%s: a Transpose is left: %v", file, ops)
+		}
+	}
+}
