@@ -179,6 +179,7 @@ func TestEveryPackageFieldIsASetting(t *testing.T) {
 		"HTTP.ShutdownTimeout":     "not tunable",
 		"HTTP.RotateAdminToken":    "the appliance's token file (appliance/web.go)",
 		"HTTP.Version":             "buildinfo (appliance/web.go)",
+		"HTTP.Logs":                "the appliance's log ring (appliance/web.go)",
 		"Rollout.CallTimeout":      "not tunable",
 		"Rollout.MaxReportRecords": "not tunable",
 		"Rollout.Now":              "the clock",
