@@ -71,6 +71,9 @@ type Config struct {
 	// NATSOnly (with Ingress mqtt): measure a bare nats-server with a relay
 	// client instead of the appliance (startNATSOnly).
 	NATSOnly string
+	// KafkaLoad (with Ingress): requests per second produced straight to
+	// the requests topic beside the devices (startKafkaLoad).
+	KafkaLoad float64
 
 	// Self-contained appliance settings; zero values keep the appliance's
 	// defaults (MaxWait: negative keeps it).

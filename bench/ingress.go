@@ -57,6 +57,12 @@ type IngressReport struct {
 	// NATSOnly: no infergate, a bare nats-server and a relay client
 	// answering each request (--nats-only), the protocol's ceiling here.
 	NATSOnly string `json:"nats_only,omitempty"`
+	// KafkaLoad is the rate of requests produced straight to the requests
+	// topic beside the devices (--kafka-load), and what was produced of it
+	// and failed.
+	KafkaLoad         float64 `json:"kafka_load_rps,omitempty"`
+	KafkaLoadProduced int64   `json:"kafka_load_produced,omitempty"`
+	KafkaLoadFailed   int64   `json:"kafka_load_failed,omitempty"`
 	// CPU of this process (appliance and devices) in the measured window
 	// and per answer, and the cores other processes kept busy meanwhile.
 	CPUSeconds          float64  `json:"cpu_seconds"`
@@ -89,6 +95,10 @@ cpu %.1f s in the window, %.1f µs per answer; other processes kept %.2f cores b
 		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max, r.AckLatency.P50, r.AckLatency.P99,
 		r.StageIn.P50, r.StageIn.P99, r.StagePipeline.P50, r.StagePipeline.P99, r.StageOut.P50, r.StageOut.P99, r.AnswerQoS,
 		r.CPUSeconds, r.CPUMicrosPerRequest, r.OtherCores, runtime.NumCPU())
+	if r.KafkaLoad > 0 {
+		fmt.Fprintf(w, "beside: %g requests/s produced straight to Kafka (%d produced, %d failed)\n",
+			r.KafkaLoad, r.KafkaLoadProduced, r.KafkaLoadFailed)
+	}
 	for _, e := range r.Errors {
 		fmt.Fprintln(w, "error:", e)
 	}
@@ -269,7 +279,8 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 
 	run := &ingressRun{lat: newHist(), ackLat: newHist(), in: newHist(), pipe: newHist(), out: newHist()}
 	rep := &IngressReport{Protocol: protocol, Devices: devices, Rate: "max",
-		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(), AnswerQoS: 1, NATSOnly: cfg.NATSOnly}
+		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(), AnswerQoS: 1, NATSOnly: cfg.NATSOnly,
+		KafkaLoad: cfg.KafkaLoad}
 	if cfg.AnswerQoS0 {
 		rep.AnswerQoS = 0
 	}
@@ -308,6 +319,21 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 	run.measureFrom = begin.Add(cfg.Warmup)
 	run.measureTo = run.measureFrom.Add(cfg.Duration)
 	run.mu.Unlock()
+	if cfg.KafkaLoad > 0 {
+		if sys.natsOnly {
+			return nil, &UsageError{Err: errors.New("--kafka-load: not with --nats-only (there is no Kafka)")}
+		}
+		kl, err := startKafkaLoad(ctx, sys, cfg.KafkaLoad, begin)
+		if err != nil {
+			return nil, err
+		}
+		stopLoad := sync.OnceFunc(func() {
+			kl.stop()
+			rep.KafkaLoadProduced, rep.KafkaLoadFailed = kl.produced.Load(), kl.failed.Load()
+		})
+		defer stopLoad()
+		closers = append(closers, stopLoad)
+	}
 	smp := &sampler{src: selfProc{}}
 	sctx, stopSampler := context.WithCancel(ctx)
 	samplerDone := make(chan struct{})

@@ -41,6 +41,28 @@ func TestIngressRun(t *testing.T) {
 	}
 }
 
+// TestIngressKafkaLoad runs devices beside requests produced straight to
+// Kafka: the devices' accounting is unchanged and the bulk requests are
+// produced. No timing is asserted.
+func TestIngressKafkaLoad(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := Main(ctx, []string{"--ingress", "mqtt", "--devices", "2", "--rate", "100", "--kafka-load", "500",
+		"--duration", "1s", "--warmup", "200ms", "--durability", "os", "--json", "--quiet"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s\nstdout:\n%s", err, stderr.String(), stdout.String())
+	}
+	var rep IngressReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("output: %v\n%s", err, stdout.String())
+	}
+	if rep.Acked == 0 || rep.Answered != rep.Acked || rep.Lost != 0 || rep.KafkaLoad != 500 ||
+		rep.KafkaLoadProduced < 500 || rep.KafkaLoadFailed != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
 // TestIngressNATSOnly runs the ceiling measurement (--nats-only) with both
 // relays and answer QoS: every acknowledged publish answered by the relay
 // at its device, and the profiles written. No timing is asserted.

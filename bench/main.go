@@ -83,6 +83,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	devices := fs.Int("devices", 8, "with --ingress: device connections, each publishing its share of --rate")
 	answerQoS := fs.Int("answer-qos", 1, "with --ingress mqtt: QoS of the answers (ingress.answer_qos) and of the devices' subscriptions, 0 or 1")
 	fs.StringVar(&cfg.NATSOnly, "nats-only", "", "with --ingress mqtt: no infergate, a bare embedded nats-server and a relay that answers every request at --answer-qos: mqtt (an MQTT client subscribed at QoS 1) or js (an in-process JetStream consumer, as the ingress's minus Kafka)")
+	fs.Float64Var(&cfg.KafkaLoad, "kafka-load", 0, "with --ingress: also produce this many requests per second straight to the requests topic (bulk Kafka traffic sharing the pipeline with the devices)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	logLevel := fs.String("log-level", "error", "log level of the appliance and the bench (debug, info, warn, error), on stderr")
 	if err := fs.Parse(args); err != nil {
