@@ -20,6 +20,7 @@ import (
 
 	"github.com/infergate/infergate/broker"
 	"github.com/infergate/infergate/buildinfo"
+	"github.com/infergate/infergate/inference/feed"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/rollout"
@@ -55,6 +56,7 @@ type Appliance struct {
 	sidecar     *sidecar.Supervisor // model_server.mode sidecar
 	pipeline    *pipeline.Pipeline
 	rollouts    *rollout.Controller // pins, shadows, splits; made with the pipeline
+	feed        *feed.Feed          // recent predictions and anomaly counts, for the dashboard
 	web         *web.Server
 	ingress     *ingress.Ingress
 	client      broker.ClientConfig // brokers filled in once the broker runs
@@ -474,6 +476,15 @@ func listenError(key, flag, env, addr string, err error) error {
 	return fmt.Errorf("%s (%s, %s): cannot listen on %s: %w", key, flag, env, addr, err)
 }
 
+// observers hands each observed batch to several observers, in order.
+type observers []pipeline.Observer
+
+func (os observers) Observe(o *pipeline.Observation) {
+	for _, x := range os {
+		x.Observe(o)
+	}
+}
+
 // minLevel drops records below a level before they reach the handler.
 type minLevel struct {
 	slog.Handler
@@ -534,11 +545,16 @@ func (a *Appliance) pipelineComponent() *component {
 			if err != nil {
 				return err
 			}
+			fd, err := feed.New(st)
+			if err != nil {
+				return err
+			}
 			p.SetRouter(ro)
-			p.SetObserver(ro)
+			p.SetObserver(observers{ro, fd})
 			a.mu.Lock()
 			a.pipeline = p
 			a.rollouts = ro
+			a.feed = fd
 			a.mu.Unlock()
 			return nil
 		},

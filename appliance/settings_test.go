@@ -180,6 +180,7 @@ func TestEveryPackageFieldIsASetting(t *testing.T) {
 		"HTTP.RotateAdminToken":    "the appliance's token file (appliance/web.go)",
 		"HTTP.Version":             "buildinfo (appliance/web.go)",
 		"HTTP.Logs":                "the appliance's log ring (appliance/web.go)",
+		"HTTP.Predictions":         "the pipeline's prediction feed (appliance/web.go)",
 		"Rollout.CallTimeout":      "not tunable",
 		"Rollout.MaxReportRecords": "not tunable",
 		"Rollout.Now":              "the clock",

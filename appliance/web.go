@@ -73,6 +73,7 @@ func (a *Appliance) webComponent() *component {
 			}
 			a.mu.Lock()
 			st := a.store
+			wc.Predictions = a.feed
 			a.mu.Unlock()
 			// The same registry as the pipeline's: /metrics serves its series,
 			// except its consumer lag (see brokerLag).

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/infergate/infergate/inference/feed"
 	"github.com/infergate/infergate/internal/logring"
 )
 
@@ -87,6 +88,9 @@ type Config struct {
 	// Logs holds the appliance's recent log records for the dashboard's log view (the
 	// appliance tees its log handler into it); nil: web keeps its own records only.
 	Logs *logring.Ring `yaml:"-"`
+	// Predictions is the pipeline's recent predictions and per-model anomaly counts; nil
+	// when no pipeline runs here (the Predictions view is then empty).
+	Predictions *feed.Feed `yaml:"-"`
 	// Version is the infergate build version shown by the dashboard and /api/v1/status.
 	Version string `yaml:"-"`
 }

@@ -282,6 +282,8 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/audit", s.handleAudit, viewer)
 	api.GET("/events", s.handleEvents, viewer)
 	api.GET("/logs", s.handleLogs, viewer)
+	api.GET("/predictions", s.handlePredictions, viewer)
+	api.PUT("/models/:name/threshold", s.handleSetThreshold, admin)
 	api.GET("/users", s.handleUsersList, admin)
 	api.POST("/users", s.handleUserCreate, admin)
 	api.PATCH("/users/:name", s.handleUserUpdate, admin)

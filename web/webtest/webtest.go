@@ -356,3 +356,17 @@ func SetSelect(t testing.TB, ctx context.Context, sel, value string) {
 	step(t, ctx, "choose "+value+" in "+sel, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector(`+js(sel)+`);
 		s.value = `+js(value)+`; s.dispatchEvent(new Event('change', {bubbles: true})); })(); undefined`))
 }
+
+// SetValue replaces the value of the input sel, firing its input event as typing would.
+func SetValue(t testing.TB, ctx context.Context, sel, value string) {
+	t.Helper()
+	WaitJS(t, ctx, sel+" shown", `document.querySelector(`+js(sel)+`) !== null`)
+	step(t, ctx, "type into "+sel, chromedp.Evaluate[chromedp.Void](`(() => { const el = document.querySelector(`+js(sel)+`);
+		el.value = `+js(value)+`; el.dispatchEvent(new Event('input', {bubbles: true})); })(); undefined`))
+}
+
+// Click clicks the element sel once it is visible.
+func Click(t testing.TB, ctx context.Context, sel string) {
+	t.Helper()
+	step(t, ctx, "click "+sel, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+}
