@@ -42,16 +42,44 @@ func (s *Server) rollouts() (Rollouts, error) {
 }
 
 func (s *Server) rolloutRoutes(api *echo.Group) {
-	api.PUT("/models/:name/serving", s.handleServeVersion, s.requireAuth)
-	api.POST("/models/:name/rollback", s.handleRollback, s.requireAuth)
-	api.DELETE("/models/:name/versions/:version", s.handleDeleteVersion, s.requireAuth)
+	api.PUT("/models/:name/serving", s.onModel(s.serveVersion), s.requireAuth)
+	api.POST("/models/:name/rollback", s.onModel(s.rollback), s.requireAuth)
+	api.DELETE("/models/:name/versions/:version", s.onModel(s.deleteVersion), s.requireAuth)
 	api.GET("/rollouts", s.handleRollouts, s.requireAuth)
 	api.POST("/rollouts", s.handleStartRollout, s.requireAuth)
-	api.GET("/rollouts/:name", s.handleRollout, s.requireAuth)
-	api.GET("/rollouts/:name/report", s.handleRolloutReport, s.requireAuth)
-	api.PUT("/rollouts/:name/percent", s.handleRolloutPercent, s.requireAuth)
-	api.POST("/rollouts/:name/promote", s.handlePromote, s.requireAuth)
-	api.POST("/rollouts/:name/abort", s.handleAbort, s.requireAuth)
+	api.GET("/rollouts/:name", s.onModel(func(c echo.Context, ro Rollouts, name string) (any, error) {
+		return ro.Rollout(c.Request().Context(), name)
+	}), s.requireAuth)
+	api.GET("/rollouts/:name/report", s.onModel(func(c echo.Context, ro Rollouts, name string) (any, error) {
+		return ro.RolloutReport(c.Request().Context(), name)
+	}), s.requireAuth)
+	api.PUT("/rollouts/:name/percent", s.onModel(setPercent), s.requireAuth)
+	api.POST("/rollouts/:name/promote", s.onModel(func(c echo.Context, ro Rollouts, name string) (any, error) {
+		return ro.PromoteRollout(c.Request().Context(), name)
+	}), s.requireAuth)
+	api.POST("/rollouts/:name/abort", s.onModel(abort), s.requireAuth)
+}
+
+// onModel serves a route on one model (:name) of the Rollouts backend: fn's
+// answer goes out as JSON with 200. Rollout changes are audited by the
+// controller, which also audits what it does by itself (planned steps, a
+// guard's rollback); version changes by fn.
+func (s *Server) onModel(fn func(c echo.Context, ro Rollouts, name string) (any, error)) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		name, err := modelParam(c)
+		if err != nil {
+			return err
+		}
+		ro, err := s.rollouts()
+		if err != nil {
+			return err
+		}
+		out, err := fn(c, ro, name)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, out)
+	}
 }
 
 func modelParam(c echo.Context) (string, error) {
@@ -66,74 +94,50 @@ type versionRequest struct {
 	Version *int64 `json:"version"`
 }
 
-func (s *Server) handleServeVersion(c echo.Context) error {
-	name, err := modelParam(c)
-	if err != nil {
-		return err
-	}
+func (s *Server) serveVersion(c echo.Context, ro Rollouts, name string) (any, error) {
 	var req versionRequest
 	if err := decodeJSON(c, &req); err != nil {
-		return err
+		return nil, err
 	}
 	if req.Version == nil || *req.Version < 0 {
-		return badRequest("body must be {\"version\": N}: N >= 1 serves that version, 0 the latest")
-	}
-	ro, err := s.rollouts()
-	if err != nil {
-		return err
+		return nil, badRequest("body must be {\"version\": N}: N >= 1 serves that version, 0 the latest")
 	}
 	if err := ro.ServeVersion(c.Request().Context(), name, *req.Version); err != nil {
-		return err
+		return nil, err
 	}
 	s.audit(c, "models.serve", fmt.Sprintf("%s serves version %d (0: the latest)", name, *req.Version))
-	return c.JSON(http.StatusOK, map[string]any{"name": name, "serving_version": *req.Version})
+	return map[string]any{"name": name, "serving_version": *req.Version}, nil
 }
 
-func (s *Server) handleRollback(c echo.Context) error {
-	name, err := modelParam(c)
-	if err != nil {
-		return err
-	}
+func (s *Server) rollback(c echo.Context, ro Rollouts, name string) (any, error) {
 	var req versionRequest
 	if c.Request().ContentLength != 0 {
 		if err := decodeJSON(c, &req); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	var to int64
 	if req.Version != nil {
 		to = *req.Version
 	}
-	ro, err := s.rollouts()
-	if err != nil {
-		return err
-	}
 	v, err := ro.RollbackModel(c.Request().Context(), name, to)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.audit(c, "models.rollback", fmt.Sprintf("%s serves version %d", name, v))
-	return c.JSON(http.StatusOK, map[string]any{"name": name, "serving_version": v})
+	return map[string]any{"name": name, "serving_version": v}, nil
 }
 
-func (s *Server) handleDeleteVersion(c echo.Context) error {
-	name, err := modelParam(c)
-	if err != nil {
-		return err
-	}
+func (s *Server) deleteVersion(c echo.Context, ro Rollouts, name string) (any, error) {
 	v, err := strconv.ParseInt(c.Param("version"), 10, 64)
 	if err != nil || v < 0 {
-		return badRequest("version %q is not a version number", c.Param("version"))
-	}
-	ro, err := s.rollouts()
-	if err != nil {
-		return err
+		return nil, badRequest("version %q is not a version number", c.Param("version"))
 	}
 	if err := ro.DeleteVersion(c.Request().Context(), name, v); err != nil {
-		return err
+		return nil, err
 	}
 	s.audit(c, "models.delete_version", fmt.Sprintf("%s version %d", name, v))
-	return c.JSON(http.StatusOK, map[string]any{"name": name, "deleted": v})
+	return map[string]any{"name": name, "deleted": v}, nil
 }
 
 func (s *Server) handleRollouts(c echo.Context) error {
@@ -151,8 +155,6 @@ func (s *Server) handleRollouts(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"rollouts": list})
 }
 
-// Rollout changes are audited by the controller, which also audits what
-// it does by itself (planned steps, a guard's rollback).
 func (s *Server) handleStartRollout(c echo.Context) error {
 	var spec rollout.Spec
 	if err := decodeJSON(c, &spec); err != nil {
@@ -172,99 +174,27 @@ func (s *Server) handleStartRollout(c echo.Context) error {
 	return c.JSON(http.StatusCreated, r)
 }
 
-func (s *Server) handleRollout(c echo.Context) error {
-	name, err := modelParam(c)
-	if err != nil {
-		return err
-	}
-	ro, err := s.rollouts()
-	if err != nil {
-		return err
-	}
-	r, err := ro.Rollout(c.Request().Context(), name)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, r)
-}
-
-func (s *Server) handleRolloutReport(c echo.Context) error {
-	name, err := modelParam(c)
-	if err != nil {
-		return err
-	}
-	ro, err := s.rollouts()
-	if err != nil {
-		return err
-	}
-	rep, err := ro.RolloutReport(c.Request().Context(), name)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, rep)
-}
-
-func (s *Server) handleRolloutPercent(c echo.Context) error {
-	name, err := modelParam(c)
-	if err != nil {
-		return err
-	}
+func setPercent(c echo.Context, ro Rollouts, name string) (any, error) {
 	var req struct {
 		Percent *float64 `json:"percent"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
-		return err
+		return nil, err
 	}
 	if req.Percent == nil {
-		return badRequest("body must be {\"percent\": P} with 0 <= P <= 100")
+		return nil, badRequest("body must be {\"percent\": P} with 0 <= P <= 100")
 	}
-	ro, err := s.rollouts()
-	if err != nil {
-		return err
-	}
-	r, err := ro.SetRolloutPercent(c.Request().Context(), name, *req.Percent)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, r)
+	return ro.SetRolloutPercent(c.Request().Context(), name, *req.Percent)
 }
 
-func (s *Server) handlePromote(c echo.Context) error {
-	name, err := modelParam(c)
-	if err != nil {
-		return err
-	}
-	ro, err := s.rollouts()
-	if err != nil {
-		return err
-	}
-	r, err := ro.PromoteRollout(c.Request().Context(), name)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, r)
-}
-
-func (s *Server) handleAbort(c echo.Context) error {
-	name, err := modelParam(c)
-	if err != nil {
-		return err
-	}
+func abort(c echo.Context, ro Rollouts, name string) (any, error) {
 	var req struct {
 		Reason string `json:"reason"`
 	}
 	if c.Request().ContentLength != 0 {
 		if err := decodeJSON(c, &req); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	ro, err := s.rollouts()
-	if err != nil {
-		return err
-	}
-	r, err := ro.AbortRollout(c.Request().Context(), name, req.Reason)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, r)
+	return ro.AbortRollout(c.Request().Context(), name, req.Reason)
 }

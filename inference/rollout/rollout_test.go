@@ -357,3 +357,25 @@ func TestErrorRateGuard(t *testing.T) {
 		t.Fatalf("after 3 errors in 12: %+v %v", r, r.Evidence)
 	}
 }
+
+// TestGatherPicksSampledRows: a sampled share of a batch is copied out row
+// by row, whatever the element type, so the shadow scores only the sample.
+func TestGatherPicksSampledRows(t *testing.T) {
+	o := &pipeline.Observation{Batched: true, Inputs: map[string]*tensor.Tensor{
+		"f": {DType: tensor.Float, Shape: []int64{4, 2}, Data: []float32{0, 1, 10, 11, 20, 21, 30, 31}},
+		"b": {DType: tensor.String, Shape: []int64{4}, Data: [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d")}},
+	}, Requests: []pipeline.ObservedRequest{{Row: 0, Rows: 1}, {Row: 1, Rows: 2}, {Row: 3, Rows: 1}}}
+	in, whole := gather(o, []pipeline.ObservedRequest{o.Requests[1], o.Requests[2]})
+	if whole {
+		t.Fatal("gather scored the whole batch")
+	}
+	if f := in["f"]; fmt.Sprint(f.Shape, f.Data) != "[3 2] [10 11 20 21 30 31]" {
+		t.Errorf("float rows %v %v", f.Shape, f.Data)
+	}
+	if b := in["b"]; fmt.Sprintf("%v %s", b.Shape, b.Data) != "[3] [b c d]" {
+		t.Errorf("string rows %v %s", b.Shape, b.Data)
+	}
+	if in, whole := gather(o, o.Requests); !whole || in["f"] != o.Inputs["f"] {
+		t.Error("all requests sampled: the batch itself is scored")
+	}
+}

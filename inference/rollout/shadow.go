@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"time"
 
@@ -244,27 +245,23 @@ func rowValues(t *tensor.Tensor, batched bool, row, rows int64) []float64 {
 func floats(t *tensor.Tensor) []float64 {
 	switch d := t.Data.(type) {
 	case []float32:
-		out := make([]float64, len(d))
-		for i, x := range d {
-			out[i] = float64(x)
-		}
-		return out
+		return widen(d)
 	case []float64:
 		return slices.Clone(d)
 	case []int64:
-		out := make([]float64, len(d))
-		for i, x := range d {
-			out[i] = float64(x)
-		}
-		return out
+		return widen(d)
 	case []int32:
-		out := make([]float64, len(d))
-		for i, x := range d {
-			out[i] = float64(x)
-		}
-		return out
+		return widen(d)
 	}
 	return nil
+}
+
+func widen[T float32 | int64 | int32](d []T) []float64 {
+	out := make([]float64, len(d))
+	for i, x := range d {
+		out[i] = float64(x)
+	}
+	return out
 }
 
 // gather copies the rows of the sampled requests out of the observed batch
@@ -285,27 +282,8 @@ func gather(o *pipeline.Observation, reqs []pipeline.ObservedRequest) (inputs ma
 		}
 		per := int64(t.Len()) / t.Shape[0]
 		shape := append([]int64{total}, t.Shape[1:]...)
-		var data any
-		switch d := t.Data.(type) {
-		case []float32:
-			data = pick(d, reqs, per)
-		case []float64:
-			data = pick(d, reqs, per)
-		case []int64:
-			data = pick(d, reqs, per)
-		case []int32:
-			data = pick(d, reqs, per)
-		case []int16:
-			data = pick(d, reqs, per)
-		case []int8:
-			data = pick(d, reqs, per)
-		case []uint8:
-			data = pick(d, reqs, per)
-		case []bool:
-			data = pick(d, reqs, per)
-		case [][]byte:
-			data = pick(d, reqs, per)
-		default:
+		data, ok := pick(t.Data, reqs, per, total*per)
+		if !ok {
 			return o.Inputs, true
 		}
 		out[name] = &tensor.Tensor{DType: t.DType, Shape: shape, Data: data}
@@ -313,14 +291,20 @@ func gather(o *pipeline.Observation, reqs []pipeline.ObservedRequest) (inputs ma
 	return out, false
 }
 
-func pick[T any](d []T, reqs []pipeline.ObservedRequest, per int64) []T {
-	var n int64
-	for _, q := range reqs {
-		n += q.Rows * per
+// pick copies the rows of reqs out of data, a tensor's slice of any element
+// type (per elements a row, n in all).
+func pick(data any, reqs []pipeline.ObservedRequest, per, n int64) (any, bool) {
+	v := reflect.ValueOf(data)
+	if v.Kind() != reflect.Slice {
+		return nil, false
 	}
-	out := make([]T, 0, n)
+	out := reflect.MakeSlice(v.Type(), 0, int(n))
 	for _, q := range reqs {
-		out = append(out, d[q.Row*per:(q.Row+q.Rows)*per]...)
+		lo, hi := int(q.Row*per), int((q.Row+q.Rows)*per)
+		if lo < 0 || hi > v.Len() {
+			return nil, false
+		}
+		out = reflect.AppendSlice(out, v.Slice(lo, hi))
 	}
-	return out
+	return out.Interface(), true
 }
