@@ -190,6 +190,8 @@ func compile(b []byte, o LoadOptions) (*Model, error) {
 		m.outputRound = append(m.outputRound, halfRounder(vi.GetType().GetTensorType().GetElemType()))
 		used[id] = true
 	}
+	c.fuseLayerNorm(used)
+	c.fuseGelu(used)
 	c.fuseTransposes(used)
 	c.fuse(used)
 

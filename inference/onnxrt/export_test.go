@@ -15,3 +15,13 @@ func UsePortableKernel(t testing.TB) bool {
 	t.Cleanup(func() { gemmKernel, gemmIndirect, maxPool2x2 = old, oldIndirect, oldPool })
 	return true
 }
+
+// NodeOps lists the model's nodes after fusion ("MatMul+Add+Gelu", …), for
+// tests that check a fusion happened.
+func NodeOps(m *Model) []string {
+	var ops []string
+	for _, nd := range m.nodes {
+		ops = append(ops, nd.op)
+	}
+	return ops
+}

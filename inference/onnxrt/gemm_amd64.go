@@ -29,6 +29,20 @@ func expAsm(out, in []float32) {
 }
 
 //go:noescape
+func softmaxAVX512(x, y *float32, rows, n int)
+
+// softmaxRowsAsm is softmaxRowsGo in AVX-512.
+func softmaxRowsAsm(out, in []float32, n int) {
+	if n == 0 || len(out) == 0 {
+		return
+	}
+	rows := len(out) / n
+	_ = in[rows*n-1]
+	_ = out[rows*n-1]
+	softmaxAVX512(&in[0], &out[0], rows, n)
+}
+
+//go:noescape
 func erfAVX512(x, y *float32, n int)
 
 // erfAsm computes whole blocks of 16 in assembly and the rest in Go.
@@ -39,6 +53,19 @@ func erfAsm(out, in []float32) {
 		erfAVX512(&in[0], &out[0], blocks)
 	}
 	erfGo(out[blocks*16:], in[blocks*16:])
+}
+
+// useErfAsm: erfBlock runs erfAsm.
+var useErfAsm bool
+
+// erfBlock is erfSlice called directly rather than through the variable,
+// so a caller's stack buffer does not escape to the heap.
+func erfBlock(out, in []float32) {
+	if useErfAsm {
+		erfAsm(out, in)
+		return
+	}
+	erfGo(out, in)
 }
 
 //go:noescape
@@ -132,7 +159,8 @@ func init() {
 		return
 	}
 	if cpu.X86.HasAVX512F {
-		maxPool2x2, erfSlice, expSoftmax = maxPool2x2Asm, erfAsm, expAsm
+		maxPool2x2, erfSlice, expSoftmax, softmaxRows = maxPool2x2Asm, erfAsm, expAsm, softmaxRowsAsm
+		useErfAsm = true
 	}
 	for _, k := range amd64Kernels {
 		if k.ok && (want == "" || strings.HasPrefix(k.name, want)) {

@@ -551,3 +551,166 @@ DATA expConst<>+36(SB)/4, $0x3e2aaaaa // 0.16666665459
 DATA expConst<>+40(SB)/4, $0x3f000000 // 0.50000001201
 DATA expConst<>+44(SB)/4, $0x3f800000 // 1.0
 GLOBL expConst<>(SB), RODATA|NOPTR, $48
+
+// func softmaxAVX512(x, y *float32, rows, n int)
+//
+// y = softmax(x) over each of rows contiguous rows of n ≥ 1 floats (x and y
+// may be the same): the row's max, then exp(x − max) as in expAVX512 (stored
+// and summed in float32), then the products with 1/sum. The last n mod 16
+// floats of a row go through the mask K1, so rows of any length stay in
+// registers. NaN in a row makes the sum, and so the whole row, NaN.
+TEXT ·softmaxAVX512(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ rows+16(FP), DX
+	MOVQ n+24(FP), R11
+	MOVQ R11, CX
+	ANDQ $15, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1
+	MOVQ R11, R8
+	SHRQ $4, R8
+	VBROADCASTSS expConst<>+0(SB), Z16
+	VBROADCASTSS expConst<>+4(SB), Z17
+	VBROADCASTSS expConst<>+8(SB), Z18
+	VBROADCASTSS expConst<>+12(SB), Z19
+	VBROADCASTSS expConst<>+16(SB), Z20
+	VBROADCASTSS expConst<>+20(SB), Z21
+	VBROADCASTSS expConst<>+24(SB), Z22
+	VBROADCASTSS expConst<>+28(SB), Z23
+	VBROADCASTSS expConst<>+32(SB), Z24
+	VBROADCASTSS expConst<>+36(SB), Z25
+	VBROADCASTSS expConst<>+40(SB), Z26
+	VBROADCASTSS expConst<>+44(SB), Z27
+	VBROADCASTSS softmaxConst<>+0(SB), Z30 // -inf
+
+smrow:
+	// max
+	VMOVAPS Z30, Z0
+	MOVQ SI, R12
+	MOVQ R8, R9
+	TESTQ R9, R9
+	JZ smmaxtail
+smmaxloop:
+	VMAXPS (R12), Z0, Z0
+	ADDQ $64, R12
+	DECQ R9
+	JNZ smmaxloop
+smmaxtail:
+	KORTESTW K1, K1
+	JZ smmaxdone
+	VMOVAPS Z30, Z1
+	VMOVUPS (R12), K1, Z1
+	VMAXPS Z1, Z0, Z0
+smmaxdone:
+	VEXTRACTF64X4 $1, Z0, Y1
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VBROADCASTSS X0, Z28
+
+	// exp(x - max), stored and summed
+	VXORPS Z29, Z29, Z29
+	MOVQ SI, R12
+	MOVQ DI, R13
+	MOVQ R8, R9
+	TESTQ R9, R9
+	JZ smexptail
+smexploop:
+	VMOVUPS (R12), Z0
+	VSUBPS Z28, Z0, Z0
+	VMAXPS Z16, Z0, Z1
+	VMINPS Z17, Z1, Z1
+	VMULPS Z18, Z1, Z2
+	VRNDSCALEPS $0, Z2, Z2
+	VFNMADD231PS Z19, Z2, Z1
+	VFNMADD231PS Z20, Z2, Z1
+	VMOVAPS Z21, Z3
+	VFMADD213PS Z22, Z1, Z3
+	VFMADD213PS Z23, Z1, Z3
+	VFMADD213PS Z24, Z1, Z3
+	VFMADD213PS Z25, Z1, Z3
+	VFMADD213PS Z26, Z1, Z3
+	VMULPS Z1, Z1, Z4
+	VFMADD213PS Z1, Z4, Z3
+	VADDPS Z27, Z3, Z3
+	VSCALEFPS Z2, Z3, Z5
+	VCMPPS $3, Z0, Z0, K2
+	VMOVAPS Z0, K2, Z5
+	VMOVUPS Z5, (R13)
+	VADDPS Z5, Z29, Z29
+	ADDQ $64, R12
+	ADDQ $64, R13
+	DECQ R9
+	JNZ smexploop
+smexptail:
+	KORTESTW K1, K1
+	JZ smexpdone
+	VMOVUPS.Z (R12), K1, Z0
+	VSUBPS Z28, Z0, Z0
+	VMAXPS Z16, Z0, Z1
+	VMINPS Z17, Z1, Z1
+	VMULPS Z18, Z1, Z2
+	VRNDSCALEPS $0, Z2, Z2
+	VFNMADD231PS Z19, Z2, Z1
+	VFNMADD231PS Z20, Z2, Z1
+	VMOVAPS Z21, Z3
+	VFMADD213PS Z22, Z1, Z3
+	VFMADD213PS Z23, Z1, Z3
+	VFMADD213PS Z24, Z1, Z3
+	VFMADD213PS Z25, Z1, Z3
+	VFMADD213PS Z26, Z1, Z3
+	VMULPS Z1, Z1, Z4
+	VFMADD213PS Z1, Z4, Z3
+	VADDPS Z27, Z3, Z3
+	VSCALEFPS Z2, Z3, Z5
+	VCMPPS $3, Z0, Z0, K2
+	VMOVAPS Z0, K2, Z5
+	VMOVUPS Z5, K1, (R13)
+	VADDPS Z5, Z29, K1, Z29
+smexpdone:
+	VMOVAPS Z29, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VADDPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VADDPS X1, X0, X0
+	VBROADCASTSS X0, Z0
+	VDIVPS Z0, Z27, Z28
+
+	// times 1/sum
+	MOVQ DI, R13
+	MOVQ R8, R9
+	TESTQ R9, R9
+	JZ smscaletail
+smscaleloop:
+	VMULPS (R13), Z28, Z0
+	VMOVUPS Z0, (R13)
+	ADDQ $64, R13
+	DECQ R9
+	JNZ smscaleloop
+smscaletail:
+	KORTESTW K1, K1
+	JZ smrowdone
+	VMOVUPS.Z (R13), K1, Z0
+	VMULPS Z28, Z0, Z0
+	VMOVUPS Z0, K1, (R13)
+smrowdone:
+	LEAQ (SI)(R11*4), SI
+	LEAQ (DI)(R11*4), DI
+	DECQ DX
+	JNZ smrow
+	VZEROUPPER
+	RET
+
+DATA softmaxConst<>+0(SB)/4, $0xff800000 // -inf
+GLOBL softmaxConst<>(SB), RODATA|NOPTR, $4

@@ -329,6 +329,8 @@ const (
 	uElu
 	uFloor
 	uCeil
+	// uGelu is torch's exported GELU, x·(erf(x/alpha)+1)·0.5 (fuseGelu).
+	uGelu
 )
 
 // unaryKernel applies an element-wise function.
@@ -478,6 +480,29 @@ func applyUnary(op unaryOp, alpha, beta float32, out, in []float32) {
 		for i, v := range in {
 			out[i] = float32(math.Ceil(float64(v)))
 		}
+	case uGelu:
+		gelu(out, in, alpha)
+	}
+}
+
+// gelu sets out[i] = (x·(erf(x/div)+1))·0.5, x = in[i], the operations and
+// their order of the exported graph (Div, Erf, Add, Mul, Mul), a block at a
+// time so the erf runs vectorised.
+func gelu(out, in []float32, div float32) {
+	var t [256]float32
+	for len(in) > 0 {
+		n := min(len(in), len(t))
+		blk, o := in[:n], out[:n]
+		for i, x := range blk {
+			t[i] = x / div
+		}
+		erfBlock(t[:n], t[:n])
+		for i, x := range blk {
+			a := t[i] + 1
+			m := x * a
+			o[i] = m * 0.5
+		}
+		in, out = in[n:], out[n:]
 	}
 }
 

@@ -127,26 +127,8 @@ func (k *softmaxKernel) run(st *state, nd *node) error {
 		return nil
 	}
 	if inner == 1 && !k.logarithm {
-		// The common case (the last axis): contiguous rows, exp vectorised.
-		for a := range outer {
-			row, orow := in.f[a*n:(a+1)*n], o[a*n:(a+1)*n]
-			mx := float32(math.Inf(-1))
-			for _, v := range row {
-				mx = max(mx, v)
-			}
-			for j, v := range row {
-				orow[j] = v - mx
-			}
-			expSoftmax(orow, orow)
-			var sum float64
-			for _, e := range orow {
-				sum += float64(e)
-			}
-			inv := float32(1 / sum)
-			for j := range orow {
-				orow[j] *= inv
-			}
-		}
+		// The common case (the last axis): contiguous rows, vectorised.
+		softmaxRows(o, in.f[:len(o)], n)
 		return nil
 	}
 	for a := range outer {
@@ -330,6 +312,33 @@ func (k *batchNormKernel) run(st *state, nd *node) error {
 		}
 	}
 	return nil
+}
+
+// softmaxRows computes softmax over each contiguous row of n values of in
+// (a whole number of rows; out may be in): in AVX-512 where the CPU has it
+// (gemm_amd64.go).
+var softmaxRows = softmaxRowsGo
+
+func softmaxRowsGo(out, in []float32, n int) {
+	for a := 0; a+n <= len(out); a += n {
+		row, orow := in[a:a+n], out[a:a+n]
+		mx := float32(math.Inf(-1))
+		for _, v := range row {
+			mx = max(mx, v)
+		}
+		for j, v := range row {
+			orow[j] = v - mx
+		}
+		expSoftmax(orow, orow)
+		var sum float64
+		for _, e := range orow {
+			sum += float64(e)
+		}
+		inv := float32(1 / sum)
+		for j := range orow {
+			orow[j] *= inv
+		}
+	}
 }
 
 // expSoftmax sets out[i] = exp(in[i]) for in[i] ≤ 88 (in and out may be the

@@ -393,8 +393,10 @@ func compileLayerNorm(x *nodeCtx) (kernel, []tensor.DType, error) {
 
 func (k *layerNormKernel) run(st *state, nd *node) error {
 	in := st.in(nd, 0)
-	scale := st.in(nd, k.scaleIn).f
-	var bias []float32
+	var scale, bias []float32
+	if k.scaleIn >= 0 {
+		scale = st.in(nd, k.scaleIn).f
+	}
 	if k.biasIn >= 0 {
 		bias = st.in(nd, k.biasIn).f
 	}
@@ -406,7 +408,7 @@ func (k *layerNormKernel) run(st *state, nd *node) error {
 	for _, d := range in.shape[axis:] {
 		n *= d
 	}
-	if (len(scale) != n && len(scale) != 1) || (bias != nil && len(bias) != n && len(bias) != 1) {
+	if (scale != nil && len(scale) != n && len(scale) != 1) || (bias != nil && len(bias) != n && len(bias) != 1) {
 		return fmt.Errorf("scale/bias of %d and %d elements do not fit rows of %d", len(scale), len(bias), n)
 	}
 	out := nd.out[0]
@@ -441,12 +443,25 @@ func (k *layerNormKernel) run(st *state, nd *node) error {
 		}
 		return nil
 	}
-	pick := func(v []float32, j int) float32 {
-		if len(v) == 1 {
-			return v[0]
+	// Scale and bias as full rows (a single value repeated), so the loop
+	// below has no per-element choice.
+	full := func(v []float32, def float32, buf []float32) []float32 {
+		if len(v) == n {
+			return v
 		}
-		return v[j]
+		if v != nil {
+			def = v[0]
+		}
+		for j := range buf {
+			buf[j] = def
+		}
+		return buf
 	}
+	var sb, bb []float32
+	if len(scale) != n || len(bias) != n {
+		sb, bb = make([]float32, n), make([]float32, n)
+	}
+	scale, bias = full(scale, 1, sb), full(bias, 0, bb)
 	for off := 0; off < len(o); off += n {
 		row := in.f[off : off+n]
 		var mean, sq float64
@@ -465,12 +480,10 @@ func (k *layerNormKernel) run(st *state, nd *node) error {
 		if stats[1] != nil {
 			stats[1][off/n] = float32(inv)
 		}
+		orow := o[off : off+n]
+		scale, bias := scale[:n], bias[:n]
 		for j, v := range row {
-			y := float32((float64(v)-mean)*inv) * pick(scale, j)
-			if bias != nil {
-				y += pick(bias, j)
-			}
-			o[off+j] = y
+			orow[j] = float32((float64(v)-mean)*inv)*scale[j] + bias[j]
 		}
 	}
 	return nil
