@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -23,7 +24,9 @@ const (
 // 1, stored by JetStream) and committed in the background every second,
 // not after every poll: a synchronous commit per poll put a broker round
 // trip between every batch of answers. A crash publishes the answers of up
-// to the last second again.
+// to the last second again. The next poll does not wait for JetStream to
+// store the previous poll's answers (it did: under load the answers of a
+// poll queued behind the stores of the one before).
 func (in *Ingress) runReturner(ctx context.Context) error {
 	// A new group starts a little before this start, not at the end: a
 	// result produced while the group was joining would be skipped.
@@ -52,6 +55,26 @@ func (in *Ingress) runReturner(ctx context.Context) error {
 		}
 		cl.Close()
 	}()
+	// The answers of a poll wait for JetStream's acks here, in poll order,
+	// while the next poll is already read and answered: a poll's records
+	// are marked only after every one of its stored answers is
+	// acknowledged. At most two polls wait (up to 8192 answers, the
+	// publisher's async limit), which bounds what is in flight.
+	pending := make(chan answeredPoll)
+	markerDone := make(chan struct{})
+	go func() {
+		defer close(markerDone)
+		for p := range pending {
+			if !in.awaitStored(ctx, p.stored) {
+				return
+			}
+			cl.MarkCommitRecords(p.recs...)
+		}
+	}()
+	defer func() {
+		close(pending)
+		<-markerDone
+	}()
 	for {
 		fs := cl.PollRecords(ctx, 4096)
 		if ctx.Err() != nil {
@@ -65,27 +88,55 @@ func (in *Ingress) runReturner(ctx context.Context) error {
 		if len(recs) == 0 {
 			continue
 		}
-		durable := false
+		var stored []jetstream.PubAckFuture
 		for _, r := range recs {
-			durable = in.answer(r) || durable
-		}
-		if durable {
-			select {
-			case <-in.js.PublishAsyncComplete():
-			case <-time.After(30 * time.Second):
-				in.metrics.errors.WithLabelValues("reply").Inc()
-				in.logger.Warn("ingress: JetStream did not acknowledge answers within 30s")
-			case <-ctx.Done():
-				return nil
+			if f := in.answer(r); f != nil {
+				stored = append(stored, f)
 			}
 		}
-		cl.MarkCommitRecords(recs...)
+		select {
+		case pending <- answeredPoll{recs: recs, stored: stored}:
+		case <-markerDone:
+			return nil // ctx ended while the marker waited
+		}
 	}
 }
 
+// answeredPoll is a poll's records and the JetStream acks of their stored
+// answers, on their way to being marked for commit.
+type answeredPoll struct {
+	recs   []*kgo.Record
+	stored []jetstream.PubAckFuture
+}
+
+// awaitStored waits for JetStream to acknowledge (or refuse) every stored
+// answer, 30s at most in all; false when ctx ended first.
+func (in *Ingress) awaitStored(ctx context.Context, stored []jetstream.PubAckFuture) bool {
+	if len(stored) == 0 {
+		return true
+	}
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	for _, f := range stored {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			in.metrics.errors.WithLabelValues("reply").Inc()
+			in.logger.Warn("ingress: JetStream refused a stored answer", "subject", f.Msg().Subject, "err", err)
+		case <-timeout.C:
+			in.metrics.errors.WithLabelValues("reply").Inc()
+			in.logger.Warn("ingress: JetStream did not acknowledge answers within 30s")
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
 // answer publishes the answer to r if r answers a device request; it
-// reports whether a JetStream publish is pending.
-func (in *Ingress) answer(r *kgo.Record) bool {
+// returns the JetStream ack of its stored copy (nil when none is stored).
+func (in *Ingress) answer(r *kgo.Record) jetstream.PubAckFuture {
 	var reply, class, msg string
 	for _, h := range r.Headers {
 		switch h.Key {
@@ -98,7 +149,7 @@ func (in *Ingress) answer(r *kgo.Record) bool {
 		}
 	}
 	if reply == "" {
-		return false
+		return nil
 	}
 	data, kind := r.Value, "result"
 	if r.Topic == in.cfg.DLQTopic {
@@ -114,18 +165,19 @@ func (in *Ingress) answer(r *kgo.Record) bool {
 	}
 	if err := in.nc.PublishMsg(m); err != nil {
 		in.metrics.errors.WithLabelValues("reply").Inc()
-		return false
+		return nil
 	}
 	in.metrics.replies.WithLabelValues(kind).Inc()
 	if !durable {
-		return false
+		return nil
 	}
 	stored := &nats.Msg{Subject: InboxPrefix + reply, Data: data, Header: m.Header}
-	if _, err := in.js.PublishMsgAsync(stored); err != nil {
+	f, err := in.js.PublishMsgAsync(stored)
+	if err != nil {
 		in.metrics.errors.WithLabelValues("reply").Inc()
-		return false
+		return nil
 	}
-	return true
+	return f
 }
 
 // errorReply is what a device gets for a dead-lettered request.
