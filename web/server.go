@@ -261,6 +261,7 @@ func (s *Server) routes() *echo.Echo {
 	api := e.Group("/api/v1")
 	viewer, operator, admin := s.need(RoleViewer), s.need(RoleOperator), s.need(RoleAdmin)
 	api.GET("/session", s.handleSession, viewer)
+	api.GET("/me", s.handleMe, viewer)
 	api.GET("/status", s.handleStatus, viewer)
 	api.POST("/pipeline/pause", s.handlePause, operator)
 	api.POST("/pipeline/resume", s.handleResume, operator)

@@ -434,6 +434,23 @@ func (s *Server) handleUserDelete(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
+// handleMe tells the dashboard who is logged in, with which role, and (for a user) the
+// user's API tokens: the dashboard shows and hides its controls by it, and every user
+// manages their own tokens and password from it. The API still checks every call.
+func (s *Server) handleMe(c echo.Context) error {
+	p := principalOf(c)
+	via := authViaSession
+	if sess, _ := c.Get(ctxSession).(*session); sess == nil {
+		via = authViaBearer
+	}
+	out := map[string]any{"actor": p.actor, "role": p.role, "via": via,
+		"admin_token": p.actor == adminTokenActor, "admin_token_rotatable": s.cfg.RotateAdminToken != nil}
+	if u, ok := s.users.get(p.actor); ok && p.actor != adminTokenActor {
+		out["user"] = u
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
 // selfOrAdmin allows a user's own routes to that user and to admins.
 func (s *Server) selfOrAdmin(c echo.Context) error {
 	p := principalOf(c)

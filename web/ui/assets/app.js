@@ -207,7 +207,7 @@ function renderComponents(st) {
     if (name === 'Pipeline') {
       const paused = c.state === 'paused';
       el.append(h('button', {
-        type: 'button', id: 'pipeline-toggle', class: paused ? 'primary' : '',
+        type: 'button', id: 'pipeline-toggle', class: paused ? 'primary' : '', 'data-need': 'operator',
         onclick: (ev) => run(ev.target, async () => {
           await api('POST', paused ? '/pipeline/resume' : '/pipeline/pause');
           toast(paused ? 'Pipeline resumed' : 'Pipeline paused');
@@ -941,6 +941,11 @@ async function start() {
   try {
     const s = await api('GET', '/session');
     state.csrf = s.csrf_token || '';
+    // The role decides which controls show (users.css, users.js); the API enforces it anyway.
+    state.actor = s.actor || '';
+    state.role = s.role || '';
+    document.body.dataset.role = state.role;
+    document.dispatchEvent(new CustomEvent('infergate:session', { detail: s }));
   } catch { return; }
   $('#logout').addEventListener('click', async () => {
     await fetch('/logout', { method: 'POST', headers: { 'X-CSRF-Token': state.csrf }, credentials: 'same-origin' });
