@@ -22,7 +22,8 @@ func ConfigurationMarkdown() string {
 4. command-line flags.
 
 Durations are written like ` + "`500ms`, `30s`, `168h`" + `; lists as YAML sequences in the file and comma-separated in the
-environment and on the command line. Secrets have no flag, because command lines are visible to every user of the machine
+environment and on the command line. Sizes (` + "`BYTES`" + `) are whole bytes or take a unit: ` + "`512MiB`, `2GiB`, `64KiB`" + ` (1024-based) or
+` + "`10MB`" + ` (1000-based). Secrets have no flag, because command lines are visible to every user of the machine
 (` + "`ps`" + `). ` + "`infergate run --help`" + ` prints the same table.
 
 `)

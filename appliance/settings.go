@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/infergate/infergate/internal/bytesize"
 )
 
 // setting is one row of the table that drives the config file, the
@@ -37,7 +39,7 @@ func (c *Config) settings() []setting {
 	return []setting{
 		{Key: "data_dir", Flag: "data-dir", Arg: "DIR", Help: "data directory: broker/, store/, models/, admin-token", val: str(&c.DataDir)},
 		{Key: "profile", Flag: "profile", Arg: "NAME", Help: "default, or small: defaults for boards with 512 MB of RAM (docs/install.md); settings given explicitly win", val: str(&c.Profile)},
-		{Key: "min_free_bytes", Flag: "min-free-bytes", Arg: "BYTES", Help: "free space the data dir's file system must keep; below it the appliance reports disk full and stops consuming until space returns (0: no check)", val: int64v(&c.MinFreeBytes)},
+		{Key: "min_free_bytes", Flag: "min-free-bytes", Arg: "BYTES", Help: "free space the data dir's file system must keep; below it the appliance reports disk full and stops consuming until space returns (0: no check)", val: size(&c.MinFreeBytes)},
 
 		{Key: "log.level", Flag: "log-level", Arg: "LEVEL", Help: "debug, info, warn or error", val: str(&c.Log.Level)},
 		{Key: "log.format", Flag: "log-format", Arg: "FORMAT", Help: "text or json", val: str(&c.Log.Format)},
@@ -67,9 +69,9 @@ func (c *Config) settings() []setting {
 		{Key: "topics.replication_factor", Flag: "topic-replication-factor", Arg: "N", Help: "replication factor of created topics (-1: the cluster's default)", val: integer(&c.Topics.ReplicationFactor)},
 		{Key: "topics.retention", Flag: "topic-retention", Arg: "DURATION", Help: "retention.ms of the requests and results topics (0: unbounded)", val: duration(&c.Topics.Retention)},
 		{Key: "topics.dlq_retention", Flag: "dlq-topic-retention", Arg: "DURATION", Help: "retention.ms of the DLQ topic (0: unbounded)", val: duration(&c.Topics.DLQRetention)},
-		{Key: "topics.requests_bytes", Flag: "requests-topic-bytes", Arg: "BYTES", Help: "disk budget of the requests topic, split over its partitions (0: unbounded)", val: int64v(&c.Topics.RequestsBytes)},
-		{Key: "topics.results_bytes", Flag: "results-topic-bytes", Arg: "BYTES", Help: "disk budget of the results topic, split over its partitions (0: unbounded)", val: int64v(&c.Topics.ResultsBytes)},
-		{Key: "topics.dlq_bytes", Flag: "dlq-topic-bytes", Arg: "BYTES", Help: "disk budget of the DLQ topic, split over its partitions (0: unbounded)", val: int64v(&c.Topics.DLQBytes)},
+		{Key: "topics.requests_bytes", Flag: "requests-topic-bytes", Arg: "BYTES", Help: "disk budget of the requests topic, split over its partitions (0: unbounded)", val: size(&c.Topics.RequestsBytes)},
+		{Key: "topics.results_bytes", Flag: "results-topic-bytes", Arg: "BYTES", Help: "disk budget of the results topic, split over its partitions (0: unbounded)", val: size(&c.Topics.ResultsBytes)},
+		{Key: "topics.dlq_bytes", Flag: "dlq-topic-bytes", Arg: "BYTES", Help: "disk budget of the DLQ topic, split over its partitions (0: unbounded)", val: size(&c.Topics.DLQBytes)},
 
 		{Key: "model_server.mode", Flag: "model-server", Arg: "MODE", Help: "embedded (in-process, ONNX), sidecar (supervised tensorflow_model_server) or external (TF Serving at --tfserving-endpoints)", val: str(&c.ModelServer.Mode)},
 		{Key: "model_server.grpc_listen", Flag: "grpc-listen", Arg: "ADDR", Help: "TF Serving gRPC API of the embedded model server or sidecar", val: str(&c.ModelServer.GRPCListen)},
@@ -80,10 +82,10 @@ func (c *Config) settings() []setting {
 		{Key: "model_server.reload_rpc", Flag: "reload-rpc", Help: "embedded: allow HandleReloadConfigRequest on the gRPC port to callers with the admin token (gRPC metadata authorization: Bearer <token>); off, it is refused. Every call is audited", val: boolean(&c.ModelServer.ReloadRPC)},
 		{Key: "model_server.max_request_elements", Flag: "max-request-elements", Arg: "N", Help: "embedded gRPC/REST: most tensor elements one request may decode to, all inputs together (checked before allocating)", val: int64v(&c.ModelServer.MaxRequestElements)},
 		{Key: "model_server.max_request_rows", Flag: "max-request-rows", Arg: "N", Help: "embedded gRPC/REST: most rows (dim 0, REST instances) one request may have", val: int64v(&c.ModelServer.MaxRequestRows)},
-		{Key: "model_server.max_inflight_request_bytes", Flag: "max-inflight-request-bytes", Arg: "BYTES", Help: "embedded gRPC/REST: estimated decode memory of the requests served at once; more wait (a larger request runs alone)", val: int64v(&c.ModelServer.MaxInflightBytes)},
-		{Key: "model_server.max_message_bytes", Flag: "max-message-bytes", Arg: "BYTES", Help: "embedded gRPC: largest message received or sent", val: int64v(&c.ModelServer.MaxMessageBytes)},
+		{Key: "model_server.max_inflight_request_bytes", Flag: "max-inflight-request-bytes", Arg: "BYTES", Help: "embedded gRPC/REST: estimated decode memory of the requests served at once; more wait (a larger request runs alone)", val: size(&c.ModelServer.MaxInflightBytes)},
+		{Key: "model_server.max_message_bytes", Flag: "max-message-bytes", Arg: "BYTES", Help: "embedded gRPC: largest message received or sent", val: size(&c.ModelServer.MaxMessageBytes)},
 		{Key: "model_server.threads", Flag: "model-threads", Arg: "N", Help: "embedded: goroutines one model call may use for a large operator (convolution, large matrix products); 0: every core", val: integer(&c.ModelServer.Threads)},
-		{Key: "model_server.max_folded_constant_bytes", Flag: "max-folded-constant-bytes", Arg: "BYTES", Help: "embedded: most bytes of constants an ONNX model may fold into while loading, all together; a model over it does not load", val: int64v(&c.ModelServer.MaxFoldedConstantBytes)},
+		{Key: "model_server.max_folded_constant_bytes", Flag: "max-folded-constant-bytes", Arg: "BYTES", Help: "embedded: most bytes of constants an ONNX model may fold into while loading, all together; a model over it does not load", val: size(&c.ModelServer.MaxFoldedConstantBytes)},
 		{Key: "model_server.version_policy", Flag: "version-policy", Arg: "POLICY", Help: "versions served of every model (embedded and sidecar): latest:N (the N highest), all, or specific:V,V,...; latest:2 keeps the version before an upload loaded, so rollback is instant", val: str(&c.ModelServer.VersionPolicy)},
 		{Key: "model_server.model_version_policies", Flag: "model-version-policies", Arg: "NAME=POLICY,...", Help: "version policy of single models, overriding model_server.version_policy, e.g. demo=latest:3", val: list(&c.ModelServer.ModelVersionPolicies)},
 		{Key: "model_server.sidecar.enable_batching", Flag: "sidecar-batching", Help: "sidecar: TF Serving's server-side batching (--enable_batching with <data dir>/tfserving/batching.config)", val: boolean(&c.ModelServer.Sidecar.EnableBatching)},
@@ -100,7 +102,7 @@ func (c *Config) settings() []setting {
 		{Key: "model_server.sidecar.restart_backoff_max", Flag: "sidecar-restart-backoff-max", Arg: "DURATION", Help: "sidecar: longest wait between restarts", val: duration(&c.ModelServer.Sidecar.RestartBackoffMax)},
 		{Key: "model_server.sidecar.crash_loop_restarts", Flag: "sidecar-crash-loop-restarts", Arg: "N", Help: "sidecar: exits within crash_loop_window that count as a crash loop (retried at restart_backoff_max)", val: integer(&c.ModelServer.Sidecar.CrashLoopRestarts)},
 		{Key: "model_server.sidecar.crash_loop_window", Flag: "sidecar-crash-loop-window", Arg: "DURATION", Help: "sidecar: window of crash_loop_restarts", val: duration(&c.ModelServer.Sidecar.CrashLoopWindow)},
-		{Key: "model_server.sidecar.log_max_bytes", Flag: "sidecar-log-max-bytes", Arg: "BYTES", Help: "sidecar: size at which each of TF's stdout and stderr logs (<data dir>/tfserving/logs) is rotated", val: int64v(&c.ModelServer.Sidecar.LogMaxBytes)},
+		{Key: "model_server.sidecar.log_max_bytes", Flag: "sidecar-log-max-bytes", Arg: "BYTES", Help: "sidecar: size at which each of TF's stdout and stderr logs (<data dir>/tfserving/logs) is rotated", val: size(&c.ModelServer.Sidecar.LogMaxBytes)},
 
 		{Key: "pipeline.group", Flag: "group", Arg: "GROUP", Help: "consumer group of the pipeline", val: str(&c.Pipeline.Group)},
 		{Key: "pipeline.instance_id", Flag: "instance-id", Arg: "ID", Help: "static group membership (group.instance.id): unique per live instance, stable across its restarts (a StatefulSet pod name); a restart within session_timeout takes the partitions back without a rebalance; empty: dynamic member", val: str(&c.Pipeline.InstanceID)},
@@ -140,7 +142,7 @@ func (c *Config) settings() []setting {
 		{Key: "http.login_backoff", Flag: "http-login-backoff", Arg: "DURATION", Help: "first wait after the free failed logins; doubles with each further failure", val: duration(&c.HTTP.LoginBackoff)},
 		{Key: "http.login_max_backoff", Flag: "http-login-max-backoff", Arg: "DURATION", Help: "longest wait between failed logins", val: duration(&c.HTTP.LoginMaxBackoff)},
 		{Key: "http.events_interval", Flag: "http-events-interval", Arg: "DURATION", Help: "period of the dashboard's live updates (/api/v1/events), 10ms to 1m", val: duration(&c.HTTP.EventsInterval)},
-		{Key: "http.max_upload_bytes", Flag: "http-max-upload-bytes", Arg: "BYTES", Help: "largest model file the dashboard and API accept (413 beyond it)", val: int64v(&c.HTTP.MaxUploadBytes)},
+		{Key: "http.max_upload_bytes", Flag: "http-max-upload-bytes", Arg: "BYTES", Help: "largest model file the dashboard and API accept (413 beyond it)", val: size(&c.HTTP.MaxUploadBytes)},
 		{Key: "http.metrics_auth", Flag: "http-metrics-auth", Help: "require the admin token on /metrics too", val: boolean(&c.HTTP.MetricsAuth)},
 		{Key: "http.read_header_timeout", Flag: "http-read-header-timeout", Arg: "DURATION", Help: "every HTTP listener (dashboard, API, /metrics, model server REST): close a connection whose request headers take longer", val: duration(&c.HTTP.ReadHeaderTimeout)},
 		{Key: "http.read_timeout", Flag: "http-read-timeout", Arg: "DURATION", Help: "every HTTP listener: close a connection whose request body takes longer to arrive (model uploads: http.upload_timeout)", val: duration(&c.HTTP.ReadTimeout)},
@@ -161,7 +163,7 @@ func (c *Config) settings() []setting {
 		{Key: "ingress.group", Flag: "ingress-group", Arg: "GROUP", Help: "ingress: consumer group reading results and DLQ records to answer devices", val: str(&c.Ingress.Group)},
 		{Key: "ingress.max_ack_pending", Flag: "ingress-max-ack-pending", Arg: "N", Help: "ingress: most device requests on their way to Kafka at once; beyond it they wait on disk in the inbox", val: integer(&c.Ingress.MaxAckPending)},
 		{Key: "ingress.ack_wait", Flag: "ingress-ack-wait", Arg: "DURATION", Help: "ingress: how long a request may wait for Kafka's ack before the inbox delivers it again", val: duration(&c.Ingress.AckWait)},
-		{Key: "ingress.max_store", Flag: "ingress-max-store", Arg: "BYTES", Help: "ingress: disk budget of the JetStream store under <data dir>/nats; when full, devices' QoS 1 publishes are refused (0: nats-server's default)", val: int64v(&c.Ingress.MaxStore)},
+		{Key: "ingress.max_store", Flag: "ingress-max-store", Arg: "BYTES", Help: "ingress: disk budget of the JetStream store under <data dir>/nats; when full, devices' QoS 1 publishes are refused (0: nats-server's default)", val: size(&c.Ingress.MaxStore)},
 		{Key: "ingress.sync_always", Flag: "ingress-sync-always", Help: "ingress: fsync every JetStream write, so a PUBACK also survives a power loss (slower)", val: boolean(&c.Ingress.SyncAlways)},
 		{Key: "ingress.answer_qos", Flag: "ingress-answer-qos", Arg: "QOS", Help: "ingress: MQTT QoS of the answers to devices, 0 or 1: 1 stores each in JetStream so persistent sessions get answers published while away; 0 is cheaper and drops the answers of devices not connected (they stay in the results topic)", val: integer(&c.Ingress.AnswerQoS)},
 		{Key: "ingress.devices_file", Flag: "ingress-devices-file", Arg: "FILE", Help: "ingress: device credentials, one \"NAME PASSWORD\" a line (\"observer NAME PASSWORD\" for read-only clients); required when a listener is not on loopback", val: str(&c.Ingress.DevicesFile)},
@@ -225,6 +227,21 @@ func (v int64Value) Set(s string) error {
 }
 func (v int64Value) ptr() any       { return v.p }
 func (v int64Value) String() string { return strconv.FormatInt(*v.p, 10) }
+
+// sizeValue is a number of bytes, with or without a unit: 1048576, 512MiB, 2GiB.
+type sizeValue struct{ p *int64 }
+
+func size(p *int64) value { return sizeValue{p} }
+func (v sizeValue) Set(s string) error {
+	n, err := bytesize.Parse(s)
+	if err != nil {
+		return err
+	}
+	*v.p = n
+	return nil
+}
+func (v sizeValue) ptr() any       { return v.p }
+func (v sizeValue) String() string { return bytesize.Format(*v.p) }
 
 type floatValue struct{ p *float64 }
 

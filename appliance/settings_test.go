@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/internal/bytesize"
 )
 
 // Every validation error names a setting that exists, as "key (--flag,
@@ -98,6 +100,8 @@ func TestEverySettingReachesItsField(t *testing.T) {
 			raw["v"] = strconv.Itoa(*v.p + 7)
 		case int64Value:
 			raw["v"] = strconv.FormatInt(*v.p+7, 10)
+		case sizeValue:
+			raw["v"] = bytesize.Format(*v.p + 3<<20) // with a unit, as String writes it
 		case floatValue:
 			raw["v"] = strconv.FormatFloat(*v.p+0.25, 'g', -1, 64)
 		case boolValue:
@@ -215,5 +219,42 @@ func TestEveryPackageFieldIsASetting(t *testing.T) {
 				t.Errorf("%s: no setting binds it; add a row to settings() or say here how it is set", path)
 			}
 		}
+	}
+}
+
+// TestSizeUnits: every size setting takes a unit in the file, the environment and on the
+// command line, and a bad size names the setting and the source.
+func TestSizeUnits(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "infergate.yaml")
+	if err := os.WriteFile(path, []byte("http:\n  max_upload_bytes: 64MiB\ntopics:\n  dlq_bytes: 1.5GiB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load([]string{"--config", path, "--min-free-bytes", "512MiB"},
+		[]string{"INFERGATE_MODEL_SERVER_MAX_MESSAGE_BYTES=8MB"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, got := range map[string][2]int64{
+		"file http.max_upload_bytes": {c.HTTP.MaxUploadBytes, 64 << 20},
+		"file topics.dlq_bytes":      {c.Topics.DLQBytes, 3 << 29},
+		"flag min_free_bytes":        {c.MinFreeBytes, 512 << 20},
+		"env max_message_bytes":      {c.ModelServer.MaxMessageBytes, 8_000_000},
+	} {
+		if got[0] != got[1] {
+			t.Errorf("%s = %d, want %d", what, got[0], got[1])
+		}
+	}
+	// Every BYTES setting is a size.
+	for _, s := range c.settings() {
+		if s.Arg == "BYTES" {
+			if _, ok := s.val.(sizeValue); !ok {
+				t.Errorf("%s takes BYTES but is a %T", s.Key, s.val)
+			}
+		}
+	}
+	_, err = Load([]string{"--config", path, "--ingress-max-store", "lots"}, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "ingress.max_store") || !strings.Contains(err.Error(), "--ingress-max-store") || !strings.Contains(err.Error(), `"lots"`) {
+		t.Errorf("bad size: %v", err)
 	}
 }
