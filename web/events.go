@@ -44,9 +44,13 @@ const (
 	mIngressRejects  = "infergate_ingress_rejects_total"
 	mIngressClients  = "infergate_ingress_clients"
 	mIngressPending  = "infergate_ingress_acks_pending"
-	rateWindow       = 5 * time.Second
-	quantWindow      = 10 * time.Second
-	historyLen       = 300
+	// The appliance's disk health (appliance/health.go), for the alert banner.
+	mDiskFree   = "infergate_disk_free_bytes"
+	mDiskMin    = "infergate_disk_min_free_bytes"
+	mDiskFull   = "infergate_disk_full"
+	rateWindow  = 5 * time.Second
+	quantWindow = 10 * time.Second
+	historyLen  = 300
 	// slowEvery: models and status are asked for every this many ticks (they change rarely
 	// and each call may cross the network to TF Serving).
 	slowEvery = 5
@@ -80,6 +84,8 @@ type Snapshot struct {
 	StoreBytes      int64              `json:"store_bytes"`
 	// Ingress is the edge ingress's traffic; absent when it is off.
 	Ingress *IngressRates `json:"ingress,omitempty"`
+	// Alerts are the shipped alert rules whose conditions hold now (alerts.go).
+	Alerts []Alert `json:"alerts"`
 }
 
 // IngressRates are the ingress's rates per second (over the last few seconds) and totals
@@ -123,6 +129,9 @@ type sample struct {
 	lag        []PartitionLag // from the pipeline's gauge, if it exports one
 	hasLag     bool
 	ingress    *ingressSample // nil: no ingress metrics
+	// Disk health: free bytes (the least of the data dir's parts), the floor, full.
+	diskFree, diskMin float64
+	diskFull, hasDisk bool
 }
 
 // ingressSample is the ingress's counters at one instant, by label.
@@ -161,11 +170,15 @@ type sampler struct {
 	shown   []Model // models as last looked up for the snapshots
 	pipe    string
 	tick    int
+	// modelsErr is the last model lookup's error; alertSince when each alert's condition
+	// started holding.
+	modelsErr  error
+	alertSince map[string]time.Time
 }
 
 func newSampler(g prometheus.Gatherer, b Backend, st *store.Store, topics, models *cache, interval time.Duration, log *slog.Logger) *sampler {
 	return &sampler{gatherer: g, backend: b, store: st, topics: topics, models: models, interval: interval, log: log,
-		subs: map[chan []byte]struct{}{}}
+		subs: map[chan []byte]struct{}{}, alertSince: map[string]time.Time{}}
 }
 
 func (s *sampler) run(ctx context.Context) {
@@ -235,6 +248,10 @@ func (s *sampler) step(ctx context.Context) {
 	if snap.Models == nil {
 		snap.Models = []Model{}
 	}
+	snap.Alerts = evalAlerts(alertInputs{snap: &snap, history: s.history, cur: cur, modelsErr: s.modelsErr}, s.alertSince, now)
+	if snap.Alerts == nil {
+		snap.Alerts = []Alert{}
+	}
 	b, err := json.Marshal(snap)
 	if err != nil {
 		s.log.Error("encoding event snapshot", "err", err)
@@ -256,6 +273,7 @@ func (s *sampler) step(ctx context.Context) {
 
 func (s *sampler) refreshSlow(ctx context.Context) {
 	v, err := s.models.get(ctx)
+	modelsErr := err
 	models, _ := v.([]Model)
 	var pipe string
 	if err == nil {
@@ -268,6 +286,7 @@ func (s *sampler) refreshSlow(ctx context.Context) {
 	s.slowLog.report(s.log, "model and status lookup for the dashboard", err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.modelsErr = modelsErr
 	if models != nil {
 		s.shown = models
 	} else if s.shown == nil {
@@ -327,6 +346,18 @@ func (s *sampler) read(now time.Time) sample {
 			out.ing().clients = sumValues(f)
 		case mIngressPending:
 			out.ing().pending = sumValues(f)
+		case mDiskFree:
+			for i, m := range f.GetMetric() {
+				if v := value(m); i == 0 || v < out.diskFree {
+					out.diskFree = v
+				}
+				out.hasDisk = true
+			}
+		case mDiskMin:
+			out.diskMin = sumValues(f)
+		case mDiskFull:
+			out.diskFull = sumValues(f) > 0
+			out.hasDisk = true
 		case mInflight:
 			out.inflight = sumValues(f)
 		case mCircuit:

@@ -128,6 +128,7 @@ const views = {
 // Views in their own files (logs.js, …) add themselves to views, and here: the events
 // stream's other event types they handle, and what binds their forms at start.
 const eventHandlers = {};
+const snapshotHooks = []; // called with every snapshot, whatever the view
 const binders = [];
 
 function route() {
@@ -173,6 +174,7 @@ function connectEvents() {
     if (state.history.length > 300) state.history.splice(0, state.history.length - 300);
     if (state.view === 'overview') renderSnapshot(s);
     if (state.view === 'ingress') renderIngressRates(s.ingress);
+    for (const f of snapshotHooks) f(s);
   });
   for (const [name, fn] of Object.entries(eventHandlers)) es.addEventListener(name, (e) => fn(JSON.parse(e.data)));
 }
