@@ -10,9 +10,9 @@ func UsePortableKernel(t testing.TB) bool {
 	if kernelName == "go" {
 		return false
 	}
-	old, oldIndirect, oldPool := gemmKernel, gemmIndirect, maxPool2x2
-	gemmKernel, gemmIndirect, maxPool2x2 = kernelGo, indirectGather, maxPool2x2Go
-	t.Cleanup(func() { gemmKernel, gemmIndirect, maxPool2x2 = old, oldIndirect, oldPool })
+	old, oldIndirect, oldPool, oldRows := gemmKernel, gemmIndirect, maxPool2x2, gemmRows
+	gemmKernel, gemmIndirect, maxPool2x2, gemmRows = kernelGo, indirectGather, maxPool2x2Go, nil
+	t.Cleanup(func() { gemmKernel, gemmIndirect, maxPool2x2, gemmRows = old, oldIndirect, oldPool, oldRows })
 	return true
 }
 

@@ -35,6 +35,14 @@ const (
 // tile, overwriting c. a holds k·MR values, b k·NR, c (MR-1)·ldc+NR.
 type microKernel func(k int, a, b, c []float32, ldc int)
 
+// rowsKernel computes one full gemmMR×gemmNR tile like microKernel but reads
+// A where it lies — row i of the tile at a[i*lda:], k values — and starts
+// the sums from bias (16 per-column values; nil: zero). Where the CPU has
+// none (gemmRows nil), A is packed instead.
+type rowsKernel func(k int, a []float32, lda int, b, c []float32, ldc int, bias []float32)
+
+var gemmRows rowsKernel
+
 // kernel is the micro-kernel in use: the assembly one where the CPU has it
 // (gemm_amd64.go), else kernelGo. Tests switch it to compare the two.
 var gemmKernel microKernel = kernelGo
@@ -120,6 +128,11 @@ func packB(dst, b []float32, k, n, rs, cs int, alpha float32) {
 type gemmCall struct {
 	m, n, k int
 	pa, pb  []float32 // packed; pb may hold only the panels cols is given
+	// a, if set, is A unpacked, row i at a[i*lda:] (columns contiguous):
+	// with gemmRows the full panels are read in place and only a last
+	// partial one is packed, into pa (which then needs gemmMR·k values).
+	a       []float32
+	lda     int
 	c       []float32
 	ldc     int
 	rowBias []float32 // added to row i (convolution: per output channel)
@@ -144,9 +157,42 @@ func (g *gemmCall) cols(q0, q1, pbOff int) {
 	k := g.k
 	j0 := q0 * gemmNR
 	jEnd := min(q1*gemmNR, g.n)
+	rows := g.a != nil && gemmRows != nil && k > 0
+	// With A in place and whole panels of columns, the kernel starts from
+	// the bias, so finish need not add it.
+	biasIn := rows && g.colBias != nil && g.n%gemmNR == 0
 	for p := 0; p < g.m; p += gemmMR {
-		ap := g.pa[p*k:]
 		h := min(gemmMR, g.m-p)
+		var ap []float32
+		switch {
+		case rows && h == gemmMR:
+			ar := g.a[p*g.lda:]
+			for q := q0; q < q1; q++ {
+				bp := g.pb[pbOff+(q-q0)*gemmNR*k:]
+				jq := q * gemmNR
+				var bias []float32
+				if biasIn {
+					bias = g.colBias[jq : jq+gemmNR]
+				}
+				w := min(gemmNR, g.n-jq)
+				off := p*g.ldc + jq
+				if w == gemmNR {
+					gemmRows(k, ar, g.lda, bp, g.c[off:], g.ldc, bias)
+					continue
+				}
+				gemmRows(k, ar, g.lda, bp, tile, gemmNR, bias)
+				for i := range h {
+					copy(g.c[off+i*g.ldc:off+i*g.ldc+w], tile[i*gemmNR:i*gemmNR+w])
+				}
+			}
+			g.finish(p, h, j0, jEnd-j0, biasIn)
+			continue
+		case g.a != nil:
+			ap = g.pa[:gemmMR*k]
+			packA(ap, g.a[p*g.lda:], h, k, g.lda, 1, 1)
+		default:
+			ap = g.pa[p*k:]
+		}
 		for q := q0; q < q1; q++ {
 			bp := g.pb[pbOff+(q-q0)*gemmNR*k:]
 			jq := q * gemmNR
@@ -161,20 +207,24 @@ func (g *gemmCall) cols(q0, q1, pbOff int) {
 				copy(g.c[off+i*g.ldc:off+i*g.ldc+w], tile[i*gemmNR:i*gemmNR+w])
 			}
 		}
-		g.finish(p, h, j0, jEnd-j0)
+		g.finish(p, h, j0, jEnd-j0, false)
 	}
 }
 
-// finish adds the bias and applies the activation to the h×w tile at (i0,j0)
-// while it is still in cache.
-func (g *gemmCall) finish(i0, h, j0, w int) {
-	if g.rowBias == nil && g.colBias == nil && !g.act.on {
+// finish adds the bias (the column bias unless the kernel did) and applies
+// the activation to the h×w tile at (i0,j0) while it is still in cache.
+func (g *gemmCall) finish(i0, h, j0, w int, colBiasDone bool) {
+	colBias := g.colBias
+	if colBiasDone {
+		colBias = nil
+	}
+	if g.rowBias == nil && colBias == nil && !g.act.on {
 		return
 	}
 	relu := g.act.on && g.act.op == uRelu
 	for i := i0; i < i0+h; i++ {
 		row := g.c[i*g.ldc+j0 : i*g.ldc+j0+w]
-		if relu && g.colBias == nil {
+		if relu && colBias == nil {
 			// The common convolution epilogue in one pass.
 			var b float32
 			if g.rowBias != nil {
@@ -194,8 +244,8 @@ func (g *gemmCall) finish(i0, h, j0, w int) {
 				row[j] += b
 			}
 		}
-		if g.colBias != nil {
-			cb := g.colBias[j0 : j0+w]
+		if colBias != nil {
+			cb := colBias[j0 : j0+w]
 			for j := range row {
 				row[j] += cb[j]
 			}

@@ -110,6 +110,33 @@ func indirectAVX512Checked(k int, a, x []float32, base int, offs []int32, c []fl
 	kernelIndirectAVX512(k, &a[0], &x[base], &offs[0], &c[0], ldc, bp, r)
 }
 
+//go:noescape
+func kernelRowsAVX512(k int, a *float32, lda int, b, c *float32, ldc int, bias *float32)
+
+// kernelRowsAVX512Checked bounds-checks what kernelRowsAVX512 reads and writes.
+func kernelRowsAVX512Checked(k int, a []float32, lda int, b, c []float32, ldc int, bias []float32) {
+	if k == 0 {
+		for i := range 8 {
+			row := c[i*ldc : i*ldc+gemmNR]
+			if bias != nil {
+				copy(row, bias[:gemmNR])
+			} else {
+				clear(row)
+			}
+		}
+		return
+	}
+	_ = a[7*lda+k-1]
+	_ = b[k*gemmNR-1]
+	_ = c[7*ldc+gemmNR-1]
+	var bp *float32
+	if bias != nil {
+		_ = bias[gemmNR-1]
+		bp = &bias[0]
+	}
+	kernelRowsAVX512(k, &a[0], lda, &b[0], &c[0], ldc, bp)
+}
+
 // kernelAVX512Checked bounds-checks the slices the assembly will read and
 // write (8 rows).
 func kernelAVX512Checked(k int, a, b, c []float32, ldc int) {
@@ -146,11 +173,12 @@ var amd64Kernels = []struct {
 	ok       bool
 	fn       microKernel
 	indirect indirectKernel // nil: gather B and run fn
+	rows     rowsKernel     // nil: pack A and run fn
 }{
 	// On AMD Zen 5 (this project's machine) 512-bit FMAs run at full width:
 	// twice the peak of AVX2. INFERGATE_GEMM_KERNEL=avx2 or go forces another.
-	{"avx512", 8, cpu.X86.HasAVX512F, kernelAVX512Checked, indirectAVX512Checked},
-	{"avx2+fma", 6, cpu.X86.HasAVX2 && cpu.X86.HasFMA, kernelAVX2Checked, nil},
+	{"avx512", 8, cpu.X86.HasAVX512F, kernelAVX512Checked, indirectAVX512Checked, kernelRowsAVX512Checked},
+	{"avx2+fma", 6, cpu.X86.HasAVX2 && cpu.X86.HasFMA, kernelAVX2Checked, nil, nil},
 }
 
 func init() {
@@ -168,6 +196,7 @@ func init() {
 			if k.indirect != nil {
 				gemmIndirect = k.indirect
 			}
+			gemmRows = k.rows
 			return
 		}
 	}

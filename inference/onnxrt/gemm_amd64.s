@@ -714,3 +714,108 @@ smrowdone:
 
 DATA softmaxConst<>+0(SB)/4, $0xff800000 // -inf
 GLOBL softmaxConst<>(SB), RODATA|NOPTR, $4
+
+// func kernelRowsAVX512(k int, a *float32, lda int, b, c *float32, ldc int, bias *float32)
+//
+// kernelAVX512 with A read where it lies, 8 rows lda floats apart (no
+// packing: a dense layer's input rows, attention's query rows), and the
+// accumulators started from bias, 16 per-column values (nil: zero).
+// Rows 0-3 are addressed from R8, rows 4-7 from R9 = R8 + 4·lda, with
+// index registers lda (R11) and 3·lda (R12). k must be at least 1.
+TEXT ·kernelRowsAVX512(SB), NOSPLIT, $0-56
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), R8
+	MOVQ lda+16(FP), R11
+	MOVQ b+24(FP), BX
+	MOVQ c+32(FP), DI
+	MOVQ ldc+40(FP), DX
+	MOVQ bias+48(FP), AX
+	SHLQ $2, DX
+	SHLQ $2, R11
+	LEAQ (R11)(R11*2), R12
+	LEAQ (R8)(R11*4), R9
+	VPXORD Z0, Z0, Z0
+	TESTQ AX, AX
+	JZ rowsnobias
+	VMOVUPS (AX), Z0
+rowsnobias:
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VMOVAPS Z0, Z4
+	VMOVAPS Z0, Z5
+	VMOVAPS Z0, Z6
+	VMOVAPS Z0, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	MOVQ CX, SI
+	SHRQ $1, SI
+	JZ rowstail
+rowsloop:
+	VMOVUPS (BX), Z16
+	VMOVUPS 64(BX), Z17
+	VFMADD231PS.BCST (R8), Z16, Z0
+	VFMADD231PS.BCST 4(R8), Z17, Z8
+	VFMADD231PS.BCST (R8)(R11*1), Z16, Z1
+	VFMADD231PS.BCST 4(R8)(R11*1), Z17, Z9
+	VFMADD231PS.BCST (R8)(R11*2), Z16, Z2
+	VFMADD231PS.BCST 4(R8)(R11*2), Z17, Z10
+	VFMADD231PS.BCST (R8)(R12*1), Z16, Z3
+	VFMADD231PS.BCST 4(R8)(R12*1), Z17, Z11
+	VFMADD231PS.BCST (R9), Z16, Z4
+	VFMADD231PS.BCST 4(R9), Z17, Z12
+	VFMADD231PS.BCST (R9)(R11*1), Z16, Z5
+	VFMADD231PS.BCST 4(R9)(R11*1), Z17, Z13
+	VFMADD231PS.BCST (R9)(R11*2), Z16, Z6
+	VFMADD231PS.BCST 4(R9)(R11*2), Z17, Z14
+	VFMADD231PS.BCST (R9)(R12*1), Z16, Z7
+	VFMADD231PS.BCST 4(R9)(R12*1), Z17, Z15
+	ADDQ $8, R8
+	ADDQ $8, R9
+	ADDQ $128, BX
+	DECQ SI
+	JNZ rowsloop
+rowstail:
+	ANDQ $1, CX
+	JZ rowsstore
+	VMOVUPS (BX), Z16
+	VFMADD231PS.BCST (R8), Z16, Z0
+	VFMADD231PS.BCST (R8)(R11*1), Z16, Z1
+	VFMADD231PS.BCST (R8)(R11*2), Z16, Z2
+	VFMADD231PS.BCST (R8)(R12*1), Z16, Z3
+	VFMADD231PS.BCST (R9), Z16, Z4
+	VFMADD231PS.BCST (R9)(R11*1), Z16, Z5
+	VFMADD231PS.BCST (R9)(R11*2), Z16, Z6
+	VFMADD231PS.BCST (R9)(R12*1), Z16, Z7
+rowsstore:
+	VADDPS Z8, Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ DX, DI
+	VADDPS Z9, Z1, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ DX, DI
+	VADDPS Z10, Z2, Z2
+	VMOVUPS Z2, (DI)
+	ADDQ DX, DI
+	VADDPS Z11, Z3, Z3
+	VMOVUPS Z3, (DI)
+	ADDQ DX, DI
+	VADDPS Z12, Z4, Z4
+	VMOVUPS Z4, (DI)
+	ADDQ DX, DI
+	VADDPS Z13, Z5, Z5
+	VMOVUPS Z5, (DI)
+	ADDQ DX, DI
+	VADDPS Z14, Z6, Z6
+	VMOVUPS Z6, (DI)
+	ADDQ DX, DI
+	VADDPS Z15, Z7, Z7
+	VMOVUPS Z7, (DI)
+	VZEROUPPER
+	RET

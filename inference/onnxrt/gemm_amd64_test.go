@@ -6,7 +6,7 @@ func asmKernels() map[string]namedKernel {
 	ks := map[string]namedKernel{}
 	for _, k := range amd64Kernels {
 		if k.ok {
-			ks[k.name] = namedKernel{k.mr, k.fn, k.indirect}
+			ks[k.name] = namedKernel{k.mr, k.fn, k.indirect, k.rows}
 		}
 	}
 	return ks

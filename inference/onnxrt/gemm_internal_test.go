@@ -1,6 +1,7 @@
 package onnxrt
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -10,12 +11,13 @@ type namedKernel struct {
 	mr       int
 	fn       microKernel
 	indirect indirectKernel // nil: indirectGather
+	rows     rowsKernel     // nil: A packed a panel at a time
 }
 
 // kernels returns the micro-kernels this machine can run, by name, so tests
 // check the portable one (at both row counts) as well as the assembly ones.
 func kernels() map[string]namedKernel {
-	ks := map[string]namedKernel{"go/mr=6": {6, kernelGo, nil}, "go/mr=8": {8, kernelGo, nil}}
+	ks := map[string]namedKernel{"go/mr=6": {6, kernelGo, nil, nil}, "go/mr=8": {8, kernelGo, nil, nil}}
 	for name, k := range asmKernels() {
 		ks[name] = k
 	}
@@ -25,49 +27,65 @@ func kernels() map[string]namedKernel {
 // forceKernel switches the micro-kernel (and its row count) for the rest of
 // the test; panels must be packed after the switch.
 func forceKernel(t testing.TB, k namedKernel) {
-	oldFn, oldMR, oldIndirect := gemmKernel, gemmMR, gemmIndirect
-	gemmKernel, gemmMR, gemmIndirect = k.fn, k.mr, k.indirect
+	oldFn, oldMR, oldIndirect, oldRows := gemmKernel, gemmMR, gemmIndirect, gemmRows
+	gemmKernel, gemmMR, gemmIndirect, gemmRows = k.fn, k.mr, k.indirect, k.rows
 	if gemmIndirect == nil {
 		gemmIndirect = indirectGather
 	}
-	t.Cleanup(func() { gemmKernel, gemmMR, gemmIndirect = oldFn, oldMR, oldIndirect })
+	t.Cleanup(func() { gemmKernel, gemmMR, gemmIndirect, gemmRows = oldFn, oldMR, oldIndirect, oldRows })
 }
 
+// TestPackedGEMMMatchesNaive checks the blocked GEMM with every
+// micro-kernel on edge sizes, with A packed whole (scaled by alpha) and with
+// A read in place (rows lda apart, lda > k; the kernel reading rows where
+// the CPU has one, else a panel packed at a time), column bias and ReLU.
 func TestPackedGEMMMatchesNaive(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for name, k := range kernels() {
-		t.Run(name, func(t *testing.T) {
-			forceKernel(t, k)
-			for _, sz := range [][3]int{{1, 1, 1}, {6, 16, 1}, {6, 16, 7}, {7, 17, 3}, {13, 40, 27}, {64, 100, 288}, {5, 3, 0}, {12, 32, 2}} {
-				m, n, kk := sz[0], sz[1], sz[2]
-				a := randF(rng, m*kk)
-				b := randF(rng, kk*n)
-				bias := randF(rng, n)
-				pa := make([]float32, packedASize(m, kk))
-				pb := make([]float32, packedBSize(kk, n))
-				packA(pa, a, m, kk, kk, 1, 0.5)
-				packB(pb, b, kk, n, n, 1, 1)
-				c := make([]float32, m*n)
-				for i := range c {
-					c[i] = float32(math.NaN()) // every element must be written
-				}
-				g := gemmCall{m: m, n: n, k: kk, pa: pa, pb: pb, c: c, ldc: n, colBias: bias,
-					act: activation{on: true, op: uRelu}}
-				g.cols(0, ceilDiv(n, gemmNR), 0)
-				for i := range m {
-					for j := range n {
-						var s float64
-						for x := range kk {
-							s += 0.5 * float64(a[i*kk+x]) * float64(b[x*n+j])
-						}
-						s = max(s+float64(bias[j]), 0)
-						if got := c[i*n+j]; math.Abs(float64(got)-s) > 1e-5+1e-5*math.Abs(s) || got != got {
-							t.Fatalf("%v: c[%d,%d] = %v, want %v", sz, i, j, got, s)
+		for _, inPlace := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/in_place=%v", name, inPlace), func(t *testing.T) {
+				forceKernel(t, k)
+				for _, sz := range [][3]int{{1, 1, 1}, {6, 16, 1}, {6, 16, 7}, {7, 17, 3}, {13, 40, 27}, {64, 100, 288}, {5, 3, 0}, {12, 32, 2}, {17, 64, 9}, {8, 16, 1}} {
+					m, n, kk := sz[0], sz[1], sz[2]
+					lda := kk + 3
+					a := randF(rng, m*lda)
+					b := randF(rng, kk*n)
+					bias := randF(rng, n)
+					pb := make([]float32, packedBSize(kk, n))
+					packB(pb, b, kk, n, n, 1, 1)
+					c := make([]float32, m*n)
+					for i := range c {
+						c[i] = float32(math.NaN()) // every element must be written
+					}
+					g := gemmCall{m: m, n: n, k: kk, pb: pb, c: c, ldc: n, colBias: bias,
+						act: activation{on: true, op: uRelu}}
+					alpha := 0.5
+					if inPlace {
+						alpha = 1
+						g.a, g.lda, g.pa = a, lda, make([]float32, gemmMR*kk)
+					} else {
+						g.pa = make([]float32, packedASize(m, kk))
+						packA(g.pa, a, m, kk, lda, 1, 0.5)
+					}
+					g.cols(0, ceilDiv(n, gemmNR), 0)
+					for i := range m {
+						for j := range n {
+							var s, sabs float64
+							for x := range kk {
+								p := alpha * float64(a[i*lda+x]) * float64(b[x*n+j])
+								s += p
+								sabs += math.Abs(p)
+							}
+							s = max(s+float64(bias[j]), 0)
+							// float32 sums in any order: error grows with Σ|terms|
+							if got := c[i*n+j]; math.Abs(float64(got)-s) > 1e-5+1e-5*math.Abs(s)+4e-6*sabs || got != got {
+								t.Fatalf("%v: c[%d,%d] = %v, want %v", sz, i, j, got, s)
+							}
 						}
 					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

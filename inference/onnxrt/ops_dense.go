@@ -292,10 +292,10 @@ func (g *denseKernel) run(st *state, nd *node) error {
 	case g.wNK != nil:
 		mmNK(o, af, g.wNK, g.bias, m, g.k, g.n, act)
 	case m >= denseGemmRows && g.k > 0:
-		pa := st.scratchF(g.sPack, packedASize(m, g.k))
-		packA(pa, af, m, g.k, g.k, 1, 1)
-		call := gemmCall{m: m, n: g.n, k: g.k, pa: pa, pb: g.wP, c: o, ldc: g.n, colBias: g.bias, act: act,
-			tile: st.scratchF(g.sTile, gemmTile)}
+		// A's rows are read in place (packed a panel at a time where the
+		// CPU has no kernel for that).
+		call := gemmCall{m: m, n: g.n, k: g.k, a: af, lda: g.k, pa: st.scratchF(g.sPack, gemmMR*g.k), pb: g.wP,
+			c: o, ldc: g.n, colBias: g.bias, act: act, tile: st.scratchF(g.sTile, gemmTile)}
 		call.cols(0, ceilDiv(g.n, gemmNR), 0)
 	default:
 		mmKN(o, af, g.wKN, g.bias, m, g.k, g.n, act)

@@ -202,8 +202,14 @@ func (k *matMulGeneric) run(st *state, nd *node) error {
 	}
 	useGemm := m >= 4 && m*n >= 64 && kk > 0
 	var pa, pb, tile []float32
+	// A with contiguous rows is read in place.
+	aRows := csA == 1
 	if useGemm {
-		pa = st.scratchF(k.sPackA, packedASize(m, kk))
+		if aRows {
+			pa = st.scratchF(k.sPackA, gemmMR*kk)
+		} else {
+			pa = st.scratchF(k.sPackA, packedASize(m, kk))
+		}
 		pb = st.scratchF(k.sPackB, packedBSize(kk, n))
 		tile = st.scratchF(k.sTile, gemmTile)
 	}
@@ -212,12 +218,16 @@ func (k *matMulGeneric) run(st *state, nd *node) error {
 	for range nb {
 		c := o[offC:]
 		if useGemm {
-			packA(pa, a.f[offA:], m, kk, rsA, csA, 1)
 			if offB != lastB {
 				packB(pb, b.f[offB:], kk, n, rsB, csB, 1)
 				lastB = offB
 			}
 			call := gemmCall{m: m, n: n, k: kk, pa: pa, pb: pb, c: c, ldc: rsC, tile: tile}
+			if aRows {
+				call.a, call.lda = a.f[offA:], rsA
+			} else {
+				packA(pa, a.f[offA:], m, kk, rsA, csA, 1)
+			}
 			call.cols(0, ceilDiv(n, gemmNR), 0)
 		} else {
 			matMulSmall(c, a.f[offA:], b.f[offB:], m, kk, n, rsA, csA, rsB, csB, rsC)
