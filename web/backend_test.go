@@ -45,6 +45,8 @@ type memBackend struct {
 	warnings  []string // data loss, as DataWarnings says it
 	topicsErr error
 	calls     map[string]int
+	// modelServer replaces the model server's component in Status when set.
+	modelServer *Component
 }
 
 func newMemBackend(st *store.Store) *memBackend {
@@ -122,10 +124,14 @@ func (b *memBackend) Status(ctx context.Context) (*Status, error) {
 	if b.paused {
 		pipe = Component{State: StatePaused, Detail: "paused by operator"}
 	}
+	ms := Component{Mode: "embedded", State: StateOK, Address: "127.0.0.1:8500"}
+	if b.modelServer != nil {
+		ms = *b.modelServer
+	}
 	return &Status{
 		Delivery:    "at-least-once",
 		Broker:      Component{Mode: "embedded", State: StateOK, Address: "127.0.0.1:9092", Detail: "3 partitions"},
-		ModelServer: Component{Mode: "embedded", State: StateOK, Address: "127.0.0.1:8500"},
+		ModelServer: ms,
 		Pipeline:    pipe,
 	}, nil
 }

@@ -196,6 +196,9 @@ func TestBrowserPolish(t *testing.T) {
 	env.backend.ends[0], env.backend.committed[0] = 1, 0
 	env.backend.models["demo"] = &Model{Name: "demo", Versions: []ModelVersion{{State: ModelUnavailable,
 		Error: "rpc error: code = Unavailable desc = connection error: dial tcp 127.0.0.1:8500: connect: connection refused"}}}
+	// The appliance's component says why it is not ready, gRPC's words included.
+	env.backend.modelServer = &Component{Mode: "sidecar", State: StateDegraded, Address: "127.0.0.1:8500",
+		Detail: "model server: rpc error: code = Unavailable desc = connection error: dial tcp 127.0.0.1:8500: connect: connection refused"}
 	env.backend.mu.Unlock()
 	ctx := webtest.NewBrowser(t)
 	webtest.Login(t, ctx, env.base, testToken)
@@ -223,6 +226,16 @@ func TestBrowserPolish(t *testing.T) {
 	}
 	if m := webtest.Eval[float64](t, ctx, `chartMax([...Array(100).fill(12), 30])`); m < 30 {
 		t.Errorf("latency scale %v hides an ordinary peak of 30 ms", m)
+	}
+	webtest.WaitJS(t, ctx, "the model server's card", `(document.querySelector('[data-component="model-server"]') || {}).textContent?.includes('connection refused')`)
+	if card := webtest.Text(t, ctx, `[data-component="model-server"]`); strings.Contains(card, "rpc error") || strings.Contains(card, "desc =") {
+		t.Errorf("model server card shows gRPC's raw error: %q", card)
+	}
+	// The DLQ's empty state: words only, no emoji that renders as a box without an emoji font.
+	webtest.Go(t, ctx, env.base, "dlq")
+	webtest.WaitJS(t, ctx, "the DLQ's empty state", `!document.querySelector('#dlq-empty').hidden`)
+	if empty := webtest.Text(t, ctx, "#dlq-empty"); empty == "" || strings.ContainsFunc(empty, func(r rune) bool { return r >= 0x1F000 }) {
+		t.Errorf("DLQ empty state %q", empty)
 	}
 	webtest.Go(t, ctx, env.base, "models")
 	webtest.WaitJS(t, ctx, "the models table explains the unreachable server",

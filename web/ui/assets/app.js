@@ -205,7 +205,7 @@ function renderComponents(st) {
     const el = h('div', { class: 'component', dataset: { component: name.toLowerCase().replace(' ', '-') } },
       h('div', { class: 'name' }, name, c.mode ? ' · ' + c.mode : ''),
       h('div', { class: 'state' }, h('span', { class: 'status-dot ' + stateClass(c.state) }), c.state.replace('_', ' ')),
-      h('div', { class: 'detail' }, [c.address, c.version, c.detail].filter(Boolean).join(' · ')));
+      h('div', { class: 'detail' }, [c.address, c.version, grpcMessage(c.detail)].filter(Boolean).join(' · ')));
     if (name === 'Pipeline') {
       const paused = c.state === 'paused';
       el.append(h('button', {
@@ -283,8 +283,9 @@ function bars(box, items, emptyText) {
 // not answer: no version, state UNAVAILABLE (not a TF Serving state).
 function unreachable(v) { return v.state === 'UNAVAILABLE' && !v.version; }
 
-// grpcMessage strips gRPC's "rpc error: code = X desc = " from an error.
-function grpcMessage(e) { return (e || '').replace(/^rpc error: code = \w+ desc = /, ''); }
+// grpcMessage strips gRPC's "rpc error: code = X desc = " from an error (also
+// inside one: "model server: rpc error: …").
+function grpcMessage(e) { return (e || '').replace(/rpc error: code = \w+ desc = /g, ''); }
 
 function renderModelChips(box, models) {
   if (!models.length) {
