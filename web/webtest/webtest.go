@@ -370,3 +370,30 @@ func Click(t testing.TB, ctx context.Context, sel string) {
 	t.Helper()
 	step(t, ctx, "click "+sel, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
 }
+
+// Reload reloads the page and waits until the dashboard is connected again.
+func Reload(t testing.TB, ctx context.Context) {
+	t.Helper()
+	step(t, ctx, "reload", chromedp.Reload())
+	WaitJS(t, ctx, "the live stream after the reload", `(document.querySelector('#live') || {}).className === 'pill pill-ok'`)
+}
+
+// WaitJSAcrossReload waits until expr is truthy like WaitJS, on a page that is about to
+// reload (a language switch reloads the dashboard): evaluations that fail because the page
+// went away are tried again.
+func WaitJSAcrossReload(t testing.TB, ctx context.Context, what, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(StepTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok, err := chromedp.Run(ectx, chromedp.Evaluate[bool](`!!(() => { try { return `+expr+`; } catch (e) { return false; } })()`))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("waiting until %s: %v", what, last)
+}
