@@ -16,6 +16,7 @@ import (
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/rollout"
 	"github.com/infergate/infergate/inference/sidecar"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/ingress"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
@@ -157,12 +158,11 @@ type SidecarConfig struct {
 	// calls inside TF: the pipeline already sends micro-batches, so it pays
 	// off with several batches in flight or other clients of the sidecar.
 	// Zero values keep TF's defaults.
-	EnableBatching     bool          `yaml:"enable_batching"`
-	MaxBatchSize       int64         `yaml:"max_batch_size"`
-	BatchTimeout       time.Duration `yaml:"batch_timeout"`
-	MaxEnqueuedBatches int64         `yaml:"max_enqueued_batches"`
-	NumBatchThreads    int64         `yaml:"num_batch_threads"`
-	AllowedBatchSizes  []int64       `yaml:"allowed_batch_sizes"`
+	EnableBatching bool `yaml:"enable_batching"`
+	// Batching is TF's batching_parameters_file: its fields are the keys
+	// max_batch_size, batch_timeout, max_enqueued_batches, num_batch_threads
+	// and allowed_batch_sizes of this section (settings.go).
+	Batching tfserving.BatchingConfig `yaml:",inline"`
 	// Monitoring makes TF export Prometheus metrics on its REST port.
 	Monitoring bool `yaml:"monitoring"`
 	// ExtraFlags are appended to TF's command line.

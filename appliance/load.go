@@ -339,7 +339,7 @@ func (c *Config) Redacted() Config {
 	r.Broker.Brokers = append([]string(nil), c.Broker.Brokers...)
 	r.ModelServer.TFServingEndpoints = append([]string(nil), c.ModelServer.TFServingEndpoints...)
 	r.ModelServer.Sidecar.ExtraFlags = append([]string(nil), c.ModelServer.Sidecar.ExtraFlags...)
-	r.ModelServer.Sidecar.AllowedBatchSizes = append([]int64(nil), c.ModelServer.Sidecar.AllowedBatchSizes...)
+	r.ModelServer.Sidecar.Batching.AllowedBatchSizes = append([]int64(nil), c.ModelServer.Sidecar.Batching.AllowedBatchSizes...)
 	for _, s := range r.settings() {
 		if s.Secret && s.val.String() != "" {
 			_ = s.val.Set(Redacted)

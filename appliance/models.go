@@ -35,17 +35,17 @@ const modelReadyTimeout = 2 * time.Minute
 
 // repositoryModels lists the models of the repository: one directory per
 // model, holding one directory per version (TF Serving's layout).
-func repositoryModels(dir string) ([]modelserver.ModelConfig, error) {
+func repositoryModels(dir string) ([]tfserving.ModelConfig, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading the model repository %s: %w", dir, err)
 	}
-	var models []modelserver.ModelConfig
+	var models []tfserving.ModelConfig
 	for _, e := range entries {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue // .demo-* and other temporaries
 		}
-		models = append(models, modelserver.ModelConfig{Name: e.Name(), BasePath: filepath.Join(dir, e.Name())})
+		models = append(models, tfserving.ModelConfig{Name: e.Name(), BasePath: filepath.Join(dir, e.Name())})
 	}
 	return models, nil
 }
@@ -241,15 +241,15 @@ func (a *Appliance) audit(action, detail string) {
 }
 
 // modelPolicies reads model_server.model_version_policies.
-func (c *Config) modelPolicies() (map[string]modelserver.VersionPolicy, error) {
-	out := map[string]modelserver.VersionPolicy{}
+func (c *Config) modelPolicies() (map[string]tfserving.VersionPolicy, error) {
+	out := map[string]tfserving.VersionPolicy{}
 	for _, item := range c.ModelServer.ModelVersionPolicies {
 		name, pol, ok := strings.Cut(item, "=")
 		name = strings.TrimSpace(name)
 		if !ok || name == "" {
 			return nil, fmt.Errorf("%q: want NAME=POLICY, e.g. demo=latest:3", item)
 		}
-		p, err := modelserver.ParseVersionPolicy(pol)
+		p, err := tfserving.ParseVersionPolicy(pol)
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", name, err)
 		}
@@ -262,22 +262,22 @@ func (c *Config) modelPolicies() (map[string]modelserver.VersionPolicy, error) {
 }
 
 // policyOf is the version policy a model of the repository is served with.
-func (c *Config) policyOf(name string) modelserver.VersionPolicy {
+func (c *Config) policyOf(name string) tfserving.VersionPolicy {
 	if ps, err := c.modelPolicies(); err == nil {
 		if p, ok := ps[name]; ok {
 			return p
 		}
 	}
-	p, err := modelserver.ParseVersionPolicy(c.ModelServer.VersionPolicy)
+	p, err := tfserving.ParseVersionPolicy(c.ModelServer.VersionPolicy)
 	if err != nil {
-		return modelserver.VersionPolicy{Latest: 1} // Validate refused it already
+		return tfserving.VersionPolicy{Latest: 1} // Validate refused it already
 	}
 	return p
 }
 
 // repository lists the models of the repository with their version
 // policies (model_server.version_policy, model_version_policies).
-func (a *Appliance) repository() ([]modelserver.ModelConfig, error) {
+func (a *Appliance) repository() ([]tfserving.ModelConfig, error) {
 	models, err := repositoryModels(a.paths.Models)
 	if err != nil {
 		return nil, err

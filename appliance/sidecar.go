@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/sidecar"
+	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // sidecarDir holds models.config, batching.config, monitoring.config and the
@@ -49,10 +49,9 @@ func (a *Appliance) sidecarModelServerComponent() *component {
 			if err != nil {
 				return err
 			}
-			var models []sidecar.Model
+			models := repo
 			var names []string
 			for _, m := range repo {
-				models = append(models, sidecar.Model{Name: m.Name, BasePath: m.BasePath, Policy: sidecarPolicy(m.Policy)})
 				names = append(names, m.Name)
 			}
 			if !slices.Contains(names, a.cfg.Pipeline.DefaultModel) {
@@ -95,7 +94,7 @@ func (a *Appliance) sidecarModelServerComponent() *component {
 }
 
 // sidecarConfig maps model_server.* onto the supervisor's Config.
-func (a *Appliance) sidecarConfig(models []sidecar.Model, grpcPort, restPort int) sidecar.Config {
+func (a *Appliance) sidecarConfig(models []tfserving.ModelConfig, grpcPort, restPort int) sidecar.Config {
 	sc := a.cfg.ModelServer.Sidecar
 	cfg := sidecar.Config{
 		Binary:       a.cfg.ModelServer.TFServingBin,
@@ -115,17 +114,9 @@ func (a *Appliance) sidecarConfig(models []sidecar.Model, grpcPort, restPort int
 		cfg.MonitoringPath = tfMonitoringPath
 	}
 	if sc.EnableBatching {
-		cfg.Batching = &sidecar.Batching{
-			MaxBatchSize:       sc.MaxBatchSize,
-			BatchTimeout:       sc.BatchTimeout,
-			MaxEnqueuedBatches: sc.MaxEnqueuedBatches,
-			NumBatchThreads:    sc.NumBatchThreads,
-			AllowedBatchSizes:  slices.Clone(sc.AllowedBatchSizes),
-		}
+		b := sc.Batching
+		b.AllowedBatchSizes = slices.Clone(b.AllowedBatchSizes)
+		cfg.Batching = &b
 	}
 	return cfg
-}
-
-func sidecarPolicy(p modelserver.VersionPolicy) sidecar.Policy {
-	return sidecar.Policy{Latest: p.Latest, Specific: p.Specific, All: p.All}
 }

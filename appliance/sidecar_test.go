@@ -21,6 +21,7 @@ import (
 
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/sidecar"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 )
@@ -38,7 +39,7 @@ func TestSidecarSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &Appliance{cfg: *c, paths: DataPaths(t.TempDir())}
-	models := []sidecar.Model{{Name: "demo", BasePath: "/models/demo"}}
+	models := []tfserving.ModelConfig{{Name: "demo", BasePath: "/models/demo"}}
 	got := a.sidecarConfig(models, 8500, 8501)
 	want := sidecar.Config{
 		Binary:       "/usr/bin/tensorflow_model_server",
@@ -48,7 +49,7 @@ func TestSidecarSettings(t *testing.T) {
 		GRPCPort:     8500,
 		RESTPort:     8501,
 		CallTimeout:  c.Pipeline.PredictTimeout,
-		Batching:     &sidecar.Batching{MaxBatchSize: 64, BatchTimeout: 2 * time.Millisecond, MaxEnqueuedBatches: 100, NumBatchThreads: 4, AllowedBatchSizes: []int64{8, 64}},
+		Batching:     &tfserving.BatchingConfig{MaxBatchSize: 64, BatchTimeout: 2 * time.Millisecond, MaxEnqueuedBatches: 100, NumBatchThreads: 4, AllowedBatchSizes: []int64{8, 64}},
 		ReadyTimeout: 20 * time.Minute,
 		Backoff:      sidecar.Backoff{Initial: 2 * time.Second, Max: 5 * time.Minute},
 		CrashLoop:    sidecar.CrashLoop{Restarts: 3, Window: 30 * time.Minute},
@@ -112,11 +113,7 @@ func TestSidecarRestartAndBatching(t *testing.T) {
 	c.ModelServer.RESTListen = "127.0.0.1:" + freePort(t)
 	sc := &c.ModelServer.Sidecar
 	sc.EnableBatching = true
-	sc.MaxBatchSize = 32
-	sc.BatchTimeout = time.Millisecond
-	sc.MaxEnqueuedBatches = 50
-	sc.NumBatchThreads = 2
-	sc.AllowedBatchSizes = []int64{8, 16, 32}
+	sc.Batching = tfserving.BatchingConfig{MaxBatchSize: 32, BatchTimeout: time.Millisecond, MaxEnqueuedBatches: 50, NumBatchThreads: 2, AllowedBatchSizes: []int64{8, 16, 32}}
 	sc.ExtraFlags = []string{"--enable_model_warmup=false"}
 	sc.RestartBackoff = 100 * time.Millisecond
 	if err := modelserver.EnsureDemo(filepath.Join(c.DataDir, ModelsDir)); err != nil {

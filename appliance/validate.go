@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/sidecar"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/field"
 )
 
@@ -134,7 +134,7 @@ func (c *Config) Validate() error {
 			v.errf(l.key, "must be at least 1, got %d", l.n)
 		}
 	}
-	if _, err := modelserver.ParseVersionPolicy(c.ModelServer.VersionPolicy); err != nil {
+	if _, err := tfserving.ParseVersionPolicy(c.ModelServer.VersionPolicy); err != nil {
 		v.errf("model_server.version_policy", "%v", err)
 	}
 	if _, err := c.modelPolicies(); err != nil {
@@ -198,50 +198,25 @@ func (c *Config) validateSidecar(v *validator) {
 			v.errf("model_server.sidecar.extra_flags", "is only used with model_server.mode sidecar (--model-server sidecar)")
 		}
 	}
+	b := &c.ModelServer.Sidecar.Batching
 	batching := []struct {
 		key string
 		set bool
 	}{
-		{"model_server.sidecar.max_batch_size", sc.MaxBatchSize != 0},
-		{"model_server.sidecar.batch_timeout", sc.BatchTimeout != 0},
-		{"model_server.sidecar.max_enqueued_batches", sc.MaxEnqueuedBatches != 0},
-		{"model_server.sidecar.num_batch_threads", sc.NumBatchThreads != 0},
-		{"model_server.sidecar.allowed_batch_sizes", len(sc.AllowedBatchSizes) > 0},
+		{"model_server.sidecar.max_batch_size", b.MaxBatchSize != 0},
+		{"model_server.sidecar.batch_timeout", b.BatchTimeout != 0},
+		{"model_server.sidecar.max_enqueued_batches", b.MaxEnqueuedBatches != 0},
+		{"model_server.sidecar.num_batch_threads", b.NumBatchThreads != 0},
+		{"model_server.sidecar.allowed_batch_sizes", len(b.AllowedBatchSizes) > 0},
 	}
-	for _, b := range batching {
-		if b.set && !sc.EnableBatching {
-			v.errf(b.key, "is set but batching is off: set model_server.sidecar.enable_batching (--sidecar-batching) too")
+	for _, s := range batching {
+		if s.set && !sc.EnableBatching {
+			v.errf(s.key, "is set but batching is off: set model_server.sidecar.enable_batching (--sidecar-batching) too")
 		}
 	}
-	for _, n := range []struct {
-		key string
-		v   int64
-	}{
-		{"model_server.sidecar.max_batch_size", sc.MaxBatchSize},
-		{"model_server.sidecar.max_enqueued_batches", sc.MaxEnqueuedBatches},
-		{"model_server.sidecar.num_batch_threads", sc.NumBatchThreads},
-	} {
-		if n.v < 0 {
-			v.errf(n.key, "%d: must be >= 0 (0: TF's default)", n.v)
-		}
-	}
-	v.nonNegative("model_server.sidecar.batch_timeout", sc.BatchTimeout)
-	if sc.BatchTimeout > 0 && sc.BatchTimeout < time.Microsecond {
-		v.errf("model_server.sidecar.batch_timeout", "%s: TF counts in microseconds; use at least 1µs", sc.BatchTimeout)
-	}
-	if sizes := sc.AllowedBatchSizes; len(sizes) > 0 {
-		prev := int64(0)
-		for _, n := range sizes {
-			if n <= prev {
-				v.errf("model_server.sidecar.allowed_batch_sizes", "%v: sizes must be positive and increasing", sizes)
-				break
-			}
-			prev = n
-		}
-		// TF refuses the file otherwise.
-		if last := sizes[len(sizes)-1]; last != sc.MaxBatchSize {
-			v.errf("model_server.sidecar.allowed_batch_sizes", "%v must end at model_server.sidecar.max_batch_size (%d)", sizes, sc.MaxBatchSize)
-		}
+	v.fields(b.Validate())
+	if b.BatchTimeout > 0 && b.BatchTimeout < time.Microsecond {
+		v.errf("model_server.sidecar.batch_timeout", "%s: TF counts in microseconds; use at least 1µs", b.BatchTimeout)
 	}
 	for _, f := range sc.ExtraFlags {
 		if !strings.HasPrefix(f, "-") {

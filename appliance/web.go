@@ -601,7 +601,7 @@ func (b *webBackend) SetLabel(ctx context.Context, name, label string, version i
 		return p.embedded.SetLabel(name, label, version)
 	case p.sidecar != nil:
 		models := p.sidecar.Models()
-		i := slices.IndexFunc(models, func(m sidecar.Model) bool { return m.Name == name })
+		i := slices.IndexFunc(models, func(m tfserving.ModelConfig) bool { return m.Name == name })
 		if i < 0 {
 			return fmt.Errorf("%w: no model %q", web.ErrNotFound, name)
 		}
@@ -631,12 +631,12 @@ func (b *webBackend) ReloadModels(ctx context.Context) error {
 		// Keep what the supervisor was told of the models it knows
 		// (policies, labels); add the new directories.
 		current := p.sidecar.Models()
-		var models []sidecar.Model
+		var models []tfserving.ModelConfig
 		for _, m := range repo {
-			if i := slices.IndexFunc(current, func(c sidecar.Model) bool { return c.Name == m.Name }); i >= 0 {
+			if i := slices.IndexFunc(current, func(c tfserving.ModelConfig) bool { return c.Name == m.Name }); i >= 0 {
 				models = append(models, current[i])
 			} else {
-				models = append(models, sidecar.Model{Name: m.Name, BasePath: m.BasePath, Policy: sidecarPolicy(m.Policy)})
+				models = append(models, tfserving.ModelConfig{Name: m.Name, BasePath: m.BasePath, Policy: m.Policy})
 			}
 		}
 		return p.sidecar.Reload(ctx, models)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/web"
 )
@@ -31,7 +32,7 @@ func TestWebExternalModelServer(t *testing.T) {
 	}
 	mc := modelserver.DefaultConfig()
 	mc.GRPCListen, mc.RESTListen = "127.0.0.1:0", ""
-	mc.Models = []modelserver.ModelConfig{modelserver.DemoModelConfig(models)}
+	mc.Models = []tfserving.ModelConfig{modelserver.DemoModelConfig(models)}
 	tfs, err := modelserver.New(mc, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/infergate/infergate/appliance"
 	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // system is what the bench sends to: a self-contained appliance it started
@@ -184,7 +185,7 @@ func startModelServer(ctx context.Context, modelsDir string, logger *slog.Logger
 	mc := modelserver.DefaultConfig()
 	mc.GRPCListen = "127.0.0.1:0"
 	mc.RESTListen = ""
-	mc.Models = []modelserver.ModelConfig{modelserver.DemoModelConfig(modelsDir)}
+	mc.Models = []tfserving.ModelConfig{modelserver.DemoModelConfig(modelsDir)}
 	srv, err := modelserver.New(mc, logger.With("component", "bench-model-server"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("bench: model server: %w", err)

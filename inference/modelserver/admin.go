@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/inference/demo"
+	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // UploadVersion adds a version of a configured model: it checks that onnx
@@ -231,8 +232,8 @@ func EnsureDemo(modelsDir string) error {
 }
 
 // DemoModelConfig is the model entry serving what EnsureDemo wrote.
-func DemoModelConfig(modelsDir string) ModelConfig {
-	return ModelConfig{Name: demo.Name, BasePath: filepath.Join(modelsDir, demo.Name)}
+func DemoModelConfig(modelsDir string) tfserving.ModelConfig {
+	return tfserving.ModelConfig{Name: demo.Name, BasePath: filepath.Join(modelsDir, demo.Name)}
 }
 
 // DeleteVersion removes a version directory of a configured model and

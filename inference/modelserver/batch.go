@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // batcher merges concurrent Predict calls on one model version along dim 0,
@@ -21,7 +22,7 @@ import (
 // wait (else UNAVAILABLE); NumBatchThreads batches run at once.
 type batcher struct {
 	s   *servable
-	cfg BatchingConfig
+	cfg tfserving.BatchingConfig
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -49,7 +50,7 @@ type task struct {
 	err     error
 }
 
-func newBatcher(s *servable, cfg BatchingConfig) *batcher {
+func newBatcher(s *servable, cfg tfserving.BatchingConfig) *batcher {
 	b := &batcher{s: s, cfg: cfg}
 	b.cond = sync.NewCond(&b.mu)
 	for range cfg.NumBatchThreads {
@@ -96,7 +97,7 @@ func (b *batcher) submit(ctx context.Context, inputs map[string]*tensor.Tensor, 
 	if n := len(b.queue); n > 0 && b.queue[n-1].rows+rows <= int64(b.cfg.MaxBatchSize) {
 		cur = b.queue[n-1]
 	} else {
-		if len(b.queue) >= b.cfg.MaxEnqueuedBatches {
+		if int64(len(b.queue)) >= b.cfg.MaxEnqueuedBatches {
 			b.mu.Unlock()
 			return nil, status.Error(codes.Unavailable, "The batch scheduling queue to which this task was submitted is full")
 		}
@@ -209,8 +210,8 @@ func (b *batcher) paddedSize(rows int64) int64 {
 		return 0
 	}
 	for _, s := range b.cfg.AllowedBatchSizes {
-		if int64(s) >= rows {
-			return int64(s)
+		if s >= rows {
+			return s
 		}
 	}
 	return rows

@@ -14,6 +14,7 @@ import (
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
@@ -24,8 +25,8 @@ import (
 // answer against an unbatched run of the same rows.
 func TestBatchingMergesConcurrentCalls(t *testing.T) {
 	cfg := testConfig(demoRepo(t))
-	cfg.Batching = &BatchingConfig{MaxBatchSize: 16, BatchTimeout: 2 * time.Millisecond, MaxEnqueuedBatches: 1000,
-		NumBatchThreads: 2, AllowedBatchSizes: []int{4, 16}}
+	cfg.Batching = &tfserving.BatchingConfig{MaxBatchSize: 16, BatchTimeout: 2 * time.Millisecond, MaxEnqueuedBatches: 1000,
+		NumBatchThreads: 2, AllowedBatchSizes: []int64{4, 16}}
 	s := startServer(t, cfg)
 	ref, err := loadONNX(demo.ONNX, 0, 0)
 	if err != nil {
@@ -105,7 +106,7 @@ func (e *blockingEngine) Run(in map[string]*tensor.Tensor, _ []string) (map[stri
 func TestBatchQueueFullIsUnavailable(t *testing.T) {
 	eng := &blockingEngine{started: make(chan struct{}, 10), release: make(chan struct{})}
 	s := &servable{name: "f", version: 1, eng: eng, outNames: []string{"y"}}
-	b := newBatcher(s, BatchingConfig{MaxBatchSize: 2, BatchTimeout: time.Hour, MaxEnqueuedBatches: 1, NumBatchThreads: 1})
+	b := newBatcher(s, tfserving.BatchingConfig{MaxBatchSize: 2, BatchTimeout: time.Hour, MaxEnqueuedBatches: 1, NumBatchThreads: 1})
 	x := func() map[string]*tensor.Tensor {
 		return map[string]*tensor.Tensor{"x": tensor.FromFloat32([]float32{1, 2}, 2, 1)}
 	}
@@ -145,8 +146,8 @@ func TestBatchQueueFullIsUnavailable(t *testing.T) {
 func TestBatchingKeepsIncompatibleShapesApart(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, identityModel(t, vi{"x", onnxFloat, []int64{-1, -1}}))
-	cfg := testConfig(ModelConfig{Name: "id", BasePath: base})
-	cfg.Batching = &BatchingConfig{MaxBatchSize: 8, BatchTimeout: 20 * time.Millisecond, NumBatchThreads: 1}
+	cfg := testConfig(tfserving.ModelConfig{Name: "id", BasePath: base})
+	cfg.Batching = &tfserving.BatchingConfig{MaxBatchSize: 8, BatchTimeout: 20 * time.Millisecond, NumBatchThreads: 1}
 	s := startServer(t, cfg)
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -174,13 +175,13 @@ func TestBatchingKeepsIncompatibleShapesApart(t *testing.T) {
 
 func TestBatchingConfigValidation(t *testing.T) {
 	for _, tc := range []struct {
-		b   BatchingConfig
+		b   tfserving.BatchingConfig
 		msg string
 	}{
-		{BatchingConfig{MaxBatchSize: 8, AllowedBatchSizes: []int{4}}, "must equal MaxBatchSize"},
-		{BatchingConfig{MaxBatchSize: 8, AllowedBatchSizes: []int{4, 2, 8}}, "increasing"},
-		{BatchingConfig{MaxBatchSize: -1}, "MaxBatchSize"},
-		{BatchingConfig{NumBatchThreads: -1}, "NumBatchThreads"},
+		{tfserving.BatchingConfig{MaxBatchSize: 8, AllowedBatchSizes: []int64{4}}, "must end at the maximum batch size"},
+		{tfserving.BatchingConfig{MaxBatchSize: 8, AllowedBatchSizes: []int64{4, 2, 8}}, "increasing"},
+		{tfserving.BatchingConfig{MaxBatchSize: -1}, "MaxBatchSize"},
+		{tfserving.BatchingConfig{NumBatchThreads: -1}, "NumBatchThreads"},
 	} {
 		cfg := testConfig()
 		cfg.Batching = &tc.b
@@ -194,7 +195,7 @@ func TestBatchingConfigValidation(t *testing.T) {
 // DEADLINE_EXCEEDED, REST (RESTTimeout) 504.
 func TestDeadlineWhileQueued(t *testing.T) {
 	cfg := testConfig(demoRepo(t))
-	cfg.Batching = &BatchingConfig{MaxBatchSize: 1000, BatchTimeout: time.Hour, NumBatchThreads: 1}
+	cfg.Batching = &tfserving.BatchingConfig{MaxBatchSize: 1000, BatchTimeout: time.Hour, NumBatchThreads: 1}
 	cfg.RESTTimeout = 100 * time.Millisecond
 	s := startServer(t, cfg)
 	c := dial(t, s.GRPCAddr())

@@ -9,6 +9,7 @@ import (
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
 )
@@ -31,7 +32,7 @@ func reportPredictions(b *testing.B, rows int, start time.Time) {
 	b.ReportMetric(float64(el.Microseconds())/float64(b.N), "µs/call")
 }
 
-func benchServer(b *testing.B, batching *BatchingConfig) *Server {
+func benchServer(b *testing.B, batching *tfserving.BatchingConfig) *Server {
 	cfg := testConfig(demoRepo(b))
 	cfg.Batching = batching
 	return startServer(b, cfg)
@@ -135,7 +136,7 @@ func BenchmarkPredictGRPCParallel(b *testing.B) {
 // BenchmarkPredictBatchingInProcess: many single-row callers merged by the
 // server-side batcher (max 256 rows, 200 µs timeout).
 func BenchmarkPredictBatchingInProcess(b *testing.B) {
-	s := benchServer(b, &BatchingConfig{MaxBatchSize: 256, BatchTimeout: 200 * time.Microsecond, MaxEnqueuedBatches: 1000, NumBatchThreads: 2})
+	s := benchServer(b, &tfserving.BatchingConfig{MaxBatchSize: 256, BatchTimeout: 200 * time.Microsecond, MaxEnqueuedBatches: 1000, NumBatchThreads: 2})
 	l := s.InProcess()
 	in := map[string]*tensor.Tensor{demo.InputName: tensor.FromFloat32(demoBatch(1), 1, demo.Channels)}
 	spec := model.Spec{Name: demo.Name}

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -25,7 +23,7 @@ type Config struct {
 	// Prometheus path) off.
 	RESTListen string
 	// Models served. Mutually exclusive with ModelConfigFile.
-	Models []ModelConfig
+	Models []tfserving.ModelConfig
 	// ModelConfigFile is a TF text-format ModelServerConfig
 	// (model_config_list { config { ... } }).
 	ModelConfigFile string
@@ -42,7 +40,7 @@ type Config struct {
 	Threads int
 	// Batching turns on server-side batching of concurrent Predict calls
 	// (per model version), with TF's parameters. nil = off.
-	Batching *BatchingConfig
+	Batching *tfserving.BatchingConfig
 	// MonitoringPath serves Prometheus metrics with TF Serving's names on the
 	// REST listener at this path ("" = off), e.g. /monitoring/prometheus/metrics.
 	// Without a REST listener it has no effect.
@@ -94,54 +92,6 @@ const (
 	ReloadRPCOpen                       // anyone (TF's behaviour)
 )
 
-// ModelConfig is one served model: TF's ModelConfig.
-type ModelConfig struct {
-	Name string
-	// BasePath holds one directory per version: BasePath/<version>/model.onnx.
-	BasePath string
-	// Policy picks the versions to serve. Zero value = Latest 1.
-	Policy VersionPolicy
-	// Labels map a label (e.g. "stable", "canary") to a version.
-	Labels map[string]int64
-}
-
-// VersionPolicy is TF's ServableVersionPolicy: exactly one of Latest,
-// Specific or All is set; the zero value means Latest 1.
-type VersionPolicy struct {
-	Latest   uint32  // serve the N highest versions
-	Specific []int64 // serve exactly these versions
-	All      bool    // serve every version
-}
-
-func (p VersionPolicy) String() string {
-	switch {
-	case p.All:
-		return "all"
-	case len(p.Specific) > 0:
-		return fmt.Sprintf("specific%v", p.Specific)
-	case p.Latest > 0:
-		return fmt.Sprintf("latest{%d}", p.Latest)
-	}
-	return "latest{1}"
-}
-
-// BatchingConfig has TF Serving's batching parameters and meanings.
-type BatchingConfig struct {
-	// MaxBatchSize is the most rows (dim 0) one batch holds. Default 1000.
-	MaxBatchSize int
-	// BatchTimeout is how long a batch may wait to fill up. Default 0: run
-	// whatever is queued as soon as a thread is free.
-	BatchTimeout time.Duration
-	// MaxEnqueuedBatches bounds the queue per model version; a request that
-	// would exceed it fails with UNAVAILABLE. Default 10.
-	MaxEnqueuedBatches int
-	// NumBatchThreads batches run at once per model version. Default: CPUs.
-	NumBatchThreads int
-	// AllowedBatchSizes, if set, pads every batch up to the next allowed size;
-	// increasing, the last equal to MaxBatchSize.
-	AllowedBatchSizes []int
-}
-
 // DefaultConfig returns the defaults: gRPC on 127.0.0.1:8500, REST on
 // 127.0.0.1:8501, scanning model directories every second, no models.
 func DefaultConfig() Config {
@@ -164,22 +114,23 @@ func (c *Config) applyDefaults() {
 		c.MaxMessageSize = defaultMaxMessageSize
 	}
 	if c.Batching != nil {
-		b := *c.Batching
-		b.applyDefaults()
+		b := batchingWithDefaults(*c.Batching)
 		c.Batching = &b
 	}
 }
 
-func (b *BatchingConfig) applyDefaults() {
+// batchingWithDefaults fills in TF's defaults for the zero fields.
+func batchingWithDefaults(b tfserving.BatchingConfig) tfserving.BatchingConfig {
 	if b.MaxBatchSize == 0 {
-		b.MaxBatchSize = 1000
+		b.MaxBatchSize = tfserving.DefaultMaxBatchSize
 	}
 	if b.MaxEnqueuedBatches == 0 {
-		b.MaxEnqueuedBatches = 10
+		b.MaxEnqueuedBatches = tfserving.DefaultMaxEnqueuedBatches
 	}
 	if b.NumBatchThreads == 0 {
-		b.NumBatchThreads = max(1, numCPU())
+		b.NumBatchThreads = int64(max(1, numCPU()))
 	}
+	return b
 }
 
 // Validate checks the configuration; errors name the setting at fault.
@@ -224,85 +175,16 @@ func (c Config) Validate() error {
 	}
 	if c.Batching != nil {
 		b := *c.Batching
-		b.applyDefaults()
-		if err := b.validate(); err != nil {
-			return err
+		if err := b.Validate(); err != nil {
+			return fmt.Errorf("modelserver: Batching: %w", err)
 		}
 	}
 	return nil
 }
 
-func validateModels(setting string, models []ModelConfig) error {
-	seen := map[string]bool{}
-	for i, m := range models {
-		if m.Name == "" {
-			return fmt.Errorf("modelserver: %s[%d].Name is empty", setting, i)
-		}
-		if seen[m.Name] {
-			return fmt.Errorf("modelserver: %s: model name %q is used twice", setting, m.Name)
-		}
-		seen[m.Name] = true
-		if m.BasePath == "" {
-			return fmt.Errorf("modelserver: %s[%q].BasePath is empty", setting, m.Name)
-		}
-		if err := m.Policy.validate(); err != nil {
-			return fmt.Errorf("modelserver: %s[%q].Policy: %w", setting, m.Name, err)
-		}
-		for l := range m.Labels {
-			if l == "" {
-				return fmt.Errorf("modelserver: %s[%q].Labels has an empty label", setting, m.Name)
-			}
-		}
-	}
-	return nil
-}
-
-func (p VersionPolicy) validate() error {
-	n := 0
-	if p.Latest > 0 {
-		n++
-	}
-	if len(p.Specific) > 0 {
-		n++
-	}
-	if p.All {
-		n++
-	}
-	if n > 1 {
-		return errors.New("set only one of Latest, Specific and All")
-	}
-	for _, v := range p.Specific {
-		if v < 0 {
-			return fmt.Errorf("version %d is negative", v)
-		}
-	}
-	return nil
-}
-
-func (b BatchingConfig) validate() error {
-	if b.MaxBatchSize < 0 {
-		return fmt.Errorf("modelserver: Batching.MaxBatchSize %d is negative", b.MaxBatchSize)
-	}
-	if b.BatchTimeout < 0 {
-		return fmt.Errorf("modelserver: Batching.BatchTimeout %v is negative", b.BatchTimeout)
-	}
-	if b.MaxEnqueuedBatches < 0 {
-		return fmt.Errorf("modelserver: Batching.MaxEnqueuedBatches %d is negative", b.MaxEnqueuedBatches)
-	}
-	if b.NumBatchThreads < 0 {
-		return fmt.Errorf("modelserver: Batching.NumBatchThreads %d is negative", b.NumBatchThreads)
-	}
-	if len(b.AllowedBatchSizes) > 0 {
-		prev := 0
-		for _, s := range b.AllowedBatchSizes {
-			if s <= prev {
-				return fmt.Errorf("modelserver: Batching.AllowedBatchSizes %v must be positive and increasing", b.AllowedBatchSizes)
-			}
-			prev = s
-		}
-		if prev != b.MaxBatchSize {
-			return fmt.Errorf("modelserver: Batching.AllowedBatchSizes: the last entry (%d) must equal MaxBatchSize (%d)", prev, b.MaxBatchSize)
-		}
+func validateModels(setting string, models []tfserving.ModelConfig) error {
+	if err := tfserving.ValidateModels(models); err != nil {
+		return fmt.Errorf("modelserver: %s: %w", setting, err)
 	}
 	return nil
 }
@@ -310,41 +192,25 @@ func (b BatchingConfig) validate() error {
 // ModelsFromProto converts TF's ModelServerConfig (model_config_list only) to
 // ModelConfigs. Relative base paths are made absolute against the working
 // directory.
-func ModelsFromProto(cfg *servingpb.ModelServerConfig) ([]ModelConfig, error) {
+func ModelsFromProto(cfg *servingpb.ModelServerConfig) ([]tfserving.ModelConfig, error) {
 	if cfg == nil {
 		return nil, errors.New("no ModelServerConfig")
 	}
 	if cfg.GetCustomModelConfig() != nil {
 		return nil, errors.New("custom_model_config is not supported: use model_config_list")
 	}
-	var out []ModelConfig
+	var out []tfserving.ModelConfig
 	for _, mc := range cfg.GetModelConfigList().GetConfig() {
-		m := ModelConfig{Name: mc.GetName(), BasePath: mc.GetBasePath()}
+		m, err := tfserving.ModelConfigFromProto(mc)
+		if err != nil {
+			return nil, err
+		}
 		if m.BasePath != "" && !filepath.IsAbs(m.BasePath) {
 			abs, err := filepath.Abs(m.BasePath)
 			if err != nil {
 				return nil, fmt.Errorf("model %q: base_path: %w", m.Name, err)
 			}
 			m.BasePath = abs
-		}
-		if p := mc.GetModelVersionPolicy(); p != nil {
-			switch {
-			case p.GetLatest() != nil:
-				m.Policy.Latest = max(p.GetLatest().GetNumVersions(), 1)
-			case p.GetSpecific() != nil:
-				m.Policy.Specific = slices.Clone(p.GetSpecific().GetVersions())
-				if len(m.Policy.Specific) == 0 {
-					return nil, fmt.Errorf("model %q: model_version_policy specific lists no versions", m.Name)
-				}
-			case p.GetAll() != nil:
-				m.Policy.All = true
-			}
-		}
-		if len(mc.GetVersionLabels()) > 0 {
-			m.Labels = make(map[string]int64, len(mc.GetVersionLabels()))
-			for k, v := range mc.GetVersionLabels() {
-				m.Labels[k] = v
-			}
 		}
 		out = append(out, m)
 	}
@@ -354,19 +220,18 @@ func ModelsFromProto(cfg *servingpb.ModelServerConfig) ([]ModelConfig, error) {
 	return out, nil
 }
 
+// Platform is the model_platform the embedded server writes for models
+// that name none.
+const Platform = "onnx"
+
 // ModelsToProto is the inverse of ModelsFromProto.
-func ModelsToProto(models []ModelConfig) *servingpb.ModelServerConfig {
-	list := &servingpb.ModelConfigList{}
-	for _, m := range models {
-		list.Config = append(list.Config, tfserving.ModelConfigToProto(m.Name, m.BasePath, "onnx",
-			m.Policy.Latest, m.Policy.Specific, m.Policy.All, m.Labels))
-	}
-	return &servingpb.ModelServerConfig{Config: &servingpb.ModelServerConfig_ModelConfigList{ModelConfigList: list}}
+func ModelsToProto(models []tfserving.ModelConfig) *servingpb.ModelServerConfig {
+	return tfserving.ModelServerConfigToProto(models, Platform)
 }
 
 // ParseModelConfigText parses TF's text format of ModelServerConfig (the
 // --model_config_file format).
-func ParseModelConfigText(data []byte) ([]ModelConfig, error) {
+func ParseModelConfigText(data []byte) ([]tfserving.ModelConfig, error) {
 	var cfg servingpb.ModelServerConfig
 	if err := prototext.Unmarshal(data, &cfg); err != nil {
 		return nil, err
@@ -374,68 +239,6 @@ func ParseModelConfigText(data []byte) ([]ModelConfig, error) {
 	return ModelsFromProto(&cfg)
 }
 
-// BatchingFromProto converts TF's BatchingParameters; unset fields keep TF's
-// defaults.
-func BatchingFromProto(p *servingpb.BatchingParameters) *BatchingConfig {
-	b := &BatchingConfig{}
-	if p == nil {
-		return b
-	}
-	if v := p.GetMaxBatchSize(); v != nil {
-		b.MaxBatchSize = int(v.GetValue())
-	}
-	if v := p.GetBatchTimeoutMicros(); v != nil {
-		b.BatchTimeout = time.Duration(v.GetValue()) * time.Microsecond
-	}
-	if v := p.GetMaxEnqueuedBatches(); v != nil {
-		b.MaxEnqueuedBatches = int(v.GetValue())
-	}
-	if v := p.GetNumBatchThreads(); v != nil {
-		b.NumBatchThreads = int(v.GetValue())
-	}
-	for _, s := range p.GetAllowedBatchSizes() {
-		b.AllowedBatchSizes = append(b.AllowedBatchSizes, int(s))
-	}
-	return b
-}
-
 // fallsBack reports whether the policy serves the highest versions that load
 // (Latest), rather than versions named or all of them.
-func (p VersionPolicy) fallsBack() bool { return !p.All && len(p.Specific) == 0 }
-
-// ParseVersionPolicy reads a policy as settings and flags write it:
-// "latest:N" (or "latest", N=1), "all", or "specific:V,V,…".
-func ParseVersionPolicy(s string) (VersionPolicy, error) {
-	s = strings.TrimSpace(s)
-	kind, arg, hasArg := strings.Cut(s, ":")
-	switch strings.ToLower(kind) {
-	case "latest":
-		if !hasArg {
-			return VersionPolicy{Latest: 1}, nil
-		}
-		n, err := strconv.ParseUint(strings.TrimSpace(arg), 10, 32)
-		if err != nil || n == 0 {
-			return VersionPolicy{}, fmt.Errorf("%q: latest:N wants N of 1 or more", s)
-		}
-		return VersionPolicy{Latest: uint32(n)}, nil
-	case "all":
-		if hasArg {
-			return VersionPolicy{}, fmt.Errorf("%q: all takes no versions", s)
-		}
-		return VersionPolicy{All: true}, nil
-	case "specific":
-		var p VersionPolicy
-		for f := range strings.SplitSeq(arg, ",") {
-			v, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
-			if err != nil || v < 0 {
-				return VersionPolicy{}, fmt.Errorf("%q: specific:V,V,… wants non-negative versions", s)
-			}
-			p.Specific = append(p.Specific, v)
-		}
-		if len(p.Specific) == 0 {
-			return VersionPolicy{}, fmt.Errorf("%q: specific lists no versions", s)
-		}
-		return p, nil
-	}
-	return VersionPolicy{}, fmt.Errorf("%q: want latest:N, all or specific:V,V,…", s)
-}
+func fallsBack(p tfserving.VersionPolicy) bool { return !p.All && len(p.Specific) == 0 }

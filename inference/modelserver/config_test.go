@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infergate/infergate/inference/tfserving"
 	"google.golang.org/protobuf/encoding/prototext"
 )
 
@@ -25,10 +26,10 @@ model_config_list {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []ModelConfig{
-		{Name: "demo", BasePath: "/abs/models/demo", Policy: VersionPolicy{Latest: 2}, Labels: map[string]int64{"stable": 3, "canary": 4}},
-		{Name: "b", BasePath: "/b", Policy: VersionPolicy{Specific: []int64{3, 4}}},
-		{Name: "c", BasePath: "/c", Policy: VersionPolicy{All: true}},
+	want := []tfserving.ModelConfig{
+		{Name: "demo", BasePath: "/abs/models/demo", Platform: "tensorflow", Policy: tfserving.VersionPolicy{Latest: 2}, Labels: map[string]int64{"stable": 3, "canary": 4}},
+		{Name: "b", BasePath: "/b", Policy: tfserving.VersionPolicy{Specific: []int64{3, 4}}},
+		{Name: "c", BasePath: "/c", Policy: tfserving.VersionPolicy{All: true}},
 	}
 	if !reflect.DeepEqual(models, want) {
 		t.Fatalf("got %+v", models)
@@ -53,17 +54,20 @@ func TestConfigValidate(t *testing.T) {
 		msg string
 	}{
 		{func(c *Config) { c.GRPCListen, c.RESTListen = "127.0.0.1:8500", "127.0.0.1:8500" }, "must differ"},
-		{func(c *Config) { c.ModelConfigFile = "x"; c.Models = []ModelConfig{{Name: "a", BasePath: "/a"}} }, "Models and ModelConfigFile"},
+		{func(c *Config) {
+			c.ModelConfigFile = "x"
+			c.Models = []tfserving.ModelConfig{{Name: "a", BasePath: "/a"}}
+		}, "Models and ModelConfigFile"},
 		{func(c *Config) { c.ModelConfigFilePoll = time.Second }, "ModelConfigFilePoll"},
 		{func(c *Config) { c.MonitoringPath = "metrics" }, "MonitoringPath"},
 		{func(c *Config) { c.MonitoringPath = "/v1/metrics" }, "MonitoringPath"},
 		{func(c *Config) { c.RESTTimeout = -1 }, "RESTTimeout"},
 		{func(c *Config) {
-			c.Models = []ModelConfig{{Name: "a", BasePath: "/a", Policy: VersionPolicy{Latest: 1, All: true}}}
+			c.Models = []tfserving.ModelConfig{{Name: "a", BasePath: "/a", Policy: tfserving.VersionPolicy{Latest: 1, All: true}}}
 		}, "Policy"},
 		{func(c *Config) {
-			c.Models = []ModelConfig{{Name: "a", BasePath: "/a", Labels: map[string]int64{"": 1}}}
-		}, "empty label"},
+			c.Models = []tfserving.ModelConfig{{Name: "a", BasePath: "/a", Labels: map[string]int64{"": 1}}}
+		}, "Labels"},
 	} {
 		cfg := DefaultConfig()
 		tc.mod(&cfg)

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
 )
@@ -22,7 +23,7 @@ func floatExample(name string, vals []float32) *tfpb.Example {
 func TestClassifyAndRegress(t *testing.T) {
 	idBase := t.TempDir()
 	writeVersion(t, idBase, 1, identityModel(t, vi{"a", onnxFloat, []int64{-1, 2}}, vi{"b", onnxFloat, []int64{-1, 2}}))
-	s := startServer(t, testConfig(demoRepo(t), ModelConfig{Name: "two", BasePath: idBase}))
+	s := startServer(t, testConfig(demoRepo(t), tfserving.ModelConfig{Name: "two", BasePath: idBase}))
 	c := dial(t, s.GRPCAddr())
 	ctx := context.Background()
 	ref := loadDemoCase(t)

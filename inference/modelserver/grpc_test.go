@@ -18,6 +18,7 @@ import (
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
@@ -104,7 +105,7 @@ func TestPredictEveryDType(t *testing.T) {
 		vi{"f32", onnxFloat, []int64{-1, 2}},
 		vi{"i64", onnxInt64, []int64{-1, 2}},
 	))
-	s := startServer(t, testConfig(ModelConfig{Name: "id", BasePath: base}))
+	s := startServer(t, testConfig(tfserving.ModelConfig{Name: "id", BasePath: base}))
 	c := dial(t, s.GRPCAddr())
 
 	inputs := map[string]*tensor.Tensor{
@@ -194,7 +195,7 @@ func TestPredictEveryDType(t *testing.T) {
 func TestUnsupportedModelEndsWithError(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, identityModel(t, vi{"d", onnxUint16, []int64{-1}}))
-	s, err := New(testConfig(ModelConfig{Name: "dbl", BasePath: base}), testutil.Logger(t))
+	s, err := New(testConfig(tfserving.ModelConfig{Name: "dbl", BasePath: base}), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

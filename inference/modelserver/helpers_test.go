@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/infergate/infergate/inference/demo"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
 	onnxpb "github.com/infergate/infergate/proto/onnx"
 	"github.com/infergate/infergate/proto/servingpb"
@@ -124,7 +125,7 @@ func writeVersionAtomic(t testing.TB, base string, v int64, model []byte) {
 
 // ---- server harness ----
 
-func testConfig(models ...ModelConfig) Config {
+func testConfig(models ...tfserving.ModelConfig) Config {
 	return Config{
 		GRPCListen:     "127.0.0.1:0",
 		RESTListen:     "127.0.0.1:0",
@@ -162,7 +163,7 @@ func startServer(t testing.TB, cfg Config) *Server {
 }
 
 // demoRepo writes the demo model as version 1 into a fresh base path.
-func demoRepo(t testing.TB) ModelConfig {
+func demoRepo(t testing.TB) tfserving.ModelConfig {
 	dir := t.TempDir()
 	if err := EnsureDemo(dir); err != nil {
 		t.Fatal(err)

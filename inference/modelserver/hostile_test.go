@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
 	onnxpb "github.com/infergate/infergate/proto/onnx"
 	"github.com/infergate/infergate/proto/servingpb"
@@ -36,8 +37,8 @@ func TestCorruptNewestVersionFallsBack(t *testing.T) {
 	writeVersion(t, good, 2, addModel(t, 2))
 	writeVersion(t, good, 3, []byte("\x08\x07 a truncated model"))
 	writeVersion(t, bad, 1, []byte("not a model either"))
-	cfg := testConfig(ModelConfig{Name: "add", BasePath: good}, ModelConfig{Name: "broken", BasePath: bad},
-		ModelConfig{Name: "empty", BasePath: none})
+	cfg := testConfig(tfserving.ModelConfig{Name: "add", BasePath: good}, tfserving.ModelConfig{Name: "broken", BasePath: bad},
+		tfserving.ModelConfig{Name: "empty", BasePath: none})
 	s, err := New(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +88,7 @@ func TestListenAfterReadyServesOlderVersion(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
 	writeVersion(t, base, 2, []byte("corrupt"))
-	cfg := testConfig(ModelConfig{Name: "add", BasePath: base})
+	cfg := testConfig(tfserving.ModelConfig{Name: "add", BasePath: base})
 	cfg.ListenAfterReady = true
 	s := startServer(t, cfg)
 	if got := available(s, "add"); !slices.Equal(got, []int64{1}) {
@@ -101,7 +102,7 @@ func TestListenAfterReadyServesOlderVersion(t *testing.T) {
 func TestUploadVersionOverflow(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
-	s := startServer(t, testConfig(ModelConfig{Name: "add", BasePath: base}))
+	s := startServer(t, testConfig(tfserving.ModelConfig{Name: "add", BasePath: base}))
 	v, err := s.UploadVersion("add", math.MaxInt64, addModel(t, 5))
 	if err != nil || v != math.MaxInt64 {
 		t.Fatalf("upload as MaxInt64: %d %v", v, err)
@@ -134,7 +135,7 @@ func allocDuring(fn func()) uint64 {
 	return after.TotalAlloc - before.TotalAlloc
 }
 
-func limitedConfig(models ...ModelConfig) Config {
+func limitedConfig(models ...tfserving.ModelConfig) Config {
 	cfg := testConfig(models...)
 	cfg.Limits = DefaultLimits
 	return cfg
@@ -148,7 +149,7 @@ func limitedConfig(models ...ModelConfig) Config {
 func TestRepeatLastValueBomb(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
-	s := startServer(t, limitedConfig(ModelConfig{Name: "add", BasePath: base}))
+	s := startServer(t, limitedConfig(tfserving.ModelConfig{Name: "add", BasePath: base}))
 	c := dial(t, s.GRPCAddr())
 	ctx := context.Background()
 	bomb := &servingpb.PredictRequest{ModelSpec: specFor("add"),
@@ -194,7 +195,7 @@ func TestRepeatLastValueBomb(t *testing.T) {
 func TestRESTMillionInstances(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
-	s := startServer(t, limitedConfig(ModelConfig{Name: "add", BasePath: base}))
+	s := startServer(t, limitedConfig(tfserving.ModelConfig{Name: "add", BasePath: base}))
 	url := "http://" + s.RESTAddr() + "/v1/models/add:predict"
 
 	const instances = 1_900_000
@@ -254,7 +255,7 @@ func postJSON(t *testing.T, url string, body []byte) (int, string) {
 func TestInflightBytesBound(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
-	cfg := limitedConfig(ModelConfig{Name: "add", BasePath: base})
+	cfg := limitedConfig(tfserving.ModelConfig{Name: "add", BasePath: base})
 	cfg.Limits.MaxInflightBytes = 64 << 10
 	s := startServer(t, cfg)
 	c := dial(t, s.GRPCAddr())
@@ -290,7 +291,7 @@ func TestFoldedConstantsLimitOnLoad(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
 	writeVersion(t, base, 2, foldBombModel(t, 16, 1<<20)) // 16 × 4 MiB
-	cfg := limitedConfig(ModelConfig{Name: "add", BasePath: base})
+	cfg := limitedConfig(tfserving.ModelConfig{Name: "add", BasePath: base})
 	cfg.Limits.MaxFoldedConstantBytes = 8 << 20
 	s := startServer(t, cfg)
 	v2, _ := stateOf(s, "add", 2)
@@ -334,7 +335,7 @@ func TestReloadRPCNeedsAdminToken(t *testing.T) {
 	empty := &servingpb.ReloadConfigRequest{Config: ModelsToProto(nil)}
 	ctx := context.Background()
 
-	cfg := testConfig(ModelConfig{Name: "add", BasePath: base})
+	cfg := testConfig(tfserving.ModelConfig{Name: "add", BasePath: base})
 	cfg.ReloadRPC, cfg.Audit = ReloadRPCOff, record
 	s := startServer(t, cfg)
 	c := dial(t, s.GRPCAddr())
@@ -346,7 +347,7 @@ func TestReloadRPCNeedsAdminToken(t *testing.T) {
 		t.Fatal("a refused reload unloaded the model")
 	}
 
-	cfg = testConfig(ModelConfig{Name: "add", BasePath: base})
+	cfg = testConfig(tfserving.ModelConfig{Name: "add", BasePath: base})
 	cfg.ReloadRPC, cfg.AdminToken, cfg.Audit = ReloadRPCToken, "s3cret-token", record
 	s = startServer(t, cfg)
 	c = dial(t, s.GRPCAddr())
@@ -416,7 +417,7 @@ func TestExamplesContextBomb(t *testing.T) {
 func TestRESTAnnouncedBodyWaitsForBudget(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
-	cfg := limitedConfig(ModelConfig{Name: "add", BasePath: base})
+	cfg := limitedConfig(tfserving.ModelConfig{Name: "add", BasePath: base})
 	cfg.Limits.MaxInflightBytes = 1 << 20
 	cfg.RESTTimeout = 300 * time.Millisecond
 	// Go's server tries to drain an unread body before it answers; the
@@ -456,7 +457,7 @@ func TestRESTAnnouncedBodyWaitsForBudget(t *testing.T) {
 func TestRESTOneValueInstancesRefusedBeforeParsing(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
-	s := startServer(t, limitedConfig(ModelConfig{Name: "add", BasePath: base}))
+	s := startServer(t, limitedConfig(tfserving.ModelConfig{Name: "add", BasePath: base}))
 	url := "http://" + s.RESTAddr() + "/v1/models/add:predict"
 
 	const instances = 2_000_000

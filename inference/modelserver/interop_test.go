@@ -3,6 +3,7 @@ package modelserver
 import (
 	"context"
 	"encoding/json"
+	"github.com/infergate/infergate/inference/tfserving"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +54,7 @@ func TestPythonGRPCClient(t *testing.T) {
 	addBase := t.TempDir()
 	writeVersion(t, addBase, 1, addModel(t, 1))
 	writeVersion(t, addBase, 2, addModel(t, 2))
-	s := startServer(t, testConfig(demoCfg, ModelConfig{Name: "add", BasePath: addBase, Policy: VersionPolicy{All: true},
+	s := startServer(t, testConfig(demoCfg, tfserving.ModelConfig{Name: "add", BasePath: addBase, Policy: tfserving.VersionPolicy{All: true},
 		Labels: map[string]int64{"stable": 1, "canary": 2}}))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

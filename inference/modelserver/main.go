@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 
 	"github.com/infergate/infergate/buildinfo"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/clihelp"
 	"github.com/infergate/infergate/proto/servingpb"
 )
@@ -170,7 +171,7 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 		if *basePath == "" {
 			return errors.New("model-server: set --model_base_path (with --model_name) or --model_config_file")
 		}
-		cfg.Models = []ModelConfig{{Name: *modelName, BasePath: *basePath}}
+		cfg.Models = []tfserving.ModelConfig{{Name: *modelName, BasePath: *basePath}}
 	}
 	if *enableBatching {
 		var bp servingpb.BatchingParameters
@@ -183,7 +184,8 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 				return fmt.Errorf("model-server: --batching_parameters_file %s: %w", *batchingFile, err)
 			}
 		}
-		cfg.Batching = BatchingFromProto(&bp)
+		b := tfserving.BatchingFromProto(&bp)
+		cfg.Batching = &b
 	}
 	if *monitoringFile != "" {
 		data, err := os.ReadFile(*monitoringFile)

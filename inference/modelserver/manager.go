@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // State is a model version's state, numbered as TF Serving's
@@ -78,7 +79,7 @@ type versionState struct {
 }
 
 type managedModel struct {
-	cfg      ModelConfig
+	cfg      tfserving.ModelConfig
 	removed  bool // dropped by a config reload; kept for status
 	versions map[int64]*versionState
 	labels   map[string]int64
@@ -91,7 +92,7 @@ type managedModel struct {
 // versions, and publishes the immutable table requests read.
 type manager struct {
 	log                    *slog.Logger
-	batching               *BatchingConfig
+	batching               *tfserving.BatchingConfig
 	allowUnavailableLabels bool
 	metrics                *metrics
 	maxFolded              int64 // Limits.MaxFoldedConstantBytes
@@ -111,7 +112,7 @@ type manager struct {
 	onReady func(bool)
 }
 
-func newManager(log *slog.Logger, batching *BatchingConfig, allowUnavailable bool, mx *metrics) *manager {
+func newManager(log *slog.Logger, batching *tfserving.BatchingConfig, allowUnavailable bool, mx *metrics) *manager {
 	m := &manager{
 		log:                    log,
 		batching:               batching,
@@ -126,7 +127,7 @@ func newManager(log *slog.Logger, batching *BatchingConfig, allowUnavailable boo
 }
 
 // configure installs the model list without loading anything (used by New).
-func (m *manager) configure(models []ModelConfig) {
+func (m *manager) configure(models []tfserving.ModelConfig) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, mc := range models {
@@ -136,7 +137,7 @@ func (m *manager) configure(models []ModelConfig) {
 	m.publishLocked()
 }
 
-func newManagedModel(mc ModelConfig) *managedModel {
+func newManagedModel(mc tfserving.ModelConfig) *managedModel {
 	return &managedModel{
 		cfg:      mc,
 		versions: map[int64]*versionState{},
@@ -205,10 +206,10 @@ func scan(base string) (map[int64]fingerprint, error) {
 // aspired applies the version policy to the versions present. Under a
 // Latest policy, versions for which failed is true are skipped, so the N
 // highest versions that load are served.
-func aspired(p VersionPolicy, present map[int64]fingerprint, failed func(int64) bool) []int64 {
+func aspired(p tfserving.VersionPolicy, present map[int64]fingerprint, failed func(int64) bool) []int64 {
 	all := slices.Sorted(maps.Keys(present))
 	slices.Reverse(all) // highest first
-	if p.fallsBack() {
+	if fallsBack(p) {
 		all = slices.DeleteFunc(all, failed)
 	}
 	switch {
@@ -303,7 +304,7 @@ func (m *manager) pollModel(mm *managedModel, initial bool) {
 				failed = true
 			}
 		}
-		if !failed || !cfg.Policy.fallsBack() {
+		if !failed || !fallsBack(cfg.Policy) {
 			break
 		}
 	}
@@ -338,7 +339,7 @@ func (m *manager) pollModel(mm *managedModel, initial bool) {
 // loadVersion loads one version outside the state lock.
 // It reports false when the load failed (not when the file was still being
 // written: that is retried by a later scan).
-func (m *manager) loadVersion(mm *managedModel, cfg ModelConfig, vs *versionState, fp fingerprint) bool {
+func (m *manager) loadVersion(mm *managedModel, cfg tfserving.ModelConfig, vs *versionState, fp fingerprint) bool {
 	file := ModelFileName
 	if fp.file != "" {
 		file = fp.file
@@ -360,7 +361,7 @@ func (m *manager) loadVersion(mm *managedModel, cfg ModelConfig, vs *versionStat
 	if err != nil {
 		vs.state, vs.err, vs.serv = StateEnd, err, nil
 		msg := "model version failed to load; earlier versions keep serving"
-		if cfg.Policy.fallsBack() {
+		if fallsBack(cfg.Policy) {
 			msg = "model version failed to load; the next lower version that loads (if any) is served instead"
 		}
 		m.log.Error(msg, "model", cfg.Name, "version", vs.version, "err", err)
@@ -498,7 +499,7 @@ func (m *manager) waitChange() <-chan struct{} {
 // reload replaces the model list: new models are loaded, removed ones
 // unloaded, changed ones updated; labels are applied once the versions they
 // name are loaded. It returns after loading, with TF's errors.
-func (m *manager) reload(models []ModelConfig) error {
+func (m *manager) reload(models []tfserving.ModelConfig) error {
 	if err := validateModels("model_config_list", models); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -779,12 +780,12 @@ func (m *manager) versionStatus(name string, hasVersion bool, version int64, lab
 }
 
 // configured reports whether a model is currently configured.
-func (m *manager) configured(name string) (ModelConfig, bool) {
+func (m *manager) configured(name string) (tfserving.ModelConfig, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	mm := m.models[name]
 	if mm == nil || mm.removed {
-		return ModelConfig{}, false
+		return tfserving.ModelConfig{}, false
 	}
 	return mm.cfg, true
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // With latest:2, an upload keeps the version before it loaded (rollback is a
@@ -18,7 +19,7 @@ import (
 func TestPreviousVersionStaysAndDeleteVersion(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
-	s := startServer(t, testConfig(ModelConfig{Name: "add", BasePath: base, Policy: VersionPolicy{Latest: 2}}))
+	s := startServer(t, testConfig(tfserving.ModelConfig{Name: "add", BasePath: base, Policy: tfserving.VersionPolicy{Latest: 2}}))
 	if v, err := s.UploadVersion("add", 0, addModel(t, 2)); err != nil || v != 2 {
 		t.Fatalf("upload: %d %v", v, err)
 	}
@@ -64,22 +65,6 @@ func TestPreviousVersionStaysAndDeleteVersion(t *testing.T) {
 	for _, e := range entries {
 		if e.Name() != "2" {
 			t.Errorf("left over %s", e.Name())
-		}
-	}
-}
-
-func TestParseVersionPolicy(t *testing.T) {
-	for in, want := range map[string]string{
-		"latest": "latest{1}", "latest:2": "latest{2}", "all": "all", "specific:3,4": "specific[3 4]", " LATEST:3 ": "latest{3}",
-	} {
-		p, err := ParseVersionPolicy(in)
-		if err != nil || p.String() != want {
-			t.Errorf("ParseVersionPolicy(%q) = %v, %v; want %s", in, p, err, want)
-		}
-	}
-	for _, bad := range []string{"", "latest:0", "latest:x", "all:1", "specific:", "specific:-1", "newest"} {
-		if _, err := ParseVersionPolicy(bad); err == nil {
-			t.Errorf("ParseVersionPolicy(%q) accepted", bad)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // servable is one loaded model version. It is immutable once published, so
@@ -30,7 +31,7 @@ type servable struct {
 	batch    *batcher   // nil when batching is off
 }
 
-func newServable(name string, version int64, lm *loadedModel, batching *BatchingConfig) (*servable, error) {
+func newServable(name string, version int64, lm *loadedModel, batching *tfserving.BatchingConfig) (*servable, error) {
 	sig := &model.Signature{
 		Method:  model.PredictMethod,
 		Inputs:  slices.Clone(lm.inputs),

@@ -18,6 +18,7 @@ import (
 
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
@@ -80,7 +81,7 @@ func checkAdd(t testing.TB, res *model.Result) {
 func TestRolloverWhileRequestsFlow(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
-	s := startServer(t, testConfig(ModelConfig{Name: "add", BasePath: base}))
+	s := startServer(t, testConfig(tfserving.ModelConfig{Name: "add", BasePath: base}))
 	c := dial(t, s.GRPCAddr())
 	l := s.InProcess()
 
@@ -148,7 +149,7 @@ func TestRolloverWhileRequestsFlow(t *testing.T) {
 }
 
 // newIdle builds a server whose polls the test drives by hand.
-func newIdle(t *testing.T, models ...ModelConfig) *Server {
+func newIdle(t *testing.T, models ...tfserving.ModelConfig) *Server {
 	t.Helper()
 	s, err := New(testConfig(models...), testutil.Logger(t))
 	if err != nil {
@@ -161,7 +162,7 @@ func newIdle(t *testing.T, models ...ModelConfig) *Server {
 func TestHalfWrittenVersion(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
-	s := newIdle(t, ModelConfig{Name: "add", BasePath: base})
+	s := newIdle(t, tfserving.ModelConfig{Name: "add", BasePath: base})
 	s.m.pollAll(true)
 	if got := available(s, "add"); !slices.Equal(got, []int64{1}) {
 		t.Fatalf("available %v", got)
@@ -221,7 +222,7 @@ func TestHalfWrittenVersion(t *testing.T) {
 func TestCorruptVersionKeepsOldServing(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
-	s := startServer(t, testConfig(ModelConfig{Name: "add", BasePath: base}))
+	s := startServer(t, testConfig(tfserving.ModelConfig{Name: "add", BasePath: base}))
 	c := dial(t, s.GRPCAddr())
 
 	writeVersionAtomic(t, base, 2, []byte("this is not an ONNX model"))
@@ -277,16 +278,16 @@ func TestVersionPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		policy VersionPolicy
+		policy tfserving.VersionPolicy
 		want   []int64
 	}{
-		{VersionPolicy{}, []int64{4}},
-		{VersionPolicy{Latest: 2}, []int64{4, 3}},
-		{VersionPolicy{Specific: []int64{1, 3, 7}}, []int64{3, 1}},
-		{VersionPolicy{All: true}, []int64{4, 3, 2, 1}},
+		{tfserving.VersionPolicy{}, []int64{4}},
+		{tfserving.VersionPolicy{Latest: 2}, []int64{4, 3}},
+		{tfserving.VersionPolicy{Specific: []int64{1, 3, 7}}, []int64{3, 1}},
+		{tfserving.VersionPolicy{All: true}, []int64{4, 3, 2, 1}},
 	} {
 		t.Run(tc.policy.String(), func(t *testing.T) {
-			s := newIdle(t, ModelConfig{Name: "add", BasePath: base, Policy: tc.policy})
+			s := newIdle(t, tfserving.ModelConfig{Name: "add", BasePath: base, Policy: tc.policy})
 			s.m.pollAll(true)
 			if got := available(s, "add"); !slices.Equal(got, tc.want) {
 				t.Fatalf("available %v, want %v", got, tc.want)
@@ -310,7 +311,7 @@ func TestRemovedVersionIsUnloaded(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
 	writeVersion(t, base, 2, addModel(t, 2))
-	s := newIdle(t, ModelConfig{Name: "add", BasePath: base, Policy: VersionPolicy{All: true}})
+	s := newIdle(t, tfserving.ModelConfig{Name: "add", BasePath: base, Policy: tfserving.VersionPolicy{All: true}})
 	s.m.pollAll(true)
 	if err := os.RemoveAll(filepath.Join(base, "2")); err != nil {
 		t.Fatal(err)
@@ -345,7 +346,7 @@ func TestLabels(t *testing.T) {
 	for v := int64(1); v <= 3; v++ {
 		writeVersion(t, base, v, addModel(t, float32(v)))
 	}
-	s := startServer(t, testConfig(ModelConfig{Name: "add", BasePath: base, Policy: VersionPolicy{Specific: []int64{1, 2}},
+	s := startServer(t, testConfig(tfserving.ModelConfig{Name: "add", BasePath: base, Policy: tfserving.VersionPolicy{Specific: []int64{1, 2}},
 		Labels: map[string]int64{"stable": 1, "canary": 2}}))
 	c := dial(t, s.GRPCAddr())
 	ctx := context.Background()
@@ -397,7 +398,7 @@ func TestLabels(t *testing.T) {
 
 	// Reload with a label on an unavailable version: FAILED_PRECONDITION and
 	// the labels stay; with a good one the labels move.
-	cfg := ModelsToProto([]ModelConfig{{Name: "add", BasePath: base, Policy: VersionPolicy{Specific: []int64{1, 2}},
+	cfg := ModelsToProto([]tfserving.ModelConfig{{Name: "add", BasePath: base, Policy: tfserving.VersionPolicy{Specific: []int64{1, 2}},
 		Labels: map[string]int64{"stable": 3}}})
 	_, err = c.models.HandleReloadConfigRequest(ctx, &servingpb.ReloadConfigRequest{Config: cfg})
 	if status.Code(err) != codes.FailedPrecondition {
@@ -406,7 +407,7 @@ func TestLabels(t *testing.T) {
 	if got := s.Models()[0].Labels; got["stable"] != 1 {
 		t.Fatalf("labels after failed reload %v", got)
 	}
-	cfg = ModelsToProto([]ModelConfig{{Name: "add", BasePath: base, Policy: VersionPolicy{Specific: []int64{1, 2}},
+	cfg = ModelsToProto([]tfserving.ModelConfig{{Name: "add", BasePath: base, Policy: tfserving.VersionPolicy{Specific: []int64{1, 2}},
 		Labels: map[string]int64{"stable": 2}}})
 	if _, err := c.models.HandleReloadConfigRequest(ctx, &servingpb.ReloadConfigRequest{Config: cfg}); err != nil {
 		t.Fatal(err)
@@ -420,17 +421,17 @@ func TestReloadConfig(t *testing.T) {
 	baseA, baseB := t.TempDir(), t.TempDir()
 	writeVersion(t, baseA, 1, addModel(t, 1))
 	writeVersion(t, baseB, 5, addModel(t, 5))
-	s := startServer(t, testConfig(ModelConfig{Name: "a", BasePath: baseA}))
+	s := startServer(t, testConfig(tfserving.ModelConfig{Name: "a", BasePath: baseA}))
 	c := dial(t, s.GRPCAddr())
 	ctx := context.Background()
 	l := s.InProcess()
 
-	reload := func(models ...ModelConfig) error {
+	reload := func(models ...tfserving.ModelConfig) error {
 		_, err := c.models.HandleReloadConfigRequest(ctx, &servingpb.ReloadConfigRequest{Config: ModelsToProto(models)})
 		return err
 	}
 	// Add b: loaded when the call returns.
-	if err := reload(ModelConfig{Name: "a", BasePath: baseA}, ModelConfig{Name: "b", BasePath: baseB}); err != nil {
+	if err := reload(tfserving.ModelConfig{Name: "a", BasePath: baseA}, tfserving.ModelConfig{Name: "b", BasePath: baseB}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := l.Predict(ctx, model.Spec{Name: "b"}, addInput(1))
@@ -439,7 +440,7 @@ func TestReloadConfig(t *testing.T) {
 	}
 	checkAdd(t, res)
 	// Drop a: unloaded, its status shows END.
-	if err := reload(ModelConfig{Name: "b", BasePath: baseB}); err != nil {
+	if err := reload(tfserving.ModelConfig{Name: "b", BasePath: baseB}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.Predict(ctx, model.Spec{Name: "a"}, addInput(1)); status.Code(err) != codes.NotFound {
@@ -455,16 +456,16 @@ func TestReloadConfig(t *testing.T) {
 	// A model whose only version is corrupt: the reload reports the load error.
 	baseC := t.TempDir()
 	writeVersion(t, baseC, 1, []byte("garbage"))
-	err = reload(ModelConfig{Name: "b", BasePath: baseB}, ModelConfig{Name: "c", BasePath: baseC})
+	err = reload(tfserving.ModelConfig{Name: "b", BasePath: baseB}, tfserving.ModelConfig{Name: "c", BasePath: baseC})
 	if err == nil || !strings.Contains(err.Error(), "model c version 1 failed to load") {
 		t.Fatalf("reload with a broken model: %v", err)
 	}
 	// Invalid configs.
-	if err := reload(ModelConfig{Name: "b", BasePath: baseB}, ModelConfig{Name: "b", BasePath: baseA}); status.Code(err) != codes.InvalidArgument {
+	if err := reload(tfserving.ModelConfig{Name: "b", BasePath: baseB}, tfserving.ModelConfig{Name: "b", BasePath: baseA}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("duplicate names: %v", err)
 	}
 	// Re-adding a is fine, and it serves again.
-	if err := reload(ModelConfig{Name: "a", BasePath: baseA}, ModelConfig{Name: "b", BasePath: baseB}); err != nil {
+	if err := reload(tfserving.ModelConfig{Name: "a", BasePath: baseA}, tfserving.ModelConfig{Name: "b", BasePath: baseB}); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := l.Predict(ctx, model.Spec{Name: "a"}, addInput(1)); err != nil || res.Version != 1 {
@@ -472,7 +473,7 @@ func TestReloadConfig(t *testing.T) {
 	}
 	// A specific version and policy change through reload.
 	writeVersion(t, baseA, 2, addModel(t, 2))
-	if err := reload(ModelConfig{Name: "a", BasePath: baseA, Policy: VersionPolicy{All: true}}, ModelConfig{Name: "b", BasePath: baseB}); err != nil {
+	if err := reload(tfserving.ModelConfig{Name: "a", BasePath: baseA, Policy: tfserving.VersionPolicy{All: true}}, tfserving.ModelConfig{Name: "b", BasePath: baseB}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 20*time.Second, "a serving 1 and 2", func() bool { return slices.Equal(available(s, "a"), []int64{2, 1}) })
@@ -487,7 +488,7 @@ func TestReloadConfig(t *testing.T) {
 func TestUploadVersion(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 1, addModel(t, 1))
-	s := startServer(t, testConfig(ModelConfig{Name: "add", BasePath: base}))
+	s := startServer(t, testConfig(tfserving.ModelConfig{Name: "add", BasePath: base}))
 	v, err := s.UploadVersion("add", 0, addModel(t, 2))
 	if err != nil || v != 2 {
 		t.Fatalf("upload: %d %v", v, err)
@@ -520,7 +521,7 @@ func TestUploadVersion(t *testing.T) {
 
 func TestHealthFollowsReadiness(t *testing.T) {
 	base := t.TempDir() // no versions yet
-	s, err := New(testConfig(ModelConfig{Name: "add", BasePath: base}), testutil.Logger(t))
+	s, err := New(testConfig(tfserving.ModelConfig{Name: "add", BasePath: base}), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

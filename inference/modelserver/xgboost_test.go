@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/infergate/infergate/inference/onnxrt"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
 )
@@ -60,7 +61,7 @@ func TestXGBoostJSONVersion(t *testing.T) {
 		}
 	}
 
-	s := startServer(t, testConfig(ModelConfig{Name: "risk", BasePath: base}))
+	s := startServer(t, testConfig(tfserving.ModelConfig{Name: "risk", BasePath: base}))
 	cl := dial(t, s.GRPCAddr())
 	resp, err := cl.pred.Predict(context.Background(), &servingpb.PredictRequest{
 		ModelSpec: specFor("risk"),

@@ -22,6 +22,7 @@ import (
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 )
@@ -59,7 +60,7 @@ func startModelServer(t testing.TB) *modelserver.Local {
 	}
 	cfg := modelserver.DefaultConfig()
 	cfg.GRPCListen, cfg.RESTListen = "", ""
-	cfg.Models = []modelserver.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(dir, demo.Name)}}
+	cfg.Models = []tfserving.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(dir, demo.Name)}}
 	srv, err := modelserver.New(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testmodels"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
@@ -43,7 +44,7 @@ func newEnv(t *testing.T) *env {
 	}
 	mc := modelserver.DefaultConfig()
 	mc.GRPCListen, mc.RESTListen = "", ""
-	mc.Models = []modelserver.ModelConfig{{Name: "m", BasePath: filepath.Join(dir, "models", "m"), Policy: modelserver.VersionPolicy{Latest: 2}}}
+	mc.Models = []tfserving.ModelConfig{{Name: "m", BasePath: filepath.Join(dir, "models", "m"), Policy: tfserving.VersionPolicy{Latest: 2}}}
 	srv, err := modelserver.New(mc, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -3,9 +3,9 @@ package sidecar
 import (
 	"errors"
 	"fmt"
+	"github.com/infergate/infergate/inference/tfserving"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 )
@@ -53,7 +53,10 @@ type Config struct {
 	// logs/. It is created if missing.
 	DataDir string
 	// Models served; at least one. Readiness waits for every one of them.
-	Models []Model
+	// Platform "" means DefaultPlatform. TF accepts labels only for
+	// versions already AVAILABLE: add a version first, label it in a second
+	// Reload.
+	Models []tfserving.ModelConfig
 	// GRPCPort and RESTPort are the ports TF Serving listens on (on every
 	// interface: tensorflow_model_server cannot bind one address). 0 picks
 	// a free port; RESTPort -1 turns the REST API off.
@@ -68,7 +71,8 @@ type Config struct {
 	// looks for new version directories. 0 means TF's default, 1.
 	FileSystemPollSeconds int
 	// Batching, if set, writes batching.config and passes --enable_batching.
-	Batching *Batching
+	// Zero fields keep TF's defaults.
+	Batching *tfserving.BatchingConfig
 	// MonitoringPath, if set, writes monitoring.config so TF exports
 	// Prometheus metrics at this path of the REST port.
 	MonitoringPath string
@@ -97,31 +101,6 @@ type Config struct {
 	LogTailLines int
 }
 
-// Model is one entry of TF Serving's model_config_list.
-type Model struct {
-	Name string `json:"name"`
-	// BasePath holds one directory per version (<base>/<version>/saved_model.pb).
-	// TF wants it absolute; a relative path is made absolute.
-	BasePath string `json:"base_path"`
-	// Platform is model_platform; empty means "tensorflow".
-	Platform string `json:"platform,omitempty"`
-	Policy   Policy `json:"policy"`
-	// Labels map a label (stable, canary) to a version. TF accepts labels
-	// only for versions already AVAILABLE: add a version first, label it in
-	// a second Reload.
-	Labels map[string]int64 `json:"labels,omitempty"`
-}
-
-// Policy is model_version_policy. The zero value serves the latest version.
-type Policy struct {
-	// Latest serves the N highest versions (0 means 1).
-	Latest uint32 `json:"latest,omitempty"`
-	// Specific serves exactly these versions.
-	Specific []int64 `json:"specific,omitempty"`
-	// All serves every version found.
-	All bool `json:"all,omitempty"`
-}
-
 // Backoff between restarts: Initial, doubling up to Max.
 type Backoff struct {
 	Initial time.Duration
@@ -133,17 +112,6 @@ type Backoff struct {
 type CrashLoop struct {
 	Restarts int
 	Window   time.Duration
-}
-
-// Batching is TF Serving's batching_parameters_file. Zero fields keep TF's
-// defaults.
-type Batching struct {
-	MaxBatchSize       int64
-	BatchTimeout       time.Duration
-	MaxEnqueuedBatches int64
-	NumBatchThreads    int64
-	// AllowedBatchSizes must increase and end at MaxBatchSize.
-	AllowedBatchSizes []int64
 }
 
 func (c Config) withDefaults() Config {
@@ -255,66 +223,37 @@ func (c Config) Validate() error {
 	case c.MonitoringPath != "" && c.RESTPort == -1:
 		return errors.New("sidecar: MonitoringPath needs the REST API (TF serves metrics on the REST port), but RESTPort is -1")
 	}
-	if b := c.Batching; b != nil {
-		if b.MaxBatchSize < 0 || b.BatchTimeout < 0 || b.MaxEnqueuedBatches < 0 || b.NumBatchThreads < 0 {
-			return errors.New("sidecar: Batching: values must not be negative")
-		}
-		if n := len(b.AllowedBatchSizes); n > 0 {
-			prev := int64(0)
-			for _, s := range b.AllowedBatchSizes {
-				if s <= prev {
-					return fmt.Errorf("sidecar: Batching.AllowedBatchSizes %v must be positive and increasing", b.AllowedBatchSizes)
-				}
-				prev = s
-			}
-			if prev != b.MaxBatchSize {
-				return fmt.Errorf("sidecar: Batching.AllowedBatchSizes must end at MaxBatchSize %d", b.MaxBatchSize)
-			}
+	if c.Batching != nil {
+		b := *c.Batching
+		if err := b.Validate(); err != nil {
+			return fmt.Errorf("sidecar: Batching: %w", err)
 		}
 	}
 	return nil
 }
 
-// ValidateModels checks a model list the way TF Serving would refuse it.
-func ValidateModels(models []Model) error {
+// ValidateModels checks a model list the way TF Serving would refuse it:
+// tfserving.ValidateModels, at least one model, names fit for the text
+// format, and versions (specific, labelled) positive.
+func ValidateModels(models []tfserving.ModelConfig) error {
 	if len(models) == 0 {
 		return errors.New("sidecar: Models is empty: configure at least one model")
 	}
-	seen := map[string]bool{}
+	if err := tfserving.ValidateModels(models); err != nil {
+		return fmt.Errorf("sidecar: %w", err)
+	}
 	for i, m := range models {
-		switch {
-		case m.Name == "":
-			return fmt.Errorf("sidecar: Models[%d]: Name is empty", i)
-		case strings.ContainsAny(m.Name, "/\\ \t\n'\""):
+		if strings.ContainsAny(m.Name, "/\\ \t\n'\"") {
 			return fmt.Errorf("sidecar: Models[%d]: Name %q contains a slash, quote or space", i, m.Name)
-		case seen[m.Name]:
-			return fmt.Errorf("sidecar: Models[%d]: Name %q appears twice", i, m.Name)
-		case m.BasePath == "":
-			return fmt.Errorf("sidecar: Models[%d] (%s): BasePath is empty", i, m.Name)
 		}
-		seen[m.Name] = true
-		p := m.Policy
-		n := 0
-		if p.Latest > 0 {
-			n++
-		}
-		if len(p.Specific) > 0 {
-			n++
-		}
-		if p.All {
-			n++
-		}
-		if n > 1 {
-			return fmt.Errorf("sidecar: Models[%d] (%s): Policy sets more than one of Latest, Specific, All", i, m.Name)
-		}
-		for _, v := range p.Specific {
+		for _, v := range m.Policy.Specific {
 			if v <= 0 {
 				return fmt.Errorf("sidecar: Models[%d] (%s): Policy.Specific has version %d; versions are positive", i, m.Name, v)
 			}
 		}
 		for l, v := range m.Labels {
-			if l == "" || v <= 0 {
-				return fmt.Errorf("sidecar: Models[%d] (%s): label %q → %d: labels need a name and a positive version", i, m.Name, l, v)
+			if v <= 0 {
+				return fmt.Errorf("sidecar: Models[%d] (%s): label %q → %d: labels need a positive version", i, m.Name, l, v)
 			}
 		}
 	}
@@ -324,23 +263,16 @@ func ValidateModels(models []Model) error {
 // absModels returns models with absolute base paths (TF resolves relative
 // ones against its own working directory, which is a trap) unless they are
 // URLs (gs://, s3://, hdfs://) that TF reads itself.
-func absModels(models []Model) ([]Model, error) {
-	out := make([]Model, len(models))
+func absModels(models []tfserving.ModelConfig) ([]tfserving.ModelConfig, error) {
+	out := make([]tfserving.ModelConfig, len(models))
 	for i, m := range models {
+		m = m.Clone()
 		if !strings.Contains(m.BasePath, "://") && !filepath.IsAbs(m.BasePath) {
 			abs, err := filepath.Abs(m.BasePath)
 			if err != nil {
 				return nil, fmt.Errorf("sidecar: model %s: BasePath: %w", m.Name, err)
 			}
 			m.BasePath = abs
-		}
-		m.Policy.Specific = slices.Clone(m.Policy.Specific)
-		if m.Labels != nil {
-			l := make(map[string]int64, len(m.Labels))
-			for k, v := range m.Labels {
-				l[k] = v
-			}
-			m.Labels = l
 		}
 		out[i] = m
 	}

@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/proto/servingpb"
@@ -24,34 +22,8 @@ const (
 
 // ModelServerConfig converts models to TF's ModelServerConfig, the message
 // behind --model_config_file and HandleReloadConfigRequest.
-func ModelServerConfig(models []Model) *servingpb.ModelServerConfig {
-	list := &servingpb.ModelConfigList{}
-	for _, m := range models {
-		platform := m.Platform
-		if platform == "" {
-			platform = DefaultPlatform
-		}
-		list.Config = append(list.Config, tfserving.ModelConfigToProto(m.Name, m.BasePath, platform,
-			m.Policy.Latest, m.Policy.Specific, m.Policy.All, m.Labels))
-	}
-	return &servingpb.ModelServerConfig{Config: &servingpb.ModelServerConfig_ModelConfigList{ModelConfigList: list}}
-}
-
-func batchingProto(b *Batching) *servingpb.BatchingParameters {
-	p := &servingpb.BatchingParameters{AllowedBatchSizes: slices.Clone(b.AllowedBatchSizes)}
-	if b.MaxBatchSize > 0 {
-		p.MaxBatchSize = wrapperspb.Int64(b.MaxBatchSize)
-	}
-	if b.BatchTimeout > 0 {
-		p.BatchTimeoutMicros = wrapperspb.Int64(b.BatchTimeout.Microseconds())
-	}
-	if b.MaxEnqueuedBatches > 0 {
-		p.MaxEnqueuedBatches = wrapperspb.Int64(b.MaxEnqueuedBatches)
-	}
-	if b.NumBatchThreads > 0 {
-		p.NumBatchThreads = wrapperspb.Int64(b.NumBatchThreads)
-	}
-	return p
+func ModelServerConfig(models []tfserving.ModelConfig) *servingpb.ModelServerConfig {
+	return tfserving.ModelServerConfigToProto(models, DefaultPlatform)
 }
 
 // textFormat marshals m in TF's text format. Multiline output keeps the
@@ -89,7 +61,7 @@ func writeAtomic(path string, data []byte) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-func writeModelsFile(dir string, models []Model) error {
+func writeModelsFile(dir string, models []tfserving.ModelConfig) error {
 	data, err := textFormat(ModelServerConfig(models))
 	if err != nil {
 		return fmt.Errorf("sidecar: encoding %s: %w", ModelsFile, err)
@@ -105,7 +77,7 @@ func writeModelsFile(dir string, models []Model) error {
 func writeStaticFiles(cfg Config) ([]string, error) {
 	var flags []string
 	if cfg.Batching != nil {
-		data, err := textFormat(batchingProto(cfg.Batching))
+		data, err := textFormat(cfg.Batching.ToProto())
 		if err != nil {
 			return nil, fmt.Errorf("sidecar: encoding %s: %w", BatchingFile, err)
 		}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/sidecar"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
@@ -199,7 +200,7 @@ func superviseMain(raw string) int {
 	s, err := sidecar.New(sidecar.Config{
 		Binary:  c.Binary,
 		DataDir: c.DataDir,
-		Models:  []sidecar.Model{{Name: "demo", BasePath: filepath.Join(c.ModelsDir, "demo")}},
+		Models:  []tfserving.ModelConfig{{Name: "demo", BasePath: filepath.Join(c.ModelsDir, "demo")}},
 		// Ready polling from a separate goroutine moves the supervisor's
 		// work across threads, which is what the locked starter is for.
 		ReadyPoll: 20 * time.Millisecond,

@@ -143,7 +143,7 @@ func (s *Supervisor) observeServed(spec model.Spec, served int64) {
 // expectedVersion is the version a request without version or label should
 // reach under m's policy; 0 when it cannot be known (a remote base path,
 // no version directory yet).
-func expectedVersion(m Model) int64 {
+func expectedVersion(m tfserving.ModelConfig) int64 {
 	if len(m.Policy.Specific) > 0 {
 		return slices.Max(m.Policy.Specific)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/infergate/infergate/inference/tfserving"
 	"slices"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ var ErrNotRunning = errors.New("tensorflow_model_server is not running")
 // TF accepts a label only for a version that is already AVAILABLE: to roll
 // out version N with a label, reload once with the version (or let the
 // latest policy find it), then again with the label.
-func (s *Supervisor) Reload(ctx context.Context, models []Model) error {
+func (s *Supervisor) Reload(ctx context.Context, models []tfserving.ModelConfig) error {
 	if err := ValidateModels(models); err != nil {
 		return err
 	}
@@ -69,7 +70,7 @@ func (s *Supervisor) Reload(ctx context.Context, models []Model) error {
 	return nil
 }
 
-func (s *Supervisor) setModels(models []Model) {
+func (s *Supervisor) setModels(models []tfserving.ModelConfig) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.models = models
@@ -82,7 +83,7 @@ func (s *Supervisor) setModels(models []Model) {
 	}
 }
 
-func modelNames(models []Model) []string {
+func modelNames(models []tfserving.ModelConfig) []string {
 	out := make([]string, len(models))
 	for i, m := range models {
 		out[i] = m.Name
@@ -92,7 +93,7 @@ func modelNames(models []Model) []string {
 
 // waitLoaded polls until every model serves and every version it names is
 // AVAILABLE. A version that ended with an error fails the wait at once.
-func (s *Supervisor) waitLoaded(ctx context.Context, models []Model) error {
+func (s *Supervisor) waitLoaded(ctx context.Context, models []tfserving.ModelConfig) error {
 	client := s.currentClient()
 	for {
 		var missing []string

@@ -147,7 +147,7 @@ type Supervisor struct {
 	lastExit      *Exit
 	grpcPort      int
 	restPort      int
-	models        []Model
+	models        []tfserving.ModelConfig
 	modelStates   map[string]*modelState
 	backoff       time.Duration
 	nextRestartAt time.Time
@@ -203,7 +203,7 @@ func (s *Supervisor) Ready() bool { return s.ready.Load() }
 func (s *Supervisor) LogTail(n int) []string { return s.tail.last(n) }
 
 // Models returns the configured models (after the last successful Reload).
-func (s *Supervisor) Models() []Model {
+func (s *Supervisor) Models() []tfserving.ModelConfig {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out, _ := absModels(s.models)

@@ -31,6 +31,7 @@ import (
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 )
@@ -76,7 +77,7 @@ func baseConfig(t testing.TB, binary, models string) sidecar.Config {
 	return sidecar.Config{
 		Binary:         binary,
 		DataDir:        t.TempDir(),
-		Models:         []sidecar.Model{{Name: demo.Name, BasePath: filepath.Join(models, demo.Name)}},
+		Models:         []tfserving.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(models, demo.Name)}},
 		ReadyPoll:      50 * time.Millisecond,
 		HealthInterval: 200 * time.Millisecond,
 		ReadyTimeout:   time.Minute,
@@ -155,7 +156,7 @@ func demoInput(seed int64, rows int) map[string]*tensor.Tensor {
 }
 
 func TestConfigValidate(t *testing.T) {
-	good := sidecar.Config{DataDir: "/tmp/x", Models: []sidecar.Model{{Name: "m", BasePath: "/m"}}}
+	good := sidecar.Config{DataDir: "/tmp/x", Models: []tfserving.ModelConfig{{Name: "m", BasePath: "/m"}}}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -166,9 +167,9 @@ func TestConfigValidate(t *testing.T) {
 		{"DataDir", func(c *sidecar.Config) { c.DataDir = "" }},
 		{"Models is empty", func(c *sidecar.Config) { c.Models = nil }},
 		{"Name is empty", func(c *sidecar.Config) { c.Models[0].Name = "" }},
-		{"appears twice", func(c *sidecar.Config) { c.Models = append(c.Models, c.Models[0]) }},
+		{"twice", func(c *sidecar.Config) { c.Models = append(c.Models, c.Models[0]) }},
 		{"BasePath", func(c *sidecar.Config) { c.Models[0].BasePath = "" }},
-		{"more than one", func(c *sidecar.Config) { c.Models[0].Policy = sidecar.Policy{Latest: 2, All: true} }},
+		{"only one of", func(c *sidecar.Config) { c.Models[0].Policy = tfserving.VersionPolicy{Latest: 2, All: true} }},
 		{"positive", func(c *sidecar.Config) { c.Models[0].Policy.Specific = []int64{0} }},
 		{"GRPCPort", func(c *sidecar.Config) { c.GRPCPort = 70000 }},
 		{"RESTPort", func(c *sidecar.Config) { c.RESTPort = -2 }},
@@ -182,10 +183,10 @@ func TestConfigValidate(t *testing.T) {
 		{"MonitoringPath", func(c *sidecar.Config) { c.MonitoringPath = "metrics" }},
 		{"RESTPort is -1", func(c *sidecar.Config) { c.MonitoringPath, c.RESTPort = "/m", -1 }},
 		{"AllowedBatchSizes", func(c *sidecar.Config) {
-			c.Batching = &sidecar.Batching{MaxBatchSize: 64, AllowedBatchSizes: []int64{32, 16, 64}}
+			c.Batching = &tfserving.BatchingConfig{MaxBatchSize: 64, AllowedBatchSizes: []int64{32, 16, 64}}
 		}},
-		{"MaxBatchSize", func(c *sidecar.Config) {
-			c.Batching = &sidecar.Batching{MaxBatchSize: 64, AllowedBatchSizes: []int64{16, 32}}
+		{"maximum batch size (64)", func(c *sidecar.Config) {
+			c.Batching = &tfserving.BatchingConfig{MaxBatchSize: 64, AllowedBatchSizes: []int64{16, 32}}
 		}},
 	} {
 		c := good
@@ -199,7 +200,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestBinaryNotFound(t *testing.T) {
-	cfg := sidecar.Config{DataDir: t.TempDir(), Models: []sidecar.Model{{Name: "m", BasePath: "/m"}}}
+	cfg := sidecar.Config{DataDir: t.TempDir(), Models: []tfserving.ModelConfig{{Name: "m", BasePath: "/m"}}}
 	t.Setenv("PATH", t.TempDir())
 	_, err := sidecar.New(cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), "--tfserving-bin") || !strings.Contains(err.Error(), "not found on PATH") {
@@ -227,7 +228,7 @@ func TestBinaryNotFound(t *testing.T) {
 func TestReadyPredictFiles(t *testing.T) {
 	models := modelsDir(t)
 	cfg := baseConfig(t, standIn, models)
-	cfg.Batching = &sidecar.Batching{MaxBatchSize: 32, BatchTimeout: time.Millisecond, AllowedBatchSizes: []int64{8, 32}}
+	cfg.Batching = &tfserving.BatchingConfig{MaxBatchSize: 32, BatchTimeout: time.Millisecond, AllowedBatchSizes: []int64{8, 32}}
 	cfg.MonitoringPath = "/monitoring/prometheus/metrics"
 	cfg.ExtraFlags = []string{"--enable_model_warmup=false"}
 	s := start(t, cfg)
@@ -520,7 +521,7 @@ func TestReload(t *testing.T) {
 	models := modelsDir(t)
 	base := filepath.Join(models, demo.Name)
 	cfg := baseConfig(t, standIn, models)
-	cfg.Models[0].Policy = sidecar.Policy{Specific: []int64{1}}
+	cfg.Models[0].Policy = tfserving.VersionPolicy{Specific: []int64{1}}
 	s := start(t, cfg)
 	waitReady(t, s)
 	pid := s.Status().PID
@@ -551,7 +552,7 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	addVersion(t, second, 7, false)
-	m = append(m, sidecar.Model{Name: "second", BasePath: second})
+	m = append(m, tfserving.ModelConfig{Name: "second", BasePath: second})
 	if err := s.Reload(ctx, m); err != nil {
 		t.Fatal(err)
 	}
@@ -592,7 +593,7 @@ func TestVersionMismatch(t *testing.T) {
 	models := modelsDir(t)
 	base := filepath.Join(models, demo.Name)
 	cfg := baseConfig(t, standIn, models)
-	cfg.Models[0].Policy = sidecar.Policy{Specific: []int64{1}}
+	cfg.Models[0].Policy = tfserving.VersionPolicy{Specific: []int64{1}}
 	s := start(t, cfg)
 	waitReady(t, s)
 

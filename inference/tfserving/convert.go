@@ -2,8 +2,6 @@ package tfserving
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 	"sort"
 
 	"google.golang.org/protobuf/types/known/anypb"
@@ -150,28 +148,4 @@ func MetadataFromProto(resp *servingpb.GetModelMetadataResponse) (*model.Metadat
 		md.Signatures[name] = SignatureFromProto(sd)
 	}
 	return md, nil
-}
-
-// ModelConfigToProto builds one entry of TF's model_config_list (the message
-// behind --model_config_file and HandleReloadConfigRequest). At most one of
-// latest, specific and all should be set (callers validate their own
-// configs); with none set the policy is TF's default, the latest version.
-func ModelConfigToProto(name, basePath, platform string, latest uint32, specific []int64, all bool, labels map[string]int64) *servingpb.ModelConfig {
-	p := &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy{}
-	switch {
-	case all:
-		p.PolicyChoice = &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_All_{
-			All: &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_All{}}
-	case len(specific) > 0:
-		p.PolicyChoice = &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Specific_{
-			Specific: &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Specific{Versions: slices.Clone(specific)}}
-	default:
-		p.PolicyChoice = &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Latest_{
-			Latest: &servingpb.FileSystemStoragePathSourceConfig_ServableVersionPolicy_Latest{NumVersions: max(latest, 1)}}
-	}
-	mc := &servingpb.ModelConfig{Name: name, BasePath: basePath, ModelPlatform: platform, ModelVersionPolicy: p}
-	if len(labels) > 0 {
-		mc.VersionLabels = maps.Clone(labels)
-	}
-	return mc
 }

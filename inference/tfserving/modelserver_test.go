@@ -29,7 +29,7 @@ func startModelServer(t testing.TB) (*modelserver.Server, string) {
 	}
 	srv, err := modelserver.New(modelserver.Config{
 		GRPCListen: "127.0.0.1:0",
-		Models:     []modelserver.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(dir, demo.Name)}},
+		Models:     []tfserving.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(dir, demo.Name)}},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // The REST API as the embedded model server mounts it: a row request for the
@@ -27,7 +28,7 @@ func TestDemoOverEmbeddedModelServer(t *testing.T) {
 	}
 	srv, err := modelserver.New(modelserver.Config{
 		RESTListen: "127.0.0.1:0",
-		Models:     []modelserver.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(dir, demo.Name)}},
+		Models:     []tfserving.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(dir, demo.Name)}},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
