@@ -164,34 +164,16 @@ func (g *gemmCall) cols(q0, q1, pbOff int) {
 	for p := 0; p < g.m; p += gemmMR {
 		h := min(gemmMR, g.m-p)
 		var ap []float32
-		switch {
-		case rows && h == gemmMR:
-			ar := g.a[p*g.lda:]
-			for q := q0; q < q1; q++ {
-				bp := g.pb[pbOff+(q-q0)*gemmNR*k:]
-				jq := q * gemmNR
-				var bias []float32
-				if biasIn {
-					bias = g.colBias[jq : jq+gemmNR]
-				}
-				w := min(gemmNR, g.n-jq)
-				off := p*g.ldc + jq
-				if w == gemmNR {
-					gemmRows(k, ar, g.lda, bp, g.c[off:], g.ldc, bias)
-					continue
-				}
-				gemmRows(k, ar, g.lda, bp, tile, gemmNR, bias)
-				for i := range h {
-					copy(g.c[off+i*g.ldc:off+i*g.ldc+w], tile[i*gemmNR:i*gemmNR+w])
-				}
+		if g.a == nil {
+			ap = g.pa[p*k:]
+		} else {
+			if rows && h == gemmMR {
+				g.rowsPanel(p, q0, q1, pbOff, biasIn, tile)
+				g.finish(p, h, j0, jEnd-j0, biasIn)
+				continue
 			}
-			g.finish(p, h, j0, jEnd-j0, biasIn)
-			continue
-		case g.a != nil:
 			ap = g.pa[:gemmMR*k]
 			packA(ap, g.a[p*g.lda:], h, k, g.lda, 1, 1)
-		default:
-			ap = g.pa[p*k:]
 		}
 		for q := q0; q < q1; q++ {
 			bp := g.pb[pbOff+(q-q0)*gemmNR*k:]
@@ -208,6 +190,31 @@ func (g *gemmCall) cols(q0, q1, pbOff int) {
 			}
 		}
 		g.finish(p, h, j0, jEnd-j0, false)
+	}
+}
+
+// rowsPanel computes the full row panel at p over the B panels [q0,q1) with
+// gemmRows, A read in place; biasIn: the kernel adds the column bias.
+func (g *gemmCall) rowsPanel(p, q0, q1, pbOff int, biasIn bool, tile []float32) {
+	k := g.k
+	ar := g.a[p*g.lda:]
+	for q := q0; q < q1; q++ {
+		bp := g.pb[pbOff+(q-q0)*gemmNR*k:]
+		jq := q * gemmNR
+		var bias []float32
+		if biasIn {
+			bias = g.colBias[jq : jq+gemmNR]
+		}
+		w := min(gemmNR, g.n-jq)
+		off := p*g.ldc + jq
+		if w == gemmNR {
+			gemmRows(k, ar, g.lda, bp, g.c[off:], g.ldc, bias)
+			continue
+		}
+		gemmRows(k, ar, g.lda, bp, tile, gemmNR, bias)
+		for i := range gemmMR {
+			copy(g.c[off+i*g.ldc:off+i*g.ldc+w], tile[i*gemmNR:i*gemmNR+w])
+		}
 	}
 }
 
