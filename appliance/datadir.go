@@ -9,9 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
-// Layout of the data dir (DESIGN.md): one directory per component that keeps
+// Layout of the data dir (docs/operations.md, "The data dir"): one directory per component that keeps
 // state, and the admin token.
 const (
 	BrokerDir      = "broker"
@@ -64,7 +65,7 @@ func explainFS(err error) error {
 	switch {
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("%w (check the directory's owner and mode, or choose another with --data-dir)", err)
-	case strings.Contains(err.Error(), "read-only file system"):
+	case errors.Is(err, syscall.EROFS):
 		return fmt.Errorf("%w (the file system is mounted read-only: choose a writable --data-dir)", err)
 	}
 	return err

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,7 +80,7 @@ func (a *Appliance) webComponent() *component {
 			// except its consumer lag (see brokerLag).
 			srv, err = web.New(wc, a.logger, be, st, brokerLag{a.reg})
 			if err != nil {
-				if strings.Contains(err.Error(), "address already in use") {
+				if errors.Is(err, syscall.EADDRINUSE) {
 					return listenError("http.listen", "--http-listen", "INFERGATE_HTTP_LISTEN", a.cfg.HTTP.Listen, err)
 				}
 				return err
