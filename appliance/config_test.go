@@ -116,7 +116,7 @@ func TestDefaults(t *testing.T) {
 	if !reflect.DeepEqual(*c, d) {
 		t.Fatalf("Load with nothing set differs from Default():\n%+v\n%+v", *c, d)
 	}
-	// The defaults DESIGN.md promises.
+	// The defaults the README and docs/configuration.md promise.
 	for _, ch := range []struct{ got, want any }{
 		{d.DataDir, "./infergate-data"},
 		{d.Broker.Listen, "127.0.0.1:9092"},
@@ -284,7 +284,7 @@ func TestHelpListsEverySetting(t *testing.T) {
 		"--model-server", "--tfserving-bin", "--tfserving-endpoints", "--grpc-listen", "--rest-listen", "--http-listen",
 		"--delivery", "--requests-topic", "--results-topic", "--dlq-topic", "--group"} {
 		if !strings.Contains(help, "  "+f+" ") && !strings.Contains(help, "  "+f+"\n") {
-			t.Errorf("help lacks DESIGN.md's flag %s", f)
+			t.Errorf("help lacks the documented flag %s", f)
 		}
 	}
 }

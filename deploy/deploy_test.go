@@ -15,7 +15,7 @@ import (
 	"testing"
 )
 
-// exported lists the metric families infergate serves on /metrics (CONTRACTS.md, plus the
+// exported lists the metric families infergate serves on /metrics (docs/dashboard.md "Metrics" and docs/pipeline.md "Metrics", plus the
 // web package's own) and the Go/process families the panels use.
 var exported = []string{
 	"infergate_requests_total", "infergate_results_total", "infergate_dlq_records_total",

@@ -26,7 +26,7 @@ import (
 // histogram_quantile() would. The pipeline therefore needs no second, dashboard-only
 // bookkeeping, and the dashboard shows exactly what Prometheus would.
 
-// Metric names read by the sampler (owned by the pipeline; see CONTRACTS.md).
+// Metric names read by the sampler (owned by the pipeline; docs/pipeline.md, "Metrics").
 const (
 	mRequests  = "infergate_requests_total"
 	mResults   = "infergate_results_total"

@@ -465,7 +465,7 @@ func (b *storeBackend) delete(_ context.Context, ids []string, f *dlqFilter) (in
 	return b.st.Delete(ids...)
 }
 
-// apiBackend talks to a running appliance's admin API (DESIGN.md paths).
+// apiBackend talks to a running appliance's admin API (paths in docs/dashboard.md, "Admin API").
 type apiBackend struct {
 	base    *url.URL
 	source  string // where the URL came from, for errors

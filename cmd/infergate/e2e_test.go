@@ -155,7 +155,7 @@ func TestE2ERequestsInResultsOut(t *testing.T) {
 		}
 	}
 
-	// The bad request is in the DLQ topic with DESIGN.md's headers.
+	// The bad request is in the DLQ topic with the headers docs/pipeline.md lists.
 	dlq := client(t, a.broker, kgo.ConsumeTopics(dlqTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

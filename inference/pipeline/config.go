@@ -9,7 +9,7 @@ import (
 	"github.com/infergate/infergate/internal/field"
 )
 
-// Delivery guarantees the pipeline offers (DESIGN.md, "Delivery").
+// Delivery guarantees the pipeline offers (docs/pipeline.md, "Delivery").
 const (
 	AtLeastOnce = "at-least-once"
 	ExactlyOnce = "exactly-once"
@@ -119,7 +119,7 @@ const (
 	DefaultRebalanceTimeout  = time.Minute
 )
 
-// DefaultConfig returns the defaults of DESIGN.md and the measured batching
+// DefaultConfig returns the documented defaults (docs/configuration.md) and the measured batching
 // settings (docs/pipeline.md).
 func DefaultConfig() Config {
 	return Config{

@@ -12,7 +12,7 @@ import (
 	"github.com/infergate/infergate/inference/tensor"
 )
 
-// form is which of DESIGN.md's request shapes a record used.
+// form is which of the request shapes in docs/pipeline.md ("Requests") a record used.
 type form uint8
 
 const (

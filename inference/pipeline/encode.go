@@ -16,7 +16,7 @@ import (
 	"github.com/infergate/infergate/store"
 )
 
-// DLQ and replay header names (DESIGN.md, "Request, result and DLQ records").
+// DLQ and replay header names (docs/pipeline.md, "Results" and "Errors").
 const (
 	HeaderErrorClass      = "error.class"
 	HeaderErrorMessage    = "error.message"

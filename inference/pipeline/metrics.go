@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the pipeline's Prometheus series (names in CONTRACTS.md).
+// metrics are the pipeline's Prometheus series (names in docs/pipeline.md, "Metrics").
 type metrics struct {
 	requests  *prometheus.CounterVec // topic
 	results   *prometheus.CounterVec // model

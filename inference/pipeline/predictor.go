@@ -32,7 +32,7 @@ type Predictor interface {
 	Metadata(ctx context.Context, spec model.Spec) (*model.Metadata, error)
 }
 
-// Error classes, as DESIGN.md's table names them; they are the values of the
+// Error classes, as docs/pipeline.md's table ("Errors") names them; they are the values of the
 // DLQ header error.class and of the store's Record.Class.
 const (
 	ClassDecode      = "decode"
