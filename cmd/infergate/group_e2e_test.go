@@ -237,6 +237,13 @@ func groupKillOneOfThree(t *testing.T, mode string) {
 	const rate = 150
 	prod := startPacedProducer(t, brokers, rate)
 	firstResults(t, brokers, 300)
+	// A window as long as the one measured after the kill, with nothing
+	// happening: the longest gap between results there is what the request
+	// keys' spread over the partitions gives by itself (requests are keyed by
+	// unique ids, so each partition's arrivals are irregular), the yardstick
+	// for the gap around the kill.
+	baselineFrom := time.Now()
+	time.Sleep(gapWindow)
 
 	victim := ms[2]
 	victimParts := partitionsOf(before, victim.id)
@@ -267,6 +274,7 @@ func groupKillOneOfThree(t *testing.T, mode string) {
 			n, victim.id, partitionsOf(after, victim.id), victimParts, after)
 	}
 
+	time.Sleep(time.Until(killedAt.Add(gapWindow))) // requests flow through the whole window watched for gaps
 	acked, sent := prod.finish()
 	counts := collectResults(t, brokers, acked)
 	for _, m := range ms {
@@ -297,12 +305,19 @@ func groupKillOneOfThree(t *testing.T, mode string) {
 	if dups > len(acked)/3 {
 		t.Errorf("%d duplicates of %d requests", dups, len(acked))
 	}
-	gap := longestGap(t, brokers, victimParts, killedAt)
+	baseline := longestGap(t, brokers, victimParts, baselineFrom, killedAt)
+	gap := longestGap(t, brokers, victimParts, killedAt, killedAt.Add(gapWindow))
 	t.Logf("%s: sent %d, acknowledged %d, lost %d, duplicates %d; killed %s owning %v; restarted process ready after %s, "+
-		"its partitions caught up %s after the restart; longest gap between results on the other members' partitions around the kill: %s",
+		"its partitions caught up %s after the restart; longest gap between results on the other members' partitions "+
+		"in the %s after the kill: %s (in the %s before it: %s)",
 		mode, sent, len(acked), lost, dups, victim.id, victimParts, readyAfter.Round(10*time.Millisecond),
-		resumedAfter.Round(10*time.Millisecond), gap.Round(time.Millisecond))
+		resumedAfter.Round(10*time.Millisecond), gapWindow, gap.Round(time.Millisecond), killedAt.Sub(baselineFrom).Round(time.Second),
+		baseline.Round(time.Millisecond))
 }
+
+// gapWindow is how long the results of the members that were not killed
+// are watched for gaps, after the kill and, as the yardstick, before it.
+const gapWindow = 10 * time.Second
 
 // firstResults waits until n results are in the results topic.
 func firstResults(t *testing.T, brokers []string, n int) {
@@ -389,14 +404,13 @@ func collectResults(t *testing.T, brokers []string, acked []string) map[string]i
 }
 
 // longestGap is the longest time between consecutive results (by record
-// timestamp) on the results partitions not in skip, within 20 s after from:
+// timestamp) on the results partitions not in skip, between from and until:
 // how long the members that were not killed stalled, if at all.
-func longestGap(t *testing.T, brokers []string, skip []int32, from time.Time) time.Duration {
+func longestGap(t *testing.T, brokers []string, skip []int32, from, until time.Time) time.Duration {
 	t.Helper()
 	cl := testutil.Client(t, brokers, kgo.ConsumeTopics(resultsTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	stamps := map[int32][]time.Time{}
-	until := from.Add(20 * time.Second)
 	for idle := 0; idle < 3; {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		fs := cl.PollFetches(ctx)
