@@ -549,6 +549,9 @@ func (a *Appliance) pipelineComponent() *component {
 			if err != nil {
 				return err
 			}
+			pc := a.cfg.Pipeline
+			ro.SetRequests(rollout.Requests{Topic: pc.RequestsTopic, DefaultModel: pc.DefaultModel,
+				DefaultInput: pc.DefaultInput, NewClient: a.kafkaClient})
 			p.SetRouter(ro)
 			p.SetObserver(observers{ro, fd})
 			a.mu.Lock()

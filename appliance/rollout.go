@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/infergate/infergate/inference/rollout"
+	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
 )
 
@@ -185,4 +186,69 @@ func (b *webBackend) AbortRollout(_ context.Context, name, reason string) (*roll
 	}
 	r, err := c.Abort(name, reason)
 	return r, rolloutErr(err)
+}
+
+var _ web.Datasets = (*webBackend)(nil)
+
+// datasetErr maps the store's errors of a dataset to the API's.
+func datasetErr(err error) error {
+	switch {
+	case errors.Is(err, store.ErrInvalid):
+		return fmt.Errorf("%w: %w", web.ErrInvalid, err)
+	case errors.Is(err, store.ErrDiskFull):
+		return fmt.Errorf("%w: %w", web.ErrUnavailable, err)
+	}
+	return rolloutErr(err)
+}
+
+func (b *webBackend) CaptureDataset(ctx context.Context, spec rollout.CaptureSpec) (*store.Dataset, error) {
+	c, err := b.controller()
+	if err != nil {
+		return nil, err
+	}
+	d, err := c.Capture(ctx, spec)
+	return d, datasetErr(err)
+}
+
+func (b *webBackend) Datasets(context.Context) ([]store.Dataset, error) {
+	c, err := b.controller()
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.Datasets()
+	return list, datasetErr(err)
+}
+
+func (b *webBackend) DeleteDataset(_ context.Context, name string) error {
+	c, err := b.controller()
+	if err != nil {
+		return err
+	}
+	return datasetErr(c.DeleteDataset(name))
+}
+
+func (b *webBackend) ReplayDataset(ctx context.Context, name string, spec rollout.ReplaySpec) (*rollout.Report, error) {
+	c, err := b.controller()
+	if err != nil {
+		return nil, err
+	}
+	rep, err := c.Replay(ctx, name, spec)
+	return rep, datasetErr(err)
+}
+
+func (b *webBackend) ReplayReport(_ context.Context, name string) (*rollout.Report, error) {
+	c, err := b.controller()
+	if err != nil {
+		return nil, err
+	}
+	rep, err := c.ReplayReport(name)
+	return rep, datasetErr(err)
+}
+
+// Rollouts is the rollout controller (nil before the pipeline starts): the
+// bench starts a shadow through it.
+func (a *Appliance) Rollouts() *rollout.Controller {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rollouts
 }

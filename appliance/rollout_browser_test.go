@@ -15,7 +15,8 @@ import (
 
 // TestBrowserRollout drives a rollout from the dashboard in headless
 // Chromium: roll the model back, start a shadow, read its report (the
-// differing requests listed), promote, start another and abort it.
+// differing requests listed), capture the requests as a dataset and replay
+// it, promote, start a split, move it by hand to 30%, and abort it.
 func TestBrowserRollout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test")
@@ -60,6 +61,21 @@ func TestBrowserRollout(t *testing.T) {
 	if s := webtest.Text(t, ctx, "#rollout-summary"); !strings.Contains(s, "agreement 75%") {
 		t.Errorf("report summary %q, want agreement 75%%", s)
 	}
+	// Capture the 40 requests as a dataset and replay it: the same 25% differ.
+	webtest.Eval[bool](t, ctx, `(document.querySelector('#capture-name').value = 'b40', document.querySelector('#capture-last').value = '40', true)`)
+	click("#capture-submit")
+	webtest.WaitJS(t, ctx, "the dataset is listed", `[...document.querySelectorAll('#datasets-table tbody tr')].some(r => r.dataset.name === 'b40' && r.textContent.includes('40'))`)
+	webtest.Eval[bool](t, ctx, `(document.querySelector('#replay-dataset').value = 'b40', document.querySelector('#replay-candidate').value = '2', document.querySelector('#replay-stable').value = '1', true)`)
+	click("#replay-submit")
+	webtest.WaitJS(t, ctx, "the replay report", `document.querySelector('#replay-summary') !== null &&
+		document.querySelector('#replay-summary').textContent.includes('Compared 40 requests') && document.querySelectorAll('#replay-top tbody tr').length > 0`)
+	if s := webtest.Text(t, ctx, "#replay-summary"); !strings.Contains(s, "agreement 75%") {
+		t.Errorf("replay summary %q, want agreement 75%%", s)
+	}
+	if s := webtest.Text(t, ctx, "#replay-meta"); !strings.Contains(s, "40 of 40 records scored") {
+		t.Errorf("replay line %q", s)
+	}
+
 	click("#rollout-promote")
 	webtest.WaitJS(t, ctx, "promoted", `document.querySelector('#rollout-status').textContent.includes('promoted')`)
 	webtest.WaitJS(t, ctx, "v2 serving", `[...document.querySelectorAll('#models-table tr[data-version="2"] .badge')].some(b => b.textContent === 'serving')`)
@@ -67,6 +83,10 @@ func TestBrowserRollout(t *testing.T) {
 	webtest.Eval[bool](t, ctx, `(document.querySelector('#rollout-candidate').value = '1', document.querySelector('#rollout-mode').value = 'split', true)`)
 	click("#rollout-start")
 	webtest.WaitJS(t, ctx, "the split runs", `document.querySelector('#rollout-status').textContent.includes('running split: v2 → v1')`)
+	// Moved by hand: the plan stops at the share typed in.
+	webtest.Eval[bool](t, ctx, `(document.querySelector('#rollout-percent').value = '30', true)`)
+	click("#rollout-set-percent")
+	webtest.WaitJS(t, ctx, "the split at 30%", `document.querySelector('#rollout-status').textContent.includes('split: v2 → v1, 30% of keys on the candidate')`)
 	click("#rollout-abort")
 	webtest.WaitJS(t, ctx, "aborted", `document.querySelector('#rollout-status').textContent.includes('aborted from the dashboard')`)
 }

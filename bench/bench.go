@@ -36,6 +36,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep, runErr := runOn(ctx, cfg, sys, logger)
+	if rep != nil && sys.shadow != nil {
+		rep.Shadow = sys.shadow()
+	}
 	if err := sys.stop(); err != nil {
 		if rep != nil {
 			rep.Errors = append(rep.Errors, "stopping: "+err.Error())

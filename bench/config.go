@@ -75,6 +75,11 @@ type Config struct {
 	// the requests topic beside the devices (startKafkaLoad).
 	KafkaLoad float64
 
+	// Shadow (self-contained pipeline) serves a second version of the model
+	// (a copy of the first) and shadows it on every request during the run,
+	// so the run measures what shadowing costs the results' latency.
+	Shadow bool
+
 	// Self-contained appliance settings; zero values keep the appliance's
 	// defaults (MaxWait: negative keeps it).
 	Durability  string
@@ -150,6 +155,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Model != "" && c.ModelPath == ModelPathGRPC {
 		bad("model", "the loopback gRPC model server serves the demo model only; use --model-path inprocess")
+	}
+	if c.Shadow && (len(c.Brokers) > 0 || c.Mode != ModePipeline || c.ModelPath != ModelPathInProcess || c.Ingress != "") {
+		bad("shadow", "shadows a second model version in a self-contained pipeline run (no --brokers, --mode pipeline, --model-path inprocess, no --ingress)")
 	}
 	if c.Partitions < 1 || c.Partitions > 1000 {
 		bad("partitions", "must be 1..1000, got %d", c.Partitions)

@@ -34,7 +34,7 @@ var ErrFailed = errors.New("bench failed")
 
 const usageLine = `bench [--brokers HOST:PORT,...] [--rate N|max] [--duration D] [--warmup D]
        [--mode pipeline|baseline] [--model-path inprocess|grpc] [--compare]
-       [--model FILE.onnx|FILE.json] [--json] [--plot FILE.svg] [--cpuprofile FILE] [--mutexprofile FILE] [--blockprofile FILE]
+       [--model FILE.onnx|FILE.json] [--shadow] [--json] [--plot FILE.svg] [--cpuprofile FILE] [--mutexprofile FILE] [--blockprofile FILE]
        [--partitions N] [flags]`
 
 // Main is `infergate bench`: it parses args, runs, writes the report to
@@ -58,6 +58,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "pipeline (infergate's) or baseline (one Predict over gRPC and one synchronous commit per message)")
 	fs.StringVar(&cfg.ModelPath, "model-path", cfg.ModelPath, "self-contained: inprocess, or grpc (the pipeline calls a model server over loopback gRPC, as it would a sidecar)")
 	fs.StringVar(&cfg.Model, "model", "", "self-contained pipeline: serve this ONNX file (or XGBoost JSON model, .json) as the default model instead of the demo model, with random inputs fitting its signature")
+	fs.BoolVar(&cfg.Shadow, "shadow", false, "self-contained pipeline: serve a copy of the model as version 2 and shadow it on every request (rollout mode shadow, sample 1), to measure what shadowing costs the results' latency")
 	compare := fs.Bool("compare", false, "run the pipeline, then the baseline, with the same settings, and print the throughput ratio")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	plotFile := fs.String("plot", "", "write a latency plot (SVG) to this file")
@@ -132,6 +133,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Window = windowFor(cfg.Mode)
 	if *compare {
+		if cfg.Shadow {
+			return &UsageError{Err: errors.New("--shadow: --compare runs the baseline, which has no shadow; run with and without --shadow instead")}
+		}
 		if cfg.Model != "" {
 			return &UsageError{Err: errors.New("--model: --compare runs the baseline, which sends the demo model's flat rows; use --model without --compare")}
 		}

@@ -73,6 +73,9 @@ type Report struct {
 	// on average during the window (the machine may be shared).
 	OtherCores float64 `json:"other_cores"`
 
+	// Shadow (--shadow) is what the shadow of version 2 did.
+	Shadow *ShadowFigures `json:"shadow,omitempty"`
+
 	Errors []string      `json:"errors,omitempty"`
 	Series []SeriesPoint `json:"series,omitempty"`
 	Curve  []CurvePoint  `json:"curve,omitempty"`
@@ -134,6 +137,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 		row("cpu", "%.1f s in the window = %.2f cores, %.1f µs per request", r.CPUSeconds, r.CPUCores, r.CPUMicrosPerRequest)
 	}
 	row("other load", "%.2f cores busy with other processes on average (%d CPUs)", r.OtherCores, runtime.NumCPU())
+	if s := r.Shadow; s != nil {
+		if s.Error != "" {
+			row("shadow", "%s version 2 shadowed every request; its report: %s", s.Model, s.Error)
+		} else {
+			row("shadow", "%s version 2 shadowed every request: %d compared with version 1, %d skipped while the pipeline was busy, agreement %.2f%%",
+				s.Model, s.Compared, s.Dropped, 100*s.Agreement)
+		}
+	}
 	if r.ReadyMS > 0 {
 		row("ready", "%.0f ms after start (empty data dir)", r.ReadyMS)
 	}

@@ -43,6 +43,8 @@ type system struct {
 	// natsOnly: a bare nats-server with a relay client, no appliance
 	// (startNATSOnly).
 	natsOnly bool
+	// shadow reads what the shadow did (Config.Shadow; nil: none).
+	shadow func() *ShadowFigures
 }
 
 // startSystem starts a self-contained appliance (no brokers configured) or
@@ -123,6 +125,13 @@ func startSelfContained(ctx context.Context, cfg *Config, logger *slog.Logger) (
 		ac.Pipeline.DefaultModel = ModelName
 	}
 
+	var shadowModel string
+	if cfg.Shadow {
+		if shadowModel, err = installShadowVersions(cfg, filepath.Join(ac.DataDir, appliance.ModelsDir)); err != nil {
+			return nil, err
+		}
+	}
+
 	var sidecarAddr string
 	if cfg.ModelPath == ModelPathGRPC {
 		// A model server of its own, reached over loopback gRPC, stands in
@@ -154,6 +163,11 @@ func startSelfContained(ctx context.Context, cfg *Config, logger *slog.Logger) (
 		return nil, fmt.Errorf("bench: self-contained appliance did not become ready: %w", err)
 	}
 	ready := time.Since(began)
+	if cfg.Shadow {
+		if err := startShadow(ctx, a, shadowModel); err != nil {
+			return nil, err
+		}
+	}
 
 	sys := &system{
 		brokers:  []string{a.BrokerAddr()},
@@ -163,6 +177,9 @@ func startSelfContained(ctx context.Context, cfg *Config, logger *slog.Logger) (
 		stop:    stop,
 		cfg:     &ac,
 		metrics: a.Registry(),
+	}
+	if cfg.Shadow {
+		sys.shadow = func() *ShadowFigures { return shadowFigures(a, shadowModel) }
 	}
 	if in := a.Ingress(); in != nil {
 		sys.mqttAddr, sys.natsAddr = in.MQTTAddr(), in.NATSAddr()

@@ -295,6 +295,7 @@ func (s *Server) routes() *echo.Echo {
 	api.DELETE("/users/:name/tokens/:id", s.handleUserTokenDelete, viewer)
 	api.POST("/admin-token/rotate", s.handleRotateAdminToken, admin)
 	s.rolloutRoutes(api)
+	s.datasetRoutes(api)
 	return e
 }
 

@@ -27,6 +27,11 @@ const rolloutSynopsis = `rollout start MODEL [--stable V] [--candidate V] [--sha
        infergate rollout percent MODEL P
        infergate rollout promote MODEL
        infergate rollout abort MODEL [--reason TEXT]
+       infergate rollout capture NAME [--last N] [--since T] [--until T] [--model MODEL]
+                       [--dlq [--class CLASS] [--ids ID,...]]
+       infergate rollout datasets [--json]
+       infergate rollout replay DATASET [--model MODEL] [--stable V] [--candidate V] [--json]
+       infergate rollout delete-dataset NAME
    (each with [--url URL] [--token TOKEN] [--data-dir DIR])`
 
 const versionsSynopsis = `model rollback MODEL [VERSION]   serve the version before the one serving (or VERSION)
@@ -173,16 +178,16 @@ func cmdRollout(ctx context.Context, args []string, io stdio) error {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return usageError{error: errors.New("missing subcommand: start, status, report, percent, promote or abort"), printed: false}
+		return usageError{error: errors.New("missing subcommand: " + rolloutSubcommands), printed: false}
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlagSet("rollout "+sub, rolloutSynopsis, io.err)
 	var af adminFlags
 	af.register(fs)
-	asJSON := fs.Bool("json", false, "status, report: print JSON")
+	asJSON := fs.Bool("json", false, "status, report, datasets, replay: print JSON")
 	var spec rollout.Spec
-	fs.Int64Var(&spec.Stable, "stable", 0, "start: version serving now (default: the pinned or highest)")
-	fs.Int64Var(&spec.Candidate, "candidate", 0, "start: version to try (default: the highest)")
+	fs.Int64Var(&spec.Stable, "stable", 0, "start, replay: version serving now (default: the pinned or highest)")
+	fs.Int64Var(&spec.Candidate, "candidate", 0, "start, replay: version to try (default: the highest)")
 	shadow := fs.Bool("shadow", false, "start: shadow only (the default without --percent or --steps)")
 	fs.Float64Var(&spec.Percent, "percent", 0, "start: split at once, this share of keys (0-100) to the candidate")
 	steps := fs.String("steps", "", "start: planned split, e.g. 10%:5m,50%:10m,100%:10m (the plan promotes after the last hold)")
@@ -195,6 +200,8 @@ func cmdRollout(ctx context.Context, args []string, io stdio) error {
 	fs.Float64Var(&spec.Tolerance, "tolerance", 1e-6, "start: largest score difference that still agrees")
 	fs.StringVar(&spec.Output, "output", "", "start: output compared (default: the first by name)")
 	reason := fs.String("reason", "", "abort: why (kept in the rollout and the audit log)")
+	ds := datasetFlags{asJSON: asJSON, spec: &spec}
+	ds.register(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -311,7 +318,20 @@ func cmdRollout(ctx context.Context, args []string, io stdio) error {
 			return nil
 		}
 	default:
-		return usageErr(fmt.Errorf("unknown subcommand %q: start, status, report, percent, promote or abort", sub))
+		var ok bool
+		if call, ok, err = datasetCommand(ctx, sub, pos, ds, io); !ok {
+			return usageErr(fmt.Errorf("unknown subcommand %q: %s", sub, rolloutSubcommands))
+		}
+		if err != nil {
+			return err
+		}
+		// A capture or a replay of a large dataset takes longer than one
+		// API call usually does.
+		timeoutSet := false
+		fs.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
+		if !timeoutSet && (sub == "capture" || sub == "replay") {
+			af.cf.timeout = datasetTimeout
+		}
 	}
 	api, err := af.api(io.environ)
 	if err != nil {
@@ -338,6 +358,10 @@ func printReport(w io.Writer, rep *rollout.Report) {
 	fmt.Fprintf(w, "rollout %s: model %s, stable %d, candidate %d, %s, %s\n", r.ID, r.Model, r.Stable, r.Candidate, r.Mode, r.State)
 	if r.Reason != "" {
 		fmt.Fprintf(w, "ended: %s\n", r.Reason)
+	}
+	if st := r.Replay; st != nil {
+		fmt.Fprintf(w, "dataset %s: %d records, %d scored, %d undecodable, %d of another model\n",
+			st.Dataset, st.Records, st.Scored, st.Undecodable, st.OtherModel)
 	}
 	fmt.Fprintf(w, "compared %d requests (%s), agreement %.2f%%", rep.Compared, rep.Kind, 100*rep.Agreement)
 	if rep.Kind == "score" {

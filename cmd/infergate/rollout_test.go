@@ -79,3 +79,63 @@ func TestRolloutCLI(t *testing.T) {
 		t.Fatalf("version 1 still on disk: %v", err)
 	}
 }
+
+// TestDatasetCLI captures the requests sent so far as a dataset, replays it
+// against two versions and deletes it, with the CLI alone.
+func TestDatasetCLI(t *testing.T) {
+	dir := t.TempDir()
+	for v, relu := range map[int]bool{1: false, 2: true} {
+		d := filepath.Join(dir, "models", "demo", fmt.Sprint(v))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "model.onnx"), testmodels.Feature(0, relu), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startAppliance(t, dir, freePort(t))
+	run := func(wantCode int, stdin string, args ...string) string {
+		t.Helper()
+		out, errOut, code := infergate(t, stdin, append(args, "--data-dir", dir)...)
+		if code != wantCode {
+			t.Fatalf("infergate %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, wantCode, out, errOut)
+		}
+		return out + errOut
+	}
+	// 8 requests, 2 with a negative feature 0: v1 and v2 differ on those.
+	var lines strings.Builder
+	for i := range 8 {
+		f := make([]float64, 16)
+		f[0] = 0.5
+		if i%4 == 0 {
+			f[0] = -2
+		}
+		b, _ := json.Marshal(map[string]any{"request_id": fmt.Sprintf("c-%d", i), "features": f})
+		lines.Write(b)
+		lines.WriteByte('\n')
+	}
+	run(0, lines.String(), "produce", "--key-field", "request_id")
+	if out := run(0, "", "rollout", "capture", "before-v2", "--last", "8", "--model", "demo"); !strings.Contains(out, "before-v2") || !strings.Contains(out, "requests") {
+		t.Fatalf("capture: %s", out)
+	}
+	if out := run(0, "", "rollout", "datasets"); !strings.Contains(out, "before-v2") || !strings.Contains(out, "last 8, model demo") {
+		t.Fatalf("datasets: %s", out)
+	}
+	out := run(0, "", "rollout", "replay", "before-v2", "--stable", "1", "--candidate", "2")
+	if !strings.Contains(out, "compared 8 requests") || !strings.Contains(out, "agreement 75.00%") || !strings.Contains(out, "8 scored") {
+		t.Fatalf("replay: %s", out)
+	}
+	var rep rollout.Report
+	if err := json.Unmarshal([]byte(run(0, "", "rollout", "replay", "before-v2", "--json")), &rep); err != nil || rep.Compared != 8 || rep.Rollout.Replay == nil {
+		t.Fatalf("replay --json: %+v %v", rep, err)
+	}
+	if out := run(2, "", "rollout", "capture", "x", "--class", "decode"); !strings.Contains(out, "--dlq") {
+		t.Fatalf("--class without --dlq: %s", out)
+	}
+	if out := run(0, "", "rollout", "delete-dataset", "before-v2"); !strings.Contains(out, "deleted") {
+		t.Fatalf("delete-dataset: %s", out)
+	}
+	if out := run(1, "", "rollout", "replay", "before-v2"); !strings.Contains(out, "404") {
+		t.Fatalf("replay of a deleted dataset: %s", out)
+	}
+}

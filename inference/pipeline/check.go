@@ -48,16 +48,7 @@ func CheckRequest(ctx context.Context, value []byte, headerModel, defaultModel s
 		return key.String(), fmt.Errorf("%w of %s: %w", ErrNoMetadata, key, err)
 	}
 	e := &metaEntry{key: key, meta: md}
-	sig := env.signature
-	if sig == "" {
-		sig = model.DefaultSignature
-		if _, ok := md.Signatures[sig]; !ok && len(md.Signatures) == 1 {
-			for only := range md.Signatures {
-				sig = only
-			}
-		}
-	}
-	si, err := e.signature(sig, "")
+	si, err := e.signature(signatureName(env.signature, md), "")
 	if err != nil {
 		return key.String(), err
 	}

@@ -95,6 +95,10 @@ type Controller struct {
 	rollouts map[string]*Rollout // by model: the running one, or the last one
 	lives    map[string]*live    // by rollout id
 
+	replays  map[string]*Rollout // by dataset: its last replay
+	busy     map[string]bool     // datasets being captured, replayed or deleted
+	requests Requests            // where captures read live requests
+
 	table   atomic.Pointer[table] // what Route and Observe read
 	jobs    chan *job
 	dropped atomic.Int64
@@ -111,6 +115,7 @@ const settingKey = "rollout"
 type persisted struct {
 	Pins     map[string]int64    `json:"pins"`
 	Rollouts map[string]*Rollout `json:"rollouts"`
+	Replays  map[string]*Rollout `json:"replays,omitempty"`
 }
 
 // New loads the pins and rollouts kept in st. audit records admin actions
@@ -137,6 +142,7 @@ func New(cfg Config, logger *slog.Logger, st *store.Store, pred Predictor, versi
 	}
 	c := &Controller{cfg: cfg, log: logger, st: st, pred: pred, versions: versions, audit: audit, m: m,
 		pins: map[string]int64{}, rollouts: map[string]*Rollout{}, lives: map[string]*live{},
+		replays: map[string]*Rollout{}, busy: map[string]bool{},
 		jobs: make(chan *job, cfg.QueueSize)}
 	raw, err := st.GetSetting(settingKey)
 	switch {
@@ -153,6 +159,9 @@ func New(cfg Config, logger *slog.Logger, st *store.Store, pred Predictor, versi
 		}
 		if p.Rollouts != nil {
 			c.rollouts = p.Rollouts
+		}
+		if p.Replays != nil {
+			c.replays = p.Replays
 		}
 	}
 	for _, r := range c.rollouts {
@@ -233,7 +242,7 @@ func (c *Controller) publishLocked() {
 }
 
 func (c *Controller) persistLocked() error {
-	raw, err := json.Marshal(persisted{Pins: c.pins, Rollouts: c.rollouts})
+	raw, err := json.Marshal(persisted{Pins: c.pins, Rollouts: c.rollouts, Replays: c.replays})
 	if err != nil {
 		return err
 	}

@@ -92,6 +92,12 @@ func (c *Controller) Report(name string) (*Report, error) {
 	c.mu.Lock()
 	lv := c.lives[r.ID]
 	c.mu.Unlock()
+	return c.report(r, lv)
+}
+
+// report compares the two versions of r over the comparisons stored under
+// its id; lv (nil for a replay) adds what the pipeline answered.
+func (c *Controller) report(r *Rollout, lv *live) (*Report, error) {
 	rep := &Report{Rollout: *r, Threshold: r.Threshold, Kind: "score", Top: []Comparison{},
 		Stable: Side{Version: r.Stable}, Candidate: Side{Version: r.Candidate},
 		Dropped: c.dropped.Load(), Queue: len(c.jobs)}
@@ -101,7 +107,7 @@ func (c *Controller) Report(name string) (*Report, error) {
 	top := &topHeap{}
 	var width int
 	n := 0
-	err = c.st.ScanShadow(r.ID, c.cfg.MaxReportRecords+1, func(val []byte) error {
+	err := c.st.ScanShadow(r.ID, c.cfg.MaxReportRecords+1, func(val []byte) error {
 		n++
 		if n > c.cfg.MaxReportRecords {
 			rep.Truncated = true

@@ -145,6 +145,8 @@ type Rollout struct {
 	// aborted); Evidence holds the candidate's figures at that moment.
 	Reason   string    `json:"reason,omitempty"`
 	Evidence *Evidence `json:"evidence,omitempty"`
+	// Replay is what a replay (mode replay) did with its dataset.
+	Replay *ReplayStats `json:"replay,omitempty"`
 }
 
 // Evidence is what a guard saw.

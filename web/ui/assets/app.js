@@ -630,6 +630,12 @@ async function loadRollout() {
       (r.reason ? ' — ' + r.reason : ''));
   let rep;
   try { rep = await api('GET', '/rollouts/' + encodeURIComponent(model) + '/report'); } catch (e) { return; }
+  $('#rollout-report').replaceChildren(...reportNodes(rep, 'rollout'));
+}
+
+// reportNodes draws a comparison report (a rollout's or a dataset replay's): a summary line
+// (id prefix-summary), both versions' figures and the requests that differ most (prefix-top).
+function reportNodes(rep, prefix) {
   const d = rep.difference || {};
   const side = (name, s) => h('tr', {}, h('td', {}, name + ' v' + s.version), h('td', {}, fmtInt(s.requests)),
     h('td', {}, pct(s.error_rate)), h('td', {}, fmtMs(s.p50_ms)), h('td', {}, fmtMs(s.p99_ms)));
@@ -637,15 +643,16 @@ async function loadRollout() {
     h('td', {}, c.id || '–'), h('td', {}, c.k || '–'), h('td', {}, c.tp + '/' + c.p + '@' + c.o),
     h('td', {}, (c.s || []).map((x) => nf2.format(x)).join(', ')), h('td', {}, (c.c || []).map((x) => nf2.format(x)).join(', ')),
     h('td', {}, nf2.format(c.diff || 0))));
-  $('#rollout-report').replaceChildren(
-    h('p', { id: 'rollout-summary' }, 'Compared ' + fmtInt(rep.compared) + ' requests (' + rep.kind + '): agreement ' + pct(rep.agreement) +
+  return [
+    h('p', { id: prefix + '-summary' }, 'Compared ' + fmtInt(rep.compared) + ' requests (' + rep.kind + '): agreement ' + pct(rep.agreement) +
       ', max difference ' + nf2.format(d.max || 0) + ', p99 difference ' + nf2.format(d.p99 || 0) +
       ', correlation ' + nf2.format(rep.correlation || 0) + ', threshold ' + rep.threshold + ' flips ' + pct(rep.flip_share) +
       (rep.dropped ? ', ' + fmtInt(rep.dropped) + ' skipped while busy' : '')),
     h('table', { class: 'table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Version'), h('th', {}, 'Requests'), h('th', {}, 'Errors'), h('th', {}, 'p50 ms'), h('th', {}, 'p99 ms'))),
       h('tbody', {}, side('stable', rep.stable), side('candidate', rep.candidate))),
-    top.length ? h('table', { class: 'table', id: 'rollout-top' }, h('thead', {}, h('tr', {}, h('th', {}, 'Request'), h('th', {}, 'Key'), h('th', {}, 'Source'),
-      h('th', {}, 'Stable'), h('th', {}, 'Candidate'), h('th', {}, 'Diff'))), h('tbody', {}, ...top)) : null);
+    top.length ? h('table', { class: 'table', id: prefix + '-top' }, h('thead', {}, h('tr', {}, h('th', {}, 'Request'), h('th', {}, 'Key'), h('th', {}, 'Source'),
+      h('th', {}, 'Stable'), h('th', {}, 'Candidate'), h('th', {}, 'Diff'))), h('tbody', {}, ...top)) : null,
+  ].filter(Boolean);
 }
 
 async function loadModels() {
@@ -735,6 +742,19 @@ function bindModels() {
     loadRollout();
     loadModels();
   }));
+  // Moving the split by hand: a shadow becomes a split, a plan stops at this share.
+  const setPercent = (btn) => run(btn, async () => {
+    const model = $('#rollout-model').value.trim();
+    const r = await api('PUT', '/rollouts/' + encodeURIComponent(model) + '/percent', { percent: Number($('#rollout-percent').value) });
+    toast('Rollout ' + r.id + ': ' + nf.format(r.percent) + '% of keys on v' + r.candidate);
+    loadRollout();
+  });
+  $('#rollout-set-percent').addEventListener('click', (ev) => setPercent(ev.target));
+  $('#rollout-percent').addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Enter') return;
+    ev.preventDefault(); // not the form's submit: that starts a rollout
+    setPercent($('#rollout-set-percent'));
+  });
   rolloutAction('#rollout-promote', 'promote');
   rolloutAction('#rollout-abort', 'abort', { reason: 'aborted from the dashboard' });
   $('#model-rollback').addEventListener('click', (ev) => run(ev.target, async () => {

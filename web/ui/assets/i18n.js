@@ -113,6 +113,10 @@ const ZH_PHRASES = {
   'No rollout.': '没有进行中的发布。', 'Candidate version': '候选版本', 'Mode': '模式', 'shadow (candidate scores a copy)': '影子（候选版本对副本评分）',
   'planned split': '按计划分流', 'Steps': '步骤', 'Roll back when disagreement exceeds': '分歧超过此值时回滚', 'Start': '开始', 'Promote': '提升',
   'Abort': '中止', 'Roll back the model': '回滚模型', 'Set a label': '设置标签', 'Label': '标签', 'Set label': '设置标签',
+  "Candidate's share of keys (%)": '候选版本的键占比（%）', 'Set percent': '设置比例', 'Datasets: capture and replay': '数据集：捕获与重放',
+  'requests saved from the requests topic or the DLQ, scored against two versions': '从请求主题或死信队列保存的请求，用两个版本评分',
+  'From': '来源', 'requests topic': '请求主题', 'Newest': '最新', 'Capture': '捕获', 'Dataset': '数据集', 'Stable version': '稳定版本',
+  'Records': '记录数', 'Selection': '选择', 'Created': '创建时间', 'Last report': '上次报告', 'No datasets.': '没有数据集。',
   'Consumer group': '消费组', 'Members of the group sharing the requests topic (docs/scaling.md), the partitions each owns and their lag.':
     '共享请求主题的消费组成员（docs/scaling.md）、各自拥有的分区及其延迟。', 'Member': '成员', 'Partitions': '分区', 'Lag': '延迟',
   'Topics': '主题', 'Send a test request': '发送测试请求',

@@ -66,7 +66,7 @@ const ROLE_NEEDS = [
   ['#dlq-replay-selected, #dlq-delete-selected, #dlq-replay-all, #dlq-delete-all', 'operator'],
   ['#d-replay-wait, #d-replay, #d-delete', 'operator'],
   ['#test-form', 'operator'],
-  ['#models-reload, #rollout-form', 'admin'],
+  ['#models-reload, #rollout-form, #capture-form, #replay-form', 'admin'],
 ];
 const ROLE_NEEDS_CLOSEST = [
   ['#d-delete-after', 'label', 'operator'],
