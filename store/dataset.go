@@ -99,7 +99,8 @@ func (s *Store) SaveDataset(d *Dataset, recs []*Record) error {
 	var expires uint64
 	if s.cfg.Retention > 0 {
 		d.ExpiresAt = now.Add(s.cfg.Retention)
-		expires = uint64(d.ExpiresAt.Unix())
+		// Badger expires entries by the wall clock, whatever Config.Now says.
+		expires = uint64(time.Now().Add(s.cfg.Retention).Unix())
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
