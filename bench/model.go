@@ -42,8 +42,8 @@ func modelRow(path string) ([]int64, error) {
 		return nil, fmt.Errorf("--model %s: %w", path, err)
 	}
 	in := m.Inputs()
-	if len(in) != 1 || in[0].DType != tensor.Float || len(in[0].Shape) < 1 {
-		return nil, fmt.Errorf("--model %s: the bench generates one float32 input with a batch dimension; the model's inputs are %+v", path, in)
+	if len(in) != 1 || (in[0].DType != tensor.Float && in[0].DType != tensor.Half) || len(in[0].Shape) < 1 {
+		return nil, fmt.Errorf("--model %s: the bench generates one float32 (or float16) input with a batch dimension; the model's inputs are %+v", path, in)
 	}
 	row := in[0].Shape[1:]
 	for _, d := range row {

@@ -146,6 +146,9 @@ func RandomInputs(specs []model.TensorSpec, batch, dyn int, seed uint64) (map[st
 			for i := range d {
 				d[i] = float32(rng.NormFloat64())
 			}
+			if s.DType == tensor.Half {
+				tensor.RoundHalf(d)
+			}
 		case []float64:
 			for i := range d {
 				d[i] = rng.NormFloat64()

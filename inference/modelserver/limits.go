@@ -101,9 +101,9 @@ func (l Limits) checkInputs(inputs map[string]*tfpb.TensorProto) (int64, error) 
 				"input %s has %d rows (dim 0 of shape %s), more than the limit of %d: %s",
 				alias, shape[0], tensor.ShapeString(shape), l.MaxRequestRows, settingRows)
 		}
-		size := int64(tensor.DType(tp.GetDtype()).Size())
+		size := int64(tensor.DType(tp.GetDtype()).GoSize())
 		if size == 0 {
-			size = 24 // a string's slice header
+			size = 24 // an unsupported type, refused when decoded
 		}
 		bytes += n * size
 	}

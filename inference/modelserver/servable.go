@@ -111,7 +111,10 @@ func checkInputTensors(sig *model.Signature, inputs map[string]*tensor.Tensor) e
 		if t == nil {
 			return status.Errorf(codes.InvalidArgument, "input %q is nil", spec.Name)
 		}
-		if t.DType != spec.DType {
+		// DT_FLOAT for a DT_HALF input is an extension (TF Serving refuses
+		// it): the runtime rounds it, and clients written when float16
+		// models showed float32 signatures keep working.
+		if t.DType != spec.DType && !(spec.DType == tensor.Half && t.DType == tensor.Float) {
 			return status.Errorf(codes.InvalidArgument, "input %q: expects dtype %s, got %s", spec.Name, spec.DType, t.DType)
 		}
 		if !tensor.Compatible(spec.Shape, t.Shape) {

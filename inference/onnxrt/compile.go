@@ -562,6 +562,10 @@ func specOf(vi *onnxpb.ValueInfoProto) (TensorSpec, error) {
 			return spec, fmt.Errorf("element type %s is not supported", onnxpb.TensorProto_DataType(tt.GetElemType()))
 		}
 		spec.DType = dt
+		if tt.GetElemType() == int32(onnxpb.TensorProto_FLOAT16) {
+			// DT_HALF to clients; bfloat16 stays float32 (half.go).
+			spec.DType = tensor.Half
+		}
 	}
 	if sh := tt.GetShape(); sh != nil {
 		spec.Shape = make([]int64, len(sh.GetDim()))
@@ -608,7 +612,7 @@ func dtypeOf(et int32) (tensor.DType, bool) {
 // keep their declared types and are converted at the boundary.
 func computeType(dt tensor.DType) (tensor.DType, bool) {
 	switch dt {
-	case tensor.Float, tensor.Double:
+	case tensor.Float, tensor.Double, tensor.Half:
 		return tensor.Float, true
 	case tensor.Int64, tensor.Int32, tensor.Int16, tensor.Int8, tensor.Uint8, tensor.Bool:
 		return tensor.Int64, true
@@ -701,7 +705,7 @@ func decodeTensor(t *onnxpb.TensorProto) (*value, error) {
 	case onnxpb.TensorProto_FLOAT16, onnxpb.TensorProto_BFLOAT16:
 		// Widened exactly; the 16-bit patterns are in raw_data or, one per
 		// element, in int32_data.
-		widen := float16ToFloat32
+		widen := tensor.HalfFromBits
 		if dt == onnxpb.TensorProto_BFLOAT16 {
 			widen = bfloat16ToFloat32
 		}

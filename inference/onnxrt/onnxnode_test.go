@@ -365,8 +365,7 @@ func pbToTensor(tp *onnxpb.TensorProto) (*tensor.Tensor, error) {
 			t.Data = d
 		}
 	case onnxpb.TensorProto_FLOAT16:
-		// The runtime serves float16 as float32 (rounded at the boundary).
-		t.DType = tensor.Float
+		t.DType = tensor.Half
 		v := make([]float32, n)
 		for i := range v {
 			var h uint16

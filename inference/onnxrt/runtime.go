@@ -43,7 +43,7 @@ type Model struct {
 	outputs  []TensorSpec
 	inputIDs []int
 	// rounding to float16/bfloat16 of inputs and outputs declared so (nil:
-	// none); they are float32 in the signature
+	// none); float16 is tensor.Half in the signature, bfloat16 float32
 	inputRound, outputRound []func([]float32)
 	outputIDs               []int
 	inputIndex              map[string]int
@@ -156,7 +156,9 @@ func (m *Model) Run(inputs map[string]*tensor.Tensor, outputs []string) (map[str
 		if !ok || t == nil {
 			return nil, fmt.Errorf("%w: missing input %q", ErrInvalidInput, spec.Name)
 		}
-		if t.DType != spec.DType {
+		// A float16 input also takes float32 (rounded below), as it did
+		// before the signature said DT_HALF.
+		if t.DType != spec.DType && !(spec.DType == tensor.Half && t.DType == tensor.Float) {
 			return nil, fmt.Errorf("%w: input %q is %s, the model expects %s", ErrInvalidInput, spec.Name, t.DType, spec.DType)
 		}
 		if !tensor.Compatible(spec.Shape, t.Shape) {

@@ -287,23 +287,29 @@ func BenchmarkTransformer(b *testing.B) {
 
 // TestFloat16Model runs the torch-exported MLP converted to float16
 // (testdata/export_half.py: FLOAT16 initializers, input and output): the
-// signature is float32, and the outputs equal numpy's float32 layers over the
+// signature is DT_HALF, and the outputs equal numpy's float32 layers over the
 // float16 weights, rounded to float16 — within one float16 ulp, as a last-bit
-// difference in float32 may round the other way. A float32 input that is not
-// a float16 value is rounded at the boundary: it gives the same outputs as its
-// rounded value.
+// difference in float32 may round the other way. A float32 input is accepted
+// and rounded at the boundary: one that is not a float16 value gives the same
+// outputs as its rounded value.
 func TestFloat16Model(t *testing.T) {
 	m, cf := readCases(t, "mlp64_fp16.json")
-	if in := m.Inputs(); in[0].DType != tensor.Float {
-		t.Fatalf("input is %s, want float32 in the signature", in[0].DType)
+	if in := m.Inputs(); in[0].DType != tensor.Half {
+		t.Fatalf("input is %s, want DT_HALF in the signature", in[0].DType)
+	}
+	if out := m.Outputs(); out[0].DType != tensor.Half {
+		t.Fatalf("output is %s, want DT_HALF in the signature", out[0].DType)
 	}
 	for ci, c := range cf.Cases {
 		x := c.Inputs["input"]
-		out, err := m.Run(map[string]*tensor.Tensor{"input": tensor.FromFloat32(x.Data, x.Shape...)}, nil)
+		out, err := m.Run(map[string]*tensor.Tensor{"input": {DType: tensor.Half, Shape: x.Shape, Data: x.Data}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for k, want := range c.Outputs {
+			if out[k].DType != tensor.Half {
+				t.Fatalf("case %d: output %s is %s, want DT_HALF", ci, k, out[k].DType)
+			}
 			got := out[k].Float32s()
 			for i, w := range want.Data {
 				if math.Abs(float64(got[i]-w)) > math.Abs(float64(w))/1024+1e-7 {
@@ -314,7 +320,8 @@ func TestFloat16Model(t *testing.T) {
 				}
 			}
 		}
-		// Nudge every input by less than half a float16 ulp: same outputs.
+		// A float32 input (what clients sent before the signature said
+		// DT_HALF) nudged by less than half a float16 ulp: same outputs.
 		nudged := make([]float32, len(x.Data))
 		for i, v := range x.Data {
 			nudged[i] = v + v/8192

@@ -576,7 +576,7 @@ func (p *tensorParser) finish(rows int64) (*tensor.Tensor, error) {
 	}
 	t := &tensor.Tensor{DType: p.dt, Shape: p.shape}
 	switch p.dt {
-	case tensor.Float:
+	case tensor.Float, tensor.Half:
 		t.Data = orEmpty(p.f32)
 	case tensor.Double:
 		t.Data = orEmpty(p.f64)
@@ -629,7 +629,7 @@ func (p *tensorParser) scalar() error {
 		return p.mismatch()
 	}
 	switch p.dt {
-	case tensor.Float, tensor.Double:
+	case tensor.Float, tensor.Double, tensor.Half:
 		bits := 32
 		if p.dt == tensor.Double {
 			bits = 64
@@ -638,13 +638,19 @@ func (p *tensorParser) scalar() error {
 		if err != nil {
 			return withClass(ClassDecode, err)
 		}
-		if !ok {
+		switch {
+		case !ok:
 			return validationErr("%s is out of range for %s", tok, p.dt)
-		}
-		if bits == 32 {
-			p.f32 = append(p.f32, float32(f))
-		} else {
+		case p.dt == tensor.Double:
 			p.f64 = append(p.f64, f)
+		case p.dt == tensor.Half:
+			h := tensor.HalfFromBits(tensor.HalfBits(float32(f)))
+			if math.IsInf(float64(h), 0) && !math.IsInf(f, 0) {
+				return validationErr("%s is out of range for %s", tok, p.dt)
+			}
+			p.f32 = append(p.f32, h)
+		default:
+			p.f32 = append(p.f32, float32(f))
 		}
 		return nil
 	}

@@ -21,6 +21,13 @@ var demoSig = &model.Signature{
 	Outputs: []model.TensorSpec{{Name: "output", DType: tensor.Float, Shape: []int64{-1, 1}}},
 }
 
+// halfSig is a float16 model's signature (DT_HALF input and output).
+var halfSig = &model.Signature{
+	Method:  model.PredictMethod,
+	Inputs:  []model.TensorSpec{{Name: "input", DType: tensor.Half, Shape: []int64{-1, 4}}},
+	Outputs: []model.TensorSpec{{Name: "output", DType: tensor.Half, Shape: []int64{-1, 1}}},
+}
+
 var mixedSig = &model.Signature{
 	Method: model.PredictMethod,
 	Inputs: []model.TensorSpec{
@@ -68,6 +75,9 @@ func TestDecodeRequest(t *testing.T) {
 				"flag": {DType: tensor.Bool, Shape: []int64{2}, Data: []bool{true, false}},
 				"px":   {DType: tensor.Uint8, Shape: []int64{2, 3}, Data: []uint8{0, 255, 7, 1, 2, 3}},
 			}, rows: 2},
+		{name: "half, rounded to the nearest half", sig: halfSig, in: `{"features":[0.1,65504,-1e-8,2.9802322387695312e-08]}`,
+			want: map[string]*tensor.Tensor{"input": {DType: tensor.Half, Shape: []int64{1, 4},
+				Data: []float32{0.0999755859375, 65504, float32(math.Copysign(0, -1)), 0}}}, rows: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sig := tc.sig
@@ -106,6 +116,8 @@ func TestDecodeRequestErrors(t *testing.T) {
 		sig       *model.Signature
 	}{
 		{`not json`, dec, nil},
+		{`{"features":[65520,0,0,0]}`, val, halfSig}, // rounds past the largest half
+		{`{"features":[1e39,0,0,0]}`, val, halfSig},
 		{``, dec, nil},
 		{`[1,2]`, dec, nil},
 		{`{}`, dec, nil},
@@ -190,11 +202,13 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"features":[1e39,-0,1E-7,123456789012345678901234567890]}`,
 		`{"request_id":"\ud83d\ude00\u0000","features":[1,2,3,4]}`,
 		`{"features":[1,2,3,4],"x":[{"a":[true,false,null]}]}`,
+		`{"features":[0.1,65504,65519.99,-5.960464477539063e-08]}`,
+		`{"instances":[[65520,0,0,0]]}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, sig := range []*model.Signature{demoSig, mixedSig} {
+		for _, sig := range []*model.Signature{demoSig, mixedSig, halfSig} {
 			d, class, err := pipeline.DecodeRequest(b, sig, "")
 			if err != nil {
 				if class != pipeline.ClassDecode && class != pipeline.ClassValidation {
@@ -218,6 +232,16 @@ func FuzzDecodeRequest(f *testing.F) {
 				}
 				if !tensor.Compatible(in.Shape, tt.Shape) || tt.Shape[0] != d.Rows {
 					t.Fatalf("input %s shape %v for %v, rows %d", in.Name, tt.Shape, in.Shape, d.Rows)
+				}
+				if tt.DType != in.DType {
+					t.Fatalf("input %s is %s, the signature says %s", in.Name, tt.DType, in.DType)
+				}
+				if in.DType == tensor.Half {
+					for i, v := range tt.Float32s() {
+						if h := tensor.HalfFromBits(tensor.HalfBits(v)); h != v || math.IsInf(float64(v), 0) {
+							t.Fatalf("input %s value %d = %v is not a finite half", in.Name, i, v)
+						}
+					}
 				}
 			}
 			var std struct {

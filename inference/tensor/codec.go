@@ -64,20 +64,15 @@ func ShapeToProto(shape []int64) *tfpb.TensorShapeProto {
 	return p
 }
 
-// goSize is the Go memory one element of dt takes in Tensor.Data.
-func goSize(dt DType) int64 {
-	if dt == String {
-		return int64(unsafe.Sizeof([]byte(nil)))
-	}
-	return int64(dt.Size())
-}
-
 // FromProto decodes a TensorProto with TensorFlow's rules: a non-empty
 // tensor_content wins (row-major little-endian, exactly elements × type size
 // bytes); otherwise the typed field, where no values mean zeros, fewer values
 // than the shape needs repeat the last one and extra values are ignored.
-// DT_STRING always reads string_val. The result never shares numeric memory
-// with p; string values do share their bytes with p.StringVal.
+// DT_STRING always reads string_val. DT_HALF reads 2-byte little-endian
+// content or half_val, whose int32s carry the bit patterns in their low 16
+// bits (TensorFlow truncates each to uint16; so does FromProto). The result
+// never shares numeric memory with p; string values do share their bytes
+// with p.StringVal.
 // Every error wraps ErrDecode.
 func FromProto(p *tfpb.TensorProto) (*Tensor, error) {
 	if p == nil {
@@ -95,7 +90,7 @@ func FromProto(p *tfpb.TensorProto) (*Tensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
-	if n64 > 0 && goSize(dt) > maxDecodeBytes/n64 {
+	if n64 > 0 && int64(dt.GoSize()) > maxDecodeBytes/n64 {
 		return nil, decodeErr("%s tensor of shape %s needs more than %d bytes", dt, ShapeString(shape), maxDecodeBytes)
 	}
 	n := int(n64)
@@ -121,6 +116,12 @@ func FromProto(p *tfpb.TensorProto) (*Tensor, error) {
 			t.Data = fromContent[int16](content, n)
 		case Int8:
 			t.Data = fromContent[int8](content, n)
+		case Half:
+			v := make([]float32, n)
+			for i := range v {
+				v[i] = HalfFromBits(binary.LittleEndian.Uint16(content[2*i:]))
+			}
+			t.Data = v
 		case Bool:
 			// Not a memmove: a Go bool must hold exactly 0 or 1.
 			v := make([]bool, n)
@@ -151,6 +152,16 @@ func FromProto(p *tfpb.TensorProto) (*Tensor, error) {
 		t.Data = fromInts[int16](p.IntVal, n)
 	case Int8:
 		t.Data = fromInts[int8](p.IntVal, n)
+	case Half:
+		v := make([]float32, n)
+		k := min(len(p.HalfVal), n)
+		for i := range k {
+			v[i] = HalfFromBits(uint16(p.HalfVal[i]))
+		}
+		if k > 0 && k < n {
+			fillFrom(v, k)
+		}
+		t.Data = v
 	}
 	return t, nil
 }
@@ -165,12 +176,32 @@ func dtypeName(d tfpb.DataType) string {
 // ToProto encodes t. With content, numeric types go into tensor_content (one
 // bulk copy; what TF Serving clients send for speed); otherwise into the typed
 // field, as TF Serving answers by default. DT_STRING always uses string_val.
+// DT_HALF values are rounded to halves and sent as their bit patterns: in
+// half_val (zero-extended into int32s) or 2-byte little-endian content.
 // The result shares no numeric memory with t; string values share their bytes.
 func ToProto(t *Tensor, content bool) (*tfpb.TensorProto, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
 	p := &tfpb.TensorProto{Dtype: tfpb.DataType(t.DType), TensorShape: ShapeToProto(t.Shape)}
+	if t.DType == Half {
+		d := t.Data.([]float32)
+		if content {
+			if len(d) > 0 {
+				b := make([]byte, 2*len(d))
+				for i, x := range d {
+					binary.LittleEndian.PutUint16(b[2*i:], HalfBits(x))
+				}
+				p.TensorContent = b
+			}
+			return p, nil
+		}
+		p.HalfVal = make([]int32, len(d))
+		for i, x := range d {
+			p.HalfVal[i] = int32(HalfBits(x))
+		}
+		return p, nil
+	}
 	if content {
 		switch d := t.Data.(type) {
 		case []float32:

@@ -24,6 +24,9 @@ func samples() []*Tensor {
 		{DType: Uint8, Shape: []int64{3}, Data: []uint8{0, 200, 255}},
 		{DType: Int16, Shape: []int64{3}, Data: []int16{-32768, 32767, 7}},
 		{DType: Int8, Shape: []int64{3}, Data: []int8{-128, 127, -1}},
+		// halves: the largest, the smallest subnormal, -0, ±Inf, NaN
+		{DType: Half, Shape: []int64{2, 4}, Data: []float32{1.5, 65504, 0x1p-24, float32(math.Copysign(0, -1)),
+			float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), -0.333251953125}},
 		{DType: Float, Shape: []int64{}, Data: []float32{3}},      // scalar
 		{DType: Int64, Shape: []int64{0, 4}, Data: []int64{}},     // empty batch
 		{DType: String, Shape: []int64{1, 1}, Data: [][]byte{{}}}, // empty string
@@ -72,6 +75,25 @@ func TestToProtoFields(t *testing.T) {
 	}
 	if p.Dtype != tfpb.DataType_DT_INT8 || len(p.IntVal) != 2 || p.IntVal[0] != -3 {
 		t.Errorf("int8 proto = %v", p)
+	}
+	// Halves travel as bit patterns, zero-extended into half_val's int32s
+	// (TensorFlow's tensor_util), or as 2-byte little-endian content; values
+	// that are not halves are rounded on the way out.
+	h := &Tensor{DType: Half, Shape: []int64{3}, Data: []float32{1, -2, 1.0001}}
+	p, err = ToProto(h, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Dtype != tfpb.DataType_DT_HALF || len(p.FloatVal) != 0 || len(p.HalfVal) != 3 ||
+		p.HalfVal[0] != 0x3c00 || p.HalfVal[1] != 0xc000 || p.HalfVal[2] != 0x3c00 {
+		t.Errorf("half proto = %v", p)
+	}
+	p, err = ToProto(h, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(p.TensorContent) != "\x00\x3c\x00\xc0\x00\x3c" || len(p.HalfVal) != 0 {
+		t.Errorf("half content = % x", p.TensorContent)
 	}
 	// Little-endian content, checked byte by byte.
 	p, err = ToProto(&Tensor{DType: Int32, Shape: []int64{1}, Data: []int32{0x01020304}}, true)
@@ -125,6 +147,19 @@ func TestTypedFieldRules(t *testing.T) {
 			&Tensor{DType: Int32, Shape: []int64{}, Data: []int32{4}}},
 		{"content wins over typed", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_INT32, TensorShape: shape(1), IntVal: []int32{4}, TensorContent: []byte{9, 0, 0, 0}},
 			&Tensor{DType: Int32, Shape: []int64{1}, Data: []int32{9}}},
+		{"half_val bit patterns, last repeats", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_HALF, TensorShape: shape(4), HalfVal: []int32{0x3c00, 0x3555}},
+			&Tensor{DType: Half, Shape: []int64{4}, Data: []float32{1, 0.333251953125, 0.333251953125, 0.333251953125}}},
+		{"half_val keeps the low 16 bits", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_HALF, TensorShape: shape(3), HalfVal: []int32{0x1c000, -1 << 16, 0x7c00}},
+			&Tensor{DType: Half, Shape: []int64{3}, Data: []float32{-2, 0, float32(math.Inf(1))}}},
+		{"half_val sign-extended is the same half", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_HALF, TensorShape: shape(1), HalfVal: []int32{-0x4000}},
+			&Tensor{DType: Half, Shape: []int64{1}, Data: []float32{-2}}},
+		{"half no values → zeros", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_HALF, TensorShape: shape(2)},
+			&Tensor{DType: Half, Shape: []int64{2}, Data: []float32{0, 0}}},
+		{"half content little-endian, wins over half_val", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_HALF, TensorShape: shape(2),
+			TensorContent: []byte{0x00, 0x3c, 0x01, 0x00}, HalfVal: []int32{0x4000}},
+			&Tensor{DType: Half, Shape: []int64{2}, Data: []float32{1, 0x1p-24}}},
+		{"half float_val ignored", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_HALF, TensorShape: shape(1), FloatVal: []float32{3}},
+			&Tensor{DType: Half, Shape: []int64{1}, Data: []float32{0}}},
 		{"bool content nonzero is true", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_BOOL, TensorShape: shape(3), TensorContent: []byte{0, 1, 7}},
 			&Tensor{DType: Bool, Shape: []int64{3}, Data: []bool{false, true, true}}},
 	}
@@ -158,8 +193,12 @@ func TestFromProtoErrors(t *testing.T) {
 			[]string{"unknown_rank"}},
 		{"negative dim", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_FLOAT, TensorShape: shape(-1, 16)},
 			[]string{"dim 0 is -1"}},
-		{"unsupported dtype", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_HALF, TensorShape: shape(1)},
-			[]string{"DT_HALF"}},
+		{"unsupported dtype", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_BFLOAT16, TensorShape: shape(1)},
+			[]string{"DT_BFLOAT16"}},
+		{"half content odd length", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_HALF, TensorShape: shape(2), TensorContent: make([]byte, 3)},
+			[]string{"3 bytes", "needs 4", "× 2 bytes"}},
+		{"half content as float32", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_HALF, TensorShape: shape(2), TensorContent: make([]byte, 8)},
+			[]string{"8 bytes", "needs 4"}},
 		{"invalid dtype", &tfpb.TensorProto{TensorShape: shape(1)}, []string{"DT_INVALID"}},
 		{"too many elements", &tfpb.TensorProto{Dtype: tfpb.DataType_DT_FLOAT, TensorShape: shape(1<<20, 1<<20), FloatVal: []float32{1}},
 			[]string{"more than"}},

@@ -7,6 +7,7 @@ package tensor
 import (
 	"fmt"
 	"strings"
+	"unsafe"
 )
 
 // DType numbers are TensorFlow's DataType numbers, so a DType converts to and
@@ -24,12 +25,13 @@ const (
 	String  DType = 7  // [][]byte
 	Int64   DType = 9  // int64
 	Bool    DType = 10 // bool
+	Half    DType = 19 // IEEE half, held as []float32 (half.go)
 )
 
 var dtypeNames = map[DType]string{
 	Invalid: "DT_INVALID", Float: "DT_FLOAT", Double: "DT_DOUBLE", Int32: "DT_INT32",
 	Uint8: "DT_UINT8", Int16: "DT_INT16", Int8: "DT_INT8", String: "DT_STRING",
-	Int64: "DT_INT64", Bool: "DT_BOOL",
+	Int64: "DT_INT64", Bool: "DT_BOOL", Half: "DT_HALF",
 }
 
 // String returns TensorFlow's name for the type, e.g. DT_FLOAT.
@@ -43,7 +45,7 @@ func (d DType) String() string {
 // Supported reports whether infergate can hold values of this type.
 func (d DType) Supported() bool {
 	switch d {
-	case Float, Double, Int32, Int64, Bool, String, Uint8, Int16, Int8:
+	case Float, Double, Int32, Int64, Bool, String, Uint8, Int16, Int8, Half:
 		return true
 	}
 	return false
@@ -58,15 +60,29 @@ func (d DType) Size() int {
 		return 8
 	case Bool, Uint8, Int8:
 		return 1
-	case Int16:
+	case Int16, Half:
 		return 2
 	}
 	return 0
 }
 
+// GoSize is the memory one element takes in Tensor.Data: Size, except for
+// Half (a float32) and String (a slice header, without its bytes).
+func (d DType) GoSize() int {
+	switch d {
+	case Half:
+		return 4
+	case String:
+		return int(unsafe.Sizeof([]byte(nil)))
+	}
+	return d.Size()
+}
+
 // Tensor is a dense tensor. Data holds exactly one of []float32, []float64,
-// []int32, []int64, []bool, [][]byte, []uint8, []int16, []int8, matching DType,
-// with NumElements(Shape) values in row-major order.
+// []int32, []int64, []bool, [][]byte, []uint8, []int16, []int8, matching DType
+// ([]float32 for Float and Half), with NumElements(Shape) values in row-major
+// order. The values of a Half tensor should be halves; they are rounded to
+// halves wherever they are encoded (ToProto) or enter a model.
 type Tensor struct {
 	DType DType
 	Shape []int64
@@ -81,7 +97,7 @@ func New(dt DType, shape ...int64) (*Tensor, error) {
 	}
 	t := &Tensor{DType: dt, Shape: append([]int64(nil), shape...)}
 	switch dt {
-	case Float:
+	case Float, Half:
 		t.Data = make([]float32, n)
 	case Double:
 		t.Data = make([]float64, n)
@@ -110,7 +126,8 @@ func FromFloat32(data []float32, shape ...int64) *Tensor {
 	return &Tensor{DType: Float, Shape: shape, Data: data}
 }
 
-// Float32s returns the data as []float32, or nil if the tensor is not DT_FLOAT.
+// Float32s returns the data as []float32, or nil if the tensor is neither
+// DT_FLOAT nor DT_HALF.
 func (t *Tensor) Float32s() []float32 { v, _ := t.Data.([]float32); return v }
 
 // Len is the number of values in Data.
@@ -150,7 +167,7 @@ func (t *Tensor) Validate() error {
 	ok := false
 	switch t.Data.(type) {
 	case []float32:
-		ok = t.DType == Float
+		ok = t.DType == Float || t.DType == Half
 	case []float64:
 		ok = t.DType == Double
 	case []int32:

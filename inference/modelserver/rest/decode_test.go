@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,6 +62,29 @@ func TestAppendFloat(t *testing.T) {
 	}
 }
 
+// TestDecodeHalf: a DT_HALF input takes JSON numbers, rounded to the nearest
+// half through float32 as TF's Eigen::half(double) does; beyond the largest
+// half is infinity, as there. The answer writes the halves as numbers.
+func TestDecodeHalf(t *testing.T) {
+	req, err := decodePredict([]byte(`{"signature_name": "half", "instances": [[0.1, 65504], [65520, -1e-8], [1e300, 2.9802322387695312e-08]]}`), fuzzLookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := req.inputs["h"]
+	want := []float32{0.0999755859375, 65504, float32(math.Inf(1)), float32(math.Copysign(0, -1)), float32(math.Inf(1)), 0}
+	if h.DType != tensor.Half || !slices.Equal(h.Shape, []int64{3, 2}) || !slices.Equal(h.Float32s(), want) {
+		t.Fatalf("decoded %s %v %v, want DT_HALF [3,2] %v", h.DType, h.Shape, h.Data, want)
+	}
+	if _, err := decodePredict([]byte(`{"signature_name": "half", "instances": [["a", 1]]}`), fuzzLookup); status.Code(err) != codes.InvalidArgument ||
+		!strings.Contains(err.Error(), "expected a number for DT_HALF") {
+		t.Fatalf("string for DT_HALF: %v", err)
+	}
+	body, err := encodePredict(false, map[string]*tensor.Tensor{"y": {DType: tensor.Half, Shape: []int64{2}, Data: []float32{0.0999755859375, 65504}}})
+	if err != nil || string(body) != `{"outputs":[0.099975586,65504.0]}` {
+		t.Fatalf("encoded %s, %v", body, err)
+	}
+}
+
 func TestEncodePredictRejectsUnbatchedRows(t *testing.T) {
 	_, err := encodePredict(true, map[string]*tensor.Tensor{"s": {DType: tensor.Float, Shape: []int64{}, Data: []float32{1}}})
 	if status.Code(err) != codes.InvalidArgument {
@@ -81,7 +105,9 @@ var fuzzSignatures = map[string]*model.Signature{
 		{Name: "f32", DType: tensor.Float}, {Name: "f64", DType: tensor.Double}, {Name: "i32", DType: tensor.Int32},
 		{Name: "i64", DType: tensor.Int64}, {Name: "b", DType: tensor.Bool}, {Name: "s", DType: tensor.String},
 		{Name: "u8", DType: tensor.Uint8}, {Name: "i16", DType: tensor.Int16}, {Name: "i8", DType: tensor.Int8},
+		{Name: "f16", DType: tensor.Half},
 	}},
+	"half": {Inputs: []model.TensorSpec{{Name: "h", DType: tensor.Half, Shape: []int64{-1, 2}}}},
 	"one":  {Inputs: []model.TensorSpec{{Name: "x", DType: tensor.Float, Shape: []int64{-1, 2}}}},
 	"strs": {Inputs: []model.TensorSpec{{Name: "s", DType: tensor.String}}},
 }
@@ -106,6 +132,9 @@ func FuzzDecodeREST(f *testing.F) {
 		`{"inputs": {"f32": [[1, 2], [3]]}}`,
 		`{"examples": [{"a": [1, 2], "b": "x", "c": 1.5}], "context": {"d": {"b64": "AA=="}}}`,
 		`{"instances": []}`, `[]`, `{"inputs": [[[[]]]]}`,
+		`{"signature_name": "half", "instances": [[0.1, 65504], [65520, -5.960464477539063e-08]]}`,
+		`{"signature_name": "half", "inputs": [[NaN, -Infinity], [1e300, 2.9802322387695312e-08]]}`,
+		`{"inputs": {"f16": [[0.333251953125], [-0.0]], "f32": 1}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -129,6 +158,13 @@ func FuzzDecodeREST(f *testing.F) {
 				}
 				if spec, ok := sig.Input(name); !ok || spec.DType != tt.DType {
 					t.Fatalf("input %s has dtype %s, signature says %v", name, tt.DType, spec)
+				}
+				if tt.DType == tensor.Half {
+					for i, v := range tt.Float32s() {
+						if h := tensor.HalfFromBits(tensor.HalfBits(v)); h != v && v == v {
+							t.Fatalf("input %s value %d = %v is not a half", name, i, v)
+						}
+					}
 				}
 			}
 			roundTrip(t, req)

@@ -273,7 +273,7 @@ func (b *builder) fill(v *jvalue, depth int, path []int) error {
 func (b *builder) leaf(v *jvalue) error {
 	i := b.n
 	switch b.dt {
-	case tensor.Float, tensor.Double:
+	case tensor.Float, tensor.Double, tensor.Half:
 		if v.kind != jNumber {
 			return fmt.Errorf("expected a number for %s, got %s", b.dt, v.kind)
 		}
@@ -288,9 +288,14 @@ func (b *builder) leaf(v *jvalue) error {
 			// literal the parser accepted.
 			return fmt.Errorf("%s is not a number", v.raw)
 		}
-		if b.dt == tensor.Float {
+		switch b.dt {
+		case tensor.Float:
 			b.t.Data.([]float32)[i] = float32(f)
-		} else {
+		case tensor.Half:
+			// double → float → half, the path of TF's Eigen::half(double);
+			// beyond ±65504 (and half an ulp) is ±Inf, as there.
+			b.t.Data.([]float32)[i] = tensor.HalfFromBits(tensor.HalfBits(float32(f)))
+		default:
 			b.t.Data.([]float64)[i] = f
 		}
 	case tensor.Int32, tensor.Int64, tensor.Int16, tensor.Int8, tensor.Uint8:
