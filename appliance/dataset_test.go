@@ -3,18 +3,14 @@ package appliance
 import (
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/inference/rollout"
-	"github.com/infergate/infergate/internal/testmodels"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
-	"github.com/infergate/infergate/web"
 )
 
 // TestCaptureAndReplay is issue 14's item 6 with real components: a window
@@ -22,34 +18,9 @@ import (
 // gives the same report a shadow does, with the known share of differing
 // inputs; a DLQ selection is a dataset too; every action is audited.
 func TestCaptureAndReplay(t *testing.T) {
-	c := testConfig(t)
-	// demo v1 answers feature 0, v2 its ReLU: they differ exactly when
-	// feature 0 is negative.
-	v1dir := filepath.Join(c.DataDir, "models", "demo", "1")
-	if err := os.MkdirAll(v1dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(v1dir, "model.onnx"), testmodels.Feature(0, false), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	a := start(t, c)
-	api := newAPIClient(t, a)
+	a, api := startTwoVersions(t, testConfig(t))
 	prod := producer(t, a)
 	res := followResults(t, a)
-	var up struct {
-		Version int64 `json:"version"`
-	}
-	api.json("POST", "/api/v1/models/demo/versions", testmodels.Feature(0, true), 201, &up)
-	var models struct {
-		Models []web.Model `json:"models"`
-	}
-	testutil.Eventually(t, time.Minute, func() error {
-		api.json("GET", "/api/v1/models", nil, 200, &models)
-		if modelState(models.Models, "demo", 1) != web.ModelAvailable || modelState(models.Models, "demo", 2) != web.ModelAvailable {
-			return fmt.Errorf("models %+v", models.Models)
-		}
-		return nil
-	})
 
 	// Dead letters first, so the newest requests are the wave below.
 	const bad = 6

@@ -2,14 +2,11 @@ package appliance
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/infergate/infergate/internal/testmodels"
 	"github.com/infergate/infergate/web/webtest"
 )
 
@@ -23,15 +20,8 @@ func TestBrowserRollout(t *testing.T) {
 	}
 	ctx := webtest.NewBrowser(t)
 	c := testConfig(t)
-	for v, relu := range map[int]bool{1: false, 2: true} {
-		d := filepath.Join(c.DataDir, "models", "demo", fmt.Sprint(v))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(d, "model.onnx"), testmodels.Feature(0, relu), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFeatureVersion(t, c, 1, false)
+	writeFeatureVersion(t, c, 2, true)
 	a := start(t, c)
 	base := a.WebURL()
 	webtest.Login(t, ctx, base, a.AdminToken())

@@ -107,33 +107,34 @@ func waitRollout(t *testing.T, api *apiClient, d time.Duration, done func(rollou
 	})
 }
 
-// TestRolloutOnLiveTraffic is issue 14's Done-when with real components:
-// versions to go back to, a shadow whose report shows the known share of
-// differing inputs, a planned split moving model_version per key
-// consistently, and a candidate that starts disagreeing rolled back by its
-// guard with every request answered once and nothing dead-lettered.
-func TestRolloutOnLiveTraffic(t *testing.T) {
-	c := testConfig(t)
-	c.Rollout.CheckInterval = 50 * time.Millisecond
-	// demo v1 answers feature 0; v2 its ReLU: they differ exactly when
-	// feature 0 is negative.
-	v1dir := filepath.Join(c.DataDir, "models", "demo", "1")
-	if err := os.MkdirAll(v1dir, 0o755); err != nil {
+// writeFeatureVersion writes version v of the demo model into c's model
+// repository: a model answering feature 0 of its input, or (relu) its ReLU.
+func writeFeatureVersion(t *testing.T, c Config, v int, relu bool) {
+	t.Helper()
+	dir := filepath.Join(c.DataDir, "models", "demo", fmt.Sprint(v))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(v1dir, "model.onnx"), testmodels.Feature(0, false), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "model.onnx"), testmodels.Feature(0, relu), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startTwoVersions starts an appliance whose demo v1 answers feature 0,
+// uploads v2 answering its ReLU (they differ exactly when feature 0 is
+// negative) and waits until both are AVAILABLE.
+func startTwoVersions(t *testing.T, c Config) (*running, *apiClient) {
+	t.Helper()
+	writeFeatureVersion(t, c, 1, false)
 	a := start(t, c)
 	api := newAPIClient(t, a)
-	prod := producer(t, a)
-	res := followResults(t, a)
-
-	// 0. Versions to go back to: an upload keeps v1 loaded (latest:2).
 	var up struct {
 		Version int64 `json:"version"`
 	}
 	api.json("POST", "/api/v1/models/demo/versions", testmodels.Feature(0, true), 201, &up)
+	if up.Version != 2 {
+		t.Fatalf("uploaded as version %d", up.Version)
+	}
 	var models struct {
 		Models []web.Model `json:"models"`
 	}
@@ -144,6 +145,27 @@ func TestRolloutOnLiveTraffic(t *testing.T) {
 		}
 		return nil
 	})
+	return a, api
+}
+
+// TestRolloutOnLiveTraffic is issue 14's Done-when with real components:
+// versions to go back to, a shadow whose report shows the known share of
+// differing inputs, a planned split moving model_version per key
+// consistently, and a candidate that starts disagreeing rolled back by its
+// guard with every request answered once and nothing dead-lettered.
+func TestRolloutOnLiveTraffic(t *testing.T) {
+	c := testConfig(t)
+	c.Rollout.CheckInterval = 50 * time.Millisecond
+	// 0. Versions to go back to: an upload keeps v1 loaded (latest:2).
+	a, api := startTwoVersions(t, c)
+	prod := producer(t, a)
+	res := followResults(t, a)
+	var up struct {
+		Version int64 `json:"version"`
+	}
+	var models struct {
+		Models []web.Model `json:"models"`
+	}
 	w := wave(t, a, prod, res, "latest", 4, func(int) float32 { return -1 })
 	for d, r := range w {
 		if r.Version != 2 || r.Prediction[0] != 0 {

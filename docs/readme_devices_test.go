@@ -1,13 +1,11 @@
 package docs_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -76,35 +74,11 @@ func TestReadmeDevices(t *testing.T) {
 	// rest is compared as a prefix.
 	shown = strings.TrimSuffix(shown, "...}")
 
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "infergate")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if out, err := exec.Command(gobin, "build", "-o", bin, "../cmd/infergate").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	mqttAddr := freeAddr(t)
 	_, mqttPort, _ := net.SplitHostPort(mqttAddr)
-	env := []string{
-		"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"),
-		"HOME=" + dir,
-		"INFERGATE_DATA_DIR=" + filepath.Join(dir, "data"),
-		"INFERGATE_BROKER_LISTEN=" + freeAddr(t),
-		"INFERGATE_MODEL_SERVER_GRPC_LISTEN=" + freeAddr(t),
-		"INFERGATE_MODEL_SERVER_REST_LISTEN=" + freeAddr(t),
-		"INFERGATE_HTTP_LISTEN=" + freeAddr(t),
-		"INFERGATE_INGRESS_MQTT_LISTEN=" + mqttAddr,
-		"INFERGATE_INGRESS_NATS_LISTEN=" + freeAddr(t),
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app := exec.CommandContext(ctx, bin, "run", "--demo", "--ingress")
-	app.Env, app.Dir = env, dir
-	app.Cancel = func() error { return app.Process.Signal(os.Interrupt) }
-	logs := testutil.Writer(t)
-	app.Stdout, app.Stderr = logs, logs
-	if err := app.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); app.Wait() })
+	app := startReadmeApp(t, "data", []string{"INFERGATE_INGRESS_MQTT_LISTEN=" + mqttAddr,
+		"INFERGATE_INGRESS_NATS_LISTEN=" + freeAddr(t)}, "--demo", "--ingress")
+	dir, env := app.dir, app.env
 	testutil.Eventually(t, 90*time.Second, func() error {
 		c, err := net.Dial("tcp", mqttAddr)
 		if err == nil {

@@ -1,7 +1,6 @@
 package docs_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,32 +38,9 @@ func TestReadmeRollout(t *testing.T) {
 		t.Fatalf("found only %d commands in the section: %q", len(cmds), cmds)
 	}
 
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "infergate")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if out, err := exec.Command(gobin, "build", "-o", bin, "../cmd/infergate").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	httpAddr := freeAddr(t)
-	env := []string{
-		"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"),
-		"HOME=" + dir,
-		"INFERGATE_DATA_DIR=" + filepath.Join(dir, "infergate-data"), // the README's ./infergate-data
-		"INFERGATE_BROKER_LISTEN=" + freeAddr(t),
-		"INFERGATE_MODEL_SERVER_GRPC_LISTEN=" + freeAddr(t),
-		"INFERGATE_MODEL_SERVER_REST_LISTEN=" + freeAddr(t),
-		"INFERGATE_HTTP_LISTEN=" + httpAddr,
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	run := exec.CommandContext(ctx, bin, "run", "--demo")
-	run.Env, run.Dir = env, dir
-	run.Cancel = func() error { return run.Process.Signal(os.Interrupt) }
-	logs := testutil.Writer(t)
-	run.Stdout, run.Stderr = logs, logs
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); run.Wait() })
+	// The README's ./infergate-data, for the commands that name it.
+	app := startReadmeApp(t, "infergate-data", nil, "--demo")
+	dir, env, httpAddr := app.dir, app.env, app.http
 
 	base := "http://" + httpAddr
 	get := func(path string, out any) error {

@@ -78,6 +78,56 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// readmeApp is an appliance a README test started: the binary built into
+// dir, `infergate run` running there on free ports, and the environment the
+// section's commands run with (the binary first on PATH).
+type readmeApp struct {
+	dir, broker, http string
+	env               []string
+}
+
+// startReadmeApp builds infergate and runs `infergate run args...` in a
+// temporary directory with its data dir at dataDir (relative to it), on
+// free ports; extra are more environment entries. It returns once the
+// broker accepts connections.
+func startReadmeApp(t *testing.T, dataDir string, extra []string, args ...string) *readmeApp {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "infergate")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if out, err := exec.Command(gobin, "build", "-o", bin, "../cmd/infergate").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	a := &readmeApp{dir: dir, broker: freeAddr(t), http: freeAddr(t)}
+	a.env = append([]string{
+		"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"HOME=" + dir,
+		"INFERGATE_DATA_DIR=" + filepath.Join(dir, dataDir),
+		"INFERGATE_BROKER_LISTEN=" + a.broker,
+		"INFERGATE_MODEL_SERVER_GRPC_LISTEN=" + freeAddr(t),
+		"INFERGATE_MODEL_SERVER_REST_LISTEN=" + freeAddr(t),
+		"INFERGATE_HTTP_LISTEN=" + a.http,
+	}, extra...)
+	ctx, cancel := context.WithCancel(context.Background())
+	run := exec.CommandContext(ctx, bin, append([]string{"run"}, args...)...)
+	run.Env, run.Dir = a.env, dir
+	run.Cancel = func() error { return run.Process.Signal(os.Interrupt) }
+	logs := testutil.Writer(t)
+	run.Stdout, run.Stderr = logs, logs
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); run.Wait() })
+	testutil.Eventually(t, 90*time.Second, func() error {
+		c, err := net.Dial("tcp", a.broker)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	return a
+}
+
 // The README's "Send requests" and "Read results" sections, run as written
 // against a started appliance (on free ports instead of the defaults): the
 // JSON example is requests.jsonl, every produce command succeeds, and the
@@ -99,39 +149,8 @@ func TestReadmeSendAndReadResults(t *testing.T) {
 	readme := string(b)
 	send, read := section(t, readme, "Send requests"), section(t, readme, "Read results")
 
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "infergate")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if out, err := exec.Command(gobin, "build", "-o", bin, "../cmd/infergate").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	brokerAddr := freeAddr(t)
-	env := []string{
-		"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"),
-		"HOME=" + dir,
-		"INFERGATE_DATA_DIR=" + filepath.Join(dir, "data"),
-		"INFERGATE_BROKER_LISTEN=" + brokerAddr,
-		"INFERGATE_MODEL_SERVER_GRPC_LISTEN=" + freeAddr(t),
-		"INFERGATE_MODEL_SERVER_REST_LISTEN=" + freeAddr(t),
-		"INFERGATE_HTTP_LISTEN=" + freeAddr(t),
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	run := exec.CommandContext(ctx, bin, "run")
-	run.Env, run.Dir = env, dir
-	run.Cancel = func() error { return run.Process.Signal(os.Interrupt) }
-	logs := testutil.Writer(t)
-	run.Stdout, run.Stderr = logs, logs
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); run.Wait() })
-	testutil.Eventually(t, 60*time.Second, func() error {
-		c, err := net.Dial("tcp", brokerAddr)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
+	app := startReadmeApp(t, "data", nil)
+	dir, env, brokerAddr := app.dir, app.env, app.broker
 
 	// The JSON example of the section is the file the first command reads.
 	var example string

@@ -12,10 +12,11 @@ import (
 	"github.com/infergate/infergate/internal/testmodels"
 )
 
-// TestRolloutCLI drives versions and a rollout of a running appliance with
-// the CLI alone (it finds the admin API and token in the data dir).
-func TestRolloutCLI(t *testing.T) {
-	dir := t.TempDir()
+// writeFeatureVersions writes demo v1 answering feature 0 and v2 its ReLU
+// into the data dir's model repository: they differ exactly when feature 0
+// is negative.
+func writeFeatureVersions(t *testing.T, dir string) {
+	t.Helper()
 	for v, relu := range map[int]bool{1: false, 2: true} {
 		d := filepath.Join(dir, "models", "demo", fmt.Sprint(v))
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -25,6 +26,13 @@ func TestRolloutCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestRolloutCLI drives versions and a rollout of a running appliance with
+// the CLI alone (it finds the admin API and token in the data dir).
+func TestRolloutCLI(t *testing.T) {
+	dir := t.TempDir()
+	writeFeatureVersions(t, dir)
 	startAppliance(t, dir, freePort(t))
 	run := func(wantCode int, args ...string) string {
 		t.Helper()
@@ -84,15 +92,7 @@ func TestRolloutCLI(t *testing.T) {
 // against two versions and deletes it, with the CLI alone.
 func TestDatasetCLI(t *testing.T) {
 	dir := t.TempDir()
-	for v, relu := range map[int]bool{1: false, 2: true} {
-		d := filepath.Join(dir, "models", "demo", fmt.Sprint(v))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(d, "model.onnx"), testmodels.Feature(0, relu), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFeatureVersions(t, dir)
 	startAppliance(t, dir, freePort(t))
 	run := func(wantCode int, stdin string, args ...string) string {
 		t.Helper()

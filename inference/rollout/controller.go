@@ -375,18 +375,8 @@ func (c *Controller) Start(ctx context.Context, spec Spec) (*Rollout, error) {
 	if spec.Candidate == 0 && len(avail) > 0 && avail[0] != spec.Stable {
 		spec.Candidate = avail[0]
 	}
-	if spec.Stable <= 0 || spec.Candidate <= 0 {
-		return nil, fmt.Errorf("%w: name the stable and candidate versions (available: %v)", ErrInvalid, avail)
-	}
-	if spec.Stable == spec.Candidate {
-		return nil, fmt.Errorf("%w: stable and candidate are both version %d", ErrInvalid, spec.Stable)
-	}
-	if avail != nil {
-		for _, v := range []int64{spec.Stable, spec.Candidate} {
-			if !slices.Contains(avail, v) {
-				return nil, fmt.Errorf("%w: version %d of model %s is not available (available: %v); with version_policy latest:N, N must cover both", ErrInvalid, v, spec.Model, avail)
-			}
-		}
+	if err := checkPair(spec.Model, spec.Stable, spec.Candidate, avail); err != nil {
+		return nil, err
 	}
 	now := c.cfg.Now()
 	r := &Rollout{ID: fmt.Sprintf("%s-%d", spec.Model, now.UnixMilli()), Spec: spec, State: StateRunning,
@@ -416,6 +406,25 @@ func (c *Controller) Start(ctx context.Context, spec Spec) (*Rollout, error) {
 	c.log.Info("rollout started", "id", r.ID, "model", r.Model, "stable", r.Stable, "candidate", r.Candidate, "mode", r.Mode, "percent", r.Percent)
 	out := *r
 	return &out, nil
+}
+
+// checkPair checks the two versions a rollout or a replay compares: both
+// named, different, and available (when the model server can tell).
+func checkPair(model string, stable, candidate int64, avail []int64) error {
+	if stable <= 0 || candidate <= 0 {
+		return fmt.Errorf("%w: name the stable and candidate versions (available: %v)", ErrInvalid, avail)
+	}
+	if stable == candidate {
+		return fmt.Errorf("%w: stable and candidate are both version %d", ErrInvalid, stable)
+	}
+	if avail != nil {
+		for _, v := range []int64{stable, candidate} {
+			if !slices.Contains(avail, v) {
+				return fmt.Errorf("%w: version %d of model %s is not available (available: %v); with version_policy latest:N, N must cover both", ErrInvalid, v, model, avail)
+			}
+		}
+	}
+	return nil
 }
 
 // Get returns the model's running or last rollout.

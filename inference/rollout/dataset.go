@@ -187,7 +187,6 @@ func (c *Controller) release(name string) {
 
 // readDLQ selects dead letters.
 func (c *Controller) readDLQ(spec CaptureSpec, out *newestRecords) error {
-	f := store.Filter{IDs: spec.IDs, Class: spec.Class, Model: spec.Model, Since: spec.Since, Until: spec.Until, Limit: 1000}
 	if len(spec.IDs) > 0 {
 		for _, id := range spec.IDs {
 			r, err := c.st.Get(id)
@@ -201,6 +200,7 @@ func (c *Controller) readDLQ(spec CaptureSpec, out *newestRecords) error {
 		}
 		return nil
 	}
+	f := store.Filter{Class: spec.Class, Model: spec.Model, Since: spec.Since, Until: spec.Until, Limit: 1000}
 	for {
 		recs, next, err := c.st.List(f)
 		if err != nil {

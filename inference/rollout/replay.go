@@ -229,18 +229,8 @@ func (c *Controller) replayRollout(ctx context.Context, d *store.Dataset, src Re
 			}
 		}
 	}
-	if s.Stable <= 0 || s.Candidate <= 0 {
-		return nil, fmt.Errorf("%w: name the stable and candidate versions (available: %v)", ErrInvalid, avail)
-	}
-	if s.Stable == s.Candidate {
-		return nil, fmt.Errorf("%w: stable and candidate are both version %d", ErrInvalid, s.Stable)
-	}
-	if avail != nil {
-		for _, v := range []int64{s.Stable, s.Candidate} {
-			if !slices.Contains(avail, v) {
-				return nil, fmt.Errorf("%w: version %d of model %s is not available (available: %v)", ErrInvalid, v, name, avail)
-			}
-		}
+	if err := checkPair(name, s.Stable, s.Candidate, avail); err != nil {
+		return nil, err
 	}
 	if s.Threshold == 0 {
 		s.Threshold = 0.5
