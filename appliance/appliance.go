@@ -21,6 +21,7 @@ import (
 	"github.com/infergate/infergate/broker"
 	"github.com/infergate/infergate/buildinfo"
 	"github.com/infergate/infergate/inference/feed"
+	"github.com/infergate/infergate/inference/group"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/rollout"
@@ -56,6 +57,7 @@ type Appliance struct {
 	sidecar     *sidecar.Supervisor // model_server.mode sidecar
 	pipeline    *pipeline.Pipeline
 	rollouts    *rollout.Controller // pins, shadows, splits; made with the pipeline
+	sharer      *group.Sharer       // attached mode: the group's DLQ and member states
 	feed        *feed.Feed          // recent predictions and anomaly counts, for the dashboard
 	web         *web.Server
 	ingress     *ingress.Ingress
@@ -238,8 +240,12 @@ func (a *Appliance) components() []*component {
 		a.topicsComponent(),
 		a.modelServerComponent(),
 		a.pipelineComponent(),
-		a.healthComponent(),
 	}
+	if a.cfg.Broker.Mode == BrokerExternal {
+		// The instances of a group attached to one cluster share their DLQ and states.
+		comps = append(comps, a.groupComponent())
+	}
+	comps = append(comps, a.healthComponent())
 	if a.cfg.Ingress.Enabled {
 		comps = append(comps, a.ingressComponent())
 	}
@@ -425,7 +431,30 @@ func (a *Appliance) topicSpecs() []broker.TopicSpec {
 			specs[i].Configs["segment.bytes"] = &seg
 		}
 	}
+	if a.cfg.Broker.Mode == BrokerExternal {
+		specs = append(specs, a.controlTopicSpec())
+	}
 	return specs
+}
+
+// controlTopicSpec is the topic on which attached instances announce their states and
+// their DLQ changes (inference/group). One partition keeps the changes in one order; it
+// keeps them as long as the DLQ topic keeps dead letters, so an instance that reads the
+// DLQ topic from its start also learns of every delete among them.
+func (a *Appliance) controlTopicSpec() broker.TopicSpec {
+	t := a.cfg.Topics
+	seg, segMs := strconv.Itoa(8<<20), strconv.FormatInt(broker.DefaultSegmentRoll.Milliseconds(), 10)
+	spec := broker.TopicSpec{
+		Name: t.Control, Partitions: 1, RetentionMs: t.DLQRetention.Milliseconds(), RetentionBytes: -1,
+		Configs: map[string]*string{"segment.bytes": &seg, "segment.ms": &segMs},
+	}
+	if t.DLQRetention == 0 {
+		spec.RetentionMs = -1
+	}
+	if t.ReplicationFactor > 0 {
+		spec.ReplicationFactor = int16(t.ReplicationFactor)
+	}
+	return spec
 }
 
 // checkListeners binds and releases every address the appliance will listen

@@ -116,6 +116,10 @@ type TopicsConfig struct {
 	RequestsBytes int64         `yaml:"requests_bytes"`
 	ResultsBytes  int64         `yaml:"results_bytes"`
 	DLQBytes      int64         `yaml:"dlq_bytes"`
+	// Control carries what the instances of a group attached to one cluster tell each
+	// other: their states and their operators' DLQ deletes and replays (inference/group).
+	// Not used with the embedded broker.
+	Control string `yaml:"control"`
 }
 
 // ModelServerConfig selects and configures the model server.
@@ -255,6 +259,7 @@ func Default() Config {
 			RequestsBytes:     broker.DefaultRequestsTopicBytes,
 			ResultsBytes:      broker.DefaultResultsTopicBytes,
 			DLQBytes:          broker.DefaultDLQTopicBytes,
+			Control:           "inference_control",
 		},
 		ModelServer: ModelServerConfig{
 			Mode:         ModelServerEmbedded,

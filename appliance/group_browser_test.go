@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
-	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/web/webtest"
 )
 
@@ -14,22 +11,14 @@ import (
 // cluster (with a data dir) in one consumer group. On each one's dashboard,
 // the Broker view's Consumer group card shows the three members, each with
 // the partitions it owns, and the topics table names each partition's owner.
+// Instance 0 pausing shows as paused on instance 1's and 2's dashboards.
 func TestBrowserGroupView(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test")
 	}
 	ctx := webtest.NewBrowser(t) // skips without chromium, before starting anything
 	const partitions = 6
-	cluster := testutil.Cluster(t, partitions, nil, kfake.NumBrokers(3), kfake.DataDir(t.TempDir()))
-	var as []*running
-	for i := range 3 {
-		c := testConfig(t)
-		c.Broker.Mode = BrokerExternal
-		c.Broker.Brokers = cluster.ListenAddrs()
-		c.Topics.Partitions = partitions
-		c.Pipeline.InstanceID = fmt.Sprintf("infergate-%d", i)
-		as = append(as, start(t, c))
-	}
+	as, apis := startGroup(t, 3, partitions)
 	for i, a := range as {
 		base := a.WebURL()
 		webtest.Login(t, ctx, base, a.AdminToken())
@@ -46,4 +35,23 @@ func TestBrowserGroupView(t *testing.T) {
 			t.Errorf("instance %d: the topics table names the owner of %d partitions, want %d", i, owners, partitions)
 		}
 	}
+
+	// Instance 0 pauses: instances 1 and 2 show it paused, with its last heartbeat; resumed,
+	// it is ok again.
+	apis[0].json("POST", "/api/v1/pipeline/pause", nil, 200, nil)
+	for i := 1; i < 3; i++ {
+		a := as[i]
+		webtest.Login(t, ctx, a.WebURL(), a.AdminToken())
+		webtest.Go(t, ctx, a.WebURL(), "broker")
+		webtest.WaitJS(t, ctx, fmt.Sprintf("instance %d's dashboard shows infergate-0 paused", i), `(() => {
+			const row = document.querySelector('#group-members tbody tr[data-member="infergate-0"]');
+			return !!row && row.dataset.state === 'paused' && row.children[2].textContent.trim() === 'paused' &&
+				row.children[5].textContent.includes('ago');
+		})()`)
+	}
+	apis[0].json("POST", "/api/v1/pipeline/resume", nil, 200, nil)
+	webtest.WaitJS(t, ctx, "instance 2's dashboard shows infergate-0 ok after the resume", `(() => {
+		const row = document.querySelector('#group-members tbody tr[data-member="infergate-0"]');
+		return !!row && row.dataset.state === 'ok';
+	})()`)
 }

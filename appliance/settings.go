@@ -65,6 +65,7 @@ func (c *Config) settings() []setting {
 		{Key: "topics.requests", Flag: "requests-topic", Arg: "TOPIC", Help: "topic the pipeline consumes requests from", val: str(&c.Pipeline.RequestsTopic)},
 		{Key: "topics.results", Flag: "results-topic", Arg: "TOPIC", Help: "topic predictions are produced to", val: str(&c.Pipeline.ResultsTopic)},
 		{Key: "topics.dlq", Flag: "dlq-topic", Arg: "TOPIC", Help: "dead-letter topic", val: str(&c.Pipeline.DLQTopic)},
+		{Key: "topics.control", Flag: "control-topic", Arg: "TOPIC", Help: "attached mode: topic on which the instances of a group announce their states and their DLQ deletes and replays (one partition, the DLQ topic's retention)", val: str(&c.Topics.Control)},
 		{Key: "topics.partitions", Flag: "topic-partitions", Arg: "N", Help: "partitions of each topic when infergate creates it", val: integer(&c.Topics.Partitions)},
 		{Key: "topics.replication_factor", Flag: "topic-replication-factor", Arg: "N", Help: "replication factor of created topics (-1: the cluster's default)", val: integer(&c.Topics.ReplicationFactor)},
 		{Key: "topics.retention", Flag: "topic-retention", Arg: "DURATION", Help: "retention.ms of the requests and results topics (0: unbounded)", val: duration(&c.Topics.Retention)},

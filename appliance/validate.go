@@ -89,6 +89,14 @@ func (c *Config) Validate() error {
 	if embeddedBroker && c.Topics.ReplicationFactor > 1 {
 		v.errf("topics.replication_factor", "%d: the embedded broker is a single node; use -1 or 1", c.Topics.ReplicationFactor)
 	}
+	if !embeddedBroker {
+		switch c.Topics.Control {
+		case "":
+			v.errf("topics.control", "must be set with broker.mode external")
+		case c.Pipeline.RequestsTopic, c.Pipeline.ResultsTopic, c.Pipeline.DLQTopic:
+			v.errf("topics.control", "%q is also the requests, results or DLQ topic: the control topic must be a topic of its own", c.Topics.Control)
+		}
+	}
 	v.nonNegative("topics.retention", c.Topics.Retention)
 	v.nonNegative("topics.dlq_retention", c.Topics.DLQRetention)
 	for _, b := range []struct {

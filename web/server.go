@@ -266,6 +266,7 @@ func (s *Server) routes() *echo.Echo {
 	api.POST("/pipeline/pause", s.handlePause, operator)
 	api.POST("/pipeline/resume", s.handleResume, operator)
 	api.GET("/topics", s.handleTopics, viewer)
+	api.GET("/group", s.handleGroup, viewer)
 	api.POST("/test-request", s.handleTestRequest, operator)
 	api.GET("/models", s.handleModels, viewer)
 	api.POST("/models/reload", s.handleReload, admin)

@@ -55,6 +55,7 @@ func TestRolesMatrix(t *testing.T) {
 		{"GET", "/api/v1/models", nil, RoleViewer},
 		{"GET", "/api/v1/logs", nil, RoleViewer},
 		{"GET", "/api/v1/predictions", nil, RoleViewer},
+		{"GET", "/api/v1/group", nil, RoleViewer},
 		{"POST", "/api/v1/pipeline/pause", nil, RoleOperator},
 		{"POST", "/api/v1/pipeline/resume", nil, RoleOperator},
 		{"POST", "/api/v1/dlq/replay", map[string]any{"class": "decode"}, RoleOperator},

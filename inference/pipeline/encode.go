@@ -26,6 +26,11 @@ const (
 	HeaderAttempts        = "attempts"
 	HeaderFailedAt        = "failed.at"
 	HeaderReplayOf        = store.ReplayOfHeader
+	// HeaderDLQID is the ID the dead-lettering instance's store gave the record, and
+	// HeaderDLQModel the model the request was for: with them every instance of a group
+	// can index the DLQ topic under the same IDs (docs/scaling.md, "One DLQ for the group").
+	HeaderDLQID    = "dlq.id"
+	HeaderDLQModel = "dlq.model"
 	// HeaderModel names the model of a request whose body names none.
 	HeaderModel = "model"
 )
@@ -269,12 +274,23 @@ func (p *Pipeline) dlqOutput(r *request, class string, err error, now time.Time)
 		kgo.RecordHeader{Key: HeaderAttempts, Value: strconv.AppendInt(nil, int64(r.attempts), 10)},
 		kgo.RecordHeader{Key: HeaderFailedAt, Value: failedAt.AppendFormat(nil, time.RFC3339Nano)},
 	)
-	r.out = &kgo.Record{Topic: p.cfg.DLQTopic, Key: src.Key, Value: src.Value, Headers: hs, Partition: src.Partition}
-	r.full = r.out
 	sh := make([]store.Header, len(hs))
 	for i, h := range hs {
 		sh[i] = store.Header{Key: h.Key, Value: h.Value}
 	}
+	if r.modelName != "" {
+		hs = append(hs, kgo.RecordHeader{Key: HeaderDLQModel, Value: []byte(r.modelName)})
+	}
+	r.dlqID = nil
+	if p.st != nil {
+		// The store assigns the ID when emitLoop stores the record, after fitOutput
+		// sized it: a placeholder of an ID's length keeps that size exact, and every
+		// cut-down copy of the headers shares its bytes, which setDLQID fills in.
+		r.dlqID = make([]byte, idLen)
+		hs = append(hs, kgo.RecordHeader{Key: HeaderDLQID, Value: r.dlqID})
+	}
+	r.out = &kgo.Record{Topic: p.cfg.DLQTopic, Key: src.Key, Value: src.Value, Headers: hs, Partition: src.Partition}
+	r.full = r.out
 	r.dlq = &store.Record{
 		Key: src.Key, Value: src.Value, Headers: sh,
 		Class: class, Message: msg, Model: r.modelName,
@@ -288,10 +304,29 @@ func (p *Pipeline) dlqOutput(r *request, class string, err error, now time.Time)
 	}
 }
 
+// idLen is the length of a store ID (a ULID's text).
+const idLen = 26
+
+// setDLQID fills the ID placeholder of r's DLQ record (dlqOutput) with the ID the store
+// gave it, or, when it was not stored, removes the header.
+func setDLQID(r *request, stored bool) {
+	if r.dlqID == nil {
+		return
+	}
+	if stored && len(r.dlq.ID) == idLen {
+		copy(r.dlqID, r.dlq.ID)
+		return
+	}
+	for _, out := range []*kgo.Record{r.out, r.full} {
+		out.Headers = slices.DeleteFunc(slices.Clone(out.Headers), func(h kgo.RecordHeader) bool { return h.Key == HeaderDLQID })
+	}
+	r.dlqID = nil
+}
+
 // resultOutput makes r's result record.
 func (p *Pipeline) resultOutput(r *request, value []byte) {
 	src := r.rec
 	r.out = &kgo.Record{Topic: p.cfg.ResultsTopic, Key: src.Key, Value: value, Headers: src.Headers, Partition: src.Partition}
-	r.dlq = nil
+	r.dlq, r.dlqID = nil, nil
 	r.label = r.entry.key.name
 }

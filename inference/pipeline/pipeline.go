@@ -633,6 +633,11 @@ func (p *Pipeline) emitLoop(ctx context.Context, cl *kgo.Client) {
 		}
 		stored := p.putDLQ(dlqs)
 		clear(dlqs)
+		for _, r := range produce {
+			if r.dlq != nil {
+				setDLQID(r, stored)
+			}
+		}
 		for _, r := range storeOnly {
 			src := r.rec
 			if stored {

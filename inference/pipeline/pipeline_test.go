@@ -290,10 +290,46 @@ func TestDLQClasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each DLQ record carries the id the store gave it (dlq.id), so the other instances of a
+	// group can show it under the same id (docs/scaling.md).
+	idOf := map[string]string{}
+	for _, r := range dl {
+		idOf[string(r.Key)], _ = header(r, pipeline.HeaderDLQID)
+	}
 	for _, s := range stored {
 		i, _ := strconv.Atoi(strings.TrimPrefix(string(s.Key), "bad-"))
 		if s.Class != bad[i].class || string(s.Value) != bad[i].value || s.SourceTopic != reqTopic || s.Message == "" || s.FailedAt.IsZero() {
 			t.Errorf("stored %+v", s)
+		}
+		if idOf[string(s.Key)] != s.ID {
+			t.Errorf("%s: DLQ record's %s header %q, stored as %s", s.Key, pipeline.HeaderDLQID, idOf[string(s.Key)], s.ID)
+		}
+		for _, h := range s.Headers {
+			if h.Key == pipeline.HeaderDLQID || h.Key == pipeline.HeaderDLQModel {
+				t.Errorf("%s: the stored record has header %s", s.Key, h.Key)
+			}
+		}
+	}
+	// Read back from the topic (as the other instances of a group do), each is the stored record.
+	byID := map[string]*store.Record{}
+	for _, s := range stored {
+		byID[s.ID] = s
+	}
+	for _, r := range dl {
+		got, truncated, err := pipeline.StoreRecord(r)
+		if err != nil || truncated {
+			t.Errorf("StoreRecord(%s): %v (truncated %t)", r.Key, err, truncated)
+			continue
+		}
+		want := byID[got.ID]
+		if want == nil {
+			t.Errorf("StoreRecord(%s): id %s is not in the store", r.Key, got.ID)
+			continue
+		}
+		if got.Class != want.Class || got.Message != want.Message || got.Model != want.Model || got.SourceTopic != want.SourceTopic ||
+			got.SourcePartition != want.SourcePartition || got.SourceOffset != want.SourceOffset || got.Attempts != want.Attempts ||
+			!got.FailedAt.Equal(want.FailedAt) || len(got.Headers) != len(want.Headers) || string(got.Value) != string(want.Value) {
+			t.Errorf("StoreRecord(%s) = %+v, stored %+v", r.Key, got, want)
 		}
 	}
 	// The pipeline keeps going after all that.

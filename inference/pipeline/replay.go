@@ -37,7 +37,7 @@ func (tp sourceTopicPartitioner) Partition(r *kgo.Record, n int) int {
 var replayStripped = map[string]bool{
 	HeaderErrorClass: true, HeaderErrorMessage: true, HeaderSourceTopic: true, HeaderSourcePartition: true,
 	HeaderSourceOffset: true, HeaderAttempts: true, HeaderFailedAt: true, HeaderReplayOf: true,
-	HeaderTruncated: true, HeaderOriginalSize: true,
+	HeaderTruncated: true, HeaderOriginalSize: true, HeaderDLQID: true, HeaderDLQModel: true,
 }
 
 // ReplayRecord is the request record a replay of rec produces to topic: the

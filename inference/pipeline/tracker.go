@@ -43,6 +43,7 @@ type request struct {
 	out      *kgo.Record   // the result or DLQ record to produce
 	full     *kgo.Record   // the DLQ record before fitOutput cut it down
 	dlq      *store.Record // non-nil when out is a DLQ record
+	dlqID    []byte        // the value of out's dlq.id header, filled once stored (setDLQID)
 	class    string        // DLQ class
 	label    string        // model label for metrics
 

@@ -800,34 +800,39 @@ async function loadTopics() {
           hasLag ? h('tr', {}, h('td', {}, h('strong', {}, 'total')), h('td', { class: 'hide-sm' }), h('td', {}),
             h('td', { class: 'num' }, fmtInt(sum('end_offset'))), hasOwner ? h('td', { class: 'hide-sm' }) : null, h('td', {}), h('td', { class: 'num' }, h('strong', {}, fmtInt(sum('lag'))))) : null))));
     }));
-    renderGroup(res.topics);
+    loadGroup();
     $('#topics-updated').textContent = 'updated ' + new Date().toLocaleTimeString();
   } catch (e) { if (e.status !== 401) toast(e.message, true); }
 }
 
-// renderGroup shows the requests topic's consumer group by member: the
-// partitions each owns (the owner the broker's group assignment names) and
-// their lag. "unassigned" collects partitions nobody owns (a rebalance).
-function renderGroup(topics) {
-  const t = topics.find((x) => x.role === 'requests' && x.group);
+// loadGroup shows the requests topic's consumer group (GET /group) by member:
+// the partitions each owns and their lag, its state as it announced it (so a
+// pause on one instance shows on every dashboard) and its last heartbeat.
+// "unassigned" collects partitions nobody owns (a rebalance).
+async function loadGroup() {
   const card = $('#group-card');
-  const owned = t ? t.partitions.filter((p) => p.lag >= 0) : [];
-  if (!t || !owned.some((p) => p.owner)) { card.hidden = true; return; }
+  let g;
+  try { g = await api('GET', '/group'); } catch (e) { card.hidden = true; return; }
+  if (!g.members.length) { card.hidden = true; return; }
   card.hidden = false;
-  const by = new Map();
-  for (const p of owned) {
-    const m = p.owner || 'unassigned';
-    if (!by.has(m)) by.set(m, { parts: [], lag: 0 });
-    by.get(m).parts.push(p.partition);
-    by.get(m).lag += Math.max(0, p.lag);
+  const n = g.members.length;
+  const dlq = g.dlq ? ' · DLQ follower ' + (g.dlq.behind > 0 ? fmtInt(g.dlq.behind) + ' behind' : 'up to date') : '';
+  $('#group-summary').textContent = 'group ' + g.group + ' · ' + n + (n === 1 ? ' member' : ' members') + ' · total lag ' + fmtInt(g.total_lag) + dlq;
+  const parts = (ps) => ps.map((p) => p.partition).join(', ');
+  const lagCell = (lag, ps) => h('td', { class: 'num' + (lag > LAG_SCALE_FLOOR ? ' lag-hot' : ''), title: ps.map((p) => p.partition + ': ' + fmtInt(p.lag)).join(', ') }, fmtInt(lag));
+  const rows = g.members.map((m) => h('tr', { dataset: { member: m.name, state: m.state } },
+    h('td', {}, m.name, m.self ? h('span', { class: 'muted small' }, ' (this instance)') : null),
+    h('td', {}, parts(m.partitions)),
+    h('td', { class: 'member-state' }, h('span', { class: 'status-dot ' + stateClass(m.state) }), m.state.replace('_', ' ')),
+    lagCell(m.lag, m.partitions),
+    h('td', { class: 'hide-sm' }, m.host || '–'),
+    h('td', { class: 'hide-sm' }, m.last_heartbeat ? ago(m.last_heartbeat) : '–')));
+  if (g.unassigned.length) {
+    const lag = g.unassigned.reduce((a, p) => a + p.lag, 0);
+    rows.push(h('tr', { dataset: { member: 'unassigned' } }, h('td', {}, 'unassigned'), h('td', {}, parts(g.unassigned)),
+      h('td', {}, '–'), lagCell(lag, g.unassigned), h('td', { class: 'hide-sm' }), h('td', { class: 'hide-sm' })));
   }
-  const names = [...by.keys()].sort();
-  const total = owned.reduce((a, p) => a + Math.max(0, p.lag), 0);
-  const members = names.filter((n) => n !== 'unassigned').length;
-  $('#group-summary').textContent = 'group ' + t.group + ' · ' + members + (members === 1 ? ' member' : ' members') + ' · total lag ' + fmtInt(total);
-  $('#group-members tbody').replaceChildren(...names.map((n) => h('tr', { dataset: { member: n } },
-    h('td', {}, n), h('td', {}, by.get(n).parts.join(', ')),
-    h('td', { class: 'num' + (by.get(n).lag > LAG_SCALE_FLOOR ? ' lag-hot' : '') }, fmtInt(by.get(n).lag)))));
+  $('#group-members tbody').replaceChildren(...rows);
 }
 
 let testCounter = 0;

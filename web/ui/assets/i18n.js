@@ -117,8 +117,9 @@ const ZH_PHRASES = {
   'requests saved from the requests topic or the DLQ, scored against two versions': '从请求主题或死信队列保存的请求，用两个版本评分',
   'From': '来源', 'requests topic': '请求主题', 'Newest': '最新', 'Capture': '捕获', 'Dataset': '数据集', 'Stable version': '稳定版本',
   'Records': '记录数', 'Selection': '选择', 'Created': '创建时间', 'Last report': '上次报告', 'No datasets.': '没有数据集。',
-  'Consumer group': '消费组', 'Members of the group sharing the requests topic (docs/scaling.md), the partitions each owns and their lag.':
-    '共享请求主题的消费组成员（docs/scaling.md）、各自拥有的分区及其延迟。', 'Member': '成员', 'Partitions': '分区', 'Lag': '延迟',
+  'Consumer group': '消费组', 'Members of the group sharing the requests topic (docs/scaling.md), the partitions each owns and their lag, and the state each member announced.':
+    '共享请求主题的消费组成员（docs/scaling.md）、各自拥有的分区及其延迟，以及各成员通告的状态。', 'Member': '成员', 'Partitions': '分区', 'Lag': '延迟',
+  'Host': '主机', 'Last heartbeat': '最近心跳', '(this instance)': '（本实例）', 'paused': '已暂停', 'unknown': '未知',
   'Topics': '主题', 'Send a test request': '发送测试请求',
   'Produced to the requests topic; the result (or why it was dead-lettered) appears below.': '发送到请求主题；结果（或进入死信的原因）显示在下方。',
   'Key': '键', 'Send': '发送', 'New random features': '新的随机特征',
