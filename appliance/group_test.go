@@ -91,7 +91,8 @@ func dlqIDs(api *apiClient) []string {
 // instance's DLQ API lists all of them under the same ids. A delete on instance 0 disappears
 // from 1 and 2; a record dead-lettered by instance 0, fixed and replayed from instance 2,
 // gets its result and shows replayed on all three. Pausing instance 0 shows on the others'
-// group view, with the lag of its partitions in its row and in the group's total.
+// group view, with the lag of its partitions in its row and in the group's total. A fourth
+// instance started last shows the same dead letters, the deleted one not among them.
 func TestGroupSharedDLQ(t *testing.T) {
 	const partitions = 6
 	as, apis := startGroup(t, 3, partitions)
@@ -234,6 +235,28 @@ func TestGroupSharedDLQ(t *testing.T) {
 		}
 		if m := memberOf(g, "infergate-0"); m == nil || m.State != web.StateOK || g.TotalLag != 0 {
 			return fmt.Errorf("after resume: infergate-0 %+v, total lag %d", m, g.TotalLag)
+		}
+		return nil
+	})
+
+	// An instance started now reads both topics from their start: it lists the group's dead
+	// letters without the deleted one (a tombstone from the control topic), the replayed one
+	// with its replay, whichever of the two topics it happens to read first.
+	c := testConfig(t)
+	c.Broker.Mode = BrokerExternal
+	c.Broker.Brokers = as[0].Config().Broker.Brokers
+	c.Topics.Partitions = partitions
+	c.Pipeline.InstanceID = "infergate-3"
+	late := newAPIClient(t, start(t, c))
+	want := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == gone })
+	testutil.Eventually(t, time.Minute, func() error {
+		if got := dlqIDs(late); !slices.Equal(got, want) {
+			return fmt.Errorf("the late instance lists %v, want %v", got, want)
+		}
+		var r web.RecordView
+		late.json("GET", "/api/v1/dlq/"+x.ID, nil, 200, &r)
+		if r.Replays != 1 {
+			return fmt.Errorf("the late instance: %s replayed %d times, want 1", x.ID, r.Replays)
 		}
 		return nil
 	})

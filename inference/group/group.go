@@ -125,6 +125,8 @@ type Sharer struct {
 	pos     map[string]map[int32]int64
 	ends    map[string]map[int32]int64
 	status  FollowStatus
+
+	early map[string]replayMark // by record id; Run's goroutine only (noteEarly)
 }
 
 // positionsSetting is the store setting holding the follower's next offsets.
@@ -148,6 +150,7 @@ func New(cfg Config, logger *slog.Logger, clientOpts []kgo.Opt, st *store.Store,
 		cfg: cfg, logger: logger, opts: clientOpts, st: st, local: local,
 		origin:  hex.EncodeToString(b[:]),
 		members: map[string]MemberState{},
+		early:   map[string]replayMark{},
 		status:  FollowStatus{Topic: cfg.DLQTopic, Behind: -1},
 	}, nil
 }
@@ -302,9 +305,19 @@ func (s *Sharer) apply(ctx context.Context, fs kgo.Fetches) {
 		}
 	}
 	var applied int64
+	for _, r := range recs {
+		if mark, ok := s.early[r.ID]; ok {
+			delete(s.early, r.ID)
+			c := store.Change{Op: store.ChangeReplayed, IDs: []string{r.ID}, Replays: []int{mark.replays}, At: mark.at}
+			if err := s.st.ApplyChange(c); err != nil {
+				s.logger.Warn("applying another instance's DLQ replay failed", "id", r.ID, "err", err)
+			}
+		}
+	}
 	for _, m := range msgs {
 		switch {
 		case m.Change != nil:
+			s.noteEarly(*m.Change)
 			if err := s.st.ApplyChange(*m.Change); err != nil {
 				s.logger.Warn("applying another instance's DLQ change failed", "op", m.Change.Op, "records", len(m.Change.IDs), "err", err)
 				continue
@@ -336,6 +349,35 @@ func (s *Sharer) apply(ctx context.Context, fs kgo.Fetches) {
 	if err := s.st.PutSetting(positionsSetting, raw); err != nil {
 		// Read again after a restart; PutShared and ApplyChange are idempotent.
 		s.logger.Debug("saving the DLQ follower's positions failed", "err", err)
+	}
+}
+
+// replayMark is a replay announced for a record the follower has not read yet.
+type replayMark struct {
+	replays int
+	at      time.Time
+}
+
+// maxEarly bounds the replays remembered for records not read yet (a follower far behind).
+const maxEarly = 10000
+
+// noteEarly remembers the replays of c whose records are not stored here yet: the DLQ and
+// control topics are read independently, so the announcement of a replay can come before
+// the record it names (a new instance reading both from their start). apply applies them
+// when the record arrives.
+func (s *Sharer) noteEarly(c store.Change) {
+	if c.Op != store.ChangeReplayed || len(c.Replays) != len(c.IDs) {
+		return
+	}
+	for i, id := range c.IDs {
+		if _, err := s.st.Get(id); !errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if mark, ok := s.early[id]; ok || len(s.early) < maxEarly {
+			if c.Replays[i] > mark.replays {
+				s.early[id] = replayMark{c.Replays[i], c.At}
+			}
+		}
 	}
 }
 
