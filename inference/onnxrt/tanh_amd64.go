@@ -2,7 +2,11 @@
 
 package onnxrt
 
-import "golang.org/x/sys/cpu"
+import (
+	"os"
+
+	"golang.org/x/sys/cpu"
+)
 
 // tanhAVX2 writes add + mul·tanh(scale·src[i]) to dst[i] for i < n, n a
 // multiple of 8, eight at a time, with tanh32's rational approximation; tab
@@ -21,6 +25,11 @@ func tanhVecAVX2(dst, src []float32, scale, mul, add float32) {
 }
 
 func init() {
+	// INFERGATE_GEMM_KERNEL=go turns every assembly kernel off, this one too
+	// (gemm_amd64.go).
+	if os.Getenv("INFERGATE_GEMM_KERNEL") == "go" {
+		return
+	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		tanhVec = tanhVecAVX2
 	}
