@@ -138,34 +138,42 @@ func (k *reduceKernel) run(st *state, nd *node) error {
 }
 
 func reduceInto[T number](op reduceOp, out, in []T, shape, stride []int) {
-	if reducesTrailing(shape, stride) && len(out) > 0 {
-		// Each output reduces one contiguous block (LayerNorm's ReduceMean
-		// over the last axis): the same sums in the same order, without
-		// the odometer.
-		blk := len(in) / len(out)
-		for o := range out {
-			b := in[o*blk : (o+1)*blk]
-			if len(b) == 0 {
-				out[o] = 0
-				continue
+	if outer, red, inner, ok := reducedBlock(shape, stride); ok && len(out) > 0 {
+		if inner == 1 {
+			// Each output reduces one contiguous block (LayerNorm's
+			// ReduceMean over the last axis).
+			for o := range out {
+				out[o] = reduceBlock(op, in[o*red:(o+1)*red])
 			}
-			acc := b[0]
-			switch op {
-			case rSum, rMean:
-				acc = 0
-				for _, v := range b {
-					acc += v
-				}
-			case rMax:
-				for _, v := range b[1:] {
-					acc = max(acc, v)
-				}
-			default:
-				for _, v := range b[1:] {
-					acc = min(acc, v)
+			return
+		}
+		// A middle block (the mean over tokens of [batch, tokens, width]):
+		// whole rows of inner values combine at a time. Each output sees
+		// the same values in the same order as the odometer below.
+		for o := range outer {
+			dst := out[o*inner : (o+1)*inner]
+			if op == rSum || op == rMean {
+				clear(dst)
+			}
+			for r := range red {
+				src := in[(o*red+r)*inner : (o*red+r+1)*inner]
+				switch {
+				case op == rSum || op == rMean:
+					for i, v := range src {
+						dst[i] += v
+					}
+				case r == 0:
+					copy(dst, src)
+				case op == rMax:
+					for i, v := range src {
+						dst[i] = max(dst[i], v)
+					}
+				default:
+					for i, v := range src {
+						dst[i] = min(dst[i], v)
+					}
 				}
 			}
-			out[o] = acc
 		}
 		return
 	}
@@ -199,21 +207,55 @@ func reduceInto[T number](op reduceOp, out, in []T, shape, stride []int) {
 	}
 }
 
-// reducesTrailing says whether the reduced dimensions (output stride 0) are
-// all after the kept ones, ignoring dimensions of size 1.
-func reducesTrailing(shape, stride []int) bool {
-	reduced := false
+// reduceBlock reduces one contiguous block; an empty one is 0 (max and min
+// of an empty axis are refused before).
+func reduceBlock[T number](op reduceOp, b []T) T {
+	if len(b) == 0 {
+		return 0
+	}
+	acc := b[0]
+	switch op {
+	case rSum, rMean:
+		acc = 0
+		for _, v := range b {
+			acc += v
+		}
+	case rMax:
+		for _, v := range b[1:] {
+			acc = max(acc, v)
+		}
+	default:
+		for _, v := range b[1:] {
+			acc = min(acc, v)
+		}
+	}
+	return acc
+}
+
+// reducedBlock views the input as [outer, red, inner] when the reduced
+// dimensions (output stride 0) are contiguous, ignoring dimensions of size
+// 1: outer and inner are the kept dimensions before and after them.
+func reducedBlock(shape, stride []int) (outer, red, inner int, ok bool) {
+	outer, red, inner = 1, 1, 1
+	seen, done := false, false // a reduced dimension seen; a kept one after it
 	for d, n := range shape {
 		if n == 1 {
 			continue
 		}
-		if stride[d] == 0 {
-			reduced = true
-		} else if reduced {
-			return false
+		switch {
+		case stride[d] == 0 && done:
+			return 0, 0, 0, false
+		case stride[d] == 0:
+			seen = true
+			red *= n
+		case seen:
+			done = true
+			inner *= n
+		default:
+			outer *= n
 		}
 	}
-	return true
+	return outer, red, inner, true
 }
 
 // sliceKernel is Slice: starts/ends/axes/steps as inputs (opset 10+) or
