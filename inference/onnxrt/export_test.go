@@ -10,9 +10,11 @@ func UsePortableKernel(t testing.TB) bool {
 	if kernelName == "go" {
 		return false
 	}
-	old, oldIndirect, oldPool, oldRows := gemmKernel, gemmIndirect, maxPool2x2, gemmRows
-	gemmKernel, gemmIndirect, maxPool2x2, gemmRows = kernelGo, indirectGather, maxPool2x2Go, nil
-	t.Cleanup(func() { gemmKernel, gemmIndirect, maxPool2x2, gemmRows = old, oldIndirect, oldPool, oldRows })
+	old, oldIndirect, oldPool, oldRows, oldDW := gemmKernel, gemmIndirect, maxPool2x2, gemmRows, useDepthwise
+	gemmKernel, gemmIndirect, maxPool2x2, gemmRows, useDepthwise = kernelGo, indirectGather, maxPool2x2Go, nil, true
+	t.Cleanup(func() {
+		gemmKernel, gemmIndirect, maxPool2x2, gemmRows, useDepthwise = old, oldIndirect, oldPool, oldRows, oldDW
+	})
 	return true
 }
 

@@ -193,6 +193,7 @@ func init() {
 	for _, k := range amd64Kernels {
 		if k.ok && (want == "" || strings.HasPrefix(k.name, want)) {
 			gemmKernel, gemmMR, kernelName = k.fn, k.mr, k.name
+			useDepthwise = false // conv_depthwise.go
 			if k.indirect != nil {
 				gemmIndirect = k.indirect
 			}

@@ -27,6 +27,8 @@ type convKernel struct {
 	// the direct path (conv_direct.go)
 	scratchBias int
 	directJobs  freeList[convDirectJob]
+	// the depthwise path (conv_depthwise.go)
+	depthwiseJobs freeList[depthwiseJob]
 }
 
 func compileConv(x *nodeCtx) (kernel, []tensor.DType, error) {
@@ -196,6 +198,10 @@ func (k *convKernel) run(st *state, nd *node) error {
 		pa = st.scratchF(k.scratch, k.group*packedASize(mg, kg))
 		packConvWeights(pa, w.f, m, kg, k.group)
 	}
+	if useDepthwise && cg == 1 && mg == 1 && kg > 0 {
+		k.runDepthwise(g, x.f, o, pa, bias, n, c)
+		return nil
+	}
 	if kg > 0 && directOK(&g) {
 		k.runDirect(g, x.f, o, pa, bias, n, cg, mg, kg, st)
 		return nil
@@ -321,10 +327,14 @@ func im2colPanels(dst, x []float32, g *geom, c, col0, cols int) {
 									}
 									continue
 								}
+								// Pads wider than the kernel reaches put the
+								// whole segment left or right of the input.
 								lo := min(max(0, -ix), s.n)
 								hi := max(min(s.n, inW-ix), lo)
 								clear(seg[:lo])
-								copy(seg[lo:hi], src[ix+lo:ix+hi])
+								if hi > lo {
+									copy(seg[lo:hi], src[ix+lo:ix+hi])
+								}
 								clear(seg[hi:])
 								continue
 							}

@@ -146,6 +146,23 @@ func TestConvMatchesDefinition(t *testing.T) {
 		{n: 1, c: 3, m: 4, group: 1, in: []int{8, 30}, k: []int{2, 4}, strides: []int{3, 1}, dils: []int{1, 1}, autoPad: "SAME_LOWER"},
 		{n: 1, c: 8, m: 19, group: 1, in: []int{37, 40}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{1, 1, 1, 1}},
 		{n: 2, c: 6, m: 9, group: 3, in: []int{5, 17}, k: []int{1, 1}, strides: []int{1, 1}, dils: []int{1, 1}},
+		// Depthwise (one input and one output channel per group), which the
+		// portable builds run on their own path (conv_depthwise.go): strides
+		// 2 and 3 with odd sizes, dilations, pads wider than the kernel
+		// reaches, SAME_*, 1-D and 3-D, and few channels (rows split).
+		{n: 2, c: 6, m: 6, group: 6, in: []int{9, 11}, k: []int{3, 3}, strides: []int{2, 2}, dils: []int{1, 1}, pads: []int{1, 1, 1, 1}},
+		{n: 1, c: 3, m: 3, group: 3, in: []int{10, 13}, k: []int{3, 2}, strides: []int{3, 2}, dils: []int{2, 3}, pads: []int{0, 4, 2, 1}},
+		{n: 1, c: 2, m: 2, group: 2, in: []int{4, 5}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{3, 0, 1, 4}},
+		{n: 2, c: 4, m: 4, group: 4, in: []int{7, 9}, k: []int{3, 3}, strides: []int{2, 1}, dils: []int{1, 1}, autoPad: "SAME_UPPER"},
+		{n: 1, c: 5, m: 5, group: 5, in: []int{8, 6}, k: []int{2, 4}, strides: []int{1, 3}, dils: []int{1, 1}, autoPad: "SAME_LOWER"},
+		{n: 3, c: 4, m: 4, group: 4, in: []int{23}, k: []int{5}, strides: []int{2}, dils: []int{2}, pads: []int{3, 2}},
+		{n: 1, c: 3, m: 3, group: 3, in: []int{4, 6, 5}, k: []int{2, 3, 2}, strides: []int{1, 2, 1}, dils: []int{2, 1, 1}, pads: []int{1, 0, 1, 1, 0, 1}},
+		{n: 1, c: 2, m: 2, group: 2, in: []int{40, 33}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{1, 1, 1, 1}},
+		// Pads wider than the kernel reaches, on every path: whole windows
+		// left of, right of, above and below the input.
+		{n: 1, c: 3, m: 5, group: 1, in: []int{4, 5}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{3, 5, 4, 4}},
+		{n: 2, c: 2, m: 4, group: 2, in: []int{3, 40}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{3, 5, 2, 6}},
+		{n: 1, c: 2, m: 3, group: 1, in: []int{6}, k: []int{2}, strides: []int{2}, dils: []int{1}, pads: []int{5, 7}},
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for ci, tc := range cases {
@@ -216,49 +233,52 @@ func checkClose(t *testing.T, got *tensor.Tensor, shape []int64, want []float32)
 // A BatchNormalization and a Relu after a Conv with constant weights are
 // folded into it; the result must equal the three applied in turn.
 func TestConvFusesBatchNormAndRelu(t *testing.T) {
-	tc := convCase{n: 2, c: 3, m: 5, group: 1, in: []int{6, 7}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{1, 1, 1, 1}}
-	rng := rand.New(rand.NewPCG(5, 6))
-	w, x, b := randFloats(rng, 5*3*9), randFloats(rng, 2*3*42), randFloats(rng, 5)
-	scale, bias, mean := randFloats(rng, 5), randFloats(rng, 5), randFloats(rng, 5)
-	v := make([]float32, 5)
-	for i := range v {
-		v[i] = 0.5 + rng.Float32()
-	}
-	shape, y := naiveConv(tc, x, w, b)
-	for i := range y {
-		c := (i / 42) % 5
-		y[i] = float32((float64(y[i])-float64(mean[c]))/math.Sqrt(float64(v[c])+1e-5)*float64(scale[c]) + float64(bias[c]))
-		y[i] = max(y[i], 0)
-	}
-	for _, withBias := range []bool{true, false} {
-		t.Run(fmt.Sprint("conv bias ", withBias), func(t *testing.T) {
-			in := []string{"x", "w", "b"}
-			want := y
-			if !withBias {
-				in = in[:2]
-				s, yy := naiveConv(tc, x, w, nil)
-				_ = s
-				for i := range yy {
-					c := (i / 42) % 5
-					yy[i] = max(float32((float64(yy[i])-float64(mean[c]))/math.Sqrt(float64(v[c])+1e-5)*float64(scale[c])+float64(bias[c])), 0)
-				}
-				want = yy
+	for _, tc := range []convCase{
+		{n: 2, c: 3, m: 5, group: 1, in: []int{6, 7}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{1, 1, 1, 1}},
+		{n: 2, c: 5, m: 5, group: 5, in: []int{6, 7}, k: []int{3, 3}, strides: []int{1, 1}, dils: []int{1, 1}, pads: []int{1, 1, 1, 1}}, // depthwise
+	} {
+		rng := rand.New(rand.NewPCG(5, 6))
+		cg := tc.c / tc.group
+		w, x, b := randFloats(rng, tc.m*cg*9), randFloats(rng, 2*tc.c*42), randFloats(rng, tc.m)
+		scale, bias, mean := randFloats(rng, tc.m), randFloats(rng, tc.m), randFloats(rng, tc.m)
+		v := make([]float32, tc.m)
+		for i := range v {
+			v[i] = 0.5 + rng.Float32()
+		}
+		for _, withBias := range []bool{true, false} {
+			for _, kern := range []string{"native", "portable"} {
+				t.Run(fmt.Sprintf("group %d/conv bias %v/%s", tc.group, withBias, kern), func(t *testing.T) {
+					if kern == "portable" && !onnxrt.UsePortableKernel(t) {
+						t.Skip("no assembly kernel on this CPU")
+					}
+					in := []string{"x", "w", "b"}
+					cb := b
+					if !withBias {
+						in, cb = in[:2], nil
+					}
+					shape, want := naiveConv(tc, x, w, cb)
+					for i := range want {
+						c := (i / 42) % tc.m
+						want[i] = max(float32((float64(want[i])-float64(mean[c]))/math.Sqrt(float64(v[c])+1e-5)*float64(scale[c])+float64(bias[c])), 0)
+					}
+					m, err := onnxrt.Load(graph(13, []*onnxpb.ValueInfoProto{floatInput("x", 2, int64(tc.c), 6, 7)}, []string{"y"},
+						[]*onnxpb.TensorProto{floats("w", []int64{int64(tc.m), int64(cg), 3, 3}, w...), floats("b", []int64{int64(tc.m)}, b...),
+							floats("s", []int64{int64(tc.m)}, scale...), floats("bb", []int64{int64(tc.m)}, bias...),
+							floats("mu", []int64{int64(tc.m)}, mean...), floats("var", []int64{int64(tc.m)}, v...)},
+						withAttr(op("Conv", "conv", in, []string{"h"}), intsAttr("pads", 1, 1, 1, 1), intAttr("group", int64(tc.group))),
+						op("BatchNormalization", "bn", []string{"h", "s", "bb", "mu", "var"}, []string{"hb"}),
+						op("Relu", "relu", []string{"hb"}, []string{"y"})))
+					if err != nil {
+						t.Fatal(err)
+					}
+					out, err := m.Run(map[string]*tensor.Tensor{"x": tensor.FromFloat32(x, 2, int64(tc.c), 6, 7)}, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					checkClose(t, out["y"], shape, want)
+				})
 			}
-			m, err := onnxrt.Load(graph(13, []*onnxpb.ValueInfoProto{floatInput("x", 2, 3, 6, 7)}, []string{"y"},
-				[]*onnxpb.TensorProto{floats("w", []int64{5, 3, 3, 3}, w...), floats("b", []int64{5}, b...),
-					floats("s", []int64{5}, scale...), floats("bb", []int64{5}, bias...), floats("mu", []int64{5}, mean...), floats("var", []int64{5}, v...)},
-				withAttr(op("Conv", "conv", in, []string{"h"}), intsAttr("pads", 1, 1, 1, 1)),
-				op("BatchNormalization", "bn", []string{"h", "s", "bb", "mu", "var"}, []string{"hb"}),
-				op("Relu", "relu", []string{"hb"}, []string{"y"})))
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := m.Run(map[string]*tensor.Tensor{"x": tensor.FromFloat32(x, 2, 3, 6, 7)}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkClose(t, out["y"], shape, want)
-		})
+		}
 	}
 }
 
