@@ -156,7 +156,10 @@ func broadcastGeneral[T number](op binOp, out, a, b []T, as, bs, os []int) {
 	// Strides of a and b in out's index space (0 where broadcast), outer to
 	// inner, skipping out's size-1 dims and merging dims that are contiguous
 	// in both operands.
-	var dims, sa, sb []int
+	// Backing arrays on the stack for the usual ranks: a call allocates
+	// nothing.
+	var dimsBuf, saBuf, sbBuf, cntBuf [8]int
+	dims, sa, sb := dimsBuf[:0], saBuf[:0], sbBuf[:0]
 	accA, accB := 1, 1
 	for i := r - 1; i >= 0; i-- {
 		da, db := 1, 1
@@ -191,7 +194,12 @@ func broadcastGeneral[T number](op binOp, out, a, b []T, as, bs, os []int) {
 	slices.Reverse(sb)
 	last := len(dims) - 1
 	inner, ia, ib := dims[last], sa[last], sb[last]
-	cnt := make([]int, last)
+	cnt := cntBuf[:0]
+	if last <= len(cntBuf) {
+		cnt = cntBuf[:last]
+	} else {
+		cnt = make([]int, last)
+	}
 	offA, offB := 0, 0
 	for off := 0; off < len(out); off += inner {
 		o := out[off : off+inner]

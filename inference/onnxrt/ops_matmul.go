@@ -91,7 +91,7 @@ func (k *matMulGeneric) run(st *state, nd *node) error {
 		return err
 	}
 	if len(as) == 0 || len(bs) == 0 {
-		return fmt.Errorf("MatMul of a scalar: shapes %v and %v", as, bs)
+		return fmt.Errorf("MatMul of a scalar: shapes %s and %s", intsString(as), intsString(bs))
 	}
 	// A is m×kk with strides rsA, csA; B kk×n with rsB, csB.
 	var m, kk, n, rsA, csA, rsB, csB int
@@ -108,7 +108,7 @@ func (k *matMulGeneric) run(st *state, nd *node) error {
 		kb, n, rsB, csB = bs[rb-2], bs[rb-1], sb[rb-2], sb[rb-1]
 	}
 	if kb != kk {
-		return fmt.Errorf("shapes %v and %v cannot be multiplied", as, bs)
+		return fmt.Errorf("shapes %s and %s cannot be multiplied", intsString(as), intsString(bs))
 	}
 	aBatch, bBatch := as[:max(ra-2, 0)], bs[:max(rb-2, 0)]
 	saB, sbB := sa[:max(ra-2, 0)], sb[:max(rb-2, 0)]
@@ -132,7 +132,7 @@ func (k *matMulGeneric) run(st *state, nd *node) error {
 		case da == 1:
 			lsh = append(lsh, db)
 		default:
-			return fmt.Errorf("shapes %v and %v cannot be multiplied: batch dims do not broadcast", as, bs)
+			return fmt.Errorf("shapes %s and %s cannot be multiplied: batch dims do not broadcast", intsString(as), intsString(bs))
 		}
 	}
 	if ra > 1 {

@@ -84,7 +84,15 @@ func (k *reduceKernel) run(st *state, nd *node) error {
 		st.setShape(out, in.shape)
 		return st.alias(out, in)
 	}
-	reduced := make([]bool, r)
+	// Stack arrays for the usual ranks: a call allocates nothing.
+	var reducedBuf [8]bool
+	var strideBuf, shBuf [8]int
+	reduced, stride, sh := reducedBuf[:0], strideBuf[:0], shBuf[:0]
+	if r <= len(reducedBuf) {
+		reduced, stride = reducedBuf[:r], strideBuf[:r]
+	} else {
+		reduced, stride = make([]bool, r), make([]int, r)
+	}
 	for _, ax := range axes {
 		a, err := normAxis(ax, r)
 		if err != nil {
@@ -98,8 +106,6 @@ func (k *reduceKernel) run(st *state, nd *node) error {
 		}
 	}
 	// Output strides in input index space: 0 along reduced dims.
-	var sh []int
-	stride := make([]int, r)
 	acc := 1
 	for d := r - 1; d >= 0; d-- {
 		if !reduced[d] {

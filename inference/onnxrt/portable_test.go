@@ -13,7 +13,7 @@ import (
 // portableSkip are the tests TestPortablePaths leaves out of the portable
 // builds: itself, and the allocation counts, which check the same Go code
 // on every platform and take minutes under qemu.
-const portableSkip = "^(TestPortablePaths|TestConvModelAllocations|TestRecurrentAllocations|TestRunAllocations)$"
+const portableSkip = "^(TestPortablePaths|TestConvModelAllocations|TestRecurrentAllocations|TestRunAllocations|TestExportAllocations)$"
 
 var topLevelPass = regexp.MustCompile(`(?m)^--- PASS: (Test\w+) `)
 

@@ -407,6 +407,43 @@ func TestRunAllocations(t *testing.T) {
 	}
 }
 
+// TestExportAllocations: the torch exports that go through the generic
+// kernels (reductions, broadcasting, batched MatMul, Slice, the recurrent
+// nets, the transformer layer) allocate only their results in steady state:
+// the map (and its buckets) and, per output, the tensor, shape, data and the
+// interface box.
+func TestExportAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
+	for _, name := range []string{"transformer_opset13.json", "transformer_opset17.json", "ops_opset13.json", "ops_opset11.json",
+		"norm_opset13.json", "norm_opset17.json", "bilstm_opset13.json", "lstm_state_opset13.json", "rnn_relu_opset13.json"} {
+		m, cf := readCases(t, name)
+		c := cf.Cases[len(cf.Cases)-1]
+		in := map[string]*tensor.Tensor{}
+		for _, spec := range m.Inputs() {
+			v := c.Inputs[spec.Name]
+			if spec.DType == tensor.Int64 {
+				d := make([]int64, len(v.Data))
+				for i, x := range v.Data {
+					d[i] = int64(x)
+				}
+				in[spec.Name] = &tensor.Tensor{DType: tensor.Int64, Shape: v.Shape, Data: d}
+				continue
+			}
+			in[spec.Name] = &tensor.Tensor{DType: spec.DType, Shape: v.Shape, Data: v.Data}
+		}
+		allocs := testing.AllocsPerRun(50, func() {
+			if _, err := m.Run(in, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if want := 2 + 4*len(m.Outputs()); allocs > float64(want) {
+			t.Errorf("%s: Run allocates %.0f times per call, want at most %d (results only)", name, allocs, want)
+		}
+	}
+}
+
 func FuzzLoad(f *testing.F) {
 	f.Add(demo.ONNX)
 	for _, name := range []string{"gemm.onnx", "ops_opset13.onnx", "ops_opset11.onnx", "norm_opset13.onnx", "norm_opset17.onnx",

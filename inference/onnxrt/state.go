@@ -2,6 +2,7 @@ package onnxrt
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/infergate/infergate/inference/tensor"
 )
@@ -287,4 +288,18 @@ func (st *state) scratchF(k, n int) []float32 {
 		st.scratch[k] = make([]float32, n)
 	}
 	return st.scratch[k][:n]
+}
+
+// intsString formats dims as [2,3] without fmt, so formatting a shape held
+// in a stack array for an error does not move the array to the heap.
+func intsString(v []int) string {
+	b := make([]byte, 0, 2+4*len(v))
+	b = append(b, '[')
+	for i, d := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, int64(d), 10)
+	}
+	return string(append(b, ']'))
 }
