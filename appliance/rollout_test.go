@@ -192,21 +192,71 @@ func TestRolloutOnLiveTraffic(t *testing.T) {
 		t.Errorf("deleting the serving version: %d %s", code, body)
 	}
 
-	// 1-2. Shadow: v2 scores a copy; results stay v1's; the report shows
-	// the 25% of inputs with a negative feature 0.
+	// 1-2. Shadow: v2 scores a copy (the stable version is the pin, v1).
+	shadowShare(t, a, api, prod, res, map[string]any{"model": "demo", "candidate": 2})
+	// 3. A planned split 10% -> 50% -> 100%.
+	plannedSplit(t, a, api, prod, res, 1, 2)
+
+	// 4. A candidate that starts disagreeing mid-rollout is rolled back by
+	// its guard: v3 answers feature 0 as v1 did, so it disagrees with v2 on
+	// negative inputs only.
+	api.json("POST", "/api/v1/models/demo/versions", testmodels.Feature(0, false), 201, &up)
+	if up.Version != 3 {
+		t.Fatalf("uploaded version %d", up.Version)
+	}
+	testutil.Eventually(t, time.Minute, func() error {
+		api.json("GET", "/api/v1/models", nil, 200, &models)
+		if modelState(models.Models, "demo", 3) != web.ModelAvailable {
+			return fmt.Errorf("models %+v", models.Models)
+		}
+		return nil
+	})
+	guardRollback(t, a, api, prod, res, map[string]any{"model": "demo", "candidate": 3}, 2, 3)
+	var audit struct {
+		Entries []struct {
+			Action string `json:"action"`
+			Detail string `json:"detail"`
+		} `json:"entries"`
+	}
+	api.json("GET", "/api/v1/audit?limit=1000", nil, 200, &audit)
+	actions := map[string]int{}
+	for _, e := range audit.Entries {
+		actions[e.Action]++
+	}
+	for _, want := range []string{"models.rollback", "rollout.start", "rollout.abort", "rollout.step", "rollout.promote", "rollout.rolled_back"} {
+		if actions[want] == 0 {
+			t.Errorf("no %s in the audit log: %v", want, actions)
+		}
+	}
+	metrics, _ := scrape(t, a.WebURL())
+	if metrics["infergate_rollout_rollbacks_total"] != 1 || metrics["infergate_shadow_compared_total"] == 0 {
+		t.Errorf("rollbacks %v, compared %v", metrics["infergate_rollout_rollbacks_total"], metrics["infergate_shadow_compared_total"])
+	}
+}
+
+// rolloutDevices is how many keyed requests a wave of the rollout tests
+// sends.
+const rolloutDevices = 200
+
+// shadowShare runs a shadow started with start (stable v1: feature 0,
+// candidate v2: its ReLU): the results topic carries v1's predictions only,
+// and the report shows the 25% of inputs with a negative feature 0 as
+// differing, with the largest differences first. It aborts the shadow.
+func shadowShare(t *testing.T, a *running, api *apiClient, prod *kgo.Client, res *results, start map[string]any) {
+	t.Helper()
 	var r rollout.Rollout
-	api.json("POST", "/api/v1/rollouts", map[string]any{"model": "demo", "candidate": 2}, 201, &r)
+	api.json("POST", "/api/v1/rollouts", start, 201, &r)
 	if r.Stable != 1 || r.Candidate != 2 || r.Mode != rollout.ModeShadow {
 		t.Fatalf("shadow started as %+v", r)
 	}
-	const devices = 200
+	const devices = rolloutDevices
 	x := func(d int) float32 {
 		if d%4 == 0 {
 			return -float32(d%5 + 1)
 		}
 		return 0.5
 	}
-	w = wave(t, a, prod, res, "shadow", devices, x)
+	w := wave(t, a, prod, res, "shadow", devices, x)
 	for d, r := range w {
 		if r.Version != 1 || r.Prediction[0] != float64(x(d)) {
 			t.Fatalf("shadowed device %d got %+v: the results topic must carry the stable version only", d, r)
@@ -239,15 +289,20 @@ func TestRolloutOnLiveTraffic(t *testing.T) {
 		}
 	}
 	api.json("POST", "/api/v1/rollouts/demo/abort", map[string]string{"reason": "shadow done"}, 200, &r)
+}
 
-	// 3. A planned split 10% -> 50% -> 100%: model_version follows each
-	// key's percentile, and a key never goes back. The plan moves on
-	// wall-clock holds, so the loop is bounded by the plan, not by a number
-	// of waves (a pipeline that answers a wave in 20 ms sends hundreds within
-	// one hold), and after a wave that saw one step only it waits for the
-	// next step instead of sending more.
+// plannedSplit rolls model demo out from stable to candidate in planned
+// steps 10% -> 50% -> 100%: model_version follows each key's percentile,
+// and a key never goes back. The plan moves on wall-clock holds, so the loop
+// is bounded by the plan, not by a number of waves (a pipeline that answers
+// a wave in 20 ms sends hundreds within one hold), and after a wave that saw
+// one step only it waits for the next step instead of sending more.
+func plannedSplit(t *testing.T, a *running, api *apiClient, prod *kgo.Client, res *results, stable, candidate int64) {
+	t.Helper()
+	const devices = rolloutDevices
 	holds := 3 * time.Second
-	api.json("POST", "/api/v1/rollouts", map[string]any{"model": "demo", "stable": 1, "candidate": 2,
+	var r rollout.Rollout
+	api.json("POST", "/api/v1/rollouts", map[string]any{"model": "demo", "stable": stable, "candidate": candidate,
 		"steps": []map[string]any{{"percent": 10, "hold": holds.String()}, {"percent": 50, "hold": holds.String()}, {"percent": 100, "hold": holds.String()}}}, 201, &r)
 	onCandidate := map[int]bool{}
 	seen := map[float64]bool{}
@@ -263,17 +318,17 @@ func TestRolloutOnLiveTraffic(t *testing.T) {
 		if after.State != rollout.StateRunning {
 			hi = 100
 		}
-		n2 := 0
+		nc := 0
 		for d, res := range w {
 			p := rollout.KeyPercentile(fmt.Appendf(nil, "dev-%d", d))
 			switch {
-			case res.Version == 2:
-				n2++
+			case res.Version == candidate:
+				nc++
 				onCandidate[d] = true
 				if p >= hi {
 					t.Errorf("wave %d (%.0f%%..%.0f%%): device %d at percentile %.2f answered by the candidate", i, lo, hi, d, p)
 				}
-			case res.Version == 1:
+			case res.Version == stable:
 				if onCandidate[d] {
 					t.Errorf("wave %d: device %d went back to the stable version", i, d)
 				}
@@ -289,7 +344,7 @@ func TestRolloutOnLiveTraffic(t *testing.T) {
 		}
 		if lo == hi {
 			seen[lo] = true
-			t.Logf("wave %d at %.0f%%: %d of %d devices on version 2", i, lo, n2, devices)
+			t.Logf("wave %d at %.0f%%: %d of %d devices on version %d", i, lo, nc, devices, candidate)
 			waitRollout(t, api, 3*holds+2*time.Minute, func(r rollout.Rollout) bool {
 				return r.State != rollout.StateRunning || r.Percent != lo
 			})
@@ -298,38 +353,35 @@ func TestRolloutOnLiveTraffic(t *testing.T) {
 	if !seen[100] {
 		w := wave(t, a, prod, res, "promoted", devices, func(int) float32 { return 0.5 })
 		for d, r := range w {
-			if r.Version != 2 {
+			if r.Version != candidate {
 				t.Fatalf("after promotion device %d got version %d", d, r.Version)
 			}
 		}
 	}
+}
 
-	// 4. A candidate that starts disagreeing mid-rollout is rolled back by
-	// its guard: v3 answers feature 0 as v1 did, so it disagrees with v2 on
-	// negative inputs only.
-	api.json("POST", "/api/v1/models/demo/versions", testmodels.Feature(0, false), 201, &up)
-	if up.Version != 3 {
-		t.Fatalf("uploaded version %d", up.Version)
+// guardRollback starts a 50% split with a disagreement guard (start names
+// the model and versions; the versions must agree on a positive feature 0
+// and differ on a negative one): it keeps running while they agree and is
+// rolled back by its guard once the inputs turn negative; afterwards the
+// stable version answers everything, every request has exactly one result
+// and nothing was dead-lettered.
+func guardRollback(t *testing.T, a *running, api *apiClient, prod *kgo.Client, res *results, start map[string]any, stable, candidate int64) {
+	t.Helper()
+	const devices = rolloutDevices
+	start["steps"] = []map[string]any{{"percent": 50, "hold": "1h"}}
+	start["guards"] = map[string]any{"max_disagreement": 0.05, "min_requests": 20}
+	var r rollout.Rollout
+	api.json("POST", "/api/v1/rollouts", start, 201, &r)
+	if r.Stable != stable || r.Candidate != candidate {
+		t.Fatalf("guarded rollout %+v, want stable %d candidate %d", r, stable, candidate)
 	}
-	testutil.Eventually(t, time.Minute, func() error {
-		api.json("GET", "/api/v1/models", nil, 200, &models)
-		if modelState(models.Models, "demo", 3) != web.ModelAvailable {
-			return fmt.Errorf("models %+v", models.Models)
-		}
-		return nil
-	})
-	api.json("POST", "/api/v1/rollouts", map[string]any{"model": "demo", "candidate": 3,
-		"steps":  []map[string]any{{"percent": 50, "hold": "1h"}},
-		"guards": map[string]any{"max_disagreement": 0.05, "min_requests": 20}}, 201, &r)
-	if r.Stable != 2 || r.Candidate != 3 {
-		t.Fatalf("third rollout %+v", r)
-	}
-	w = wave(t, a, prod, res, "healthy", devices, func(int) float32 { return 0.5 })
+	w := wave(t, a, prod, res, "healthy", devices, func(int) float32 { return 0.5 })
 	counts := map[int64]int{}
 	for _, r := range w {
 		counts[r.Version]++
 	}
-	if counts[2] == 0 || counts[3] == 0 {
+	if counts[stable] == 0 || counts[candidate] == 0 {
 		t.Fatalf("a 50%% split answered %v", counts)
 	}
 	api.json("GET", "/api/v1/rollouts/demo", nil, 200, &r)
@@ -355,7 +407,7 @@ func TestRolloutOnLiveTraffic(t *testing.T) {
 	}
 	w = wave(t, a, prod, res, "after", devices, func(int) float32 { return -2 })
 	for d, r := range w {
-		if r.Version != 2 {
+		if r.Version != stable {
 			t.Fatalf("after the rollback device %d got version %d", d, r.Version)
 		}
 	}
@@ -373,25 +425,5 @@ func TestRolloutOnLiveTraffic(t *testing.T) {
 	api.json("GET", "/api/v1/dlq", nil, 200, &dl)
 	if dl.Total != 0 {
 		t.Errorf("%d requests dead-lettered", dl.Total)
-	}
-	var audit struct {
-		Entries []struct {
-			Action string `json:"action"`
-			Detail string `json:"detail"`
-		} `json:"entries"`
-	}
-	api.json("GET", "/api/v1/audit?limit=1000", nil, 200, &audit)
-	actions := map[string]int{}
-	for _, e := range audit.Entries {
-		actions[e.Action]++
-	}
-	for _, want := range []string{"models.rollback", "rollout.start", "rollout.abort", "rollout.step", "rollout.promote", "rollout.rolled_back"} {
-		if actions[want] == 0 {
-			t.Errorf("no %s in the audit log: %v", want, actions)
-		}
-	}
-	metrics, _ := scrape(t, a.WebURL())
-	if metrics["infergate_rollout_rollbacks_total"] != 1 || metrics["infergate_shadow_compared_total"] == 0 {
-		t.Errorf("rollbacks %v, compared %v", metrics["infergate_rollout_rollbacks_total"], metrics["infergate_shadow_compared_total"])
 	}
 }
