@@ -19,22 +19,23 @@ type Decoded struct {
 }
 
 // DecodeRequest decodes value as the pipeline does for a model whose
-// signature is sig, and returns the error class with the error.
+// signature is sig, and returns the error class with the error. It goes
+// through ParseRequest and Request.Decode, the parser's exported way (a
+// rollout's replay), so the decoder's tests and fuzzing cover that too.
 func DecodeRequest(value []byte, sig *model.Signature, defaultInput string) (*Decoded, string, error) {
-	env, err := parseEnvelope(value)
+	r, err := ParseRequest(value, "", "")
 	if err != nil {
 		return nil, classOf(err), err
 	}
-	si := newSigInfo(model.DefaultSignature, sig, defaultInput)
-	ins, rows, err := decodeInputs(&env, si)
-	if err != nil {
+	// sig is the signature whatever name the request gives it.
+	md := &model.Metadata{Signatures: map[string]*model.Signature{model.DefaultSignature: sig}}
+	if r.Spec.Signature != "" {
+		md.Signatures[r.Spec.Signature] = sig
+	}
+	if err := r.Decode(md, defaultInput); err != nil {
 		return nil, classOf(err), err
 	}
-	d := &Decoded{ID: string(env.id), Spec: env.spec(), Inputs: map[string]*tensor.Tensor{}, Rows: rows}
-	for i, in := range sig.Inputs {
-		d.Inputs[in.Name] = ins[i]
-	}
-	return d, "", nil
+	return &Decoded{ID: r.ID, Spec: r.Spec, Inputs: r.Inputs, Rows: r.Rows}, "", nil
 }
 
 // AppendJSONString exposes the result encoder's string writer.
