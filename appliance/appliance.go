@@ -35,7 +35,9 @@ import (
 // Appliance is one running infergate: every component of a Config, started
 // in dependency order and stopped in reverse.
 type Appliance struct {
-	cfg    Config
+	cfg    Config // as started; live holds what the dashboard changed since
+	live   liveSettings
+	level  *slog.LevelVar // log.level, changed live
 	logger *slog.Logger
 	logs   *logring.Ring // the log records of logger, for the dashboard
 	paths  Paths
@@ -76,19 +78,28 @@ func New(cfg Config, logger *slog.Logger) (*Appliance, error) {
 		return nil, err
 	}
 	// The dashboard's log view reads what the log stream gets from here on.
+	// log.level gates every record here, so a change from the dashboard
+	// applies at once (levelOf: NewLogger's handler shares the same gate).
 	logs := logring.New(0)
-	logger = slog.New(logring.Tee(logger.Handler(), logs))
+	level := levelOf(logger.Handler())
+	if level == nil {
+		level = new(slog.LevelVar)
+		level.Set(parseLevel(cfg.Log.Level))
+	}
+	logger = slog.New(levelHandler{logring.Tee(logger.Handler(), logs), level})
 	a := &Appliance{
 		cfg:    cfg,
+		level:  level,
 		logger: logger,
 		logs:   logs,
 		paths:  DataPaths(cfg.DataDir),
 		reg:    prometheus.NewRegistry(),
 		client: cfg.ClientConfig(),
 	}
+	a.live.init(cfg)
 	// kgo logs every metadata refresh at info: useful when debugging,
 	// noise otherwise.
-	a.client.Logger = slog.New(minLevel{logger.Handler(), clientLogLevel(cfg.Log.Level)})
+	a.client.Logger = slog.New(clientLevel{logger.Handler(), level})
 	a.reg.MustRegister(buildinfo.Collector())
 	if err := prepareDataDir(a.paths); err != nil {
 		return nil, err
@@ -514,44 +525,79 @@ func (os observers) Observe(o *pipeline.Observation) {
 	}
 }
 
-// minLevel drops records below a level before they reach the handler.
-type minLevel struct {
+// clientLevel drops Kafka client records below warnings, unless the
+// appliance logs at debug.
+type clientLevel struct {
 	slog.Handler
-	min slog.Level
+	level *slog.LevelVar
 }
 
-func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= m.min && m.Handler.Enabled(ctx, l)
-}
-func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
-	return minLevel{m.Handler.WithAttrs(as), m.min}
-}
-func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.min} }
-
-// clientLogLevel is the least level of Kafka client logs shown: warnings,
-// unless the appliance logs at debug.
-func clientLogLevel(level string) slog.Level {
-	if level == "debug" {
-		return slog.LevelDebug
+func (h clientLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	least := slog.LevelWarn
+	if h.level.Level() <= slog.LevelDebug {
+		least = slog.LevelDebug
 	}
-	return slog.LevelWarn
+	return l >= least && h.Handler.Enabled(ctx, l)
+}
+func (h clientLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return clientLevel{h.Handler.WithAttrs(as), h.level}
+}
+func (h clientLevel) WithGroup(g string) slog.Handler {
+	return clientLevel{h.Handler.WithGroup(g), h.level}
 }
 
-// NewLogger returns the process logger of a LogConfig, writing to w.
+// levelHandler drops records below a level that can change while the
+// process runs (log.level from the dashboard).
+type levelHandler struct {
+	slog.Handler
+	level *slog.LevelVar
+}
+
+func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level.Level() && h.Handler.Enabled(ctx, l)
+}
+func (h levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelHandler{h.Handler.WithAttrs(as), h.level}
+}
+func (h levelHandler) WithGroup(g string) slog.Handler {
+	return levelHandler{h.Handler.WithGroup(g), h.level}
+}
+
+// levelOf is the level of a NewLogger handler (also after With), else nil.
+func levelOf(h slog.Handler) *slog.LevelVar {
+	if lh, ok := h.(levelHandler); ok {
+		return lh.level
+	}
+	return nil
+}
+
+// parseLevel reads log.level (validated: debug, info, warn, error).
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// NewLogger returns the process logger of a LogConfig, writing to w. Its
+// level is the one an appliance made with it changes when log.level is set
+// from the dashboard.
 func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
-		level = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: level}
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(cfg.Level))
+	opts := &slog.HandlerOptions{Level: slog.LevelDebug} // levelHandler decides
+	var h slog.Handler
 	if cfg.Format == "json" {
 		// slog's JSON handler writes a time.Duration as integer
 		// nanoseconds; the text handler writes "1.5s". Both write Go
 		// duration strings here, so one reader parses either format.
 		opts.ReplaceAttr = durationsAsStrings
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
+	} else {
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(levelHandler{h, level})
 }
 
 func (a *Appliance) pipelineComponent() *component {

@@ -43,7 +43,13 @@ type running struct {
 // start runs an appliance until the test ends and waits for it to be ready.
 func start(t *testing.T, c Config) *running {
 	t.Helper()
-	a, err := New(c, testutil.Logger(t))
+	return startWith(t, c, testutil.Logger(t))
+}
+
+// startWith is start with the appliance's logger.
+func startWith(t *testing.T, c Config, logger *slog.Logger) *running {
+	t.Helper()
+	a, err := New(c, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,30 +82,41 @@ type demoRequest struct {
 
 // demoProduce sends at the configured rate, catching up after a stall
 // rather than bursting without bound (at most one second's worth at once).
+// demo.rate and demo.anomaly_ratio changed from the dashboard apply from
+// the next tick.
 func (a *Appliance) demoProduce(ctx context.Context, cl *kgo.Client, st *demoStats) {
 	gen := demo.NewGenerator(time.Now().UnixNano())
-	gen.SetAnomalyRatio(a.cfg.Demo.AnomalyRatio)
-	rate := a.cfg.Demo.Rate
-	step := time.Duration(float64(time.Second) / rate)
-	step = min(max(step, 10*time.Millisecond), time.Second)
-	tick := time.NewTicker(step)
+	cur := *a.live.demo.Load()
+	gen.SetAnomalyRatio(cur.AnomalyRatio)
+	rate := cur.Rate
+	tick := time.NewTicker(demoStep(rate))
 	defer tick.Stop()
 	run := strconv.FormatInt(time.Now().Unix(), 36)
 	start := time.Now()
-	var n int64
+	var n, seq int64 // sent at this rate; sent in all (request ids)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			if d := *a.live.demo.Load(); d != cur {
+				if d.AnomalyRatio != cur.AnomalyRatio {
+					gen.SetAnomalyRatio(d.AnomalyRatio)
+				}
+				if d.Rate != cur.Rate {
+					rate, start, n = d.Rate, now, 0
+					tick.Reset(demoStep(rate))
+				}
+				cur = d
+			}
 			due := int64(rate * now.Sub(start).Seconds())
 			if due-n > int64(rate)+1 {
 				n = due - int64(rate) - 1 // drop what a long stall owes
 			}
-			for ; n < due; n++ {
+			for ; n < due; n, seq = n+1, seq+1 {
 				features, _ := gen.Reading()
-				value, _ := json.Marshal(demoRequest{RequestID: "demo-" + run + "-" + strconv.FormatInt(n, 10), Features: features})
-				key := []byte("sensor-" + strconv.FormatInt(n%demoSensors, 10))
+				value, _ := json.Marshal(demoRequest{RequestID: "demo-" + run + "-" + strconv.FormatInt(seq, 10), Features: features})
+				key := []byte("sensor-" + strconv.FormatInt(seq%demoSensors, 10))
 				cl.Produce(ctx, &kgo.Record{Key: key, Value: value}, func(_ *kgo.Record, err error) {
 					if err != nil {
 						st.failed.Add(1)
@@ -116,6 +127,13 @@ func (a *Appliance) demoProduce(ctx context.Context, cl *kgo.Client, st *demoSta
 			}
 		}
 	}
+}
+
+// demoStep is the ticker period of a rate: one request a tick, within 10ms
+// and 1s.
+func demoStep(rate float64) time.Duration {
+	step := time.Duration(float64(time.Second) / rate)
+	return min(max(step, 10*time.Millisecond), time.Second)
 }
 
 // demoWatch counts results and dead letters as they arrive.

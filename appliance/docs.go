@@ -26,6 +26,11 @@ environment and on the command line. Sizes (` + "`BYTES`" + `) are whole bytes o
 ` + "`10MB`" + ` (1000-based). Secrets have no flag, because command lines are visible to every user of the machine
 (` + "`ps`" + `). ` + "`infergate run --help`" + ` prints the same table.
 
+An admin changes settings on the dashboard's **Settings** page (or ` + "`PUT /api/v1/settings`" + `,
+[dashboard.md](dashboard.md#settings-from-the-dashboard)): each change is checked like the config file and written to the
+config file the appliance was started with. Those marked *(live)* below apply at once; the others take effect at the next
+start. A setting given by a flag or an environment variable, which override the file, is changed there instead.
+
 `)
 	c := Default()
 	section := ""
@@ -52,7 +57,11 @@ environment and on the command line. Sizes (` + "`BYTES`" + `) are whole bytes o
 		} else {
 			def = "`" + def + "`"
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s | %s |\n", s.Key, flag, s.envName(), def, strings.ReplaceAll(s.Help, "|", `\|`))
+		help := strings.ReplaceAll(s.Help, "|", `\|`)
+		if liveKeys[s.Key] {
+			help += " *(live)*"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s | %s |\n", s.Key, flag, s.envName(), def, help)
 	}
 	b.WriteString(`
 ## Example

@@ -828,30 +828,5 @@ func (b *webBackend) Sidecar(context.Context) (*web.SidecarStatus, bool) {
 	return nil, false
 }
 
-// Settings are the effective settings (secrets redacted) shaped like the
-// config file, and where each one that is not a default came from.
-func (b *webBackend) Settings() any {
-	values := map[string]any{}
-	changed := map[string]string{}
-	for _, s := range b.a.cfg.Describe() {
-		m := values
-		parts := strings.Split(s.Key, ".")
-		for _, p := range parts[:len(parts)-1] {
-			sub, ok := m[p].(map[string]any)
-			if !ok {
-				sub = map[string]any{}
-				m[p] = sub
-			}
-			m = sub
-		}
-		m[parts[len(parts)-1]] = s.Value
-		if s.Source != SourceDefault {
-			changed[s.Key] = s.Source
-		}
-	}
-	return map[string]any{
-		"config_file": b.a.cfg.ConfigFile(),
-		"not_default": changed,
-		"settings":    values,
-	}
-}
+// Settings are the running settings (secrets redacted); settings_live.go.
+func (b *webBackend) Settings() any { return b.a.settingsView() }

@@ -623,7 +623,7 @@ func TestWebSettingsRedacted(t *testing.T) {
 	var got struct {
 		NotDefault map[string]string `json:"not_default"`
 		Settings   struct {
-			HTTP map[string]string `json:"http"`
+			HTTP map[string]any `json:"http"`
 		} `json:"settings"`
 	}
 	code, body := api.do("GET", "/api/v1/settings", nil)

@@ -95,6 +95,12 @@ type Store struct {
 	dropped atomic.Int64 // records dropped over MaxRecords since Run last logged
 
 	onChange atomic.Pointer[func(Change)] // shared.go
+
+	// retention and maxRecords are cfg.Retention and cfg.MaxRecords, changed
+	// by SetLimits while the store runs; kick asks Run for a pass at once.
+	retention  atomic.Int64 // nanoseconds
+	maxRecords atomic.Int64
+	kick       chan struct{}
 }
 
 // Open validates cfg and opens (creating if needed) the store.
@@ -132,7 +138,10 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 		done:     make(chan struct{}),
 		verified: make(chan struct{}),
 		byClass:  map[string]int64{},
+		kick:     make(chan struct{}, 1),
 	}
+	s.retention.Store(int64(cfg.Retention))
+	s.maxRecords.Store(int64(cfg.MaxRecords))
 	if err := s.countRecords(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: count records: %w", err)
@@ -704,14 +713,15 @@ func (s *Store) Stats() Stats {
 
 // trim drops the oldest records beyond MaxRecords.
 func (s *Store) trim() error {
-	if s.cfg.MaxRecords <= 0 || s.count() <= int64(s.cfg.MaxRecords) {
+	if s.maxRecords.Load() <= 0 || s.count() <= s.maxRecords.Load() {
 		return nil
 	}
 	s.trimMu.Lock()
 	defer s.trimMu.Unlock()
 	for {
-		excess := s.count() - int64(s.cfg.MaxRecords)
-		if excess <= 0 {
+		limit := s.maxRecords.Load()
+		excess := s.count() - limit
+		if limit <= 0 || excess <= 0 {
 			return nil
 		}
 		ids, err := s.oldest(int(min(excess, deleteChunk)), "")
@@ -753,10 +763,11 @@ func (s *Store) oldest(n int, before string) ([]string, error) {
 
 // expire deletes records whose failure time is older than Retention.
 func (s *Store) expire() (int, error) {
-	if s.cfg.Retention <= 0 {
+	retention := time.Duration(s.retention.Load())
+	if retention <= 0 {
 		return 0, nil
 	}
-	cutoff := boundID(s.cfg.Now().Add(-s.cfg.Retention))
+	cutoff := boundID(s.cfg.Now().Add(-retention))
 	total := 0
 	for {
 		ids, err := s.oldest(deleteChunk, cutoff)
@@ -785,18 +796,41 @@ func (s *Store) Run(ctx context.Context) error {
 		case <-s.done:
 			return nil
 		case <-t.C:
+		case <-s.kick:
 		}
 	}
+}
+
+// SetLimits changes Retention and MaxRecords of the open store, checked as
+// Config.Validate checks them; Run applies both at once (a pass that expires
+// and trims) rather than at its next GCInterval, and Put trims by the new cap.
+func (s *Store) SetLimits(retention time.Duration, maxRecords int) error {
+	c := s.cfg
+	c.Retention, c.MaxRecords = retention, maxRecords
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	s.retention.Store(int64(retention))
+	s.maxRecords.Store(int64(maxRecords))
+	select {
+	case s.kick <- struct{}{}:
+	default: // a pass is already due
+	}
+	return nil
 }
 
 func (s *Store) maintain() {
 	if n, err := s.expire(); err != nil && !errors.Is(err, ErrClosed) {
 		s.log.Warn("store: retention pass failed", "err", err)
 	} else if n > 0 {
-		s.log.Info("store: expired dead-lettered records", "records", n, "retention", s.cfg.Retention)
+		s.log.Info("store: expired dead-lettered records", "records", n, "retention", time.Duration(s.retention.Load()))
+	}
+	// Put trims as it goes; this catches a cap lowered by SetLimits.
+	if err := s.trim(); err != nil && !errors.Is(err, ErrClosed) {
+		s.log.Warn("store: trimming to store.dlq_max_records failed", "err", err)
 	}
 	if n := s.dropped.Swap(0); n > 0 {
-		s.log.Warn("store: dropped oldest dead-lettered records over the cap", "records", n, "max_records", s.cfg.MaxRecords)
+		s.log.Warn("store: dropped oldest dead-lettered records over the cap", "records", n, "max_records", s.maxRecords.Load())
 	}
 	if err := s.trimAudit(); err != nil && !errors.Is(err, ErrClosed) {
 		s.log.Warn("store: audit log trim failed", "err", err)

@@ -281,6 +281,7 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/sidecar", s.handleSidecar, viewer)
 	api.GET("/ingress", s.handleIngress, viewer)
 	api.GET("/settings", s.handleSettings, viewer)
+	api.PUT("/settings", s.handleSettingsUpdate, admin)
 	api.GET("/audit", s.handleAudit, viewer)
 	api.GET("/events", s.handleEvents, viewer)
 	api.GET("/logs", s.handleLogs, viewer)

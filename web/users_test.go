@@ -63,6 +63,7 @@ func TestRolesMatrix(t *testing.T) {
 		{"PUT", "/api/v1/models/demo/labels/stable", map[string]any{"version": 1}, RoleAdmin},
 		{"POST", "/api/v1/models/reload", nil, RoleAdmin},
 		{"PUT", "/api/v1/models/demo/threshold", map[string]any{"threshold": 0.8}, RoleAdmin},
+		{"PUT", "/api/v1/settings", map[string]any{"log.level": "debug"}, RoleAdmin},
 		{"GET", "/api/v1/users", nil, RoleAdmin},
 		{"POST", "/api/v1/users", map[string]string{"name": "x", "role": "viewer", "password": "0123456789ab"}, RoleAdmin},
 	}

@@ -74,7 +74,8 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 		ready = append(ready, b)
 	}
 	add := func(r *request) {
-		if !r.si.batchable || r.rows >= int64(p.cfg.MaxBatchSize) {
+		t := p.tuning()
+		if !r.si.batchable || r.rows >= int64(t.MaxBatchSize) {
 			ready = append(ready, &batch{spec: p.specOf(r), reqs: []*request{r}, rows: r.rows})
 			return
 		}
@@ -83,28 +84,29 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 			k.shapes = shapeKey(r.inputs)
 		}
 		b := groups[k]
-		if b != nil && b.rows+r.rows > int64(p.cfg.MaxBatchSize) {
+		if b != nil && b.rows+r.rows > int64(t.MaxBatchSize) {
 			closeGroup(k, b)
 			b = nil
 		}
 		if b == nil {
-			b = &batch{key: k, spec: p.specOf(r), deadline: time.Now().Add(p.cfg.MaxBatchWait),
-				reqs: make([]*request, 0, min(p.cfg.MaxBatchSize, 64))}
+			b = &batch{key: k, spec: p.specOf(r), deadline: time.Now().Add(t.MaxBatchWait),
+				reqs: make([]*request, 0, min(t.MaxBatchSize, 64))}
 			groups[k] = b
 		}
 		b.reqs = append(b.reqs, r)
 		b.rows += r.rows
-		if b.rows >= int64(p.cfg.MaxBatchSize) {
+		if b.rows >= int64(t.MaxBatchSize) {
 			closeGroup(k, b)
 		}
 	}
 	expire := func(all bool) {
+		t := p.tuning()
 		now := time.Now()
 		var next time.Time
 		for k, b := range groups {
-			if all || (p.cfg.MaxBatchWait > 0 && !now.Before(b.deadline)) {
+			if all || (t.MaxBatchWait > 0 && !now.Before(b.deadline)) {
 				closeGroup(k, b)
-			} else if p.cfg.MaxBatchWait > 0 && (next.IsZero() || b.deadline.Before(next)) {
+			} else if t.MaxBatchWait > 0 && (next.IsZero() || b.deadline.Before(next)) {
 				next = b.deadline
 			}
 		}
@@ -114,14 +116,20 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 		}
 	}
 
+	wait := p.tuning().MaxBatchWait
 	for {
+		if w := p.tuning().MaxBatchWait; w != wait {
+			// Retuned: batches opened with no wait have no timer armed.
+			wait = w
+			expire(false)
+		}
 		var send chan *batch
 		var head *batch
 		var headKey groupKey
 		switch {
 		case len(ready) > 0:
 			send, head = p.work, ready[0]
-		case p.cfg.MaxBatchWait == 0 && len(groups) > 0:
+		case wait == 0 && len(groups) > 0:
 			// No waiting: the oldest open batch goes as soon as a worker is
 			// free, and grows meanwhile, so batches are as large as the
 			// model's pace makes them and no larger.
@@ -255,7 +263,7 @@ func (p *Pipeline) lookupMeta(ctx context.Context, key metaKey) (*metaEntry, err
 	var e *metaEntry
 	err := p.retry(ctx, key.spec(), false, func(ctx context.Context) error {
 		var err error
-		e, err = p.meta.lookup(ctx, key, p.cfg.PredictTimeout)
+		e, err = p.meta.lookup(ctx, key, p.tuning().PredictTimeout)
 		return err
 	})
 	if err != nil && ctx.Err() == nil && classOf(err) == ClassInternal {

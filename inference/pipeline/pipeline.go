@@ -77,6 +77,7 @@ type Status struct {
 // Pipeline consumes requests, predicts and produces results and DLQ records.
 type Pipeline struct {
 	cfg        Config
+	tune       atomic.Pointer[Tuning] // cfg's tunable part, changed by Retune
 	logger     *slog.Logger
 	clientOpts []kgo.Opt
 	pred       Predictor
@@ -175,6 +176,8 @@ func New(cfg Config, logger *slog.Logger, clientOpts []kgo.Opt, pred Predictor, 
 		// the pipeline hold more than a few seconds of traffic.
 		maxPending: min(max(4*cfg.MaxBatchSize*cfg.MaxInflightBatches, 1024), 1<<16),
 	}
+	t := cfg.Tuning()
+	p.tune.Store(&t)
 	p.circ = newCircuit(p, cfg.ProbeInterval)
 	p.stallAfter = produceStallAfter
 	return p, nil
@@ -292,7 +295,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	p.phase.Store(phaseRunning)
 	p.logger.Info("pipeline running", "requests", p.cfg.RequestsTopic, "results", p.cfg.ResultsTopic,
 		"dlq", p.cfg.DLQTopic, "group", p.cfg.Group, "delivery", p.cfg.Delivery,
-		"max_batch", p.cfg.MaxBatchSize, "max_wait", p.cfg.MaxBatchWait, "max_in_flight", p.cfg.MaxInflightBatches,
+		"max_batch", p.tuning().MaxBatchSize, "max_wait", p.tuning().MaxBatchWait, "max_in_flight", p.cfg.MaxInflightBatches,
 		"results_max_message_bytes", p.limits[p.cfg.ResultsTopic], "dlq_max_message_bytes", p.limits[p.cfg.DLQTopic])
 
 	var loopErr error
@@ -507,7 +510,8 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 				if classifyProduceError(perr) != produceRecord {
 					p.stall(perr)
 				}
-				backoff = min(max(2*backoff, p.cfg.RetryBackoff), p.cfg.RetryBackoffMax)
+				t := p.tuning()
+				backoff = min(max(2*backoff, t.RetryBackoff), t.RetryBackoffMax)
 			}
 		}
 		if werr != nil {
@@ -522,7 +526,7 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 // when the restarted instance's producer fences this one), and an error only
 // when this producer is fenced.
 func (p *Pipeline) abortTxn(ctx context.Context, sess *kgo.GroupTransactSession) error {
-	backoff := p.cfg.RetryBackoff
+	backoff := p.tuning().RetryBackoff
 	for {
 		actx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
 		_, err := sess.End(actx, kgo.TryAbort)
@@ -540,7 +544,7 @@ func (p *Pipeline) abortTxn(ctx context.Context, sess *kgo.GroupTransactSession)
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, p.cfg.RetryBackoffMax)
+		backoff = min(2*backoff, p.tuning().RetryBackoffMax)
 	}
 }
 

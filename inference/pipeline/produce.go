@@ -302,11 +302,12 @@ func (p *Pipeline) produceFailed(r *request, err error) {
 			p.tr.failed(r, err)
 			return
 		}
+		t := p.tuning()
 		if r.produceBackoff == 0 {
-			r.produceBackoff = p.cfg.RetryBackoff
+			r.produceBackoff = t.RetryBackoff
 		}
 		wait := r.produceBackoff
-		r.produceBackoff = min(2*r.produceBackoff, p.cfg.RetryBackoffMax)
+		r.produceBackoff = min(2*r.produceBackoff, t.RetryBackoffMax)
 		time.AfterFunc(wait, func() { p.tr.again(r) })
 	}
 }

@@ -214,15 +214,16 @@ func (p *Pipeline) spendBudget(ctx context.Context, b *batch, err error, seen ui
 		p.slowFailed(b.spec, err)
 	}
 	p.noteError(err)
-	if r.slowFails >= p.cfg.MaxAttempts {
+	t := p.tuning()
+	if r.slowFails >= t.MaxAttempts {
 		return fmt.Errorf("%d calls with this request alone failed while other requests succeeded (pipeline.max_attempts %d): %w",
-			r.slowFails, p.cfg.MaxAttempts, err)
+			r.slowFails, t.MaxAttempts, err)
 	}
 	if r.backoff == 0 {
-		r.backoff = p.cfg.RetryBackoff
+		r.backoff = t.RetryBackoff
 	}
 	wait := r.backoff
-	r.backoff = min(2*r.backoff, p.cfg.RetryBackoffMax)
+	r.backoff = min(2*r.backoff, t.RetryBackoffMax)
 	time.AfterFunc(wait, func() { p.in.push(inItem{again: b}) })
 	return nil
 }
@@ -261,7 +262,7 @@ func (p *Pipeline) canary(ctx context.Context, spec model.Spec) bool {
 	if in == nil {
 		return false
 	}
-	cctx, cancel := context.WithTimeout(ctx, p.cfg.PredictTimeout)
+	cctx, cancel := context.WithTimeout(ctx, p.tuning().PredictTimeout)
 	_, err := p.pred.Predict(cctx, spec, in)
 	cancel()
 	if err != nil {
@@ -276,7 +277,7 @@ func (p *Pipeline) canary(ctx context.Context, spec model.Spec) bool {
 // success in between, mean every call fails, and the model server is
 // treated as unavailable (consumption pauses, nothing is dead-lettered).
 func (p *Pipeline) slowFailed(spec model.Spec, err error) {
-	if p.circ.state() == circuitHalfOpen || p.slowStreak.Add(1) >= int64(p.cfg.RetryAttempts) {
+	if p.circ.state() == circuitHalfOpen || p.slowStreak.Add(1) >= int64(p.tuning().RetryAttempts) {
 		p.slowStreak.Store(0)
 		p.circ.trip(spec, err)
 	}
@@ -298,13 +299,17 @@ func (p *Pipeline) succeeded() {
 // exhaustion is returned to the caller when perRequest (it may be the
 // request's fault: spendBudget), else retried as unavailability.
 func (p *Pipeline) retry(ctx context.Context, spec model.Spec, perRequest bool, call func(context.Context) error) error {
-	backoff := p.cfg.RetryBackoff
+	t := p.tuning()
+	backoff := t.RetryBackoff
 	failures := 0
 	for {
 		if err := p.circ.wait(ctx); err != nil {
 			return err
 		}
-		cctx, cancel := context.WithTimeout(ctx, p.cfg.PredictTimeout)
+		if now := p.tuning(); now != t { // retuned while retrying
+			t, backoff = now, min(max(backoff, now.RetryBackoff), now.RetryBackoffMax)
+		}
+		cctx, cancel := context.WithTimeout(ctx, t.PredictTimeout)
 		err := call(cctx)
 		cancel()
 		if err == nil {
@@ -327,9 +332,9 @@ func (p *Pipeline) retry(ctx context.Context, spec model.Spec, perRequest bool, 
 			p.circ.trip(spec, err)
 			continue
 		}
-		if failures++; failures >= p.cfg.RetryAttempts {
+		if failures++; failures >= t.RetryAttempts {
 			p.circ.trip(spec, err)
-			failures, backoff = 0, p.cfg.RetryBackoff
+			failures, backoff = 0, t.RetryBackoff
 			continue
 		}
 		t := time.NewTimer(backoff)
@@ -339,7 +344,7 @@ func (p *Pipeline) retry(ctx context.Context, spec model.Spec, perRequest bool, 
 			t.Stop()
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, p.cfg.RetryBackoffMax)
+		backoff = min(2*backoff, t.RetryBackoffMax)
 	}
 }
 
@@ -455,7 +460,7 @@ func (c *circuit) probe(ctx context.Context) {
 		c.mu.Lock()
 		spec := c.spec
 		c.mu.Unlock()
-		pctx, cancel := context.WithTimeout(ctx, min(c.p.cfg.PredictTimeout, max(c.interval, time.Second)))
+		pctx, cancel := context.WithTimeout(ctx, min(c.p.tuning().PredictTimeout, max(c.interval, time.Second)))
 		_, err := c.p.pred.Metadata(pctx, model.Spec{Name: spec.Name, Version: spec.Version, Label: spec.Label})
 		cancel()
 		if err != nil && (down(err) || errors.Is(err, context.Canceled)) {

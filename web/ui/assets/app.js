@@ -56,7 +56,11 @@ async function api(method, path, body, opts = {}) {
   const text = await res.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = { error: text }; }
-  if (!res.ok) throw new APIError(res.status, (data && data.error) || res.statusText);
+  if (!res.ok) {
+    const e = new APIError(res.status, (data && data.error) || res.statusText);
+    e.data = data; // e.g. the settings' per-key problems
+    throw e;
+  }
   return data;
 }
 
@@ -122,7 +126,6 @@ const views = {
   broker: { enter: enterBroker },
   ingress: { enter: enterIngress },
   sidecar: { enter: enterSidecar },
-  settings: { enter: enterSettings },
 };
 
 // Views in their own files (logs.js, …) add themselves to views, and here: the events
@@ -948,18 +951,6 @@ async function loadSidecar() {
     const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
     log.textContent = (s.log_tail || []).join('\n') || '(no output yet)';
     if (atBottom) log.scrollTop = log.scrollHeight;
-  } catch (e) { if (e.status !== 401) toast(e.message, true); }
-}
-
-// ---------------------------------------------------------------- settings
-
-async function enterSettings() {
-  try {
-    const [settings, audit] = await Promise.all([api('GET', '/settings'), api('GET', '/audit?limit=50')]);
-    $('#settings').textContent = JSON.stringify(settings, null, 2);
-    $('#audit tbody').replaceChildren(...(audit.entries.length ? audit.entries.map((a) => h('tr', {},
-      h('td', { title: a.at }, fmtTime(a.at)), h('td', {}, h('span', { class: 'badge' }, a.action)), h('td', { class: 'small' }, a.detail || ''))) :
-      [h('tr', {}, h('td', { colspan: 3, class: 'muted' }, 'No admin actions yet.'))]));
   } catch (e) { if (e.status !== 401) toast(e.message, true); }
 }
 

@@ -36,7 +36,7 @@ function renderPredictionModels(v) {
           h('div', {}, h('span', { class: 'big pred-share' }), h('span', { class: 'label' }, t('pred.share')))),
         svg('svg', { class: 'chart pred-chart', viewBox: '0 0 300 60', preserveAspectRatio: 'none' }),
         h('p', { class: 'muted small pred-chart-label' }),
-        h('form', { class: 'toolbar pred-threshold-form', onsubmit: (ev) => {
+        h('form', { class: 'toolbar pred-threshold-form', 'data-need': 'admin', onsubmit: (ev) => {
           ev.preventDefault();
           run(ev.target.querySelector('button'), async () => {
             const th = Number(input.value);
