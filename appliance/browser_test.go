@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -58,7 +59,13 @@ func TestBrowserDashboard(t *testing.T) {
 	}
 	c.Demo.Enabled = true
 	c.Demo.Rate = 40
-	a := start(t, c)
+	logger := testutil.Logger(t)
+	if *screenshots != "" {
+		// The log view's picture shows the info records an operator sees
+		// (the log stream itself is dropped, not written into the test's log).
+		logger = NewLogger(c.Log, io.Discard)
+	}
+	a := startWith(t, c, logger)
 	base := a.WebURL()
 
 	// What a line sends on a bad day: short feature vectors after a firmware
@@ -159,6 +166,24 @@ func TestBrowserDashboard(t *testing.T) {
 	}
 	if !strings.Contains(shown, "without a config file") {
 		t.Errorf("started without a config file, the settings page does not say why they cannot be changed")
+	}
+
+	// The demo's predictions with their anomalies, and the appliance's own log.
+	webtest.Go(t, ctx, base, "predictions")
+	webtest.WaitJS(t, ctx, "predictions listed", `document.querySelectorAll('#pred-table tbody tr[data-model]').length > 5`)
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "predictions.png"))
+	webtest.Go(t, ctx, base, "logs")
+	webtest.WaitJS(t, ctx, "log records listed", `document.querySelectorAll('#log-table tbody tr').length > 0`)
+	webtest.Screenshot(t, ctx, filepath.Join(dir, "logs.png"))
+	if *screenshots != "" {
+		// The overview in Simplified Chinese (needs a CJK font, e.g. fonts-noto-cjk).
+		webtest.Go(t, ctx, base, "overview")
+		webtest.SetSelect(t, ctx, "#lang", "zh")
+		webtest.WaitJSAcrossReload(t, ctx, "the page in Chinese", `document.documentElement.lang === 'zh-CN' && document.querySelector('#tput-in').textContent !== '–'`)
+		webtest.WaitJS(t, ctx, "the charts drawn", `document.querySelectorAll('#view-overview svg path').length > 2`)
+		webtest.Screenshot(t, ctx, filepath.Join(dir, "overview-zh.png"))
+		webtest.SetSelect(t, ctx, "#lang", "en")
+		webtest.WaitJSAcrossReload(t, ctx, "the page in English", `document.documentElement.lang === 'en' && document.querySelector('#tput-in').textContent !== '–'`)
 	}
 
 	// A phone: the overview must still be usable.

@@ -114,7 +114,7 @@ func TestSettingsFromTheDashboard(t *testing.T) {
 		{map[string]any{"pipeline.max_batch_size": 0}, "pipeline.max_batch_size", "0 is not between 1 and 65536"},
 		{map[string]any{"pipeline.max_batch_size": "many"}, "pipeline.max_batch_size", "is not a whole number"},
 		{map[string]any{"log.level": "loud"}, "log.level", `"loud" is not one of debug, info, warn, error`},
-		{map[string]any{"pipeline.max_batch": 8}, "pipeline.max_batch", `did you mean "pipeline.max_batch_size"`},
+		{map[string]any{"pipeline.max_bach_size": 8}, "pipeline.max_bach_size", `did you mean "pipeline.max_batch_size"`},
 		{map[string]any{"demo.rate": 5}, "demo.rate", "set by the flag --demo-rate"},
 		{map[string]any{"broker.sasl.password": "x"}, "broker.sasl.password", "a secret"},
 		{map[string]any{"pipeline.retry_backoff": "5s", "pipeline.retry_backoff_max": "1s"}, "pipeline.retry_backoff_max", "is below the first backoff"},

@@ -299,17 +299,17 @@ func (p *Pipeline) succeeded() {
 // exhaustion is returned to the caller when perRequest (it may be the
 // request's fault: spendBudget), else retried as unavailability.
 func (p *Pipeline) retry(ctx context.Context, spec model.Spec, perRequest bool, call func(context.Context) error) error {
-	t := p.tuning()
-	backoff := t.RetryBackoff
+	tu := p.tuning()
+	backoff := tu.RetryBackoff
 	failures := 0
 	for {
 		if err := p.circ.wait(ctx); err != nil {
 			return err
 		}
-		if now := p.tuning(); now != t { // retuned while retrying
-			t, backoff = now, min(max(backoff, now.RetryBackoff), now.RetryBackoffMax)
+		if now := p.tuning(); now != tu { // retuned while retrying
+			tu, backoff = now, min(max(backoff, now.RetryBackoff), now.RetryBackoffMax)
 		}
-		cctx, cancel := context.WithTimeout(ctx, t.PredictTimeout)
+		cctx, cancel := context.WithTimeout(ctx, tu.PredictTimeout)
 		err := call(cctx)
 		cancel()
 		if err == nil {
@@ -332,9 +332,9 @@ func (p *Pipeline) retry(ctx context.Context, spec model.Spec, perRequest bool, 
 			p.circ.trip(spec, err)
 			continue
 		}
-		if failures++; failures >= t.RetryAttempts {
+		if failures++; failures >= tu.RetryAttempts {
 			p.circ.trip(spec, err)
-			failures, backoff = 0, t.RetryBackoff
+			failures, backoff = 0, tu.RetryBackoff
 			continue
 		}
 		t := time.NewTimer(backoff)
@@ -344,7 +344,7 @@ func (p *Pipeline) retry(ctx context.Context, spec model.Spec, perRequest bool, 
 			t.Stop()
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, t.RetryBackoffMax)
+		backoff = min(2*backoff, tu.RetryBackoffMax)
 	}
 }
 
