@@ -52,10 +52,11 @@ type Appliance struct {
 	mu       sync.Mutex // guards what components publish as they start
 	store    *store.Store
 	embedded *broker.Embedded
-	// modelServer is the embedded model server (nil in other modes);
-	// predictor is what the pipeline calls, whatever the mode.
-	modelServer *modelserver.Server
-	predictor   predictor
+	// backend is the model server of model_server.mode: the pipeline's
+	// predictor and the admin API's models (models.go). modelServer and
+	// sidecar are the mode's server itself, for ModelServer and tests.
+	backend     modelBackend
+	modelServer *modelserver.Server // model_server.mode embedded
 	sidecar     *sidecar.Supervisor // model_server.mode sidecar
 	pipeline    *pipeline.Pipeline
 	rollouts    *rollout.Controller // pins, shadows, splits; made with the pipeline
@@ -606,8 +607,12 @@ func (a *Appliance) pipelineComponent() *component {
 		name: "pipeline",
 		start: func(context.Context) error {
 			a.mu.Lock()
-			cc, pred, st := a.client, a.predictor, a.store
+			cc, be, st := a.client, a.backend, a.store
 			a.mu.Unlock()
+			var pred predictor
+			if be != nil {
+				pred = be.predictor()
+			}
 			opts, err := cc.Opts()
 			if err != nil {
 				return err

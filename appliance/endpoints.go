@@ -96,17 +96,10 @@ func (a *Appliance) endpoints() Endpoints {
 	}
 	a.mu.Lock()
 	e.Brokers = append([]string(nil), a.client.Brokers...)
-	srv := a.modelServer
+	be := a.backend
 	a.mu.Unlock()
-	switch a.cfg.ModelServer.Mode {
-	case ModelServerExternal:
-		e.ModelServerGRPC = append([]string(nil), a.cfg.ModelServer.TFServingEndpoints...)
-	case ModelServerSidecar:
-		e.ModelServerGRPC = []string{dialableAddr(a.cfg.ModelServer.GRPCListen)}
-	default:
-		if srv != nil && srv.GRPCAddr() != "" {
-			e.ModelServerGRPC = []string{dialableAddr(srv.GRPCAddr())}
-		}
+	if be != nil {
+		e.ModelServerGRPC = be.grpcAddrs()
 	}
 	return e
 }

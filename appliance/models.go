@@ -2,23 +2,16 @@ package appliance
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/infergate/infergate/inference/model"
-	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/tensor"
 	"github.com/infergate/infergate/inference/tfserving"
+	"github.com/infergate/infergate/web"
 )
 
 // predictor is what the pipeline calls: the embedded server in process, or
@@ -50,179 +43,72 @@ func repositoryModels(dir string) ([]tfserving.ModelConfig, error) {
 	return models, nil
 }
 
+// modelBackend is one model-server mode as the rest of the appliance uses
+// it: the predictor the pipeline calls, and what the dashboard and admin API
+// show and change. Each mode implements it once, in its own file
+// (backend_embedded.go, backend_sidecar.go, backend_fleet.go), and its
+// component publishes it in Appliance.backend when it starts; nothing else
+// in the appliance asks which mode runs.
+type modelBackend interface {
+	// predictor is what the pipeline and the rollout controller call.
+	predictor() predictor
+	// card is the model server's card on the dashboard (address, detail,
+	// state); the caller adds the mode and the supervisor's readiness.
+	card() web.Component
+	// models lists the models served, with their versions and labels.
+	models(ctx context.Context) ([]web.Model, error)
+	// listsEveryModel is false when models names only the default model,
+	// so a model missing from it may still be served.
+	listsEveryModel() bool
+	// upload stores an ONNX version streamed to file in uploadDir (version
+	// 0: one above the highest) and returns the version it was stored as.
+	upload(ctx context.Context, name string, version int64, file string) (int64, error)
+	setLabel(ctx context.Context, name, label string, version int64) error
+	// reload serves what the model repository holds now.
+	reload(ctx context.Context) error
+	// deleteVersion removes a version from the model repository once
+	// inUse, which says whether a pin or rollout uses it, returns nil.
+	deleteVersion(name string, version int64, inUse func() error) error
+	// sidecarView describes a model server in another process (the
+	// dashboard's Sidecar view); ok is false for the one in process.
+	sidecarView() (status *web.SidecarStatus, ok bool)
+	// uploadDir is where web streams uploads to, "" when the mode takes none.
+	uploadDir() string
+	// grpcAddrs are the model server's gRPC addresses a local client dials
+	// (the data dir's endpoints file).
+	grpcAddrs() []string
+}
+
+// errDeleteUnsupported is deleteVersion's answer in the modes whose model
+// repository the appliance does not own.
+var errDeleteUnsupported = fmt.Errorf("%w: versions are deleted from the model repository of the embedded model server only", web.ErrUnsupported)
+
+// modelServerComponent starts the model server of model_server.mode; the
+// one place that chooses between the modes.
 func (a *Appliance) modelServerComponent() *component {
 	switch a.cfg.ModelServer.Mode {
 	case ModelServerExternal:
-		return a.externalModelServerComponent()
+		return a.externalModelServerComponent() // backend_fleet.go
 	case ModelServerSidecar:
-		return a.sidecarModelServerComponent() // sidecar.go
+		return a.sidecarModelServerComponent() // backend_sidecar.go
 	}
-	var srv *modelserver.Server
-	return &component{
-		name: "model server",
-		start: func(context.Context) error {
-			if err := modelserver.EnsureDemo(a.paths.Models); err != nil {
-				return fmt.Errorf("writing the demo model into %s: %w", a.paths.Models, err)
-			}
-			models, err := a.repository()
-			if err != nil {
-				return err
-			}
-			names := make([]string, len(models))
-			for i, m := range models {
-				names[i] = m.Name
-			}
-			if !slices.Contains(names, a.cfg.Pipeline.DefaultModel) {
-				return fmt.Errorf("pipeline.default_model (--default-model, INFERGATE_PIPELINE_DEFAULT_MODEL): model %q is not in the model repository %s (it has: %s); "+
-					"add %s/%s/1/model.onnx or choose one of those", a.cfg.Pipeline.DefaultModel, a.paths.Models,
-					strings.Join(names, ", "), a.paths.Models, a.cfg.Pipeline.DefaultModel)
-			}
-			mc := modelserver.DefaultConfig()
-			mc.GRPCListen = a.cfg.ModelServer.GRPCListen
-			mc.RESTListen = a.cfg.ModelServer.RESTListen
-			mc.Models = models
-			mc.MonitoringPath = "/monitoring/prometheus/metrics"
-			mc.RESTReadHeaderTimeout, mc.RESTReadTimeout, mc.RESTIdleTimeout = a.cfg.HTTP.ReadHeaderTimeout, a.cfg.HTTP.ReadTimeout, a.cfg.HTTP.IdleTimeout
-			mc.MaxMessageSize = int(a.cfg.ModelServer.MaxMessageBytes)
-			mc.Limits = a.modelLimits()
-			mc.Threads = a.cfg.ModelServer.Threads
-			if a.cfg.ModelServer.ReloadRPC {
-				mc.ReloadRPC, mc.CurrentAdminToken = modelserver.ReloadRPCToken, a.AdminToken
-			}
-			mc.Audit = a.audit
-			srv, err = modelserver.New(mc, a.logger.With("component", "model-server"))
-			if err != nil {
-				return err
-			}
-			a.mu.Lock()
-			a.modelServer = srv
-			a.predictor = srv.InProcess()
-			a.mu.Unlock()
-			return nil
-		},
-		run: func(ctx context.Context) error {
-			err := srv.Run(ctx)
-			if errors.Is(err, syscall.EADDRINUSE) {
-				key, flag, env, addr := "model_server.grpc_listen", "--grpc-listen", "INFERGATE_MODEL_SERVER_GRPC_LISTEN", a.cfg.ModelServer.GRPCListen
-				if strings.Contains(err.Error(), a.cfg.ModelServer.RESTListen) {
-					key, flag, env, addr = "model_server.rest_listen", "--rest-listen", "INFERGATE_MODEL_SERVER_REST_LISTEN", a.cfg.ModelServer.RESTListen
-				}
-				return listenError(key, flag, env, addr, err)
-			}
-			return err
-		},
-		ready: func() error {
-			if srv == nil {
-				return errors.New("the model server has not started")
-			}
-			if failed := srv.Failed(); len(failed) > 0 {
-				// Only the models that failed, each with the versions that
-				// failed and why; waiting would not change them.
-				return fmt.Errorf("%w: %w", errNeverReady, errors.Join(failed...))
-			}
-			// Ready means every model of the repository is served, and in
-			// particular the one the pipeline needs: a reload that unloads
-			// it must turn readiness red, not leave "every model of an
-			// empty list" green.
-			var loading []string
-			for _, m := range srv.Models() {
-				if !m.Removed && !srv.Serving(m.Name) {
-					loading = append(loading, m.Name)
-				}
-			}
-			if def := a.cfg.Pipeline.DefaultModel; !srv.Serving(def) && !slices.Contains(loading, def) {
-				loading = append(loading, def)
-			}
-			if len(loading) > 0 {
-				return fmt.Errorf("models not available: %s", strings.Join(loading, ", "))
-			}
-			if srv.GRPCAddr() == "" && a.cfg.ModelServer.GRPCListen != "" {
-				return errors.New("the model server's gRPC listener is not open yet")
-			}
-			return nil
-		},
-		readyTimeout: modelReadyTimeout,
-	}
+	return a.embeddedModelServerComponent() // backend_embedded.go
 }
 
-// externalModelServerComponent connects to TF Serving endpoints. Their being
-// down at start is not fatal: the pipeline treats an unavailable model server
-// as a circuit to wait on, not as an error, and TF Serving often starts after
-// its clients.
-func (a *Appliance) externalModelServerComponent() *component {
-	var p *tfserving.Fleet
-	var up atomic.Bool
-	return &component{
-		name: "model server",
-		start: func(ctx context.Context) error {
-			// The fleet balances over the endpoints, checks their health
-			// (GetModelStatus of the default model) and retries an
-			// UNAVAILABLE call on another endpoint.
-			var err error
-			p, err = tfserving.NewFleet(tfserving.FleetConfig{
-				Endpoints:   a.cfg.ModelServer.TFServingEndpoints,
-				Timeout:     a.cfg.Pipeline.PredictTimeout,
-				HealthModel: a.cfg.Pipeline.DefaultModel,
-			}, a.logger.With("component", "tfserving-fleet"))
-			if err != nil {
-				return fmt.Errorf("model_server.tfserving_endpoints (--tfserving-endpoints, INFERGATE_MODEL_SERVER_TFSERVING_ENDPOINTS): %w", err)
-			}
-			a.mu.Lock()
-			a.predictor = p
-			a.mu.Unlock()
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			if _, err := p.Metadata(cctx, model.Spec{Name: a.cfg.Pipeline.DefaultModel}); err != nil {
-				if status.Code(err) == codes.NotFound {
-					return fmt.Errorf("pipeline.default_model (--default-model, INFERGATE_PIPELINE_DEFAULT_MODEL): TF Serving at %s does not serve model %q: %w",
-						strings.Join(a.cfg.ModelServer.TFServingEndpoints, ","), a.cfg.Pipeline.DefaultModel, err)
-				}
-				a.logger.Warn("TF Serving does not answer yet; the pipeline waits for it", "endpoints", a.cfg.ModelServer.TFServingEndpoints, "err", err)
-			} else {
-				up.Store(true)
-			}
-			return nil
-		},
-		run: func(ctx context.Context) error {
-			// Probe so Ready tells whether TF Serving answers.
-			t := time.NewTicker(5 * time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-t.C:
-				}
-				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				_, err := p.Metadata(pctx, model.Spec{Name: a.cfg.Pipeline.DefaultModel})
-				cancel()
-				up.Store(err == nil)
-			}
-		},
-		stop: func() error {
-			if p == nil {
-				return nil
-			}
-			return p.Close()
-		},
-		ready: func() error {
-			if !up.Load() {
-				return fmt.Errorf("TF Serving at %s does not answer", strings.Join(a.cfg.ModelServer.TFServingEndpoints, ","))
-			}
-			return nil
-		},
-	}
+// modelBackend is the running mode's backend, nil until the model server
+// has started.
+func (a *Appliance) modelBackend() modelBackend {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.backend
 }
 
-// modelLimits are the embedded model server's limits (model_server.max_*).
-func (a *Appliance) modelLimits() modelserver.Limits {
-	ms := a.cfg.ModelServer
-	return modelserver.Limits{
-		MaxRequestElements:     ms.MaxRequestElements,
-		MaxRequestRows:         ms.MaxRequestRows,
-		MaxInflightBytes:       ms.MaxInflightBytes,
-		MaxFoldedConstantBytes: ms.MaxFoldedConstantBytes,
+// orNone lists what a card says is served.
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "no model version yet"
 	}
+	return strings.Join(s, ", ")
 }
 
 // audit records an admin action of a component other than the web server

@@ -35,8 +35,8 @@ func (a *Appliance) availableVersions(ctx context.Context, name string) ([]int64
 		slices.Reverse(out)
 		return out, nil
 	}
-	if b.parts().fleet != nil {
-		return nil, nil // an external fleet lists only the default model
+	if mb := a.modelBackend(); mb != nil && !mb.listsEveryModel() {
+		return nil, nil // e.g. an external fleet, which lists only the default model
 	}
 	return nil, fmt.Errorf("%w: no model %q", web.ErrNotFound, name)
 }
@@ -111,19 +111,23 @@ func (b *webBackend) RollbackModel(ctx context.Context, name string, version int
 }
 
 func (b *webBackend) DeleteVersion(ctx context.Context, name string, version int64) error {
-	p := b.parts()
-	if p.embedded == nil {
-		return fmt.Errorf("%w: versions are deleted from the model repository of the embedded model server only", web.ErrUnsupported)
+	mb := b.a.modelBackend()
+	if mb == nil {
+		return errDeleteUnsupported
 	}
-	if c, err := b.controller(); err == nil {
+	return mb.deleteVersion(name, version, func() error {
+		c, err := b.controller()
+		if err != nil {
+			return nil
+		}
 		if c.Serving(name) == version {
 			return fmt.Errorf("%w: version %d serves model %s: serve or roll back to another first", web.ErrConflict, version, name)
 		}
 		if r, err := c.Get(name); err == nil && r.State == rollout.StateRunning && (r.Stable == version || r.Candidate == version) {
 			return fmt.Errorf("%w: version %d is in rollout %s", web.ErrConflict, version, r.ID)
 		}
-	}
-	return p.embedded.DeleteVersion(name, version)
+		return nil
+	})
 }
 
 func (b *webBackend) StartRollout(ctx context.Context, spec rollout.Spec) (*rollout.Rollout, error) {

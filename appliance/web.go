@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,16 +22,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/broker"
 	"github.com/infergate/infergate/buildinfo"
-	"github.com/infergate/infergate/inference/modelserver"
-	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/inference/pipeline"
-	"github.com/infergate/infergate/inference/sidecar"
-	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
 )
@@ -41,9 +34,6 @@ import (
 // the dashboard; the pipeline copies request headers to the result or DLQ
 // record, which is how the answer is found.
 const HeaderTestRequest = "infergate.test-request"
-
-// logTailLines is how much of the sidecar's output the dashboard shows.
-const logTailLines = 200
 
 // webComponent serves the dashboard and admin API. It starts last, when
 // everything it reports on runs, and stops first: /readyz turns 503 and the
@@ -68,8 +58,8 @@ func (a *Appliance) webComponent() *component {
 			}
 			wc.Version = buildinfo.Get().Version
 			wc.Logs = a.logs
-			if a.cfg.ModelServer.Mode == ModelServerEmbedded {
-				wc.UploadDir = a.paths.Models // uploads are renamed into place from there
+			if mb := a.modelBackend(); mb != nil && mb.uploadDir() != "" {
+				wc.UploadDir = mb.uploadDir()
 				wc.UploadMinFree = a.cfg.MinFreeBytes
 			}
 			a.mu.Lock()
@@ -177,21 +167,14 @@ type webBackend struct {
 
 var _ web.Backend = (*webBackend)(nil)
 
-// parts is what the backend reads from the appliance, under its lock.
-type parts struct {
-	pipeline *pipeline.Pipeline
-	embedded *modelserver.Server
-	sidecar  *sidecar.Supervisor
-	fleet    *tfserving.Fleet
-}
-
-func (b *webBackend) parts() parts {
-	a := b.a
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	p := parts{pipeline: a.pipeline, embedded: a.modelServer, sidecar: a.sidecar}
-	p.fleet, _ = a.predictor.(*tfserving.Fleet)
-	return p
+// modelServer is the model server's backend, or ErrUnavailable before it
+// has started.
+func (b *webBackend) modelServer() (modelBackend, error) {
+	mb := b.a.modelBackend()
+	if mb == nil {
+		return nil, fmt.Errorf("%w: the model server has not started", web.ErrUnavailable)
+	}
+	return mb, nil
 }
 
 // DataWarnings says what data was lost; /readyz's body carries it.
@@ -209,7 +192,6 @@ func (b *webBackend) componentReady(name string) error {
 
 func (b *webBackend) Status(context.Context) (*web.Status, error) {
 	a := b.a
-	p := b.parts()
 	st := &web.Status{Version: buildinfo.Get().Version, StartedAt: b.started, Delivery: a.cfg.Pipeline.Delivery}
 
 	st.Broker = web.Component{Mode: a.cfg.Broker.Mode, Address: a.BrokerAddr(), State: web.StateOK}
@@ -233,11 +215,11 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 	}
 	st.Warnings = a.DataWarnings()
 
-	st.ModelServer = b.modelServerComponent(p)
+	st.ModelServer = b.modelServerCard()
 
 	st.Pipeline = web.Component{Mode: a.cfg.Pipeline.Delivery, State: web.StateStarting}
-	if p.pipeline != nil {
-		ps := p.pipeline.Status()
+	if p := a.Pipeline(); p != nil {
+		ps := p.Status()
 		var dlq uint64
 		for _, n := range ps.DLQ {
 			dlq += n
@@ -280,82 +262,25 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 	return st, nil
 }
 
-func (b *webBackend) modelServerComponent(p parts) web.Component {
-	a := b.a
-	c := web.Component{Mode: a.cfg.ModelServer.Mode, State: web.StateOK}
-	switch {
-	case p.embedded != nil:
-		c.Address = p.embedded.GRPCAddr()
-		if r := p.embedded.RESTAddr(); r != "" {
-			c.Address += " (REST " + r + ")"
-		}
-		var avail []string
-		for _, m := range p.embedded.Models() {
-			for _, v := range m.Versions {
-				if v.State == modelserver.StateAvailable {
-					avail = append(avail, fmt.Sprintf("%s v%d", m.Name, v.Version))
-				}
-			}
-		}
-		c.Detail = "serving " + orNone(avail)
-		if !p.embedded.Ready() {
-			c.State = web.StateStarting
-		}
-	case p.sidecar != nil:
-		ss := p.sidecar.Status()
-		c.Address = ss.GRPCAddr
-		c.Detail = string(ss.State)
-		if ss.Reason != "" {
-			c.Detail += ": " + ss.Reason
-		}
-		switch ss.State {
-		case sidecar.StateReady:
-			c.State = web.StateOK
-			c.Detail = "serving " + orNone(ss.ReadyModels)
-		case sidecar.StateStarting, sidecar.StateLoading:
-			c.State = web.StateStarting
-		case sidecar.StateRestarting:
-			c.State = web.StateDegraded
-		default:
-			c.State = web.StateDown
-		}
-	case p.fleet != nil:
-		eps := p.fleet.Endpoints()
-		healthy := 0
-		for _, ep := range eps {
-			if ep.Healthy {
-				healthy++
-			}
-		}
-		c.Address = strings.Join(a.cfg.ModelServer.TFServingEndpoints, ",")
-		c.Detail = fmt.Sprintf("%d of %d TF Serving endpoints healthy", healthy, len(eps))
-		switch {
-		case healthy == 0:
-			c.State = web.StateDown
-		case healthy < len(eps):
-			c.State = web.StateDegraded
-		}
-	default:
-		c.State = web.StateStarting
+// modelServerCard is the model server's card: what its backend says, then
+// degraded if the supervisor finds it not ready.
+func (b *webBackend) modelServerCard() web.Component {
+	c := web.Component{State: web.StateStarting}
+	if mb := b.a.modelBackend(); mb != nil {
+		c = mb.card()
 	}
+	c.Mode = b.a.cfg.ModelServer.Mode
 	if err := b.componentReady("model server"); err != nil && c.State == web.StateOK {
 		c.State, c.Detail = web.StateDegraded, err.Error()
 	}
 	return c
 }
 
-func orNone(s []string) string {
-	if len(s) == 0 {
-		return "no model version yet"
-	}
-	return strings.Join(s, ", ")
-}
-
 // Ready is the appliance's readiness (every component, the web server included).
 func (b *webBackend) Ready() error { return b.a.Ready() }
 
 func (b *webBackend) pipeline() (*pipeline.Pipeline, error) {
-	p := b.parts().pipeline
+	p := b.a.Pipeline()
 	if p == nil {
 		return nil, fmt.Errorf("%w: the pipeline has not started", web.ErrUnavailable)
 	}
@@ -475,7 +400,11 @@ func (b *webBackend) reportedElsewhere(gl broker.GroupLag) func(broker.Partition
 
 // Models lists what the model server serves, whichever kind it is.
 func (b *webBackend) Models(ctx context.Context) ([]web.Model, error) {
-	models, err := b.models(ctx)
+	mb, err := b.modelServer()
+	if err != nil {
+		return nil, err
+	}
+	models, err := mb.models(ctx)
 	b.a.mu.Lock()
 	ro := b.a.rollouts
 	b.a.mu.Unlock()
@@ -487,164 +416,29 @@ func (b *webBackend) Models(ctx context.Context) ([]web.Model, error) {
 	return models, err
 }
 
-func (b *webBackend) models(ctx context.Context) ([]web.Model, error) {
-	p := b.parts()
-	switch {
-	case p.embedded != nil:
-		var out []web.Model
-		for _, m := range p.embedded.Models() {
-			if m.Removed {
-				continue
-			}
-			wm := web.Model{Name: m.Name, Labels: m.Labels, Versions: []web.ModelVersion{}}
-			for _, v := range m.Versions {
-				wm.Versions = append(wm.Versions, web.ModelVersion{Version: v.Version, State: v.State.String(), Error: v.Error})
-			}
-			out = append(out, wm)
-		}
-		return out, nil
-	case p.sidecar != nil:
-		ss := p.sidecar.Status()
-		var out []web.Model
-		for _, m := range ss.Models {
-			wm := web.Model{Name: m.Name, Labels: m.Labels, Versions: []web.ModelVersion{}}
-			for _, v := range m.Versions {
-				wm.Versions = append(wm.Versions, web.ModelVersion{Version: v.Version, State: v.State, Error: v.Error})
-			}
-			out = append(out, wm)
-		}
-		return out, nil
-	case p.fleet != nil:
-		// An external fleet does not say what it serves; the default model
-		// is what the pipeline needs.
-		name := b.a.cfg.Pipeline.DefaultModel
-		wm := web.Model{Name: name, Versions: []web.ModelVersion{}}
-		vs, err := p.fleet.Status(ctx, name, 0)
-		if err != nil {
-			if status.Code(err) == codes.NotFound {
-				return []web.Model{wm}, nil
-			}
-			wm.Versions = append(wm.Versions, web.ModelVersion{State: web.ModelUnavailable, Error: err.Error()})
-			return []web.Model{wm}, nil
-		}
-		for _, v := range vs {
-			wm.Versions = append(wm.Versions, web.ModelVersion{Version: v.Version, State: v.State, Error: v.ErrorMessage})
-		}
-		return []web.Model{wm}, nil
-	}
-	return nil, fmt.Errorf("%w: the model server has not started", web.ErrUnavailable)
-}
-
-// UploadModel stores an ONNX version in the model repository. A model not
-// served yet gets its directory and is added to the served models first,
-// so "upload a new model" works the same as "upload a new version". file was
-// streamed by web into the model repository (UploadDir), so it is renamed
-// into its version directory, not copied.
-func (b *webBackend) UploadModel(ctx context.Context, name string, version int64, file string, size int64) (int64, error) {
-	p := b.parts()
-	switch {
-	case p.sidecar != nil:
-		return 0, fmt.Errorf("%w: tensorflow_model_server serves SavedModels; put the version into %s/%s/<version>/ and reload",
-			web.ErrUnsupported, b.a.paths.Models, name)
-	case p.fleet != nil:
-		return 0, fmt.Errorf("%w: models of an external TF Serving fleet are deployed to its own model repository", web.ErrUnsupported)
-	case p.embedded == nil:
-		return 0, fmt.Errorf("%w: the model server has not started", web.ErrUnavailable)
-	}
-	ms := p.embedded
-	known := slices.ContainsFunc(ms.Models(), func(m modelserver.ModelStatus) bool { return m.Name == name && !m.Removed })
-	if !known {
-		// Check before creating anything: a bad file must not leave an
-		// empty model behind.
-		onnx, err := os.ReadFile(file)
-		if err != nil {
-			return 0, fmt.Errorf("reading the upload: %w", err)
-		}
-		if _, err := onnxrt.LoadWithOptions(onnx, onnxrt.LoadOptions{MaxFoldedBytes: b.a.cfg.ModelServer.MaxFoldedConstantBytes}); err != nil {
-			return 0, fmt.Errorf("%w: not a loadable ONNX model: %w", web.ErrInvalid, err)
-		}
-		if err := os.MkdirAll(filepath.Join(b.a.paths.Models, name), 0o755); err != nil {
-			return 0, fmt.Errorf("creating the model directory: %w", err)
-		}
-		if err := b.reloadEmbedded(ms); err != nil {
-			return 0, err
-		}
-	}
-	return ms.UploadVersionFile(name, version, file)
-}
-
-// reloadEmbedded serves what the model repository holds now, keeping the
-// labels set since (a reload replaces them otherwise).
-func (b *webBackend) reloadEmbedded(ms *modelserver.Server) error {
-	repo, err := b.a.repository()
+// UploadModel stores an uploaded version, in the modes that take one.
+func (b *webBackend) UploadModel(ctx context.Context, name string, version int64, file string, _ int64) (int64, error) {
+	mb, err := b.modelServer()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	labels := map[string]map[string]int64{}
-	for _, m := range ms.Models() {
-		if !m.Removed && len(m.Labels) > 0 {
-			labels[m.Name] = maps.Clone(m.Labels)
-		}
-	}
-	for i := range repo {
-		repo[i].Labels = labels[repo[i].Name]
-	}
-	return ms.Reload(modelserver.ModelsToProto(repo))
+	return mb.upload(ctx, name, version, file)
 }
 
 func (b *webBackend) SetLabel(ctx context.Context, name, label string, version int64) error {
-	p := b.parts()
-	switch {
-	case p.embedded != nil:
-		if !slices.ContainsFunc(p.embedded.Models(), func(m modelserver.ModelStatus) bool { return m.Name == name && !m.Removed }) {
-			return fmt.Errorf("%w: no model %q", web.ErrNotFound, name)
-		}
-		return p.embedded.SetLabel(name, label, version)
-	case p.sidecar != nil:
-		models := p.sidecar.Models()
-		i := slices.IndexFunc(models, func(m tfserving.ModelConfig) bool { return m.Name == name })
-		if i < 0 {
-			return fmt.Errorf("%w: no model %q", web.ErrNotFound, name)
-		}
-		labels := maps.Clone(models[i].Labels)
-		if labels == nil {
-			labels = map[string]int64{}
-		}
-		labels[label] = version
-		models[i].Labels = labels
-		return p.sidecar.Reload(ctx, models)
-	case p.fleet != nil:
-		return fmt.Errorf("%w: labels of an external TF Serving fleet are set in its own model config", web.ErrUnsupported)
+	mb, err := b.modelServer()
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("%w: the model server has not started", web.ErrUnavailable)
+	return mb.setLabel(ctx, name, label, version)
 }
 
 func (b *webBackend) ReloadModels(ctx context.Context) error {
-	p := b.parts()
-	switch {
-	case p.embedded != nil:
-		return b.reloadEmbedded(p.embedded)
-	case p.sidecar != nil:
-		repo, err := b.a.repository()
-		if err != nil {
-			return err
-		}
-		// Keep what the supervisor was told of the models it knows
-		// (policies, labels); add the new directories.
-		current := p.sidecar.Models()
-		var models []tfserving.ModelConfig
-		for _, m := range repo {
-			if i := slices.IndexFunc(current, func(c tfserving.ModelConfig) bool { return c.Name == m.Name }); i >= 0 {
-				models = append(models, current[i])
-			} else {
-				models = append(models, tfserving.ModelConfig{Name: m.Name, BasePath: m.BasePath, Policy: m.Policy})
-			}
-		}
-		return p.sidecar.Reload(ctx, models)
-	case p.fleet != nil:
-		return fmt.Errorf("%w: an external TF Serving fleet reloads its own model config", web.ErrUnsupported)
+	mb, err := b.modelServer()
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("%w: the model server has not started", web.ErrUnavailable)
+	return mb.reload(ctx)
 }
 
 // Replay produces the records to the requests topic as they first arrived.
@@ -736,7 +530,7 @@ func (b *webBackend) SendTestRequest(ctx context.Context, key, value []byte, hea
 // noAnswer explains a test request that got no answer in time.
 func (b *webBackend) noAnswer(err error) error {
 	why := "the pipeline has not started"
-	if p := b.parts().pipeline; p != nil {
+	if p := b.a.Pipeline(); p != nil {
 		st := p.Status()
 		why = "pipeline " + st.State
 		if st.State == pipeline.StatePaused {
@@ -786,44 +580,8 @@ func (e kindError) Unwrap() error { return e.kind }
 // Sidecar reports the supervised tensorflow_model_server, or the external
 // fleet's endpoints.
 func (b *webBackend) Sidecar(context.Context) (*web.SidecarStatus, bool) {
-	p := b.parts()
-	switch {
-	case p.sidecar != nil:
-		ss := p.sidecar.Status()
-		out := &web.SidecarStatus{
-			Mode: ModelServerSidecar, State: string(ss.State), PID: ss.PID, Binary: ss.Binary,
-			StartedAt: ss.StartedAt, Restarts: ss.Restarts, Ready: ss.ReadyModels,
-			LogTail: p.sidecar.LogTail(logTailLines),
-		}
-		if ss.Reason != "" {
-			out.State += ": " + ss.Reason
-		}
-		if ss.LastExit != nil {
-			out.LastExit, out.LastExitAt = ss.LastExit.Reason, ss.LastExit.At
-		}
-		// The child's gRPC address is the one endpoint the pipeline calls;
-		// it is healthy when readiness (every model AVAILABLE) holds.
-		if ss.GRPCAddr != "" {
-			out.Endpoints = []web.Endpoint{{Address: ss.GRPCAddr, Healthy: ss.Ready, Detail: ss.Reason}}
-		}
-		return out, true
-	case p.fleet != nil:
-		eps := p.fleet.Endpoints()
-		out := &web.SidecarStatus{Mode: ModelServerExternal, State: "running"}
-		healthy := 0
-		for _, ep := range eps {
-			out.Endpoints = append(out.Endpoints, web.Endpoint{Address: ep.Address, Healthy: ep.Healthy, Detail: ep.LastError, CheckedAt: ep.CheckedAt})
-			if ep.Healthy {
-				healthy++
-			}
-		}
-		switch {
-		case healthy == 0:
-			out.State = "down"
-		case healthy < len(eps):
-			out.State = "degraded"
-		}
-		return out, true
+	if mb := b.a.modelBackend(); mb != nil {
+		return mb.sidecarView()
 	}
 	return nil, false
 }

@@ -1,0 +1,162 @@
+package appliance
+
+// model_server.mode external: TF Serving run by someone else, at
+// model_server.tfserving_endpoints, called through a tfserving.Fleet. Its
+// models are deployed, labelled and reloaded in its own model config, so the
+// dashboard only shows them.
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/tfserving"
+	"github.com/infergate/infergate/web"
+)
+
+// externalModelServerComponent connects to TF Serving endpoints. Their being
+// down at start is not fatal: the pipeline treats an unavailable model server
+// as a circuit to wait on, not as an error, and TF Serving often starts after
+// its clients.
+func (a *Appliance) externalModelServerComponent() *component {
+	var f *tfserving.Fleet
+	endpoints := strings.Join(a.cfg.ModelServer.TFServingEndpoints, ",")
+	return &component{
+		name: "model server",
+		start: func(ctx context.Context) error {
+			// The fleet balances over the endpoints, checks their health
+			// (GetModelStatus of the default model, every
+			// tfserving.DefaultHealthInterval) and retries an UNAVAILABLE
+			// call on another endpoint.
+			var err error
+			f, err = tfserving.NewFleet(tfserving.FleetConfig{
+				Endpoints:   a.cfg.ModelServer.TFServingEndpoints,
+				Timeout:     a.cfg.Pipeline.PredictTimeout,
+				HealthModel: a.cfg.Pipeline.DefaultModel,
+			}, a.logger.With("component", "tfserving-fleet"))
+			if err != nil {
+				return fmt.Errorf("model_server.tfserving_endpoints (--tfserving-endpoints, INFERGATE_MODEL_SERVER_TFSERVING_ENDPOINTS): %w", err)
+			}
+			a.mu.Lock()
+			a.backend = &fleetBackend{fleet: f, endpoints: a.cfg.ModelServer.TFServingEndpoints, defaultModel: a.cfg.Pipeline.DefaultModel}
+			a.mu.Unlock()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if _, err := f.Metadata(cctx, model.Spec{Name: a.cfg.Pipeline.DefaultModel}); err != nil {
+				if status.Code(err) == codes.NotFound {
+					return fmt.Errorf("pipeline.default_model (--default-model, INFERGATE_PIPELINE_DEFAULT_MODEL): TF Serving at %s does not serve model %q: %w",
+						endpoints, a.cfg.Pipeline.DefaultModel, err)
+				}
+				a.logger.Warn("TF Serving does not answer yet; the pipeline waits for it", "endpoints", a.cfg.ModelServer.TFServingEndpoints, "err", err)
+			}
+			return nil
+		},
+		stop: func() error {
+			if f == nil {
+				return nil
+			}
+			return f.Close()
+		},
+		// Ready while an endpoint passed the fleet's last health check (or
+		// answered a call since): the fleet's own health, no second probe.
+		ready: func() error {
+			if f == nil || !f.Healthy() {
+				return fmt.Errorf("TF Serving at %s does not answer", endpoints)
+			}
+			return nil
+		},
+	}
+}
+
+// fleetBackend is the modelBackend of an external TF Serving fleet.
+type fleetBackend struct {
+	fleet        *tfserving.Fleet
+	endpoints    []string // as configured
+	defaultModel string
+}
+
+var _ modelBackend = (*fleetBackend)(nil)
+
+func (f *fleetBackend) predictor() predictor { return f.fleet }
+
+// health is the fleet's state from its endpoints' last checks: ok when all
+// are healthy, degraded when some are, down when none is.
+func (f *fleetBackend) health(eps []tfserving.EndpointStatus) (healthy int, state string) {
+	for _, ep := range eps {
+		if ep.Healthy {
+			healthy++
+		}
+	}
+	switch {
+	case healthy == 0:
+		return healthy, web.StateDown
+	case healthy < len(eps):
+		return healthy, web.StateDegraded
+	}
+	return healthy, web.StateOK
+}
+
+func (f *fleetBackend) card() web.Component {
+	eps := f.fleet.Endpoints()
+	healthy, state := f.health(eps)
+	return web.Component{Address: strings.Join(f.endpoints, ","), State: state,
+		Detail: fmt.Sprintf("%d of %d TF Serving endpoints healthy", healthy, len(eps))}
+}
+
+// models lists the default model only: an external fleet does not say what
+// it serves, and the default model is what the pipeline needs.
+func (f *fleetBackend) models(ctx context.Context) ([]web.Model, error) {
+	wm := web.Model{Name: f.defaultModel, Versions: []web.ModelVersion{}}
+	vs, err := f.fleet.Status(ctx, f.defaultModel, 0)
+	if err != nil {
+		if status.Code(err) != codes.NotFound {
+			wm.Versions = append(wm.Versions, web.ModelVersion{State: web.ModelUnavailable, Error: err.Error()})
+		}
+		return []web.Model{wm}, nil
+	}
+	for _, v := range vs {
+		wm.Versions = append(wm.Versions, web.ModelVersion{Version: v.Version, State: v.State, Error: v.ErrorMessage})
+	}
+	return []web.Model{wm}, nil
+}
+
+func (f *fleetBackend) listsEveryModel() bool { return false }
+
+func (f *fleetBackend) upload(context.Context, string, int64, string) (int64, error) {
+	return 0, fmt.Errorf("%w: models of an external TF Serving fleet are deployed to its own model repository", web.ErrUnsupported)
+}
+
+func (f *fleetBackend) setLabel(context.Context, string, string, int64) error {
+	return fmt.Errorf("%w: labels of an external TF Serving fleet are set in its own model config", web.ErrUnsupported)
+}
+
+func (f *fleetBackend) reload(context.Context) error {
+	return fmt.Errorf("%w: an external TF Serving fleet reloads its own model config", web.ErrUnsupported)
+}
+
+func (f *fleetBackend) deleteVersion(string, int64, func() error) error { return errDeleteUnsupported }
+
+// sidecarView shows the fleet's endpoints with their last health checks.
+func (f *fleetBackend) sidecarView() (*web.SidecarStatus, bool) {
+	eps := f.fleet.Endpoints()
+	out := &web.SidecarStatus{Mode: ModelServerExternal, State: "running"}
+	for _, ep := range eps {
+		out.Endpoints = append(out.Endpoints, web.Endpoint{Address: ep.Address, Healthy: ep.Healthy, Detail: ep.LastError, CheckedAt: ep.CheckedAt})
+	}
+	if _, state := f.health(eps); state != web.StateOK {
+		out.State = state
+	}
+	return out, true
+}
+
+func (f *fleetBackend) uploadDir() string { return "" }
+
+func (f *fleetBackend) grpcAddrs() []string {
+	return slices.Clone(f.endpoints)
+}
