@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/internal/testutil"
 )
 
 // needTool returns the path of an outside tool, or skips the test: a
@@ -326,18 +328,15 @@ func (a *subprocess) results() float64 {
 // process exits first.
 func waitFor(t *testing.T, d time.Duration, exited chan error, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
+	testutil.WaitFor(t, d, what, func() bool {
 		select {
 		case err := <-exited:
 			exited <- err
 			t.Fatalf("infergate exited (%v) while waiting for %s", err, what)
-		case <-time.After(200 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s", what, d)
-		}
-	}
+		return cond()
+	})
 }
 
 func get(url, token string) (int, string) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -53,13 +54,12 @@ func TestCorruptTableIsReported(t *testing.T) {
 	}
 	defer s.Close()
 	var h Health
-	deadline := time.Now().Add(30 * time.Second)
-	for h = s.Health(); len(h.Corrupt) == 0 || h.LostRecords == 0; h = s.Health() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no corruption or no lost records reported 30 s after Open: %+v", h)
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if h = s.Health(); len(h.Corrupt) == 0 || h.LostRecords == 0 {
+			return fmt.Errorf("no corruption or no lost records reported after Open: %+v", h)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if len(h.Corrupt) != 1 || h.Corrupt[0].Table != filepath.Base(sst) {
 		t.Fatalf("Health after opening with %s damaged: %+v", filepath.Base(sst), h.Corrupt)
 	}

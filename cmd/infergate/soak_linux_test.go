@@ -27,6 +27,7 @@ import (
 
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/internal/httpdeadline/slowsender"
+	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/internal/tmpfs"
 	onnxpb "github.com/infergate/infergate/proto/onnx"
 	"github.com/infergate/infergate/proto/servingpb"
@@ -481,17 +482,13 @@ func (s *soakRun) mustAPI(path string) string {
 // waitReady polls /readyz until it answers 200.
 func (s *soakRun) waitReady(within time.Duration) {
 	s.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	testutil.Eventually(s.t, within, func() error {
 		code, body, err := s.api("GET", "/readyz", "")
 		if err == nil && code == 200 {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("not ready after %s: %d %v %s", within, code, err, body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("not ready: %d %v %s", code, err, body)
+	})
 }
 
 // restartModelServer SIGKILLs the sidecar and waits until its supervisor runs a new one

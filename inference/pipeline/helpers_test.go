@@ -312,22 +312,6 @@ func startPipelineReg(t testing.TB, cfg pipeline.Config, addrs []string, pred pi
 	return r
 }
 
-// checkFor polls cond until it returns nil or the deadline passes.
-func checkFor(t testing.TB, total time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", total, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // collector consumes a topic from the start into memory.
 type collector struct {
 	mu   sync.Mutex
@@ -364,7 +348,7 @@ func (c *collector) records() []*kgo.Record {
 
 func (c *collector) waitN(t testing.TB, n int, total time.Duration) []*kgo.Record {
 	t.Helper()
-	checkFor(t, total, func() error {
+	testutil.Eventually(t, total, func() error {
 		if got := len(c.records()); got < n {
 			return fmt.Errorf("%d of %d records", got, n)
 		}

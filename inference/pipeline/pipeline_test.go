@@ -280,7 +280,7 @@ func TestDLQClasses(t *testing.T) {
 			}
 		}
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		if c, _ := st.Count(store.Filter{}); c != len(bad) {
 			return fmt.Errorf("%d records in the store, want %d", c, len(bad))
 		}
@@ -365,7 +365,7 @@ func TestModelServerDown(t *testing.T) {
 
 	pred.down.Store(true)
 	send(100, 200)
-	checkFor(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		if s := run.p.Status(); s.State != pipeline.StateCircuitOpen || s.Circuit != "open" {
 			return fmt.Errorf("state %s circuit %s", s.State, s.Circuit)
 		}
@@ -387,7 +387,7 @@ func TestModelServerDown(t *testing.T) {
 			t.Errorf("no result for r-%d", i)
 		}
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		if s := run.p.Status(); s.State != pipeline.StateRunning || s.Circuit != "closed" {
 			return fmt.Errorf("state %s circuit %s", s.State, s.Circuit)
 		}
@@ -408,7 +408,7 @@ func TestMetadataDownAtStart(t *testing.T) {
 	dlq := collect(t, addrs, dlqTopic)
 	run := startPipeline(t, testConfig(), addrs, pred, openStore(t))
 	produce(t, testutil.Client(t, addrs), &kgo.Record{Value: []byte(`{"request_id":"x-1","features":[1,2,3,4],"model":"poison"}`)})
-	checkFor(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		if s := run.p.Status(); s.Circuit != "open" {
 			return fmt.Errorf("circuit %s", s.Circuit)
 		}
@@ -449,7 +449,7 @@ func TestGracefulDrain(t *testing.T) {
 	if s := run.p.Status(); s.State != pipeline.StateStopped || s.Pending != 0 {
 		t.Errorf("after drain: %+v", s)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		if got := uint64(len(results.records())); got != consumed {
 			have := map[string]bool{}
 			for _, r := range results.records() {
@@ -588,7 +588,7 @@ func TestReplay(t *testing.T) {
 		&kgo.Record{Key: []byte("k2"), Value: []byte(`{"request_id":"late-2","model":"later","features":[5,6,7,8]}`)},
 	)
 	var recs []*store.Record
-	checkFor(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		var err error
 		recs, _, err = st.List(store.Filter{Model: "later"})
 		if err != nil {
@@ -601,7 +601,7 @@ func TestReplay(t *testing.T) {
 	})
 	pred.add("later")
 	// The "no such model" answer is cached for a second.
-	checkFor(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		if err := pipeline.Replay(context.Background(), prod, reqTopic, recs[:1]); err != nil {
 			return err
 		}
@@ -615,7 +615,7 @@ func TestReplay(t *testing.T) {
 	if err := pipeline.Replay(context.Background(), prod, reqTopic, recs[1:]); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		ids := map[string]*kgo.Record{}
 		for _, r := range results.records() {
 			ids[decodeResult(t, r).RequestID] = r
@@ -673,7 +673,7 @@ func TestRebalance(t *testing.T) {
 	}()
 	results.waitN(t, 10, 30*time.Second)
 	b := startPipeline(t, cfg, addrs, pred, openStore(t))
-	checkFor(t, 30*time.Second, func() error {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		if b.p.Status().Consumed == 0 {
 			return errNotYet
 		}
@@ -681,7 +681,7 @@ func TestRebalance(t *testing.T) {
 	})
 	a.stop(t)
 	<-sent
-	checkFor(t, 60*time.Second, func() error {
+	testutil.Eventually(t, 60*time.Second, func() error {
 		seen := map[string]bool{}
 		for _, r := range results.records() {
 			seen[decodeResult(t, r).RequestID] = true
@@ -720,7 +720,7 @@ func TestMetrics(t *testing.T) {
 		&kgo.Record{Value: []byte(`oops`)})
 	results.waitN(t, 1, 30*time.Second)
 	dlq.waitN(t, 1, 30*time.Second)
-	checkFor(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		mfs, err := reg.Gather()
 		if err != nil {
 			return err

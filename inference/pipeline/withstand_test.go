@@ -55,7 +55,7 @@ func TestRedeliveredFailureStoredOnce(t *testing.T) {
 		cfg := testConfig()
 		run := startPipeline(t, cfg, addrs, pred, st)
 		dlq.waitN(t, 1, 30*time.Second)
-		checkFor(t, 10*time.Second, func() error {
+		testutil.Eventually(t, 10*time.Second, func() error {
 			if n := storeCount(st); n != 1 {
 				return fmt.Errorf("%d store records", n)
 			}
@@ -197,7 +197,7 @@ func TestStuckRequestDeadLettered(t *testing.T) {
 						r.Key, at.Sub(sent[string(r.Key)]).Round(10*time.Millisecond), attempts, cfg.PredictTimeout, cfg.MaxAttempts)
 				}
 			}
-			checkFor(t, 30*time.Second, func() error {
+			testutil.Eventually(t, 30*time.Second, func() error {
 				got := committed(t, addrs, cfg.Group)
 				total := int64(0)
 				for _, o := range got {
@@ -219,7 +219,7 @@ func TestStuckRequestDeadLettered(t *testing.T) {
 				recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i % 7)), Value: demoValue(fmt.Sprintf("h-%d", i), 0.3)})
 			}
 			produce(t, prod, recs...)
-			checkFor(t, 30*time.Second, func() error {
+			testutil.Eventually(t, 30*time.Second, func() error {
 				if s := run.p.Status(); s.State != pipeline.StateCircuitOpen {
 					return fmt.Errorf("state %s circuit %s", s.State, s.Circuit)
 				}
@@ -317,7 +317,7 @@ func TestOversizedOutputsDoNotStopThePipeline(t *testing.T) {
 					}
 				}
 			}
-			checkFor(t, 10*time.Second, func() error {
+			testutil.Eventually(t, 10*time.Second, func() error {
 				if n := storeCount(st); n != 3 {
 					return fmt.Errorf("%d store records", n)
 				}
@@ -332,7 +332,7 @@ func TestOversizedOutputsDoNotStopThePipeline(t *testing.T) {
 					t.Errorf("the store lost the big value: %d bytes", len(s.Value))
 				}
 			}
-			checkFor(t, 30*time.Second, func() error {
+			testutil.Eventually(t, 30*time.Second, func() error {
 				total := int64(0)
 				for _, o := range committed(t, addrs, cfg.Group) {
 					total += o
@@ -456,7 +456,7 @@ func TestProduceErrorClasses(t *testing.T) {
 			recs := append([]*kgo.Record{{Key: []byte("0"), Value: []byte(`not json`)}}, good(0, 10)...)
 			produce(t, testutil.Client(t, addrs), recs...)
 			results.waitN(t, 10, 30*time.Second)
-			checkFor(t, 30*time.Second, func() error {
+			testutil.Eventually(t, 30*time.Second, func() error {
 				total := int64(0)
 				for _, o := range committed(t, addrs, cfg.Group) {
 					total += o
@@ -483,7 +483,7 @@ func TestProduceErrorClasses(t *testing.T) {
 		// Metadata refreshed quickly, so kgo gives up on the "missing" topic soon.
 		run := startPipeline(t, testConfig(), addrs, newTestPredictor(t), openStore(t), kgo.MetadataMinAge(50*time.Millisecond))
 		produce(t, testutil.Client(t, addrs), good(0, 20)...)
-		checkFor(t, 30*time.Second, func() error {
+		testutil.Eventually(t, 30*time.Second, func() error {
 			if s := run.p.Status(); s.State != pipeline.StateStalled || run.p.Ready() {
 				return fmt.Errorf("state %s ready %v", s.State, run.p.Ready())
 			}
@@ -491,7 +491,7 @@ func TestProduceErrorClasses(t *testing.T) {
 		})
 		h.Remove()
 		results.waitN(t, 20, 30*time.Second)
-		checkFor(t, 30*time.Second, func() error {
+		testutil.Eventually(t, 30*time.Second, func() error {
 			if s := run.p.Status(); s.State != pipeline.StateRunning || !run.p.Ready() {
 				return fmt.Errorf("state %s ready %v", s.State, run.p.Ready())
 			}
@@ -518,7 +518,7 @@ func TestProduceErrorClasses(t *testing.T) {
 			run := startPipeline(t, cfg, addrs, newTestPredictor(t), openStore(t),
 				kgo.MetadataMinAge(50*time.Millisecond)) // kgo refreshes metadata before retrying
 			produce(t, testutil.Client(t, addrs), good(0, 10)...)
-			checkFor(t, 30*time.Second, func() error {
+			testutil.Eventually(t, 30*time.Second, func() error {
 				if s := run.p.Status(); s.State != pipeline.StateStalled || run.p.Ready() {
 					return fmt.Errorf("state %s ready %v", s.State, run.p.Ready())
 				}
@@ -526,7 +526,7 @@ func TestProduceErrorClasses(t *testing.T) {
 			})
 			h.Remove()
 			results.waitN(t, 10, 30*time.Second)
-			checkFor(t, 30*time.Second, func() error {
+			testutil.Eventually(t, 30*time.Second, func() error {
 				if s := run.p.Status(); s.State != pipeline.StateRunning || !run.p.Ready() {
 					return fmt.Errorf("state %s ready %v", s.State, run.p.Ready())
 				}
