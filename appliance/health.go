@@ -11,6 +11,7 @@ import (
 
 	"github.com/infergate/infergate/broker"
 	"github.com/infergate/infergate/store"
+	"github.com/infergate/infergate/web"
 )
 
 // diskCheckInterval is how often the health component looks at free space. The store and
@@ -147,11 +148,11 @@ func idList(ids []string, total int) string {
 }
 
 var (
-	descDiskFree = prometheus.NewDesc("infergate_disk_free_bytes",
+	descDiskFree = prometheus.NewDesc(web.MetricDiskFree,
 		"Free space in the file system of each part of the data dir (dir: store, broker).", []string{"dir"}, nil)
-	descDiskMin = prometheus.NewDesc("infergate_disk_min_free_bytes",
+	descDiskMin = prometheus.NewDesc(web.MetricDiskMinFree,
 		"The floor of free space (min_free_bytes) below which the appliance stops consuming.", nil, nil)
-	descDiskFull = prometheus.NewDesc("infergate_disk_full",
+	descDiskFull = prometheus.NewDesc(web.MetricDiskFull,
 		"1 while a part of the data dir is below min_free_bytes: writes are refused and consumption is paused.", nil, nil)
 	descCorrupt = prometheus.NewDesc("infergate_data_corruption",
 		"Damaged store tables or broker files found since start (component: store, broker); any is data loss.", []string{"component"}, nil)

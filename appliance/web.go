@@ -114,7 +114,7 @@ type brokerLag struct{ prometheus.Gatherer }
 
 func (b brokerLag) Gather() ([]*dto.MetricFamily, error) {
 	fams, err := b.Gatherer.Gather()
-	return slices.DeleteFunc(fams, func(f *dto.MetricFamily) bool { return f.GetName() == "infergate_consumer_lag" }), err
+	return slices.DeleteFunc(fams, func(f *dto.MetricFamily) bool { return f.GetName() == pipeline.MetricConsumerLag }), err
 }
 
 // AdminURLFile, in the data dir, holds the admin API's URL while the

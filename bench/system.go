@@ -13,6 +13,7 @@ import (
 
 	"github.com/infergate/infergate/appliance"
 	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tfserving"
 )
 
@@ -294,7 +295,7 @@ func batchRows(g prometheus.Gatherer) (calls uint64, rows float64) {
 		return 0, 0
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "infergate_batch_size" {
+		if mf.GetName() != pipeline.MetricBatchSize {
 			continue
 		}
 		for _, m := range mf.GetMetric() {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/store"
 )
 
@@ -26,28 +27,29 @@ import (
 // histogram_quantile() would. The pipeline therefore needs no second, dashboard-only
 // bookkeeping, and the dashboard shows exactly what Prometheus would.
 
-// Metric names read by the sampler (owned by the pipeline; docs/pipeline.md, "Metrics").
+// Names of the data dir's disk-health metrics, which the appliance registers
+// (appliance/health.go) and the alert banner reads. Web owns them because the
+// appliance imports web, not the other way round.
 const (
-	mRequests  = "infergate_requests_total"
-	mResults   = "infergate_results_total"
-	mDLQ       = "infergate_dlq_records_total"
-	mE2E       = "infergate_end_to_end_latency_seconds"
-	mPredict   = "infergate_predict_latency_seconds"
-	mBatchSize = "infergate_batch_size"
-	mInflight  = "infergate_inflight_batches"
-	mCircuit   = "infergate_circuit_state"
-	mLag       = famLag
-	// The ingress's (package ingress), present only when it runs.
+	MetricDiskFree    = "infergate_disk_free_bytes"
+	MetricDiskMinFree = "infergate_disk_min_free_bytes"
+	MetricDiskFull    = "infergate_disk_full"
+)
+
+// The ingress's metrics (package ingress), present only when it runs, which
+// the sampler reads beside the pipeline's (pipeline.Metric*). Copied, not
+// imported: web would link the NATS and MQTT servers for six names. A
+// rename in ingress/metrics.go must be made here too.
+const (
 	mIngressReceived = "infergate_ingress_received_total"
 	mIngressReplies  = "infergate_ingress_replies_total"
 	mIngressErrors   = "infergate_ingress_errors_total"
 	mIngressRejects  = "infergate_ingress_rejects_total"
 	mIngressClients  = "infergate_ingress_clients"
 	mIngressPending  = "infergate_ingress_acks_pending"
-	// The appliance's disk health (appliance/health.go), for the alert banner.
-	mDiskFree   = "infergate_disk_free_bytes"
-	mDiskMin    = "infergate_disk_min_free_bytes"
-	mDiskFull   = "infergate_disk_full"
+)
+
+const (
 	rateWindow  = 5 * time.Second
 	quantWindow = 10 * time.Second
 	historyLen  = 300
@@ -307,19 +309,19 @@ func (s *sampler) read(now time.Time) sample {
 	out := sample{at: now, dlq: map[string]float64{}, e2e: buckets{}, predict: buckets{}}
 	for _, f := range fams {
 		switch f.GetName() {
-		case mRequests:
+		case pipeline.MetricRequests:
 			out.requests = sumValues(f)
-		case mResults:
+		case pipeline.MetricResults:
 			out.results = sumValues(f)
-		case mDLQ:
+		case pipeline.MetricDLQRecords:
 			for _, m := range f.GetMetric() {
 				out.dlq[label(m, "class")] += value(m)
 			}
-		case mE2E:
+		case pipeline.MetricEndToEndLatency:
 			addBuckets(out.e2e, f)
-		case mPredict:
+		case pipeline.MetricPredictLatency:
 			addBuckets(out.predict, f)
-		case mBatchSize:
+		case pipeline.MetricBatchSize:
 			for _, m := range f.GetMetric() {
 				if h := m.GetHistogram(); h != nil {
 					out.batchSum += h.GetSampleSum()
@@ -346,24 +348,24 @@ func (s *sampler) read(now time.Time) sample {
 			out.ing().clients = sumValues(f)
 		case mIngressPending:
 			out.ing().pending = sumValues(f)
-		case mDiskFree:
+		case MetricDiskFree:
 			for i, m := range f.GetMetric() {
 				if v := value(m); i == 0 || v < out.diskFree {
 					out.diskFree = v
 				}
 				out.hasDisk = true
 			}
-		case mDiskMin:
+		case MetricDiskMinFree:
 			out.diskMin = sumValues(f)
-		case mDiskFull:
+		case MetricDiskFull:
 			out.diskFull = sumValues(f) > 0
 			out.hasDisk = true
-		case mInflight:
+		case pipeline.MetricInflightBatches:
 			out.inflight = sumValues(f)
-		case mCircuit:
+		case pipeline.MetricCircuitState:
 			out.circuit = sumValues(f)
 			out.hasCircuit = len(f.GetMetric()) > 0
-		case mLag:
+		case pipeline.MetricConsumerLag:
 			out.hasLag = true
 			for _, m := range f.GetMetric() {
 				p, _ := strconv.ParseInt(label(m, "partition"), 10, 32)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/store"
 )
 
@@ -26,21 +27,21 @@ var (
 		"On-disk size of the DLQ store (Badger LSM and value log).", []string{"kind"}, nil)
 	descStoreRecords = prometheus.NewDesc("infergate_store_dlq_records",
 		"Dead-lettered records held in the store, by error class.", []string{"class"}, nil)
-	descLag = prometheus.NewDesc("infergate_consumer_lag",
+	descLag = prometheus.NewDesc(pipeline.MetricConsumerLag,
 		"Records in the requests topic not yet committed by the consumer group, per partition. Each partition is "+
 			"exported by the instance that owns it in the group (by one instance while nobody does), so a sum "+
 			"over instances counts every partition once. group is set when instances share the group "+
 			"(attached to an external cluster).", []string{"topic", "partition", "group"}, nil)
-	descModelStatus = prometheus.NewDesc("infergate_model_status",
+	descModelStatus = prometheus.NewDesc(famModelStatus,
 		"1 for each served model version, labelled with its state (AVAILABLE, LOADING, ...).", []string{"model", "version", "state"}, nil)
-	descSidecarRestarts = prometheus.NewDesc("infergate_sidecar_restarts_total",
+	descSidecarRestarts = prometheus.NewDesc(famSidecarRestarts,
 		"Restarts of the supervised tensorflow_model_server since infergate started.", nil, nil)
 	descLookupOK = prometheus.NewDesc("infergate_backend_lookup_ok",
 		"1 if the last lookup for /metrics succeeded, 0 if the broker or model server could not be asked.", []string{"lookup"}, nil)
 )
 
+// Families the appliance's registry may export already (then skipped here).
 const (
-	famLag             = "infergate_consumer_lag"
 	famModelStatus     = "infergate_model_status"
 	famSidecarRestarts = "infergate_sidecar_restarts_total"
 )
@@ -124,7 +125,7 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 1
 	}
-	if !c.skip.has(famLag) {
+	if !c.skip.has(pipeline.MetricConsumerLag) {
 		v, err := c.topics.get(ctx)
 		topics, _ := v.([]Topic)
 		ch <- prometheus.MustNewConstMetric(descLookupOK, prometheus.GaugeValue, ok(err), "topics")

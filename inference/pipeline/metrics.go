@@ -7,7 +7,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the pipeline's Prometheus series (names in docs/pipeline.md, "Metrics").
+// Names of the pipeline's Prometheus series (docs/pipeline.md, "Metrics"),
+// for the packages that read them from a registry: the dashboard's sampler,
+// the web server's committed lag (which replaces MetricConsumerLag), bench.
+const (
+	MetricRequests        = "infergate_requests_total"
+	MetricResults         = "infergate_results_total"
+	MetricDLQRecords      = "infergate_dlq_records_total"
+	MetricEndToEndLatency = "infergate_end_to_end_latency_seconds"
+	MetricPredictLatency  = "infergate_predict_latency_seconds"
+	MetricBatchSize       = "infergate_batch_size"
+	MetricInflightBatches = "infergate_inflight_batches"
+	MetricCircuitState    = "infergate_circuit_state"
+	MetricConsumerLag     = "infergate_consumer_lag"
+	MetricTransactions    = "infergate_transactions_total"
+)
+
+// metrics are the pipeline's Prometheus series.
 type metrics struct {
 	requests  *prometheus.CounterVec // topic
 	results   *prometheus.CounterVec // model
@@ -24,39 +40,39 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "infergate_requests_total", Help: "Request records consumed.",
+			Name: MetricRequests, Help: "Request records consumed.",
 		}, []string{"topic"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "infergate_results_total", Help: "Result records acknowledged by the broker.",
+			Name: MetricResults, Help: "Result records acknowledged by the broker.",
 		}, []string{"model"}),
 		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "infergate_dlq_records_total", Help: "DLQ records acknowledged by the broker, by error class.",
+			Name: MetricDLQRecords, Help: "DLQ records acknowledged by the broker, by error class.",
 		}, []string{"class", "model"}),
 		e2e: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "infergate_end_to_end_latency_seconds",
+			Name:    MetricEndToEndLatency,
 			Help:    "From the request record's timestamp to its result's acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 		predict: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "infergate_predict_latency_seconds",
+			Name:    MetricPredictLatency,
 			Help:    "Duration of one batch's successful model call, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"model"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "infergate_batch_size", Help: "Rows per model call.",
+			Name: MetricBatchSize, Help: "Rows per model call.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 17),
 		}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "infergate_inflight_batches", Help: "Batches being predicted.",
+			Name: MetricInflightBatches, Help: "Batches being predicted.",
 		}),
 		circuit: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "infergate_circuit_state", Help: "Model server circuit: 0 closed, 1 open, 2 half-open.",
+			Name: MetricCircuitState, Help: "Model server circuit: 0 closed, 1 open, 2 half-open.",
 		}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "infergate_consumer_lag", Help: "Records behind the partition's high watermark, as of the last fetch.",
+			Name: MetricConsumerLag, Help: "Records behind the partition's high watermark, as of the last fetch.",
 		}, []string{"topic", "partition"}),
 		txns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "infergate_transactions_total",
+			Name: MetricTransactions,
 			Help: "Exactly-once transactions ended, by outcome (committed, aborted). An abort puts its requests back to be consumed again.",
 		}, []string{"outcome"}),
 	}
