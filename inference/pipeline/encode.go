@@ -13,6 +13,7 @@ import (
 
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/jsonscan"
 	"github.com/infergate/infergate/store"
 )
 
@@ -210,48 +211,7 @@ func appendBytesValue(b []byte, v []byte) []byte {
 	return append(b, `"}`...)
 }
 
-const hexDigits = "0123456789abcdef"
-
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				b = append(b, s[start:i]...)
-				b = append(b, `\ufffd`...)
-				i += size
-				start = i
-				continue
-			}
-			i += size
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		i++
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+func appendJSONString(b []byte, s string) []byte { return jsonscan.AppendString(b, s) }
 
 // dlqOutput makes r's DLQ record: the original key, value and headers, plus
 // why and where it failed; and the same record for the store.

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/infergate/infergate/internal/jsonscan"
 )
 
 // scanner is a small JSON reader for request records. It exists because the
@@ -31,16 +32,7 @@ func (s *scanner) errorf(format string, args ...any) error {
 	return fmt.Errorf("%w at byte %d: %s", errSyntax, s.i, fmt.Sprintf(format, args...))
 }
 
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
+func (s *scanner) ws() { s.i = jsonscan.Space(s.b, s.i) }
 
 // peek returns the next byte without consuming it, 0 at the end.
 func (s *scanner) peek() byte {
@@ -102,161 +94,42 @@ func (s *scanner) str() ([]byte, error) {
 	if s.peek() != '"' {
 		return nil, s.errorf("expected a string")
 	}
-	s.i++
-	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			out := s.b[start:s.i]
-			s.i++
-			if !utf8.Valid(out) {
-				return nil, s.errorf("string is not valid UTF-8")
-			}
-			return out, nil
-		case c == '\\':
-			return s.strEscaped(start)
-		case c < 0x20:
-			return nil, s.errorf("control character in string")
+	out, end, f := jsonscan.String(s.b, s.i)
+	s.i = end
+	switch f {
+	case jsonscan.OK:
+		if !utf8.Valid(out) {
+			return nil, s.errorf("string is not valid UTF-8")
 		}
-		s.i++
+		return out, nil
+	case jsonscan.Control:
+		return nil, s.errorf("control character in string")
+	case jsonscan.BadEscape:
+		return nil, s.errorf("invalid escape")
+	case jsonscan.ShortHex:
+		return nil, s.errorf("short \\u escape")
+	case jsonscan.BadHex:
+		return nil, s.errorf("invalid \\u escape")
 	}
 	return nil, s.errorf("unterminated string")
 }
 
-func (s *scanner) strEscaped(start int) ([]byte, error) {
-	out := append([]byte(nil), s.b[start:s.i]...)
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			s.i++
-			if !utf8.Valid(out) {
-				return nil, s.errorf("string is not valid UTF-8")
-			}
-			return out, nil
-		case c < 0x20:
-			return nil, s.errorf("control character in string")
-		case c != '\\':
-			out = append(out, c)
-			s.i++
-			continue
-		}
-		s.i++
-		e := s.peek()
-		s.i++
-		switch e {
-		case '"', '\\', '/':
-			out = append(out, e)
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r, err := s.hex4()
-			if err != nil {
-				return nil, err
-			}
-			if utf16.IsSurrogate(r) {
-				r2 := rune(-1)
-				if s.i+1 < len(s.b) && s.b[s.i] == '\\' && s.b[s.i+1] == 'u' {
-					save := s.i
-					s.i += 2
-					if r2, err = s.hex4(); err != nil {
-						return nil, err
-					}
-					if utf16.DecodeRune(r, r2) == utf8.RuneError {
-						s.i = save // not a pair: the second escape stands alone
-						r2 = -1
-					}
-				}
-				if r2 < 0 {
-					r = utf8.RuneError
-				} else {
-					r = utf16.DecodeRune(r, r2)
-				}
-			}
-			out = utf8.AppendRune(out, r)
-		default:
-			s.i--
-			return nil, s.errorf("invalid escape")
-		}
-	}
-	return nil, s.errorf("unterminated string")
-}
-
-func (s *scanner) hex4() (rune, error) {
-	if s.i+4 > len(s.b) {
-		return 0, s.errorf("short \\u escape")
-	}
-	var r rune
-	for _, c := range s.b[s.i : s.i+4] {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c-'a') + 10
-		case c >= 'A' && c <= 'F':
-			r |= rune(c-'A') + 10
-		default:
-			return 0, s.errorf("invalid \\u escape")
-		}
-	}
-	s.i += 4
-	return r, nil
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+func isDigit(c byte) bool { return jsonscan.IsDigit(c) }
 
 // number reads a number and returns its text.
 func (s *scanner) number() ([]byte, error) {
 	start := s.i
-	if s.peek() == '-' {
-		s.i++
-	}
-	switch c := s.peek(); {
-	case c == '0':
-		s.i++
-	case c >= '1' && c <= '9':
-		for s.i++; isDigit(s.peek()); s.i++ {
-		}
-	default:
+	end, f := jsonscan.Number(s.b, s.i)
+	s.i = end
+	if f != jsonscan.OK {
 		return nil, s.errorf("invalid number")
-	}
-	if s.peek() == '.' {
-		s.i++
-		if !isDigit(s.peek()) {
-			return nil, s.errorf("invalid number")
-		}
-		for isDigit(s.peek()) {
-			s.i++
-		}
-	}
-	if c := s.peek(); c == 'e' || c == 'E' {
-		s.i++
-		if c := s.peek(); c == '+' || c == '-' {
-			s.i++
-		}
-		if !isDigit(s.peek()) {
-			return nil, s.errorf("invalid number")
-		}
-		for isDigit(s.peek()) {
-			s.i++
-		}
 	}
 	return s.b[start:s.i], nil
 }
 
 // literal consumes one of true, false, null.
 func (s *scanner) literal(lit string) bool {
-	if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
+	if jsonscan.Literal(s.b, s.i, lit) {
 		s.i += len(lit)
 		return true
 	}
@@ -448,11 +321,7 @@ func (s *scanner) skipStructure() ([]byte, error) {
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case '"':
-			for s.i++; s.i < len(s.b) && s.b[s.i] != '"'; s.i++ {
-				if s.b[s.i] == '\\' {
-					s.i++
-				}
-			}
+			s.i = jsonscan.SkipString(s.b, s.i)
 			if s.i >= len(s.b) {
 				return nil, s.errorf("unterminated string")
 			}

@@ -2,9 +2,8 @@ package rest
 
 import (
 	"fmt"
-	"strconv"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/infergate/infergate/internal/jsonscan"
 )
 
 // TF Serving parses request bodies with rapidjson's NaN/Infinity extension,
@@ -104,19 +103,10 @@ func parseJSON(b []byte) (jvalue, error) {
 
 func (p *parser) err(msg string) error { return &jsonError{msg: msg, off: p.i} }
 
-func (p *parser) ws() {
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
-}
+func (p *parser) ws() { p.i = jsonscan.Space(p.b, p.i) }
 
 func (p *parser) lit(s string) bool {
-	if len(p.b)-p.i >= len(s) && string(p.b[p.i:p.i+len(s)]) == s {
+	if jsonscan.Literal(p.b, p.i, s) {
 		p.i += len(s)
 		return true
 	}
@@ -250,138 +240,52 @@ func (p *parser) number() (jvalue, error) {
 	if p.lit("NaN") || p.lit("Infinity") || p.lit("Inf") || p.lit("-Infinity") || p.lit("-Inf") {
 		return jvalue{kind: jNumber, raw: p.b[start:p.i]}, nil
 	}
-	if p.b[p.i] == '-' {
-		p.i++
-	}
-	digits := func() int {
-		n := 0
-		for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-			p.i++
-			n++
-		}
-		return n
-	}
-	intStart := p.i
-	switch n := digits(); {
-	case n == 0:
+	end, f := jsonscan.Number(p.b, p.i)
+	p.i = end
+	switch f {
+	case jsonscan.NoDigits:
 		return jvalue{}, p.err("Invalid value.")
-	case n > 1 && p.b[intStart] == '0':
-		return jvalue{}, p.err("Leading zeros are not allowed.")
+	case jsonscan.NoFraction:
+		return jvalue{}, p.err("Missing fraction part in number.")
+	case jsonscan.NoExponent:
+		return jvalue{}, p.err("Missing exponent in number.")
 	}
-	if p.i < len(p.b) && p.b[p.i] == '.' {
-		p.i++
-		if digits() == 0 {
-			return jvalue{}, p.err("Missing fraction part in number.")
-		}
-	}
-	if p.i < len(p.b) && (p.b[p.i] == 'e' || p.b[p.i] == 'E') {
-		p.i++
-		if p.i < len(p.b) && (p.b[p.i] == '+' || p.b[p.i] == '-') {
+	// jsonscan ends the number at a leading 0; rapidjson reads the digits
+	// after it and then refuses them.
+	if zero := start + btoi(p.b[start] == '-'); end == zero+1 && p.b[zero] == '0' && end < len(p.b) && jsonscan.IsDigit(p.b[end]) {
+		for p.i < len(p.b) && jsonscan.IsDigit(p.b[p.i]) {
 			p.i++
 		}
-		if digits() == 0 {
-			return jvalue{}, p.err("Missing exponent in number.")
-		}
+		return jvalue{}, p.err("Leading zeros are not allowed.")
 	}
 	return jvalue{kind: jNumber, raw: p.b[start:p.i]}, nil
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // str reads a string; without escapes it returns a subslice of the input.
 func (p *parser) str() ([]byte, error) {
-	p.i++ // opening quote
-	start := p.i
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			s := p.b[start:p.i]
-			p.i++
-			return s, nil
-		case c == '\\':
-			return p.escaped(start)
-		case c < 0x20:
-			return nil, p.err("Invalid encoding in string.")
-		}
-		p.i++
-	}
-	return nil, p.err("Missing a closing quotation mark in string.")
-}
-
-func (p *parser) escaped(start int) ([]byte, error) {
-	out := append([]byte(nil), p.b[start:p.i]...)
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			p.i++
-			return out, nil
-		case c < 0x20:
-			return nil, p.err("Invalid encoding in string.")
-		case c != '\\':
-			out = append(out, c)
-			p.i++
-			continue
-		}
-		p.i++ // backslash
-		if p.i >= len(p.b) {
-			break
-		}
-		e := p.b[p.i]
-		p.i++
-		switch e {
-		case '"', '\\', '/':
-			out = append(out, e)
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r, ok := p.hex4()
-			if !ok {
-				return nil, p.err("Incorrect hex digit after \\u escape in string.")
-			}
-			if utf16.IsSurrogate(r) {
-				// A lone surrogate becomes U+FFFD, as in encoding/json.
-				r2 := rune(utf8.RuneError)
-				save := p.i
-				if p.lit(`\u`) {
-					if lo, ok := p.hex4(); ok {
-						r2 = lo
-					} else {
-						return nil, p.err("Incorrect hex digit after \\u escape in string.")
-					}
-				}
-				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-					r = dec
-				} else {
-					r = utf8.RuneError
-					p.i = save
-				}
-			}
-			out = utf8.AppendRune(out, r)
-		default:
+	s, end, f := jsonscan.String(p.b, p.i)
+	p.i = end
+	switch f {
+	case jsonscan.OK:
+		return s, nil
+	case jsonscan.Control:
+		return nil, p.err("Invalid encoding in string.")
+	case jsonscan.BadEscape:
+		if p.i < len(p.b) {
+			p.i++ // rapidjson reports the offset after the escape character
 			return nil, p.err("Invalid escape character in string.")
 		}
+	case jsonscan.ShortHex, jsonscan.BadHex:
+		return nil, p.err("Incorrect hex digit after \\u escape in string.")
 	}
 	return nil, p.err("Missing a closing quotation mark in string.")
-}
-
-func (p *parser) hex4() (rune, bool) {
-	if len(p.b)-p.i < 4 {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(string(p.b[p.i:p.i+4]), 16, 16)
-	if err != nil {
-		return 0, false
-	}
-	p.i += 4
-	return rune(v), true
 }
 
 // countJSON counts the scalar values (object keys excluded) and the lists
@@ -394,13 +298,7 @@ func countJSON(b []byte) (scalars, containers int64) {
 		switch c := b[i]; c {
 		case '"':
 			inToken = false
-			i++
-			for i < len(b) && b[i] != '"' {
-				if b[i] == '\\' {
-					i++
-				}
-				i++
-			}
+			i = jsonscan.SkipString(b, i)
 			// A string followed by ':' is an object key, not a value.
 			j := i + 1
 			for j < len(b) && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r') {

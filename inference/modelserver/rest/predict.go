@@ -15,6 +15,7 @@ import (
 
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/jsonscan"
 )
 
 // predictBody is a decoded :predict request body.
@@ -527,31 +528,5 @@ func appendFloat(b []byte, f float64, bits int) []byte {
 	return append(b, ".0"...)
 }
 
-const hexDigits = "0123456789abcdef"
-
 // appendString writes s (valid UTF-8) as a JSON string.
-func appendString(b []byte, s []byte) []byte {
-	b = append(b, '"')
-	start := 0
-	for i, c := range s {
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+func appendString(b []byte, s []byte) []byte { return jsonscan.AppendString(b, s) }
