@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -159,4 +160,62 @@ func (f *fleetBackend) uploadDir() string { return "" }
 
 func (f *fleetBackend) grpcAddrs() []string {
 	return slices.Clone(f.endpoints)
+}
+
+var _ versionLister = (*fleetBackend)(nil)
+
+// availableVersions lists the versions AVAILABLE on every endpoint that
+// answers: a call may reach any endpoint, so a version pinned or in a
+// rollout must be served by all of them. An endpoint that does not answer is
+// left out (the fleet sends it no calls while it is down); one that does not
+// serve the model has no version.
+func (f *fleetBackend) availableVersions(ctx context.Context, name string) ([]int64, error) {
+	var common []int64
+	answered := 0
+	var lastErr error
+	for _, ep := range f.fleet.StatusEach(ctx, name) {
+		var avail []int64
+		switch status.Code(ep.Err) {
+		case codes.OK:
+			for _, v := range ep.Versions {
+				if v.Available() {
+					avail = append(avail, v.Version)
+				}
+			}
+		case codes.NotFound:
+		default:
+			lastErr = ep.Err
+			continue
+		}
+		if answered++; answered == 1 {
+			common = avail
+		} else {
+			common = slices.DeleteFunc(common, func(v int64) bool { return !slices.Contains(avail, v) })
+		}
+	}
+	if answered == 0 {
+		return nil, fmt.Errorf("%w: no TF Serving endpoint answers: %w", web.ErrUnavailable, lastErr)
+	}
+	slices.Sort(common)
+	slices.Reverse(common)
+	return common, nil
+}
+
+// versionsDetail says which versions each endpoint serves.
+func (f *fleetBackend) versionsDetail(ctx context.Context, name string) string {
+	var eps []string
+	for _, ep := range f.fleet.StatusEach(ctx, name) {
+		if ep.Err != nil {
+			eps = append(eps, fmt.Sprintf("%s: %s", ep.Address, status.Convert(ep.Err).Message()))
+			continue
+		}
+		var avail []string
+		for _, v := range ep.Versions {
+			if v.Available() {
+				avail = append(avail, strconv.FormatInt(v.Version, 10))
+			}
+		}
+		eps = append(eps, fmt.Sprintf("%s serves [%s]", ep.Address, strings.Join(avail, " ")))
+	}
+	return fmt.Sprintf("every endpoint of the external fleet must serve the version (%s)", strings.Join(eps, "; "))
 }

@@ -17,6 +17,9 @@ var _ web.Rollouts = (*webBackend)(nil)
 // every mode; nil when the model server cannot tell.
 func (a *Appliance) availableVersions(ctx context.Context, name string) ([]int64, error) {
 	b := &webBackend{a: a}
+	if vl, ok := a.modelBackend().(versionLister); ok {
+		return vl.availableVersions(ctx, name)
+	}
 	models, err := b.Models(ctx)
 	if err != nil {
 		return nil, err
@@ -39,6 +42,24 @@ func (a *Appliance) availableVersions(ctx context.Context, name string) ([]int64
 		return nil, nil // e.g. an external fleet, which lists only the default model
 	}
 	return nil, fmt.Errorf("%w: no model %q", web.ErrNotFound, name)
+}
+
+// versionLister is a model backend whose models do not tell a model's
+// versions exactly enough for a rollout or a pin (an external fleet's ask
+// one endpoint, about the default model only): it lists them itself, and
+// says what it found when a version is refused.
+type versionLister interface {
+	availableVersions(ctx context.Context, name string) ([]int64, error)
+	versionsDetail(ctx context.Context, name string) string
+}
+
+// withVersionsDetail adds the backend's detail to a refused version.
+func (b *webBackend) withVersionsDetail(ctx context.Context, name string, err error) error {
+	vl, ok := b.a.modelBackend().(versionLister)
+	if !ok || !errors.Is(err, web.ErrInvalid) {
+		return err
+	}
+	return fmt.Errorf("%w; %s", err, vl.versionsDetail(ctx, name))
 }
 
 func (b *webBackend) controller() (*rollout.Controller, error) {
@@ -73,7 +94,7 @@ func (b *webBackend) ServeVersion(ctx context.Context, name string, version int6
 	if _, err := b.a.availableVersions(ctx, name); err != nil {
 		return err
 	}
-	return rolloutErr(c.Pin(ctx, name, version))
+	return b.withVersionsDetail(ctx, name, rolloutErr(c.Pin(ctx, name, version)))
 }
 
 func (b *webBackend) RollbackModel(ctx context.Context, name string, version int64) (int64, error) {
@@ -105,7 +126,7 @@ func (b *webBackend) RollbackModel(ctx context.Context, name string, version int
 		}
 	}
 	if err := c.Pin(ctx, name, version); err != nil {
-		return 0, rolloutErr(err)
+		return 0, b.withVersionsDetail(ctx, name, rolloutErr(err))
 	}
 	return version, nil
 }
@@ -136,7 +157,7 @@ func (b *webBackend) StartRollout(ctx context.Context, spec rollout.Spec) (*roll
 		return nil, err
 	}
 	r, err := c.Start(ctx, spec)
-	return r, rolloutErr(err)
+	return r, b.withVersionsDetail(ctx, spec.Model, rolloutErr(err))
 }
 
 func (b *webBackend) Rollouts(context.Context) ([]rollout.Rollout, error) {

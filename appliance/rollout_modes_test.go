@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/rollout"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testmodels"
 	"github.com/infergate/infergate/internal/testutil"
@@ -122,4 +124,37 @@ func TestRolloutExternalFleet(t *testing.T) {
 		runModelServer(t, tfserving.ModelConfig{Name: "demo", BasePath: base, Policy: tfserving.VersionPolicy{Latest: 2}}),
 	}
 	rolloutOnTwoVersions(t, start(t, c))
+}
+
+// TestRolloutFleetVersionsOnEveryEndpoint: a call may reach any endpoint of
+// an external fleet, so a version is available to a rollout or a pin only
+// when every endpoint serves it; the refusal names what each serves. A
+// model other than the default is checked the same way.
+func TestRolloutFleetVersionsOnEveryEndpoint(t *testing.T) {
+	dir := t.TempDir()
+	writeTwoVersions(t, dir)
+	both := tfserving.ModelConfig{Name: "demo", BasePath: filepath.Join(dir, "demo"), Policy: tfserving.VersionPolicy{Latest: 2}}
+	latest := tfserving.ModelConfig{Name: "demo", BasePath: both.BasePath} // latest:1, version 2 only
+	other := tfserving.ModelConfig{Name: "other", BasePath: both.BasePath, Policy: tfserving.VersionPolicy{All: true}}
+	a2, b1 := runModelServer(t, both, other), runModelServer(t, latest, other)
+	c := testConfig(t)
+	c.ModelServer.Mode = ModelServerExternal
+	c.ModelServer.TFServingEndpoints = []string{a2, b1}
+	a := start(t, c)
+	api := newAPIClient(t, a)
+
+	code, body := api.do("POST", "/api/v1/rollouts", map[string]any{"model": "demo", "stable": 2, "candidate": 1})
+	if code != 400 || !strings.Contains(string(body), "version 1 of model demo is not available") ||
+		!strings.Contains(string(body), a2+" serves [2 1]") || !strings.Contains(string(body), b1+" serves [2]") {
+		t.Errorf("a rollout to a version one endpoint lacks: %d %s", code, body)
+	}
+	if code, body := api.do("PUT", "/api/v1/models/demo/serving", map[string]any{"version": 1}); code != 400 {
+		t.Errorf("pinning a version one endpoint lacks: %d %s", code, body)
+	}
+	var r rollout.Rollout
+	api.json("POST", "/api/v1/rollouts", map[string]any{"model": "other", "stable": 1}, 201, &r)
+	if r.Stable != 1 || r.Candidate != 2 {
+		t.Errorf("the candidate of model other is its highest version on every endpoint, 2: %+v", r)
+	}
+	api.json("POST", "/api/v1/rollouts/other/abort", nil, 200, &r)
 }

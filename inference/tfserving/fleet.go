@@ -267,6 +267,28 @@ func (f *Fleet) Status(ctx context.Context, name string, version int64) ([]Versi
 	return vs, err
 }
 
+// EndpointVersions is one endpoint's answer to GetModelStatus.
+type EndpointVersions struct {
+	Address  string
+	Versions []VersionStatus // highest first
+	Err      error           // it did not answer, or does not serve the model (NOT_FOUND)
+}
+
+// StatusEach asks every endpoint at once for a model's versions, in
+// configuration order. Status asks one endpoint; a call may reach any, so
+// what must be served everywhere (both versions of a rollout) is checked
+// with this.
+func (f *Fleet) StatusEach(ctx context.Context, name string) []EndpointVersions {
+	out := make([]EndpointVersions, len(f.eps))
+	var wg sync.WaitGroup
+	for i, ep := range f.eps {
+		out[i].Address = ep.client.Address()
+		wg.Go(func() { out[i].Versions, out[i].Err = ep.client.Status(ctx, name, 0) })
+	}
+	wg.Wait()
+	return out
+}
+
 // retryElsewhere reports errors another endpoint may not have: this one is
 // down or unreachable (UNAVAILABLE, which gRPC also uses for refused and
 // reset connections), or its queue is full (RESOURCE_EXHAUSTED, which TF

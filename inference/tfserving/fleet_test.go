@@ -354,3 +354,24 @@ func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
+
+// TestFleetStatusEach: every endpoint's versions of a model, in
+// configuration order, with the error of one that does not answer.
+func TestFleetStatusEach(t *testing.T) {
+	a, b := newReplica(t), newReplica(t)
+	f := newFleet(t, tfserving.FleetConfig{Endpoints: []string{a.addr, b.addr}})
+	b.kill()
+	got := f.StatusEach(context.Background(), "arith")
+	if len(got) != 2 || got[0].Address != a.addr || got[1].Address != b.addr {
+		t.Fatalf("endpoints %+v", got)
+	}
+	if got[0].Err != nil || len(got[0].Versions) != 2 || got[0].Versions[0].Version != 2 || !got[0].Versions[1].Available() {
+		t.Errorf("%s: %+v", a.addr, got[0])
+	}
+	if status.Code(got[1].Err) != codes.Unavailable {
+		t.Errorf("%s (down): %+v", b.addr, got[1])
+	}
+	if got := f.StatusEach(context.Background(), "nope"); status.Code(got[0].Err) != codes.NotFound {
+		t.Errorf("unknown model: %+v", got[0])
+	}
+}
