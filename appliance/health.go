@@ -149,7 +149,7 @@ func idList(ids []string, total int) string {
 
 var (
 	descDiskFree = prometheus.NewDesc(web.MetricDiskFree,
-		"Free space in the file system of each part of the data dir (dir: store, broker).", []string{"dir"}, nil)
+		"Free space in the file system of each part of the data dir (component: store, broker).", []string{"component"}, nil)
 	descDiskMin = prometheus.NewDesc(web.MetricDiskMinFree,
 		"The floor of free space (min_free_bytes) below which the appliance stops consuming.", nil, nil)
 	descDiskFull = prometheus.NewDesc(web.MetricDiskFull,

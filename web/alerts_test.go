@@ -76,7 +76,7 @@ func TestBrowserAlertBanner(t *testing.T) {
 		t.Skip("browser test")
 	}
 	env := newEnv(t, func(c *Config) { c.EventsInterval = 100 * time.Millisecond })
-	free := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "infergate_disk_free_bytes", Help: "free"}, []string{"dir"})
+	free := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "infergate_disk_free_bytes", Help: "free"}, []string{"component"})
 	env.backend.reg.MustRegister(free,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "infergate_disk_min_free_bytes", Help: "floor"}, func() float64 { return 100 << 20 }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "infergate_disk_full", Help: "full"}, func() float64 { return 0 }))
