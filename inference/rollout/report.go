@@ -36,7 +36,8 @@ type Report struct {
 	// place on the requests topic.
 	Top []Comparison `json:"top"`
 	// Dropped counts sampled requests the shadow skipped as the pipeline was
-	// busy (since this process started); Queue is its backlog now.
+	// busy or the model server unavailable (since this process started);
+	// Queue is its backlog now.
 	Dropped int64 `json:"dropped"`
 	Queue   int   `json:"queue"`
 	// Truncated is set when more comparisons exist than one report reads.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -378,5 +379,53 @@ func TestGatherPicksSampledRows(t *testing.T) {
 	}
 	if in, whole := gather(o, o.Requests); !whole || in["f"] != o.Inputs["f"] {
 		t.Error("all requests sampled: the batch itself is scored")
+	}
+}
+
+// TestShadowModelServerDown: a shadow call the model server answers
+// UNAVAILABLE (a sidecar restarting, no endpoint of a fleet answering; here a
+// gRPC client of a port nobody listens on) is skipped and counted as
+// dropped, not held against the candidate: its error-rate guard does not
+// roll the split back.
+func TestShadowModelServerDown(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	down, err := tfserving.Dial(tfserving.Config{Address: addr, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { down.Close() })
+	cfg := DefaultConfig()
+	cfg.CheckInterval = time.Hour
+	c, err := New(cfg, testutil.Logger(t), e.st, down, e.versions, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	if _, err := c.Start(context.Background(), Spec{Model: "m", Stable: 1, Candidate: 2, Percent: 50,
+		Guards: Guards{MaxErrorRate: 0.1, MinRequests: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		e.batch(t, c, 1, 10*i, 10, func(int) float32 { return 1 })
+	}
+	testutil.Eventually(t, time.Minute, func() error {
+		if rep, err := c.Report("m"); err != nil || rep.Dropped != 50 || rep.Queue != 0 {
+			return fmt.Errorf("report %+v %v", rep, err)
+		}
+		return nil
+	})
+	c.check()
+	r, _ := c.Get("m")
+	if r.State != StateRunning {
+		t.Fatalf("an unavailable model server rolled the candidate back: %+v %+v", r, r.Evidence)
+	}
+	if rep, _ := c.Report("m"); rep.Compared != 0 || rep.Candidate.Errors != 0 {
+		t.Errorf("report %+v: nothing compared, no candidate error", rep)
 	}
 }

@@ -10,6 +10,9 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tensor"
@@ -123,6 +126,15 @@ func (c *Controller) shadow(ctx context.Context, j *job) {
 	lat := float64(time.Since(start)) / 1e6
 	cancel()
 	if ctx.Err() != nil {
+		return
+	}
+	if status.Code(err) == codes.Unavailable {
+		// The model server is down (a sidecar restarting, no endpoint of a
+		// fleet answering), which says nothing about either version: the
+		// sample is skipped as one the queue had no room for, and counts
+		// against neither version's errors.
+		c.dropped.Add(int64(len(j.reqs)))
+		c.m.dropped.WithLabelValues(r.model).Add(float64(len(j.reqs)))
 		return
 	}
 	name := outputName(r.output, o.Outputs)
