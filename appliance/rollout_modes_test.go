@@ -28,14 +28,31 @@ import (
 // negative.
 func writeTwoVersions(t *testing.T, dir string) {
 	t.Helper()
-	for v, relu := range map[int]bool{1: false, 2: true} {
-		vdir := filepath.Join(dir, "demo", fmt.Sprint(v))
-		if err := os.MkdirAll(vdir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(vdir, "model.onnx"), testmodels.Feature(0, relu), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	writeVersion(t, dir, 1, false)
+	writeVersion(t, dir, 2, true)
+}
+
+// writeVersion puts demo version v (feature 0, or its ReLU) into the model
+// repository dir, renamed into place whole as a model server polling the
+// directory needs.
+func writeVersion(t *testing.T, dir string, v int, relu bool) {
+	t.Helper()
+	base := filepath.Join(dir, "demo")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.MkdirTemp(base, ".tmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "model.onnx"), testmodels.Feature(0, relu), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(base, fmt.Sprint(v))); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -68,8 +85,9 @@ func rolloutOnTwoVersions(t *testing.T, a *running) {
 }
 
 // TestRolloutSidecar: the same rollout with model_server.mode sidecar and
-// `infergate model-server` as tensorflow_model_server, which loads both
-// versions because of the default version policy latest:2.
+// `infergate model-server` as tensorflow_model_server, started with version
+// 1 and given version 2 while running; it serves both because of the
+// default version policy latest:2.
 func TestRolloutSidecar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/infergate")
@@ -81,8 +99,15 @@ func TestRolloutSidecar(t *testing.T) {
 	c.ModelServer.GRPCListen = "127.0.0.1:" + freePort(t)
 	c.ModelServer.RESTListen = "127.0.0.1:" + freePort(t)
 	c.ModelServer.Sidecar.ExtraFlags = []string{"--enable_model_warmup=false"}
-	writeTwoVersions(t, filepath.Join(c.DataDir, ModelsDir))
-	rolloutOnTwoVersions(t, start(t, c))
+	models := filepath.Join(c.DataDir, ModelsDir)
+	writeVersion(t, models, 1, false)
+	a := start(t, c)
+	// A second version goes where the upload's refusal says (TF Serving
+	// serves SavedModels, the appliance uploads ONNX): the model repository,
+	// and a reload; latest:2 keeps version 1 loaded beside it.
+	writeVersion(t, models, 2, true)
+	newAPIClient(t, a).json("POST", "/api/v1/models/reload", nil, 200, nil)
+	rolloutOnTwoVersions(t, a)
 }
 
 // runModelServer runs an embedded model server on a random gRPC port as a
