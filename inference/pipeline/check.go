@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/recordcodec"
 )
 
 // ErrNoMetadata wraps the error of a CheckRequest whose model's metadata
@@ -24,18 +25,18 @@ var ErrNoMetadata = errors.New("cannot read the model's signature")
 // Class is decode or validation.
 func CheckRequest(ctx context.Context, value []byte, headerModel, defaultModel string,
 	meta func(context.Context, model.Spec) (*model.Metadata, error)) (string, error) {
-	env, err := parseEnvelope(value)
+	env, err := recordcodec.ParseEnvelope(value)
 	if err != nil {
 		return "", err
 	}
-	name := env.model
+	name := env.Model
 	if name == "" {
 		name = headerModel
 	}
 	if name == "" {
 		name = defaultModel
 	}
-	key := metaKey{name: name, version: env.version, label: env.label}
+	key := metaKey{name: name, version: env.Version, label: env.Label}
 	if meta == nil {
 		return key.String(), nil
 	}
@@ -48,11 +49,11 @@ func CheckRequest(ctx context.Context, value []byte, headerModel, defaultModel s
 		return key.String(), fmt.Errorf("%w of %s: %w", ErrNoMetadata, key, err)
 	}
 	e := &metaEntry{key: key, meta: md}
-	si, err := e.signature(signatureName(env.signature, md), "")
+	si, err := e.signature(signatureName(env.Signature, md), "")
 	if err != nil {
 		return key.String(), err
 	}
-	_, _, err = decodeInputs(&env, si)
+	_, _, err = recordcodec.DecodeInputs(&env, si.Signature)
 	return key.String(), err
 }
 
@@ -61,7 +62,7 @@ func CheckRequest(ctx context.Context, value []byte, headerModel, defaultModel s
 func Class(err error) string {
 	var ce *classError
 	if errors.As(err, &ce) {
-		return ce.class
+		return ce.Class
 	}
 	return ""
 }

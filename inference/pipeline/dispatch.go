@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/recordcodec"
 	"github.com/infergate/infergate/inference/tensor"
 )
 
@@ -75,7 +76,7 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 	}
 	add := func(r *request) {
 		t := p.tuning()
-		if !r.si.batchable || r.rows >= int64(t.MaxBatchSize) {
+		if !r.si.Batchable || r.rows >= int64(t.MaxBatchSize) {
 			ready = append(ready, &batch{spec: p.specOf(r), reqs: []*request{r}, rows: r.rows})
 			return
 		}
@@ -183,7 +184,7 @@ func (p *Pipeline) dispatchLoop(ctx context.Context) {
 
 func (p *Pipeline) specOf(r *request) model.Spec {
 	s := r.entry.key.spec()
-	s.Signature = r.si.name
+	s.Signature = r.si.Name
 	return s
 }
 
@@ -210,12 +211,12 @@ func (p *Pipeline) decode(ctx context.Context, r *request) (err error) {
 			err = withClass(ClassInternal, fmt.Errorf("panic decoding the request: %v", v))
 		}
 	}()
-	env, err := parseEnvelope(r.rec.Value)
+	env, err := recordcodec.ParseEnvelope(r.rec.Value)
 	if err != nil {
 		return err
 	}
 	r.env = env
-	name := env.model
+	name := env.Model
 	if name == "" {
 		for _, h := range r.rec.Headers {
 			if h.Key == HeaderModel {
@@ -227,16 +228,16 @@ func (p *Pipeline) decode(ctx context.Context, r *request) (err error) {
 		name = p.cfg.DefaultModel
 	}
 	r.modelName = name
-	version := env.version
-	if p.router != nil && !env.hasVersion && env.label == "" {
+	version := env.Version
+	if p.router != nil && !env.HasVersion && env.Label == "" {
 		version = p.router.Route(name, routeKey(r))
 	}
-	e, err := p.lookupMeta(ctx, metaKey{name: name, version: version, label: env.label})
+	e, err := p.lookupMeta(ctx, metaKey{name: name, version: version, label: env.Label})
 	if err != nil {
 		return err
 	}
 	r.entry = e
-	sig := env.signature
+	sig := env.Signature
 	if sig == "" {
 		sig = model.DefaultSignature
 		if _, ok := e.meta.Signatures[sig]; !ok && len(e.meta.Signatures) == 1 {
@@ -250,7 +251,7 @@ func (p *Pipeline) decode(ctx context.Context, r *request) (err error) {
 		return err
 	}
 	r.si = si
-	r.inputs, r.rows, err = decodeInputs(&r.env, si)
+	r.inputs, r.rows, err = recordcodec.DecodeInputs(&r.env, si.Signature)
 	return err
 }
 

@@ -7,7 +7,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/recordcodec"
 	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/internal/jsonscan"
 )
 
 // Decoded is what DecodeRequest found in a record, for tests of the decoder.
@@ -39,7 +41,7 @@ func DecodeRequest(value []byte, sig *model.Signature, defaultInput string) (*De
 }
 
 // AppendJSONString exposes the result encoder's string writer.
-func AppendJSONString(b []byte, s string) []byte { return appendJSONString(b, s) }
+func AppendJSONString(b []byte, s string) []byte { return jsonscan.AppendString(b, s) }
 
 // HotPath is the pipeline's per-request work without the broker: decode
 // each record against the model's cached metadata, stack rows into batches,
@@ -86,7 +88,7 @@ func (h *HotPath) Run(ctx context.Context, values [][]byte) (int, error) {
 		if err := checkOutputs(res, b.rows, true); err != nil {
 			return 0, err
 		}
-		names := outputNames(b.reqs[0].si, res)
+		names := recordcodec.OutputNames(b.reqs[0].si.Sig, res)
 		off := int64(0)
 		for _, r := range b.reqs {
 			h.buf = resultValue(h.buf[:0], r, res, names, off, true, now)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/recordcodec"
 )
 
 // metaKey is the part of a model spec that selects a model version.
@@ -49,49 +50,15 @@ type metaEntry struct {
 
 // sigInfo is one signature, prepared for decoding and batching.
 type sigInfo struct {
-	name string
-	sig  *model.Signature
-	// def is the input that the short form's "features" feed, -1 if there is
-	// none (defErr says why).
-	def    int
-	defErr string
-	// batchable: every input and output has a leading dimension of any size,
-	// so requests can be stacked along it and results split back.
-	batchable bool
+	*recordcodec.Signature
 	// fixed: every input's dimensions after the batch dimension are known,
 	// so requests need no shape in their batching key.
 	fixed bool
 }
 
-func (si *sigInfo) inputIndex(name []byte) int {
-	for i, in := range si.sig.Inputs {
-		if in.Name == string(name) {
-			return i
-		}
-	}
-	return -1
-}
-
 func newSigInfo(name string, sig *model.Signature, defaultInput string) *sigInfo {
-	si := &sigInfo{name: name, sig: sig, def: -1, batchable: len(sig.Inputs) > 0, fixed: true}
-	switch {
-	case defaultInput != "":
-		for i, in := range sig.Inputs {
-			if in.Name == defaultInput {
-				si.def = i
-			}
-		}
-		if si.def < 0 {
-			si.defErr = fmt.Sprintf("signature %q has no input %q (pipeline.default_input)", name, defaultInput)
-		}
-	case len(sig.Inputs) == 1:
-		si.def = 0
-	default:
-		si.defErr = fmt.Sprintf("signature %q has %d inputs, so \"features\" is ambiguous", name, len(sig.Inputs))
-	}
-	leads := func(shape []int64) bool { return shape == nil || (len(shape) > 0 && shape[0] == -1) }
+	si := &sigInfo{Signature: recordcodec.NewSignature(name, sig, defaultInput), fixed: true}
 	for _, in := range sig.Inputs {
-		si.batchable = si.batchable && leads(in.Shape)
 		if in.Shape == nil {
 			si.fixed = false
 		}
@@ -100,9 +67,6 @@ func newSigInfo(name string, sig *model.Signature, defaultInput string) *sigInfo
 				si.fixed = false
 			}
 		}
-	}
-	for _, out := range sig.Outputs {
-		si.batchable = si.batchable && leads(out.Shape)
 	}
 	return si
 }

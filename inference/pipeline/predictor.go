@@ -13,6 +13,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/recordcodec"
 	"github.com/infergate/infergate/inference/tensor"
 )
 
@@ -35,8 +37,8 @@ type Predictor interface {
 // Error classes, as docs/pipeline.md's table ("Errors") names them; they are the values of the
 // DLQ header error.class and of the store's Record.Class.
 const (
-	ClassDecode      = "decode"
-	ClassValidation  = "validation"
+	ClassDecode      = recordcodec.ClassDecode
+	ClassValidation  = recordcodec.ClassValidation
 	ClassModel       = "model"
 	ClassUnavailable = "unavailable" // never dead-lettered: retried, then the circuit opens
 	ClassInternal    = "internal"
@@ -53,22 +55,21 @@ const (
 var Classes = [6]string{ClassDecode, ClassValidation, ClassModel, ClassInternal, ClassTimeout, ClassExhausted}
 
 // classError is an error with its class attached, made where the class is
-// known (decoding, validation) rather than guessed from a status code.
-type classError struct {
-	class string
-	err   error
+// known (decoding, validation) rather than guessed from a status code; the
+// request codec makes them too.
+type classError = recordcodec.Error
+
+func withClass(class string, err error) error { return &classError{Class: class, Err: err} }
+
+func validationErr(format string, args ...any) error {
+	return withClass(ClassValidation, fmt.Errorf(format, args...))
 }
-
-func (e *classError) Error() string { return e.err.Error() }
-func (e *classError) Unwrap() error { return e.err }
-
-func withClass(class string, err error) error { return &classError{class: class, err: err} }
 
 // classOf sorts an error from a model call into a class.
 func classOf(err error) string {
 	var ce *classError
 	if errors.As(err, &ce) {
-		return ce.class
+		return ce.Class
 	}
 	switch status.Code(err) {
 	case codes.InvalidArgument, codes.FailedPrecondition, codes.NotFound:

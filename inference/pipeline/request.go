@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/recordcodec"
 	"github.com/infergate/infergate/inference/tensor"
 )
 
@@ -23,47 +24,47 @@ type Request struct {
 	Batchable bool
 	Signature string // the signature decoded against
 
-	env envelope
+	env recordcodec.Envelope
 }
 
 // ParseRequest reads a request record's value. headerModel is the record's
 // model header ("" if none), defaultModel pipeline.default_model. A
 // malformed request is an error of class decode.
 func ParseRequest(value []byte, headerModel, defaultModel string) (*Request, error) {
-	env, err := parseEnvelope(value)
+	env, err := recordcodec.ParseEnvelope(value)
 	if err != nil {
 		return nil, err
 	}
-	name := env.model
+	name := env.Model
 	if name == "" {
 		name = headerModel
 	}
 	if name == "" {
 		name = defaultModel
 	}
-	return &Request{Spec: model.Spec{Name: name, Version: env.version, Label: env.label, Signature: env.signature},
-		ID: string(env.id), env: env}, nil
+	return &Request{Spec: model.Spec{Name: name, Version: env.Version, Label: env.Label, Signature: env.Signature},
+		ID: string(env.ID), env: env}, nil
 }
 
 // Decode reads the request's tensors against md, the metadata of the model
 // version that is to score it, with the checks the pipeline makes (errors of
 // class decode or validation). defaultInput is pipeline.default_input.
 func (r *Request) Decode(md *model.Metadata, defaultInput string) error {
-	name := signatureName(r.env.signature, md)
+	name := signatureName(r.env.Signature, md)
 	e := &metaEntry{key: metaKey{name: r.Spec.Name, version: md.Version}, meta: md}
 	si, err := e.signature(name, defaultInput)
 	if err != nil {
 		return err
 	}
-	ins, rows, err := decodeInputs(&r.env, si)
+	ins, rows, err := recordcodec.DecodeInputs(&r.env, si.Signature)
 	if err != nil {
 		return err
 	}
 	r.Inputs = make(map[string]*tensor.Tensor, len(ins))
 	for i, t := range ins {
-		r.Inputs[si.sig.Inputs[i].Name] = t
+		r.Inputs[si.Sig.Inputs[i].Name] = t
 	}
-	r.Rows, r.Batchable, r.Signature = rows, si.batchable, name
+	r.Rows, r.Batchable, r.Signature = rows, si.Batchable, name
 	return nil
 }
 

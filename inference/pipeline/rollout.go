@@ -62,14 +62,14 @@ func routeKey(r *request) []byte {
 	if len(r.rec.Key) > 0 {
 		return r.rec.Key
 	}
-	return r.env.id
+	return r.env.ID
 }
 
 func (p *Pipeline) observe(b *batch, inputs map[string]*tensor.Tensor, res *model.Result, latency time.Duration, err error) {
 	if p.observer == nil {
 		return
 	}
-	o := &Observation{Spec: b.spec, Inputs: inputs, Latency: latency, Err: err, Batched: b.reqs[0].si.batchable,
+	o := &Observation{Spec: b.spec, Inputs: inputs, Latency: latency, Err: err, Batched: b.reqs[0].si.Batchable,
 		Requests: make([]ObservedRequest, len(b.reqs))}
 	if err != nil {
 		o.Class = classOf(err)
@@ -78,7 +78,7 @@ func (p *Pipeline) observe(b *batch, inputs map[string]*tensor.Tensor, res *mode
 	}
 	off := int64(0)
 	for i, r := range b.reqs {
-		o.Requests[i] = ObservedRequest{ID: string(r.env.id), Key: r.rec.Key, Topic: r.rec.Topic,
+		o.Requests[i] = ObservedRequest{ID: string(r.env.ID), Key: r.rec.Key, Topic: r.rec.Topic,
 			Partition: r.rec.Partition, Offset: r.rec.Offset, Row: off, Rows: r.rows}
 		off += r.rows
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/infergate/infergate/inference/recordcodec"
 	"github.com/infergate/infergate/inference/tensor"
 	"github.com/infergate/infergate/store"
 )
@@ -19,7 +20,7 @@ type request struct {
 	part *partState
 
 	// Set by decoding.
-	env       envelope
+	env       recordcodec.Envelope
 	modelName string // the model the request asked for, for the DLQ record
 	entry     *metaEntry
 	si        *sigInfo

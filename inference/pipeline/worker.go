@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/recordcodec"
 	"github.com/infergate/infergate/inference/tensor"
 )
 
@@ -92,7 +93,7 @@ func (p *Pipeline) runBatch(ctx context.Context, b *batch, buf []byte) []byte {
 	if err == nil {
 		latency = time.Since(start)
 		p.m.predict.WithLabelValues(b.spec.Name).Observe(latency.Seconds())
-		err = checkOutputs(res, b.rows, b.reqs[0].si.batchable)
+		err = checkOutputs(res, b.rows, b.reqs[0].si.Batchable)
 		if err != nil {
 			err = withClass(ClassInternal, fmt.Errorf("model %s: %w", b.spec.Name, err))
 		}
@@ -127,8 +128,8 @@ func (p *Pipeline) runBatch(ctx context.Context, b *batch, buf []byte) []byte {
 	if b.spec.Version == 0 && b.spec.Label == "" && res.Version != e.meta.Version {
 		e.stale.Store(true) // a new version may have a new signature
 	}
-	names := outputNames(b.reqs[0].si, res)
-	batched := b.reqs[0].si.batchable
+	names := recordcodec.OutputNames(b.reqs[0].si.Sig, res)
+	batched := b.reqs[0].si.Batchable
 	now := time.Now()
 	off := int64(0)
 	for _, r := range b.reqs {
@@ -147,7 +148,7 @@ func (p *Pipeline) runBatch(ctx context.Context, b *batch, buf []byte) []byte {
 
 // batchInputs stacks the requests' tensors along the batch dimension.
 func batchInputs(b *batch) map[string]*tensor.Tensor {
-	sig := b.reqs[0].si.sig
+	sig := b.reqs[0].si.Sig
 	out := make(map[string]*tensor.Tensor, len(sig.Inputs))
 	if len(b.reqs) == 1 {
 		for j, in := range sig.Inputs {
@@ -236,7 +237,7 @@ type canaries struct {
 }
 
 func (c *canaries) put(spec model.Spec, r *request) {
-	sig := r.si.sig
+	sig := r.si.Sig
 	in := make(map[string]*tensor.Tensor, len(sig.Inputs))
 	for j, s := range sig.Inputs {
 		in[s.Name] = r.inputs[j]

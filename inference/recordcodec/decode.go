@@ -1,4 +1,9 @@
-package pipeline
+// Package recordcodec reads request records into tensors and writes result
+// records: the JSON formats of docs/pipeline.md ("Requests", "Results"). It
+// is the pipeline's hot path apart from batching and the model, kept on its
+// own so it can be fuzzed and benchmarked alone. Errors carry the class
+// (decode or validation) that the pipeline dead-letters them with.
+package recordcodec
 
 import (
 	"encoding/base64"
@@ -8,36 +13,53 @@ import (
 	"strconv"
 	"unsafe"
 
-	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
 )
 
-// form is which of the request shapes in docs/pipeline.md ("Requests") a record used.
-type form uint8
+// Form is which of the request shapes in docs/pipeline.md ("Requests") a record used.
+type Form uint8
 
 const (
-	formFeatures  form = iota + 1 // {"features": [...]}: one row, batch dimension added
-	formInputs                    // {"inputs": {name: tensor}}: columnar, batch dimension included
-	formInstances                 // {"instances": [...]}: one element per row
+	FormFeatures  Form = iota + 1 // {"features": [...]}: one row, batch dimension added
+	FormInputs                    // {"inputs": {name: tensor}}: columnar, batch dimension included
+	FormInstances                 // {"instances": [...]}: one element per row
 )
 
-// envelope is a request record after the first pass: everything except the
+// Envelope is a request record after the first pass: everything except the
 // tensor values, which need the model's signature to be read into the right
-// Go type. body is the raw text of the features/inputs/instances value.
-type envelope struct {
-	id         []byte // request_id as JSON text (a string with its quotes, or a number); nil if absent
-	model      string
-	version    int64
-	label      string
-	signature  string
-	hasVersion bool
-	form       form
+// Go type (DecodeInputs). body is the raw text of the features/inputs/instances value.
+type Envelope struct {
+	ID         []byte // request_id as JSON text (a string with its quotes, or a number); nil if absent
+	Model      string // "" if the request names none
+	Version    int64
+	Label      string
+	Signature  string
+	HasVersion bool
+	Form       Form
 	body       []byte
 	// row is the short form's features read speculatively as a flat
 	// float32 list while scanning the envelope (the common case: the
 	// signature is then only checked, not re-read); nil if they are not one.
 	row []float32
 }
+
+// Error classes, as docs/pipeline.md's table ("Errors") names them.
+const (
+	ClassDecode     = "decode"     // the record is not a well-formed request
+	ClassValidation = "validation" // it is, but does not fit the model's signature
+)
+
+// Error is an error with its class attached, made where the class is known
+// rather than guessed later. The pipeline uses it for its own classes too.
+type Error struct {
+	Class string
+	Err   error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+func withClass(class string, err error) error { return &Error{Class: class, Err: err} }
 
 func decodeErr(format string, args ...any) error {
 	return withClass(ClassDecode, fmt.Errorf(format, args...))
@@ -47,11 +69,11 @@ func validationErr(format string, args ...any) error {
 	return withClass(ClassValidation, fmt.Errorf(format, args...))
 }
 
-// parseEnvelope reads a request record's JSON object. Every error is of class
+// ParseEnvelope reads a request record's JSON object. Every error is of class
 // decode: the record is not a well-formed request. Unknown fields are ignored
 // so producers can add their own.
-func parseEnvelope(b []byte) (envelope, error) {
-	var env envelope
+func ParseEnvelope(b []byte) (Envelope, error) {
+	var env Envelope
 	s := scanner{b: b}
 	s.ws()
 	if s.peek() != '{' {
@@ -85,16 +107,16 @@ func parseEnvelope(b []byte) (envelope, error) {
 	if s.i != len(s.b) {
 		return env, withClass(ClassDecode, s.errorf("data after the request object"))
 	}
-	if env.form == 0 {
+	if env.Form == 0 {
 		return env, decodeErr(`request has none of "features", "inputs", "instances"`)
 	}
-	if env.hasVersion && env.label != "" {
+	if env.HasVersion && env.Label != "" {
 		return env, decodeErr(`request has both "version" and "version_label"`)
 	}
 	return env, nil
 }
 
-func (env *envelope) field(s *scanner, k []byte) error {
+func (env *Envelope) field(s *scanner, k []byte) error {
 	switch string(k) {
 	case "request_id":
 		s.ws()
@@ -104,13 +126,13 @@ func (env *envelope) field(s *scanner, k []byte) error {
 			if _, err := s.str(); err != nil {
 				return withClass(ClassDecode, err)
 			}
-			env.id = s.b[start:s.i]
+			env.ID = s.b[start:s.i]
 		case c == '-' || isDigit(c):
 			n, err := s.number()
 			if err != nil {
 				return withClass(ClassDecode, err)
 			}
-			env.id = n
+			env.ID = n
 		case s.isNull():
 		default:
 			return decodeErr(`"request_id" must be a string or a number`)
@@ -126,11 +148,11 @@ func (env *envelope) field(s *scanner, k []byte) error {
 		}
 		switch string(k) {
 		case "model":
-			env.model = string(v)
+			env.Model = string(v)
 		case "version_label":
-			env.label = string(v)
+			env.Label = string(v)
 		default:
-			env.signature = string(v)
+			env.Signature = string(v)
 		}
 		return nil
 	case "version":
@@ -151,25 +173,25 @@ func (env *envelope) field(s *scanner, k []byte) error {
 		if perr != nil || v < 0 {
 			return decodeErr(`"version" must be a non-negative integer, got %s`, text)
 		}
-		env.version, env.hasVersion = v, true
+		env.Version, env.HasVersion = v, true
 		return nil
 	case "features", "inputs", "instances":
-		f := formFeatures
+		f := FormFeatures
 		switch string(k) {
 		case "inputs":
-			f = formInputs
+			f = FormInputs
 		case "instances":
-			f = formInstances
+			f = FormInstances
 		}
-		if env.form != 0 && env.form != f {
+		if env.Form != 0 && env.Form != f {
 			return decodeErr(`request has more than one of "features", "inputs", "instances"`)
 		}
 		s.ws()
 		start := s.i
-		if f == formFeatures {
+		if f == FormFeatures {
 			if row, end := floatRow(s.b, start, 16); row != nil {
 				s.i = end
-				env.form, env.body, env.row = f, s.b[start:end], row
+				env.Form, env.body, env.row = f, s.b[start:end], row
 				return nil
 			}
 		}
@@ -177,7 +199,7 @@ func (env *envelope) field(s *scanner, k []byte) error {
 		if err != nil {
 			return withClass(ClassDecode, err)
 		}
-		env.form, env.body, env.row = f, body, nil
+		env.Form, env.body, env.row = f, body, nil
 		return nil
 	}
 	if _, err := s.skip(); err != nil {
@@ -186,43 +208,38 @@ func (env *envelope) field(s *scanner, k []byte) error {
 	return nil
 }
 
-// spec is the model the request asks for; name is "" when the request names none.
-func (env *envelope) spec() model.Spec {
-	return model.Spec{Name: env.model, Version: env.version, Label: env.label, Signature: env.signature}
-}
-
-// decodeInputs reads the envelope's tensors with the signature's dtypes and
+// DecodeInputs reads the envelope's tensors with the signature's dtypes and
 // checks them against it. It returns one tensor per signature input (in the
 // signature's order) and the number of rows the request contributes to a
 // batch.
-func decodeInputs(env *envelope, si *sigInfo) ([]*tensor.Tensor, int64, error) {
-	ins := make([]*tensor.Tensor, len(si.sig.Inputs))
-	switch env.form {
-	case formFeatures:
-		if si.def < 0 {
-			return nil, 0, validationErr("%s; send the full form with \"inputs\" or \"instances\"", si.defErr)
+func DecodeInputs(env *Envelope, si *Signature) ([]*tensor.Tensor, int64, error) {
+	ins := make([]*tensor.Tensor, len(si.Sig.Inputs))
+	switch env.Form {
+	case FormFeatures:
+		if si.Default < 0 {
+			return nil, 0, validationErr("%s; send the full form with \"inputs\" or \"instances\"", si.DefaultErr)
 		}
-		if spec := si.sig.Inputs[si.def]; env.row != nil && spec.DType == tensor.Float && len(spec.Shape) == 2 {
-			ins[si.def] = &tensor.Tensor{DType: tensor.Float, Shape: []int64{1, int64(len(env.row))}, Data: env.row}
+		if spec := si.Sig.Inputs[si.Default]; env.row != nil && spec.DType == tensor.Float && len(spec.Shape) == 2 {
+			ins[si.Default] = &tensor.Tensor{DType: tensor.Float, Shape: []int64{1, int64(len(env.row))}, Data: env.row}
 			break
 		}
-		t, err := parseTensorText(env.body, si.sig.Inputs[si.def].DType, 1)
+		t, err := parseTensorText(env.body, si.Sig.Inputs[si.Default].DType, 1)
 		if err != nil {
 			return nil, 0, fmt.Errorf("features: %w", err)
 		}
-		ins[si.def] = t
-	case formInputs:
+		ins[si.Default] = t
+	case FormInputs:
 		if err := decodeColumnar(env.body, si, ins); err != nil {
 			return nil, 0, err
 		}
-	case formInstances:
+	case FormInstances:
 		if err := decodeInstances(env.body, si, ins); err != nil {
 			return nil, 0, err
 		}
 	}
 	rows := int64(1)
 	for i, t := range ins {
-		spec := si.sig.Inputs[i]
+		spec := si.Sig.Inputs[i]
 		if t == nil {
 			return nil, 0, validationErr("input %q is missing", spec.Name)
 		}
@@ -230,7 +247,7 @@ func decodeInputs(env *envelope, si *sigInfo) ([]*tensor.Tensor, int64, error) {
 			return nil, 0, validationErr("input %q: shape %s does not match the signature's %s",
 				spec.Name, tensor.ShapeString(t.Shape), tensor.ShapeString(spec.Shape))
 		}
-		if si.batchable {
+		if si.Batchable {
 			if len(t.Shape) == 0 {
 				return nil, 0, validationErr("input %q has no batch dimension", spec.Name)
 			}
@@ -279,18 +296,18 @@ func floatRow(b []byte, i, hint int) ([]float32, int) {
 
 // decodeColumnar reads {"inputs": {name: tensor, ...}} or, for a signature
 // with one input, {"inputs": tensor}. Tensors include the batch dimension.
-func decodeColumnar(body []byte, si *sigInfo, ins []*tensor.Tensor) error {
+func decodeColumnar(body []byte, si *Signature, ins []*tensor.Tensor) error {
 	s := scanner{b: body}
 	s.ws()
 	if s.peek() != '{' || isB64Object(body) {
-		if si.def < 0 {
-			return validationErr("%s; name the inputs: {\"inputs\": {name: tensor}}", si.defErr)
+		if si.Default < 0 {
+			return validationErr("%s; name the inputs: {\"inputs\": {name: tensor}}", si.DefaultErr)
 		}
-		t, err := parseTensorText(body, si.sig.Inputs[si.def].DType, 0)
+		t, err := parseTensorText(body, si.Sig.Inputs[si.Default].DType, 0)
 		if err != nil {
 			return fmt.Errorf("inputs: %w", err)
 		}
-		ins[si.def] = t
+		ins[si.Default] = t
 		return nil
 	}
 	if err := s.enter(); err != nil {
@@ -309,12 +326,12 @@ func decodeColumnar(body []byte, si *sigInfo, ins []*tensor.Tensor) error {
 		}
 		j := si.inputIndex(k)
 		if j < 0 {
-			return validationErr("input %q is not in signature %q", k, si.name)
+			return validationErr("input %q is not in signature %q", k, si.Name)
 		}
 		if ins[j] != nil {
 			return decodeErr("input %q appears twice", k)
 		}
-		t, err := parseTensor(&s, si.sig.Inputs[j].DType, 0)
+		t, err := parseTensor(&s, si.Sig.Inputs[j].DType, 0)
 		if err != nil {
 			return fmt.Errorf("input %q: %w", k, err)
 		}
@@ -331,7 +348,7 @@ func decodeColumnar(body []byte, si *sigInfo, ins []*tensor.Tensor) error {
 
 // decodeInstances reads {"instances": [row, ...]} where a row is the value of
 // the only input, or {name: value, ...} naming each input.
-func decodeInstances(body []byte, si *sigInfo, ins []*tensor.Tensor) error {
+func decodeInstances(body []byte, si *Signature, ins []*tensor.Tensor) error {
 	s := scanner{b: body}
 	s.ws()
 	if s.peek() != '[' {
@@ -342,7 +359,7 @@ func decodeInstances(body []byte, si *sigInfo, ins []*tensor.Tensor) error {
 	}
 	ps := make([]*tensorParser, len(ins))
 	for j := range ps {
-		ps[j] = newTensorParser(&s, si.sig.Inputs[j].DType)
+		ps[j] = newTensorParser(&s, si.Sig.Inputs[j].DType)
 	}
 	n := int64(0)
 	if !s.empty(']') {
@@ -365,7 +382,7 @@ func decodeInstances(body []byte, si *sigInfo, ins []*tensor.Tensor) error {
 						}
 						j := si.inputIndex(k)
 						if j < 0 {
-							return validationErr("instance %d: input %q is not in signature %q", n, k, si.name)
+							return validationErr("instance %d: input %q is not in signature %q", n, k, si.Name)
 						}
 						if seen[j] {
 							return decodeErr("instance %d: input %q appears twice", n, k)
@@ -385,15 +402,15 @@ func decodeInstances(body []byte, si *sigInfo, ins []*tensor.Tensor) error {
 				}
 				for j, ok := range seen {
 					if !ok {
-						return validationErr("instance %d: input %q is missing", n, si.sig.Inputs[j].Name)
+						return validationErr("instance %d: input %q is missing", n, si.Sig.Inputs[j].Name)
 					}
 				}
 			} else {
-				if si.def < 0 {
-					return validationErr("%s; name the inputs in each instance", si.defErr)
+				if si.Default < 0 {
+					return validationErr("%s; name the inputs in each instance", si.DefaultErr)
 				}
 				if len(ins) != 1 {
-					return validationErr("signature %q has %d inputs; name them in each instance", si.name, len(ins))
+					return validationErr("signature %q has %d inputs; name them in each instance", si.Name, len(ins))
 				}
 				if err := ps[0].value(1); err != nil {
 					return fmt.Errorf("instance %d: %w", n, err)
@@ -412,7 +429,7 @@ func decodeInstances(body []byte, si *sigInfo, ins []*tensor.Tensor) error {
 	for j, p := range ps {
 		t, err := p.finish(n)
 		if err != nil {
-			return fmt.Errorf("input %q: %w", si.sig.Inputs[j].Name, err)
+			return fmt.Errorf("input %q: %w", si.Sig.Inputs[j].Name, err)
 		}
 		ins[j] = t
 	}
