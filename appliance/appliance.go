@@ -609,7 +609,7 @@ func (a *Appliance) pipelineComponent() *component {
 			a.mu.Lock()
 			cc, be, st := a.client, a.backend, a.store
 			a.mu.Unlock()
-			var pred predictor
+			var pred pipeline.Predictor
 			if be != nil {
 				pred = be.predictor()
 			}

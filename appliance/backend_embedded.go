@@ -18,6 +18,7 @@ import (
 
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/onnxrt"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/web"
 )
 
@@ -29,18 +30,9 @@ func (a *Appliance) embeddedModelServerComponent() *component {
 			if err := modelserver.EnsureDemo(a.paths.Models); err != nil {
 				return fmt.Errorf("writing the demo model into %s: %w", a.paths.Models, err)
 			}
-			models, err := a.repository()
+			models, err := a.servedRepository("add " + filepath.Join(a.paths.Models, a.cfg.Pipeline.DefaultModel, "1", "model.onnx"))
 			if err != nil {
 				return err
-			}
-			names := make([]string, len(models))
-			for i, m := range models {
-				names[i] = m.Name
-			}
-			if !slices.Contains(names, a.cfg.Pipeline.DefaultModel) {
-				return fmt.Errorf("pipeline.default_model (--default-model, INFERGATE_PIPELINE_DEFAULT_MODEL): model %q is not in the model repository %s (it has: %s); "+
-					"add %s/%s/1/model.onnx or choose one of those", a.cfg.Pipeline.DefaultModel, a.paths.Models,
-					strings.Join(names, ", "), a.paths.Models, a.cfg.Pipeline.DefaultModel)
 			}
 			mc := modelserver.DefaultConfig()
 			mc.GRPCListen = a.cfg.ModelServer.GRPCListen
@@ -125,12 +117,12 @@ func (a *Appliance) modelLimits() modelserver.Limits {
 type embeddedBackend struct {
 	a    *Appliance
 	srv  *modelserver.Server
-	pred predictor // srv.InProcess(), made once
+	pred pipeline.Predictor // srv.InProcess(), made once
 }
 
 var _ modelBackend = (*embeddedBackend)(nil)
 
-func (e *embeddedBackend) predictor() predictor { return e.pred }
+func (e *embeddedBackend) predictor() pipeline.Predictor { return e.pred }
 
 func (e *embeddedBackend) card() web.Component {
 	c := web.Component{Address: e.srv.GRPCAddr(), State: web.StateOK}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infergate/infergate/inference/model"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/web"
 )
@@ -84,7 +85,7 @@ type fleetBackend struct {
 
 var _ modelBackend = (*fleetBackend)(nil)
 
-func (f *fleetBackend) predictor() predictor { return f.fleet }
+func (f *fleetBackend) predictor() pipeline.Predictor { return f.fleet }
 
 // health is the fleet's state from its endpoints' last checks: ok when all
 // are healthy, degraded when some are, down when none is.

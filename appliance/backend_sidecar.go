@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/web"
@@ -47,19 +47,9 @@ func (a *Appliance) sidecarModelServerComponent() *component {
 		start: func(context.Context) error {
 			// Unlike the embedded server, the demo is not written: it is ONNX,
 			// and tensorflow_model_server serves SavedModels.
-			repo, err := a.repository()
+			models, err := a.servedRepository("put a SavedModel in " + filepath.Join(a.paths.Models, a.cfg.Pipeline.DefaultModel, "1") + "/")
 			if err != nil {
 				return err
-			}
-			models := repo
-			var names []string
-			for _, m := range repo {
-				names = append(names, m.Name)
-			}
-			if !slices.Contains(names, a.cfg.Pipeline.DefaultModel) {
-				return fmt.Errorf("pipeline.default_model (--default-model, INFERGATE_PIPELINE_DEFAULT_MODEL): model %q is not in the model repository %s (it has: %s); "+
-					"put a SavedModel in %s/%s/1/ or choose one of those", a.cfg.Pipeline.DefaultModel, a.paths.Models,
-					strings.Join(names, ", "), a.paths.Models, a.cfg.Pipeline.DefaultModel)
 			}
 			grpcPort, err := listenPort("grpc_listen", "grpc-listen", a.cfg.ModelServer.GRPCListen)
 			if err != nil {
@@ -133,12 +123,12 @@ const logTailLines = 200
 type sidecarBackend struct {
 	a    *Appliance
 	sup  *sidecar.Supervisor
-	pred predictor // sup.Predictor(), made once
+	pred pipeline.Predictor // sup.Predictor(), made once
 }
 
 var _ modelBackend = (*sidecarBackend)(nil)
 
-func (s *sidecarBackend) predictor() predictor { return s.pred }
+func (s *sidecarBackend) predictor() pipeline.Predictor { return s.pred }
 
 func (s *sidecarBackend) card() web.Component {
 	ss := s.sup.Status()

@@ -5,22 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/infergate/infergate/inference/model"
-	"github.com/infergate/infergate/inference/tensor"
+	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/web"
 )
-
-// predictor is what the pipeline calls: the embedded server in process, or
-// TF Serving over gRPC. (The pipeline owns the interface; this is the same
-// method set, kept here so the wiring does not depend on its package.)
-type predictor interface {
-	Predict(ctx context.Context, spec model.Spec, inputs map[string]*tensor.Tensor) (*model.Result, error)
-	Metadata(ctx context.Context, spec model.Spec) (*model.Metadata, error)
-}
 
 // modelReadyTimeout bounds how long the start waits for the models to load
 // before the pipeline starts.
@@ -50,8 +42,9 @@ func repositoryModels(dir string) ([]tfserving.ModelConfig, error) {
 // component publishes it in Appliance.backend when it starts; nothing else
 // in the appliance asks which mode runs.
 type modelBackend interface {
-	// predictor is what the pipeline and the rollout controller call.
-	predictor() predictor
+	// predictor is what the pipeline and the rollout controller call: the
+	// embedded server in process, or TF Serving over gRPC.
+	predictor() pipeline.Predictor
 	// card is the model server's card on the dashboard (address, detail,
 	// state); the caller adds the mode and the supervisor's readiness.
 	card() web.Component
@@ -170,6 +163,26 @@ func (a *Appliance) repository() ([]tfserving.ModelConfig, error) {
 	}
 	for i := range models {
 		models[i].Policy = a.cfg.policyOf(models[i].Name)
+	}
+	return models, nil
+}
+
+// servedRepository is the repository for a model server that serves it
+// (embedded, sidecar), which must hold the default model; how says how to
+// add it ("add <models>/<name>/1/model.onnx").
+func (a *Appliance) servedRepository(how string) ([]tfserving.ModelConfig, error) {
+	models, err := a.repository()
+	if err != nil {
+		return nil, err
+	}
+	def := a.cfg.Pipeline.DefaultModel
+	names := make([]string, len(models))
+	for i, m := range models {
+		names[i] = m.Name
+	}
+	if !slices.Contains(names, def) {
+		return nil, fmt.Errorf("pipeline.default_model (--default-model, INFERGATE_PIPELINE_DEFAULT_MODEL): model %q is not in the model repository %s (it has: %s); "+
+			"%s or choose one of those", def, a.paths.Models, strings.Join(names, ", "), how)
 	}
 	return models, nil
 }
