@@ -124,6 +124,7 @@ func (c *Config) settings() []setting {
 		{Key: "pipeline.shutdown_timeout", Flag: "shutdown-timeout", Arg: "DURATION", Help: "longest graceful drain on shutdown; unfinished requests are redelivered after restart", val: duration(&c.Pipeline.ShutdownTimeout)},
 
 		{Key: "rollout.shadow_queue", Flag: "shadow-queue", Arg: "N", Help: "observed batches that may wait for a rollout's shadow model; beyond it sampled requests are skipped (counted), never delayed", val: integer(&c.Rollout.QueueSize)},
+		{Key: "rollout.shadow_busy_share", Flag: "shadow-busy-share", Arg: "RATIO", Help: "share of wall time a rollout's shadow may spend scoring while the pipeline has a backlog, more than 0 and at most 1; beyond it sampled requests are skipped (counted)", val: float(&c.Rollout.BusyShare)},
 		{Key: "rollout.retention", Flag: "rollout-retention", Arg: "DURATION", Help: "how long a rollout's per-request comparisons (both predictions and latencies) are kept in the store", val: duration(&c.Rollout.Retention)},
 		{Key: "rollout.check_interval", Flag: "rollout-check-interval", Arg: "DURATION", Help: "how often a rollout's guards are checked and its planned steps advanced", val: duration(&c.Rollout.CheckInterval)},
 

@@ -21,6 +21,7 @@ type ShadowFigures struct {
 	Model     string  `json:"model"`
 	Compared  int     `json:"compared"`
 	Dropped   int64   `json:"dropped"`
+	Yielded   int64   `json:"yielded"` // of Dropped: skipped to keep the shadow to its share while the pipeline was busy
 	Agreement float64 `json:"agreement"`
 	Error     string  `json:"error,omitempty"`
 }
@@ -103,6 +104,6 @@ func shadowFigures(a *appliance.Appliance, model string) *ShadowFigures {
 		f.Error = err.Error()
 		return f
 	}
-	f.Compared, f.Dropped, f.Agreement = rep.Compared, rep.Dropped, rep.Agreement
+	f.Compared, f.Dropped, f.Yielded, f.Agreement = rep.Compared, rep.Dropped, rep.Yielded, rep.Agreement
 	return f
 }

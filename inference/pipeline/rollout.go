@@ -37,6 +37,10 @@ type Observation struct {
 	Latency  time.Duration // of the successful call
 	Err      error         // the error that dead-lettered the batch
 	Class    string        // its class
+	// Busy reports a backlog: when the batch was answered, more requests were
+	// waiting than the model calls in flight can hold (MaxBatchSize rows times
+	// MaxInflightBatches). An observer doing work of its own yields then.
+	Busy bool
 }
 
 // ObservedRequest is one request of an observed batch: its rows are
@@ -70,7 +74,8 @@ func (p *Pipeline) observe(b *batch, inputs map[string]*tensor.Tensor, res *mode
 		return
 	}
 	o := &Observation{Spec: b.spec, Inputs: inputs, Latency: latency, Err: err, Batched: b.reqs[0].si.Batchable,
-		Requests: make([]ObservedRequest, len(b.reqs))}
+		Requests: make([]ObservedRequest, len(b.reqs)),
+		Busy:     p.tr.pendingCount() >= p.cfg.MaxBatchSize*p.cfg.MaxInflightBatches}
 	if err != nil {
 		o.Class = classOf(err)
 	} else {

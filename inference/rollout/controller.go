@@ -40,6 +40,11 @@ type Config struct {
 	CheckInterval time.Duration
 	// CallTimeout bounds one shadow model call.
 	CallTimeout time.Duration
+	// BusyShare is the share of wall time the shadow may spend scoring while
+	// the pipeline has a backlog (Observation.Busy seen in the last second);
+	// beyond it sampled requests are skipped (counted as dropped). When the
+	// pipeline keeps up, the shadow scores everything the queue holds.
+	BusyShare float64
 	// MaxReportRecords bounds the comparisons one report reads (the newest
 	// are left out beyond it).
 	MaxReportRecords int
@@ -50,7 +55,7 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{QueueSize: 64, Retention: 24 * time.Hour, CheckInterval: time.Second, CallTimeout: 10 * time.Second,
-		MaxReportRecords: 200_000}
+		MaxReportRecords: 200_000, BusyShare: 0.2}
 }
 
 // Validate reports every invalid field as a *field.Error. It changes
@@ -65,6 +70,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CheckInterval <= 0 {
 		v.Add(&c.CheckInterval, "CheckInterval", "must be more than 0, got %v", c.CheckInterval)
+	}
+	if !(c.BusyShare > 0 && c.BusyShare <= 1) {
+		v.Add(&c.BusyShare, "BusyShare", "must be more than 0 and at most 1, got %v", c.BusyShare)
 	}
 	if c.CallTimeout <= 0 {
 		v.Add(&c.CallTimeout, "CallTimeout", "must be more than 0, got %v", c.CallTimeout)
@@ -102,6 +110,10 @@ type Controller struct {
 	table   atomic.Pointer[table] // what Route and Observe read
 	jobs    chan *job
 	dropped atomic.Int64
+	// busyUntil (unix ns) is a second after the last observation of a
+	// pipeline with a backlog; until then the shadow keeps to BusyShare.
+	busyUntil atomic.Int64
+	yielded   atomic.Int64 // of dropped: skipped to keep to BusyShare
 }
 
 var (
@@ -178,13 +190,22 @@ func (c *Controller) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		budget := &shadowBudget{share: c.cfg.BusyShare}
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case j := <-c.jobs:
 				c.m.queue.Set(float64(len(c.jobs)))
+				if !budget.take(time.Now(), c.busyUntil.Load()) {
+					c.dropped.Add(int64(len(j.reqs)))
+					c.yielded.Add(int64(len(j.reqs)))
+					c.m.dropped.WithLabelValues(j.r.model).Add(float64(len(j.reqs)))
+					continue
+				}
+				start := time.Now()
 				c.shadow(ctx, j)
+				budget.spent(time.Since(start))
 			}
 		}
 	}()
@@ -636,3 +657,34 @@ func (l *live) candLatency(ms float64) {
 // keys below P go to the candidate. Raising P only adds keys, so a device
 // that moved to the candidate stays there.
 func KeyPercentile(key []byte) float64 { return bucket('s', key) }
+
+// shadowBudget keeps the shadow to a share of wall time while the pipeline
+// has a backlog: a bucket of scoring time that fills at share × elapsed time,
+// holds at most share × 1 s, and pays for each scored job afterwards. When
+// the pipeline keeps up, jobs are scored whatever the bucket holds (and still
+// paid for, so a backlog starting right after a burst finds it empty).
+type shadowBudget struct {
+	share  float64
+	tokens time.Duration
+	last   time.Time
+}
+
+// take reports whether a job may be scored at now; busyUntil (unix ns) says
+// until when the pipeline counts as busy.
+func (b *shadowBudget) take(now time.Time, busyUntil int64) bool {
+	capacity := time.Duration(b.share * float64(time.Second))
+	if !b.last.IsZero() {
+		b.tokens = min(b.tokens+time.Duration(b.share*float64(now.Sub(b.last))), capacity)
+	} else {
+		b.tokens = capacity
+	}
+	b.last = now
+	if now.UnixNano() >= busyUntil {
+		return true
+	}
+	return b.tokens > 0
+}
+
+func (b *shadowBudget) spent(d time.Duration) {
+	b.tokens = max(b.tokens-d, -time.Duration(b.share*float64(time.Second)))
+}

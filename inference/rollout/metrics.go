@@ -17,7 +17,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infergate_rollout_rollbacks_total",
 			Help: "Rollouts rolled back by a guard (error_rate, p99, disagreement)."}, []string{"model", "guard"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infergate_shadow_dropped_total",
-			Help: "Sampled requests the shadow skipped because its queue was full (it yields to the pipeline)."}, []string{"model"}),
+			Help: "Sampled requests the shadow skipped: its queue was full, or the pipeline had a backlog and the shadow had used its share of time (it yields to the pipeline)."}, []string{"model"}),
 		compared: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infergate_shadow_compared_total",
 			Help: "Requests scored by both versions of a rollout."}, []string{"model"}),
 		queue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "infergate_shadow_queue",

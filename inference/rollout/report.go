@@ -39,6 +39,9 @@ type Report struct {
 	// busy or the model server unavailable (since this process started);
 	// Queue is its backlog now.
 	Dropped int64 `json:"dropped"`
+	// Yielded is the part of Dropped skipped to keep the shadow to its share
+	// of time while the pipeline had a backlog (rollout.shadow_busy_share).
+	Yielded int64 `json:"yielded"`
 	Queue   int   `json:"queue"`
 	// Truncated is set when more comparisons exist than one report reads.
 	Truncated bool `json:"truncated,omitempty"`
@@ -101,7 +104,7 @@ func (c *Controller) Report(name string) (*Report, error) {
 func (c *Controller) report(r *Rollout, lv *live) (*Report, error) {
 	rep := &Report{Rollout: *r, Threshold: r.Threshold, Kind: "score", Top: []Comparison{},
 		Stable: Side{Version: r.Stable}, Candidate: Side{Version: r.Candidate},
-		Dropped: c.dropped.Load(), Queue: len(c.jobs)}
+		Dropped: c.dropped.Load(), Yielded: c.yielded.Load(), Queue: len(c.jobs)}
 	var sLat, cLat, diffs, xs, ys []float64
 	var signed float64
 	var agreeN int

@@ -53,6 +53,11 @@ func (c *Controller) Observe(o *pipeline.Observation) {
 	if e == nil || e.r == nil {
 		return
 	}
+	if o.Busy {
+		if until := time.Now().Add(time.Second).UnixNano(); until > c.busyUntil.Load() {
+			c.busyUntil.Store(until)
+		}
+	}
 	r := e.r
 	v := o.Spec.Version
 	if v == 0 {
