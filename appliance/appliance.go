@@ -25,7 +25,6 @@ import (
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/rollout"
-	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/ingress"
 	"github.com/infergate/infergate/internal/logring"
 	"github.com/infergate/infergate/store"
@@ -53,11 +52,10 @@ type Appliance struct {
 	store    *store.Store
 	embedded *broker.Embedded
 	// backend is the model server of model_server.mode: the pipeline's
-	// predictor and the admin API's models (models.go). modelServer and
-	// sidecar are the mode's server itself, for ModelServer and tests.
+	// predictor and the admin API's models (models.go). modelServer is the
+	// embedded mode's server itself, for ModelServer.
 	backend     modelBackend
 	modelServer *modelserver.Server // model_server.mode embedded
-	sidecar     *sidecar.Supervisor // model_server.mode sidecar
 	pipeline    *pipeline.Pipeline
 	rollouts    *rollout.Controller // pins, shadows, splits; made with the pipeline
 	sharer      *group.Sharer       // attached mode: the group's DLQ and member states

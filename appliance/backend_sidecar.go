@@ -64,7 +64,6 @@ func (a *Appliance) sidecarModelServerComponent() *component {
 				return err
 			}
 			a.mu.Lock()
-			a.sidecar = sup
 			a.backend = &sidecarBackend{a: a, sup: sup, pred: sup.Predictor()}
 			a.mu.Unlock()
 			return nil

@@ -24,6 +24,7 @@ import (
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
+	"github.com/infergate/infergate/web"
 )
 
 // TestSidecarSettings: model_server.sidecar.* from the file, the
@@ -120,10 +121,25 @@ func TestSidecarRestartAndBatching(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := start(t, c)
-	a.mu.Lock()
-	sup := a.sidecar
-	a.mu.Unlock()
-	st := sup.Status()
+	// The supervised process as the admin API shows it: the seam an
+	// operator has, not the appliance's fields.
+	api := newAPIClient(t, a)
+	sidecarNow := func() web.SidecarStatus {
+		t.Helper()
+		var sc struct {
+			Enabled bool
+			web.SidecarStatus
+		}
+		api.json("GET", "/api/v1/sidecar", nil, 200, &sc)
+		if !sc.Enabled {
+			t.Fatalf("GET /api/v1/sidecar: not enabled in sidecar mode")
+		}
+		return sc.SidecarStatus
+	}
+	st := sidecarNow()
+	if st.PID == 0 {
+		t.Fatalf("sidecar: %+v", st)
+	}
 
 	// The file TF reads, in TF's text format, with the configured values.
 	path := filepath.Join(c.DataDir, sidecarDir, sidecar.BatchingFile)
@@ -141,17 +157,18 @@ func TestSidecarRestartAndBatching(t *testing.T) {
 	}
 	// What the child was started with, as the kernel has it (the stand-in
 	// script execs, so the PID is the model server's).
-	args := st.Args
-	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.PID)); err == nil {
-		args = strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.PID))
+	if err != nil {
+		t.Fatalf("the child's arguments: %v", err)
 	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
 	for _, want := range []string{"--enable_batching=true", "--batching_parameters_file=" + path,
 		"--monitoring_config_file=" + filepath.Join(c.DataDir, sidecarDir, sidecar.MonitoringFile), "--enable_model_warmup=false"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("child's arguments %q lack %s", args, want)
 		}
 	}
-	if body, err := getBody("http://" + st.RESTAddr + tfMonitoringPath); err != nil || !strings.Contains(body, ":tensorflow:serving:") {
+	if body, err := getBody("http://" + c.ModelServer.RESTListen + tfMonitoringPath); err != nil || !strings.Contains(body, ":tensorflow:serving:") {
 		t.Errorf("TF's metrics (model_server.sidecar.monitoring): %v %.200s", err, body)
 	}
 
@@ -204,8 +221,8 @@ func TestSidecarRestartAndBatching(t *testing.T) {
 		if s["infergate_sidecar_restarts_total"] != 1 {
 			return fmt.Errorf("infergate_sidecar_restarts_total %v", s["infergate_sidecar_restarts_total"])
 		}
-		if now := sup.Status(); !now.Ready || now.PID == st.PID {
-			return fmt.Errorf("sidecar after the kill: %s %s (pid %d)", now.State, now.Reason, now.PID)
+		if now := sidecarNow(); !strings.HasPrefix(now.State, "ready") || now.PID == st.PID {
+			return fmt.Errorf("sidecar after the kill: %s (pid %d)", now.State, now.PID)
 		}
 		return nil
 	})
