@@ -18,7 +18,6 @@ import (
 
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/onnxrt"
-	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/web"
 )
 
@@ -53,7 +52,7 @@ func (a *Appliance) embeddedModelServerComponent() *component {
 			}
 			a.mu.Lock()
 			a.modelServer = srv
-			a.backend = &embeddedBackend{a: a, srv: srv, pred: srv.InProcess()}
+			a.backend = &embeddedBackend{repositoryBackend: repositoryBackend{a: a, pred: srv.InProcess()}, srv: srv}
 			a.mu.Unlock()
 			return nil
 		},
@@ -115,14 +114,11 @@ func (a *Appliance) modelLimits() modelserver.Limits {
 
 // embeddedBackend is the modelBackend of the in-process model server.
 type embeddedBackend struct {
-	a    *Appliance
-	srv  *modelserver.Server
-	pred pipeline.Predictor // srv.InProcess(), made once
+	repositoryBackend // pred: srv.InProcess()
+	srv               *modelserver.Server
 }
 
 var _ modelBackend = (*embeddedBackend)(nil)
-
-func (e *embeddedBackend) predictor() pipeline.Predictor { return e.pred }
 
 func (e *embeddedBackend) card() web.Component {
 	c := web.Component{Address: e.srv.GRPCAddr(), State: web.StateOK}
@@ -159,7 +155,9 @@ func (e *embeddedBackend) models(context.Context) ([]web.Model, error) {
 	return out, nil
 }
 
-func (e *embeddedBackend) listsEveryModel() bool { return true }
+func (e *embeddedBackend) availableVersions(ctx context.Context, name string) ([]int64, error) {
+	return listedVersions(ctx, e, name)
+}
 
 // known reports whether the server serves (or loads) model name.
 func (e *embeddedBackend) known(name string) bool {

@@ -128,8 +128,6 @@ func (f *fleetBackend) models(ctx context.Context) ([]web.Model, error) {
 	return []web.Model{wm}, nil
 }
 
-func (f *fleetBackend) listsEveryModel() bool { return false }
-
 func (f *fleetBackend) upload(context.Context, string, int64, string) (int64, error) {
 	return 0, fmt.Errorf("%w: models of an external TF Serving fleet are deployed to its own model repository", web.ErrUnsupported)
 }
@@ -163,9 +161,8 @@ func (f *fleetBackend) grpcAddrs() []string {
 	return slices.Clone(f.endpoints)
 }
 
-var _ versionLister = (*fleetBackend)(nil)
-
-// availableVersions lists the versions AVAILABLE on every endpoint that
+// availableVersions asks every endpoint itself (models asks one, about the
+// default model only) and lists the versions AVAILABLE on every endpoint that
 // answers: a call may reach any endpoint, so a version pinned or in a
 // rollout must be served by all of them. An endpoint that does not answer is
 // left out (the fleet sends it no calls while it is down); one that does not

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/web"
@@ -64,7 +63,7 @@ func (a *Appliance) sidecarModelServerComponent() *component {
 				return err
 			}
 			a.mu.Lock()
-			a.backend = &sidecarBackend{a: a, sup: sup, pred: sup.Predictor()}
+			a.backend = &sidecarBackend{repositoryBackend: repositoryBackend{a: a, pred: sup.Predictor()}, sup: sup}
 			a.mu.Unlock()
 			return nil
 		},
@@ -120,14 +119,11 @@ const logTailLines = 200
 // (HandleReloadConfigRequest); versions are put into the repository by hand,
 // since TF serves SavedModels, not the ONNX files the dashboard uploads.
 type sidecarBackend struct {
-	a    *Appliance
-	sup  *sidecar.Supervisor
-	pred pipeline.Predictor // sup.Predictor(), made once
+	repositoryBackend // pred: sup.Predictor()
+	sup               *sidecar.Supervisor
 }
 
 var _ modelBackend = (*sidecarBackend)(nil)
-
-func (s *sidecarBackend) predictor() pipeline.Predictor { return s.pred }
 
 func (s *sidecarBackend) card() web.Component {
 	ss := s.sup.Status()
@@ -161,7 +157,9 @@ func (s *sidecarBackend) models(context.Context) ([]web.Model, error) {
 	return out, nil
 }
 
-func (s *sidecarBackend) listsEveryModel() bool { return true }
+func (s *sidecarBackend) availableVersions(ctx context.Context, name string) ([]int64, error) {
+	return listedVersions(ctx, s, name)
+}
 
 func (s *sidecarBackend) upload(_ context.Context, name string, _ int64, _ string) (int64, error) {
 	return 0, fmt.Errorf("%w: tensorflow_model_server serves SavedModels; put the version into %s/%s/<version>/ and reload",

@@ -50,9 +50,12 @@ type modelBackend interface {
 	card() web.Component
 	// models lists the models served, with their versions and labels.
 	models(ctx context.Context) ([]web.Model, error)
-	// listsEveryModel is false when models names only the default model,
-	// so a model missing from it may still be served.
-	listsEveryModel() bool
+	// availableVersions lists a model's AVAILABLE versions, highest first:
+	// the versions a pin or a rollout may name.
+	availableVersions(ctx context.Context, name string) ([]int64, error)
+	// versionsDetail is what a refused version's error adds, "" when
+	// availableVersions says it all.
+	versionsDetail(ctx context.Context, name string) string
 	// upload stores an ONNX version streamed to file in uploadDir (version
 	// 0: one above the highest) and returns the version it was stored as.
 	upload(ctx context.Context, name string, version int64, file string) (int64, error)
@@ -70,6 +73,42 @@ type modelBackend interface {
 	// grpcAddrs are the model server's gRPC addresses a local client dials
 	// (the data dir's endpoints file).
 	grpcAddrs() []string
+}
+
+// repositoryBackend is what the backends of the modes that serve the data
+// dir's model repository (embedded, sidecar) share: the appliance, and the
+// predictor made once when the server starts.
+type repositoryBackend struct {
+	a    *Appliance
+	pred pipeline.Predictor
+}
+
+func (r *repositoryBackend) predictor() pipeline.Predictor { return r.pred }
+
+// versionsDetail adds nothing: models lists every version of every model
+// served (listedVersions).
+func (r *repositoryBackend) versionsDetail(context.Context, string) string { return "" }
+
+// listedVersions is availableVersions of a backend whose models lists every
+// model served with all its versions.
+func listedVersions(ctx context.Context, mb modelBackend, name string) ([]int64, error) {
+	models, err := mb.models(ctx)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(models, func(m web.Model) bool { return m.Name == name })
+	if i < 0 {
+		return nil, fmt.Errorf("%w: no model %q", web.ErrNotFound, name)
+	}
+	out := []int64{}
+	for _, v := range models[i].Versions {
+		if v.State == web.ModelAvailable {
+			out = append(out, v.Version)
+		}
+	}
+	slices.Sort(out)
+	slices.Reverse(out)
+	return out, nil
 }
 
 // errDeleteUnsupported is deleteVersion's answer in the modes whose model

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/infergate/infergate/inference/rollout"
 	"github.com/infergate/infergate/store"
@@ -14,52 +13,25 @@ import (
 var _ web.Rollouts = (*webBackend)(nil)
 
 // availableVersions lists a model's AVAILABLE versions, highest first, in
-// every mode; nil when the model server cannot tell.
+// every mode (rollout.New's and the pins' check).
 func (a *Appliance) availableVersions(ctx context.Context, name string) ([]int64, error) {
-	b := &webBackend{a: a}
-	if vl, ok := a.modelBackend().(versionLister); ok {
-		return vl.availableVersions(ctx, name)
-	}
-	models, err := b.Models(ctx)
+	mb, err := (&webBackend{a: a}).modelServer()
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range models {
-		if m.Name != name {
-			continue
-		}
-		out := []int64{}
-		for _, v := range m.Versions {
-			if v.State == web.ModelAvailable {
-				out = append(out, v.Version)
-			}
-		}
-		slices.Sort(out)
-		slices.Reverse(out)
-		return out, nil
-	}
-	if mb := a.modelBackend(); mb != nil && !mb.listsEveryModel() {
-		return nil, nil // e.g. an external fleet, which lists only the default model
-	}
-	return nil, fmt.Errorf("%w: no model %q", web.ErrNotFound, name)
-}
-
-// versionLister is a model backend whose models do not tell a model's
-// versions exactly enough for a rollout or a pin (an external fleet's ask
-// one endpoint, about the default model only): it lists them itself, and
-// says what it found when a version is refused.
-type versionLister interface {
-	availableVersions(ctx context.Context, name string) ([]int64, error)
-	versionsDetail(ctx context.Context, name string) string
+	return mb.availableVersions(ctx, name)
 }
 
 // withVersionsDetail adds the backend's detail to a refused version.
 func (b *webBackend) withVersionsDetail(ctx context.Context, name string, err error) error {
-	vl, ok := b.a.modelBackend().(versionLister)
-	if !ok || !errors.Is(err, web.ErrInvalid) {
+	mb := b.a.modelBackend()
+	if mb == nil || !errors.Is(err, web.ErrInvalid) {
 		return err
 	}
-	return fmt.Errorf("%w; %s", err, vl.versionsDetail(ctx, name))
+	if detail := mb.versionsDetail(ctx, name); detail != "" {
+		return fmt.Errorf("%w; %s", err, detail)
+	}
+	return err
 }
 
 func (b *webBackend) controller() (*rollout.Controller, error) {
