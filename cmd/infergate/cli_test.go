@@ -172,7 +172,7 @@ func TestCLIHelpVersionCompletion(t *testing.T) {
 		t.Errorf("--version: exit %d, %q; want %q", code, out, version)
 	}
 	for _, cmd := range [][]string{{"run"}, {"model-server"}, {"produce"}, {"consume"}, {"dlq", "list"}, {"dlq", "purge"},
-		{"model", "bench"}, {"bench"}, {"version"}} {
+		{"rollout", "start"}, {"rollout", "capture"}, {"model", "serve"}, {"model", "bench"}, {"bench"}, {"version"}} {
 		stdout, stderr, code := infergate(t, "", append(cmd, "--help")...)
 		help := stdout + stderr
 		if code != 0 || !strings.HasPrefix(help, "Usage: infergate "+cmd[0]) || !strings.Contains(help, "\n  --") {

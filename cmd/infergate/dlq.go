@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,18 +125,10 @@ func cmdDLQ(ctx context.Context, args []string, io stdio) error {
 	asJSON := fs.Bool("json", false, "list: print JSON lines instead of a table")
 	all := fs.Bool("all", false, "replay: every record matching --class/--model/--since")
 	yes := fs.Bool("yes", false, "purge: really delete every matching record")
-	// Flags may follow the IDs (`dlq show ID --url URL`, as documented):
-	// the flag package stops at the first argument, so parse the rest again.
-	var ids []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return helpOrUsage(err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		ids = append(ids, fs.Arg(0))
-		args = fs.Args()[1:]
+	// Flags may follow the IDs (`dlq show ID --url URL`, as documented).
+	ids, err := parseInterleaved(fs, args)
+	if err != nil {
+		return helpOrUsage(err)
 	}
 	if err := checkClass(f.Class); err != nil {
 		return usageErr(err)
@@ -284,12 +275,7 @@ func openDLQBackend(ctx context.Context, cf *clientFlags, environ []string, apiU
 		return nil, err
 	}
 	dataDir := cfg.DataDir
-	if token == "" {
-		token = envMap(environ)["INFERGATE_ADMIN_TOKEN"]
-	}
-	if token == "" {
-		token, _ = appliance.ReadAdminToken(dataDir) // a --url without a token still reads
-	}
+	token = adminToken(token, environ, dataDir) // a --url without a token still reads
 	if apiURL != "" {
 		return newAPIBackend(apiURL, "--url", token, cf.timeout)
 	}
@@ -300,14 +286,11 @@ func openDLQBackend(ctx context.Context, cf *clientFlags, environ []string, apiU
 	sc := store.DefaultConfig(paths.Store)
 	st, err := store.Open(sc, nil)
 	if errors.Is(err, store.ErrLocked) {
-		// The running appliance left its API's address in the data dir.
-		if u, err := appliance.ReadAdminURL(dataDir); err == nil && u != "" {
-			return newAPIBackend(u, filepath.Join(dataDir, appliance.AdminURLFile)+", written by the appliance running on "+dataDir, token, cf.timeout)
-		}
-		if cfg.HTTP.Listen == "" {
+		u, source := runningAdminURL(dataDir, cfg)
+		if u == "" {
 			return nil, fmt.Errorf("the appliance using %s is running with its admin API off (http.listen is empty): stop it or pass --url", dataDir)
 		}
-		return newAPIBackend("http://"+dialable(cfg.HTTP.Listen), "the http.listen setting", token, cf.timeout)
+		return newAPIBackend(u, source, token, cf.timeout)
 	}
 	if err != nil {
 		return nil, err

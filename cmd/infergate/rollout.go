@@ -64,33 +64,49 @@ func (f *adminFlags) api(environ []string) (*apiBackend, error) {
 	if dir == "" {
 		dir = cfg.DataDir
 	}
-	token := *f.token
-	if token == "" {
-		token = envMap(environ)["INFERGATE_ADMIN_TOKEN"]
-	}
-	if token == "" {
-		token, _ = appliance.ReadAdminToken(dir)
-	}
 	u, source := *f.url, "--url"
 	if u == "" {
-		if got, err := appliance.ReadAdminURL(dir); err == nil && got != "" {
-			u, source = got, filepath.Join(dir, appliance.AdminURLFile)+", written by the appliance running on "+dir
-		} else if cfg.HTTP.Listen != "" {
-			u, source = "http://"+dialable(cfg.HTTP.Listen), "the http.listen setting"
-		} else {
+		if u, source = runningAdminURL(dir, cfg); u == "" {
 			return nil, usageErr(errors.New("no admin API: pass --url (http.listen is empty)"))
 		}
 	}
-	return newAPIBackend(u, source, token, f.cf.timeout)
+	return newAPIBackend(u, source, adminToken(*f.token, environ, dir), f.cf.timeout)
+}
+
+// adminToken is the admin token given (--token), else INFERGATE_ADMIN_TOKEN,
+// else the one the appliance wrote into its data dir.
+func adminToken(given string, environ []string, dataDir string) string {
+	if given != "" {
+		return given
+	}
+	if t := envMap(environ)["INFERGATE_ADMIN_TOKEN"]; t != "" {
+		return t
+	}
+	t, _ := appliance.ReadAdminToken(dataDir)
+	return t
+}
+
+// runningAdminURL is the admin API of the appliance running on dataDir: the
+// address it left there, else http.listen's; "" when http.listen is empty.
+// source says where it came from, for errors.
+func runningAdminURL(dataDir string, cfg *appliance.Config) (u, source string) {
+	if got, err := appliance.ReadAdminURL(dataDir); err == nil && got != "" {
+		return got, filepath.Join(dataDir, appliance.AdminURLFile) + ", written by the appliance running on " + dataDir
+	}
+	if cfg.HTTP.Listen == "" {
+		return "", ""
+	}
+	return "http://" + dialable(cfg.HTTP.Listen), "the http.listen setting"
 }
 
 // parseInterleaved parses flags that may come before or after the positional
-// arguments and returns the positional ones.
+// arguments and returns the positional ones. Its error is fs.Parse's, for
+// helpOrUsage (flag.ErrHelp after --help).
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, helpOrUsage(err)
+			return nil, err
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
@@ -107,7 +123,7 @@ func cmdModelVersions(ctx context.Context, sub string, args []string, io stdio) 
 	af.register(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
-		return err
+		return helpOrUsage(err)
 	}
 	num := func(i int, what string) (int64, error) {
 		v, err := strconv.ParseInt(pos[i], 10, 64)
@@ -204,7 +220,7 @@ func cmdRollout(ctx context.Context, args []string, io stdio) error {
 	ds.register(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
-		return err
+		return helpOrUsage(err)
 	}
 	needModel := func(n int) error {
 		if len(pos) != n {
