@@ -49,29 +49,9 @@ func (a *Appliance) memberState() group.MemberState {
 	m := group.MemberState{InstanceID: a.cfg.Pipeline.InstanceID, Host: host, State: web.StateStarting}
 	if p := a.Pipeline(); p != nil {
 		ps := p.Status()
-		m.MemberID, m.State, m.Paused = ps.MemberID, memberStateOf(ps), ps.Paused
+		m.MemberID, m.State, m.Paused = ps.MemberID, pipelineState(ps), ps.Paused
 	}
 	return m
-}
-
-// memberStateOf maps a pipeline's state to the dashboard's words (web.State*).
-func memberStateOf(ps pipeline.Status) string {
-	switch ps.State {
-	case pipeline.StateRunning:
-		if ps.NotReady != "" {
-			return web.StateDegraded
-		}
-		return web.StateOK
-	case pipeline.StatePaused:
-		return web.StatePaused
-	case pipeline.StateCircuitOpen:
-		return web.StateCircuitOpen
-	case pipeline.StateStarting:
-		return web.StateStarting
-	case pipeline.StateStalled:
-		return web.StateDegraded
-	}
-	return web.StateDown
 }
 
 // Group describes the consumer group: its members from the coordinator, each with the
@@ -98,7 +78,7 @@ func (b *webBackend) Group(ctx context.Context) (*web.Group, error) {
 		gm := web.GroupMember{Name: m.Name(), MemberID: m.MemberID, InstanceID: m.InstanceID, Host: m.Host,
 			ClientID: m.ClientID, Self: m.MemberID == me && me != "", State: web.StateUnknown, Partitions: []web.GroupPartition{}}
 		if gm.Self && mine != nil {
-			gm.State, gm.Paused = memberStateOf(*mine), mine.Paused
+			gm.State, gm.Paused = pipelineState(*mine), mine.Paused
 		}
 		index[m.MemberID] = len(out.Members)
 		out.Members = append(out.Members, gm)

@@ -225,22 +225,9 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 			dlq += n
 		}
 		st.Pipeline.Detail = fmt.Sprintf("%d consumed, %d results, %d dead-lettered", ps.Consumed, ps.Results, dlq)
-		switch ps.State {
-		case pipeline.StateRunning:
-			st.Pipeline.State = web.StateOK
-		case pipeline.StatePaused:
-			st.Pipeline.State = web.StatePaused
-		case pipeline.StateCircuitOpen:
-			st.Pipeline.State = web.StateCircuitOpen
-		case pipeline.StateStarting:
-			st.Pipeline.State = web.StateStarting
-		case pipeline.StateStalled:
-			// Alive but unable to produce its outputs: degraded, with the
-			// reason in the detail, not "down" (it resumes by itself).
-			st.Pipeline.State = web.StateDegraded
-			st.Pipeline.Detail = ps.State + "; " + st.Pipeline.Detail
-		default: // draining, stopped
-			st.Pipeline.State = web.StateDown
+		st.Pipeline.State = pipelineState(ps)
+		if ps.State != pipeline.StateRunning && (st.Pipeline.State == web.StateDegraded || st.Pipeline.State == web.StateDown) {
+			// stalled, draining, stopped: the word alone does not say which.
 			st.Pipeline.Detail = ps.State + "; " + st.Pipeline.Detail
 		}
 		if ps.Held != "" {
@@ -251,8 +238,7 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 		if strings.HasPrefix(ps.NotReady, "broker unreachable") {
 			st.Broker.State, st.Broker.Detail = web.StateDown, ps.NotReady
 		}
-		if ps.NotReady != "" && st.Pipeline.State == web.StateOK {
-			st.Pipeline.State = web.StateDegraded
+		if ps.NotReady != "" && ps.State == pipeline.StateRunning { // degraded by pipelineState
 			st.Pipeline.Detail = ps.NotReady + "; " + st.Pipeline.Detail
 		}
 		if ps.LastError != "" {
@@ -260,6 +246,29 @@ func (b *webBackend) Status(context.Context) (*web.Status, error) {
 		}
 	}
 	return st, nil
+}
+
+// pipelineState maps a pipeline's state to the dashboard's words (web.State*):
+// the pipeline's card and the group members' states.
+func pipelineState(ps pipeline.Status) string {
+	switch ps.State {
+	case pipeline.StateRunning:
+		if ps.NotReady != "" {
+			return web.StateDegraded
+		}
+		return web.StateOK
+	case pipeline.StatePaused:
+		return web.StatePaused
+	case pipeline.StateCircuitOpen:
+		return web.StateCircuitOpen
+	case pipeline.StateStarting:
+		return web.StateStarting
+	case pipeline.StateStalled:
+		// Alive but unable to produce its outputs: degraded, not "down"
+		// (it resumes by itself).
+		return web.StateDegraded
+	}
+	return web.StateDown // draining, stopped
 }
 
 // modelServerCard is the model server's card: what its backend says, then
