@@ -210,12 +210,7 @@ func TestBrowserSidecarScreenshot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := testConfig(t)
-	c.ModelServer.Mode = ModelServerSidecar
-	c.ModelServer.TFServingBin = tfServingStandIn(t)
-	// TF Serving binds every interface on fixed ports: pick free ones.
-	c.ModelServer.GRPCListen = "127.0.0.1:" + freePort(t)
-	c.ModelServer.RESTListen = "127.0.0.1:" + freePort(t)
+	c := sidecarTestConfig(t)
 	if err := modelserver.EnsureDemo(filepath.Join(c.DataDir, ModelsDir)); err != nil {
 		t.Fatal(err)
 	}

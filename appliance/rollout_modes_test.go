@@ -92,12 +92,8 @@ func TestRolloutSidecar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/infergate")
 	}
-	c := testConfig(t)
+	c := sidecarTestConfig(t)
 	c.Rollout.CheckInterval = 50 * time.Millisecond
-	c.ModelServer.Mode = ModelServerSidecar
-	c.ModelServer.TFServingBin = tfServingStandIn(t)
-	c.ModelServer.GRPCListen = "127.0.0.1:" + freePort(t)
-	c.ModelServer.RESTListen = "127.0.0.1:" + freePort(t)
 	c.ModelServer.Sidecar.ExtraFlags = []string{"--enable_model_warmup=false"}
 	models := filepath.Join(c.DataDir, ModelsDir)
 	writeVersion(t, models, 1, false)

@@ -106,12 +106,7 @@ func TestSidecarRestartAndBatching(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/infergate")
 	}
-	c := testConfig(t)
-	c.ModelServer.Mode = ModelServerSidecar
-	c.ModelServer.TFServingBin = tfServingStandIn(t)
-	// TF Serving binds every interface on fixed ports: pick free ones.
-	c.ModelServer.GRPCListen = "127.0.0.1:" + freePort(t)
-	c.ModelServer.RESTListen = "127.0.0.1:" + freePort(t)
+	c := sidecarTestConfig(t)
 	sc := &c.ModelServer.Sidecar
 	sc.EnableBatching = true
 	sc.Batching = tfserving.BatchingConfig{MaxBatchSize: 32, BatchTimeout: time.Millisecond, MaxEnqueuedBatches: 50, NumBatchThreads: 2, AllowedBatchSizes: []int64{8, 16, 32}}

@@ -1,7 +1,6 @@
 package appliance
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/inference/modelserver"
-	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/web"
 )
@@ -30,33 +28,17 @@ func TestWebExternalModelServer(t *testing.T) {
 	if err := modelserver.EnsureDemo(models); err != nil {
 		t.Fatal(err)
 	}
-	mc := modelserver.DefaultConfig()
-	mc.GRPCListen, mc.RESTListen = "127.0.0.1:0", ""
-	mc.Models = []tfserving.ModelConfig{modelserver.DemoModelConfig(models)}
-	tfs, err := modelserver.New(mc, testutil.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = tfs.Run(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	testutil.Eventually(t, time.Minute, func() error {
-		if !tfs.Ready() || tfs.GRPCAddr() == "" {
-			return fmt.Errorf("TF Serving stand-in not ready")
-		}
-		return nil
-	})
+	addr := runModelServer(t, modelserver.DemoModelConfig(models))
 
 	c := testConfig(t)
 	c.ModelServer.Mode = ModelServerExternal
-	c.ModelServer.TFServingEndpoints = []string{tfs.GRPCAddr()}
+	c.ModelServer.TFServingEndpoints = []string{addr}
 	a := start(t, c)
 	api := newAPIClient(t, a)
 
 	var st web.Status
 	api.json("GET", "/api/v1/status", nil, 200, &st)
-	if st.ModelServer.Mode != ModelServerExternal || st.ModelServer.Address != tfs.GRPCAddr() {
+	if st.ModelServer.Mode != ModelServerExternal || st.ModelServer.Address != addr {
 		t.Errorf("model server: %+v", st.ModelServer)
 	}
 	var sc struct {
@@ -119,6 +101,19 @@ func tfServingStandIn(t *testing.T) string {
 	return standInBin
 }
 
+// sidecarTestConfig is testConfig in model_server.mode sidecar, with
+// `infergate model-server` as tensorflow_model_server.
+func sidecarTestConfig(t *testing.T) Config {
+	t.Helper()
+	c := testConfig(t)
+	c.ModelServer.Mode = ModelServerSidecar
+	c.ModelServer.TFServingBin = tfServingStandIn(t)
+	// TF Serving binds every interface on fixed ports: pick free ones.
+	c.ModelServer.GRPCListen = "127.0.0.1:" + freePort(t)
+	c.ModelServer.RESTListen = "127.0.0.1:" + freePort(t)
+	return c
+}
+
 // TestWebSidecar: with model_server.mode sidecar the API shows the
 // supervised process (state, PID, log tail), its models, and sets labels
 // and reloads through it.
@@ -126,12 +121,7 @@ func TestWebSidecar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/infergate")
 	}
-	c := testConfig(t)
-	c.ModelServer.Mode = ModelServerSidecar
-	c.ModelServer.TFServingBin = tfServingStandIn(t)
-	// TF Serving binds every interface on fixed ports: pick free ones.
-	c.ModelServer.GRPCListen = "127.0.0.1:" + freePort(t)
-	c.ModelServer.RESTListen = "127.0.0.1:" + freePort(t)
+	c := sidecarTestConfig(t)
 	if err := modelserver.EnsureDemo(filepath.Join(c.DataDir, ModelsDir)); err != nil {
 		t.Fatal(err)
 	}
