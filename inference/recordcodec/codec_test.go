@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,5 +142,64 @@ func BenchmarkEncodeResult(b *testing.B) {
 	for b.Loop() {
 		r.Off = (r.Off + 1) % 64
 		buf = recordcodec.AppendResult(buf[:0], r)
+	}
+}
+
+// TestEveryDTypeAndItsLimits: each dtype's values land in its Go type, an
+// empty list is an empty slice of it, and a value outside the dtype's range
+// or not of its kind is refused with the same words for every width.
+func TestEveryDTypeAndItsLimits(t *testing.T) {
+	for _, tc := range []struct {
+		dt   tensor.DType
+		in   string
+		want any    // Data, when accepted
+		err  string // else the error's text
+	}{
+		{tensor.Float, `[1.5,-2]`, []float32{1.5, -2}, ""},
+		{tensor.Float, `[1e39]`, nil, "1e39 is out of range for DT_FLOAT"},
+		{tensor.Half, `[0.5,65504]`, []float32{0.5, 65504}, ""},
+		{tensor.Half, `[65520]`, nil, "65520 is out of range for DT_HALF"},
+		{tensor.Double, `[1e39]`, []float64{1e39}, ""},
+		{tensor.Int8, `[-128,127,3.0]`, []int8{-128, 127, 3}, ""},
+		{tensor.Int8, `[128]`, nil, "128 is out of range for DT_INT8"},
+		{tensor.Uint8, `[0,255]`, []uint8{0, 255}, ""},
+		{tensor.Uint8, `[-1]`, nil, "-1 is out of range for DT_UINT8"},
+		{tensor.Int16, `[-32769]`, nil, "-32769 is out of range for DT_INT16"},
+		{tensor.Int32, `[2147483647]`, []int32{2147483647}, ""},
+		{tensor.Int32, `[2147483648]`, nil, "2147483648 is out of range for DT_INT32"},
+		{tensor.Int64, `[-9223372036854775808]`, []int64{-9223372036854775808}, ""},
+		{tensor.Int64, `[9223372036854775808]`, nil, "9223372036854775808 is out of range for DT_INT64"},
+		{tensor.Int64, `[2.5]`, nil, "2.5 is not an integer for DT_INT64"},
+		{tensor.Int32, `[true]`, nil, "DT_INT32"},
+		{tensor.Bool, `[true,false]`, []bool{true, false}, ""},
+		{tensor.Bool, `[1]`, nil, "DT_BOOL"},
+		{tensor.String, `["a",{"b64":"AP8="}]`, [][]byte{[]byte("a"), {0, 0xff}}, ""},
+		{tensor.String, `[1]`, nil, "DT_STRING"},
+	} {
+		sig := &model.Signature{
+			Inputs:  []model.TensorSpec{{Name: "x", DType: tc.dt, Shape: []int64{-1, -1}}},
+			Outputs: []model.TensorSpec{{Name: "y", DType: tensor.Float, Shape: []int64{-1}}},
+		}
+		_, ins, _, err := decode([]byte(`{"features":`+tc.in+`}`), sig)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s %s: err %v, want %q", tc.dt, tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(ins[0].Data, tc.want) {
+			t.Errorf("%s %s: %v, %#v; want %#v", tc.dt, tc.in, err, ins, tc.want)
+		}
+	}
+	// A row of no values: an empty slice of the dtype's Go type, not nil.
+	for dt, want := range map[tensor.DType]any{tensor.Int16: []int16{}, tensor.String: [][]byte{}, tensor.Half: []float32{}} {
+		sig := &model.Signature{
+			Inputs:  []model.TensorSpec{{Name: "x", DType: dt, Shape: []int64{-1, -1}}},
+			Outputs: []model.TensorSpec{{Name: "y", DType: tensor.Float, Shape: []int64{-1}}},
+		}
+		_, ins, _, err := decode([]byte(`{"inputs":{"x":[[]]}}`), sig)
+		if err != nil || !reflect.DeepEqual(ins[0].Data, want) {
+			t.Errorf("%s, no values: %v, %#v; want %#v", dt, err, ins, want)
+		}
 	}
 }

@@ -487,31 +487,67 @@ func parseTensor(s *scanner, dt tensor.DType, lead int) (*tensor.Tensor, error) 
 }
 
 // tensorParser reads nested lists of one dtype, checking they are
-// rectangular, and appends the values to a flat slice of the Go type of the
-// dtype. It is used once per tensor, or once per input across all instances
-// (instances are then depth 0 and each instance's value starts at depth 1).
+// rectangular, and appends the values to its column, a flat slice of the Go
+// type of the dtype. It is used once per tensor, or once per input across all
+// instances (instances are then depth 0 and each instance's value starts at
+// depth 1).
 type tensorParser struct {
 	s     *scanner
 	dt    tensor.DType
 	shape []int64 // per depth; -1 until the first list at that depth closes
 	rank  int     // depth of the scalars; -1 until the first scalar or empty list
-
-	f32 []float32
-	f64 []float64
-	i32 []int32
-	i64 []int64
-	i16 []int16
-	i8  []int8
-	u8  []uint8
-	bl  []bool
-	str [][]byte
+	col   column
 }
 
+// newTensorParser returns nil for a dtype infergate cannot hold. It is the
+// one place that maps a dtype to its column.
 func newTensorParser(s *scanner, dt tensor.DType) *tensorParser {
-	if !dt.Supported() {
+	var col column
+	switch dt {
+	case tensor.Float:
+		col = &floatColumn[float32]{}
+	case tensor.Half:
+		col = &floatColumn[float32]{half: true}
+	case tensor.Double:
+		col = &floatColumn[float64]{}
+	case tensor.Int32:
+		col = &intColumn[int32]{}
+	case tensor.Int64:
+		col = &intColumn[int64]{}
+	case tensor.Int16:
+		col = &intColumn[int16]{}
+	case tensor.Int8:
+		col = &intColumn[int8]{}
+	case tensor.Uint8:
+		col = &intColumn[uint8]{}
+	case tensor.Bool:
+		col = &boolColumn{}
+	case tensor.String:
+		col = &stringColumn{}
+	default:
 		return nil
 	}
-	return &tensorParser{s: s, dt: dt, rank: -1}
+	return &tensorParser{s: s, dt: dt, rank: -1, col: col}
+}
+
+// column holds the values of one tensor as they are read, in the Go type of
+// its dtype, and knows how that dtype is written in JSON.
+type column interface {
+	// scalar reads one JSON value of the dtype.
+	scalar(p *tensorParser) error
+	// data is the values as tensor.Tensor.Data.
+	data() any
+}
+
+// values are a column's values.
+type values[T any] []T
+
+// data is never nil: a tensor of no values holds an empty slice.
+func (v values[T]) data() any {
+	if v == nil {
+		return []T{}
+	}
+	return []T(v)
 }
 
 func raggedErr(format string, args ...any) error {
@@ -527,7 +563,7 @@ func (p *tensorParser) value(depth int) error {
 		} else if depth != p.rank {
 			return raggedErr("a value where a list was expected")
 		}
-		return p.scalar()
+		return p.col.scalar(p)
 	}
 	if p.rank >= 0 && depth >= p.rank {
 		return raggedErr("a list where a value was expected")
@@ -591,126 +627,90 @@ func (p *tensorParser) finish(rows int64) (*tensor.Tensor, error) {
 	for len(p.shape) < p.rank { // only after an empty list of instances
 		p.shape = append(p.shape, 0)
 	}
-	t := &tensor.Tensor{DType: p.dt, Shape: p.shape}
-	switch p.dt {
-	case tensor.Float, tensor.Half:
-		t.Data = orEmpty(p.f32)
-	case tensor.Double:
-		t.Data = orEmpty(p.f64)
-	case tensor.Int32:
-		t.Data = orEmpty(p.i32)
-	case tensor.Int64:
-		t.Data = orEmpty(p.i64)
-	case tensor.Int16:
-		t.Data = orEmpty(p.i16)
-	case tensor.Int8:
-		t.Data = orEmpty(p.i8)
-	case tensor.Uint8:
-		t.Data = orEmpty(p.u8)
-	case tensor.Bool:
-		t.Data = orEmpty(p.bl)
-	case tensor.String:
-		t.Data = orEmpty(p.str)
-	}
+	t := &tensor.Tensor{DType: p.dt, Shape: p.shape, Data: p.col.data()}
 	if err := t.Validate(); err != nil {
 		return nil, raggedErr("%v", err)
 	}
 	return t, nil
 }
 
-func orEmpty[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
+// numberNext reports whether a JSON number comes next; any other value is a
+// mismatch for a numeric dtype.
+func (p *tensorParser) numberNext() bool {
+	c := p.s.peek()
+	return c == '-' || isDigit(c)
 }
 
-func (p *tensorParser) scalar() error {
-	s := p.s
-	switch p.dt {
-	case tensor.Bool:
-		switch {
-		case s.literal("true"):
-			p.bl = append(p.bl, true)
-		case s.literal("false"):
-			p.bl = append(p.bl, false)
-		default:
-			return p.mismatch()
-		}
-		return nil
-	case tensor.String:
-		return p.stringValue()
-	}
-	c := s.peek()
-	if c != '-' && !isDigit(c) {
+// floatColumn holds DT_FLOAT, DT_DOUBLE, and DT_HALF as float32 values
+// rounded to the nearest half.
+type floatColumn[T float32 | float64] struct {
+	values[T]
+	half bool // DT_HALF: each value must fit a half
+}
+
+func (c *floatColumn[T]) scalar(p *tensorParser) error {
+	if !p.numberNext() {
 		return p.mismatch()
 	}
-	switch p.dt {
-	case tensor.Float, tensor.Double, tensor.Half:
-		bits := 32
-		if p.dt == tensor.Double {
-			bits = 64
-		}
-		f, tok, ok, err := s.float(bits)
-		if err != nil {
-			return withClass(ClassDecode, err)
-		}
-		switch {
-		case !ok:
-			return validationErr("%s is out of range for %s", tok, p.dt)
-		case p.dt == tensor.Double:
-			p.f64 = append(p.f64, f)
-		case p.dt == tensor.Half:
-			h := tensor.HalfFromBits(tensor.HalfBits(float32(f)))
-			if math.IsInf(float64(h), 0) && !math.IsInf(f, 0) {
-				return validationErr("%s is out of range for %s", tok, p.dt)
-			}
-			p.f32 = append(p.f32, h)
-		default:
-			p.f32 = append(p.f32, float32(f))
-		}
-		return nil
+	f, tok, ok, err := p.s.float(8 * int(unsafe.Sizeof(T(0))))
+	if err != nil {
+		return withClass(ClassDecode, err)
 	}
-	tok, err := s.number()
+	if !ok {
+		return validationErr("%s is out of range for %s", tok, p.dt)
+	}
+	v := T(f)
+	if c.half {
+		h := tensor.HalfFromBits(tensor.HalfBits(float32(f)))
+		if math.IsInf(float64(h), 0) && !math.IsInf(f, 0) {
+			return validationErr("%s is out of range for %s", tok, p.dt)
+		}
+		v = T(h)
+	}
+	c.values = append(c.values, v)
+	return nil
+}
+
+// intColumn holds the integer dtypes; a value must fit T.
+type intColumn[T int8 | int16 | int32 | int64 | uint8] struct{ values[T] }
+
+func (c *intColumn[T]) scalar(p *tensorParser) error {
+	if !p.numberNext() {
+		return p.mismatch()
+	}
+	tok, err := p.s.number()
 	if err != nil {
 		return withClass(ClassDecode, err)
 	}
 	text := unsafe.String(unsafe.SliceData(tok), len(tok)) // strconv does not keep it
-	{
-		v, err := parseInt(text, p.dt)
-		if err != nil {
-			return err
-		}
-		switch p.dt {
-		case tensor.Int32:
-			p.i32 = append(p.i32, int32(v))
-		case tensor.Int64:
-			p.i64 = append(p.i64, v)
-		case tensor.Int16:
-			p.i16 = append(p.i16, int16(v))
-		case tensor.Int8:
-			p.i8 = append(p.i8, int8(v))
-		case tensor.Uint8:
-			p.u8 = append(p.u8, uint8(v))
-		}
+	v, err := parseInt(text, p.dt)
+	if err != nil {
+		return err
+	}
+	if int64(T(v)) != v {
+		return validationErr("%s is out of range for %s", text, p.dt)
+	}
+	c.values = append(c.values, T(v))
+	return nil
+}
+
+type boolColumn struct{ values[bool] }
+
+func (c *boolColumn) scalar(p *tensorParser) error {
+	switch {
+	case p.s.literal("true"):
+		c.values = append(c.values, true)
+	case p.s.literal("false"):
+		c.values = append(c.values, false)
+	default:
+		return p.mismatch()
 	}
 	return nil
 }
 
-// parseInt reads an integer of the dtype's range; 3.0 is accepted as 3
-// because many producers serialise every number as a float.
+// parseInt reads an integer (the column checks it fits its dtype); 3.0 is
+// accepted as 3 because many producers serialise every number as a float.
 func parseInt(text string, dt tensor.DType) (int64, error) {
-	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
-	switch dt {
-	case tensor.Int32:
-		lo, hi = math.MinInt32, math.MaxInt32
-	case tensor.Int16:
-		lo, hi = math.MinInt16, math.MaxInt16
-	case tensor.Int8:
-		lo, hi = math.MinInt8, math.MaxInt8
-	case tensor.Uint8:
-		lo, hi = 0, math.MaxUint8
-	}
 	v, err := strconv.ParseInt(text, 10, 64)
 	if err != nil {
 		if errors.Is(err, strconv.ErrRange) {
@@ -722,13 +722,13 @@ func parseInt(text string, dt tensor.DType) (int64, error) {
 		}
 		v = int64(f)
 	}
-	if v < lo || v > hi {
-		return 0, validationErr("%s is out of range for %s", text, dt)
-	}
 	return v, nil
 }
 
-func (p *tensorParser) stringValue() error {
+// stringColumn holds DT_STRING: a JSON string, or {"b64": "..."} for bytes.
+type stringColumn struct{ values[[]byte] }
+
+func (c *stringColumn) scalar(p *tensorParser) error {
 	s := p.s
 	switch s.peek() {
 	case '"':
@@ -736,7 +736,7 @@ func (p *tensorParser) stringValue() error {
 		if err != nil {
 			return withClass(ClassDecode, err)
 		}
-		p.str = append(p.str, append([]byte(nil), v...))
+		c.values = append(c.values, append([]byte(nil), v...))
 		return nil
 	case '{':
 		if !isB64Object(s.b[s.i:]) {
@@ -762,7 +762,7 @@ func (p *tensorParser) stringValue() error {
 		if more, err := s.more('}'); err != nil || more {
 			return decodeErr(`a {"b64": ...} value must have only the "b64" field`)
 		}
-		p.str = append(p.str, raw)
+		c.values = append(c.values, raw)
 		return nil
 	}
 	return p.mismatch()
