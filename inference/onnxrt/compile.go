@@ -52,6 +52,10 @@ type compiler struct {
 	fold     *state
 	zipMaps  map[int]bool // values a ZipMap produced
 	threads  int          // Options.Threads, resolved
+	// unsigned are the graph inputs declared UINT32 or UINT64 (by id, the
+	// type's name): carried as int64, so only consumers whose result does not
+	// depend on unsigned wrap-around may read them (unsignedReader).
+	unsigned map[int]string
 }
 
 func (c *compiler) zipMapOut(ids []int) {
@@ -116,7 +120,7 @@ func compile(b []byte, o LoadOptions) (*Model, error) {
 		if _, ok := c.ids[name]; ok {
 			continue // an initializer listed as an input (IR < 4 style): a constant
 		}
-		spec, err := specOf(vi)
+		spec, limit, err := inputSpecOf(vi)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", name, err)
 		}
@@ -129,6 +133,13 @@ func compile(b []byte, o LoadOptions) (*Model, error) {
 			return nil, fmt.Errorf("input: %w", err)
 		}
 		c.dtypes[id] = internal
+		if limit != 0 {
+			if c.unsigned == nil {
+				c.unsigned = make(map[int]string)
+			}
+			c.unsigned[id] = onnxpb.TensorProto_DataType(vi.GetType().GetTensorType().GetElemType()).String()
+		}
+		m.inputLimit = append(m.inputLimit, limit)
 		m.inputIndex[name] = len(m.inputs)
 		m.inputs = append(m.inputs, spec)
 		m.inputIDs = append(m.inputIDs, id)
@@ -286,12 +297,15 @@ func (c *compiler) compileNode(p *onnxpb.NodeProto, idx int) error {
 	if !ok {
 		return fmt.Errorf("node %q: unsupported operator %s (supported: %s)", n.name, n.op, supportedOps())
 	}
-	for _, in := range p.GetInput() {
+	for i, in := range p.GetInput() {
 		id := -1
 		if in != "" {
 			id = c.ids[in]
 			if c.constErr[id] != nil {
 				return fmt.Errorf("node %q (%s): %w", n.name, n.op, c.constErr[id])
+			}
+			if et, ok := c.unsigned[id]; ok && !unsignedReader(n.op, i) {
+				return fmt.Errorf("node %q (%s): input %q is %s, which is accepted only as Pow's exponent or Cast's input (computed as int64, other operators would not wrap around as %s does)", n.name, n.op, in, et, et)
 			}
 		}
 		n.in = append(n.in, id)
@@ -544,6 +558,34 @@ func (x *nodeCtx) intsAttr(name string) ([]int64, bool, error) {
 func (x *nodeCtx) newScratch() int {
 	x.c.nscratch++
 	return x.c.nscratch - 1
+}
+
+// inputSpecOf is specOf for a graph input, which may also be declared UINT32
+// or UINT64: such an input is int64 in the signature (as bfloat16 is float32)
+// and its values must lie in [0, limit], limit being the largest value of the
+// declared type that int64 holds (0 for any other type: no check).
+func inputSpecOf(vi *onnxpb.ValueInfoProto) (TensorSpec, int64, error) {
+	var limit int64
+	switch onnxpb.TensorProto_DataType(vi.GetType().GetTensorType().GetElemType()) {
+	case onnxpb.TensorProto_UINT32:
+		limit = math.MaxUint32
+	case onnxpb.TensorProto_UINT64:
+		limit = math.MaxInt64
+	default:
+		spec, err := specOf(vi)
+		return spec, 0, err
+	}
+	vi = proto.Clone(vi).(*onnxpb.ValueInfoProto)
+	vi.GetType().GetTensorType().ElemType = int32(onnxpb.TensorProto_INT64)
+	spec, err := specOf(vi)
+	return spec, limit, err
+}
+
+// unsignedReader reports whether input i of an op may be a UINT32/UINT64
+// graph input carried as int64: where only its value matters, not unsigned
+// arithmetic on it.
+func unsignedReader(op string, i int) bool {
+	return (op == "Pow" && i == 1) || (op == "Cast" && i == 0)
 }
 
 // specOf turns a graph input/output declaration into a TensorSpec.

@@ -248,19 +248,36 @@ func compileBatchNorm(x *nodeCtx) (kernel, []tensor.DType, error) {
 	if err := x.types(floatOnly, 0, 1, 2, 3, 4); err != nil {
 		return nil, nil, err
 	}
-	if len(x.n.out) > 1 {
-		for _, id := range x.n.out[1:] {
-			if id >= 0 {
-				return nil, nil, errors.New("training outputs (running mean/var) are not supported")
-			}
-		}
-	}
-	if tm, err := x.intAttr("training_mode", 0); err != nil || tm != 0 {
-		return nil, nil, errors.New("training_mode is not supported")
+	tm, err := x.intAttr("training_mode", 0)
+	if err != nil {
+		return nil, nil, err
 	}
 	eps, err := x.floatAttr("epsilon", 1e-5)
 	if err != nil {
 		return nil, nil, err
+	}
+	if tm != 0 {
+		if x.c.opset < 14 {
+			return nil, nil, errors.New("training_mode before opset 14 is not supported")
+		}
+		if len(x.n.out) > 3 {
+			return nil, nil, fmt.Errorf("has %d outputs, want 1 to 3", len(x.n.out))
+		}
+		momentum, err := x.floatAttr("momentum", 0.9)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &batchNormTraining{eps: eps, momentum: momentum, scratch: x.newScratch()},
+			[]tensor.DType{tensor.Float, tensor.Float, tensor.Float}, nil
+	}
+	if len(x.n.out) > 1 {
+		for _, id := range x.n.out[1:] {
+			if id >= 0 {
+				// Before opset 14 these outputs meant training; since, they
+				// exist only with training_mode 1.
+				return nil, nil, errors.New("training outputs (running mean/var) without training_mode 1 are not supported")
+			}
+		}
 	}
 	for i := 1; i <= 4; i++ {
 		if x.konst(i) == nil {
@@ -283,6 +300,82 @@ func compileBatchNorm(x *nodeCtx) (kernel, []tensor.DType, error) {
 		k.shift[c] = float32(float64(p[1][c]) - float64(p[2][c])*s)
 	}
 	return k, []tensor.DType{tensor.Float}, nil
+}
+
+// batchNormTraining is BatchNormalization with training_mode 1 (opset 14+):
+// Y is normalized with the batch's own per-channel mean and (population)
+// variance, and the optional outputs are the running statistics
+// input·momentum + batch·(1−momentum). Deterministic: no randomness involved.
+type batchNormTraining struct {
+	eps, momentum float32
+	scratch       int
+}
+
+func (k *batchNormTraining) run(st *state, nd *node) error {
+	x := st.in(nd, 0)
+	if len(x.shape) < 2 {
+		return fmt.Errorf("input has shape %v; want [N, C, …]", x.shape)
+	}
+	ch := x.shape[1]
+	var p [4][]float32
+	for i := range p {
+		v := st.in(nd, i+1)
+		if len(v.shape) != 1 || len(v.f) != ch {
+			return fmt.Errorf("input %d has shape %v for %d channels", i+1, v.shape, ch)
+		}
+		p[i] = v.f
+	}
+	inner := 1
+	for _, d := range x.shape[2:] {
+		inner *= d
+	}
+	count := x.shape[0] * inner
+	if count == 0 {
+		return fmt.Errorf("input of shape %v has no values per channel to take statistics of", x.shape)
+	}
+	var running [2][]float32 // the optional running mean and variance outputs
+	for j := range running {
+		if j+1 >= len(nd.out) || nd.out[j+1] < 0 {
+			continue
+		}
+		st.setShape(nd.out[j+1], []int{ch})
+		o, err := st.allocF(nd.out[j+1])
+		if err != nil {
+			return err
+		}
+		running[j] = o
+	}
+	buf := st.scratchF(k.scratch, 2*ch)
+	bn := batchNormKernel{scale: buf[:ch], shift: buf[ch:]}
+	m := float64(k.momentum)
+	for c := range ch {
+		// Two passes in float64: the mean, then the squared deviations.
+		var sum float64
+		for n := range x.shape[0] {
+			for _, v := range x.f[(n*ch+c)*inner:][:inner] {
+				sum += float64(v)
+			}
+		}
+		mean := sum / float64(count)
+		var ss float64
+		for n := range x.shape[0] {
+			for _, v := range x.f[(n*ch+c)*inner:][:inner] {
+				d := float64(v) - mean
+				ss += d * d
+			}
+		}
+		variance := ss / float64(count)
+		s := float64(p[0][c]) / math.Sqrt(variance+float64(k.eps))
+		bn.scale[c] = float32(s)
+		bn.shift[c] = float32(float64(p[1][c]) - mean*s)
+		if running[0] != nil {
+			running[0][c] = float32(float64(p[2][c])*m + mean*(1-m))
+		}
+		if running[1] != nil {
+			running[1][c] = float32(float64(p[3][c])*m + variance*(1-m))
+		}
+	}
+	return bn.run(st, nd)
 }
 
 func (k *batchNormKernel) run(st *state, nd *node) error {

@@ -23,6 +23,8 @@ type resizeKernel struct {
 	scalesIn    int // input index of scales, -1 if none
 	sizesIn     int // input index of sizes, -1 if none
 	axesAttr    []int64
+	roiIn       int     // input index of roi (tf_crop_and_resize), -1 if none
+	extrap      float32 // extrapolation_value (tf_crop_and_resize)
 	scratchPing int
 	scratchPong int
 }
@@ -37,7 +39,7 @@ func strAttr(x *nodeCtx, name, def string) (string, error) {
 
 func compileResize(upsample bool) opCompiler {
 	return func(x *nodeCtx) (kernel, []tensor.DType, error) {
-		k := &resizeKernel{scalesIn: -1, sizesIn: -1, coord: "half_pixel", nearest: "round_prefer_floor",
+		k := &resizeKernel{scalesIn: -1, sizesIn: -1, roiIn: -1, coord: "half_pixel", nearest: "round_prefer_floor",
 			scratchPing: x.newScratch(), scratchPong: x.newScratch()}
 		var err error
 		if k.mode, err = strAttr(x, "mode", "nearest"); err != nil {
@@ -107,6 +109,18 @@ func compileResize(upsample bool) opCompiler {
 			if k.axesAttr, _, err = x.intsAttr("axes"); err != nil {
 				return nil, nil, err
 			}
+			if k.coord == "tf_crop_and_resize" {
+				if !x.has(1) {
+					return nil, nil, errors.New(`coordinate_transformation_mode "tf_crop_and_resize" needs the roi input`)
+				}
+				if err := x.types(floatOnly, 1); err != nil {
+					return nil, nil, err
+				}
+				k.roiIn = 1
+				if k.extrap, err = x.floatAttr("extrapolation_value", 0); err != nil {
+					return nil, nil, err
+				}
+			}
 		}
 		switch k.mode {
 		case "nearest", "linear", "cubic":
@@ -114,7 +128,8 @@ func compileResize(upsample bool) opCompiler {
 			return nil, nil, fmt.Errorf("mode %q is not supported (nearest, linear, cubic)", k.mode)
 		}
 		switch k.coord {
-		case "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn":
+		case "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn",
+			"tf_crop_and_resize":
 		default:
 			return nil, nil, fmt.Errorf("coordinate_transformation_mode %q is not supported", k.coord)
 		}
@@ -220,6 +235,21 @@ func (k *resizeKernel) run(st *state, nd *node) error {
 	default:
 		return errors.New("neither scales nor sizes is given")
 	}
+	// roi[d] is the crop box along axis d, as fractions of the input
+	// (tf_crop_and_resize only): starts for the axes, then ends.
+	roi := make([][2]float64, r)
+	if k.roiIn >= 0 {
+		rv := st.in(nd, k.roiIn).f
+		if len(rv) != 2*len(axes) {
+			return fmt.Errorf("roi has %d values for %d axes, want %d", len(rv), len(axes), 2*len(axes))
+		}
+		for d := range roi {
+			roi[d] = [2]float64{0, 1}
+		}
+		for i, d := range axes {
+			roi[d] = [2]float64{float64(rv[i]), float64(rv[len(axes)+i])}
+		}
+	}
 	out := nd.out[0]
 	st.setShape(out, outLen)
 	o, err := st.allocF(out)
@@ -234,7 +264,7 @@ func (k *resizeKernel) run(st *state, nd *node) error {
 	shape := append([]int(nil), x.shape...)
 	var todo []int
 	for d := range r {
-		if taps := k.taps(shape[d], outLen[d], scales[d]); !taps.identity() {
+		if taps := k.taps(shape[d], outLen[d], scales[d], roi[d]); !taps.identity() {
 			todo = append(todo, d)
 		}
 	}
@@ -243,7 +273,7 @@ func (k *resizeKernel) run(st *state, nd *node) error {
 		return nil
 	}
 	for i, d := range todo {
-		t := k.taps(shape[d], outLen[d], scales[d])
+		t := k.taps(shape[d], outLen[d], scales[d], roi[d])
 		outer, inner := 1, 1
 		for j := range d {
 			outer *= shape[j]
@@ -269,12 +299,14 @@ func (k *resizeKernel) run(st *state, nd *node) error {
 }
 
 // taps are, for each output index along one axis, the input indices and
-// weights it is interpolated from.
+// weights it is interpolated from. An output whose first index is -1 lies
+// outside the input (tf_crop_and_resize) and is extrap.
 type taps struct {
-	n   int // taps per output
-	in  int
-	idx []int
-	w   []float32
+	n      int // taps per output
+	in     int
+	idx    []int
+	w      []float32
+	extrap float32
 }
 
 func (t *taps) identity() bool {
@@ -282,6 +314,9 @@ func (t *taps) identity() bool {
 		return false
 	}
 	for o := 0; o < len(t.idx)/t.n; o++ {
+		if t.idx[o*t.n] < 0 {
+			return false
+		}
 		for j := range t.n {
 			i, w := t.idx[o*t.n+j], t.w[o*t.n+j]
 			if w != 0 && (i != o || w != 1) {
@@ -299,6 +334,12 @@ func (t *taps) apply(dst, src []float32, outer, in, inner int) {
 		d := dst[a*out*inner : (a+1)*out*inner]
 		for o := range out {
 			row := d[o*inner : (o+1)*inner]
+			if t.idx[o*t.n] < 0 {
+				for e := range row {
+					row[e] = t.extrap
+				}
+				continue
+			}
 			clear(row)
 			for j := range t.n {
 				w := t.w[o*t.n+j]
@@ -314,10 +355,17 @@ func (t *taps) apply(dst, src []float32, outer, in, inner int) {
 	}
 }
 
-// coordinate maps output index xo to the input coordinate.
-func (k *resizeKernel) coordinate(xo, in, out int, scale float64) float64 {
+// coordinate maps output index xo to the input coordinate; roi is the crop
+// box of tf_crop_and_resize.
+func (k *resizeKernel) coordinate(xo, in, out int, scale float64, roi [2]float64) float64 {
 	x := float64(xo)
 	switch k.coord {
+	case "tf_crop_and_resize":
+		// As align_corners, the resized length is in·scale before rounding.
+		if l := scale * float64(in); l > 1 {
+			return roi[0]*float64(in-1) + x*(roi[1]-roi[0])*float64(in-1)/(l-1)
+		}
+		return 0.5 * (roi[0] + roi[1]) * float64(in-1)
 	case "half_pixel":
 		return (x+0.5)/scale - 0.5
 	case "half_pixel_symmetric":
@@ -342,8 +390,8 @@ func (k *resizeKernel) coordinate(xo, in, out int, scale float64) float64 {
 	return x / scale // asymmetric
 }
 
-func (k *resizeKernel) taps(in, out int, scale float64) taps {
-	t := taps{in: in}
+func (k *resizeKernel) taps(in, out int, scale float64, roi [2]float64) taps {
+	t := taps{in: in, extrap: k.extrap}
 	switch k.mode {
 	case "nearest":
 		t.n = 1
@@ -356,8 +404,14 @@ func (k *resizeKernel) taps(in, out int, scale float64) taps {
 	t.w = make([]float32, out*t.n)
 	clamp := func(i int) int { return min(max(i, 0), in-1) }
 	for o := range out {
-		x := k.coordinate(o, in, out, scale)
+		x := k.coordinate(o, in, out, scale, roi)
 		ix, w := t.idx[o*t.n:(o+1)*t.n], t.w[o*t.n:(o+1)*t.n]
+		if k.coord == "tf_crop_and_resize" && (x < 0 || x > float64(in-1)) {
+			// Outside the input: the extrapolation value, as TensorFlow's
+			// CropAndResize gives (idx -1, weights 0).
+			ix[0] = -1
+			continue
+		}
 		switch k.mode {
 		case "nearest":
 			var i float64

@@ -36,14 +36,41 @@ func (k *viewKernel) run(st *state, nd *node) error {
 	return st.alias(nd.out[0], in)
 }
 
-// dropoutKernel is inference-mode Dropout with its mask output wanted.
-type dropoutKernel struct{}
+// dropoutKernel is Dropout that passes its input through: in inference mode,
+// or in training mode with ratio 0 (then the scale 1/(1-ratio) is 1 and the
+// mask keeps everything). Training mode with a nonzero ratio draws a random
+// mask, which the runtime does not claim: when training_mode or ratio is fed
+// at run time (trainIn, ratioIn ≥ 0), that combination is refused per call.
+type dropoutKernel struct {
+	trainIn, ratioIn int  // input indices, -1 if constant or absent
+	mask             bool // the mask output is wanted
+}
 
-func (dropoutKernel) run(st *state, nd *node) error {
+func (k dropoutKernel) run(st *state, nd *node) error {
+	if k.trainIn >= 0 {
+		tm := st.in(nd, k.trainIn).i
+		if len(tm) != 1 {
+			return fmt.Errorf("training_mode has %d values, want 1", len(tm))
+		}
+		ratio := float32(0.5)
+		if k.ratioIn >= 0 {
+			r := st.in(nd, k.ratioIn).f
+			if len(r) != 1 {
+				return fmt.Errorf("ratio has %d values, want 1", len(r))
+			}
+			ratio = r[0]
+		}
+		if tm[0] != 0 && ratio != 0 {
+			return fmt.Errorf("training_mode is true with ratio %g: a random dropout mask is not supported (training_mode false, or ratio 0, only)", ratio)
+		}
+	}
 	in := st.in(nd, 0)
 	st.setShape(nd.out[0], in.shape)
 	if err := st.alias(nd.out[0], in); err != nil {
 		return err
+	}
+	if !k.mask {
+		return nil
 	}
 	st.setShape(nd.out[1], in.shape)
 	m, err := st.allocI(nd.out[1])
@@ -56,6 +83,61 @@ func (dropoutKernel) run(st *state, nd *node) error {
 	return nil
 }
 
+// compileDropout compiles Dropout as a pass-through (dropoutKernel). Its
+// optional mask output is bool, computed as int64.
+func compileDropout(x *nodeCtx) (kernel, []tensor.DType, error) {
+	if err := x.inputs(1, 3); err != nil {
+		return nil, nil, err
+	}
+	if len(x.n.out) > 2 {
+		return nil, nil, fmt.Errorf("has %d outputs, want 1 or 2", len(x.n.out))
+	}
+	k := dropoutKernel{trainIn: -1, ratioIn: -1, mask: len(x.n.out) == 2 && x.n.out[1] >= 0}
+	if x.has(2) {
+		if err := x.types(int64Only, 2); err != nil {
+			return nil, nil, err
+		}
+		if x.has(1) {
+			if err := x.types(floatOnly, 1); err != nil {
+				return nil, nil, err
+			}
+		}
+		train := true // unless a constant says false
+		if tm := x.konst(2); tm != nil {
+			if len(tm.i) != 1 {
+				return nil, nil, fmt.Errorf("training_mode has %d values, want 1", len(tm.i))
+			}
+			train = tm.i[0] != 0
+		}
+		if train {
+			ratio, ratioKnown := float32(0.5), true
+			if x.has(1) {
+				r := x.konst(1)
+				ratioKnown = r != nil
+				if r != nil {
+					if len(r.f) != 1 {
+						return nil, nil, fmt.Errorf("ratio has %d values, want 1", len(r.f))
+					}
+					ratio = r.f[0]
+				}
+			}
+			switch {
+			case x.konst(2) != nil && ratioKnown && ratio != 0:
+				return nil, nil, fmt.Errorf("training_mode true with ratio %g draws a random mask, which is not supported (inference only, or ratio 0)", ratio)
+			case x.konst(2) == nil || !ratioKnown:
+				k.trainIn = 2
+				if x.has(1) {
+					k.ratioIn = 1
+				}
+			}
+		}
+	}
+	if !k.mask && k.trainIn < 0 {
+		return &viewKernel{shape: sameShape}, []tensor.DType{x.dtype(0)}, nil
+	}
+	return k, []tensor.DType{x.dtype(0), tensor.Int64}, nil
+}
+
 func sameShape(st *state, out int, in *value) error {
 	st.setShape(out, in.shape)
 	return nil
@@ -66,24 +148,9 @@ func compileIdentity(x *nodeCtx) (kernel, []tensor.DType, error) {
 		return nil, nil, err
 	}
 	if x.n.op == "Dropout" {
-		// Inference mode: Dropout passes its input through, and its optional
-		// mask (bool, computed as int64) is all true.
-		if x.has(2) {
-			tm := x.konst(2)
-			if tm == nil {
-				return nil, nil, errors.New("training_mode must be a constant")
-			}
-			if len(tm.i) != 1 || tm.i[0] != 0 {
-				return nil, nil, errors.New("training_mode true is not supported (inference only)")
-			}
-		}
-		if len(x.n.out) > 2 {
-			return nil, nil, fmt.Errorf("has %d outputs, want 1 or 2", len(x.n.out))
-		}
-		if len(x.n.out) == 2 && x.n.out[1] >= 0 {
-			return dropoutKernel{}, []tensor.DType{x.dtype(0), tensor.Int64}, nil
-		}
-	} else if len(x.n.in) != 1 {
+		return compileDropout(x)
+	}
+	if len(x.n.in) != 1 {
 		return nil, nil, fmt.Errorf("has %d inputs, want 1", len(x.n.in))
 	}
 	return &viewKernel{shape: sameShape}, []tensor.DType{x.dtype(0)}, nil

@@ -14,6 +14,7 @@ package onnxrt
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -42,6 +43,9 @@ type Model struct {
 	inputs   []TensorSpec
 	outputs  []TensorSpec
 	inputIDs []int
+	// inputLimit is, per input, the largest value an int64 input declared
+	// UINT32/UINT64 in the model may hold (0: no check; compile.go).
+	inputLimit []int64
 	// rounding to float16/bfloat16 of inputs and outputs declared so (nil:
 	// none); float16 is tensor.Half in the signature, bfloat16 float32
 	inputRound, outputRound []func([]float32)
@@ -168,6 +172,11 @@ func (m *Model) Run(inputs map[string]*tensor.Tensor, outputs []string) (map[str
 		if err := t.Validate(); err != nil {
 			return nil, fmt.Errorf("%w: input %q: %w", ErrInvalidInput, spec.Name, err)
 		}
+		if lim := m.inputLimit[i]; lim != 0 {
+			if err := checkUnsigned(t, lim); err != nil {
+				return nil, fmt.Errorf("%w: input %q: %w", ErrInvalidInput, spec.Name, err)
+			}
+		}
 		if err := st.setInput(m.inputIDs[i], t); err != nil {
 			return nil, fmt.Errorf("%w: input %q: %w", ErrInvalidInput, spec.Name, err)
 		}
@@ -197,6 +206,22 @@ func (m *Model) Run(inputs map[string]*tensor.Tensor, outputs []string) (map[str
 		res[name] = m.export(st, m.outputIndex[name])
 	}
 	return res, nil
+}
+
+// checkUnsigned checks that an int64 tensor fed to an input declared UINT32
+// or UINT64 holds only values in [0, limit].
+func checkUnsigned(t *tensor.Tensor, limit int64) error {
+	v, _ := t.Data.([]int64)
+	for i, x := range v {
+		if x < 0 || x > limit {
+			typ := "UINT64"
+			if limit == math.MaxUint32 {
+				typ = "UINT32"
+			}
+			return fmt.Errorf("element %d is %d, out of range for the model's %s (0 to %d)", i, x, typ, limit)
+		}
+	}
+	return nil
 }
 
 func specNames(specs []TensorSpec) string {
