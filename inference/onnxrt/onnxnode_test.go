@@ -322,25 +322,6 @@ func pbToTensor(tp *onnxpb.TensorProto, declared onnxpb.TensorProto_DataType) (*
 		dt = onnxpb.TensorProto_BFLOAT16
 	}
 	switch dt {
-	case onnxpb.TensorProto_BFLOAT16:
-		// float32 in the runtime's signature (half.go): the upper 16 bits of
-		// a float32, by definition.
-		t.DType = tensor.Float
-		v := make([]float32, n)
-		for i := range v {
-			var h uint16
-			if useRaw {
-				h = binary.LittleEndian.Uint16(raw[2*i:])
-			} else {
-				h = uint16(tp.GetInt32Data()[i])
-			}
-			v[i] = math.Float32frombits(uint32(h) << 16)
-		}
-		t.Data = v
-		if useRaw && 2*n != len(raw) {
-			return nil, fmt.Errorf("raw_data has %d bytes for %d bfloat16 values", len(raw), n)
-		}
-		return t, t.Validate()
 	case onnxpb.TensorProto_UINT32, onnxpb.TensorProto_UINT64:
 		// int64 in the runtime's signature (compile.go inputSpecOf).
 		t.DType = tensor.Int64
@@ -461,8 +442,16 @@ func pbToTensor(tp *onnxpb.TensorProto, declared onnxpb.TensorProto_DataType) (*
 			}
 			t.Data = d
 		}
-	case onnxpb.TensorProto_FLOAT16:
+	case onnxpb.TensorProto_FLOAT16, onnxpb.TensorProto_BFLOAT16:
+		// float16 is tensor.Half in the runtime's signature, bfloat16
+		// float32 (half.go); bfloat16 is the upper 16 bits of a float32, by
+		// definition.
 		t.DType = tensor.Half
+		value := halfValue
+		if dt == onnxpb.TensorProto_BFLOAT16 {
+			t.DType = tensor.Float
+			value = func(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+		}
 		v := make([]float32, n)
 		for i := range v {
 			var h uint16
@@ -471,11 +460,11 @@ func pbToTensor(tp *onnxpb.TensorProto, declared onnxpb.TensorProto_DataType) (*
 			} else {
 				h = uint16(tp.GetInt32Data()[i])
 			}
-			v[i] = halfValue(h)
+			v[i] = value(h)
 		}
 		t.Data = v
 		if useRaw && 2*n != len(raw) {
-			return nil, fmt.Errorf("raw_data has %d bytes for %d float16 values", len(raw), n)
+			return nil, fmt.Errorf("raw_data has %d bytes for %d %s values", len(raw), n, dt)
 		}
 		return t, t.Validate()
 	default:

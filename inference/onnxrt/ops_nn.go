@@ -312,19 +312,11 @@ type batchNormTraining struct {
 }
 
 func (k *batchNormTraining) run(st *state, nd *node) error {
-	x := st.in(nd, 0)
-	if len(x.shape) < 2 {
-		return fmt.Errorf("input has shape %v; want [N, C, …]", x.shape)
+	x, p, err := batchNormInputs(st, nd)
+	if err != nil {
+		return err
 	}
 	ch := x.shape[1]
-	var p [4][]float32
-	for i := range p {
-		v := st.in(nd, i+1)
-		if len(v.shape) != 1 || len(v.f) != ch {
-			return fmt.Errorf("input %d has shape %v for %d channels", i+1, v.shape, ch)
-		}
-		p[i] = v.f
-	}
 	inner := 1
 	for _, d := range x.shape[2:] {
 		inner *= d

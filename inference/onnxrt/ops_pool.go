@@ -460,20 +460,31 @@ type batchNormDynamic struct {
 	scratch int
 }
 
-func (k *batchNormDynamic) run(st *state, nd *node) error {
+// batchNormInputs returns BatchNormalization's input X, checked to be
+// [N, C, …], and its scale, bias, mean and variance, checked to hold C values.
+func batchNormInputs(st *state, nd *node) (*value, [4][]float32, error) {
+	var p [4][]float32
 	x := st.in(nd, 0)
 	if len(x.shape) < 2 {
-		return fmt.Errorf("input has shape %v; want [N, C, …]", x.shape)
+		return nil, p, fmt.Errorf("input has shape %v; want [N, C, …]", x.shape)
 	}
 	ch := x.shape[1]
-	var p [4][]float32
 	for i := range p {
 		v := st.in(nd, i+1)
 		if len(v.shape) != 1 || len(v.f) != ch {
-			return fmt.Errorf("input %d has shape %v for %d channels", i+1, v.shape, ch)
+			return nil, p, fmt.Errorf("input %d has shape %v for %d channels", i+1, v.shape, ch)
 		}
 		p[i] = v.f
 	}
+	return x, p, nil
+}
+
+func (k *batchNormDynamic) run(st *state, nd *node) error {
+	x, p, err := batchNormInputs(st, nd)
+	if err != nil {
+		return err
+	}
+	ch := x.shape[1]
 	buf := st.scratchF(k.scratch, 2*ch)
 	bn := batchNormKernel{scale: buf[:ch], shift: buf[ch:]}
 	for c := range ch {
