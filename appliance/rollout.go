@@ -43,17 +43,18 @@ func (b *webBackend) controller() (*rollout.Controller, error) {
 	return b.a.rollouts, nil
 }
 
-// rolloutErr maps the controller's errors to the API's.
+// rolloutErr maps the controller's errors to the API's. Their text names
+// the kind already ("conflict: rollout … is running"), so it is kept as is.
 func rolloutErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, rollout.ErrNotFound):
-		return fmt.Errorf("%w: %w", web.ErrNotFound, err)
+		return web.WithKind(web.ErrNotFound, err)
 	case errors.Is(err, rollout.ErrInvalid):
-		return fmt.Errorf("%w: %w", web.ErrInvalid, err)
+		return web.WithKind(web.ErrInvalid, err)
 	case errors.Is(err, rollout.ErrConflict):
-		return fmt.Errorf("%w: %w", web.ErrConflict, err)
+		return web.WithKind(web.ErrConflict, err)
 	}
 	return err
 }
@@ -191,7 +192,7 @@ var _ web.Datasets = (*webBackend)(nil)
 func datasetErr(err error) error {
 	switch {
 	case errors.Is(err, store.ErrInvalid):
-		return fmt.Errorf("%w: %w", web.ErrInvalid, err)
+		return web.WithKind(web.ErrInvalid, err)
 	case errors.Is(err, store.ErrDiskFull):
 		return fmt.Errorf("%w: %w", web.ErrUnavailable, err)
 	}

@@ -141,3 +141,18 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		s.log.Debug("writing error response", "err", werr)
 	}
 }
+
+// WithKind gives err one of the kinds above (ErrNotFound, ErrInvalid, …), so it maps to that
+// status, without adding the kind's text: a component's error that already names its kind
+// ("conflict: rollout … is running") reaches the client as it is, not as "conflict: conflict: …".
+func WithKind(kind, err error) error {
+	if err == nil {
+		return nil
+	}
+	return kindedErr{kind, err}
+}
+
+type kindedErr struct{ kind, err error }
+
+func (k kindedErr) Error() string   { return k.err.Error() }
+func (k kindedErr) Unwrap() []error { return []error{k.kind, k.err} }

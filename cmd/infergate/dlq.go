@@ -532,6 +532,11 @@ func (b *apiBackend) do(ctx context.Context, method, path string, query url.Valu
 		if json.Unmarshal(data, &e) == nil && (e.Error != "" || e.Message != "") {
 			msg = strings.TrimSpace(e.Error + " " + e.Message)
 		}
+		// The status is printed below; a message that starts with its text
+		// ("Conflict" and "conflict: rollout … is running") would say it twice.
+		if t := http.StatusText(resp.StatusCode); len(msg) > len(t) && strings.EqualFold(msg[:len(t)], t) && msg[len(t)] == ':' {
+			msg = strings.TrimSpace(msg[len(t)+1:])
+		}
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 			msg += " (pass the admin token with --token or INFERGATE_ADMIN_TOKEN, or --data-dir of the appliance)"
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -48,6 +49,12 @@ func TestRolloutCLI(t *testing.T) {
 	if out := run(0, "rollout", "start", "demo", "--candidate", "2", "--shadow", "--sample", "0.5"); !strings.Contains(out, "shadow") || !strings.Contains(out, "running") {
 		t.Fatalf("start: %s", out)
 	}
+	// Each error names its problem once: the status, then the API's message
+	// (not "409 Conflict: conflict: conflict: ...").
+	if out := run(1, "rollout", "start", "demo", "--candidate", "2"); !regexp.MustCompile(
+		`^infergate rollout: admin API POST /api/v1/rollouts: 409 Conflict: rollout demo-[0-9]+ of model demo is running\n$`).MatchString(out) {
+		t.Fatalf("a second rollout of demo: %q", out)
+	}
 	if out := run(0, "rollout", "status"); !strings.Contains(out, "demo") || !strings.Contains(out, "running") {
 		t.Fatalf("status: %s", out)
 	}
@@ -66,6 +73,10 @@ func TestRolloutCLI(t *testing.T) {
 	}
 	if out := run(1, "rollout", "abort", "demo"); !strings.Contains(out, "404") {
 		t.Fatalf("abort after promote: %s", out)
+	}
+	if out, want := run(1, "rollout", "start", "demo", "--stable", "1", "--candidate", "1"),
+		"infergate rollout: admin API POST /api/v1/rollouts: 400 Bad Request: invalid argument: stable and candidate are both version 1\n"; out != want {
+		t.Fatalf("a rollout from a version to itself:\n got %q\nwant %q", out, want)
 	}
 	run(0, "rollout", "start", "demo", "--stable", "2", "--candidate", "1", "--steps", "10%:1h,100%:1h", "--max-disagreement", "0.1")
 	if out := run(0, "rollout", "abort", "demo", "--reason", "not today"); !strings.Contains(out, "aborted") || !strings.Contains(out, "not today") {

@@ -160,7 +160,7 @@ func (c *Controller) Capture(ctx context.Context, spec CaptureSpec) (*store.Data
 		Truncated: newest.dropped && spec.Last == 0}
 	if err := c.st.SaveDataset(d, recs); err != nil {
 		if errors.Is(err, store.ErrExists) {
-			return nil, fmt.Errorf("%w: %w", ErrConflict, err)
+			return nil, kinded{ErrConflict, err}
 		}
 		return nil, err
 	}
@@ -192,7 +192,7 @@ func (c *Controller) readDLQ(spec CaptureSpec, out *newestRecords) error {
 			r, err := c.st.Get(id)
 			if err != nil {
 				if errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("%w: dead letter %s: %w", ErrNotFound, id, err)
+					return fmt.Errorf("%w: no dead letter %s", ErrNotFound, id)
 				}
 				return err
 			}
@@ -205,7 +205,7 @@ func (c *Controller) readDLQ(spec CaptureSpec, out *newestRecords) error {
 		recs, next, err := c.st.List(f)
 		if err != nil {
 			if errors.Is(err, store.ErrInvalid) {
-				return fmt.Errorf("%w: %w", ErrInvalid, err)
+				return kinded{ErrInvalid, err}
 			}
 			return err
 		}

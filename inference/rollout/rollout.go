@@ -212,6 +212,14 @@ func (s *Spec) normalize() error {
 // Errors callers branch on.
 var (
 	ErrNotFound = errors.New("not found")
-	ErrInvalid  = errors.New("invalid")
+	ErrInvalid  = errors.New("invalid argument")
 	ErrConflict = errors.New("conflict")
 )
+
+// kinded gives err the kind (a sentinel above) without adding the kind's
+// text: err already says what is wrong, often in the same words ("invalid
+// argument: ..." from the store), and "conflict: conflict: ..." helps nobody.
+type kinded struct{ kind, err error }
+
+func (k kinded) Error() string   { return k.err.Error() }
+func (k kinded) Unwrap() []error { return []error{k.kind, k.err} }
