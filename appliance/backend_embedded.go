@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/web"
@@ -26,7 +27,7 @@ func (a *Appliance) embeddedModelServerComponent() *component {
 	return &component{
 		name: "model server",
 		start: func(context.Context) error {
-			if err := modelserver.EnsureDemo(a.paths.Models); err != nil {
+			if err := demo.Install(a.paths.Models); err != nil {
 				return fmt.Errorf("writing the demo model into %s: %w", a.paths.Models, err)
 			}
 			models, err := a.servedRepository("add " + filepath.Join(a.paths.Models, a.cfg.Pipeline.DefaultModel, "1", "model.onnx"))

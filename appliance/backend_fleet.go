@@ -37,11 +37,9 @@ func (a *Appliance) externalModelServerComponent() *component {
 			// tfserving.DefaultHealthInterval) and retries an UNAVAILABLE
 			// call on another endpoint.
 			var err error
-			f, err = tfserving.NewFleet(tfserving.FleetConfig{
-				Endpoints:   a.cfg.ModelServer.TFServingEndpoints,
-				Timeout:     a.cfg.Pipeline.PredictTimeout,
-				HealthModel: a.cfg.Pipeline.DefaultModel,
-			}, a.logger.With("component", "tfserving-fleet"))
+			fc := tfserving.DefaultFleetConfig(a.cfg.ModelServer.TFServingEndpoints)
+			fc.Timeout, fc.HealthModel = a.cfg.Pipeline.PredictTimeout, a.cfg.Pipeline.DefaultModel
+			f, err = tfserving.NewFleet(fc, a.logger.With("component", "tfserving-fleet"))
 			if err != nil {
 				return fmt.Errorf("model_server.tfserving_endpoints (--tfserving-endpoints, INFERGATE_MODEL_SERVER_TFSERVING_ENDPOINTS): %w", err)
 			}

@@ -86,20 +86,18 @@ func (a *Appliance) sidecarModelServerComponent() *component {
 // sidecarConfig maps model_server.* onto the supervisor's Config.
 func (a *Appliance) sidecarConfig(models []tfserving.ModelConfig, grpcPort, restPort int) sidecar.Config {
 	sc := a.cfg.ModelServer.Sidecar
-	cfg := sidecar.Config{
-		Binary:       a.cfg.ModelServer.TFServingBin,
-		ExtraFlags:   slices.Clone(sc.ExtraFlags),
-		DataDir:      filepath.Join(a.paths.Root, sidecarDir),
-		Models:       models,
-		GRPCPort:     grpcPort,
-		RESTPort:     restPort,
-		CallTimeout:  a.cfg.Pipeline.PredictTimeout,
-		ReadyTimeout: sc.ReadyTimeout,
-		Backoff:      sidecar.Backoff{Initial: sc.RestartBackoff, Max: sc.RestartBackoffMax},
-		CrashLoop:    sidecar.CrashLoop{Restarts: sc.CrashLoopRestarts, Window: sc.CrashLoopWindow},
-		GracePeriod:  sc.GracePeriod,
-		LogMaxBytes:  sc.LogMaxBytes,
-	}
+	cfg := sidecar.DefaultConfig()
+	cfg.Binary = a.cfg.ModelServer.TFServingBin
+	cfg.ExtraFlags = slices.Clone(sc.ExtraFlags)
+	cfg.DataDir = filepath.Join(a.paths.Root, sidecarDir)
+	cfg.Models = models
+	cfg.GRPCPort, cfg.RESTPort = grpcPort, restPort
+	cfg.CallTimeout = a.cfg.Pipeline.PredictTimeout
+	cfg.ReadyTimeout = sc.ReadyTimeout
+	cfg.Backoff = sidecar.Backoff{Initial: sc.RestartBackoff, Max: sc.RestartBackoffMax}
+	cfg.CrashLoop = sidecar.CrashLoop{Restarts: sc.CrashLoopRestarts, Window: sc.CrashLoopWindow}
+	cfg.GracePeriod = sc.GracePeriod
+	cfg.LogMaxBytes = sc.LogMaxBytes
 	if sc.Monitoring {
 		cfg.MonitoringPath = tfMonitoringPath
 	}

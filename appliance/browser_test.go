@@ -19,7 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/inference/demo"
-	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
@@ -211,7 +210,7 @@ func TestBrowserSidecarScreenshot(t *testing.T) {
 	}
 
 	c := sidecarTestConfig(t)
-	if err := modelserver.EnsureDemo(filepath.Join(c.DataDir, ModelsDir)); err != nil {
+	if err := demo.Install(filepath.Join(c.DataDir, ModelsDir)); err != nil {
 		t.Fatal(err)
 	}
 	c.Demo.Enabled = true

@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
@@ -75,11 +74,6 @@ type demoStats struct {
 	lastScore                             atomic.Value // float64
 }
 
-type demoRequest struct {
-	RequestID string    `json:"request_id"`
-	Features  []float32 `json:"features"`
-}
-
 // demoProduce sends at the configured rate, catching up after a stall
 // rather than bursting without bound (at most one second's worth at once).
 // demo.rate and demo.anomaly_ratio changed from the dashboard apply from
@@ -115,7 +109,7 @@ func (a *Appliance) demoProduce(ctx context.Context, cl *kgo.Client, st *demoSta
 			}
 			for ; n < due; n, seq = n+1, seq+1 {
 				features, _ := gen.Reading()
-				value, _ := json.Marshal(demoRequest{RequestID: "demo-" + run + "-" + strconv.FormatInt(seq, 10), Features: features})
+				value := demo.AppendRequest(nil, "demo-"+run+"-"+strconv.FormatInt(seq, 10), features)
 				key := []byte("sensor-" + strconv.FormatInt(seq%demoSensors, 10))
 				cl.Produce(ctx, &kgo.Record{Key: key, Value: value}, func(_ *kgo.Record, err error) {
 					if err != nil {
@@ -146,34 +140,14 @@ func (a *Appliance) demoWatch(ctx context.Context, cl *kgo.Client, st *demoStats
 				return
 			}
 			st.results.Add(1)
-			if score, ok := demoScore(r.Value); ok {
+			if score, ok := demo.Score(r.Value); ok {
 				st.lastScore.Store(score)
-				if score > 0.5 {
+				if score > demo.AnomalyThreshold {
 					st.anomalies.Add(1)
 				}
 			}
 		})
 	}
-}
-
-// demoScore reads the demo model's anomaly score from a result:
-// "prediction" is the request's row of the output, [score].
-func demoScore(value []byte) (float64, bool) {
-	var res struct {
-		Prediction json.RawMessage `json:"prediction"`
-	}
-	if json.Unmarshal(value, &res) != nil || len(res.Prediction) == 0 {
-		return 0, false
-	}
-	var row []float64
-	if json.Unmarshal(res.Prediction, &row) == nil && len(row) == 1 {
-		return row[0], true
-	}
-	var v float64
-	if json.Unmarshal(res.Prediction, &v) == nil {
-		return v, true
-	}
-	return 0, false
 }
 
 func (a *Appliance) demoSummaries(ctx context.Context, st *demoStats) {

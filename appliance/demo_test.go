@@ -76,25 +76,6 @@ type errNo string
 
 func (e errNo) Error() string { return "no " + string(e) }
 
-func TestDemoScore(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want float64
-		ok   bool
-	}{
-		{`{"prediction":[0.25]}`, 0.25, true},
-		{`{"prediction":0.5}`, 0.5, true},
-		{`{"prediction":[0.1,0.2]}`, 0, false},
-		{`{"outputs":{"output":[0.1]}}`, 0, false},
-		{`not json`, 0, false},
-	} {
-		got, ok := demoScore([]byte(tc.in))
-		if ok != tc.ok || got != tc.want {
-			t.Errorf("%s: got %v %v", tc.in, got, ok)
-		}
-	}
-}
-
 func TestTopicSpecs(t *testing.T) {
 	c := testConfig(t)
 	a := &Appliance{cfg: c}

@@ -19,7 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/encoding/prototext"
 
-	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/testutil"
@@ -42,21 +42,20 @@ func TestSidecarSettings(t *testing.T) {
 	a := &Appliance{cfg: *c, paths: DataPaths(t.TempDir())}
 	models := []tfserving.ModelConfig{{Name: "demo", BasePath: "/models/demo"}}
 	got := a.sidecarConfig(models, 8500, 8501)
-	want := sidecar.Config{
-		Binary:       "/usr/bin/tensorflow_model_server",
-		ExtraFlags:   []string{"--num_load_threads=2", "--enable_model_warmup=false"},
-		DataDir:      filepath.Join(a.paths.Root, sidecarDir),
-		Models:       models,
-		GRPCPort:     8500,
-		RESTPort:     8501,
-		CallTimeout:  c.Pipeline.PredictTimeout,
-		Batching:     &tfserving.BatchingConfig{MaxBatchSize: 64, BatchTimeout: 2 * time.Millisecond, MaxEnqueuedBatches: 100, NumBatchThreads: 4, AllowedBatchSizes: []int64{8, 64}},
-		ReadyTimeout: 20 * time.Minute,
-		Backoff:      sidecar.Backoff{Initial: 2 * time.Second, Max: 5 * time.Minute},
-		CrashLoop:    sidecar.CrashLoop{Restarts: 3, Window: 30 * time.Minute},
-		GracePeriod:  3 * time.Second,
-		LogMaxBytes:  1 << 20, // monitoring: false leaves MonitoringPath empty
-	}
+	// What the settings do not set keeps the supervisor's defaults.
+	want := sidecar.DefaultConfig()
+	want.Binary = "/usr/bin/tensorflow_model_server"
+	want.ExtraFlags = []string{"--num_load_threads=2", "--enable_model_warmup=false"}
+	want.DataDir = filepath.Join(a.paths.Root, sidecarDir)
+	want.Models = models
+	want.GRPCPort, want.RESTPort = 8500, 8501
+	want.CallTimeout = c.Pipeline.PredictTimeout
+	want.Batching = &tfserving.BatchingConfig{MaxBatchSize: 64, BatchTimeout: 2 * time.Millisecond, MaxEnqueuedBatches: 100, NumBatchThreads: 4, AllowedBatchSizes: []int64{8, 64}}
+	want.ReadyTimeout = 20 * time.Minute
+	want.Backoff = sidecar.Backoff{Initial: 2 * time.Second, Max: 5 * time.Minute}
+	want.CrashLoop = sidecar.CrashLoop{Restarts: 3, Window: 30 * time.Minute}
+	want.GracePeriod = 3 * time.Second
+	want.LogMaxBytes = 1 << 20 // monitoring: false leaves MonitoringPath empty
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("sidecar config:\n got %+v\nwant %+v", got, want)
 	}
@@ -112,7 +111,7 @@ func TestSidecarRestartAndBatching(t *testing.T) {
 	sc.Batching = tfserving.BatchingConfig{MaxBatchSize: 32, BatchTimeout: time.Millisecond, MaxEnqueuedBatches: 50, NumBatchThreads: 2, AllowedBatchSizes: []int64{8, 16, 32}}
 	sc.ExtraFlags = []string{"--enable_model_warmup=false"}
 	sc.RestartBackoff = 100 * time.Millisecond
-	if err := modelserver.EnsureDemo(filepath.Join(c.DataDir, ModelsDir)); err != nil {
+	if err := demo.Install(filepath.Join(c.DataDir, ModelsDir)); err != nil {
 		t.Fatal(err)
 	}
 	a := start(t, c)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/web"
 )
@@ -25,10 +25,10 @@ import (
 // reports the fleet's endpoints and the default model's versions.
 func TestWebExternalModelServer(t *testing.T) {
 	models := t.TempDir()
-	if err := modelserver.EnsureDemo(models); err != nil {
+	if err := demo.Install(models); err != nil {
 		t.Fatal(err)
 	}
-	addr := runModelServer(t, modelserver.DemoModelConfig(models))
+	addr := runModelServer(t, demo.ModelConfig(models))
 
 	c := testConfig(t)
 	c.ModelServer.Mode = ModelServerExternal
@@ -122,7 +122,7 @@ func TestWebSidecar(t *testing.T) {
 		t.Skip("builds cmd/infergate")
 	}
 	c := sidecarTestConfig(t)
-	if err := modelserver.EnsureDemo(filepath.Join(c.DataDir, ModelsDir)); err != nil {
+	if err := demo.Install(filepath.Join(c.DataDir, ModelsDir)); err != nil {
 		t.Fatal(err)
 	}
 	a := start(t, c)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
 	"github.com/infergate/infergate/inference/tfserving"
@@ -37,12 +38,6 @@ type baseline struct {
 	processed atomic.Int64
 }
 
-// baselineRequest is the article's request: an id and one row of features.
-type baselineRequest struct {
-	RequestID string    `json:"request_id"`
-	Features  []float32 `json:"features"`
-}
-
 // run consumes until ctx ends.
 func (b *baseline) run(ctx context.Context) error {
 	opts := b.clientOpts(
@@ -58,7 +53,9 @@ func (b *baseline) run(ctx context.Context) error {
 		return fmt.Errorf("bench: baseline client: %w", err)
 	}
 	defer cl.Close()
-	tf, err := tfserving.Dial(tfserving.Config{Address: b.grpcAddr, Timeout: 10 * time.Second})
+	tc := tfserving.DefaultConfig(b.grpcAddr)
+	tc.Timeout = 10 * time.Second
+	tf, err := tfserving.Dial(tc)
 	if err != nil {
 		return fmt.Errorf("bench: baseline model server client: %w", err)
 	}
@@ -108,7 +105,7 @@ func (b *baseline) run(ctx context.Context) error {
 // measured).
 func (b *baseline) process(ctx context.Context, tf *tfserving.Client, spec model.Spec, rec *kgo.Record) (*kgo.Record, error) {
 	start := time.Now()
-	var req baselineRequest
+	var req demo.Request // the article's request: an id and one row of features
 	if err := json.Unmarshal(rec.Value, &req); err != nil || len(req.Features) == 0 {
 		if err == nil {
 			err = errors.New("no features")

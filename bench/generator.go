@@ -65,23 +65,13 @@ func newPayloads(n int, seed uint64, badEvery int) payloads {
 	g := demo.NewGenerator(int64(seed))
 	p := payloads{vals: make([][]byte, n), badEvery: badEvery}
 	for i := range n {
-		b := []byte(`{"request_id":"bench-`)
-		b = strconv.AppendInt(b, int64(i), 10)
-		b = append(b, `","features":`...)
+		id := "bench-" + strconv.Itoa(i)
 		if p.bad(int64(i)) {
-			b = append(b, `"not a list of numbers"}`...)
-		} else {
-			feats, _ := g.Reading()
-			b = append(b, '[')
-			for j, f := range feats {
-				if j > 0 {
-					b = append(b, ',')
-				}
-				b = strconv.AppendFloat(b, float64(f), 'g', -1, 32)
-			}
-			b = append(b, "]}"...)
+			p.vals[i] = []byte(`{"request_id":"` + id + `","features":"not a list of numbers"}`)
+			continue
 		}
-		p.vals[i] = b
+		feats, _ := g.Reading()
+		p.vals[i] = demo.AppendRequest(nil, id, feats)
 	}
 	return p
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/infergate/infergate/inference/demo"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -202,10 +203,12 @@ type device struct {
 	slots chan struct{} // --rate max: outstanding requests
 }
 
-var featuresJSON = `[0.1,0.2,0.1,0.3,0.2,0.1,0.2,0.1,0.3,0.2,0.1,0.2,0.1,0.3,0.2,0.1]`
+// fixedReading is the one demo reading the ingress and bulk loads send:
+// their measure is transport, not the model.
+var fixedReading = []float32{0.1, 0.2, 0.1, 0.3, 0.2, 0.1, 0.2, 0.1, 0.3, 0.2, 0.1, 0.2, 0.1, 0.3, 0.2, 0.1}
 
 func (d *device) payload(seq int64) []byte {
-	return []byte(`{"request_id":"` + strconv.FormatInt(seq, 10) + `","features":` + featuresJSON + `}`)
+	return demo.AppendRequest(nil, strconv.FormatInt(seq, 10), fixedReading)
 }
 
 // answered handles an answer: it finds the request id and records the

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/infergate/infergate/broker"
+	"github.com/infergate/infergate/inference/demo"
 )
 
 // kafkaLoad produces requests straight to the appliance's requests topic at
@@ -57,7 +58,7 @@ func startKafkaLoad(ctx context.Context, sys *system, rate float64, begin time.T
 			// On schedule even when ticks are late or dropped.
 			for due := int64(rate * time.Since(begin).Seconds()); seq < due; {
 				seq++
-				v := []byte(`{"request_id":"bulk-` + strconv.FormatInt(seq, 10) + `","features":` + featuresJSON + `}`)
+				v := demo.AppendRequest(nil, "bulk-"+strconv.FormatInt(seq, 10), fixedReading)
 				// Not ctx: what is buffered at stop is flushed, not failed.
 				cl.Produce(context.Background(), &kgo.Record{Value: v}, func(_ *kgo.Record, err error) {
 					if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/infergate/infergate/appliance"
+	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/tfserving"
@@ -197,13 +198,13 @@ func startSelfContained(ctx context.Context, cfg *Config, logger *slog.Logger) (
 // startModelServer runs an embedded model server with the demo model on a
 // free loopback port and waits until it serves.
 func startModelServer(ctx context.Context, modelsDir string, logger *slog.Logger) (*modelserver.Server, func() error, error) {
-	if err := modelserver.EnsureDemo(modelsDir); err != nil {
+	if err := demo.Install(modelsDir); err != nil {
 		return nil, nil, fmt.Errorf("bench: model server: %w", err)
 	}
 	mc := modelserver.DefaultConfig()
 	mc.GRPCListen = "127.0.0.1:0"
 	mc.RESTListen = ""
-	mc.Models = []tfserving.ModelConfig{modelserver.DemoModelConfig(modelsDir)}
+	mc.Models = []tfserving.ModelConfig{demo.ModelConfig(modelsDir)}
 	srv, err := modelserver.New(mc, logger.With("component", "bench-model-server"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("bench: model server: %w", err)

@@ -10,7 +10,7 @@ import (
 	"github.com/infergate/infergate/internal/logring"
 )
 
-// Defaults applied by DefaultConfig and, for zero durations and sizes, by New.
+// Defaults of DefaultConfig, the one place they are filled in: New and Validate change nothing.
 const (
 	DefaultListen            = "127.0.0.1:8080"
 	DefaultSessionTTL        = 12 * time.Hour
@@ -133,77 +133,37 @@ func (c *Config) Validate() error {
 	case len(c.AdminToken) < minAdminTokenLen:
 		errs = append(errs, fmt.Errorf("admin token: must be at least %d characters, got %d", minAdminTokenLen, len(c.AdminToken)))
 	}
-	if c.SessionTTL < 0 {
-		errs = append(errs, fmt.Errorf("http.session_ttl: must be >= 0 (0 means %s), got %s", DefaultSessionTTL, c.SessionTTL))
+	// Durations and sizes that must be positive; the error names the
+	// default, which is what the operator most likely meant by 0.
+	for _, d := range []struct {
+		key    string
+		v, def time.Duration
+	}{
+		{"http.session_ttl", c.SessionTTL, DefaultSessionTTL},
+		{"http.login_backoff", c.LoginBackoff, DefaultLoginBackoff},
+		{"http.login_max_backoff", c.LoginMaxBackoff, DefaultLoginMaxBackoff},
+		{"http.test_timeout", c.TestTimeout, DefaultTestTimeout},
+		{"http.shutdown_timeout", c.ShutdownTimeout, DefaultShutdownTimeout},
+		{"http.read_header_timeout", c.ReadHeaderTimeout, DefaultReadHeaderTimeout},
+		{"http.read_timeout", c.ReadTimeout, DefaultReadTimeout},
+		{"http.upload_timeout", c.UploadTimeout, DefaultUploadTimeout},
+		{"http.idle_timeout", c.IdleTimeout, DefaultIdleTimeout},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be a positive duration (default %s), got %s", d.key, d.def, d.v))
+		}
 	}
 	if c.LoginFreeFailures < 0 {
 		errs = append(errs, fmt.Errorf("http.login_free_failures: must be >= 0, got %d", c.LoginFreeFailures))
 	}
-	if c.LoginBackoff < 0 {
-		errs = append(errs, fmt.Errorf("http.login_backoff: must be >= 0, got %s", c.LoginBackoff))
-	}
-	if c.LoginMaxBackoff < 0 {
-		errs = append(errs, fmt.Errorf("http.login_max_backoff: must be >= 0, got %s", c.LoginMaxBackoff))
-	} else if c.LoginMaxBackoff > 0 && c.LoginMaxBackoff < c.LoginBackoff {
+	if c.LoginBackoff > 0 && c.LoginMaxBackoff > 0 && c.LoginMaxBackoff < c.LoginBackoff {
 		errs = append(errs, fmt.Errorf("http.login_max_backoff: must be >= http.login_backoff (%s), got %s", c.LoginBackoff, c.LoginMaxBackoff))
 	}
-	if c.EventsInterval != 0 && (c.EventsInterval < minEventsInterval || c.EventsInterval > maxEventsInterval) {
+	if c.EventsInterval < minEventsInterval || c.EventsInterval > maxEventsInterval {
 		errs = append(errs, fmt.Errorf("http.events_interval: must be between %s and %s, got %s", minEventsInterval, maxEventsInterval, c.EventsInterval))
 	}
-	if c.MaxUploadBytes < 0 {
-		errs = append(errs, fmt.Errorf("http.max_upload_bytes: must be >= 0 (0 means %d), got %d", DefaultMaxUploadBytes, c.MaxUploadBytes))
-	}
-	if c.TestTimeout < 0 {
-		errs = append(errs, fmt.Errorf("http.test_timeout: must be >= 0, got %s", c.TestTimeout))
-	}
-	if c.ShutdownTimeout < 0 {
-		errs = append(errs, fmt.Errorf("http.shutdown_timeout: must be >= 0, got %s", c.ShutdownTimeout))
-	}
-	for _, t := range []struct {
-		key string
-		d   time.Duration
-	}{{"http.read_header_timeout", c.ReadHeaderTimeout}, {"http.read_timeout", c.ReadTimeout}, {"http.upload_timeout", c.UploadTimeout}, {"http.idle_timeout", c.IdleTimeout}} {
-		if t.d < 0 {
-			errs = append(errs, fmt.Errorf("%s: must be >= 0 (0 means the default), got %s", t.key, t.d))
-		}
+	if c.MaxUploadBytes <= 0 {
+		errs = append(errs, fmt.Errorf("http.max_upload_bytes: must be positive (default %d), got %d", DefaultMaxUploadBytes, c.MaxUploadBytes))
 	}
 	return errors.Join(errs...)
-}
-
-// withDefaults fills zero durations and sizes, so a Config built field by field still works.
-func (c Config) withDefaults() Config {
-	if c.SessionTTL == 0 {
-		c.SessionTTL = DefaultSessionTTL
-	}
-	if c.LoginBackoff == 0 {
-		c.LoginBackoff = DefaultLoginBackoff
-	}
-	if c.LoginMaxBackoff == 0 {
-		c.LoginMaxBackoff = max(DefaultLoginMaxBackoff, c.LoginBackoff)
-	}
-	if c.EventsInterval == 0 {
-		c.EventsInterval = DefaultEventsInterval
-	}
-	if c.MaxUploadBytes == 0 {
-		c.MaxUploadBytes = DefaultMaxUploadBytes
-	}
-	if c.TestTimeout == 0 {
-		c.TestTimeout = DefaultTestTimeout
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if c.ReadHeaderTimeout == 0 {
-		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = DefaultReadTimeout
-	}
-	if c.UploadTimeout == 0 {
-		c.UploadTimeout = DefaultUploadTimeout
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	return c
 }

@@ -83,7 +83,6 @@ func New(cfg Config, logger *slog.Logger, backend Backend, st *store.Store, gath
 	if gatherer == nil {
 		gatherer = prometheus.NewRegistry()
 	}
-	cfg = cfg.withDefaults()
 	logs := cfg.Logs
 	if logs == nil {
 		logs = logring.New(0)

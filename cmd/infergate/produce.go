@@ -264,7 +264,11 @@ func newRequestChecker(t *target, headers []kgo.RecordHeader) *requestChecker {
 		return c
 	}
 	c.addr = addrs[0]
-	cl, err := tfserving.Dial(tfserving.Config{Address: c.addr, Timeout: t.timeout})
+	cc := tfserving.DefaultConfig(c.addr)
+	if t.timeout > 0 {
+		cc.Timeout = t.timeout
+	}
+	cl, err := tfserving.Dial(cc)
 	if err != nil {
 		c.warning = fmt.Sprintf("requests were checked for their format, not against the model's signature: %v", err)
 		return c

@@ -25,7 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/infergate/infergate/inference/modelserver"
+	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/internal/httpdeadline/slowsender"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/internal/tmpfs"
@@ -106,7 +106,7 @@ func TestSoak(t *testing.T) {
 		t.Logf("no disk-full episodes: %v", err)
 		s.dataDir = t.TempDir()
 	}
-	if err := modelserver.EnsureDemo(filepath.Join(s.dataDir, "models")); err != nil {
+	if err := demo.Install(filepath.Join(s.dataDir, "models")); err != nil {
 		t.Fatal(err)
 	}
 	standIn := filepath.Join(t.TempDir(), "tensorflow_model_server")

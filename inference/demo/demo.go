@@ -1,5 +1,8 @@
-// Package demo is infergate's bundled demo model and the traffic generator
-// the appliance's --demo mode feeds it with.
+// Package demo is infergate's bundled demo model, in one place: the model
+// file and its signature, installing it into a model repository (Install,
+// ModelConfig), the traffic generator the appliance's --demo mode and the
+// bench feed it with (Generator, AppendRequest), and reading its score back
+// from a result (Score).
 //
 // The model (demo.onnx, trained and exported by train.py in this directory)
 // scores one reading of 16 sensor channels: input "input" float32 [-1, 16],

@@ -2,7 +2,6 @@ package modelserver
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"maps"
@@ -14,9 +13,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/infergate/infergate/inference/demo"
-	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // UploadVersion adds a version of a configured model: it checks that onnx
@@ -192,48 +188,6 @@ func finishVersionDir(parent, dir, tmp string) error {
 		d.Close()
 	}
 	return nil
-}
-
-// EnsureDemo writes the bundled demo model to modelsDir/demo/1/model.onnx
-// when modelsDir/demo does not exist yet (first start). An existing
-// directory is left alone, whatever it holds: the operator may have replaced
-// the demo model.
-func EnsureDemo(modelsDir string) error {
-	target := filepath.Join(modelsDir, demo.Name)
-	if _, err := os.Lstat(target); err == nil {
-		return nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("modelserver: demo model: %w", err)
-	}
-	if err := os.MkdirAll(modelsDir, 0o755); err != nil {
-		return fmt.Errorf("modelserver: demo model: %w", err)
-	}
-	// Build demo/ in a temporary directory and rename it, so a crash never
-	// leaves a demo/ without its version (which would stop later starts from
-	// writing it).
-	tmp, err := os.MkdirTemp(modelsDir, ".demo-")
-	if err != nil {
-		return fmt.Errorf("modelserver: demo model: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return fmt.Errorf("modelserver: demo model: %w", err)
-	}
-	if err := writeVersionDir(tmp, filepath.Join(tmp, "1"), demo.ONNX); err != nil {
-		return fmt.Errorf("modelserver: demo model: %w", err)
-	}
-	if err := os.Rename(tmp, target); err != nil {
-		if _, statErr := os.Lstat(target); statErr == nil {
-			return nil // someone else wrote it meanwhile
-		}
-		return fmt.Errorf("modelserver: demo model: %w", err)
-	}
-	return nil
-}
-
-// DemoModelConfig is the model entry serving what EnsureDemo wrote.
-func DemoModelConfig(modelsDir string) tfserving.ModelConfig {
-	return tfserving.ModelConfig{Name: demo.Name, BasePath: filepath.Join(modelsDir, demo.Name)}
 }
 
 // DeleteVersion removes a version directory of a configured model and

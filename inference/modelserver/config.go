@@ -13,8 +13,8 @@ import (
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
-// Config configures a Server. The zero value is not usable; start from
-// DefaultConfig (or set the listen addresses yourself: "" turns a listener off).
+// Config configures a Server. Start from DefaultConfig: New and Validate
+// fill in nothing ("" listen addresses turn a listener off).
 type Config struct {
 	// GRPCListen is the TF Serving gRPC address. "" serves no gRPC listener
 	// (in-process calls only).
@@ -31,8 +31,8 @@ type Config struct {
 	// when it changed; 0 reads it once.
 	ModelConfigFilePoll time.Duration
 	// FileSystemPoll is how often model base paths are scanned for new or
-	// removed versions. Default (0) 1s; negative scans only at start, on
-	// reloads and on uploads.
+	// removed versions (DefaultConfig: 1s); negative scans only at start,
+	// on reloads and on uploads. 0 is refused.
 	FileSystemPoll time.Duration
 	// Threads is how many goroutines one call of an embedded (ONNX) model may
 	// use for a large operator (convolution, large matrix products); 0 means
@@ -55,10 +55,10 @@ type Config struct {
 	// AllowLabelsForUnavailable lets labels point at versions that are not
 	// AVAILABLE (TF's --allow_version_labels_for_unavailable_models).
 	AllowLabelsForUnavailable bool
-	// MaxMessageSize bounds gRPC messages both ways. Default 2 GiB - 1, as TF.
+	// MaxMessageSize bounds gRPC messages both ways (DefaultConfig: 2 GiB - 1, as TF).
 	MaxMessageSize int
 	// REST connections: the time a request's headers, then its body, may take to arrive,
-	// and how long an idle keep-alive connection stays open. 0 = 10s, 1m, 2m.
+	// and how long an idle keep-alive connection stays open (DefaultConfig: 10s, 1m, 2m).
 	RESTReadHeaderTimeout, RESTReadTimeout, RESTIdleTimeout time.Duration
 	// ReloadRPC says who may call HandleReloadConfigRequest over gRPC, which
 	// can unload every model or load any file the process can read. The zero
@@ -92,34 +92,37 @@ const (
 	ReloadRPCOpen                       // anyone (TF's behaviour)
 )
 
+// Defaults of DefaultConfig, the one place they are filled in.
+const (
+	DefaultFileSystemPoll        = time.Second
+	DefaultRESTTimeout           = 30 * time.Second
+	DefaultMaxMessageSize        = 1<<31 - 1
+	DefaultRESTReadHeaderTimeout = 10 * time.Second
+	DefaultRESTReadTimeout       = time.Minute
+	DefaultRESTIdleTimeout       = 2 * time.Minute
+)
+
 // DefaultConfig returns the defaults: gRPC on 127.0.0.1:8500, REST on
 // 127.0.0.1:8501, scanning model directories every second, no models.
 func DefaultConfig() Config {
 	return Config{
-		GRPCListen:     "127.0.0.1:8500",
-		RESTListen:     "127.0.0.1:8501",
-		FileSystemPoll: time.Second,
-		RESTTimeout:    30 * time.Second,
-		Limits:         DefaultLimits,
+		GRPCListen:            "127.0.0.1:8500",
+		RESTListen:            "127.0.0.1:8501",
+		FileSystemPoll:        DefaultFileSystemPoll,
+		RESTTimeout:           DefaultRESTTimeout,
+		MaxMessageSize:        DefaultMaxMessageSize,
+		RESTReadHeaderTimeout: DefaultRESTReadHeaderTimeout,
+		RESTReadTimeout:       DefaultRESTReadTimeout,
+		RESTIdleTimeout:       DefaultRESTIdleTimeout,
+		Limits:                DefaultLimits,
 	}
 }
 
-const defaultMaxMessageSize = 1<<31 - 1
-
-func (c *Config) applyDefaults() {
-	if c.FileSystemPoll == 0 {
-		c.FileSystemPoll = time.Second
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = defaultMaxMessageSize
-	}
-	if c.Batching != nil {
-		b := batchingWithDefaults(*c.Batching)
-		c.Batching = &b
-	}
-}
-
-// batchingWithDefaults fills in TF's defaults for the zero fields.
+// batchingWithDefaults fills in TF's defaults for the zero fields. This is
+// not a second way of filling Config's defaults: a zero field of TF's
+// BatchingParameters means TF's default in TF's own format, which the
+// batching file and model_server.sidecar.* keep (docs/configuration.md:
+// "0: TF's default"), so the embedded server reads them the same way.
 func batchingWithDefaults(b tfserving.BatchingConfig) tfserving.BatchingConfig {
 	if b.MaxBatchSize == 0 {
 		b.MaxBatchSize = tfserving.DefaultMaxBatchSize
@@ -147,8 +150,15 @@ func (c Config) Validate() error {
 	if c.RESTTimeout < 0 {
 		return fmt.Errorf("modelserver: RESTTimeout %v is negative", c.RESTTimeout)
 	}
-	if c.MaxMessageSize < 0 {
-		return fmt.Errorf("modelserver: MaxMessageSize %d is negative", c.MaxMessageSize)
+	if c.MaxMessageSize <= 0 {
+		return fmt.Errorf("modelserver: MaxMessageSize %d must be positive", c.MaxMessageSize)
+	}
+	if c.FileSystemPoll == 0 {
+		return errors.New("modelserver: FileSystemPoll is 0: positive to scan that often, negative to scan only at start")
+	}
+	if c.RESTReadHeaderTimeout <= 0 || c.RESTReadTimeout <= 0 || c.RESTIdleTimeout <= 0 {
+		return fmt.Errorf("modelserver: RESTReadHeaderTimeout %v, RESTReadTimeout %v and RESTIdleTimeout %v must be positive",
+			c.RESTReadHeaderTimeout, c.RESTReadTimeout, c.RESTIdleTimeout)
 	}
 	if err := c.Limits.validate(); err != nil {
 		return err

@@ -126,16 +126,15 @@ func writeVersionAtomic(t testing.TB, base string, v int64, model []byte) {
 // ---- server harness ----
 
 func testConfig(models ...tfserving.ModelConfig) Config {
-	return Config{
-		GRPCListen:     "127.0.0.1:0",
-		RESTListen:     "127.0.0.1:0",
-		Models:         models,
-		FileSystemPoll: 20 * time.Millisecond,
-		RESTTimeout:    30 * time.Second,
-		// The tests of TF's reload semantics call it unauthenticated;
-		// TestReloadRPCNeedsAdminToken covers the default and the token.
-		ReloadRPC: ReloadRPCOpen,
-	}
+	c := DefaultConfig()
+	c.GRPCListen, c.RESTListen = "127.0.0.1:0", "127.0.0.1:0"
+	c.Models = models
+	c.FileSystemPoll = 20 * time.Millisecond
+	c.Limits = Limits{} // none, as TF: the tests of the limits set them
+	// The tests of TF's reload semantics call it unauthenticated;
+	// TestReloadRPCNeedsAdminToken covers the default and the token.
+	c.ReloadRPC = ReloadRPCOpen
+	return c
 }
 
 // startServer runs a server until the test ends and waits until it is ready.
@@ -165,10 +164,10 @@ func startServer(t testing.TB, cfg Config) *Server {
 // demoRepo writes the demo model as version 1 into a fresh base path.
 func demoRepo(t testing.TB) tfserving.ModelConfig {
 	dir := t.TempDir()
-	if err := EnsureDemo(dir); err != nil {
+	if err := demo.Install(dir); err != nil {
 		t.Fatal(err)
 	}
-	return DemoModelConfig(dir)
+	return demo.ModelConfig(dir)
 }
 
 type clients struct {

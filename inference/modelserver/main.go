@@ -124,15 +124,15 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 	})
 
-	cfg := Config{
-		GRPCListen:                net.JoinHostPort("0.0.0.0", strconv.Itoa(*port)),
-		ListenAfterReady:          true,
-		AllowLabelsForUnavailable: *allowUnavailableLabels,
-		// As tensorflow_model_server: anyone who reaches the port may
-		// reload (the sidecar supervisor does); protect the port instead
-		// (docs/sidecar.md).
-		ReloadRPC: ReloadRPCOpen,
-	}
+	cfg := DefaultConfig()
+	cfg.GRPCListen = net.JoinHostPort("0.0.0.0", strconv.Itoa(*port))
+	cfg.RESTListen = "" // unless --rest_api_port
+	cfg.ListenAfterReady = true
+	cfg.AllowLabelsForUnavailable = *allowUnavailableLabels
+	// As tensorflow_model_server: anyone who reaches the port may reload
+	// (the sidecar supervisor does); protect the port instead
+	// (docs/sidecar.md).
+	cfg.ReloadRPC = ReloadRPCOpen
 	switch {
 	case *port < 0 || *port > 65535:
 		return fmt.Errorf("model-server: --port=%d is not a TCP port", *port)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/internal/testutil"
 	"github.com/infergate/infergate/proto/servingpb"
 	"github.com/infergate/infergate/proto/tfpb"
@@ -101,7 +102,7 @@ func runMain(t *testing.T, args ...string) *mainHarness {
 
 func TestModelServerMainWithConfigFile(t *testing.T) {
 	dir := t.TempDir()
-	if err := EnsureDemo(dir); err != nil {
+	if err := demo.Install(dir); err != nil {
 		t.Fatal(err)
 	}
 	addBase := filepath.Join(dir, "add")

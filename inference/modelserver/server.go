@@ -8,7 +8,6 @@ package modelserver
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,7 +69,10 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.applyDefaults()
+	if cfg.Batching != nil {
+		b := batchingWithDefaults(*cfg.Batching)
+		cfg.Batching = &b
+	}
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -212,9 +214,9 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		s.log.Info("TF Serving gRPC API listening", "addr", grpcLis.Addr().String())
 	}
 	if restLis != nil {
-		body := func(*http.Request) time.Duration { return cmp.Or(s.cfg.RESTReadTimeout, time.Minute) }
+		body := func(*http.Request) time.Duration { return s.cfg.RESTReadTimeout }
 		httpSrv = &http.Server{Handler: httpdeadline.Handler(s.restMux(), body), ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-			ReadHeaderTimeout: cmp.Or(s.cfg.RESTReadHeaderTimeout, 10*time.Second), IdleTimeout: cmp.Or(s.cfg.RESTIdleTimeout, 2*time.Minute)}
+			ReadHeaderTimeout: s.cfg.RESTReadHeaderTimeout, IdleTimeout: s.cfg.RESTIdleTimeout}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

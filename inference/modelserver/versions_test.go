@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/tensor"
 	"github.com/infergate/infergate/inference/tfserving"
@@ -555,9 +556,9 @@ func TestHealthFollowsReadiness(t *testing.T) {
 	}
 }
 
-func TestEnsureDemo(t *testing.T) {
+func TestDemoInstall(t *testing.T) {
 	dir := t.TempDir()
-	if err := EnsureDemo(dir); err != nil {
+	if err := demo.Install(dir); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "demo", "1", ModelFileName)
@@ -568,14 +569,22 @@ func TestEnsureDemo(t *testing.T) {
 	if err := os.WriteFile(path, []byte("operator's"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := EnsureDemo(dir); err != nil {
+	if err := demo.Install(dir); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(path); string(b) != "operator's" {
-		t.Fatal("EnsureDemo overwrote an existing model")
+		t.Fatal("demo.Install overwrote an existing model")
 	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Fatalf("left overs: %v", entries)
+	}
+}
+
+// demo.Install writes the file this server loads; demo cannot import the
+// server (the server's tests import demo), so the name is checked here.
+func TestDemoFileName(t *testing.T) {
+	if demo.FileName != ModelFileName {
+		t.Fatalf("demo.FileName %q, ModelFileName %q", demo.FileName, ModelFileName)
 	}
 }

@@ -55,7 +55,7 @@ func openStore(t testing.TB) *store.Store {
 func startModelServer(t testing.TB) *modelserver.Local {
 	t.Helper()
 	dir := t.TempDir()
-	if err := modelserver.EnsureDemo(dir); err != nil {
+	if err := demo.Install(dir); err != nil {
 		t.Fatal(err)
 	}
 	cfg := modelserver.DefaultConfig()

@@ -403,7 +403,7 @@ func TestShadowModelServerDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	down, err := tfserving.Dial(tfserving.Config{Address: addr, Timeout: 5 * time.Second})
+	down, err := tfserving.Dial(tfserving.DefaultConfig(addr))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,17 +3,18 @@ package sidecar
 import (
 	"errors"
 	"fmt"
-	"github.com/infergate/infergate/inference/tfserving"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // DefaultBinary is looked up on PATH when Config.Binary is empty.
 const DefaultBinary = "tensorflow_model_server"
 
-// Defaults of Config.
+// Defaults of Config, filled in by DefaultConfig only.
 const (
 	// DefaultReadyTimeout is generous because TF Serving opens its ports only
 	// after every model is loaded, and a large SavedModel (plus warm-up)
@@ -34,10 +35,12 @@ const (
 	DefaultBackoffMax        = time.Minute
 	DefaultCrashLoopRestarts = 5
 	DefaultCrashLoopWindow   = 10 * time.Minute
+	// DefaultFileSystemPollSeconds is TF Serving's own default.
+	DefaultFileSystemPollSeconds = 1
 )
 
-// Config of a Supervisor. The zero value of every field but Models and
-// DataDir means its default.
+// Config of a Supervisor. Start from DefaultConfig and set Models and
+// DataDir: New and Validate fill in nothing, and refuse a zero timing.
 type Config struct {
 	// Binary is the tensorflow_model_server executable (a path, or a name
 	// looked up on PATH). Empty means DefaultBinary on PATH. The appliance
@@ -68,7 +71,7 @@ type Config struct {
 	// restart loads the same models.
 	ConfigPollSeconds int
 	// FileSystemPollSeconds is --file_system_poll_wait_seconds: how often TF
-	// looks for new version directories. 0 means TF's default, 1.
+	// looks for new version directories (DefaultConfig: TF's default, 1).
 	FileSystemPollSeconds int
 	// Batching, if set, writes batching.config and passes --enable_batching.
 	// Zero fields keep TF's defaults.
@@ -114,47 +117,21 @@ type CrashLoop struct {
 	Window   time.Duration
 }
 
-func (c Config) withDefaults() Config {
-	if c.ReadyTimeout == 0 {
-		c.ReadyTimeout = DefaultReadyTimeout
+// DefaultConfig returns the defaults; the caller sets DataDir and Models.
+func DefaultConfig() Config {
+	return Config{
+		ReadyTimeout:          DefaultReadyTimeout,
+		ReadyPoll:             DefaultReadyPoll,
+		HealthInterval:        DefaultHealthInterval,
+		CallTimeout:           DefaultCallTimeout,
+		ReloadTimeout:         DefaultReloadTimeout,
+		Backoff:               Backoff{Initial: DefaultBackoffInitial, Max: DefaultBackoffMax},
+		CrashLoop:             CrashLoop{Restarts: DefaultCrashLoopRestarts, Window: DefaultCrashLoopWindow},
+		GracePeriod:           DefaultGracePeriod,
+		LogMaxBytes:           DefaultLogMaxBytes,
+		LogTailLines:          DefaultLogTailLines,
+		FileSystemPollSeconds: DefaultFileSystemPollSeconds,
 	}
-	if c.ReadyPoll == 0 {
-		c.ReadyPoll = DefaultReadyPoll
-	}
-	if c.HealthInterval == 0 {
-		c.HealthInterval = DefaultHealthInterval
-	}
-	if c.CallTimeout == 0 {
-		c.CallTimeout = DefaultCallTimeout
-	}
-	if c.ReloadTimeout == 0 {
-		c.ReloadTimeout = DefaultReloadTimeout
-	}
-	if c.Backoff.Initial == 0 {
-		c.Backoff.Initial = DefaultBackoffInitial
-	}
-	if c.Backoff.Max == 0 {
-		c.Backoff.Max = DefaultBackoffMax
-	}
-	if c.CrashLoop.Restarts == 0 {
-		c.CrashLoop.Restarts = DefaultCrashLoopRestarts
-	}
-	if c.CrashLoop.Window == 0 {
-		c.CrashLoop.Window = DefaultCrashLoopWindow
-	}
-	if c.GracePeriod == 0 {
-		c.GracePeriod = DefaultGracePeriod
-	}
-	if c.LogMaxBytes == 0 {
-		c.LogMaxBytes = DefaultLogMaxBytes
-	}
-	if c.LogTailLines == 0 {
-		c.LogTailLines = DefaultLogTailLines
-	}
-	if c.FileSystemPollSeconds == 0 {
-		c.FileSystemPollSeconds = 1
-	}
-	return c
 }
 
 // managedFlags are passed by the supervisor; setting them in ExtraFlags
@@ -184,7 +161,6 @@ func ManagedFlag(arg string) (name, field string, managed bool) {
 // Validate reports the first invalid setting, named as in Config. It does
 // not look for the binary (New does).
 func (c Config) Validate() error {
-	c = c.withDefaults()
 	if strings.TrimSpace(c.DataDir) == "" {
 		return errors.New("sidecar: DataDir is empty")
 	}
@@ -208,11 +184,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sidecar: RESTPort %d must differ from GRPCPort", c.RESTPort)
 	case c.ConfigPollSeconds < 0:
 		return fmt.Errorf("sidecar: ConfigPollSeconds %d is negative", c.ConfigPollSeconds)
-	case c.ReadyTimeout < 0, c.ReadyPoll < 0, c.HealthInterval < 0, c.CallTimeout < 0, c.ReloadTimeout < 0, c.GracePeriod < 0:
-		return errors.New("sidecar: ReadyTimeout, ReadyPoll, HealthInterval, CallTimeout, ReloadTimeout and GracePeriod must not be negative")
-	case c.Backoff.Initial < 0 || c.Backoff.Max < c.Backoff.Initial:
+	case c.FileSystemPollSeconds < 1:
+		return fmt.Errorf("sidecar: FileSystemPollSeconds %d must be at least 1", c.FileSystemPollSeconds)
+	case c.ReadyTimeout <= 0, c.ReadyPoll <= 0, c.HealthInterval <= 0, c.CallTimeout <= 0, c.ReloadTimeout <= 0, c.GracePeriod <= 0:
+		return errors.New("sidecar: ReadyTimeout, ReadyPoll, HealthInterval, CallTimeout, ReloadTimeout and GracePeriod must be positive (start from DefaultConfig)")
+	case c.Backoff.Initial <= 0 || c.Backoff.Max < c.Backoff.Initial:
 		return fmt.Errorf("sidecar: Backoff: Initial %v must be positive and at most Max %v", c.Backoff.Initial, c.Backoff.Max)
-	case c.CrashLoop.Restarts < 1 || c.CrashLoop.Window < 0:
+	case c.CrashLoop.Restarts < 1 || c.CrashLoop.Window <= 0:
 		return fmt.Errorf("sidecar: CrashLoop: Restarts %d must be at least 1 and Window %v positive", c.CrashLoop.Restarts, c.CrashLoop.Window)
 	case c.LogMaxBytes < 1024:
 		return fmt.Errorf("sidecar: LogMaxBytes %d is below 1024", c.LogMaxBytes)

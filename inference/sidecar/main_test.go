@@ -197,14 +197,13 @@ func superviseMain(raw string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	s, err := sidecar.New(sidecar.Config{
-		Binary:  c.Binary,
-		DataDir: c.DataDir,
-		Models:  []tfserving.ModelConfig{{Name: "demo", BasePath: filepath.Join(c.ModelsDir, "demo")}},
-		// Ready polling from a separate goroutine moves the supervisor's
-		// work across threads, which is what the locked starter is for.
-		ReadyPoll: 20 * time.Millisecond,
-	}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	cfg := sidecar.DefaultConfig()
+	cfg.Binary, cfg.DataDir = c.Binary, c.DataDir
+	cfg.Models = []tfserving.ModelConfig{{Name: "demo", BasePath: filepath.Join(c.ModelsDir, "demo")}}
+	// Ready polling from a separate goroutine moves the supervisor's work
+	// across threads, which is what the locked starter is for.
+	cfg.ReadyPoll = 20 * time.Millisecond
+	s, err := sidecar.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

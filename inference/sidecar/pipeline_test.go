@@ -174,7 +174,9 @@ func TestFleetOverProcesses(t *testing.T) {
 		cmds = append(cmds, cmd)
 		addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(port))
 	}
-	f, err := tfserving.NewFleet(tfserving.FleetConfig{Endpoints: addrs, HealthInterval: 100 * time.Millisecond, HealthModel: demo.Name}, testutil.Logger(t))
+	fc := tfserving.DefaultFleetConfig(addrs)
+	fc.HealthInterval, fc.HealthModel = 100*time.Millisecond, demo.Name
+	f, err := tfserving.NewFleet(fc, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

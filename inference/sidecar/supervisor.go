@@ -160,7 +160,6 @@ func New(cfg Config, logger *slog.Logger) (*Supervisor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -348,19 +347,18 @@ func (s *Supervisor) clientFor(addr string) (*tfserving.Client, error) {
 	if s.client != nil && s.client.Address() == addr {
 		return s.client, nil
 	}
-	c, err := tfserving.Dial(tfserving.Config{
-		Address: addr,
-		Timeout: s.cfg.CallTimeout,
-		DialOptions: []grpc.DialOption{
-			// gRPC's default reconnect backoff grows to 2 minutes: after a
-			// restart the child would be up long before the client
-			// noticed. The child is local, so retry often.
-			grpc.WithConnectParams(grpc.ConnectParams{
-				Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-				MinConnectTimeout: 2 * time.Second,
-			}),
-		},
-	})
+	cc := tfserving.DefaultConfig(addr)
+	cc.Timeout = s.cfg.CallTimeout
+	cc.DialOptions = []grpc.DialOption{
+		// gRPC's default reconnect backoff grows to 2 minutes: after a
+		// restart the child would be up long before the client noticed.
+		// The child is local, so retry often.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		}),
+	}
+	c, err := tfserving.Dial(cc)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,6 @@ import (
 
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/model"
-	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/inference/tensor"
@@ -42,7 +41,7 @@ var _ pipeline.Predictor = (*sidecar.Predictor)(nil)
 func modelsDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := modelserver.EnsureDemo(dir); err != nil {
+	if err := demo.Install(dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -74,16 +73,16 @@ func addVersion(t testing.TB, base string, v int, corrupt bool) {
 
 // baseConfig is a supervisor config with test-sized timings.
 func baseConfig(t testing.TB, binary, models string) sidecar.Config {
-	return sidecar.Config{
-		Binary:         binary,
-		DataDir:        t.TempDir(),
-		Models:         []tfserving.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(models, demo.Name)}},
-		ReadyPoll:      50 * time.Millisecond,
-		HealthInterval: 200 * time.Millisecond,
-		ReadyTimeout:   time.Minute,
-		GracePeriod:    5 * time.Second,
-		Backoff:        sidecar.Backoff{Initial: 100 * time.Millisecond, Max: time.Second},
-	}
+	cfg := sidecar.DefaultConfig()
+	cfg.Binary = binary
+	cfg.DataDir = t.TempDir()
+	cfg.Models = []tfserving.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(models, demo.Name)}}
+	cfg.ReadyPoll = 50 * time.Millisecond
+	cfg.HealthInterval = 200 * time.Millisecond
+	cfg.ReadyTimeout = time.Minute
+	cfg.GracePeriod = 5 * time.Second
+	cfg.Backoff = sidecar.Backoff{Initial: 100 * time.Millisecond, Max: time.Second}
+	return cfg
 }
 
 // start runs a supervisor until the test ends; the cleanup checks that Run
@@ -156,7 +155,8 @@ func demoInput(seed int64, rows int) map[string]*tensor.Tensor {
 }
 
 func TestConfigValidate(t *testing.T) {
-	good := sidecar.Config{DataDir: "/tmp/x", Models: []tfserving.ModelConfig{{Name: "m", BasePath: "/m"}}}
+	good := sidecar.DefaultConfig()
+	good.DataDir, good.Models = "/tmp/x", []tfserving.ModelConfig{{Name: "m", BasePath: "/m"}}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +179,8 @@ func TestConfigValidate(t *testing.T) {
 		{"not a flag", func(c *sidecar.Config) { c.ExtraFlags = []string{"enable_model_warmup"} }},
 		{"Backoff", func(c *sidecar.Config) { c.Backoff = sidecar.Backoff{Initial: time.Minute, Max: time.Second} }},
 		{"CrashLoop", func(c *sidecar.Config) { c.CrashLoop.Restarts = -1 }},
+		{"must be positive", func(c *sidecar.Config) { c.ReadyTimeout = 0 }},
+		{"FileSystemPollSeconds", func(c *sidecar.Config) { c.FileSystemPollSeconds = 0 }},
 		{"LogMaxBytes", func(c *sidecar.Config) { c.LogMaxBytes = 10 }},
 		{"MonitoringPath", func(c *sidecar.Config) { c.MonitoringPath = "metrics" }},
 		{"RESTPort is -1", func(c *sidecar.Config) { c.MonitoringPath, c.RESTPort = "/m", -1 }},
@@ -200,7 +202,8 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestBinaryNotFound(t *testing.T) {
-	cfg := sidecar.Config{DataDir: t.TempDir(), Models: []tfserving.ModelConfig{{Name: "m", BasePath: "/m"}}}
+	cfg := sidecar.DefaultConfig()
+	cfg.DataDir, cfg.Models = t.TempDir(), []tfserving.ModelConfig{{Name: "m", BasePath: "/m"}}
 	t.Setenv("PATH", t.TempDir())
 	_, err := sidecar.New(cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), "--tfserving-bin") || !strings.Contains(err.Error(), "not found on PATH") {

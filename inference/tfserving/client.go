@@ -20,7 +20,7 @@ import (
 	"github.com/infergate/infergate/proto/tfpb"
 )
 
-// Defaults of Config.
+// Defaults of Config, filled in by DefaultConfig only.
 const (
 	DefaultTimeout = 5 * time.Second
 	// DefaultMaxRecvMsgSize is far above gRPC's 4 MiB default, which a batch
@@ -29,8 +29,8 @@ const (
 	DefaultMaxRecvMsgSize = 256 << 20
 )
 
-// Config of a Client. The zero value of every field but Address means its
-// default.
+// Config of a Client. Start from DefaultConfig: Dial and Validate fill in
+// nothing.
 type Config struct {
 	// Address is host:port of TF Serving's gRPC port (8500 by default there),
 	// or any gRPC target grpc.NewClient accepts (dns:///, unix://...).
@@ -46,26 +46,20 @@ type Config struct {
 	DialOptions []grpc.DialOption
 }
 
-func (c Config) withDefaults() Config {
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.MaxRecvMsgSize == 0 {
-		c.MaxRecvMsgSize = DefaultMaxRecvMsgSize
-	}
-	return c
+// DefaultConfig returns the defaults for a client of address.
+func DefaultConfig(address string) Config {
+	return Config{Address: address, Timeout: DefaultTimeout, MaxRecvMsgSize: DefaultMaxRecvMsgSize}
 }
 
 // Validate reports the first invalid setting, named as in Config.
 func (c Config) Validate() error {
-	c = c.withDefaults()
 	switch {
 	case c.Address == "":
 		return errors.New("tfserving: Address is empty")
-	case c.Timeout < 0:
-		return fmt.Errorf("tfserving: Timeout %v is negative", c.Timeout)
-	case c.MaxRecvMsgSize < 0 || c.MaxRecvMsgSize > math.MaxInt32:
-		return fmt.Errorf("tfserving: MaxRecvMsgSize %d is outside 0..%d", c.MaxRecvMsgSize, math.MaxInt32)
+	case c.Timeout <= 0:
+		return fmt.Errorf("tfserving: Timeout %v must be positive", c.Timeout)
+	case c.MaxRecvMsgSize <= 0 || c.MaxRecvMsgSize > math.MaxInt32:
+		return fmt.Errorf("tfserving: MaxRecvMsgSize %d is outside 1..%d", c.MaxRecvMsgSize, math.MaxInt32)
 	}
 	return nil
 }
@@ -88,7 +82,6 @@ func Dial(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	creds := insecure.NewCredentials()
 	if cfg.TLS != nil {
 		creds = credentials.NewTLS(cfg.TLS)

@@ -19,6 +19,12 @@ import (
 	"github.com/infergate/infergate/proto/servingpb"
 )
 
+// with is c changed by mod: a default config with a test's own settings.
+func with[C any](c C, mod func(*C)) C {
+	mod(&c)
+	return c
+}
+
 func dial(t testing.TB, cfg tfserving.Config) *tfserving.Client {
 	t.Helper()
 	c, err := tfserving.Dial(cfg)
@@ -32,7 +38,7 @@ func dial(t testing.TB, cfg tfserving.Config) *tfserving.Client {
 func start(t testing.TB) (*tfservingtest.Service, *tfserving.Client) {
 	t.Helper()
 	svc := tfservingtest.NewService()
-	return svc, dial(t, tfserving.Config{Address: tfservingtest.Start(t, svc)})
+	return svc, dial(t, tfserving.DefaultConfig(tfservingtest.Start(t, svc)))
 }
 
 func wantCode(t *testing.T, err error, code codes.Code, msg string) {
@@ -154,12 +160,12 @@ func TestDeadlines(t *testing.T) {
 	x := map[string]*tensor.Tensor{"x": tensor.FromFloat32([]float32{1}, 1)}
 
 	// No deadline on the context: Config.Timeout applies.
-	c := dial(t, tfserving.Config{Address: addr, Timeout: 50 * time.Millisecond})
+	c := dial(t, with(tfserving.DefaultConfig(addr), func(c *tfserving.Config) { c.Timeout = 50 * time.Millisecond }))
 	_, err := c.Predict(context.Background(), model.Spec{Name: "slow"}, x)
 	wantCode(t, err, codes.DeadlineExceeded, "slow")
 
 	// The context's own deadline wins over a long Timeout.
-	c = dial(t, tfserving.Config{Address: addr, Timeout: time.Hour})
+	c = dial(t, with(tfserving.DefaultConfig(addr), func(c *tfserving.Config) { c.Timeout = time.Hour }))
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err = c.Predict(ctx, model.Spec{Name: "slow"}, x)
@@ -173,7 +179,7 @@ func TestUnavailableServer(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	lis.Close() // nothing listens there now
-	c := dial(t, tfserving.Config{Address: addr, Timeout: 2 * time.Second})
+	c := dial(t, with(tfserving.DefaultConfig(addr), func(c *tfserving.Config) { c.Timeout = 2 * time.Second }))
 	_, err = c.Predict(context.Background(), model.Spec{Name: "arith"}, nil)
 	wantCode(t, err, codes.Unavailable, addr)
 }
@@ -183,14 +189,14 @@ func TestLargeResponses(t *testing.T) {
 	addr := tfservingtest.Start(t, svc)
 	n := map[string]*tensor.Tensor{"n": {DType: tensor.Int64, Shape: []int64{}, Data: []int64{2 << 20}}} // 8 MiB of floats
 
-	res, err := dial(t, tfserving.Config{Address: addr}).Predict(context.Background(), model.Spec{Name: "big"}, n)
+	res, err := dial(t, tfserving.DefaultConfig(addr)).Predict(context.Background(), model.Spec{Name: "big"}, n)
 	if err != nil {
 		t.Fatalf("an 8 MiB response failed with the default limit: %v", err)
 	}
 	if got := res.Outputs["out"].Len(); got != 2<<20 {
 		t.Errorf("got %d values", got)
 	}
-	_, err = dial(t, tfserving.Config{Address: addr, MaxRecvMsgSize: 1 << 20}).Predict(context.Background(), model.Spec{Name: "big"}, n)
+	_, err = dial(t, with(tfserving.DefaultConfig(addr), func(c *tfserving.Config) { c.MaxRecvMsgSize = 1 << 20 })).Predict(context.Background(), model.Spec{Name: "big"}, n)
 	wantCode(t, err, codes.ResourceExhausted, "")
 }
 
@@ -264,7 +270,7 @@ func TestReload(t *testing.T) {
 func TestRawStubsAndClose(t *testing.T) {
 	svc := tfservingtest.NewService()
 	addr := tfservingtest.Start(t, svc)
-	c, err := tfserving.Dial(tfserving.Config{Address: addr})
+	c, err := tfserving.Dial(tfserving.DefaultConfig(addr))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,9 +294,9 @@ func TestConfigValidate(t *testing.T) {
 		setting string
 	}{
 		{tfserving.Config{}, "Address"},
-		{tfserving.Config{Address: "x:1", Timeout: -1}, "Timeout"},
-		{tfserving.Config{Address: "x:1", MaxRecvMsgSize: -5}, "MaxRecvMsgSize"},
-		{tfserving.Config{Address: "x:1", MaxRecvMsgSize: 1 << 32}, "MaxRecvMsgSize"},
+		{with(tfserving.DefaultConfig("x:1"), func(c *tfserving.Config) { c.Timeout = -1 }), "Timeout"},
+		{with(tfserving.DefaultConfig("x:1"), func(c *tfserving.Config) { c.MaxRecvMsgSize = -5 }), "MaxRecvMsgSize"},
+		{with(tfserving.DefaultConfig("x:1"), func(c *tfserving.Config) { c.MaxRecvMsgSize = 1 << 32 }), "MaxRecvMsgSize"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.setting) {
@@ -300,7 +306,7 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("Dial(%+v) accepted", tc.cfg)
 		}
 	}
-	if err := (tfserving.Config{Address: "localhost:8500"}).Validate(); err != nil {
+	if err := (tfserving.DefaultConfig("localhost:8500")).Validate(); err != nil {
 		t.Error(err)
 	}
 }

@@ -30,13 +30,14 @@ const (
 	RoundRobin       = "round-robin"
 )
 
-// Defaults of FleetConfig.
+// Defaults of FleetConfig, filled in by DefaultFleetConfig only.
 const (
 	DefaultHealthInterval = 5 * time.Second
 	DefaultHealthTimeout  = 2 * time.Second
 )
 
-// FleetConfig configures a Fleet.
+// FleetConfig configures a Fleet. Start from DefaultFleetConfig: NewFleet
+// and Validate fill in nothing.
 type FleetConfig struct {
 	// Endpoints are the TF Serving gRPC addresses (host:port), at least one.
 	Endpoints []string
@@ -61,22 +62,20 @@ type FleetConfig struct {
 	DialOptions []grpc.DialOption
 }
 
-func (c FleetConfig) withDefaults() FleetConfig {
-	if c.HealthInterval == 0 {
-		c.HealthInterval = DefaultHealthInterval
+// DefaultFleetConfig returns the defaults for a fleet of endpoints.
+func DefaultFleetConfig(endpoints []string) FleetConfig {
+	return FleetConfig{
+		Endpoints:      endpoints,
+		Timeout:        DefaultTimeout,
+		MaxRecvMsgSize: DefaultMaxRecvMsgSize,
+		HealthInterval: DefaultHealthInterval,
+		HealthTimeout:  DefaultHealthTimeout,
+		Balance:        LeastOutstanding,
 	}
-	if c.HealthTimeout == 0 {
-		c.HealthTimeout = DefaultHealthTimeout
-	}
-	if c.Balance == "" {
-		c.Balance = LeastOutstanding
-	}
-	return c
 }
 
 // Validate reports the first invalid setting, named as in FleetConfig.
 func (c FleetConfig) Validate() error {
-	c = c.withDefaults()
 	if len(c.Endpoints) == 0 {
 		return errors.New("tfserving: fleet: Endpoints is empty")
 	}
@@ -92,8 +91,8 @@ func (c FleetConfig) Validate() error {
 		seen[ep] = true
 	}
 	switch {
-	case c.HealthInterval < 0 || c.HealthTimeout < 0:
-		return errors.New("tfserving: fleet: HealthInterval and HealthTimeout must not be negative")
+	case c.HealthInterval <= 0 || c.HealthTimeout <= 0:
+		return errors.New("tfserving: fleet: HealthInterval and HealthTimeout must be positive")
 	case c.Balance != LeastOutstanding && c.Balance != RoundRobin:
 		return fmt.Errorf("tfserving: fleet: Balance %q is neither %s nor %s", c.Balance, LeastOutstanding, RoundRobin)
 	}
@@ -153,7 +152,6 @@ func NewFleet(cfg FleetConfig, logger *slog.Logger) (*Fleet, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

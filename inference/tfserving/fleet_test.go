@@ -107,9 +107,7 @@ func arithInput() map[string]*tensor.Tensor {
 
 func newFleet(t testing.TB, cfg tfserving.FleetConfig) *tfserving.Fleet {
 	t.Helper()
-	if cfg.HealthInterval == 0 {
-		cfg.HealthInterval = 100 * time.Millisecond
-	}
+	cfg.HealthInterval = 100 * time.Millisecond // test-sized, not DefaultHealthInterval
 	f, err := tfserving.NewFleet(cfg, slog.New(slog.NewTextHandler(tlogWriter{t}, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -131,11 +129,11 @@ func TestFleetConfigValidate(t *testing.T) {
 		want string
 	}{
 		{tfserving.FleetConfig{}, "Endpoints is empty"},
-		{tfserving.FleetConfig{Endpoints: []string{"a:1", " "}}, "Endpoints[1] is empty"},
-		{tfserving.FleetConfig{Endpoints: []string{"a:1", "a:1"}}, "appears twice"},
-		{tfserving.FleetConfig{Endpoints: []string{"a:1"}, Balance: "random"}, "Balance"},
-		{tfserving.FleetConfig{Endpoints: []string{"a:1"}, HealthInterval: -1}, "HealthInterval"},
-		{tfserving.FleetConfig{Endpoints: []string{"a:1"}, Timeout: -1}, "Timeout"},
+		{tfserving.DefaultFleetConfig([]string{"a:1", " "}), "Endpoints[1] is empty"},
+		{tfserving.DefaultFleetConfig([]string{"a:1", "a:1"}), "appears twice"},
+		{with(tfserving.DefaultFleetConfig([]string{"a:1"}), func(c *tfserving.FleetConfig) { c.Balance = "random" }), "Balance"},
+		{with(tfserving.DefaultFleetConfig([]string{"a:1"}), func(c *tfserving.FleetConfig) { c.HealthInterval = -1 }), "HealthInterval"},
+		{with(tfserving.DefaultFleetConfig([]string{"a:1"}), func(c *tfserving.FleetConfig) { c.Timeout = -1 }), "Timeout"},
 	} {
 		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: want an error naming %q, got %v", tc.cfg, tc.want, err)
@@ -147,7 +145,7 @@ func TestFleetBalances(t *testing.T) {
 	for _, policy := range []string{tfserving.RoundRobin, tfserving.LeastOutstanding} {
 		t.Run(policy, func(t *testing.T) {
 			a, b := newReplica(t), newReplica(t)
-			f := newFleet(t, tfserving.FleetConfig{Endpoints: []string{a.addr, b.addr}, Balance: policy})
+			f := newFleet(t, with(tfserving.DefaultFleetConfig([]string{a.addr, b.addr}), func(c *tfserving.FleetConfig) { c.Balance = policy }))
 			var wg sync.WaitGroup
 			for range 4 {
 				wg.Add(1)
@@ -186,7 +184,7 @@ func TestFleetBalances(t *testing.T) {
 // the dead one is marked unhealthy, and it takes traffic again once back.
 func TestFleetFailover(t *testing.T) {
 	a, b := newReplica(t), newReplica(t)
-	f := newFleet(t, tfserving.FleetConfig{Endpoints: []string{a.addr, b.addr}, Timeout: 10 * time.Second})
+	f := newFleet(t, with(tfserving.DefaultFleetConfig([]string{a.addr, b.addr}), func(c *tfserving.FleetConfig) { c.Timeout = 10 * time.Second }))
 	var ok atomic.Int64
 	var failed atomic.Int64
 	var failure atomic.Value
@@ -239,7 +237,7 @@ func TestFleetFailover(t *testing.T) {
 
 func TestFleetRequestErrorsAreNotRetried(t *testing.T) {
 	a, b := newReplica(t), newReplica(t)
-	f := newFleet(t, tfserving.FleetConfig{Endpoints: []string{a.addr, b.addr}})
+	f := newFleet(t, tfserving.DefaultFleetConfig([]string{a.addr, b.addr}))
 	_, err := f.Predict(context.Background(), model.Spec{Name: "nope"}, arithInput())
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("want NOT_FOUND, got %v", err)
@@ -266,7 +264,7 @@ func TestFleetRequestErrorsAreNotRetried(t *testing.T) {
 
 func TestFleetAllDown(t *testing.T) {
 	a, b := newReplica(t), newReplica(t)
-	f := newFleet(t, tfserving.FleetConfig{Endpoints: []string{a.addr, b.addr}})
+	f := newFleet(t, tfserving.DefaultFleetConfig([]string{a.addr, b.addr}))
 	a.kill()
 	b.kill()
 	_, err := f.Predict(context.Background(), model.Spec{Name: "arith"}, arithInput())
@@ -285,7 +283,7 @@ func TestFleetHealthChecks(t *testing.T) {
 	a, b := newReplica(t), newReplica(t)
 	// gRPC health service: NOT_SERVING makes an endpoint unhealthy, and
 	// healthy endpoints get the calls.
-	f := newFleet(t, tfserving.FleetConfig{Endpoints: []string{a.addr, b.addr}})
+	f := newFleet(t, tfserving.DefaultFleetConfig([]string{a.addr, b.addr}))
 	a.hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	testutil.WaitFor(t, 10*time.Second, "a unhealthy", func() bool { return !f.Endpoints()[0].Healthy })
 	if ep := f.Endpoints()[0]; !strings.Contains(ep.LastError, "NOT_SERVING") || ep.CheckedAt.IsZero() {
@@ -302,9 +300,9 @@ func TestFleetHealthChecks(t *testing.T) {
 	}
 
 	// HealthModel: GetModelStatus must show an AVAILABLE version.
-	g := newFleet(t, tfserving.FleetConfig{Endpoints: []string{b.addr}, HealthModel: "missing"})
+	g := newFleet(t, with(tfserving.DefaultFleetConfig([]string{b.addr}), func(c *tfserving.FleetConfig) { c.HealthModel = "missing" }))
 	testutil.WaitFor(t, 10*time.Second, "missing model unhealthy", func() bool { return !g.Endpoints()[0].Healthy })
-	h := newFleet(t, tfserving.FleetConfig{Endpoints: []string{b.addr}, HealthModel: "arith"})
+	h := newFleet(t, with(tfserving.DefaultFleetConfig([]string{b.addr}), func(c *tfserving.FleetConfig) { c.HealthModel = "arith" }))
 	testutil.WaitFor(t, 10*time.Second, "checked", func() bool { return !h.Endpoints()[0].CheckedAt.IsZero() })
 	if !h.Endpoints()[0].Healthy {
 		t.Fatalf("arith is AVAILABLE: %+v", h.Endpoints()[0])
@@ -314,12 +312,12 @@ func TestFleetHealthChecks(t *testing.T) {
 func TestFleetTLS(t *testing.T) {
 	cert, pool := selfSigned(t)
 	a := newReplica(t, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}})))
-	f := newFleet(t, tfserving.FleetConfig{Endpoints: []string{a.addr}, TLS: &tls.Config{RootCAs: pool}})
+	f := newFleet(t, with(tfserving.DefaultFleetConfig([]string{a.addr}), func(c *tfserving.FleetConfig) { c.TLS = &tls.Config{RootCAs: pool} }))
 	if _, err := f.Predict(context.Background(), model.Spec{Name: "arith"}, arithInput()); err != nil {
 		t.Fatal(err)
 	}
 	// Plaintext to a TLS endpoint fails as UNAVAILABLE.
-	g := newFleet(t, tfserving.FleetConfig{Endpoints: []string{a.addr}})
+	g := newFleet(t, tfserving.DefaultFleetConfig([]string{a.addr}))
 	if _, err := g.Predict(context.Background(), model.Spec{Name: "arith"}, arithInput()); status.Code(err) != codes.Unavailable {
 		t.Fatalf("plaintext to TLS: %v", err)
 	}
@@ -359,7 +357,7 @@ func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 // configuration order, with the error of one that does not answer.
 func TestFleetStatusEach(t *testing.T) {
 	a, b := newReplica(t), newReplica(t)
-	f := newFleet(t, tfserving.FleetConfig{Endpoints: []string{a.addr, b.addr}})
+	f := newFleet(t, tfserving.DefaultFleetConfig([]string{a.addr, b.addr}))
 	b.kill()
 	got := f.StatusEach(context.Background(), "arith")
 	if len(got) != 2 || got[0].Address != a.addr || got[1].Address != b.addr {

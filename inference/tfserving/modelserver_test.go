@@ -24,13 +24,14 @@ import (
 func startModelServer(t testing.TB) (*modelserver.Server, string) {
 	t.Helper()
 	dir := t.TempDir()
-	if err := modelserver.EnsureDemo(dir); err != nil {
+	if err := demo.Install(dir); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := modelserver.New(modelserver.Config{
-		GRPCListen: "127.0.0.1:0",
-		Models:     []tfserving.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(dir, demo.Name)}},
-	}, nil)
+	mc := modelserver.DefaultConfig()
+	mc.GRPCListen, mc.RESTListen = "127.0.0.1:0", ""
+	mc.Models = []tfserving.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(dir, demo.Name)}}
+	mc.Limits = modelserver.Limits{}
+	srv, err := modelserver.New(mc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func demoBatch(n int) *tensor.Tensor {
 // in-process path.
 func TestAgainstEmbeddedModelServer(t *testing.T) {
 	srv, addr := startModelServer(t)
-	c := dial(t, tfserving.Config{Address: addr})
+	c := dial(t, tfserving.DefaultConfig(addr))
 	ctx := context.Background()
 
 	md, err := c.Metadata(ctx, model.Spec{Name: demo.Name})
@@ -127,7 +128,7 @@ func TestAgainstEmbeddedModelServer(t *testing.T) {
 // the client, at batch 1, 32 and 256 rows.
 func BenchmarkPredictDemoGRPC(b *testing.B) {
 	_, addr := startModelServer(b)
-	c := dial(b, tfserving.Config{Address: addr})
+	c := dial(b, tfserving.DefaultConfig(addr))
 	for _, n := range []int{1, 32, 256} {
 		in := map[string]*tensor.Tensor{demo.InputName: demoBatch(n)}
 		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {

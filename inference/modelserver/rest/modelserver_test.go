@@ -23,13 +23,14 @@ import (
 // demo model answers exactly the in-process prediction, every float32 intact.
 func TestDemoOverEmbeddedModelServer(t *testing.T) {
 	dir := t.TempDir()
-	if err := modelserver.EnsureDemo(dir); err != nil {
+	if err := demo.Install(dir); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := modelserver.New(modelserver.Config{
-		RESTListen: "127.0.0.1:0",
-		Models:     []tfserving.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(dir, demo.Name)}},
-	}, nil)
+	mc := modelserver.DefaultConfig()
+	mc.GRPCListen, mc.RESTListen = "", "127.0.0.1:0"
+	mc.Models = []tfserving.ModelConfig{{Name: demo.Name, BasePath: filepath.Join(dir, demo.Name)}}
+	mc.Limits = modelserver.Limits{}
+	srv, err := modelserver.New(mc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
