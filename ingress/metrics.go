@@ -6,6 +6,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Names of the ingress's Prometheus series (docs/ingress.md), for the
+// packages that read them from a registry: the dashboard's sampler.
+const (
+	MetricReceived    = "infergate_ingress_received_total"
+	MetricProduced    = "infergate_ingress_produced_total"
+	MetricReplies     = "infergate_ingress_replies_total"
+	MetricErrors      = "infergate_ingress_errors_total"
+	MetricRejects     = "infergate_ingress_rejects_total"
+	MetricAcksPending = "infergate_ingress_acks_pending"
+	MetricClients     = "infergate_ingress_clients"
+)
+
 type metrics struct {
 	received *prometheus.CounterVec // origin, path
 	produced *prometheus.CounterVec // origin
@@ -18,27 +30,27 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer, clients func() float64) (*metrics, error) {
 	m := &metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "infergate_ingress_received_total",
+			Name: MetricReceived,
 			Help: "Requests received from devices, by origin (mqtt, nats) and path (durable: MQTT QoS 1/2 and JetStream; at-most-once: MQTT QoS 0 and core NATS).",
 		}, []string{"origin", "path"}),
 		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "infergate_ingress_produced_total",
+			Name: MetricProduced,
 			Help: "Device requests acknowledged by Kafka in the requests topic, by origin.",
 		}, []string{"origin"}),
 		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "infergate_ingress_replies_total",
+			Name: MetricReplies,
 			Help: "Answers published back to devices: kind result (from the results topic) or error (from the DLQ topic).",
 		}, []string{"kind"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "infergate_ingress_errors_total",
+			Name: MetricErrors,
 			Help: "Ingress errors by stage: subject (no model in the subject), produce (Kafka refused; redelivered), ack (JetStream ack lost; redelivered), reply (publishing an answer failed), consume (reading results).",
 		}, []string{"stage"}),
 		rejects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "infergate_ingress_rejects_total",
+			Name: MetricRejects,
 			Help: "Clients refused by the ingress, by reason: credentials (no or wrong credentials at connect), permission (a publish or subscription outside the device's permissions), subject (a request subject without a model level).",
 		}, []string{"reason"}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "infergate_ingress_acks_pending",
+			Name: MetricAcksPending,
 			Help: "Durable requests produced to Kafka and not yet acknowledged by it (their JetStream ack waits).",
 		}),
 	}
@@ -48,7 +60,7 @@ func newMetrics(reg prometheus.Registerer, clients func() float64) (*metrics, er
 			// Only the embedded server's clients are known; an external
 			// server reports its own.
 			cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "infergate_ingress_clients",
+				Name: MetricClients,
 				Help: "Devices connected to the ingress (MQTT and NATS; embedded server only).",
 			}, clients))
 		}

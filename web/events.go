@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/infergate/infergate/inference/pipeline"
+	"github.com/infergate/infergate/ingress"
 	"github.com/infergate/infergate/store"
 )
 
@@ -34,19 +35,6 @@ const (
 	MetricDiskFree    = "infergate_disk_free_bytes"
 	MetricDiskMinFree = "infergate_disk_min_free_bytes"
 	MetricDiskFull    = "infergate_disk_full"
-)
-
-// The ingress's metrics (package ingress), present only when it runs, which
-// the sampler reads beside the pipeline's (pipeline.Metric*). Copied, not
-// imported: web would link the NATS and MQTT servers for six names. A
-// rename in ingress/metrics.go must be made here too.
-const (
-	mIngressReceived = "infergate_ingress_received_total"
-	mIngressReplies  = "infergate_ingress_replies_total"
-	mIngressErrors   = "infergate_ingress_errors_total"
-	mIngressRejects  = "infergate_ingress_rejects_total"
-	mIngressClients  = "infergate_ingress_clients"
-	mIngressPending  = "infergate_ingress_acks_pending"
 )
 
 const (
@@ -328,25 +316,25 @@ func (s *sampler) read(now time.Time) sample {
 					out.batchCnt += float64(h.GetSampleCount())
 				}
 			}
-		case mIngressReceived:
+		case ingress.MetricReceived:
 			for _, m := range f.GetMetric() {
 				out.ing().in[label(m, "origin")] += value(m)
 			}
-		case mIngressReplies:
+		case ingress.MetricReplies:
 			for _, m := range f.GetMetric() {
 				out.ing().replies[label(m, "kind")] += value(m)
 			}
-		case mIngressErrors:
+		case ingress.MetricErrors:
 			for _, m := range f.GetMetric() {
 				out.ing().errors[label(m, "stage")] += value(m)
 			}
-		case mIngressRejects:
+		case ingress.MetricRejects:
 			for _, m := range f.GetMetric() {
 				out.ing().rejects[label(m, "reason")] += value(m)
 			}
-		case mIngressClients:
+		case ingress.MetricClients:
 			out.ing().clients = sumValues(f)
-		case mIngressPending:
+		case ingress.MetricAcksPending:
 			out.ing().pending = sumValues(f)
 		case MetricDiskFree:
 			for i, m := range f.GetMetric() {
