@@ -145,6 +145,7 @@ func (c *Config) settings() []setting {
 		{Key: "http.login_max_backoff", Flag: "http-login-max-backoff", Arg: "DURATION", Help: "longest wait between failed logins", val: duration(&c.HTTP.LoginMaxBackoff)},
 		{Key: "http.events_interval", Flag: "http-events-interval", Arg: "DURATION", Help: "period of the dashboard's live updates (/api/v1/events), 10ms to 1m", val: duration(&c.HTTP.EventsInterval)},
 		{Key: "http.max_upload_bytes", Flag: "http-max-upload-bytes", Arg: "BYTES", Help: "largest model file the dashboard and API accept (413 beyond it)", val: size(&c.HTTP.MaxUploadBytes)},
+		{Key: "http.test_timeout", Flag: "http-test-timeout", Arg: "DURATION", Help: "how long \"send a test request\" and replay-and-wait from the dashboard and API wait for the result or DLQ record (a slow model needs more)", val: duration(&c.HTTP.TestTimeout)},
 		{Key: "http.metrics_auth", Flag: "http-metrics-auth", Help: "require the admin token on /metrics too", val: boolean(&c.HTTP.MetricsAuth)},
 		{Key: "http.read_header_timeout", Flag: "http-read-header-timeout", Arg: "DURATION", Help: "every HTTP listener (dashboard, API, /metrics, model server REST): close a connection whose request headers take longer", val: duration(&c.HTTP.ReadHeaderTimeout)},
 		{Key: "http.read_timeout", Flag: "http-read-timeout", Arg: "DURATION", Help: "every HTTP listener: close a connection whose request body takes longer to arrive (model uploads: http.upload_timeout)", val: duration(&c.HTTP.ReadTimeout)},

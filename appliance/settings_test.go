@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/internal/bytesize"
+	"github.com/infergate/infergate/web"
 )
 
 // Every validation error names a setting that exists, as "key (--flag,
@@ -179,7 +180,6 @@ func TestEveryPackageFieldIsASetting(t *testing.T) {
 	notSettings := map[string]string{
 		"HTTP.UploadDir":           "the data dir's models/ (appliance/web.go)",
 		"HTTP.UploadMinFree":       "min_free_bytes (appliance/web.go)",
-		"HTTP.TestTimeout":         "not tunable",
 		"HTTP.ShutdownTimeout":     "not tunable",
 		"HTTP.RotateAdminToken":    "the appliance's token file (appliance/web.go)",
 		"HTTP.Version":             "buildinfo (appliance/web.go)",
@@ -256,5 +256,42 @@ func TestSizeUnits(t *testing.T) {
 	_, err = Load([]string{"--config", path, "--ingress-max-store", "lots"}, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "ingress.max_store") || !strings.Contains(err.Error(), "--ingress-max-store") || !strings.Contains(err.Error(), `"lots"`) {
 		t.Errorf("bad size: %v", err)
+	}
+}
+
+// TestHTTPTestTimeout: http.test_timeout (added by following the "add a
+// setting" recipe of docs/architecture.md) from the file, the environment
+// and the flag, later ones winning, and refused at 0 naming its key.
+func TestHTTPTestTimeout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "infergate.yaml")
+	if err := os.WriteFile(path, []byte("http:\n  test_timeout: 45s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want time.Duration
+	}{
+		{nil, nil, 45 * time.Second},
+		{[]string{"INFERGATE_HTTP_TEST_TIMEOUT=1m"}, nil, time.Minute},
+		{[]string{"INFERGATE_HTTP_TEST_TIMEOUT=1m"}, []string{"--http-test-timeout", "2m30s"}, 150 * time.Second},
+	} {
+		c, err := Load(append([]string{"--config", path}, tc.args...), tc.env, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.HTTP.TestTimeout != tc.want {
+			t.Errorf("env %v args %v: http.test_timeout = %s, want %s", tc.env, tc.args, c.HTTP.TestTimeout, tc.want)
+		}
+	}
+	if d := Default(); d.HTTP.TestTimeout != web.DefaultTestTimeout {
+		t.Errorf("default %s, want web.DefaultTestTimeout %s", d.HTTP.TestTimeout, web.DefaultTestTimeout)
+	}
+	c, err := Load([]string{"--config", path, "--http-test-timeout", "0s"}, nil, nil)
+	if err == nil {
+		err = c.Validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), "http.test_timeout (--http-test-timeout, INFERGATE_HTTP_TEST_TIMEOUT)") {
+		t.Fatalf("http.test_timeout 0: %v", err)
 	}
 }

@@ -176,6 +176,7 @@ func (c *Config) Validate() error {
 	v.positive("http.read_timeout", c.HTTP.ReadTimeout)
 	v.positive("http.upload_timeout", c.HTTP.UploadTimeout)
 	v.positive("http.idle_timeout", c.HTTP.IdleTimeout)
+	v.positive("http.test_timeout", c.HTTP.TestTimeout)
 
 	// Demo.
 	if c.Demo.Rate <= 0 || c.Demo.Rate > 1e6 {
