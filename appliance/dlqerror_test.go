@@ -4,8 +4,6 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/web"
 )
@@ -22,11 +20,7 @@ func TestDLQErrorKinds(t *testing.T) {
 		"resource_exhausted": web.ErrUnavailable,
 		"internal":           nil,
 	} {
-		r := &kgo.Record{Headers: []kgo.RecordHeader{
-			{Key: pipeline.HeaderErrorClass, Value: []byte(class)},
-			{Key: pipeline.HeaderErrorMessage, Value: []byte("boom")},
-		}}
-		err := dlqError(r)
+		err := dlqError(&pipeline.DeadLettered{Class: class, Message: "boom"})
 		if want == nil {
 			if errors.Is(err, web.ErrInvalid) || errors.Is(err, web.ErrUnavailable) {
 				t.Errorf("class %s: %v maps to a client or availability error", class, err)

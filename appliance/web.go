@@ -6,8 +6,6 @@ package appliance
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -29,11 +27,6 @@ import (
 	"github.com/infergate/infergate/store"
 	"github.com/infergate/infergate/web"
 )
-
-// HeaderTestRequest carries the correlation id of a test request sent from
-// the dashboard; the pipeline copies request headers to the result or DLQ
-// record, which is how the answer is found.
-const HeaderTestRequest = "infergate.test-request"
 
 // webComponent serves the dashboard and admin API. It starts last, when
 // everything it reports on runs, and stops first: /readyz turns 503 and the
@@ -458,82 +451,25 @@ func (b *webBackend) Replay(ctx context.Context, recs []*store.Record) error {
 	return nil
 }
 
-// SendTestRequest produces one request with a correlation header and waits
-// for the result or DLQ record that carries it back. The end offsets of the
-// results and DLQ topics are taken before producing, so the answer cannot
-// be missed however fast it comes.
+// SendTestRequest sends one request through the pipeline and waits for its
+// answer (pipeline.SendTestRequest); errors become web's kinds.
 func (b *webBackend) SendTestRequest(ctx context.Context, key, value []byte, headers []store.Header) ([]byte, error) {
 	t := b.a.cfg.Pipeline
-	var idb [12]byte
-	_, _ = rand.Read(idb[:])
-	id := hex.EncodeToString(idb[:])
-
-	ends, err := b.adm.ListEndOffsets(ctx, t.ResultsTopic, t.DLQTopic)
-	if err != nil {
-		return nil, fmt.Errorf("%w: listing end offsets: %w", web.ErrUnavailable, err)
+	out, err := pipeline.SendTestRequest(ctx, b.adm, b.cl, b.a.kafkaClient,
+		pipeline.TestTopics{Requests: t.RequestsTopic, Results: t.ResultsTopic, DLQ: t.DLQTopic},
+		&store.Record{Key: key, Value: value, Headers: headers})
+	var dl *pipeline.DeadLettered
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.As(err, &dl):
+		return nil, dlqError(dl)
+	case ctx.Err() != nil:
+		return nil, b.noAnswer(err)
+	case errors.Is(err, pipeline.ErrBrokerUnavailable):
+		return nil, kindError{err.Error(), web.ErrUnavailable}
 	}
-	from := map[string]map[int32]kgo.Offset{}
-	var errs []error
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			errs = append(errs, fmt.Errorf("%s/%d: %w", o.Topic, o.Partition, o.Err))
-			return
-		}
-		if from[o.Topic] == nil {
-			from[o.Topic] = map[int32]kgo.Offset{}
-		}
-		from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
-	})
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("%w: listing end offsets: %w", web.ErrUnavailable, err)
-	}
-	watcher, err := b.a.kafkaClient(
-		kgo.ConsumePartitions(from),
-		// Exactly-once results count once their transaction commits.
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(100*time.Millisecond),
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer watcher.Close()
-
-	// A request replayed from the DLQ carries the DLQ headers; the request
-	// goes out as it first arrived.
-	rec := pipeline.ReplayRecord(t.RequestsTopic, &store.Record{Key: key, Value: value, Headers: headers})
-	rec.Headers = slices.DeleteFunc(rec.Headers, func(h kgo.RecordHeader) bool {
-		return h.Key == pipeline.HeaderReplayOf || h.Key == HeaderTestRequest
-	})
-	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderTestRequest, Value: []byte(id)})
-	if err := b.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return nil, fmt.Errorf("%w: producing the test request: %w", web.ErrUnavailable, err)
-	}
-
-	for {
-		fs := watcher.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, b.noAnswer(err)
-		}
-		var found *kgo.Record
-		fs.EachRecord(func(r *kgo.Record) {
-			if found != nil {
-				return
-			}
-			for _, h := range r.Headers {
-				if h.Key == HeaderTestRequest && string(h.Value) == id {
-					found = r
-					return
-				}
-			}
-		})
-		if found == nil {
-			continue
-		}
-		if found.Topic == t.ResultsTopic {
-			return found.Value, nil
-		}
-		return nil, dlqError(found)
-	}
+	return nil, err
 }
 
 // noAnswer explains a test request that got no answer in time.
@@ -554,26 +490,16 @@ func (b *webBackend) noAnswer(err error) error {
 
 // dlqError turns a dead-lettered test request into the error the API
 // reports: the request's fault (400) or the appliance's (503, 500).
-func dlqError(r *kgo.Record) error {
-	var class, msg string
-	for _, h := range r.Headers {
-		switch h.Key {
-		case pipeline.HeaderErrorClass:
-			class = string(h.Value)
-		case pipeline.HeaderErrorMessage:
-			msg = string(h.Value)
-		}
-	}
-	text := fmt.Sprintf("dead-lettered (class %s): %s", class, msg)
-	switch class {
+func dlqError(d *pipeline.DeadLettered) error {
+	switch d.Class {
 	case "decode", "validation", "model":
-		return kindError{text, web.ErrInvalid}
+		return kindError{d.Error(), web.ErrInvalid}
 	case "unavailable", "timeout", "resource_exhausted":
 		// The model server could not answer this request in time or had no
 		// room for it: the request itself may be fine, so 503, not 500.
-		return kindError{text, web.ErrUnavailable}
+		return kindError{d.Error(), web.ErrUnavailable}
 	}
-	return errors.New(text)
+	return errors.New(d.Error())
 }
 
 // kindError reads as its text alone and unwraps to one of web's error kinds,
