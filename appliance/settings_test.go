@@ -295,3 +295,35 @@ func TestHTTPTestTimeout(t *testing.T) {
 		t.Fatalf("http.test_timeout 0: %v", err)
 	}
 }
+
+// TestHTTPErrorsNameTheSetting: web checks its own fields (web.Config's
+// ValidateSettings) and the appliance names each by its setting, flag and
+// variable — the checks are not written a second time in validate.go.
+func TestHTTPErrorsNameTheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		mutate func(c *Config)
+		want   string
+	}{
+		{func(c *Config) { c.HTTP.SessionTTL = -time.Second }, "http.session_ttl (--http-session-ttl, INFERGATE_HTTP_SESSION_TTL): must be a positive duration"},
+		{func(c *Config) { c.HTTP.ReadTimeout = 0 }, "http.read_timeout (--http-read-timeout, INFERGATE_HTTP_READ_TIMEOUT): must be a positive duration"},
+		{func(c *Config) { c.HTTP.LoginFreeFailures = -1 }, "http.login_free_failures (--http-login-free-failures, INFERGATE_HTTP_LOGIN_FREE_FAILURES): must be >= 0"},
+		{func(c *Config) { c.HTTP.LoginBackoff, c.HTTP.LoginMaxBackoff = time.Minute, time.Second }, "http.login_max_backoff (--http-login-max-backoff, INFERGATE_HTTP_LOGIN_MAX_BACKOFF)"},
+		{func(c *Config) { c.HTTP.EventsInterval = time.Microsecond }, "http.events_interval (--http-events-interval, INFERGATE_HTTP_EVENTS_INTERVAL): must be between"},
+		{func(c *Config) { c.HTTP.MaxUploadBytes = -1 }, "http.max_upload_bytes (--http-max-upload-bytes, INFERGATE_HTTP_MAX_UPLOAD_BYTES): must be positive"},
+		{func(c *Config) { c.HTTP.TLSCert = "cert.pem" }, "http.tls_cert (--http-tls-cert, INFERGATE_HTTP_TLS_CERT)"},
+		{func(c *Config) { c.HTTP.AdminToken = "short" }, "http.admin_token (INFERGATE_ADMIN_TOKEN): is 5 characters; use at least 16"},
+	} {
+		c := Default()
+		tc.mutate(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "not a setting") {
+			t.Errorf("got %v\nwant an error containing %q", err, tc.want)
+		}
+	}
+	// An empty listen (the dashboard off) and an empty token (generated) are fine.
+	c := Default()
+	c.HTTP.Listen, c.HTTP.AdminToken = "", ""
+	if err := c.Validate(); err != nil {
+		t.Errorf("no dashboard, no token: %v", err)
+	}
+}

@@ -165,18 +165,7 @@ func (c *Config) Validate() error {
 	if c.HTTP.Listen != "" {
 		v.listenAddr("http.listen", c.HTTP.Listen)
 	}
-	if t := c.HTTP.AdminToken; t != "" && len(t) < minAdminToken {
-		v.errf("http.admin_token", "is %d characters; use at least %d (or leave it empty to have one generated)", len(t), minAdminToken)
-	}
-	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
-		v.errf("http.tls_cert", "set it and http.tls_key (--http-tls-key) both to serve HTTPS, or neither")
-	}
-	v.positive("http.session_ttl", c.HTTP.SessionTTL)
-	v.positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
-	v.positive("http.read_timeout", c.HTTP.ReadTimeout)
-	v.positive("http.upload_timeout", c.HTTP.UploadTimeout)
-	v.positive("http.idle_timeout", c.HTTP.IdleTimeout)
-	v.positive("http.test_timeout", c.HTTP.TestTimeout)
+	v.fields(c.HTTP.ValidateSettings())
 
 	// Demo.
 	if c.Demo.Rate <= 0 || c.Demo.Rate > 1e6 {

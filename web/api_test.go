@@ -30,17 +30,17 @@ func TestConfigValidate(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
-		{"no listen", func(c *Config) { c.Listen = "" }, "http.listen"},
-		{"listen without port", func(c *Config) { c.Listen = "localhost" }, "http.listen"},
-		{"cert without key", func(c *Config) { c.TLSCert = "cert.pem" }, "http.tls_key"},
+		{"no listen", func(c *Config) { c.Listen = "" }, "Listen"},
+		{"listen without port", func(c *Config) { c.Listen = "localhost" }, "Listen"},
+		{"cert without key", func(c *Config) { c.TLSCert = "cert.pem" }, "TLSCert"},
 		{"no token", func(c *Config) { c.AdminToken = "" }, "INFERGATE_ADMIN_TOKEN"},
 		{"short token", func(c *Config) { c.AdminToken = "short" }, "at least 16"},
-		{"negative ttl", func(c *Config) { c.SessionTTL = -time.Second }, "http.session_ttl"},
-		{"negative free failures", func(c *Config) { c.LoginFreeFailures = -1 }, "http.login_free_failures"},
-		{"max below base", func(c *Config) { c.LoginBackoff = time.Minute; c.LoginMaxBackoff = time.Second }, "http.login_max_backoff"},
-		{"events too fast", func(c *Config) { c.EventsInterval = time.Microsecond }, "http.events_interval"},
-		{"negative upload", func(c *Config) { c.MaxUploadBytes = -1 }, "http.max_upload_bytes"},
-		{"negative test timeout", func(c *Config) { c.TestTimeout = -1 }, "http.test_timeout"},
+		{"negative ttl", func(c *Config) { c.SessionTTL = -time.Second }, "SessionTTL"},
+		{"negative free failures", func(c *Config) { c.LoginFreeFailures = -1 }, "LoginFreeFailures"},
+		{"max below base", func(c *Config) { c.LoginBackoff = time.Minute; c.LoginMaxBackoff = time.Second }, "LoginMaxBackoff"},
+		{"events too fast", func(c *Config) { c.EventsInterval = time.Microsecond }, "EventsInterval"},
+		{"negative upload", func(c *Config) { c.MaxUploadBytes = -1 }, "MaxUploadBytes"},
+		{"negative test timeout", func(c *Config) { c.TestTimeout = -1 }, "TestTimeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,7 +60,7 @@ func TestConfigValidate(t *testing.T) {
 	defer st.Close()
 	bad := good
 	bad.AdminToken = ""
-	if _, err := New(bad, nil, newMemBackend(st), st, nil); err == nil || !strings.Contains(err.Error(), "admin token") {
+	if _, err := New(bad, nil, newMemBackend(st), st, nil); err == nil || !strings.Contains(err.Error(), "AdminToken: must be set") {
 		t.Fatalf("New with no token: %v", err)
 	}
 	env := newEnv(t)

@@ -1,12 +1,11 @@
 package web
 
 import (
-	"errors"
-	"fmt"
 	"net"
 	"time"
 
 	"github.com/infergate/infergate/inference/feed"
+	"github.com/infergate/infergate/internal/field"
 	"github.com/infergate/infergate/internal/logring"
 )
 
@@ -114,56 +113,72 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every invalid setting, each naming the setting at fault.
+// Validate reports every invalid field as a *field.Error (the appliance names
+// it by its setting; a Go caller sees the field's name). It changes nothing:
+// defaults come from DefaultConfig.
 func (c *Config) Validate() error {
-	var errs []error
+	var v field.Errors
 	if c.Listen == "" {
-		errs = append(errs, errors.New("http.listen: must be set (host:port, e.g. 127.0.0.1:8080)"))
+		v.Add(&c.Listen, "Listen", "must be set (host:port, e.g. 127.0.0.1:8080)")
 	} else if _, port, err := net.SplitHostPort(c.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("http.listen: %q is not host:port: %w", c.Listen, err))
+		v.Add(&c.Listen, "Listen", "%q is not host:port: %w", c.Listen, err)
 	} else if port == "" {
-		errs = append(errs, fmt.Errorf("http.listen: %q has no port", c.Listen))
+		v.Add(&c.Listen, "Listen", "%q has no port", c.Listen)
 	}
+	if c.AdminToken == "" {
+		v.Add(&c.AdminToken, "AdminToken", "must be set (INFERGATE_ADMIN_TOKEN or <data dir>/admin-token)")
+	}
+	c.validateSettings(&v)
+	return v.Err()
+}
+
+// ValidateSettings is Validate without the two fields the appliance fills
+// after reading its settings: Listen may be empty (the dashboard off) and
+// AdminToken empty (one is generated). Every other check is Validate's.
+func (c *Config) ValidateSettings() error {
+	var v field.Errors
+	c.validateSettings(&v)
+	return v.Err()
+}
+
+func (c *Config) validateSettings(v *field.Errors) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
-		errs = append(errs, errors.New("http.tls_cert, http.tls_key: set both to enable TLS, or neither"))
+		v.Add(&c.TLSCert, "TLSCert", "set it and the TLS key both to serve HTTPS, or neither")
 	}
-	switch {
-	case c.AdminToken == "":
-		errs = append(errs, errors.New("admin token: must be set (INFERGATE_ADMIN_TOKEN or <data dir>/admin-token)"))
-	case len(c.AdminToken) < minAdminTokenLen:
-		errs = append(errs, fmt.Errorf("admin token: must be at least %d characters, got %d", minAdminTokenLen, len(c.AdminToken)))
+	if c.AdminToken != "" && len(c.AdminToken) < minAdminTokenLen {
+		v.Add(&c.AdminToken, "AdminToken", "is %d characters; use at least %d (or leave it empty to have one generated)", len(c.AdminToken), minAdminTokenLen)
 	}
 	// Durations and sizes that must be positive; the error names the
 	// default, which is what the operator most likely meant by 0.
 	for _, d := range []struct {
-		key    string
-		v, def time.Duration
+		ptr  *time.Duration
+		name string
+		def  time.Duration
 	}{
-		{"http.session_ttl", c.SessionTTL, DefaultSessionTTL},
-		{"http.login_backoff", c.LoginBackoff, DefaultLoginBackoff},
-		{"http.login_max_backoff", c.LoginMaxBackoff, DefaultLoginMaxBackoff},
-		{"http.test_timeout", c.TestTimeout, DefaultTestTimeout},
-		{"http.shutdown_timeout", c.ShutdownTimeout, DefaultShutdownTimeout},
-		{"http.read_header_timeout", c.ReadHeaderTimeout, DefaultReadHeaderTimeout},
-		{"http.read_timeout", c.ReadTimeout, DefaultReadTimeout},
-		{"http.upload_timeout", c.UploadTimeout, DefaultUploadTimeout},
-		{"http.idle_timeout", c.IdleTimeout, DefaultIdleTimeout},
+		{&c.SessionTTL, "SessionTTL", DefaultSessionTTL},
+		{&c.LoginBackoff, "LoginBackoff", DefaultLoginBackoff},
+		{&c.LoginMaxBackoff, "LoginMaxBackoff", DefaultLoginMaxBackoff},
+		{&c.TestTimeout, "TestTimeout", DefaultTestTimeout},
+		{&c.ShutdownTimeout, "ShutdownTimeout", DefaultShutdownTimeout},
+		{&c.ReadHeaderTimeout, "ReadHeaderTimeout", DefaultReadHeaderTimeout},
+		{&c.ReadTimeout, "ReadTimeout", DefaultReadTimeout},
+		{&c.UploadTimeout, "UploadTimeout", DefaultUploadTimeout},
+		{&c.IdleTimeout, "IdleTimeout", DefaultIdleTimeout},
 	} {
-		if d.v <= 0 {
-			errs = append(errs, fmt.Errorf("%s: must be a positive duration (default %s), got %s", d.key, d.def, d.v))
+		if *d.ptr <= 0 {
+			v.Add(d.ptr, d.name, "must be a positive duration such as 500ms or 10s (default %s), got %s", d.def, *d.ptr)
 		}
 	}
 	if c.LoginFreeFailures < 0 {
-		errs = append(errs, fmt.Errorf("http.login_free_failures: must be >= 0, got %d", c.LoginFreeFailures))
+		v.Add(&c.LoginFreeFailures, "LoginFreeFailures", "must be >= 0, got %d", c.LoginFreeFailures)
 	}
 	if c.LoginBackoff > 0 && c.LoginMaxBackoff > 0 && c.LoginMaxBackoff < c.LoginBackoff {
-		errs = append(errs, fmt.Errorf("http.login_max_backoff: must be >= http.login_backoff (%s), got %s", c.LoginBackoff, c.LoginMaxBackoff))
+		v.Add(&c.LoginMaxBackoff, "LoginMaxBackoff", "must be >= the login backoff (%s), got %s", c.LoginBackoff, c.LoginMaxBackoff)
 	}
 	if c.EventsInterval < minEventsInterval || c.EventsInterval > maxEventsInterval {
-		errs = append(errs, fmt.Errorf("http.events_interval: must be between %s and %s, got %s", minEventsInterval, maxEventsInterval, c.EventsInterval))
+		v.Add(&c.EventsInterval, "EventsInterval", "must be between %s and %s, got %s", minEventsInterval, maxEventsInterval, c.EventsInterval)
 	}
 	if c.MaxUploadBytes <= 0 {
-		errs = append(errs, fmt.Errorf("http.max_upload_bytes: must be positive (default %d), got %d", DefaultMaxUploadBytes, c.MaxUploadBytes))
+		v.Add(&c.MaxUploadBytes, "MaxUploadBytes", "must be positive (default %d), got %d", DefaultMaxUploadBytes, c.MaxUploadBytes)
 	}
-	return errors.Join(errs...)
 }
