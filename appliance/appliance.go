@@ -632,6 +632,15 @@ func (a *Appliance) pipelineComponent() *component {
 				DefaultInput: pc.DefaultInput, NewClient: a.kafkaClient})
 			p.SetRouter(ro)
 			p.SetObserver(observers{ro, fd})
+			if be != nil {
+				ro.SetHolder(func(h rollout.Holds) {
+					be.hold(h)
+					if why := be.notHeld(); why != "" && len(h) > 0 {
+						a.logger.Warn("versions pinned or in a rollout may be unloaded by the model server's version policy",
+							"held", fmt.Sprint(h), "why", why)
+					}
+				})
+			}
 			a.mu.Lock()
 			a.pipeline = p
 			a.rollouts = ro

@@ -19,6 +19,7 @@ import (
 	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/onnxrt"
+	"github.com/infergate/infergate/inference/rollout"
 	"github.com/infergate/infergate/web"
 )
 
@@ -149,7 +150,7 @@ func (e *embeddedBackend) models(context.Context) ([]web.Model, error) {
 		}
 		wm := web.Model{Name: m.Name, Labels: m.Labels, Versions: []web.ModelVersion{}}
 		for _, v := range m.Versions {
-			wm.Versions = append(wm.Versions, web.ModelVersion{Version: v.Version, State: v.State.String(), Error: v.Error})
+			wm.Versions = append(wm.Versions, web.ModelVersion{Version: v.Version, State: v.State.String(), Error: v.Error, Held: v.Held})
 		}
 		out = append(out, wm)
 	}
@@ -225,6 +226,12 @@ func (e *embeddedBackend) deleteVersion(name string, version int64, inUse func()
 }
 
 func (e *embeddedBackend) sidecarView() (*web.SidecarStatus, bool) { return nil, false }
+
+// hold has the model server keep the held versions loaded beside what the
+// version policy keeps; its status names why (web.ModelVersion.Held).
+func (e *embeddedBackend) hold(h rollout.Holds) { e.srv.SetHolds(h) }
+
+func (e *embeddedBackend) notHeld() string { return "" }
 
 // uploadDir is the model repository: uploads are renamed into place from
 // there.

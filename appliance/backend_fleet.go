@@ -8,9 +8,11 @@ package appliance
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -18,6 +20,8 @@ import (
 
 	"github.com/infergate/infergate/inference/model"
 	"github.com/infergate/infergate/inference/pipeline"
+	"github.com/infergate/infergate/inference/rollout"
+	"github.com/infergate/infergate/inference/tensor"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/web"
 )
@@ -44,7 +48,7 @@ func (a *Appliance) externalModelServerComponent() *component {
 				return fmt.Errorf("model_server.tfserving_endpoints (--tfserving-endpoints, INFERGATE_MODEL_SERVER_TFSERVING_ENDPOINTS): %w", err)
 			}
 			a.mu.Lock()
-			a.backend = &fleetBackend{fleet: f, endpoints: a.cfg.ModelServer.TFServingEndpoints, defaultModel: a.cfg.Pipeline.DefaultModel}
+			a.backend = newFleetBackend(f, a.cfg.ModelServer.TFServingEndpoints, a.cfg.Pipeline.DefaultModel)
 			a.mu.Unlock()
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
@@ -79,11 +83,46 @@ type fleetBackend struct {
 	fleet        *tfserving.Fleet
 	endpoints    []string // as configured
 	defaultModel string
+	pred         fleetPredictor
+
+	mu    sync.Mutex
+	names map[string]bool // the models known to be served (see models)
+}
+
+func newFleetBackend(f *tfserving.Fleet, endpoints []string, defaultModel string) *fleetBackend {
+	b := &fleetBackend{fleet: f, endpoints: endpoints, defaultModel: defaultModel, names: map[string]bool{defaultModel: true}}
+	b.pred = fleetPredictor{Fleet: f, b: b}
+	return b
 }
 
 var _ modelBackend = (*fleetBackend)(nil)
 
-func (f *fleetBackend) predictor() pipeline.Predictor { return f.fleet }
+func (f *fleetBackend) predictor() pipeline.Predictor { return f.pred }
+
+// know adds model names to those the models list asks the fleet about.
+func (f *fleetBackend) know(names ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, n := range names {
+		f.names[n] = true
+	}
+}
+
+// fleetPredictor is the fleet as the pipeline and the rollout controller
+// call it, noting each model that answers: TF Serving has no call that
+// lists its models, so the models it was asked for are the ones known.
+type fleetPredictor struct {
+	*tfserving.Fleet
+	b *fleetBackend
+}
+
+func (p fleetPredictor) Predict(ctx context.Context, spec model.Spec, inputs map[string]*tensor.Tensor) (*model.Result, error) {
+	res, err := p.Fleet.Predict(ctx, spec, inputs)
+	if err == nil {
+		p.b.know(spec.Name)
+	}
+	return res, err
+}
 
 // health is the fleet's state from its endpoints' last checks: ok when all
 // are healthy, degraded when some are, down when none is.
@@ -109,21 +148,35 @@ func (f *fleetBackend) card() web.Component {
 		Detail: fmt.Sprintf("%d of %d TF Serving endpoints healthy", healthy, len(eps))}
 }
 
-// models lists the default model only: an external fleet does not say what
-// it serves, and the default model is what the pipeline needs.
+// models lists every model known to be served: TF Serving has no call that
+// lists its models, so these are the default model, every model the
+// pipeline or the shadow got an answer from, and every model pinned or in a
+// rollout; the default model first, then by name. A model other than the
+// default that the fleet no longer serves (NOT_FOUND) is left out.
 func (f *fleetBackend) models(ctx context.Context) ([]web.Model, error) {
-	wm := web.Model{Name: f.defaultModel, Versions: []web.ModelVersion{}}
-	vs, err := f.fleet.Status(ctx, f.defaultModel, 0)
-	if err != nil {
-		if status.Code(err) != codes.NotFound {
+	f.mu.Lock()
+	names := slices.Sorted(maps.Keys(f.names))
+	f.mu.Unlock()
+	names = slices.DeleteFunc(names, func(n string) bool { return n == f.defaultModel })
+	names = slices.Insert(names, 0, f.defaultModel)
+	var out []web.Model
+	for _, name := range names {
+		wm := web.Model{Name: name, Versions: []web.ModelVersion{}}
+		vs, err := f.fleet.Status(ctx, name, 0)
+		switch {
+		case status.Code(err) == codes.NotFound:
+			if name != f.defaultModel {
+				continue
+			}
+		case err != nil:
 			wm.Versions = append(wm.Versions, web.ModelVersion{State: web.ModelUnavailable, Error: err.Error()})
 		}
-		return []web.Model{wm}, nil
+		for _, v := range vs {
+			wm.Versions = append(wm.Versions, web.ModelVersion{Version: v.Version, State: v.State, Error: v.ErrorMessage})
+		}
+		out = append(out, wm)
 	}
-	for _, v := range vs {
-		wm.Versions = append(wm.Versions, web.ModelVersion{Version: v.Version, State: v.State, Error: v.ErrorMessage})
-	}
-	return []web.Model{wm}, nil
+	return out, nil
 }
 
 func (f *fleetBackend) upload(context.Context, string, int64, string) (int64, error) {
@@ -154,6 +207,14 @@ func (f *fleetBackend) sidecarView() (*web.SidecarStatus, bool) {
 }
 
 func (f *fleetBackend) uploadDir() string { return "" }
+
+// hold does not hold: the fleet's own model config decides what its
+// endpoints keep loaded. The held models are listed in models.
+func (f *fleetBackend) hold(h rollout.Holds) { f.know(slices.Collect(maps.Keys(h))...) }
+
+func (f *fleetBackend) notHeld() string {
+	return "not kept loaded by infergate with an external fleet: the fleet's own model config must keep it on every endpoint"
+}
 
 func (f *fleetBackend) grpcAddrs() []string {
 	return slices.Clone(f.endpoints)

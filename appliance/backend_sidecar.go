@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/infergate/infergate/inference/rollout"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/web"
@@ -227,6 +228,16 @@ func (s *sidecarBackend) sidecarView() (*web.SidecarStatus, bool) {
 }
 
 func (s *sidecarBackend) uploadDir() string { return "" }
+
+// hold does not hold: tensorflow_model_server keeps what its version policy
+// says, so a latest:N policy may unload a held version when newer ones are
+// put into the repository. notHeld says so, and what avoids it.
+func (s *sidecarBackend) hold(rollout.Holds) {}
+
+func (s *sidecarBackend) notHeld() string {
+	return "not kept loaded by infergate in sidecar mode: tensorflow_model_server's version policy decides; " +
+		"model_server.model_version_policies NAME=specific:V1,V2 (or all) keeps it"
+}
 
 func (s *sidecarBackend) grpcAddrs() []string {
 	return []string{dialableAddr(s.a.cfg.ModelServer.GRPCListen)}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/inference/pipeline"
+	"github.com/infergate/infergate/inference/rollout"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/web"
 )
@@ -73,6 +74,11 @@ type modelBackend interface {
 	// grpcAddrs are the model server's gRPC addresses a local client dials
 	// (the data dir's endpoints file).
 	grpcAddrs() []string
+	// hold keeps the versions pins and rollouts route to loaded beyond the
+	// version policy (embedded); the other modes cannot, and say why in
+	// notHeld ("" when hold holds), which the models list and the log show.
+	hold(h rollout.Holds)
+	notHeld() string
 }
 
 // repositoryBackend is what the backends of the modes that serve the data

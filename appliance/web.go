@@ -411,8 +411,17 @@ func (b *webBackend) Models(ctx context.Context) ([]web.Model, error) {
 	ro := b.a.rollouts
 	b.a.mu.Unlock()
 	if ro != nil {
+		// The embedded server marks the versions it holds itself; in the
+		// modes that cannot hold, a version a pin or rollout needs is marked
+		// here, with why it is not kept.
+		holds, note := ro.Holds(), mb.notHeld()
 		for i := range models {
 			models[i].Serving = ro.Serving(models[i].Name)
+			for j, v := range models[i].Versions {
+				if why := holds[models[i].Name][v.Version]; why != "" && note != "" {
+					models[i].Versions[j].Held = why + " (" + note + ")"
+				}
+			}
 		}
 	}
 	return models, err

@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,7 +29,11 @@ func TestWebExternalModelServer(t *testing.T) {
 	if err := demo.Install(models); err != nil {
 		t.Fatal(err)
 	}
-	addr := runModelServer(t, demo.ModelConfig(models))
+	// A second model, "other", served by the same replica: the model list
+	// shows it once a request for it was answered.
+	other := demo.ModelConfig(models)
+	other.Name = "other"
+	addr := runModelServer(t, demo.ModelConfig(models), other)
 
 	c := testConfig(t)
 	c.ModelServer.Mode = ModelServerExternal
@@ -61,6 +66,12 @@ func TestWebExternalModelServer(t *testing.T) {
 	api.json("POST", "/api/v1/test-request", requestValue("ext-1", features(16, 0.2)), 200, &res)
 	if res.Result["request_id"] != "ext-1" {
 		t.Fatalf("test request: %+v", res)
+	}
+	otherReq, _ := json.Marshal(map[string]any{"request_id": "ext-2", "model": "other", "features": features(16, 0.2)})
+	api.json("POST", "/api/v1/test-request", otherReq, 200, &res)
+	api.json("GET", "/api/v1/models", nil, 200, &models2)
+	if len(models2.Models) != 2 || models2.Models[0].Name != "demo" || modelState(models2.Models, "other", 1) != web.ModelAvailable {
+		t.Fatalf("the fleet's models after a request for model other: %+v", models2.Models)
 	}
 	for _, call := range []struct{ method, path string }{
 		{"POST", "/api/v1/models/demo/versions"}, {"POST", "/api/v1/models/reload"},

@@ -189,6 +189,10 @@ type ModelVersion struct {
 	Version int64  `json:"version"`
 	State   string `json:"state"`
 	Error   string `json:"error,omitempty"`
+	// Held says why a pin or a rollout needs the version loaded ("pinned",
+	// "stable of rollout demo-…"), and whether the model server keeps it
+	// loaded beyond its version policy; "" when nothing needs it.
+	Held string `json:"held,omitempty"`
 }
 
 // SidecarStatus is GET /api/v1/sidecar in sidecar or external mode.

@@ -100,10 +100,13 @@ type manager struct {
 
 	pollMu sync.Mutex // one scan, reload or upload at a time
 
-	mu      sync.Mutex // guards models, order, changed
+	mu      sync.Mutex // guards models, order, changed, holds
 	models  map[string]*managedModel
 	order   []string
 	changed chan struct{}
+	// holds are versions kept loaded beyond the version policy, by model,
+	// each with why (SetHolds).
+	holds map[string]map[int64]string
 
 	tab   atomic.Pointer[table]
 	ready atomic.Bool
@@ -261,10 +264,19 @@ func (m *manager) pollModel(mm *managedModel, initial bool) {
 	var want []int64
 	for {
 		m.mu.Lock()
-		want = aspired(cfg.Policy, present, func(v int64) bool {
+		failedNow := func(v int64) bool {
 			vs := mm.versions[v]
 			return vs != nil && vs.state == StateEnd && vs.err != nil && vs.fp == present[v]
-		})
+		}
+		want = aspired(cfg.Policy, present, failedNow)
+		// Held versions are wanted too, whatever the policy says (a pin or a
+		// rollout routes requests to them), as long as their directory is
+		// there and they did not fail with exactly these files.
+		for _, v := range slices.Sorted(maps.Keys(m.holds[cfg.Name])) {
+			if _, there := present[v]; there && !failedNow(v) && !slices.Contains(want, v) {
+				want = append(want, v)
+			}
+		}
 		var loads []load
 		for _, v := range want {
 			fp := present[v]
@@ -691,6 +703,9 @@ type VersionStatus struct {
 	// (codes.OK otherwise).
 	Code  codes.Code
 	Error string
+	// Held says why the version is kept loaded whatever the version policy
+	// says ("pinned", …; see Server.SetHolds); "" when it is not held.
+	Held string
 }
 
 // ModelStatus describes a configured model, for dashboards.
@@ -715,7 +730,7 @@ func (m *manager) statuses() []ModelStatus {
 		mm := m.models[name]
 		ms := ModelStatus{
 			Name: name, BasePath: mm.cfg.BasePath, Policy: mm.cfg.Policy.String(), Removed: mm.removed,
-			Labels: maps.Clone(mm.labels), Versions: versionStatusesLocked(mm),
+			Labels: maps.Clone(mm.labels), Versions: m.versionStatusesLocked(mm),
 		}
 		var latest *servable
 		for _, vs := range mm.versions {
@@ -731,11 +746,11 @@ func (m *manager) statuses() []ModelStatus {
 	return out
 }
 
-func versionStatusesLocked(mm *managedModel) []VersionStatus {
+func (m *manager) versionStatusesLocked(mm *managedModel) []VersionStatus {
 	vs := make([]VersionStatus, 0, len(mm.versions))
 	for _, v := range slices.Backward(slices.Sorted(maps.Keys(mm.versions))) {
 		st := mm.versions[v]
-		s := VersionStatus{Version: v, State: st.state}
+		s := VersionStatus{Version: v, State: st.state, Held: m.holds[mm.cfg.Name][v]}
 		if st.err != nil {
 			s.Code = status.Code(st.err)
 			if ps, ok := status.FromError(st.err); ok {
@@ -767,7 +782,7 @@ func (m *manager) versionStatus(name string, hasVersion bool, version int64, lab
 	if mm == nil || len(mm.versions) == 0 {
 		return nil, status.Errorf(codes.NotFound, "Could not find any versions of model %s", name)
 	}
-	all := versionStatusesLocked(mm)
+	all := m.versionStatusesLocked(mm)
 	if !hasVersion {
 		return all, nil
 	}
@@ -795,5 +810,33 @@ func (m *manager) trust(name string, version int64) {
 	defer m.mu.Unlock()
 	if mm := m.models[name]; mm != nil {
 		mm.trusted[version] = true
+	}
+}
+
+// setHolds replaces the held versions and applies the version policy again
+// to the models whose holds changed: a version newly held is loaded if its
+// directory is there, one no longer held is unloaded if the policy does not
+// keep it.
+func (m *manager) setHolds(holds map[string]map[int64]string) {
+	m.pollMu.Lock()
+	defer m.pollMu.Unlock()
+	m.mu.Lock()
+	old := m.holds
+	m.holds = make(map[string]map[int64]string, len(holds))
+	for name, vs := range holds {
+		if len(vs) > 0 {
+			m.holds[name] = maps.Clone(vs)
+		}
+	}
+	var changed []*managedModel
+	for _, name := range m.order {
+		if mm := m.models[name]; !mm.removed && !maps.Equal(old[name], m.holds[name]) {
+			changed = append(changed, mm)
+		}
+	}
+	m.publishLocked() // statuses show the new reasons at once
+	m.mu.Unlock()
+	for _, mm := range changed {
+		m.pollModel(mm, false)
 	}
 }

@@ -471,6 +471,17 @@ func (s *Server) Reload(cfg *servingpb.ModelServerConfig) error {
 // Models describes every configured model (and ones removed by a reload).
 func (s *Server) Models() []ModelStatus { return s.m.statuses() }
 
+// SetHolds keeps versions loaded in addition to those the version policy
+// keeps: holds maps a model to its held versions, each with why it is held
+// ("pinned", "stable of rollout …"), which its status shows (Held). A
+// latest:N policy would otherwise unload a pinned version, or a rollout's
+// stable one, as soon as N newer versions arrive, and the requests routed
+// to it would fail NOT_FOUND. A held version not loaded is loaded when its
+// directory is there; one no longer held is unloaded unless the policy
+// keeps it. Each call replaces the holds of every model; it returns once
+// the models whose holds changed are scanned again.
+func (s *Server) SetHolds(holds map[string]map[int64]string) { s.m.setHolds(holds) }
+
 // SetLabel points a version label at an AVAILABLE version; version 0
 // removes the label. It lasts until the next config reload.
 func (s *Server) SetLabel(name, label string, version int64) error {

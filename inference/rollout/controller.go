@@ -114,6 +114,59 @@ type Controller struct {
 	// pipeline with a backlog; until then the shadow keeps to BusyShare.
 	busyUntil atomic.Int64
 	yielded   atomic.Int64 // of dropped: skipped to keep to BusyShare
+
+	holder    func(Holds)   // SetHolder; called by Run
+	holds     Holds         // the last computed, guarded by mu
+	holdsSeen chan struct{} // signalled when holds change
+}
+
+// Holds are the versions a model server must keep loaded whatever its
+// version policy says, by model, each with why: the pinned version, and a
+// running rollout's stable and candidate versions (requests are routed to
+// them by number, so unloading one fails them).
+type Holds map[string]map[int64]string
+
+// SetHolder has Run call fn with the holds when it starts and whenever they
+// change (not under the controller's lock: fn may load a model). Call it
+// before Run.
+func (c *Controller) SetHolder(fn func(Holds)) { c.holder = fn }
+
+// Holds returns the versions held now.
+func (c *Controller) Holds() Holds {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(Holds, len(c.holds))
+	for m, vs := range c.holds {
+		out[m] = maps.Clone(vs)
+	}
+	return out
+}
+
+// holdsLocked computes the holds from the pins and the running rollouts.
+func (c *Controller) holdsLocked() Holds {
+	h := Holds{}
+	add := func(model string, v int64, why string) {
+		if v <= 0 {
+			return
+		}
+		if h[model] == nil {
+			h[model] = map[int64]string{}
+		}
+		if prev := h[model][v]; prev != "" {
+			why = prev + "; " + why
+		}
+		h[model][v] = why
+	}
+	for m, v := range c.pins {
+		add(m, v, "pinned")
+	}
+	for m, r := range c.rollouts {
+		if r.State == StateRunning {
+			add(m, r.Stable, "stable of rollout "+r.ID)
+			add(m, r.Candidate, "candidate of rollout "+r.ID)
+		}
+	}
+	return h
 }
 
 var (
@@ -155,7 +208,7 @@ func New(cfg Config, logger *slog.Logger, st *store.Store, pred Predictor, versi
 	c := &Controller{cfg: cfg, log: logger, st: st, pred: pred, versions: versions, audit: audit, m: m,
 		pins: map[string]int64{}, rollouts: map[string]*Rollout{}, lives: map[string]*live{},
 		replays: map[string]*Rollout{}, busy: map[string]bool{},
-		jobs: make(chan *job, cfg.QueueSize)}
+		jobs: make(chan *job, cfg.QueueSize), holdsSeen: make(chan struct{}, 1)}
 	raw, err := st.GetSetting(settingKey)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -209,6 +262,23 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	if c.holder != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Once at the start: the pins and rollouts kept in the store
+			// hold versions the model server loaded before this ran.
+			c.holder(c.Holds())
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-c.holdsSeen:
+					c.holder(c.Holds())
+				}
+			}
+		}()
+	}
 	t := time.NewTicker(c.cfg.CheckInterval)
 	defer t.Stop()
 	for {
@@ -260,6 +330,13 @@ func (c *Controller) publishLocked() {
 			sample: r.Sample, output: r.Output, tolerance: r.Tolerance, live: c.lives[r.ID]}
 	}
 	c.table.Store(t)
+	if h := c.holdsLocked(); !maps.EqualFunc(h, c.holds, maps.Equal) {
+		c.holds = h
+		select {
+		case c.holdsSeen <- struct{}{}:
+		default: // one pending signal reads the newest holds
+		}
+	}
 }
 
 func (c *Controller) persistLocked() error {

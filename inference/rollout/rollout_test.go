@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -477,4 +478,71 @@ func TestShadowBudget(t *testing.T) {
 	if !b.take(t0.Add(1100*time.Millisecond), busy) {
 		t.Fatal("the debt of one long job lasted more than a second")
 	}
+}
+
+// The pinned version and a running rollout's two versions are held: the
+// model server keeps them loaded when latest:2 alone would unload them as
+// newer versions arrive, its status says why, and they go when the hold
+// ends.
+func TestHoldsKeepVersionsLoaded(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.controller(t, DefaultConfig())
+	c.SetHolder(func(h Holds) { e.srv.SetHolds(h) })
+	run(t, c)
+	ctx := context.Background()
+	upload := func(v int64) {
+		t.Helper()
+		if got, err := e.srv.UploadVersion("m", v, testmodels.Feature(0, true)); err != nil || got != v {
+			t.Fatalf("upload %d: %d %v", v, got, err)
+		}
+	}
+	held := func(want map[int64]string) {
+		t.Helper()
+		testutil.Eventually(t, time.Minute, func() error {
+			avail, _ := e.versions(ctx, "m")
+			got := map[int64]string{}
+			for _, m := range e.srv.Models() {
+				for _, v := range m.Versions {
+					if m.Name == "m" && v.Held != "" {
+						got[v.Version] = v.Held
+					}
+				}
+			}
+			for v, why := range want {
+				if got[v] != why || !slices.Contains(avail, v) {
+					return fmt.Errorf("available %v, held %v; want %v held and available", avail, got, want)
+				}
+			}
+			if len(got) != len(want) {
+				return fmt.Errorf("held %v, want %v", got, want)
+			}
+			return nil
+		})
+	}
+
+	if err := c.Pin(ctx, "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	upload(3)
+	held(map[int64]string{1: "pinned"})
+	r, err := c.Start(ctx, Spec{Model: "m", Candidate: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upload(4)
+	upload(5)
+	held(map[int64]string{1: "pinned; stable of rollout " + r.ID, 2: "candidate of rollout " + r.ID})
+	if avail, _ := e.versions(ctx, "m"); !slices.Equal(avail, []int64{5, 4, 2, 1}) {
+		t.Fatalf("available %v, want the policy's 5 and 4 and the held 2 and 1", avail)
+	}
+	if _, err := c.Abort("m", "test"); err != nil {
+		t.Fatal(err)
+	}
+	held(map[int64]string{1: "pinned"})
+	testutil.Eventually(t, time.Minute, func() error {
+		if avail, _ := e.versions(ctx, "m"); !slices.Equal(avail, []int64{5, 4, 1}) {
+			return fmt.Errorf("available %v, want [5 4 1]: version 2 no longer held", avail)
+		}
+		return nil
+	})
 }

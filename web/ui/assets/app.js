@@ -680,7 +680,8 @@ async function loadModels() {
           h('td', {}, 'v' + v.version),
           h('td', {}, h('span', { class: 'badge ' + v.state, title: v.error || '' }, v.state), v.error ? h('div', { class: 'error-text small' }, v.error) : null),
           h('td', {}, ...(byVersion[v.version] || []).map((l) => h('span', { class: 'badge' }, l)),
-            m.serving_version === v.version ? h('span', { class: 'badge ok', title: 'requests that name no version go here' }, 'serving') : null)));
+            m.serving_version === v.version ? h('span', { class: 'badge ok', title: 'requests that name no version go here' }, 'serving') : null,
+            v.held ? h('span', { class: 'badge held', title: 'kept loaded whatever the version policy says: ' + v.held }, 'held: ' + v.held) : null)));
       });
       if (!versions.length) rows.push(h('tr', {}, h('td', {}, m.name), h('td', { colspan: 3, class: 'muted' }, 'no versions')));
     }
