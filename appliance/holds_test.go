@@ -31,8 +31,8 @@ func TestPinnedVersionOutlivesLatestPolicy(t *testing.T) {
 	for range 2 {
 		api.json("POST", "/api/v1/models/demo/versions", testmodels.Feature(0, true), 201, nil)
 	}
-	var models modelsResp
 	testutil.Eventually(t, time.Minute, func() error {
+		var models modelsResp // fresh: omitted fields must not keep earlier values
 		api.json("GET", "/api/v1/models", nil, 200, &models)
 		if modelState(models.Models, "demo", 1) != web.ModelAvailable || heldOf(models.Models, "demo", 1) != "pinned" ||
 			modelState(models.Models, "demo", 4) != web.ModelAvailable || modelState(models.Models, "demo", 2) == web.ModelAvailable {
@@ -42,6 +42,7 @@ func TestPinnedVersionOutlivesLatestPolicy(t *testing.T) {
 	})
 	api.json("PUT", "/api/v1/models/demo/serving", map[string]any{"version": 0}, 200, nil)
 	testutil.Eventually(t, time.Minute, func() error {
+		var models modelsResp
 		api.json("GET", "/api/v1/models", nil, 200, &models)
 		if modelState(models.Models, "demo", 1) == web.ModelAvailable || heldOf(models.Models, "demo", 1) != "" {
 			return fmt.Errorf("models %+v: version 1 no longer pinned, latest:2 unloads it", models.Models)
