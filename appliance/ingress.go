@@ -45,20 +45,7 @@ func (c *Config) validateIngress(v *validator) {
 	if in.NATSListen != "" {
 		v.listenAddr("ingress.nats_listen", in.NATSListen)
 	}
-	if in.Group == "" {
-		v.errf("ingress.group", "must be set")
-	} else if in.Group == c.Pipeline.Group {
-		v.errf("ingress.group", "%q is also pipeline.group: the ingress reads the results with a group of its own", in.Group)
-	}
-	if in.MaxAckPending < 1 {
-		v.errf("ingress.max_ack_pending", "%d: must be >= 1", in.MaxAckPending)
-	}
-	if in.AckWait.Seconds() < 1 {
-		v.errf("ingress.ack_wait", "%s: must be at least 1s", in.AckWait)
-	}
-	if in.AnswerQoS != 0 && in.AnswerQoS != 1 {
-		v.errf("ingress.answer_qos", "%d: must be 0 or 1", in.AnswerQoS)
-	}
+	c.validateIngressFlow(v)
 	if in.MaxStore < 0 {
 		v.errf("ingress.max_store", "%d: must be >= 0 (0: nats-server's default)", in.MaxStore)
 	}
@@ -106,6 +93,13 @@ func (c *Config) validateExternalIngress(v *validator) {
 			v.errf(f.key, "configures the embedded server; with ingress.mode %s, device credentials and TLS are the external server's configuration", ingress.ModeExternal)
 		}
 	}
+	c.validateIngressFlow(v)
+}
+
+// validateIngressFlow checks what both modes share: the results group and
+// how acknowledgements and answers flow.
+func (c *Config) validateIngressFlow(v *validator) {
+	in := c.Ingress
 	if in.Group == "" {
 		v.errf("ingress.group", "must be set")
 	} else if in.Group == c.Pipeline.Group {

@@ -211,3 +211,28 @@ func TestIngressExternalNATS(t *testing.T) {
 		t.Fatalf("ingress status %+v", st)
 	}
 }
+
+// TestIngressFlowChecksInBothModes: the results group, ack and answer settings
+// are checked the same in embedded and external mode, each error naming its key.
+func TestIngressFlowChecksInBothModes(t *testing.T) {
+	for _, mode := range []string{ingress.ModeEmbedded, ingress.ModeExternal} {
+		c := Default()
+		c.Ingress.Enabled, c.Ingress.Mode = true, mode
+		if mode == ingress.ModeExternal {
+			c.Ingress.NATSURL = []string{"nats://127.0.0.1:4222"}
+		}
+		c.Ingress.Group = c.Pipeline.Group
+		c.Ingress.MaxAckPending = 0
+		c.Ingress.AckWait = time.Millisecond
+		c.Ingress.AnswerQoS = 2
+		err := c.Validate()
+		if err == nil {
+			t.Fatalf("%s: accepted", mode)
+		}
+		for _, want := range []string{"ingress.group (--ingress-group", "is also pipeline.group", "ingress.max_ack_pending (", "ingress.ack_wait (", "ingress.answer_qos ("} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %v\nwant %q", mode, err, want)
+			}
+		}
+	}
+}
