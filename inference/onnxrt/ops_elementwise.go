@@ -337,6 +337,8 @@ const (
 	uElu
 	uFloor
 	uCeil
+	// uThresholdedRelu is x where x > alpha, else 0 (ONNX ThresholdedRelu).
+	uThresholdedRelu
 	// uGelu is torch's exported GELU, x·(erf(x/alpha)+1)·0.5 (fuseGelu).
 	uGelu
 )
@@ -364,7 +366,7 @@ func compileUnary(op unaryOp) opCompiler {
 		switch op {
 		case uLeakyRelu:
 			k.alpha, err = x.floatAttr("alpha", 0.01)
-		case uElu:
+		case uElu, uThresholdedRelu:
 			k.alpha, err = x.floatAttr("alpha", 1)
 		case uHardSigmoid:
 			if k.alpha, err = x.floatAttr("alpha", 0.2); err == nil {
@@ -487,6 +489,13 @@ func applyUnary(op unaryOp, alpha, beta float32, out, in []float32) {
 	case uCeil:
 		for i, v := range in {
 			out[i] = float32(math.Ceil(float64(v)))
+		}
+	case uThresholdedRelu:
+		for i, v := range in {
+			if v <= alpha {
+				v = 0
+			}
+			out[i] = v
 		}
 	case uGelu:
 		gelu(out, in, alpha)

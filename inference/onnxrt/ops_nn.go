@@ -62,6 +62,7 @@ var ops = map[string]opCompiler{
 	"Squeeze":            compileSqueeze(false),
 	"Sub":                compileBinary(opSub),
 	"Tanh":               compileUnary(uTanh),
+	"ThresholdedRelu":    compileUnary(uThresholdedRelu),
 	"Transpose":          compileTranspose,
 	"Unsqueeze":          compileSqueeze(true),
 	"Upsample":           compileResize(true),
