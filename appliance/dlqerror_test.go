@@ -10,16 +10,24 @@ import (
 
 // A dead-lettered test request answers with the status its class deserves:
 // the request's own fault is 400, the model server's 503, anything else 500.
+// Every class in pipeline.Classes must be decided here, so a new class
+// fails this test until dlqError (appliance/web.go) says whose fault it is.
 func TestDLQErrorKinds(t *testing.T) {
-	for class, want := range map[string]error{
-		"decode":             web.ErrInvalid,
-		"validation":         web.ErrInvalid,
-		"model":              web.ErrInvalid,
-		"unavailable":        web.ErrUnavailable,
-		"timeout":            web.ErrUnavailable,
-		"resource_exhausted": web.ErrUnavailable,
-		"internal":           nil,
-	} {
+	kinds := map[string]error{
+		pipeline.ClassDecode:      web.ErrInvalid,
+		pipeline.ClassValidation:  web.ErrInvalid,
+		pipeline.ClassModel:       web.ErrInvalid,
+		pipeline.ClassUnavailable: web.ErrUnavailable,
+		pipeline.ClassTimeout:     web.ErrUnavailable,
+		pipeline.ClassExhausted:   web.ErrUnavailable,
+		pipeline.ClassInternal:    nil,
+	}
+	for _, c := range pipeline.Classes {
+		if _, ok := kinds[c]; !ok {
+			t.Errorf("class %s (pipeline.Classes) has no HTTP error kind here: decide it in dlqError", c)
+		}
+	}
+	for class, want := range kinds {
 		err := dlqError(&pipeline.DeadLettered{Class: class, Message: "boom"})
 		if want == nil {
 			if errors.Is(err, web.ErrInvalid) || errors.Is(err, web.ErrUnavailable) {

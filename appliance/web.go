@@ -501,9 +501,9 @@ func (b *webBackend) noAnswer(err error) error {
 // reports: the request's fault (400) or the appliance's (503, 500).
 func dlqError(d *pipeline.DeadLettered) error {
 	switch d.Class {
-	case "decode", "validation", "model":
+	case pipeline.ClassDecode, pipeline.ClassValidation, pipeline.ClassModel:
 		return kindError{d.Error(), web.ErrInvalid}
-	case "unavailable", "timeout", "resource_exhausted":
+	case pipeline.ClassUnavailable, pipeline.ClassTimeout, pipeline.ClassExhausted:
 		// The model server could not answer this request in time or had no
 		// room for it: the request itself may be fine, so 503, not 500.
 		return kindError{d.Error(), web.ErrUnavailable}

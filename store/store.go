@@ -45,7 +45,7 @@ type Record struct {
 	Value   []byte
 	Headers []Header
 
-	Class   string // decode, validation, model, unavailable, internal
+	Class   string // an error class: one of inference/pipeline.Classes
 	Message string
 	Model   string // "" if unknown
 

@@ -30,15 +30,16 @@ import (
 	"github.com/infergate/infergate/web"
 )
 
-const dlqSynopsis = `dlq list [--class C] [--model M] [--since AGE] [--limit N] [--json] [--data-dir DIR | --url URL] [--timeout D]
+// dlqSynopsis is the dlq commands' usage; the classes come from pipeline.Classes.
+var dlqSynopsis = `dlq list [--class C] [--model M] [--since AGE] [--limit N] [--json] [--data-dir DIR | --url URL] [--timeout D]
        infergate dlq show ID [--data-dir DIR | --url URL]
        infergate dlq replay (ID... | --all [--class C] [--model M] [--since AGE]) [--data-dir DIR | --url URL]
        infergate dlq delete ID... [--data-dir DIR | --url URL]
        infergate dlq purge [--class C] [--model M] [--since AGE] --yes [--data-dir DIR | --url URL]
 
-AGE is a duration back from now: 90m, 12h, 1d, 2w, 1d12h. Classes: decode, validation, model, internal,
-timeout, resource_exhausted. ATTEMPTS counts the model calls the request took part in: 0 for decode and
-validation errors, which are found before any call.
+AGE is a duration back from now: 90m, 12h, 1d, 2w, 1d12h. Classes: ` + strings.Join(pipeline.Classes[:], ", ") + `.
+ATTEMPTS counts the model calls the request took part in: 0 for decode and validation errors, which are
+found before any call.
 
 With --url, or when the appliance owning the data dir is running, the commands go through its admin API
 (the token is read from INFERGATE_ADMIN_TOKEN, --token, or <data dir>/admin-token). Otherwise they read
