@@ -508,6 +508,8 @@ func dlqError(d *pipeline.DeadLettered) error {
 		// room for it: the request itself may be fine, so 503, not 500.
 		return kindError{d.Error(), web.ErrUnavailable}
 	}
+	// internal is the appliance's own failure, result_too_large its
+	// settings' (the results topic's max.message.bytes): 500.
 	return errors.New(d.Error())
 }
 

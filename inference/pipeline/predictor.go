@@ -49,10 +49,14 @@ const (
 	// succeeded; when every call fails they are treated as unavailability.
 	ClassTimeout   = "timeout"
 	ClassExhausted = "resource_exhausted"
+	// ClassResultTooLarge is a prediction the results topic cannot take:
+	// its result record is larger than the topic's max.message.bytes. The
+	// model answered; a replay succeeds once the topic takes larger records.
+	ClassResultTooLarge = "result_too_large"
 )
 
 // Classes lists the classes a DLQ record can have.
-var Classes = [6]string{ClassDecode, ClassValidation, ClassModel, ClassInternal, ClassTimeout, ClassExhausted}
+var Classes = [7]string{ClassDecode, ClassValidation, ClassModel, ClassInternal, ClassTimeout, ClassExhausted, ClassResultTooLarge}
 
 // classError is an error with its class attached, made where the class is
 // known (decoding, validation) rather than guessed from a status code; the

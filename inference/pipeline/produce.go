@@ -158,7 +158,8 @@ const (
 // fitOutput makes r's output fit its topic, at r's degradation level (the
 // higher of its own and the one remembered for its source record, so an
 // exactly-once redelivery after an abort starts where the aborted attempt
-// stopped). A result over the limit becomes a DLQ record (class model). It
+// stopped). A result over the limit becomes a DLQ record (class
+// result_too_large). It
 // reports false when the output is to be kept in the store only.
 func (p *Pipeline) fitOutput(r *request) bool {
 	level := max(r.level, p.degraded.get(r.rec))
@@ -173,7 +174,7 @@ func (p *Pipeline) fitOutput(r *request) bool {
 			}
 			p.dlqOutput(r, ClassInternal, fmt.Errorf("producing to %s: %w", p.cfg.ResultsTopic, err), time.Now())
 		case size > limit:
-			p.dlqOutput(r, ClassModel, fmt.Errorf("the result of %d bytes is larger than %s's max.message.bytes (%d)",
+			p.dlqOutput(r, ClassResultTooLarge, fmt.Errorf("the result of %d bytes is larger than %s's max.message.bytes (%d)",
 				size, p.cfg.ResultsTopic, limit), time.Now())
 		default:
 			return true

@@ -308,7 +308,7 @@ func TestOversizedOutputsDoNotStopThePipeline(t *testing.T) {
 						t.Errorf("big: class %q truncated %q size %q, value %d bytes", class, trunc, size, len(r.Value))
 					}
 				case string(r.Key) == "wide":
-					if class != pipeline.ClassModel || !strings.Contains(msg, "max.message.bytes") || trunc != "" {
+					if class != pipeline.ClassResultTooLarge || !strings.Contains(msg, "max.message.bytes") || trunc != "" {
 						t.Errorf("wide: class %q truncated %q message %q", class, trunc, msg)
 					}
 				default: // the one with big headers: key and original headers dropped
