@@ -124,8 +124,7 @@ func Open(cfg Config, logger *slog.Logger) (*Store, error) {
 	}
 	db, err := badger.Open(badgerOptions(cfg, logger))
 	if err != nil {
-		// Badger flattens the flock error into text, so errors.Is(err, EWOULDBLOCK) cannot work.
-		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+		if heldByAnotherProcess(err) {
 			return nil, fmt.Errorf("store: data dir %s is in use by another infergate? %w (%v)", cfg.Dir, ErrLocked, err)
 		}
 		return nil, fmt.Errorf("store: open badger in %s: %w", cfg.Dir, err)
@@ -864,4 +863,14 @@ func (s *Store) gcValueLog() error {
 			return err
 		}
 	}
+}
+
+// heldByAnotherProcess says whether badger.Open failed on its directory lock.
+// Badger flattens the lock error into text (errors.Is(err, EWOULDBLOCK)
+// cannot work), and the text differs by platform: "Cannot acquire
+// directory lock on …" after flock on Unix, "Cannot create lock file …"
+// after CreateFile on Windows. Both end in the sentence matched here, the
+// one Badger's own tests check.
+func heldByAnotherProcess(err error) bool {
+	return strings.Contains(err.Error(), "Another process is using this Badger database")
 }
