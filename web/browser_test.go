@@ -204,6 +204,10 @@ func TestBrowserPolish(t *testing.T) {
 	webtest.Login(t, ctx, env.base, testToken)
 
 	webtest.WaitJS(t, ctx, "the lag bar of partition 0", `document.querySelector('#lag-bars .bar-fill') !== null`)
+	// The footer shows the version /api/v1/status reports (cfg.Version here;
+	// the release build's stamp in packaging's TestEmulated), the same one
+	// the CLI, /metrics and the model server print.
+	webtest.WaitJS(t, ctx, "the footer to name version test", `document.querySelector('#footer').textContent.startsWith('infergate test · ')`)
 	width := webtest.Eval[float64](t, ctx, `parseFloat(document.querySelector('#lag-bars .bar-fill').style.width)`)
 	if width <= 0 || width > 1 {
 		t.Errorf("a lag of 1 draws a bar %.2f%% wide; want a sliver (scale floor 1000)", width)
