@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -84,6 +85,7 @@ func freeAddr(t *testing.T) string {
 type readmeApp struct {
 	dir, broker, http string
 	env               []string
+	logs              *syncBuffer // what `infergate run` printed
 }
 
 // startReadmeApp builds infergate and runs `infergate run args...` in a
@@ -112,7 +114,8 @@ func startReadmeApp(t *testing.T, dataDir string, extra []string, args ...string
 	run := exec.CommandContext(ctx, bin, append([]string{"run"}, args...)...)
 	run.Env, run.Dir = a.env, dir
 	run.Cancel = func() error { return run.Process.Signal(os.Interrupt) }
-	logs := testutil.Writer(t)
+	a.logs = &syncBuffer{}
+	logs := io.MultiWriter(testutil.Writer(t), a.logs)
 	run.Stdout, run.Stderr = logs, logs
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
