@@ -59,7 +59,7 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 		if err != nil {
 			panic(err) // validated below, before the first use
 		}
-		return append(o, extra...)
+		return append(append(o, kgo.DialTimeout(cfg.Timeout)), extra...)
 	}
 	if _, err := cc.Opts(); err != nil {
 		return nil, fmt.Errorf("bench: --brokers: %w", err)
@@ -102,11 +102,11 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 		defer bl.stop()
 	}
 
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	octx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	offsets, err := startOffsets(octx, adm, results, dlq)
 	cancel()
 	if err != nil {
-		return nil, err
+		return nil, sys.unreachable(cfg.Timeout, fmt.Sprintf("list the end offsets of %s and %s", results, dlq), err)
 	}
 
 	prodCl, err := kgo.NewClient(opts(
@@ -120,11 +120,11 @@ func runOn(ctx context.Context, cfg Config, sys *system, logger *slog.Logger) (*
 	}
 	defer prodCl.Close()
 	// Metadata before the first slot, so the first requests do not pay for it.
-	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	mctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	_, err = adm.ListEndOffsets(mctx, requests)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("bench: topic %s: %w", requests, err)
+		return nil, sys.unreachable(cfg.Timeout, "list the end offsets of "+requests, err)
 	}
 	if err := prodCl.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("bench: producer: %w", err)
@@ -341,3 +341,14 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 func sleepUntil(ctx context.Context, at time.Time) error { return sleepCtx(ctx, time.Until(at)) }
+
+// unreachable names the broker a wait before the run was for and, when it
+// timed out, the --timeout it waited: a broker that is not there must not
+// read as a bare "context deadline exceeded".
+func (sys *system) unreachable(timeout time.Duration, what string, err error) error {
+	at := strings.Join(sys.brokers, ",")
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("bench: gave up after %s (--timeout) waiting for the broker at %s to %s", timeout, at, what)
+	}
+	return fmt.Errorf("bench: broker at %s: could not %s: %w", at, what, err)
+}

@@ -69,7 +69,7 @@ type collector struct {
 func startOffsets(ctx context.Context, adm *kadm.Client, topics ...string) (map[string]map[int32]kgo.Offset, error) {
 	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
-		return nil, fmt.Errorf("bench: listing end offsets of %v: %w", topics, err)
+		return nil, err
 	}
 	out := make(map[string]map[int32]kgo.Offset)
 	var errs []error

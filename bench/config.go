@@ -32,6 +32,9 @@ type Config struct {
 	Warmup time.Duration
 	// Drain is how long to wait after sending for the last outputs.
 	Drain time.Duration
+	// Timeout bounds each wait for the broker before the run (connecting,
+	// listing offsets), as --timeout does for the other client commands.
+	Timeout time.Duration
 	// Window bounds requests outstanding (sent, output not seen) when
 	// Rate is 0.
 	Window int
@@ -101,6 +104,7 @@ func DefaultConfig() Config {
 		Duration:      10 * time.Second,
 		Warmup:        2 * time.Second,
 		Drain:         30 * time.Second,
+		Timeout:       10 * time.Second,
 		Window:        20000,
 		Mode:          ModePipeline,
 		ModelPath:     ModelPathInProcess,
@@ -128,6 +132,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Warmup < 0 {
 		bad("warmup", "must be >= 0, got %s", c.Warmup)
+	}
+	if c.Timeout <= 0 {
+		bad("timeout", "must be > 0, got %s", c.Timeout)
 	}
 	if c.Drain <= 0 {
 		bad("drain", "must be > 0, got %s", c.Drain)

@@ -54,6 +54,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rate := fs.String("rate", "1000", "requests per second on a fixed schedule, or max (as fast as --window allows)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time, after the warmup")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "time sent but left out of the figures")
+	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "how long to wait for the broker to answer before the run (connecting, listing offsets) before giving up with an error")
 	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "longest wait after sending for the last outputs; what has not arrived by then is lost")
 	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "pipeline (infergate's) or baseline (one Predict over gRPC and one synchronous commit per message)")
 	fs.StringVar(&cfg.ModelPath, "model-path", cfg.ModelPath, "self-contained: inprocess, or grpc (the pipeline calls a model server over loopback gRPC, as it would a sidecar)")

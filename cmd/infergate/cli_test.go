@@ -68,8 +68,9 @@ func infergateEnv(t *testing.T, env []string, stdin string, args ...string) (std
 	return out.String(), errb.String(), code
 }
 
-// TestCLIDeadAddress: every client command pointed at a closed port or at
-// one that accepts and never answers exits 1 with a message naming the
+// TestCLIDeadAddress: every client command (produce, consume, each dlq
+// subcommand, model, rollout, bench against a running appliance) pointed at
+// a closed port or at one that accepts and never answers exits 1 with a message naming the
 // address (and, for the silent one, the timeout it waited), instead of
 // hanging.
 func TestCLIDeadAddress(t *testing.T) {
@@ -87,6 +88,12 @@ func TestCLIDeadAddress(t *testing.T) {
 			{"consume", "--brokers", tc.addr, "--idle-timeout", "1s"},
 			{"dlq", "list", "--url", "http://" + tc.addr},
 			{"dlq", "show", "01J00000000000000000000000", "--url", "http://" + tc.addr},
+			{"dlq", "replay", "--all", "--url", "http://" + tc.addr},
+			{"dlq", "delete", "01J00000000000000000000000", "--url", "http://" + tc.addr},
+			{"dlq", "purge", "--yes", "--url", "http://" + tc.addr},
+			{"model", "serve", "demo", "1", "--url", "http://" + tc.addr},
+			{"rollout", "status", "--url", "http://" + tc.addr},
+			{"bench", "--brokers", tc.addr, "--duration", "1s", "--quiet"},
 		} {
 			t.Run(tc.name+"/"+strings.Join(args[:2], " "), func(t *testing.T) {
 				_, stderr, code := infergate(t, request, append(args, "--timeout", "2s")...)
