@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -219,5 +220,70 @@ func TestCLIHelpVersionCompletion(t *testing.T) {
 	}
 	if _, stderr, code := infergate(t, "", "completion", "tcsh"); code != exitUsage || !strings.Contains(stderr, "bash, zsh or fish") {
 		t.Errorf("completion tcsh: exit %d: %s", code, stderr)
+	}
+}
+
+// TestProduceTransactional: checking every line first cannot foresee a
+// record the broker refuses (here one over the topic's max.message.bytes):
+// plain produce then leaves the lines around it sent. With --transactional
+// the same input is all or nothing for a read_committed reader (the
+// pipeline): the transaction is aborted, exit 1, and the rerun of the fixed
+// input is the only copy the pipeline sees.
+func TestProduceTransactional(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	startAppliance(t, dataDir, freePort(t))
+	features := `[-1.42, 0.06, 1.32, -0.38, -1.40, 0.42, 0.64, -0.58, -1.14, 1.06, 0.37, -0.72, -0.05, 1.06, 0.12, -0.50]`
+	line := func(id, extra string) string {
+		return `{"request_id": "` + id + `", "features": ` + features + extra + "}\n"
+	}
+	dir := t.TempDir()
+	withBig := filepath.Join(dir, "with-big.jsonl")
+	fixed := filepath.Join(dir, "fixed.jsonl")
+	big := `, "note": "` + strings.Repeat("x", 2<<20) + `"`
+	if err := os.WriteFile(withBig, []byte(line("t-1", "")+line("t-2", big)+line("t-3", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fixed, []byte(line("t-1", "")+line("t-2", "")+line("t-3", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// committed are the request ids a read_committed reader of the
+	// requests topic sees.
+	committed := func() []string {
+		t.Helper()
+		out, stderr, code := infergate(t, "", "consume", "--data-dir", dataDir, "--topic", "inference_requests", "--from-beginning", "--idle-timeout", "2s", "--format", `%k\n`)
+		if code != 0 {
+			t.Fatalf("consume: exit %d: %s", code, stderr)
+		}
+		var ids []string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if l != "" {
+				ids = append(ids, l)
+			}
+		}
+		return ids
+	}
+
+	_, stderr, code := infergate(t, "", "produce", "--data-dir", dataDir, "--key-field", "request_id", withBig)
+	if code != exitFailure || !strings.Contains(stderr, "produced 2 of 3 records") || !strings.Contains(stderr, "MESSAGE_TOO_LARGE") {
+		t.Fatalf("plain produce with a record too large: exit %d:\n%s", code, stderr)
+	}
+	if got := committed(); len(got) != 2 {
+		t.Fatalf("after the plain produce the topic has %q, want t-1 and t-3", got)
+	}
+
+	_, stderr, code = infergate(t, "", "produce", "--data-dir", dataDir, "--key-field", "request_id", "--transactional", withBig)
+	if code != exitFailure || !strings.Contains(stderr, "transaction aborted: none of them will be read by the pipeline") || !strings.Contains(stderr, "MESSAGE_TOO_LARGE") {
+		t.Fatalf("transactional produce with a record too large: exit %d:\n%s", code, stderr)
+	}
+	if got := committed(); len(got) != 2 {
+		t.Fatalf("after the aborted transaction a read_committed reader sees %q, want still only the plain produce's 2", got)
+	}
+
+	_, stderr, code = infergate(t, "", "produce", "--data-dir", dataDir, "--key-field", "request_id", "--transactional", fixed)
+	if code != 0 || !strings.Contains(stderr, "produced 3 records to inference_requests in one transaction, committed") {
+		t.Fatalf("transactional produce of the fixed input: exit %d:\n%s", code, stderr)
+	}
+	if got := committed(); len(got) != 5 {
+		t.Fatalf("after the committed transaction a read_committed reader sees %q, want 5 (2 + 3)", got)
 	}
 }

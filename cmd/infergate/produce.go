@@ -44,11 +44,12 @@ func (h *headerFlags) Set(s string) error {
 // duplicating them. It reports how many the broker acknowledged, and fails
 // if any was not.
 func cmdProduce(ctx context.Context, args []string, io stdio) error {
-	fs := newFlagSet("produce", "produce [--brokers HOST:PORT,...] [--topic T] [--key-field F] [--header K=V]... [--no-validate] [--timeout D] [FILE]", io.err)
+	fs := newFlagSet("produce", "produce [--brokers HOST:PORT,...] [--topic T] [--key-field F] [--header K=V]... [--no-validate] [--transactional] [--timeout D] [FILE]", io.err)
 	var cf clientFlags
 	cf.register(fs)
 	topic := fs.String("topic", "", "`TOPIC` to produce to (default: the appliance's requests topic, inference_requests)")
 	keyField := fs.String("key-field", "", "use this top-level JSON `FIELD` (string or number) of each line as the record key, e.g. request_id")
+	transactional := fs.Bool("transactional", false, "send every line in one Kafka transaction, committed only if the broker acknowledged all of them: the pipeline (which reads committed records only) gets all of them or none, whatever fails halfway (a record the broker refuses, a broker going away, Ctrl-C)")
 	noValidate := fs.Bool("no-validate", false, "send lines as they are: no check that each is JSON and, for the requests topic, a request the model accepts (--key-field still needs its field)")
 	var headers headerFlags
 	fs.Var(&headers, "header", "add a record header `K=V` to every record (repeatable), e.g. --header model=demo")
@@ -125,14 +126,25 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 		return usageErr(fmt.Errorf("nothing was sent: %d of %d lines are invalid (fix them, or send as is with --no-validate)", badLines, lines))
 	}
 
-	cl, err := t.connect(ctx, *topic, kgo.DefaultProduceTopic(*topic),
+	opts := []kgo.Opt{kgo.DefaultProduceTopic(*topic),
 		// A delivery the broker does not acknowledge in time fails
 		// instead of being retried for kgo's default of forever.
-		kgo.RecordDeliveryTimeout(t.timeout), kgo.ProduceRequestTimeout(t.timeout))
+		kgo.RecordDeliveryTimeout(t.timeout), kgo.ProduceRequestTimeout(t.timeout)}
+	if *transactional {
+		// An id of this run alone: two produce commands must not fence
+		// each other.
+		opts = append(opts, kgo.TransactionalID(fmt.Sprintf("infergate-produce-%d-%d", os.Getpid(), time.Now().UnixNano())))
+	}
+	cl, err := t.connect(ctx, *topic, opts...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	if *transactional {
+		if err := cl.BeginTransaction(); err != nil {
+			return fmt.Errorf("beginning a transaction with the broker at %s: %w", t.addrs(), err)
+		}
+	}
 
 	var (
 		acked    atomic.Int64
@@ -163,6 +175,9 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 	// stopped (interrupted), so the count below is what the broker has.
 	flushErr := cl.Flush(context.WithoutCancel(ctx))
 	n := acked.Load()
+	if *transactional {
+		return endTransaction(ctx, cl, t, io, *topic, n, sent, errors.Join(readErr, failed, flushErr))
+	}
 	fmt.Fprintf(io.err, "produced %d of %d records to %s (acknowledged by the broker at %s)\n", n, sent, *topic, t.addrs())
 	var sendErr error
 	switch {
@@ -178,6 +193,33 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 		sendErr = flushErr
 	}
 	return errors.Join(readErr, sendErr)
+}
+
+// endTransaction commits produce's transaction when every record was
+// acknowledged and nothing failed, else aborts it, and says which.
+func endTransaction(ctx context.Context, cl *kgo.Client, t *target, io stdio, topic string, acked, sent int64, failed error) error {
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.timeout)
+	defer cancel()
+	if failed == nil && acked == sent {
+		err := cl.EndTransaction(ectx, kgo.TryCommit)
+		if err == nil {
+			fmt.Fprintf(io.err, "produced %d records to %s in one transaction, committed (broker at %s)\n", sent, topic, t.addrs())
+			return nil
+		}
+		failed = fmt.Errorf("committing the transaction: %w", err)
+	}
+	if errors.Is(failed, kgo.ErrRecordTimeout) {
+		failed = fmt.Errorf("gave up after %s (--timeout) waiting for the broker at %s to acknowledge them: %w", t.timeout, t.addrs(), failed)
+	}
+	if errors.Is(failed, kerr.UnknownTopicOrPartition) {
+		failed = fmt.Errorf("%w (does topic %s exist?)", failed, topic)
+	}
+	if err := cl.EndTransaction(ectx, kgo.TryAbort); err != nil {
+		// The broker aborts it by itself after the transaction timeout.
+		return fmt.Errorf("%d of %d records acknowledged, then aborting the transaction failed (the broker aborts it after its timeout): %w; the first failure: %w", acked, sent, err, failed)
+	}
+	fmt.Fprintf(io.err, "sent %d of %d records to %s, transaction aborted: none of them will be read by the pipeline (it reads committed records only); fix the cause and rerun the whole input\n", acked, sent, topic)
+	return fmt.Errorf("transaction aborted: %w", failed)
 }
 
 // maxReported is how many invalid lines produce lists before summing up.
