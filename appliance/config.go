@@ -30,6 +30,7 @@ const (
 	ModelServerEmbedded = "embedded"
 	ModelServerSidecar  = "sidecar"
 	ModelServerExternal = "external"
+	ModelServerIsolated = "isolated"
 
 	AtLeastOnce = pipeline.AtLeastOnce
 	ExactlyOnce = pipeline.ExactlyOnce

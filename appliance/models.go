@@ -39,7 +39,8 @@ func repositoryModels(dir string) ([]tfserving.ModelConfig, error) {
 // modelBackend is one model-server mode as the rest of the appliance uses
 // it: the predictor the pipeline calls, and what the dashboard and admin API
 // show and change. Each mode implements it once, in its own file
-// (backend_embedded.go, backend_sidecar.go, backend_fleet.go), and its
+// (backend_embedded.go, backend_sidecar.go, backend_fleet.go,
+// backend_isolated.go), and its
 // component publishes it in Appliance.backend when it starts; nothing else
 // in the appliance asks which mode runs.
 type modelBackend interface {
@@ -129,6 +130,8 @@ func (a *Appliance) modelServerComponent() *component {
 		return a.externalModelServerComponent() // backend_fleet.go
 	case ModelServerSidecar:
 		return a.sidecarModelServerComponent() // backend_sidecar.go
+	case ModelServerIsolated:
+		return a.isolatedModelServerComponent() // backend_isolated.go
 	}
 	return a.embeddedModelServerComponent() // backend_embedded.go
 }

@@ -74,7 +74,7 @@ func (c *Config) settings() []setting {
 		{Key: "topics.results_bytes", Flag: "results-topic-bytes", Arg: "BYTES", Help: "disk budget of the results topic, split over its partitions (0: unbounded)", val: size(&c.Topics.ResultsBytes)},
 		{Key: "topics.dlq_bytes", Flag: "dlq-topic-bytes", Arg: "BYTES", Help: "disk budget of the DLQ topic, split over its partitions (0: unbounded)", val: size(&c.Topics.DLQBytes)},
 
-		{Key: "model_server.mode", Flag: "model-server", Arg: "MODE", Help: "embedded (in-process, ONNX), sidecar (supervised tensorflow_model_server) or external (TF Serving at --tfserving-endpoints)", val: str(&c.ModelServer.Mode)},
+		{Key: "model_server.mode", Flag: "model-server", Arg: "MODE", Help: "embedded (in-process, ONNX), isolated (the same in a supervised child process), sidecar (supervised tensorflow_model_server) or external (TF Serving at --tfserving-endpoints)", val: str(&c.ModelServer.Mode)},
 		{Key: "model_server.grpc_listen", Flag: "grpc-listen", Arg: "ADDR", Help: "TF Serving gRPC API of the embedded model server or sidecar", val: str(&c.ModelServer.GRPCListen)},
 		{Key: "model_server.rest_listen", Flag: "rest-listen", Arg: "ADDR", Help: "TF Serving REST API of the embedded model server or sidecar", val: str(&c.ModelServer.RESTListen)},
 		{Key: "model_server.tfserving_bin", Flag: "tfserving-bin", Arg: "PATH", Help: "tensorflow_model_server binary the sidecar runs", val: str(&c.ModelServer.TFServingBin)},

@@ -109,11 +109,14 @@ func (c *Config) Validate() error {
 	}
 
 	// Model server.
-	v.oneOf("model_server.mode", c.ModelServer.Mode, ModelServerEmbedded, ModelServerSidecar, ModelServerExternal)
+	v.oneOf("model_server.mode", c.ModelServer.Mode, ModelServerEmbedded, ModelServerSidecar, ModelServerExternal, ModelServerIsolated)
 	switch c.ModelServer.Mode {
-	case ModelServerEmbedded, ModelServerSidecar:
+	case ModelServerEmbedded, ModelServerSidecar, ModelServerIsolated:
 		v.listenAddr("model_server.grpc_listen", c.ModelServer.GRPCListen)
 		v.listenAddr("model_server.rest_listen", c.ModelServer.RESTListen)
+		if c.ModelServer.Mode == ModelServerIsolated {
+			c.validateIsolated(&v)
+		}
 		if c.ModelServer.Mode == ModelServerSidecar && strings.TrimSpace(c.ModelServer.TFServingBin) == "" {
 			v.errf("model_server.tfserving_bin", "must name the tensorflow_model_server binary when model_server.mode is sidecar")
 		}
@@ -181,6 +184,30 @@ func (c *Config) Validate() error {
 	c.validateIngress(&v)
 	c.checkPortClashes(&v)
 	return errors.Join(v.errs...)
+}
+
+// validateIsolated checks what model_server.mode isolated adds: the child
+// binds one interface for both ports, loopback or all of them
+// (backend_isolated.go's isolatedListen).
+func (c *Config) validateIsolated(v *validator) {
+	ms := c.ModelServer
+	grpcHost, _, gerr := isolatedListen("grpc_listen", "grpc-listen", ms.GRPCListen)
+	if gerr != nil {
+		if _, _, err := net.SplitHostPort(ms.GRPCListen); err == nil {
+			v.errf("model_server.grpc_listen", "%q: in isolated mode the model server listens on loopback (127.0.0.1, ::1, localhost) or every interface (0.0.0.0)", ms.GRPCListen)
+		}
+		return
+	}
+	if ms.RESTListen == "" {
+		return
+	}
+	if restHost, _, err := isolatedListen("rest_listen", "rest-listen", ms.RESTListen); err == nil && restHost != grpcHost {
+		v.errf("model_server.rest_listen", "%q: in isolated mode both ports are on one interface; model_server.grpc_listen is on %s", ms.RESTListen, grpcHost)
+	} else if err != nil {
+		if _, _, err := net.SplitHostPort(ms.RESTListen); err == nil {
+			v.errf("model_server.rest_listen", "%q: in isolated mode the model server listens on loopback (127.0.0.1, ::1, localhost) or every interface (0.0.0.0)", ms.RESTListen)
+		}
+	}
 }
 
 // validateSidecar checks model_server.sidecar.*, which only sidecar mode

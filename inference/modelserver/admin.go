@@ -59,33 +59,9 @@ func (s *Server) upload(name string, version int64, write func(parent, dir strin
 
 	s.m.pollMu.Lock()
 	defer s.m.pollMu.Unlock()
-	if err := os.MkdirAll(cfg.BasePath, 0o755); err != nil {
-		return 0, status.Errorf(codes.Internal, "creating base path: %v", err)
-	}
-	present, err := scan(cfg.BasePath)
+	version, err := placeVersion(cfg.BasePath, name, version, write)
 	if err != nil {
-		return 0, status.Errorf(codes.Internal, "reading base path: %v", err)
-	}
-	if version == 0 {
-		version = 1
-		if len(present) > 0 {
-			highest := slices.Max(slices.Collect(maps.Keys(present)))
-			if highest == math.MaxInt64 {
-				return 0, status.Errorf(codes.InvalidArgument,
-					"model %s already has version %d, the highest an int64 holds: there is no next version; upload with an explicit, unused version", name, highest)
-			}
-			version = highest + 1
-		}
-	}
-	dir := filepath.Join(cfg.BasePath, strconv.FormatInt(version, 10))
-	if _, err := os.Lstat(dir); err == nil {
-		return 0, status.Errorf(codes.AlreadyExists, "version %d of model %s already exists", version, name)
-	}
-	if err := write(cfg.BasePath, dir); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return 0, status.Errorf(codes.AlreadyExists, "version %d of model %s already exists", version, name)
-		}
-		return 0, status.Errorf(codes.Internal, "writing version %d of model %s: %v", version, name, err)
+		return 0, err
 	}
 	s.log.Info("model version uploaded", "model", name, "version", version)
 	s.m.trust(name, version)
@@ -101,6 +77,59 @@ func (s *Server) upload(name string, version int64, write func(parent, dir strin
 // moveVersionDir is writeVersionDir for a file on disk: renamed (or copied,
 // across file systems) into a temporary directory, synced, and the
 // directory renamed into place.
+// PlaceVersionFile is UploadVersionFile for a model repository served by
+// another process (the appliance's isolated mode): it checks that the file
+// loads (folding at most maxFolded bytes of constants) and moves it into
+// base/<version>/, which that process's file-system poll then finds.
+// version 0 means one above the highest version directory.
+func PlaceVersionFile(base, name string, version int64, path string, maxFolded int64) (int64, error) {
+	if version < 0 {
+		return 0, status.Errorf(codes.InvalidArgument, "version %d is negative", version)
+	}
+	onnx, err := os.ReadFile(path)
+	if err != nil {
+		return 0, status.Errorf(codes.Internal, "reading the uploaded file: %v", err)
+	}
+	if _, err := loadONNX(onnx, maxFolded, 1); err != nil {
+		return 0, status.Errorf(codes.InvalidArgument, "not a loadable ONNX model: %v", err)
+	}
+	return placeVersion(base, name, version, func(parent, dir string) error { return moveVersionDir(parent, dir, path) })
+}
+
+// placeVersion writes version (0: one above the highest) of model name
+// into base with write, which must make dir appear whole (a rename).
+func placeVersion(base, name string, version int64, write func(parent, dir string) error) (int64, error) {
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return 0, status.Errorf(codes.Internal, "creating base path: %v", err)
+	}
+	present, err := scan(base)
+	if err != nil {
+		return 0, status.Errorf(codes.Internal, "reading base path: %v", err)
+	}
+	if version == 0 {
+		version = 1
+		if len(present) > 0 {
+			highest := slices.Max(slices.Collect(maps.Keys(present)))
+			if highest == math.MaxInt64 {
+				return 0, status.Errorf(codes.InvalidArgument,
+					"model %s already has version %d, the highest an int64 holds: there is no next version; upload with an explicit, unused version", name, highest)
+			}
+			version = highest + 1
+		}
+	}
+	dir := filepath.Join(base, strconv.FormatInt(version, 10))
+	if _, err := os.Lstat(dir); err == nil {
+		return 0, status.Errorf(codes.AlreadyExists, "version %d of model %s already exists", version, name)
+	}
+	if err := write(base, dir); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return 0, status.Errorf(codes.AlreadyExists, "version %d of model %s already exists", version, name)
+		}
+		return 0, status.Errorf(codes.Internal, "writing version %d of model %s: %v", version, name, err)
+	}
+	return version, nil
+}
+
 func moveVersionDir(parent, dir, path string) error {
 	tmp, err := os.MkdirTemp(parent, ".upload-")
 	if err != nil {

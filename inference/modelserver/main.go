@@ -62,6 +62,12 @@ var ignoredFlags = []struct {
 	{"skip_initialize_tpu", true, "there is no TPU support"},
 }
 
+// ReloadTokenEnv, when set in the environment of `infergate model-server`,
+// is the token HandleReloadConfigRequest asks for (gRPC metadata
+// authorization: Bearer <token>); unset, anyone who reaches the port may
+// reload, as with tensorflow_model_server.
+const ReloadTokenEnv = "INFERGATE_MODEL_SERVER_RELOAD_TOKEN"
+
 // ModelServerMain is `infergate model-server`: it takes tensorflow_model_server's
 // flags (args without the program name, --name=value form), serves until
 // ctx ends (the caller cancels it on SIGTERM/SIGINT) and returns nil after a
@@ -94,6 +100,7 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 	maxRows := fs.Int64("max_request_rows", DefaultLimits.MaxRequestRows, "most rows (dim 0) one gRPC/REST request may have (0 = no limit)")
 	maxInflight := fs.Int64("max_inflight_request_bytes", DefaultLimits.MaxInflightBytes, "estimated memory of the requests served at once (0 = no limit)")
 	threads := fs.Int("model_threads", 0, "goroutines one model call may use for a large operator, such as a convolution (0 = all cores)")
+	listenHost := fs.String("listen_host", "0.0.0.0", "interface both ports bind (0.0.0.0, as tensorflow_model_server; 127.0.0.1 keeps them on this machine)")
 	maxFolded := fs.Int64("max_folded_constant_bytes", DefaultLimits.MaxFoldedConstantBytes, "most bytes of constants one model may fold into while loading")
 	ignored := map[string]string{}
 	for _, f := range ignoredFlags {
@@ -125,7 +132,10 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 	})
 
 	cfg := DefaultConfig()
-	cfg.GRPCListen = net.JoinHostPort("0.0.0.0", strconv.Itoa(*port))
+	if net.ParseIP(*listenHost) == nil {
+		return fmt.Errorf("model-server: --listen_host=%q is not an IP address", *listenHost)
+	}
+	cfg.GRPCListen = net.JoinHostPort(*listenHost, strconv.Itoa(*port))
 	cfg.RESTListen = "" // unless --rest_api_port
 	cfg.ListenAfterReady = true
 	cfg.AllowLabelsForUnavailable = *allowUnavailableLabels
@@ -133,6 +143,11 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 	// (the sidecar supervisor does); protect the port instead
 	// (docs/sidecar.md).
 	cfg.ReloadRPC = ReloadRPCOpen
+	if tok := os.Getenv(ReloadTokenEnv); tok != "" {
+		// The appliance's isolated mode: only its supervisor, which
+		// knows the token, may reload.
+		cfg.ReloadRPC, cfg.AdminToken = ReloadRPCToken, tok
+	}
 	switch {
 	case *port < 0 || *port > 65535:
 		return fmt.Errorf("model-server: --port=%d is not a TCP port", *port)
@@ -153,7 +168,7 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("model-server: --max_*: %w", err)
 	}
 	if *restPort != 0 {
-		cfg.RESTListen = net.JoinHostPort("0.0.0.0", strconv.Itoa(*restPort))
+		cfg.RESTListen = net.JoinHostPort(*listenHost, strconv.Itoa(*restPort))
 	}
 	cfg.RESTTimeout = time.Duration(*restTimeout) * time.Millisecond
 	switch {

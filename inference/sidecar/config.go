@@ -46,6 +46,18 @@ type Config struct {
 	// looked up on PATH). Empty means DefaultBinary on PATH. The appliance
 	// sets it from --tfserving-bin.
 	Binary string
+	// Name is what the logs, states and errors call the server: "tensorflow_model_server"
+	// (DefaultBinary) in DefaultConfig; the appliance's isolated mode runs
+	// infergate's own model server under another name.
+	Name string
+	// Args come before the flags the supervisor passes: a subcommand, as in
+	// `infergate model-server --port=…`. None for tensorflow_model_server.
+	Args []string
+	// ReloadToken, if set, is sent with HandleReloadConfigRequest as gRPC
+	// metadata "authorization: Bearer <token>" (infergate's model server
+	// reads the token it asks for from INFERGATE_MODEL_SERVER_RELOAD_TOKEN,
+	// which Env can carry; TF Serving ignores the metadata).
+	ReloadToken string
 	// ExtraFlags are appended to the flags the supervisor passes (for
 	// example --enable_model_warmup=false, --tensorflow_intra_op_parallelism=2).
 	// The flags the supervisor manages itself are refused here.
@@ -120,6 +132,7 @@ type CrashLoop struct {
 // DefaultConfig returns the defaults; the caller sets DataDir and Models.
 func DefaultConfig() Config {
 	return Config{
+		Name:                  DefaultBinary,
 		ReadyTimeout:          DefaultReadyTimeout,
 		ReadyPoll:             DefaultReadyPoll,
 		HealthInterval:        DefaultHealthInterval,
@@ -163,6 +176,9 @@ func ManagedFlag(arg string) (name, field string, managed bool) {
 func (c Config) Validate() error {
 	if strings.TrimSpace(c.DataDir) == "" {
 		return errors.New("sidecar: DataDir is empty")
+	}
+	if strings.TrimSpace(c.Name) == "" {
+		return errors.New("sidecar: Name is empty (DefaultConfig sets tensorflow_model_server)")
 	}
 	if err := ValidateModels(c.Models); err != nil {
 		return err

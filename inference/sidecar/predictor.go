@@ -36,7 +36,7 @@ func (s *Supervisor) readyClient() (*tfserving.Client, error) {
 	s.mu.Lock()
 	st, reason := s.state, s.reason
 	s.mu.Unlock()
-	return nil, status.Errorf(codes.Unavailable, "tensorflow_model_server sidecar is %s: %s", st, reason)
+	return nil, status.Errorf(codes.Unavailable, "%s sidecar is %s: %s", s.cfg.Name, st, reason)
 }
 
 // Predict forwards to the child. The version that answered is compared
@@ -76,7 +76,7 @@ func (p *Predictor) Metadata(ctx context.Context, spec model.Spec) (*model.Metad
 func (p *Predictor) Status(ctx context.Context, name string, version int64) ([]tfserving.VersionStatus, error) {
 	c := p.s.currentClient()
 	if c == nil {
-		return nil, status.Error(codes.Unavailable, "tensorflow_model_server sidecar has not started")
+		return nil, status.Error(codes.Unavailable, p.s.cfg.Name+" sidecar has not started")
 	}
 	return c.Status(ctx, name, version)
 }
@@ -135,7 +135,7 @@ func (s *Supervisor) observeServed(spec model.Spec, served int64) {
 		msg = key + ": " + msg
 	}
 	if msg != ms.servedWarn {
-		s.log.Warn("tensorflow_model_server serves another version than configured", "model", spec.Name, "warning", msg)
+		s.log.Warn(s.cfg.Name+" serves another version than configured", "model", spec.Name, "warning", msg)
 	}
 	ms.servedWarn, ms.servedWarnKey = msg, key
 }
@@ -191,8 +191,8 @@ func (s *Supervisor) probe(ctx context.Context, client *tfserving.Client, addr s
 				ms.ready = false
 			}
 			s.mu.Unlock()
-			return false, StateStarting, fmt.Sprintf("waiting for tensorflow_model_server to answer on %s (it opens its ports only once every model is loaded): %s",
-				addr, status.Convert(results[i].err).Message())
+			return false, StateStarting, fmt.Sprintf("waiting for %s to answer on %s (it opens its ports only once every model is loaded): %s",
+				s.cfg.Name, addr, status.Convert(results[i].err).Message())
 		}
 	}
 	var waiting, serving []string
@@ -228,7 +228,7 @@ func (s *Supervisor) probe(ctx context.Context, client *tfserving.Client, addr s
 		ms.ready = len(avail) > 0
 		ms.loadWarn = loadWarning(ms)
 		if ms.loadWarn != "" && ms.loadWarn != ms.loggedLoadWarn {
-			s.log.Warn("tensorflow_model_server: a configured version is not serving", "model", m.Name, "warning", ms.loadWarn)
+			s.log.Warn(s.cfg.Name+": a configured version is not serving", "model", m.Name, "warning", ms.loadWarn)
 		}
 		ms.loggedLoadWarn = ms.loadWarn
 		if ms.ready {

@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/infergate/infergate/inference/tfserving"
 	"slices"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/infergate/infergate/inference/tfserving"
 )
 
 // ErrNotRunning is wrapped by Reload's error when the configuration was
 // saved but no process answered to apply it; the next start loads it.
-var ErrNotRunning = errors.New("tensorflow_model_server is not running")
+var ErrNotRunning = errors.New("the model server is not running")
 
 // Reload replaces the served models without restarting the process: it
 // rewrites models.config (so a later restart loads the same thing) and
@@ -46,11 +49,14 @@ func (s *Supervisor) Reload(ctx context.Context, models []tfserving.ModelConfig)
 	client := s.currentClient()
 	if pid == 0 || client == nil {
 		s.setModels(models)
-		s.log.Info("model configuration saved; it applies when tensorflow_model_server starts", "models", modelNames(models))
+		s.log.Info("model configuration saved; it applies when "+s.cfg.Name+" starts", "models", modelNames(models))
 		return fmt.Errorf("sidecar: reload: configuration saved, applies at the next start: %w", ErrNotRunning)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReloadTimeout)
 	defer cancel()
+	if s.cfg.ReloadToken != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.cfg.ReloadToken)
+	}
 	if err := client.Reload(ctx, ModelServerConfig(models)); err != nil {
 		// TF keeps its old configuration when it refuses a new one; so
 		// must the file, or the next restart would fail on it.
@@ -59,7 +65,7 @@ func (s *Supervisor) Reload(ctx context.Context, models []tfserving.ModelConfig)
 		}
 		return fmt.Errorf("sidecar: reload: %w", err)
 	}
-	s.log.Info("tensorflow_model_server accepted the new model configuration", "models", modelNames(models))
+	s.log.Info(s.cfg.Name+" accepted the new model configuration", "models", modelNames(models))
 	waitErr := s.waitLoaded(ctx, models)
 	// TF has the new configuration whether or not it has loaded it yet.
 	s.setModels(models)

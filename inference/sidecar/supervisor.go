@@ -252,12 +252,12 @@ func (s *Supervisor) WaitReady(ctx context.Context) error {
 			return nil
 		case StateStopped, StateFailed:
 			if !s.running.Load() || st == StateFailed {
-				return fmt.Errorf("sidecar: tensorflow_model_server is %s: %s", st, reason)
+				return fmt.Errorf("sidecar: %s is %s: %s", s.cfg.Name, st, reason)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("sidecar: tensorflow_model_server not ready (%s: %s): %w", st, reason, ctx.Err())
+			return fmt.Errorf("sidecar: %s not ready (%s: %s): %w", s.cfg.Name, st, reason, ctx.Err())
 		case <-ch:
 		}
 	}
@@ -488,7 +488,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		s.backoff, s.nextRestartAt = delay, now.Add(delay)
 		s.setStateLocked(state, reason)
 		s.mu.Unlock()
-		s.log.Warn("tensorflow_model_server will be restarted", "in", delay, "state", state, "reason", reason)
+		s.log.Warn(s.cfg.Name+" will be restarted", "in", delay, "state", state, "reason", reason)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -531,8 +531,8 @@ func (s *Supervisor) choosePorts() error {
 		if p > 0 && !portFree(p) {
 			// TF would exit with a bind error buried in its log; say it here
 			// too, since the usual cause is another server left running.
-			msg := fmt.Sprintf("port %d is in use (another tensorflow_model_server or model server still running?)", p)
-			s.log.Warn("tensorflow_model_server cannot listen", "why", msg)
+			msg := fmt.Sprintf("port %d is in use (another %s or model server still running?)", p, s.cfg.Name)
+			s.log.Warn(s.cfg.Name+" cannot listen", "why", msg)
 			s.tail.add("infergate: " + msg)
 		}
 	}
@@ -580,13 +580,13 @@ func (s *Supervisor) runOnce(ctx context.Context, st *starter, stdout, stderr *r
 	if err != nil {
 		return false, err
 	}
-	args := []string{
-		"--port=" + strconv.Itoa(grpcPort),
-		"--rest_api_port=" + strconv.Itoa(restPort),
-		"--model_config_file=" + filepath.Join(s.cfg.DataDir, ModelsFile),
-		"--model_config_file_poll_wait_seconds=" + strconv.Itoa(s.cfg.ConfigPollSeconds),
-		"--file_system_poll_wait_seconds=" + strconv.Itoa(s.cfg.FileSystemPollSeconds),
-	}
+	args := append(slices.Clone(s.cfg.Args),
+		"--port="+strconv.Itoa(grpcPort),
+		"--rest_api_port="+strconv.Itoa(restPort),
+		"--model_config_file="+filepath.Join(s.cfg.DataDir, ModelsFile),
+		"--model_config_file_poll_wait_seconds="+strconv.Itoa(s.cfg.ConfigPollSeconds),
+		"--file_system_poll_wait_seconds="+strconv.Itoa(s.cfg.FileSystemPollSeconds),
+	)
 	args = append(args, s.staticArgs...)
 	args = append(args, s.cfg.ExtraFlags...)
 
@@ -606,7 +606,7 @@ func (s *Supervisor) runOnce(ctx context.Context, st *starter, stdout, stderr *r
 	s.mu.Unlock()
 	start := time.Now()
 	if err := st.start(cmd); err != nil {
-		s.log.Error("starting tensorflow_model_server failed", "binary", s.bin, "err", err)
+		s.log.Error("starting "+s.cfg.Name+" failed", "binary", s.bin, "err", err)
 		s.tail.add("infergate: starting " + s.bin + ": " + err.Error())
 		s.mu.Lock()
 		s.lastExit = &Exit{Code: -1, At: time.Now(), Reason: "could not start: " + err.Error()}
@@ -616,9 +616,9 @@ func (s *Supervisor) runOnce(ctx context.Context, st *starter, stdout, stderr *r
 	pid := cmd.Process.Pid
 	s.mu.Lock()
 	s.pid, s.startedAt = pid, start
-	s.setStateLocked(StateStarting, fmt.Sprintf("waiting for tensorflow_model_server (pid %d) to open %s", pid, addr))
+	s.setStateLocked(StateStarting, fmt.Sprintf("waiting for %s (pid %d) to open %s", s.cfg.Name, pid, addr))
 	s.mu.Unlock()
-	s.log.Info("started tensorflow_model_server", "pid", pid, "binary", s.bin, "grpc", addr, "rest_port", restPort)
+	s.log.Info("started "+s.cfg.Name, "pid", pid, "binary", s.bin, "grpc", addr, "rest_port", restPort)
 
 	exited := make(chan struct{})
 	var waitErr error
@@ -665,14 +665,14 @@ func (s *Supervisor) runOnce(ctx context.Context, st *starter, stdout, stderr *r
 		m.ready = false
 	}
 	if ctx.Err() == nil {
-		s.setStateLocked(StateRestarting, "tensorflow_model_server "+exit.Reason)
+		s.setStateLocked(StateRestarting, s.cfg.Name+" "+exit.Reason)
 	}
 	s.mu.Unlock()
 	s.ready.Store(false)
 	if ctx.Err() != nil && stopped {
-		s.log.Info("stopped tensorflow_model_server", "pid", pid, "how", exit.Reason)
+		s.log.Info("stopped "+s.cfg.Name, "pid", pid, "how", exit.Reason)
 	} else {
-		s.log.Warn("tensorflow_model_server exited", "pid", pid, "reason", exit.Reason, "uptime", exit.Uptime.Round(time.Millisecond),
+		s.log.Warn(s.cfg.Name+" exited", "pid", pid, "reason", exit.Reason, "uptime", exit.Uptime.Round(time.Millisecond),
 			"last_log", s.tail.last(5))
 	}
 	return wasReady, nil
@@ -691,7 +691,7 @@ func (s *Supervisor) terminate(pid int, exited <-chan struct{}) {
 		return
 	case <-t.C:
 	}
-	s.log.Warn("tensorflow_model_server did not stop within the grace period; killing it", "pid", pid, "grace", s.cfg.GracePeriod)
+	s.log.Warn(s.cfg.Name+" did not stop within the grace period; killing it", "pid", pid, "grace", s.cfg.GracePeriod)
 	_ = signalGroup(pid, syscall.SIGKILL)
 	<-exited
 }
@@ -728,19 +728,19 @@ func (s *Supervisor) watch(ctx context.Context, client *tfserving.Client, exited
 		case ok && !ready:
 			ready, wasReady = true, true
 			s.setState(StateReady, "serving "+detail)
-			s.log.Info("tensorflow_model_server is ready", "took", time.Since(notReadySince).Round(time.Millisecond), "models", detail)
+			s.log.Info(s.cfg.Name+" is ready", "took", time.Since(notReadySince).Round(time.Millisecond), "models", detail)
 		case ok:
 		case !ok:
 			if ready {
 				ready = false
 				notReadySince = time.Now()
-				s.log.Warn("tensorflow_model_server is no longer ready", "why", detail)
+				s.log.Warn(s.cfg.Name+" is no longer ready", "why", detail)
 			}
 			waited := time.Since(notReadySince)
 			s.setState(state, fmt.Sprintf("%s (not ready for %v of ready_timeout %v)", detail, waited.Round(time.Second), s.cfg.ReadyTimeout))
 			if waited > s.cfg.ReadyTimeout {
 				reason = fmt.Sprintf("not ready within %v (%s): stopped", s.cfg.ReadyTimeout, detail)
-				s.log.Error("tensorflow_model_server did not become ready; restarting it", "ready_timeout", s.cfg.ReadyTimeout, "why", detail)
+				s.log.Error(s.cfg.Name+" did not become ready; restarting it", "ready_timeout", s.cfg.ReadyTimeout, "why", detail)
 				return reason, wasReady
 			}
 		}
