@@ -26,7 +26,8 @@ const (
 // trip between every batch of answers. A crash publishes the answers of up
 // to the last second again. The next poll does not wait for JetStream to
 // store the previous poll's answers (it did: under load the answers of a
-// poll queued behind the stores of the one before).
+// poll queued behind the stores of the one before). Of a poll's stored
+// answers only the last asks JetStream for an ack (see answerPoll).
 func (in *Ingress) runReturner(ctx context.Context) error {
 	// A new group starts a little before this start, not at the end: a
 	// result produced while the group was joining would be skipped.
@@ -55,11 +56,10 @@ func (in *Ingress) runReturner(ctx context.Context) error {
 		}
 		cl.Close()
 	}()
-	// The answers of a poll wait for JetStream's acks here, in poll order,
+	// The answers of a poll wait for JetStream's ack here, in poll order,
 	// while the next poll is already read and answered: a poll's records
-	// are marked only after every one of its stored answers is
-	// acknowledged. At most two polls wait (up to 8192 answers, the
-	// publisher's async limit), which bounds what is in flight.
+	// are marked only after its stored answers are in the stream. At most
+	// two polls wait (up to 8192 answers), which bounds what is in flight.
 	pending := make(chan answeredPoll)
 	markerDone := make(chan struct{})
 	go func() {
@@ -88,12 +88,7 @@ func (in *Ingress) runReturner(ctx context.Context) error {
 		if len(recs) == 0 {
 			continue
 		}
-		var stored []jetstream.PubAckFuture
-		for _, r := range recs {
-			if f := in.answer(r); f != nil {
-				stored = append(stored, f)
-			}
-		}
+		stored := in.answerPoll(recs)
 		select {
 		case pending <- answeredPoll{recs: recs, stored: stored}:
 		case <-markerDone:
@@ -102,76 +97,118 @@ func (in *Ingress) runReturner(ctx context.Context) error {
 	}
 }
 
-// answeredPoll is a poll's records and the JetStream acks of their stored
-// answers, on their way to being marked for commit.
+// answeredPoll is a poll's records and the JetStream ack of its last
+// stored answer (nil if none), on their way to being marked for commit.
 type answeredPoll struct {
 	recs   []*kgo.Record
-	stored []jetstream.PubAckFuture
+	stored jetstream.PubAckFuture
 }
 
-// awaitStored waits for JetStream to acknowledge (or refuse) every stored
-// answer, 30s at most in all; false when ctx ended first.
-func (in *Ingress) awaitStored(ctx context.Context, stored []jetstream.PubAckFuture) bool {
-	if len(stored) == 0 {
+// answerPoll publishes the answers of a poll's records. Every stored
+// answer but the last is published without a reply subject, so JetStream
+// sends no ack for it; the last one asks for an ack, returned. The stream
+// stores the messages of one connection in the order they were published,
+// so that ack means every stored answer of the poll has been through the
+// stream: a per-answer ack was a message more per answer each way through
+// nats-server and this connection (see docs/ingress.md, Answers).
+func (in *Ingress) answerPoll(recs []*kgo.Record) jetstream.PubAckFuture {
+	last := len(recs) - 1
+	for last >= 0 && !in.answerOf(recs[last]).stored {
+		last--
+	}
+	var f jetstream.PubAckFuture
+	for i, r := range recs {
+		if g := in.answer(r, in.answerOf(r), i == last); g != nil {
+			f = g
+		}
+	}
+	return f
+}
+
+// awaitStored waits for JetStream to acknowledge (or refuse) the last
+// stored answer of a poll, 30s at most; false when ctx ended first.
+func (in *Ingress) awaitStored(ctx context.Context, f jetstream.PubAckFuture) bool {
+	if f == nil {
 		return true
 	}
 	timeout := time.NewTimer(30 * time.Second)
 	defer timeout.Stop()
-	for _, f := range stored {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			in.metrics.errors.WithLabelValues("reply").Inc()
-			in.logger.Warn("ingress: JetStream refused a stored answer", "subject", f.Msg().Subject, "err", err)
-		case <-timeout.C:
-			in.metrics.errors.WithLabelValues("reply").Inc()
-			in.logger.Warn("ingress: JetStream did not acknowledge answers within 30s")
-			return true
-		case <-ctx.Done():
-			return false
-		}
+	select {
+	case <-f.Ok():
+	case err := <-f.Err():
+		in.metrics.errors.WithLabelValues("reply").Inc()
+		in.logger.Warn("ingress: JetStream refused a stored answer", "subject", f.Msg().Subject, "err", err)
+	case <-timeout.C:
+		in.metrics.errors.WithLabelValues("reply").Inc()
+		in.logger.Warn("ingress: JetStream did not acknowledge answers within 30s")
+	case <-ctx.Done():
+		return false
 	}
 	return true
 }
 
-// answer publishes the answer to r if r answers a device request; it
-// returns the JetStream ack of its stored copy (nil when none is stored).
-func (in *Ingress) answer(r *kgo.Record) jetstream.PubAckFuture {
-	var reply, class, msg string
+// answerTarget is where the answer to a record goes: its reply subject
+// ("" when the record answers no device request), whether a copy is
+// stored for MQTT QoS 1 subscriptions, and the DLQ headers.
+type answerTarget struct {
+	reply, class, msg string
+	stored            bool
+}
+
+func (in *Ingress) answerOf(r *kgo.Record) answerTarget {
+	var t answerTarget
 	for _, h := range r.Headers {
 		switch h.Key {
 		case HeaderReply:
-			reply = string(h.Value)
+			t.reply = string(h.Value)
 		case headerErrorClass:
-			class = string(h.Value)
+			t.class = string(h.Value)
 		case headerErrorMessage:
-			msg = string(h.Value)
+			t.msg = string(h.Value)
 		}
 	}
-	if reply == "" {
+	t.stored = t.reply != "" && in.cfg.AnswerQoS > 0 && strings.HasPrefix(t.reply, ResultsPrefix)
+	return t
+}
+
+// qos1Header marks a message as an MQTT QoS 1 publish; shared, never
+// modified.
+var qos1Header = nats.Header{mqttHeader: []string{"1"}}
+
+// answer publishes the answer to r, going to t, if r answers a device
+// request. Its
+// stored copy asks JetStream for an ack only when ack is set; the ack's
+// future is returned (nil otherwise).
+func (in *Ingress) answer(r *kgo.Record, t answerTarget, ack bool) jetstream.PubAckFuture {
+	if t.reply == "" {
 		return nil
 	}
 	data, kind := r.Value, "result"
 	if r.Topic == in.cfg.DLQTopic {
-		data, kind = errorReply(r.Value, class, msg), "error"
+		data, kind = errorReply(r.Value, t.class, t.msg), "error"
 	}
-	m := &nats.Msg{Subject: reply, Data: data}
-	durable := in.cfg.AnswerQoS > 0 && strings.HasPrefix(reply, ResultsPrefix)
-	if durable {
+	m := &nats.Msg{Subject: t.reply, Data: data}
+	if t.stored {
 		// As an MQTT QoS 1 publish: QoS 0 subscribers get the core
 		// message, QoS 1 subscribers (persistent sessions too) the copy
 		// stored in the MQTT stream, and nobody gets both.
-		m.Header = nats.Header{mqttHeader: []string{"1"}}
+		m.Header = qos1Header
 	}
 	if err := in.nc.PublishMsg(m); err != nil {
 		in.metrics.errors.WithLabelValues("reply").Inc()
 		return nil
 	}
 	in.metrics.replies.WithLabelValues(kind).Inc()
-	if !durable {
+	if !t.stored {
 		return nil
 	}
-	stored := &nats.Msg{Subject: InboxPrefix + reply, Data: data, Header: m.Header}
+	stored := &nats.Msg{Subject: InboxPrefix + t.reply, Data: data, Header: qos1Header}
+	if !ack {
+		if err := in.nc.PublishMsg(stored); err != nil {
+			in.metrics.errors.WithLabelValues("reply").Inc()
+		}
+		return nil
+	}
 	f, err := in.js.PublishMsgAsync(stored)
 	if err != nil {
 		in.metrics.errors.WithLabelValues("reply").Inc()
