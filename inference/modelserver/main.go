@@ -16,6 +16,7 @@ import (
 
 	"github.com/infergate/infergate/buildinfo"
 	"github.com/infergate/infergate/inference/tfserving"
+	"github.com/infergate/infergate/internal/bytesize"
 	"github.com/infergate/infergate/internal/clihelp"
 	"github.com/infergate/infergate/proto/servingpb"
 )
@@ -98,10 +99,12 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 	// Not TF flags: infergate's bounds on what one request may allocate.
 	maxElements := fs.Int64("max_request_elements", DefaultLimits.MaxRequestElements, "most tensor elements one gRPC/REST request may decode to (0 = no limit)")
 	maxRows := fs.Int64("max_request_rows", DefaultLimits.MaxRequestRows, "most rows (dim 0) one gRPC/REST request may have (0 = no limit)")
-	maxInflight := fs.Int64("max_inflight_request_bytes", DefaultLimits.MaxInflightBytes, "estimated memory of the requests served at once (0 = no limit)")
+	maxInflight := DefaultLimits.MaxInflightBytes
+	fs.Var(sizeFlag{&maxInflight}, "max_inflight_request_bytes", "estimated memory of the requests served at once, in bytes or with a unit such as 512MiB (0 = no limit)")
 	threads := fs.Int("model_threads", 0, "goroutines one model call may use for a large operator, such as a convolution (0 = all cores)")
 	listenHost := fs.String("listen_host", "0.0.0.0", "interface both ports bind (0.0.0.0, as tensorflow_model_server; 127.0.0.1 keeps them on this machine)")
-	maxFolded := fs.Int64("max_folded_constant_bytes", DefaultLimits.MaxFoldedConstantBytes, "most bytes of constants one model may fold into while loading")
+	maxFolded := DefaultLimits.MaxFoldedConstantBytes
+	fs.Var(sizeFlag{&maxFolded}, "max_folded_constant_bytes", "most bytes of constants one model may fold into while loading, in bytes or with a unit such as 256MiB")
 	ignored := map[string]string{}
 	for _, f := range ignoredFlags {
 		ignored[f.name] = f.why
@@ -163,7 +166,7 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 		return errors.New("model-server: --batching_parameters_file requires --enable_batching")
 	}
 	cfg.Threads = *threads
-	cfg.Limits = Limits{MaxRequestElements: *maxElements, MaxRequestRows: *maxRows, MaxInflightBytes: *maxInflight, MaxFoldedConstantBytes: *maxFolded}
+	cfg.Limits = Limits{MaxRequestElements: *maxElements, MaxRequestRows: *maxRows, MaxInflightBytes: maxInflight, MaxFoldedConstantBytes: maxFolded}
 	if err := cfg.Limits.validate(); err != nil {
 		return fmt.Errorf("model-server: --max_*: %w", err)
 	}
@@ -241,5 +244,28 @@ func ModelServerMain(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return fmt.Errorf("model-server: %w", err)
 	}
+	return nil
+}
+
+// sizeFlag is a byte-size flag of infergate's own that takes units ("512MiB",
+// "1.5GiB") as every other size of infergate does, or a plain number of bytes.
+type sizeFlag struct{ n *int64 }
+
+func (f sizeFlag) String() string {
+	if f.n == nil {
+		return "0"
+	}
+	return bytesize.Format(*f.n)
+}
+
+func (f sizeFlag) Set(s string) error {
+	n, err := bytesize.Parse(s)
+	if err != nil {
+		return err
+	}
+	if n < 0 {
+		return fmt.Errorf("%s is negative", s)
+	}
+	*f.n = n
 	return nil
 }

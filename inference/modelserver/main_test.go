@@ -202,7 +202,9 @@ num_batch_threads { value: 2 } allowed_batch_sizes: 8 allowed_batch_sizes: 64`)
 func TestModelServerMainSingleModel(t *testing.T) {
 	base := t.TempDir()
 	writeVersion(t, base, 3, addModel(t, 3))
-	h := runMain(t, "--port=0", "--model_name=adder", "--model_base_path="+base)
+	// infergate's own size flags take units, as every size of infergate does.
+	h := runMain(t, "--port=0", "--model_name=adder", "--model_base_path="+base,
+		"--max_inflight_request_bytes=64MiB", "--max_folded_constant_bytes=1.5GiB")
 	if h.restAddr != "" {
 		t.Fatal("REST must be off by default (--rest_api_port=0)")
 	}
@@ -233,6 +235,8 @@ func TestModelServerMainErrors(t *testing.T) {
 		{[]string{"--port=0", "--model_base_path=" + base, "--enable_batching", "--batching_parameters_file=" + writeFile(t, filepath.Join(base, "b.config"), "max_batch_size { value: 8 } allowed_batch_sizes: 4")}, "AllowedBatchSizes"},
 		{[]string{"--port=0", "--model_base_path=" + broken}, "version 1 failed to load"},
 		{[]string{"--port=0", "--model_base_path=" + base, "extra"}, `unexpected argument "extra"`},
+		{[]string{"--port=0", "--model_base_path=" + base, "--max_inflight_request_bytes=lots"}, `invalid value "lots" for flag -max_inflight_request_bytes`},
+		{[]string{"--port=0", "--model_base_path=" + base, "--max_folded_constant_bytes=-1KiB"}, `-1KiB is negative`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stderr syncBuffer
