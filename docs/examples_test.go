@@ -236,12 +236,12 @@ func TestDocsShellBlocksRun(t *testing.T) {
 			if len(blocks[name]) == 0 {
 				t.Fatalf("%s has no block left to run here; remove it from runHere", name)
 			}
-			runDocBlocks(t, blocks[name])
+			runDocBlocks(t, name, blocks[name])
 		})
 	}
 }
 
-func runDocBlocks(t *testing.T, blocks []block) {
+func runDocBlocks(t *testing.T, name string, blocks []block) {
 	app := startReadmeApp(t, "infergate-data", nil, "--demo")
 	base := "http://" + app.http
 	token := func() string {
@@ -349,6 +349,57 @@ func runDocBlocks(t *testing.T, blocks []block) {
 			}
 		}
 	}
+
+	// The request bodies the doc shows for an API call ("The same over the
+	// API"), sent where the doc's commands left the appliance.
+	for path, body := range apiBodies(t, name) {
+		if path == "/api/v1/rollouts" {
+			// The commands above started the same rollout; a model has
+			// one at a time.
+			if err := api("POST", "/api/v1/rollouts/demo/abort", []byte(`{"reason": "the API example next"}`), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var out map[string]any
+		if err := api("POST", path, []byte(body), &out); err != nil {
+			t.Errorf("%s: the body the doc shows for POST %s is refused: %v\n%s", name, path, err, body)
+			continue
+		}
+		t.Logf("%s: POST %s with the doc's body: %v", name, path, out)
+	}
+}
+
+// apiBodies are a doc's ```json blocks followed by a line naming the call
+// they are the body of, "(`POST /api/v1/…`)": path → body.
+func apiBodies(t *testing.T, name string) map[string]string {
+	t.Helper()
+	file := name
+	if name == "README.md" {
+		file = filepath.Join("..", name)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	call := regexp.MustCompile("^\\(`POST (/api/v1/[a-z/]+)`\\)")
+	out := map[string]string{}
+	for _, bl := range fenced(t, file) {
+		if bl.lang != "json" {
+			continue
+		}
+		after := bl.line + strings.Count(bl.text, "\n") + 1 // the closing fence, 1-based
+		for i := after; i < len(lines); i++ {
+			if strings.TrimSpace(lines[i]) == "" {
+				continue
+			}
+			if m := call.FindStringSubmatch(lines[i]); m != nil {
+				out[m[1]] = bl.text
+			}
+			break
+		}
+	}
+	return out
 }
 
 // waitVersions waits until the demo model has n versions available.
