@@ -16,7 +16,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/modelserver"
 	"github.com/infergate/infergate/inference/onnxrt"
 	"github.com/infergate/infergate/inference/rollout"
@@ -28,10 +27,7 @@ func (a *Appliance) embeddedModelServerComponent() *component {
 	return &component{
 		name: "model server",
 		start: func(context.Context) error {
-			if err := demo.Install(a.paths.Models); err != nil {
-				return fmt.Errorf("writing the demo model into %s: %w", a.paths.Models, err)
-			}
-			models, err := a.servedRepository("add " + filepath.Join(a.paths.Models, a.cfg.Pipeline.DefaultModel, "1", "model.onnx"))
+			models, err := a.onnxRepository()
 			if err != nil {
 				return err
 			}

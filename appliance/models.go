@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/infergate/infergate/inference/demo"
 	"github.com/infergate/infergate/inference/pipeline"
 	"github.com/infergate/infergate/inference/rollout"
 	"github.com/infergate/infergate/inference/tfserving"
@@ -233,4 +234,14 @@ func (a *Appliance) servedRepository(how string) ([]tfserving.ModelConfig, error
 			"%s or choose one of those", def, a.paths.Models, strings.Join(names, ", "), how)
 	}
 	return models, nil
+}
+
+// onnxRepository is servedRepository for the modes that serve ONNX files
+// (embedded, isolated): the demo model is written into the repository
+// first, so a new data dir serves it.
+func (a *Appliance) onnxRepository() ([]tfserving.ModelConfig, error) {
+	if err := demo.Install(a.paths.Models); err != nil {
+		return nil, fmt.Errorf("writing the demo model into %s: %w", a.paths.Models, err)
+	}
+	return a.servedRepository("add " + filepath.Join(a.paths.Models, a.cfg.Pipeline.DefaultModel, "1", "model.onnx"))
 }
