@@ -162,9 +162,15 @@ func (d *mqttDevice) readLoop(r *bufio.Reader) {
 			if (typ>>1)&3 > 0 && len(rest) >= 2 {
 				id := rest[:2]
 				rest = rest[2:]
+				// The PUBACK goes out with the next flush once
+				// nothing more is buffered to read: answers arrive
+				// in bursts, and a write per PUBACK was most of the
+				// devices' CPU (the server takes them in one read).
 				d.wmu.Lock()
 				_ = d.writeLocked(0x40, id)
-				_ = d.w.Flush()
+				if r.Buffered() == 0 {
+					_ = d.w.Flush()
+				}
 				d.wmu.Unlock()
 			}
 			d.onMessage(topic, rest)
