@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/infergate/infergate/broker"
@@ -88,7 +89,7 @@ type BrokerConfig struct {
 	Brokers    []string `yaml:"brokers"`    // seed brokers of an external cluster
 	Listen     string   `yaml:"listen"`     // embedded: address to bind
 	Advertise  string   `yaml:"advertise"`  // embedded: address clients are told to use
-	Durability string   `yaml:"durability"` // embedded: fsync or os
+	Durability string   `yaml:"durability"` // embedded: fsync, os or memory (default on Windows)
 	// Compression of what infergate produces: every common client must be
 	// able to read it (python3-kafka reads only gzip without extra
 	// packages), hence broker.DefaultCompression rather than kgo's snappy.
@@ -246,7 +247,7 @@ func Default() Config {
 		Broker: BrokerConfig{
 			Mode:        BrokerEmbedded,
 			Listen:      "127.0.0.1:9092",
-			Durability:  string(broker.DefaultDurability),
+			Durability:  string(broker.DefaultDurabilityFor(runtime.GOOS)),
 			Compression: broker.DefaultCompression,
 			LogLevel:    broker.DefaultBrokerLogLevel,
 

@@ -48,7 +48,7 @@ func (c *Config) settings() []setting {
 		{Key: "broker.brokers", Env: "INFERGATE_BROKERS", Flag: "brokers", Arg: "HOST:PORT,...", Help: "seed brokers of the external Kafka cluster", val: list(&c.Broker.Brokers)},
 		{Key: "broker.listen", Flag: "broker-listen", Arg: "ADDR", Help: "embedded broker: address to listen on (port 0 picks a free port)", val: str(&c.Broker.Listen)},
 		{Key: "broker.advertise", Flag: "broker-advertise", Arg: "HOST:PORT", Help: "embedded broker: address clients are told to connect to (required when listening on all interfaces)", val: str(&c.Broker.Advertise)},
-		{Key: "broker.durability", Flag: "broker-durability", Arg: "MODE", Help: "embedded broker: fsync (every acknowledged record survives power loss) or os (survives a process crash; see docs/operations.md)", val: str(&c.Broker.Durability)},
+		{Key: "broker.durability", Flag: "broker-durability", Arg: "MODE", Help: "embedded broker: fsync (every acknowledged record survives power loss), os (survives a process crash; see docs/operations.md) or memory (nothing written; topics lost at exit; the default and the only choice on Windows)", val: str(&c.Broker.Durability)},
 		{Key: "broker.log_level", Flag: "broker-log-level", Arg: "LEVEL", Help: "embedded broker: kfake's own logs routed to the log: error, warn, info, debug or none", val: str(&c.Broker.LogLevel)},
 		{Key: "broker.retention_check_interval", Flag: "broker-retention-check-interval", Arg: "DURATION", Help: "embedded broker: how often retention deletes expired data (at least 1s)", val: duration(&c.Broker.RetentionCheckInterval)},
 		{Key: "broker.compression", Flag: "broker-compression", Arg: "CODEC", Help: "compression of produced records: none, gzip, lz4, zstd or snappy", val: str(&c.Broker.Compression)},

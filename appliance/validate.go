@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/infergate/infergate/broker"
 	"github.com/infergate/infergate/inference/sidecar"
 	"github.com/infergate/infergate/inference/tfserving"
 	"github.com/infergate/infergate/internal/field"
@@ -43,7 +45,10 @@ func (c *Config) Validate() error {
 		} else if host, _, err := net.SplitHostPort(c.Broker.Listen); err == nil && unspecified(host) {
 			v.errf("broker.advertise", "must be set when broker.listen %q listens on all interfaces: give the host:port other machines use to reach this one", c.Broker.Listen)
 		}
-		v.oneOf("broker.durability", c.Broker.Durability, "fsync", "os")
+		v.oneOf("broker.durability", c.Broker.Durability, string(broker.DurabilityFsync), string(broker.DurabilityOS), string(broker.DurabilityMemory))
+		if err := broker.Durability(c.Broker.Durability).SupportedOn(runtime.GOOS); err != nil {
+			v.errf("broker.durability", "%v", err)
+		}
 		if len(c.Broker.Brokers) > 0 {
 			v.errf("broker.brokers", "is only used with an external broker (--broker external); the embedded broker listens on broker.listen")
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,7 +32,37 @@ const (
 	// crash or SIGKILL of the process, but the last seconds of writes can be
 	// lost on power loss, as with Kafka's default flush settings.
 	DurabilityOS Durability = "os"
+	// DurabilityMemory keeps the topics in memory and writes nothing to the
+	// data dir: every record still in a topic (requests not yet processed,
+	// results not yet read) is lost when the process exits, and topic
+	// budgets (retention.bytes) are RAM. It is the default on Windows, where
+	// the other two cannot work (SupportedOn).
+	DurabilityMemory Durability = "memory"
 )
+
+// DefaultDurabilityFor is the durability an unset broker.durability means
+// on goos: DefaultDurability, except on Windows, DurabilityMemory.
+func DefaultDurabilityFor(goos string) Durability {
+	if goos == "windows" {
+		return DurabilityMemory
+	}
+	return DefaultDurability
+}
+
+// SupportedOn says whether the embedded broker can run with d on goos.
+// On Windows it cannot persist: kfake (v0.0.0-20260918054303-01f206a7e32c)
+// writes its state files to a temporary file and renames it while the file
+// is still open (persist.go writeJSONFile, savePIDsLog), which Windows
+// refuses because Go opens files without FILE_SHARE_DELETE; the first start
+// fails with "rename …\meta.json.tmp …\meta.json: Sharing violation" (seen
+// with the windows/amd64 build under Wine 8.0, 2026-12-06).
+func (d Durability) SupportedOn(goos string) error {
+	if goos == "windows" && d != DurabilityMemory {
+		return fmt.Errorf("%q cannot work on Windows: the embedded broker (kfake) renames its state files while they are open, "+
+			"which Windows refuses; use %q (topics in memory, lost at exit) or an external Kafka cluster (broker.mode: external)", d, DurabilityMemory)
+	}
+	return nil
+}
 
 // Defaults of EmbeddedConfig, applied by Validate to zero-valued fields.
 const (
@@ -54,7 +85,8 @@ type EmbeddedConfig struct {
 	// Listen binds all interfaces, because "0.0.0.0" is not an address
 	// another machine can dial.
 	Advertise string `yaml:"advertise"`
-	// Durability: "fsync" (default) or "os". See docs/broker.md.
+	// Durability: "fsync" (default), "os" or "memory" (the default on
+	// Windows). See docs/broker.md.
 	Durability Durability `yaml:"durability"`
 	// LogLevel is the most verbose kfake log level passed on to the
 	// logger: "error", "warn" (default), "info" or "debug". kfake logs
@@ -76,7 +108,7 @@ func (c *EmbeddedConfig) Validate() error {
 		c.Listen = DefaultListen
 	}
 	if c.Durability == "" {
-		c.Durability = DefaultDurability
+		c.Durability = DefaultDurabilityFor(runtime.GOOS)
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = DefaultBrokerLogLevel
@@ -102,9 +134,12 @@ func (c *EmbeddedConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("broker.advertise (--broker-advertise): %w", err))
 	}
 	switch c.Durability {
-	case DurabilityFsync, DurabilityOS:
+	case DurabilityFsync, DurabilityOS, DurabilityMemory:
+		if err := c.Durability.SupportedOn(runtime.GOOS); err != nil {
+			errs = append(errs, fmt.Errorf("broker.durability: %w", err))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("broker.durability: %q is not one of %q, %q", c.Durability, DurabilityFsync, DurabilityOS))
+		errs = append(errs, fmt.Errorf("broker.durability: %q is not one of %q, %q, %q", c.Durability, DurabilityFsync, DurabilityOS, DurabilityMemory))
 	}
 	if _, err := parseKfakeLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("broker.log_level: %w", err))
@@ -218,7 +253,6 @@ func NewEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 		kfake.NumBrokers(1),
 		kfake.ListenFn(listenFn),
 		kfake.ClusterID("infergate"),
-		kfake.DataDir(cfg.DataDir),
 		kfake.WithLogger(klog),
 		kfake.BrokerConfigs(map[string]string{
 			// kfake's cleaner runs hourly by default; retention is
@@ -226,8 +260,17 @@ func NewEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 			"log.cleaner.backoff.ms": strconv.FormatInt(cfg.RetentionCheckInterval.Milliseconds(), 10),
 		}),
 	}
-	if cfg.Durability == DurabilityFsync {
-		opts = append(opts, kfake.SyncWrites())
+	switch cfg.Durability {
+	case DurabilityFsync:
+		opts = append(opts, kfake.DataDir(cfg.DataDir), kfake.SyncWrites())
+	case DurabilityOS:
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	case DurabilityMemory:
+		// Nothing is written, so the disk cannot fill because of the
+		// broker; the data dir only holds the lock.
+		cfg.MinFreeBytes = 0
+		logger.Warn("embedded broker keeps its topics in memory (broker.durability: memory): requests not yet processed and results not yet read are lost when infergate stops",
+			"data_dir", cfg.DataDir)
 	}
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {

@@ -197,6 +197,7 @@ func TestEmbeddedConfigValidate(t *testing.T) {
 		{"advertise bare host", EmbeddedConfig{DataDir: "d", Listen: "[::]:0", Advertise: "gateway.local"}, ""},
 		{"advertise no host", EmbeddedConfig{DataDir: "d", Advertise: ":9092"}, "broker.advertise"},
 		{"durability", EmbeddedConfig{DataDir: "d", Durability: "always"}, "broker.durability"},
+		{"durability memory", EmbeddedConfig{DataDir: "d", Durability: DurabilityMemory}, ""},
 		{"log level", EmbeddedConfig{DataDir: "d", LogLevel: "loud"}, "broker.log_level"},
 		{"retention interval", EmbeddedConfig{DataDir: "d", RetentionCheckInterval: time.Millisecond}, "broker.retention_check_interval"},
 	} {
@@ -314,4 +315,67 @@ func assertTopicConfig(t *testing.T, adm *kadm.Client, topic, key, want string) 
 	}
 	sort.Strings(keys)
 	t.Fatalf("%s has no config %s (has %v)", topic, key, keys)
+}
+
+// With durability memory the broker serves as usual and writes nothing but
+// its lock file to the data dir, so a restart starts empty. This is what
+// runs on Windows (DefaultDurabilityFor), tested here on Linux.
+func TestEmbeddedMemoryWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	e := startEmbedded(t, dir, DurabilityMemory)
+	adm := newAdmin(t, e.Addr())
+	if err := EnsureTopics(testCtx(t), adm, DefaultTopics("req", "res", "dlq", 2)...); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	produceValues(t, newClient(t, e.Addr()), "req", 0, n)
+	if got := pollUntil(t, newClient(t, e.Addr(), kgo.ConsumeTopics("req"), kgo.ConsumerGroup("g")), n); len(got) < n {
+		t.Fatalf("consumed %d of %d", len(got), n)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range entries {
+		if de.Name() != lockFileName {
+			t.Errorf("durability memory wrote %s to the data dir", de.Name())
+		}
+	}
+	e2 := startEmbedded(t, dir, DurabilityMemory)
+	topics, err := newAdmin(t, e2.Addr()).ListTopics(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(topics) != 0 {
+		t.Errorf("topics after a restart in memory: %v, want none", topics.Names())
+	}
+}
+
+// On Windows the embedded broker cannot persist (SupportedOn says why), so
+// memory is the default there and the others are refused with the reason;
+// elsewhere nothing changes.
+func TestDurabilityOnWindows(t *testing.T) {
+	if d := DefaultDurabilityFor("windows"); d != DurabilityMemory {
+		t.Errorf("default on windows %q, want %q", d, DurabilityMemory)
+	}
+	for _, goos := range []string{"linux", "darwin"} {
+		if d := DefaultDurabilityFor(goos); d != DefaultDurability {
+			t.Errorf("default on %s %q, want %q", goos, d, DefaultDurability)
+		}
+	}
+	for _, d := range []Durability{DurabilityFsync, DurabilityOS} {
+		err := d.SupportedOn("windows")
+		if err == nil || !strings.Contains(err.Error(), "cannot work on Windows") || !strings.Contains(err.Error(), `"memory"`) || !strings.Contains(err.Error(), "broker.mode: external") {
+			t.Errorf("%s on windows: %v, want the reason and both ways out", d, err)
+		}
+		if err := d.SupportedOn("linux"); err != nil {
+			t.Errorf("%s on linux: %v", d, err)
+		}
+	}
+	if err := DurabilityMemory.SupportedOn("windows"); err != nil {
+		t.Errorf("memory on windows: %v", err)
+	}
 }
