@@ -60,15 +60,22 @@ func installService(runArgs []string, io stdio) error {
 	defer s.Close()
 	// Restart after a failure, as systemd's Restart=on-failure does; a
 	// failure is also an exit with an error, not only a crash.
-	if err := s.SetRecoveryActions([]mgr.RecoveryAction{
+	err = s.SetRecoveryActions([]mgr.RecoveryAction{
 		{Type: mgr.ServiceRestart, Delay: 5 * time.Second},
 		{Type: mgr.ServiceRestart, Delay: 30 * time.Second},
 		{Type: mgr.ServiceRestart, Delay: time.Minute},
-	}, uint32((24 * time.Hour).Seconds())); err != nil {
-		return fmt.Errorf("setting the restart policy of service %s: %w", serviceName, err)
+	}, uint32((24 * time.Hour).Seconds()))
+	if err == nil {
+		err = s.SetRecoveryActionsOnNonCrashFailures(true)
 	}
-	if err := s.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
-		return fmt.Errorf("setting the restart policy of service %s: %w", serviceName, err)
+	if err != nil {
+		// A half-configured service would not restart after a failure and
+		// would make the next install fail with "already exists": remove it.
+		// (Wine 8.0's service manager refuses this call: "Invalid level".)
+		if derr := s.Delete(); derr != nil {
+			return fmt.Errorf("setting the restart policy of service %s: %w; removing the service again also failed: %v", serviceName, err, derr)
+		}
+		return fmt.Errorf("setting the restart policy of service %s: %w (the service was removed again)", serviceName, err)
 	}
 	home := appliance.WindowsHome()
 	fmt.Fprintf(io.out, "installed service %s: %s service run %q\nsettings: %s\\infergate.yaml (optional)\ndata and admin token: %s\\data\nlog: %s\\infergate.log\nstart it: sc.exe start %s\n",
