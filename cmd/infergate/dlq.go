@@ -407,6 +407,12 @@ func (b *storeBackend) replay(ctx context.Context, ids []string, f *dlqFilter) (
 	switch {
 	case b.brokers != "":
 		cc.Brokers = strings.Split(b.brokers, ",")
+	case b.cfg.Broker.Mode == appliance.BrokerEmbedded && broker.Durability(b.cfg.Broker.Durability) == broker.DurabilityMemory:
+		// A broker started here would keep the replayed requests in this
+		// process's memory, and they would be gone before the appliance
+		// could read them, yet marked replayed.
+		return 0, errors.New("the appliance is not running and its embedded broker keeps its topics in memory (broker.durability: memory, " +
+			"the default on Windows): start infergate, then replay again; the records stay in the DLQ")
 	case b.cfg.Broker.Mode == appliance.BrokerEmbedded:
 		// The appliance (and so its broker) is stopped: open the data
 		// dir's broker on a free local port just for this.

@@ -51,3 +51,41 @@ func TestDLQStoreDeleteAndPurge(t *testing.T) {
 		t.Fatalf("records left after delete and purge: %s", out)
 	}
 }
+
+// TestDLQReplayRefusedWithMemoryBroker: with no appliance running, a replay
+// produces through the data dir's embedded broker opened for the purpose.
+// With broker.durability memory (the default on Windows) that broker would
+// drop the requests when the command exits, so the replay is refused and the
+// record stays unreplayed, instead of being marked replayed and lost.
+func TestDLQReplayRefusedWithMemoryBroker(t *testing.T) {
+	dataDir := t.TempDir()
+	st, err := store.Open(store.DefaultConfig(appliance.DataPaths(dataDir).Store), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &store.Record{Class: "validation", Value: []byte(`{"features":[1]}`), Message: "shape"}
+	if err := st.Put(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	io := stdio{in: strings.NewReader(""), out: &out, err: &errb, environ: []string{"INFERGATE_BROKER_DURABILITY=memory"}}
+	if code := dispatch(context.Background(), []string{"dlq", "replay", rec.ID, "--data-dir", dataDir}, io); code == exitOK ||
+		!strings.Contains(errb.String(), "keeps its topics in memory") || !strings.Contains(errb.String(), "start infergate") {
+		t.Fatalf("replay with a memory broker: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	st, err = store.Open(store.DefaultConfig(appliance.DataPaths(dataDir).Store), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	got, err := st.Get(rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Replays != 0 {
+		t.Errorf("record marked replayed %d times after a refused replay", got.Replays)
+	}
+}
