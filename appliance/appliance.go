@@ -619,7 +619,7 @@ func (a *Appliance) pipelineComponent() *component {
 			if err != nil {
 				return err
 			}
-			ro, err := rollout.New(a.cfg.Rollout, a.logger.With("component", "rollout"), st, pred, a.availableVersions, a.audit, a.reg)
+			ro, err := rollout.New(a.cfg.Rollout, a.logger.With("component", "rollout"), st, pred, a.availableVersions, a.auditCtx, a.reg)
 			if err != nil {
 				return err
 			}

@@ -153,9 +153,18 @@ func orNone(s []string) string {
 	return strings.Join(s, ", ")
 }
 
+// auditCtx is audit for a change asked for through the API: the actor is
+// the caller the web server put into ctx (web.WithActor), "" when the
+// appliance acts by itself.
+func (a *Appliance) auditCtx(ctx context.Context, action, detail string) {
+	a.auditAs(web.ActorFrom(ctx), action, detail)
+}
+
 // audit records an admin action of a component other than the web server
 // (which audits its own) in the store's audit log.
-func (a *Appliance) audit(action, detail string) {
+func (a *Appliance) audit(action, detail string) { a.auditAs("", action, detail) }
+
+func (a *Appliance) auditAs(actor, action, detail string) {
 	a.mu.Lock()
 	st := a.store
 	a.mu.Unlock()
@@ -163,7 +172,7 @@ func (a *Appliance) audit(action, detail string) {
 		a.logger.Warn("audit log not open; action not recorded", "action", action, "detail", detail)
 		return
 	}
-	if err := st.Audit(action, detail); err != nil {
+	if err := st.AuditAs(actor, action, detail); err != nil {
 		a.logger.Warn("writing audit log", "action", action, "err", err)
 	}
 }

@@ -159,30 +159,30 @@ func (b *webBackend) RolloutReport(_ context.Context, name string) (*rollout.Rep
 	return r, rolloutErr(err)
 }
 
-func (b *webBackend) SetRolloutPercent(_ context.Context, name string, percent float64) (*rollout.Rollout, error) {
+func (b *webBackend) SetRolloutPercent(ctx context.Context, name string, percent float64) (*rollout.Rollout, error) {
 	c, err := b.controller()
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.SetPercent(name, percent)
+	r, err := c.SetPercent(ctx, name, percent)
 	return r, rolloutErr(err)
 }
 
-func (b *webBackend) PromoteRollout(_ context.Context, name string) (*rollout.Rollout, error) {
+func (b *webBackend) PromoteRollout(ctx context.Context, name string) (*rollout.Rollout, error) {
 	c, err := b.controller()
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.Promote(name)
+	r, err := c.Promote(ctx, name)
 	return r, rolloutErr(err)
 }
 
-func (b *webBackend) AbortRollout(_ context.Context, name, reason string) (*rollout.Rollout, error) {
+func (b *webBackend) AbortRollout(ctx context.Context, name, reason string) (*rollout.Rollout, error) {
 	c, err := b.controller()
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.Abort(name, reason)
+	r, err := c.Abort(ctx, name, reason)
 	return r, rolloutErr(err)
 }
 

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -371,6 +372,7 @@ func (s *Server) authenticated(next echo.HandlerFunc) echo.HandlerFunc {
 		if ok {
 			c.Set(ctxSession, (*session)(nil))
 			c.Set(ctxPrincipal, p)
+			c.SetRequest(r.WithContext(WithActor(r.Context(), p.actor)))
 			return next(c)
 		}
 		_, sess, ok := s.sessionFromCookie(r)
@@ -385,8 +387,25 @@ func (s *Server) authenticated(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Set(ctxSession, sess)
 		c.Set(ctxPrincipal, sess.who)
+		c.SetRequest(r.WithContext(WithActor(r.Context(), sess.who.actor)))
 		return next(c)
 	}
+}
+
+type actorKey struct{}
+
+// WithActor returns ctx carrying who asked for a change, for the components
+// behind the API that audit their changes themselves (the rollout
+// controller): the request context of every authenticated call carries it.
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+// ActorFrom is the actor WithActor put into ctx; "" when the appliance acts
+// by itself (a planned rollout step, a guard's rollback).
+func ActorFrom(ctx context.Context) string {
+	a, _ := ctx.Value(actorKey{}).(string)
+	return a
 }
 
 func safeMethod(m string) bool {

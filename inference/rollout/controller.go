@@ -95,7 +95,7 @@ type Controller struct {
 	st       *store.Store
 	pred     Predictor
 	versions Versions
-	audit    func(action, detail string)
+	audit    func(ctx context.Context, action, detail string)
 	m        *metrics
 
 	mu       sync.Mutex // guards pins, rollouts, lives and persistence
@@ -185,7 +185,7 @@ type persisted struct {
 
 // New loads the pins and rollouts kept in st. audit records admin actions
 // (nil: none).
-func New(cfg Config, logger *slog.Logger, st *store.Store, pred Predictor, versions Versions, audit func(action, detail string), reg prometheus.Registerer) (*Controller, error) {
+func New(cfg Config, logger *slog.Logger, st *store.Store, pred Predictor, versions Versions, audit func(ctx context.Context, action, detail string), reg prometheus.Registerer) (*Controller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func New(cfg Config, logger *slog.Logger, st *store.Store, pred Predictor, versi
 		cfg.Now = time.Now
 	}
 	if audit == nil {
-		audit = func(string, string) {}
+		audit = func(context.Context, string, string) {}
 	}
 	m, err := newMetrics(reg)
 	if err != nil {
@@ -499,7 +499,7 @@ func (c *Controller) Start(ctx context.Context, spec Spec) (*Rollout, error) {
 	c.lives[r.ID] = newLive()
 	c.publishLocked()
 	c.m.percent.WithLabelValues(r.Model).Set(r.Percent)
-	c.audit("rollout.start", fmt.Sprintf("%s: model %s stable %d candidate %d, %s, %.0f%% of keys to the candidate, sample %.2f",
+	c.audit(ctx, "rollout.start", fmt.Sprintf("%s: model %s stable %d candidate %d, %s, %.0f%% of keys to the candidate, sample %.2f",
 		r.ID, r.Model, r.Stable, r.Candidate, r.Mode, r.Percent, r.Sample))
 	c.log.Info("rollout started", "id", r.ID, "model", r.Model, "stable", r.Stable, "candidate", r.Candidate, "mode", r.Mode, "percent", r.Percent)
 	out := *r
@@ -550,36 +550,38 @@ func (c *Controller) List() []Rollout {
 
 // SetPercent moves a running rollout's split by hand (a shadow becomes a
 // split); planned steps stop.
-func (c *Controller) SetPercent(name string, percent float64) (*Rollout, error) {
+func (c *Controller) SetPercent(ctx context.Context, name string, percent float64) (*Rollout, error) {
 	if percent < 0 || percent > 100 {
 		return nil, fmt.Errorf("%w: percent %v is not between 0 and 100", ErrInvalid, percent)
 	}
-	return c.change(name, "rollout.percent", func(r *Rollout) string {
+	return c.change(ctx, name, "rollout.percent", func(r *Rollout) string {
 		r.Mode, r.Percent, r.StepIndex, r.StepStarted = ModeSplit, percent, -1, c.cfg.Now()
 		return fmt.Sprintf("%.0f%% of keys to version %d", percent, r.Candidate)
 	})
 }
 
 // Promote sends all traffic to the candidate and pins it.
-func (c *Controller) Promote(name string) (*Rollout, error) {
-	return c.change(name, "rollout.promote", func(r *Rollout) string {
+func (c *Controller) Promote(ctx context.Context, name string) (*Rollout, error) {
+	return c.change(ctx, name, "rollout.promote", func(r *Rollout) string {
 		c.endLocked(r, StatePromoted, "promoted by an operator")
 		return fmt.Sprintf("version %d serves model %s", r.Candidate, name)
 	})
 }
 
 // Abort sends all traffic back to the stable version and pins it.
-func (c *Controller) Abort(name, reason string) (*Rollout, error) {
+func (c *Controller) Abort(ctx context.Context, name, reason string) (*Rollout, error) {
 	if reason == "" {
 		reason = "aborted by an operator"
 	}
-	return c.change(name, "rollout.abort", func(r *Rollout) string {
+	return c.change(ctx, name, "rollout.abort", func(r *Rollout) string {
 		c.endLocked(r, StateAborted, reason)
 		return fmt.Sprintf("version %d serves model %s: %s", r.Stable, name, reason)
 	})
 }
 
-func (c *Controller) change(name, action string, fn func(r *Rollout) string) (*Rollout, error) {
+// change applies fn to a running rollout, keeps and publishes it, and audits
+// it as the caller in ctx.
+func (c *Controller) change(ctx context.Context, name, action string, fn func(r *Rollout) string) (*Rollout, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.rollouts[name]
@@ -595,7 +597,7 @@ func (c *Controller) change(name, action string, fn func(r *Rollout) string) (*R
 	}
 	c.publishLocked()
 	c.m.percent.WithLabelValues(name).Set(r.Percent)
-	c.audit(action, r.ID+": "+detail)
+	c.audit(ctx, action, r.ID+": "+detail)
 	c.log.Info("rollout changed", "id", r.ID, "action", action, "detail", detail)
 	out := *r
 	return &out, nil
@@ -632,7 +634,7 @@ func (c *Controller) check() {
 			c.publishLocked()
 			c.m.percent.WithLabelValues(name).Set(0)
 			c.m.rollbacks.WithLabelValues(name, guard).Inc()
-			c.audit("rollout.rolled_back", r.ID+": "+why)
+			c.audit(context.Background(), "rollout.rolled_back", r.ID+": "+why) // by the guard itself
 			c.log.Warn("rollout rolled back by a guard", "id", r.ID, "model", name, "guard", guard, "reason", why)
 			continue
 		}
@@ -660,7 +662,7 @@ func (c *Controller) check() {
 		}
 		c.publishLocked()
 		c.m.percent.WithLabelValues(name).Set(r.Percent)
-		c.audit(action, r.ID+": "+detail)
+		c.audit(context.Background(), action, r.ID+": "+detail) // the plan's own step
 		c.log.Info("rollout step", "id", r.ID, "detail", detail)
 	}
 }

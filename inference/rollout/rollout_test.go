@@ -92,7 +92,7 @@ func (e *env) controller(t *testing.T, cfg Config) (*Controller, *[]string) {
 	t.Helper()
 	var audit []string
 	c, err := New(cfg, testutil.Logger(t), e.st, e.srv.InProcess(), e.versions,
-		func(a, d string) { audit = append(audit, a+" "+d) }, prometheus.NewRegistry())
+		func(_ context.Context, a, d string) { audit = append(audit, a+" "+d) }, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -535,7 +535,7 @@ func TestHoldsKeepVersionsLoaded(t *testing.T) {
 	if avail, _ := e.versions(ctx, "m"); !slices.Equal(avail, []int64{5, 4, 2, 1}) {
 		t.Fatalf("available %v, want the policy's 5 and 4 and the held 2 and 1", avail)
 	}
-	if _, err := c.Abort("m", "test"); err != nil {
+	if _, err := c.Abort(ctx, "m", "test"); err != nil {
 		t.Fatal(err)
 	}
 	held(map[int64]string{1: "pinned"})
