@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -595,5 +596,63 @@ func TestDocsResultExamplesAgree(t *testing.T) {
 	}
 	if n < 2 {
 		t.Fatalf("found %d result examples; did their format change?", n)
+	}
+}
+
+// Every flag an inline `infergate CMD … --flag` of the docs names is one
+// that CMD's --help lists (the ```sh blocks are run; these are not).
+func TestDocsInlineCommandsUseRealFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "infergate")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if out, err := exec.Command(gobin, "build", "-o", bin, "../cmd/infergate").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	helps := map[string]string{}
+	help := func(args ...string) string {
+		k := strings.Join(args, " ")
+		if h, ok := helps[k]; ok {
+			return h
+		}
+		out, _ := exec.Command(bin, append(args, "--help")...).CombinedOutput()
+		helps[k] = string(out)
+		return string(out)
+	}
+	span := regexp.MustCompile("`(infergate [a-z][^`]*)`")
+	flag := regexp.MustCompile(`(?:^|[\s\[])(--[a-z][a-z0-9_-]*)`)
+	n := 0
+	for _, f := range docFiles(t) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			for _, m := range span.FindAllStringSubmatch(line, -1) {
+				words := strings.Fields(m[1])
+				if len(words) < 2 {
+					continue
+				}
+				cmd := []string{words[1]}
+				if len(words) > 2 && regexp.MustCompile(`^[a-z][a-z-]*$`).MatchString(words[2]) &&
+					(words[1] == "dlq" || words[1] == "model" || words[1] == "rollout" || words[1] == "service" || words[1] == "completion") {
+					cmd = append(cmd, words[2])
+				}
+				text := help(cmd...) + help(cmd[0])
+				for _, fm := range flag.FindAllStringSubmatch(m[1], -1) {
+					if fm[1] == "--help" {
+						continue
+					}
+					n++
+					if !strings.Contains(text, fm[1]) {
+						t.Errorf("%s:%d: `%s` names %s, which `infergate %s --help` does not list", f, i+1, m[1], fm[1], strings.Join(cmd, " "))
+					}
+				}
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("checked only %d flags; did the docs' inline commands change?", n)
 	}
 }
