@@ -106,6 +106,22 @@ func TestCLIDeadAddress(t *testing.T) {
 	}
 }
 
+// TestCLIDatasetCommandsFindASilentAPIQuickly: capture and replay may take
+// minutes (their --timeout defaults to 10m), but an admin API that does not
+// answer at all is found within the usual 10 s, not after 10 minutes.
+func TestCLIDatasetCommandsFindASilentAPIQuickly(t *testing.T) {
+	silent := blackHole(t)
+	for _, args := range [][]string{
+		{"rollout", "capture", "x", "--last", "5"},
+		{"rollout", "replay", "x", "--candidate", "2"},
+	} {
+		_, stderr, code := infergate(t, "", append(args, "--url", "http://"+silent)...)
+		if code != exitFailure || !strings.Contains(stderr, "gave up after 10s (--timeout) waiting for the admin API at http://"+silent) {
+			t.Errorf("%s against a silent API: exit %d, want %d and the 10 s it waited:\n%s", strings.Join(args[:2], " "), code, exitFailure, stderr)
+		}
+	}
+}
+
 // TestCLIFindsApplianceAndChecksRequests: with only --data-dir (the
 // appliance on random ports), produce and consume find the broker and the
 // model server through the data dir; produce refuses a request the model

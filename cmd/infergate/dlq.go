@@ -486,6 +486,20 @@ func (b *apiBackend) warnings(ctx context.Context) ([]string, error) {
 	return st.Warnings, nil
 }
 
+// reachable checks, within timeout, that the admin API answers at all, for
+// a command whose own calls may take much longer (a dataset capture).
+func (b *apiBackend) reachable(ctx context.Context, timeout time.Duration) error {
+	quick := *b
+	quick.timeout, quick.http = timeout, &http.Client{Timeout: timeout}
+	var st web.Status
+	err := quick.do(ctx, http.MethodGet, "/api/v1/status", nil, nil, &st)
+	var ue unreachableError
+	if errors.As(err, &ue) {
+		return err
+	}
+	return nil // it answered; the command's own call reports any refusal
+}
+
 // unreachableError is an admin API call that got no HTTP answer.
 type unreachableError struct{ error }
 

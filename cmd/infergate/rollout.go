@@ -229,6 +229,7 @@ func cmdRollout(ctx context.Context, args []string, io stdio) error {
 		return nil
 	}
 	var call func(api *apiBackend) error
+	probe := false // check the API answers before a long call
 	switch sub {
 	case "start":
 		if err := needModel(1); err != nil {
@@ -347,11 +348,19 @@ func cmdRollout(ctx context.Context, args []string, io stdio) error {
 		fs.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
 		if !timeoutSet && (sub == "capture" || sub == "replay") {
 			af.cf.timeout = datasetTimeout
+			probe = true
 		}
 	}
 	api, err := af.api(io.environ)
 	if err != nil {
 		return err
+	}
+	if probe {
+		// The long wait is for the work, not for an API that is not
+		// there: that one is found within the usual timeout.
+		if err := api.reachable(ctx, defaultTimeout); err != nil {
+			return err
+		}
 	}
 	return call(api)
 }
