@@ -3,7 +3,9 @@ package appliance
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,20 @@ import (
 // a record key, so their readings spread over partitions and keep their
 // order.
 const demoSensors = 8
+
+// consumeCommand is the command that shows this appliance's results: the
+// client commands find it through the data dir, so one started on another
+// data dir than the default is named.
+func (a *Appliance) consumeCommand() string {
+	if filepath.Clean(a.cfg.DataDir) == filepath.Clean(defaultDataDir()) {
+		return "infergate consume"
+	}
+	dir := a.cfg.DataDir
+	if strings.ContainsAny(dir, " \t'\"$\\") {
+		dir = "'" + strings.ReplaceAll(dir, "'", `'\''`) + "'"
+	}
+	return "infergate consume --data-dir " + dir
+}
 
 // demoComponent feeds synthetic sensor readings to the requests topic at
 // demo.rate and logs a one-line summary of what comes back every
@@ -43,7 +59,7 @@ func (a *Appliance) demoComponent() *component {
 				return fmt.Errorf("demo: %w", err)
 			}
 			a.logger.Info("demo traffic on: synthetic sensor readings go to the requests topic",
-				"topic", a.cfg.Pipeline.RequestsTopic, "rate_per_s", a.cfg.Demo.Rate, "see_results", "infergate consume")
+				"topic", a.cfg.Pipeline.RequestsTopic, "rate_per_s", a.cfg.Demo.Rate, "see_results", a.consumeCommand())
 			return nil
 		},
 		run: func(ctx context.Context) error {

@@ -70,6 +70,36 @@ func TestDemoTrafficFlows(t *testing.T) {
 		}
 		return errNo("demo summary with results >= 50")
 	})
+	// The start line names the command that shows the results, with the
+	// data dir it needs to find this appliance (not the default one).
+	mu.Lock()
+	defer mu.Unlock()
+	see := ""
+	for _, r := range recs {
+		r.Attrs(func(at slog.Attr) bool {
+			if at.Key == "see_results" {
+				see = at.Value.String()
+			}
+			return true
+		})
+	}
+	if want := "infergate consume --data-dir " + c.DataDir; see != want {
+		t.Errorf("see_results=%q, want %q", see, want)
+	}
+}
+
+func TestConsumeCommand(t *testing.T) {
+	for dir, want := range map[string]string{
+		defaultDataDir(): "infergate consume",
+		"/var/lib/x":     "infergate consume --data-dir /var/lib/x",
+		"/data/line 3":   `infergate consume --data-dir '/data/line 3'`,
+		"/data/o'neil's": `infergate consume --data-dir '/data/o'\''neil'\''s'`,
+	} {
+		a := &Appliance{cfg: Config{DataDir: dir}}
+		if got := a.consumeCommand(); got != want {
+			t.Errorf("data dir %q: %q, want %q", dir, got, want)
+		}
+	}
 }
 
 type errNo string
