@@ -153,6 +153,13 @@ func (s *Server) handleTestRequest(c echo.Context) error {
 	defer cancel()
 	start := time.Now()
 	res, err := s.backend.SendTestRequest(ctx, key, value, headers)
+	// A test request goes into the requests topic like any other: who
+	// sent which, and what became of it, is in the audit log.
+	outcome := "answered"
+	if err != nil {
+		outcome = err.Error()
+	}
+	s.audit(c, "pipeline.test_request", fmt.Sprintf("key %q, %d bytes: %s", key, len(value), outcome))
 	if err != nil {
 		return err
 	}

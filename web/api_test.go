@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -487,6 +488,25 @@ func TestTestRequestEndpoint(t *testing.T) {
 	}
 	expectCode(t, env.api("POST", "/api/v1/test-request", ""), http.StatusBadRequest)
 	expectCode(t, env.api("POST", "/api/v1/test-request?header=nocolon", good), http.StatusBadRequest)
+
+	// Both sent requests are audited with their actor and outcome; the
+	// refused calls sent nothing and are not.
+	entries, err := env.store.AuditLog(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		if e.Action == "pipeline.test_request" {
+			got = append(got, e.Actor+" "+e.Detail)
+		}
+	}
+	if len(got) != 2 || !slices.ContainsFunc(got, func(s string) bool {
+		return strings.HasPrefix(s, `admin-token key "k1"`) && strings.HasSuffix(s, ": answered")
+	}) ||
+		!slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "validation") }) {
+		t.Fatalf("test requests audited as %q", got)
+	}
 }
 
 func TestSidecarAndSettings(t *testing.T) {
