@@ -71,6 +71,22 @@ func (m *member) start(t *testing.T) {
 // ready (startAppliance's harness without the embedded-broker flags).
 func startProcess(t *testing.T, args []string) *proc {
 	t.Helper()
+	a := spawnProcess(t, args)
+	testutil.WaitFor(t, 2*time.Minute, "infergate is ready", func() bool {
+		select {
+		case <-a.done:
+			t.Fatalf("infergate exited during start (%v):\n%s", a.waitErr, a.logs.String())
+		default:
+		}
+		return strings.Contains(a.logs.String(), "infergate is ready")
+	})
+	return a
+}
+
+// spawnProcess runs `infergate` with args until the test ends, without
+// waiting for it to be ready.
+func spawnProcess(t *testing.T, args []string) *proc {
+	t.Helper()
 	a := &proc{t: t, logs: &syncBuffer{}, done: make(chan struct{}), args: args}
 	a.cmd = exec.Command(binary, args...)
 	a.cmd.Dir = t.TempDir() // no ./infergate.yaml from the repository
@@ -85,14 +101,6 @@ func startProcess(t *testing.T, args []string) *proc {
 		if t.Failed() {
 			t.Logf("logs of %s:\n%s", strings.Join(args, " "), tail(a.logs.String(), 80))
 		}
-	})
-	testutil.WaitFor(t, 2*time.Minute, "infergate is ready", func() bool {
-		select {
-		case <-a.done:
-			t.Fatalf("infergate exited during start (%v):\n%s", a.waitErr, a.logs.String())
-		default:
-		}
-		return strings.Contains(a.logs.String(), "infergate is ready")
 	})
 	return a
 }

@@ -45,6 +45,17 @@ const (
 // at most this much acknowledged work.
 const commitInterval = 100 * time.Millisecond
 
+// stopWait is how long, once shutdown began, a commit (at-least-once) or a
+// transaction's end (exactly-once) may still wait. Both normally take
+// milliseconds; what makes them wait is a rebalance — kgo holds commits
+// while the group joins and syncs — and a rebalance that waits for a crashed
+// member lasts until that member's session times out (20 s by default).
+// The instance does not wait with it: at-least-once leaves the rest
+// uncommitted (redelivered to the partitions' next owner), exactly-once
+// aborts the transaction (its requests are consumed again, no result is
+// seen twice).
+const stopWait = 3 * time.Second
+
 // Status is a snapshot for the admin API and the dashboard.
 type Status struct {
 	State    string `json:"state"`
@@ -126,6 +137,11 @@ type Pipeline struct {
 
 	commitMu  sync.Mutex // one commit at a time; revocation excludes periodic commits
 	commitSig chan struct{}
+	// stopping ends when Run's context does: from then on commits and
+	// transaction ends wait at most stopWait (boundedCtx).
+	stopping context.Context
+	stop     context.CancelFunc
+	heldUp   atomic.Bool // a commit or transaction end gave up waiting during shutdown (noteHeldUp)
 
 	mu        sync.Mutex // guards cl, lastErr, lastErrAt
 	cl        *kgo.Client
@@ -180,6 +196,7 @@ func New(cfg Config, logger *slog.Logger, clientOpts []kgo.Opt, pred Predictor, 
 	p.tune.Store(&t)
 	p.circ = newCircuit(p, cfg.ProbeInterval)
 	p.stallAfter = produceStallAfter
+	p.stopping, p.stop = context.WithCancel(context.Background())
 	return p, nil
 }
 
@@ -243,13 +260,17 @@ func (p *Pipeline) resetOffset() kgo.Offset {
 // Run consumes until ctx ends, then drains: it stops fetching, finishes the
 // batches in flight, produces their outputs, commits, and closes the client.
 // Work not finished within ShutdownTimeout is left uncommitted (it is
-// redelivered). Run returns after every goroutine it started has exited;
-// the error is nil after a clean drain.
+// redelivered); a commit or transaction end that a rebalance holds up is
+// given up after stopWait. Run returns after every goroutine it started has
+// exited, except a client close held up by a rebalance (closeClient); the
+// error is nil after a clean drain.
 func (p *Pipeline) Run(ctx context.Context) (err error) {
 	if !p.started.CompareAndSwap(false, true) {
 		return errors.New("inference: Run called twice")
 	}
 	defer p.phase.Store(phaseStopped)
+	defer context.AfterFunc(ctx, p.stop)()
+	defer p.stop()
 
 	work, stopWork := context.WithCancel(context.Background())
 	defer stopWork()
@@ -314,13 +335,83 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	wg.Wait()
 	p.bg.Wait()
 	p.setClient(nil)
+	if p.heldUp.Load() {
+		p.leaveGroup(cl)
+	}
 	if p.eos {
-		sess.Close()
+		p.closeClient(sess.Close)
 	} else {
-		cl.Close() // leaves the group; onRevoked commits whatever was acknowledged meanwhile
+		p.closeClient(cl.Close) // leaves the group; onRevoked commits whatever was acknowledged meanwhile
 	}
 	p.logger.Info("pipeline stopped", "consumed", p.consumed.Load(), "results", p.results.Load(), "err", loopErr)
 	return loopErr
+}
+
+// closeClient closes the Kafka client, waiting at most stopWait. kgo's
+// Close first waits for a JoinGroup in flight (it sends joins with the
+// client's own context, so that a final commit can follow a rebalance), and
+// a join lasts until every member rejoined: until a crashed member's session
+// times out. The instance does not wait for that: the client finishes
+// closing in the background and the process, exiting, drops the
+// connections. A static member does not leave the group on close anyway; a
+// dynamic one that did not get to leave is removed at its session timeout.
+func (p *Pipeline) closeClient(closeFn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		closeFn()
+	}()
+	wait := stopWait
+	if p.heldUp.Load() {
+		wait = 0 // the group is rebalancing, and this member left it (leaveGroup)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		p.logger.Warn("leaving the consumer group waits for a rebalance in progress; not waiting for it", "waited", wait)
+	}
+}
+
+// leaveGroup takes this member out of the group when a rebalance held up
+// its final commit or transaction end: the member would otherwise stay in
+// the rebalance as joined, and the others would wait for its SyncGroup
+// (a static member does not leave on close; kgo's close waits for the join
+// it has in flight). The group rebalances anyway, so leaving costs nothing.
+func (p *Pipeline) leaveGroup(cl *kgo.Client) {
+	memberID, _ := cl.GroupMetadata()
+	if memberID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopWait)
+	defer cancel()
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = p.cfg.Group
+	req.MemberID = memberID
+	m := kmsg.NewLeaveGroupRequestMember()
+	m.MemberID = memberID
+	if p.cfg.InstanceID != "" {
+		m.InstanceID = kmsg.StringPtr(p.cfg.InstanceID)
+	}
+	m.Reason = kmsg.StringPtr("shutting down while the group rebalances")
+	req.Members = append(req.Members, m)
+	resp, err := req.RequestWith(ctx, cl)
+	if err == nil {
+		err = kerr.ErrorForCode(resp.ErrorCode)
+		for _, rm := range resp.Members {
+			if e := kerr.ErrorForCode(rm.ErrorCode); e != nil && err == nil {
+				err = e
+			}
+		}
+	}
+	if err != nil {
+		p.logger.Warn("leaving the consumer group during its rebalance failed; the group removes this member when its session times out",
+			"group", p.cfg.Group, "member_id", memberID, "err", err)
+		return
+	}
+	p.logger.Info("left the consumer group: it is rebalancing and held up the final commit", "group", p.cfg.Group,
+		"member_id", memberID, "instance_id", p.cfg.InstanceID)
 }
 
 // drain finishes the at-least-once pipeline's work after fetching stopped.
@@ -335,7 +426,7 @@ func (p *Pipeline) drain(cl *kgo.Client, loopErr error) {
 				"pending", p.tr.pendingCount(), "timeout", p.cfg.ShutdownTimeout)
 		}
 	}
-	p.commit(cl)
+	p.commit(cl, false)
 }
 
 // pollLoop is the at-least-once consumer: poll as many records as there is
@@ -403,7 +494,7 @@ func (p *Pipeline) commitLoop(ctx context.Context, cl *kgo.Client) {
 			return
 		case <-p.commitSig:
 		}
-		p.commit(cl)
+		p.commit(cl, true)
 	}
 }
 
@@ -476,8 +567,9 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 		wcancel()
 		perr := p.tr.cycleError()
 		commit := werr == nil && perr == nil && p.fatalErr.Load() == nil
-		ectx, ecancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
+		ectx, ecancel := p.boundedCtx(p.cfg.ShutdownTimeout, stopWait)
 		committed, err := sess.End(ectx, kgo.TransactionEndTry(commit))
+		p.noteHeldUp(ectx)
 		ecancel()
 		if err != nil {
 			// A slow rebalance (a member crashed and the group waits for
@@ -702,19 +794,30 @@ func (p *Pipeline) count(r *request, now time.Time) {
 	}
 }
 
-func (p *Pipeline) commit(cl *kgo.Client) {
+// commit commits what has been acknowledged. During shutdown it waits at
+// most stopWait; a periodic commit (commitLoop) is given up as soon as
+// shutdown begins, since the drain's final commit takes over its offsets.
+func (p *Pipeline) commit(cl *kgo.Client, periodic bool) {
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
-	p.commitSync(cl, p.tr.dirtyOffsets())
+	wait := stopWait
+	if periodic {
+		wait = 0
+	}
+	p.commitSync(cl, p.tr.dirtyOffsets(), wait)
 }
 
-// commitSync commits offsets; called with commitMu held.
-func (p *Pipeline) commitSync(cl *kgo.Client, offsets map[string]map[int32]kgo.EpochOffset) {
+// commitSync commits offsets, waiting at most wait once shutdown began;
+// called with commitMu held.
+func (p *Pipeline) commitSync(cl *kgo.Client, offsets map[string]map[int32]kgo.EpochOffset, wait time.Duration) {
 	if len(offsets) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := p.boundedCtx(10*time.Second, wait)
 	defer cancel()
+	if wait > 0 { // a periodic commit given up at once says nothing about a rebalance
+		defer p.noteHeldUp(ctx)
+	}
 	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err == nil {
 			for _, t := range resp.Topics {
@@ -747,7 +850,7 @@ func (p *Pipeline) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	}
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
-	p.commitSync(cl, p.tr.revoke(revoked))
+	p.commitSync(cl, p.tr.revoke(revoked), stopWait)
 	p.forgetLag(revoked)
 }
 
@@ -902,6 +1005,36 @@ func (p *Pipeline) Status() Status {
 // pause is still ready.
 func (p *Pipeline) Ready() bool {
 	return p.NotReadyReason() == ""
+}
+
+// boundedCtx returns a context that ends after d, and at most wait after
+// shutdown began (or after the call, when shutdown began before it).
+// Its cause is errStopWait when the shutdown bound ended it.
+func (p *Pipeline) boundedCtx(d, wait time.Duration) (context.Context, context.CancelFunc) {
+	base, cancelBase := context.WithCancelCause(context.Background())
+	ctx, cancel := context.WithTimeout(base, d)
+	stop := context.AfterFunc(p.stopping, func() {
+		t := time.AfterFunc(wait, func() { cancelBase(errStopWait) })
+		context.AfterFunc(ctx, func() { t.Stop() })
+	})
+	return ctx, func() {
+		stop()
+		cancel()
+		cancelBase(nil)
+	}
+}
+
+// errStopWait ends a commit or a transaction's end that was still waiting
+// stopWait into shutdown.
+var errStopWait = errors.New("shutting down: gave up waiting (a rebalance in progress holds commits)")
+
+// noteHeldUp remembers that a commit or transaction end gave up waiting
+// during shutdown: the group is rebalancing, and closing the client would
+// wait for the rebalance too.
+func (p *Pipeline) noteHeldUp(ctx context.Context) {
+	if errors.Is(context.Cause(ctx), errStopWait) {
+		p.heldUp.Store(true)
+	}
 }
 
 // afterDone returns a context that ends d after parent ends.
