@@ -100,7 +100,7 @@ func New(cfg Config, logger *slog.Logger) (*Appliance, error) {
 	// noise otherwise.
 	a.client.Logger = slog.New(clientLevel{logger.Handler(), level})
 	a.reg.MustRegister(buildinfo.Collector())
-	if err := prepareDataDir(a.paths); err != nil {
+	if err := prepareDataDir(a.paths, logger); err != nil {
 		return nil, err
 	}
 	if err := cfg.checkListeners(); err != nil {

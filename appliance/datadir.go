@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,8 +41,24 @@ func DataPaths(dataDir string) Paths {
 // prepareDataDir creates the data dir and its parts and proves it writable,
 // so that a read-only mount or a wrong owner is reported as such, naming
 // the setting, before any component opens a file deep inside it.
-func prepareDataDir(p Paths) error {
+//
+// A data dir it creates is restricted to its owner where the file mode does
+// not do that (restrictDataDir: Windows, whose %ProgramData% lets every local
+// user read what is created under it); an existing one is left as it is.
+func prepareDataDir(p Paths, logger *slog.Logger) error {
 	setting := "data_dir (--data-dir, INFERGATE_DATA_DIR)"
+	_, statErr := os.Stat(p.Root)
+	if errors.Is(statErr, fs.ErrNotExist) {
+		if err := os.MkdirAll(p.Root, 0o750); err != nil {
+			return fmt.Errorf("%s: cannot create %s: %w", setting, p.Root, explainFS(err))
+		}
+		if err := restrictDataDir(p.Root); err != nil {
+			// A file system without ACLs (FAT on a USB stick) cannot
+			// restrict; the data dir still works.
+			logger.Warn("could not restrict the new data dir to this user, SYSTEM and Administrators: other local users may read it, the admin token included",
+				"data_dir", p.Root, "err", err)
+		}
+	}
 	for _, dir := range []string{p.Root, p.Broker, p.Store, p.Models} {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return fmt.Errorf("%s: cannot create %s: %w", setting, dir, explainFS(err))
