@@ -603,7 +603,7 @@ func (a *Appliance) pipelineComponent() *component {
 	var p *pipeline.Pipeline
 	return &component{
 		name: "pipeline",
-		start: func(context.Context) error {
+		start: func(ctx context.Context) error {
 			a.mu.Lock()
 			cc, be, st := a.client, a.backend, a.store
 			a.mu.Unlock()
@@ -615,6 +615,10 @@ func (a *Appliance) pipelineComponent() *component {
 			if err != nil {
 				return err
 			}
+			if err := a.checkInstanceID(ctx); err != nil {
+				return err
+			}
+			opts = append(opts, kgo.ClientID(a.cfg.ClientID()))
 			p, err = pipeline.New(a.cfg.pipelineConfig(), a.logger.With("component", "pipeline"), opts, pred, st, a.reg)
 			if err != nil {
 				return err

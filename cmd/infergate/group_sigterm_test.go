@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -150,4 +151,56 @@ func memberIDs(t *testing.T, adm *kadm.Client, group string) []string {
 		ids = append(ids, id)
 	}
 	return ids
+}
+
+// TestGroupInstanceIDInUse: a second instance started with the
+// pipeline.instance_id of a running one (another data dir) refuses to start,
+// naming the setting, instead of fencing the running instance out of the
+// group; the running one keeps its membership. Its own restart on the same
+// data dir is let through (TestGroupKillOneOfThree).
+func TestGroupInstanceIDInUse(t *testing.T) {
+	brokers := groupCluster(t)
+	adm := kadm.NewClient(testutil.Client(t, brokers))
+	first := newMember(t, brokers, 0)
+	first.start(t)
+	testutil.Eventually(t, time.Minute, func() error {
+		if owners, n, state := assignment(t, adm, "infergate"); n != 1 || len(owners) != groupPartitions || state != "Stable" {
+			return fmt.Errorf("group: %d members, %d partitions assigned, state %s", n, len(owners), state)
+		}
+		return nil
+	})
+
+	second := newMember(t, brokers, 0) // same instance id, its own data dir
+	second.p = spawnProcess(t, second.args)
+	select {
+	case <-second.p.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("the second instance with instance id %s did not exit:\n%s", second.id, tail(second.p.logs.String(), 40))
+	}
+	logs := second.p.logs.String()
+	if second.p.waitErr == nil || !strings.Contains(logs, "pipeline.instance_id (--instance-id, INFERGATE_PIPELINE_INSTANCE_ID)") ||
+		!strings.Contains(logs, `"infergate-0" is already used by a member of consumer group "infergate"`) {
+		t.Errorf("second instance: exit %v, logs:\n%s", second.p.waitErr, tail(logs, 20))
+	}
+	// The first is still the member, and was not fenced.
+	time.Sleep(3 * time.Second) // a heartbeat interval and more: a fence would have reached it
+	select {
+	case <-first.p.done:
+		t.Fatalf("the running instance exited: %v\n%s", first.p.waitErr, tail(first.p.logs.String(), 30))
+	default:
+	}
+	if ids := memberIDs(t, adm, "infergate"); !slices.Equal(ids, []string{first.id}) {
+		t.Errorf("group members %v, want [%s]", ids, first.id)
+	}
+	t.Logf("refused: %s", lineWith(logs, "already used"))
+}
+
+// lineWith is the first line of s containing sub.
+func lineWith(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
 }
