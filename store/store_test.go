@@ -600,14 +600,16 @@ func TestOpenErrors(t *testing.T) {
 // gets ErrLocked and turns to the admin API. TestOpenErrors opens a locked
 // store for real on this platform; the Windows text cannot be produced on
 // Linux, so it is checked here as Badger v4.9.6 writes it (dir_windows.go:
-// CreateFile with no sharing fails while the service holds the file).
+// CreateFile with no sharing fails while the service holds the file);
+// packaging's TestWindowsUnderWine produces it for real under Wine.
 func TestHeldByAnotherProcess(t *testing.T) {
 	for _, tc := range []struct {
 		name, text string
 		want       bool
 	}{
 		{"unix flock", `Cannot acquire directory lock on "/var/lib/infergate/store".  Another process is using this Badger database.: resource temporarily unavailable`, true},
-		{"windows CreateFile", `Cannot create lock file "C:\ProgramData\infergate\data\store\LOCK".  Another process is using this Badger database: The process cannot access the file because it is being used by another process.`, true},
+		// Badger's text as infergate.exe printed it under Wine 8.0 (2026-12-06).
+		{"windows CreateFile", `Cannot create lock file "C:\\ProgramData\\infergate\\data\\store\\LOCK".  Another process is using this Badger database err: Sharing violation.`, true},
 		{"other open error", `Error while creating log file in valueLog.open: open /x/000001.vlog: no space left on device`, false},
 	} {
 		if got := heldByAnotherProcess(errors.New(tc.text)); got != tc.want {
