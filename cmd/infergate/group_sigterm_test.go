@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"syscall"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/infergate/infergate/appliance"
 	"github.com/infergate/infergate/internal/testutil"
 )
 
@@ -87,6 +89,22 @@ func groupSigtermDuringStuckRebalance(t *testing.T, mode string) {
 		t.Errorf("%s exited and is still a member of the group: %v", victim.id, ids)
 	}
 
+	// A survivor says why it cannot make progress while the rebalance waits:
+	// nothing it does is committed meanwhile.
+	survivorURL, err := appliance.ReadAdminURL(ms[1].dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var heldUp string
+	testutil.Eventually(t, 30*time.Second, func() error {
+		code, body := get(survivorURL + "/readyz")
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "held up") {
+			return fmt.Errorf("%s /readyz: %d %s", ms[1].id, code, body)
+		}
+		heldUp = fmt.Sprintf("%s after the kill: %s", time.Since(killedAt).Round(100*time.Millisecond), body)
+		return nil
+	})
+
 	// The group settles without the two that are gone (each static member's
 	// session times out), and every request gets its result.
 	testutil.Eventually(t, 2*time.Minute, func() error {
@@ -97,6 +115,12 @@ func groupSigtermDuringStuckRebalance(t *testing.T, mode string) {
 		return nil
 	})
 	settledAfter := time.Since(killedAt)
+	testutil.Eventually(t, time.Minute, func() error {
+		if code, body := get(survivorURL + "/readyz"); code != http.StatusOK {
+			return fmt.Errorf("%s /readyz: %d %s", ms[1].id, code, body)
+		}
+		return nil
+	})
 	time.Sleep(3 * time.Second) // requests flow a moment through the settled group
 	acked, sent := prod.finish()
 	counts := collectResults(t, brokers, acked)
@@ -127,6 +151,7 @@ func groupSigtermDuringStuckRebalance(t *testing.T, mode string) {
 		default:
 		}
 	}
+	t.Logf("%s: a survivor unready %s", mode, heldUp)
 	t.Logf("%s: SIGTERM %s after the kill, during the rebalance; exited (%v) %s after SIGTERM, "+
 		"group stable again %s after the kill; sent %d, acknowledged %d, lost %d, duplicates %d",
 		mode, termAt.Sub(killedAt).Round(100*time.Millisecond), victim.p.waitErr, exitAfter.Round(10*time.Millisecond),

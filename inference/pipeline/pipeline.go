@@ -56,6 +56,14 @@ const commitInterval = 100 * time.Millisecond
 // seen twice).
 const stopWait = 3 * time.Second
 
+// heldUpAfter is how long acknowledged work may wait to be committed (or a
+// transaction to commit) before the instance reports itself not ready: a
+// commit takes milliseconds, a cooperative rebalance about a second; longer
+// means the group is stuck in a rebalance (waiting for a crashed member) or
+// the coordinator does not answer, and nothing this instance does is made
+// final meanwhile.
+const heldUpAfter = 5 * time.Second
+
 // Status is a snapshot for the admin API and the dashboard.
 type Status struct {
 	State    string `json:"state"`
@@ -142,6 +150,10 @@ type Pipeline struct {
 	stopping context.Context
 	stop     context.CancelFunc
 	heldUp   atomic.Bool // a commit or transaction end gave up waiting during shutdown (noteHeldUp)
+	// unfinalSince is when the oldest work still to be committed (or the
+	// oldest transaction not yet committed) started waiting, unix
+	// nanoseconds; 0 when nothing waits.
+	unfinalSince atomic.Int64
 
 	mu        sync.Mutex // guards cl, lastErr, lastErrAt
 	cl        *kgo.Client
@@ -554,6 +566,7 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 		p.fetchErrors(fs)
 		recs := fs.Records()
 		if len(recs) == 0 {
+			p.unfinalSince.Store(0) // nothing waits to be committed (what aborted went with its partitions)
 			continue
 		}
 		if err := sess.Begin(); err != nil {
@@ -567,6 +580,7 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 		wcancel()
 		perr := p.tr.cycleError()
 		commit := werr == nil && perr == nil && p.fatalErr.Load() == nil
+		p.unfinalSince.CompareAndSwap(0, time.Now().UnixNano())
 		ectx, ecancel := p.boundedCtx(p.cfg.ShutdownTimeout, stopWait)
 		committed, err := sess.End(ectx, kgo.TransactionEndTry(commit))
 		p.noteHeldUp(ectx)
@@ -587,6 +601,7 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 		}
 		cycle, _ := p.tr.takeCycle()
 		if committed {
+			p.unfinalSince.Store(0)
 			p.m.txns.WithLabelValues("committed").Inc()
 			p.afterCommit(cycle)
 			p.unstall()
@@ -804,7 +819,11 @@ func (p *Pipeline) commit(cl *kgo.Client, periodic bool) {
 	if periodic {
 		wait = 0
 	}
-	p.commitSync(cl, p.tr.dirtyOffsets(), wait)
+	offsets := p.tr.dirtyOffsets()
+	if len(offsets) == 0 {
+		p.unfinalSince.Store(0) // nothing acknowledged waits (or what waited went with its partitions)
+	}
+	p.commitSync(cl, offsets, wait)
 }
 
 // commitSync commits offsets, waiting at most wait once shutdown began;
@@ -813,6 +832,7 @@ func (p *Pipeline) commitSync(cl *kgo.Client, offsets map[string]map[int32]kgo.E
 	if len(offsets) == 0 {
 		return
 	}
+	p.unfinalSince.CompareAndSwap(0, time.Now().UnixNano())
 	ctx, cancel := p.boundedCtx(10*time.Second, wait)
 	defer cancel()
 	if wait > 0 { // a periodic commit given up at once says nothing about a rebalance
@@ -832,7 +852,9 @@ func (p *Pipeline) commitSync(cl *kgo.Client, offsets map[string]map[int32]kgo.E
 			p.logger.Warn("committing offsets failed; will retry", "err", err)
 			p.noteError(err)
 			p.tr.redirty(offsets)
+			return
 		}
+		p.unfinalSince.Store(0)
 	})
 }
 
@@ -1119,6 +1141,22 @@ func (p *Pipeline) NotReadyReason() string {
 	}
 	if id, _ := p.Member(); id == "" {
 		return "not yet a member of consumer group " + p.cfg.Group
+	}
+	if since := p.unfinalSince.Load(); since != 0 {
+		if d := time.Since(time.Unix(0, since)); d >= heldUpAfter {
+			what := "commits"
+			if p.eos {
+				what = "transactions"
+			}
+			why := fmt.Sprintf("%s held up for %s: consumer group %s is rebalancing (it waits for every member, a crashed one until pipeline.session_timeout) or its coordinator does not answer",
+				what, d.Round(time.Second), p.cfg.Group)
+			p.mu.Lock()
+			if p.lastErr != "" && time.Since(p.lastErrAt) < d {
+				why += " (last error: " + p.lastErr + ")"
+			}
+			p.mu.Unlock()
+			return why
+		}
 	}
 	return ""
 }
