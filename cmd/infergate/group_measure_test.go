@@ -42,10 +42,16 @@ func TestMeasureGroupScaling(t *testing.T) {
 	for i, n := range order {
 		t.Run(fmt.Sprintf("run%d-%dinstances", i, n), func(t *testing.T) {
 			brokers := groupCluster(t)
+			var pids []int
 			for j := range n {
-				newMember(t, brokers, j).start(t)
+				m := newMember(t, brokers, j)
+				m.start(t)
+				pids = append(pids, m.p.cmd.Process.Pid)
 			}
 			load := loadAvg()
+			// CPU time of the instances and of this process (the kfake
+			// cluster, and the test's own little work) over the bench.
+			instBefore, selfBefore := cpuSeconds(pids...), cpuSeconds(os.Getpid())
 			stdout, stderr, code := infergate(t, "", "bench", "--brokers", strings.Join(brokers, ","),
 				"--rate", "max", "--duration", duration, "--json")
 			if code != 0 {
@@ -59,11 +65,17 @@ func TestMeasureGroupScaling(t *testing.T) {
 				P99           float64 `json:"p99_ms"`
 				OtherCores    float64 `json:"other_cores"`
 			}
+			instCPU, selfCPU := cpuSeconds(pids...)-instBefore, cpuSeconds(os.Getpid())-selfBefore
 			if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 				t.Fatalf("bench output: %v\n%s", err, stdout)
 			}
-			t.Logf("MEASURE instances=%d throughput_rps=%.0f p50_ms=%.1f p99_ms=%.1f sent=%d lost=%d other_cores=%.2f load_before=%s at=%s",
-				n, r.ThroughputRPS, r.P50, r.P99, r.Sent, r.Lost, r.OtherCores, load, time.Now().UTC().Format("15:04"))
+			// CPU per request: what one instance would do with a core of its
+			// own is about 1 / (its CPU seconds per request).
+			perReq := func(cpu float64) float64 { return cpu / float64(max(r.Sent, 1)) * 1e6 }
+			t.Logf("MEASURE instances=%d throughput_rps=%.0f p50_ms=%.1f p99_ms=%.1f sent=%d lost=%d other_cores=%.2f load_before=%s at=%s "+
+				"instances_cpu_s=%.1f (%.1f µs/request) brokers_cpu_s=%.1f (%.1f µs/request)",
+				n, r.ThroughputRPS, r.P50, r.P99, r.Sent, r.Lost, r.OtherCores, load, time.Now().UTC().Format("15:04"),
+				instCPU, perReq(instCPU), selfCPU, perReq(selfCPU))
 		})
 	}
 }
@@ -74,4 +86,22 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// cpuSeconds is the user and system CPU time of the processes, from
+// /proc/<pid>/stat (clock ticks of 1/100 s, Linux's USER_HZ).
+func cpuSeconds(pids ...int) float64 {
+	var ticks float64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		var u, s float64
+		fmt.Sscan(f[11], &u) // utime: field 14 of stat, 12th after the command name
+		fmt.Sscan(f[12], &s)
+		ticks += u + s
+	}
+	return ticks / 100
 }
