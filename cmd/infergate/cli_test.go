@@ -239,10 +239,11 @@ func TestCLIHelpVersionCompletion(t *testing.T) {
 	}
 }
 
-// TestProduceTransactional: checking every line first cannot foresee a
-// record the broker refuses (here one over the topic's max.message.bytes):
-// plain produce then leaves the lines around it sent. With --transactional
-// the same input is all or nothing for a read_committed reader (the
+// TestProduceTransactional: a line too large for the topic's
+// max.message.bytes, which the broker would refuse alone while taking the
+// lines around it, is found before anything is sent (line named, exit 2).
+// What no check can foresee — here the same line sent with --no-validate —
+// is all or nothing with --transactional for a read_committed reader (the
 // pipeline): the transaction is aborted, exit 1, and the rerun of the fixed
 // input is the only copy the pipeline sees.
 func TestProduceTransactional(t *testing.T) {
@@ -280,26 +281,27 @@ func TestProduceTransactional(t *testing.T) {
 	}
 
 	_, stderr, code := infergate(t, "", "produce", "--data-dir", dataDir, "--key-field", "request_id", withBig)
-	if code != exitFailure || !strings.Contains(stderr, "produced 2 of 3 records") || !strings.Contains(stderr, "MESSAGE_TOO_LARGE") {
-		t.Fatalf("plain produce with a record too large: exit %d:\n%s", code, stderr)
+	if code != exitUsage || !strings.Contains(stderr, withBig+" line 2: 2 MiB with its key, headers and framing; topic inference_requests takes at most 977 KiB a record (max.message.bytes)") ||
+		!strings.Contains(stderr, "nothing was sent: 1 of 3 lines are too large for topic inference_requests") {
+		t.Fatalf("plain produce with a line too large: exit %d (want %d):\n%s", code, exitUsage, stderr)
 	}
-	if got := committed(); len(got) != 2 {
-		t.Fatalf("after the plain produce the topic has %q, want t-1 and t-3", got)
+	if got := committed(); len(got) != 0 {
+		t.Fatalf("after the refused produce the topic has %q, want nothing", got)
 	}
 
-	_, stderr, code = infergate(t, "", "produce", "--data-dir", dataDir, "--key-field", "request_id", "--transactional", withBig)
+	_, stderr, code = infergate(t, "", "produce", "--data-dir", dataDir, "--key-field", "request_id", "--no-validate", "--transactional", withBig)
 	if code != exitFailure || !strings.Contains(stderr, "transaction aborted: none of them will be read by the pipeline") || !strings.Contains(stderr, "MESSAGE_TOO_LARGE") {
 		t.Fatalf("transactional produce with a record too large: exit %d:\n%s", code, stderr)
 	}
-	if got := committed(); len(got) != 2 {
-		t.Fatalf("after the aborted transaction a read_committed reader sees %q, want still only the plain produce's 2", got)
+	if got := committed(); len(got) != 0 {
+		t.Fatalf("after the aborted transaction a read_committed reader sees %q, want nothing", got)
 	}
 
 	_, stderr, code = infergate(t, "", "produce", "--data-dir", dataDir, "--key-field", "request_id", "--transactional", fixed)
 	if code != 0 || !strings.Contains(stderr, "produced 3 records to inference_requests in one transaction, committed") {
 		t.Fatalf("transactional produce of the fixed input: exit %d:\n%s", code, stderr)
 	}
-	if got := committed(); len(got) != 5 {
-		t.Fatalf("after the committed transaction a read_committed reader sees %q, want 5 (2 + 3)", got)
+	if got := committed(); len(got) != 3 {
+		t.Fatalf("after the committed transaction a read_committed reader sees %q, want t-1, t-2, t-3", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -140,6 +141,13 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 		return err
 	}
 	defer cl.Close()
+	if !*noValidate {
+		// The last check needs the broker: a line the topic cannot take
+		// would be refused alone, leaving the others sent.
+		if err := checkSizes(ctx, cl, t, &src, *topic, *keyField, headers, lines, io); err != nil {
+			return err
+		}
+	}
 	if *transactional {
 		if err := cl.BeginTransaction(); err != nil {
 			return fmt.Errorf("beginning a transaction with the broker at %s: %w", t.addrs(), err)
@@ -193,6 +201,46 @@ func cmdProduce(ctx context.Context, args []string, io stdio) error {
 		sendErr = flushErr
 	}
 	return errors.Join(readErr, sendErr)
+}
+
+// producerBatchMax is kgo's own limit on a record batch (ProducerBatchMaxBytes'
+// default), which refuses a record before the broker sees it.
+const producerBatchMax = 1000012
+
+// checkSizes refuses the input, naming each line, when a line with its key,
+// headers and framing is larger than the topic's max.message.bytes (or the
+// client's batch limit): the broker would refuse that record alone.
+func checkSizes(ctx context.Context, cl *kgo.Client, t *target, src *lineSource, topic, keyField string, headers headerFlags, lines int, io stdio) error {
+	lctx, cancel := context.WithTimeout(ctx, t.timeout)
+	lims, _ := pipeline.TopicLimits(lctx, kadm.NewClient(cl), topic) // unreadable: Kafka's default
+	cancel()
+	limit := min(lims[topic], producerBatchMax)
+	var big []string
+	n := 0
+	err := src.each(func(lineNo int, line []byte) error {
+		r := &kgo.Record{Value: line, Headers: headers}
+		if keyField != "" {
+			r.Key, _ = jsonKey(line, keyField) // checked in the first pass
+		}
+		if size := pipeline.WireSize(r); size > limit {
+			n++
+			if len(big) < maxReported {
+				big = append(big, fmt.Sprintf("%s line %d: %s with its key, headers and framing; topic %s takes at most %s a record (max.message.bytes)",
+					src.name, lineNo, formatBytes(int64(size)), topic, formatBytes(int64(limit))))
+			}
+		}
+		return ctx.Err()
+	})
+	if err != nil || n == 0 {
+		return err
+	}
+	for _, b := range big {
+		fmt.Fprintln(io.err, b)
+	}
+	if n > len(big) {
+		fmt.Fprintf(io.err, "... and %d more lines too large\n", n-len(big))
+	}
+	return usageErr(fmt.Errorf("nothing was sent: %d of %d lines are too large for topic %s (split them, or send as is with --no-validate)", n, lines, topic))
 }
 
 // endTransaction commits produce's transaction when every record was

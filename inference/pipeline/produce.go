@@ -81,51 +81,64 @@ func classifyProduceError(err error) produceKind {
 // whose configuration cannot be read (no DescribeConfigs permission, say)
 // gets Kafka's default; a record-level error then still cuts the record down.
 func (p *Pipeline) topicLimits(ctx context.Context) map[string]int {
-	lim := map[string]int{p.cfg.ResultsTopic: defaultMaxMessageBytes, p.cfg.DLQTopic: defaultMaxMessageBytes}
+	var lim map[string]int
 	cl, err := kgo.NewClient(p.clientOpts...)
 	if err == nil {
 		defer cl.Close()
-		var rcs kadm.ResourceConfigs
-		rcs, err = kadm.NewClient(cl).DescribeTopicConfigs(ctx, p.cfg.ResultsTopic, p.cfg.DLQTopic)
-		for _, rc := range rcs {
-			if rc.Err != nil {
-				err = errors.Join(err, fmt.Errorf("%s: %w", rc.Name, rc.Err))
-				continue
-			}
-			// The topic's own setting wins; else the broker's, which a
-			// real Kafka reports as the topic's value and kfake under the
-			// broker's name.
-			var topic, broker, def int
-			for _, c := range rc.Configs {
-				if c.Value == nil {
-					continue
-				}
-				n, perr := strconv.Atoi(*c.Value)
-				if perr != nil || n <= 0 {
-					continue
-				}
-				switch {
-				case c.Key == "max.message.bytes" && c.Source == kmsg.ConfigSourceDynamicTopicConfig:
-					topic = n
-				case c.Key == "max.message.bytes":
-					def = n
-				case c.Key == "message.max.bytes":
-					broker = n
-				}
-			}
-			for _, n := range []int{topic, broker, def} {
-				if n > 0 {
-					lim[rc.Name] = n
-					break
-				}
-			}
-		}
+		lim, err = TopicLimits(ctx, kadm.NewClient(cl), p.cfg.ResultsTopic, p.cfg.DLQTopic)
+	} else {
+		lim = map[string]int{p.cfg.ResultsTopic: defaultMaxMessageBytes, p.cfg.DLQTopic: defaultMaxMessageBytes}
 	}
 	if err != nil {
 		p.logger.Warn("cannot read the output topics' max.message.bytes; assuming Kafka's default",
 			"default", defaultMaxMessageBytes, "err", err)
 	}
 	return lim
+}
+
+// TopicLimits reads max.message.bytes of topics: the largest record batch
+// the broker accepts into each. A topic whose configuration cannot be read
+// gets Kafka's default (1048588), and the error says why.
+func TopicLimits(ctx context.Context, adm *kadm.Client, topics ...string) (map[string]int, error) {
+	lim := map[string]int{}
+	for _, t := range topics {
+		lim[t] = defaultMaxMessageBytes
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			err = errors.Join(err, fmt.Errorf("%s: %w", rc.Name, rc.Err))
+			continue
+		}
+		// The topic's own setting wins; else the broker's, which a
+		// real Kafka reports as the topic's value and kfake under the
+		// broker's name.
+		var topic, broker, def int
+		for _, c := range rc.Configs {
+			if c.Value == nil {
+				continue
+			}
+			n, perr := strconv.Atoi(*c.Value)
+			if perr != nil || n <= 0 {
+				continue
+			}
+			switch {
+			case c.Key == "max.message.bytes" && c.Source == kmsg.ConfigSourceDynamicTopicConfig:
+				topic = n
+			case c.Key == "max.message.bytes":
+				def = n
+			case c.Key == "message.max.bytes":
+				broker = n
+			}
+		}
+		for _, n := range []int{topic, broker, def} {
+			if n > 0 {
+				lim[rc.Name] = n
+				break
+			}
+		}
+	}
+	return lim, err
 }
 
 // batchOverhead is a record batch's header (what the broker measures against
@@ -136,6 +149,10 @@ const (
 	recordOverhead = 32
 	headerOverhead = 10
 )
+
+// WireSize bounds r's size in a record batch of its own, uncompressed: what
+// the broker measures against max.message.bytes.
+func WireSize(r *kgo.Record) int { return wireSize(r) }
 
 // wireSize bounds r's size in a record batch of its own, uncompressed.
 func wireSize(r *kgo.Record) int {
