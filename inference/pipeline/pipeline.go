@@ -382,7 +382,7 @@ func (p *Pipeline) closeClient(closeFn func()) {
 	select {
 	case <-done:
 	case <-t.C:
-		p.logger.Warn("leaving the consumer group waits for a rebalance in progress; not waiting for it", "waited", wait)
+		p.logger.Warn("closing the Kafka client waits for the group's coordinator (a rebalance in progress, or no broker answers); not waiting for it", "waited", wait)
 	}
 }
 
@@ -418,11 +418,11 @@ func (p *Pipeline) leaveGroup(cl *kgo.Client) {
 		}
 	}
 	if err != nil {
-		p.logger.Warn("leaving the consumer group during its rebalance failed; the group removes this member when its session times out",
+		p.logger.Warn("leaving the consumer group failed; the group removes this member when its session times out",
 			"group", p.cfg.Group, "member_id", memberID, "err", err)
 		return
 	}
-	p.logger.Info("left the consumer group: it is rebalancing and held up the final commit", "group", p.cfg.Group,
+	p.logger.Info("left the consumer group: its final commit was held up (the group is rebalancing)", "group", p.cfg.Group,
 		"member_id", memberID, "instance_id", p.cfg.InstanceID)
 }
 
@@ -575,9 +575,17 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 		p.accept(fs, recs)
 		p.in.push(inItem{flush: true}) // every polled record must be in this transaction: no waiting for more
 
+		// During shutdown the outputs in flight are waited for at most
+		// ShutdownTimeout, and not at all once no broker answers: they
+		// could not be produced, and the transaction is aborted anyway.
 		wctx, wcancel := afterDone(ctx, p.cfg.ShutdownTimeout)
-		werr := p.tr.waitUntil(wctx, 50*time.Millisecond, func() bool { return p.tr.pending == 0 || p.fatalErr.Load() != nil })
+		werr := p.tr.waitUntil(wctx, 50*time.Millisecond, func() bool {
+			return p.tr.pending == 0 || p.fatalErr.Load() != nil || (ctx.Err() != nil && p.brokerDown.Load() != nil)
+		})
 		wcancel()
+		if werr == nil && ctx.Err() != nil && p.tr.pendingCount() > 0 && p.fatalErr.Load() == nil {
+			werr = errors.New("shutting down with no broker answering")
+		}
 		perr := p.tr.cycleError()
 		commit := werr == nil && perr == nil && p.fatalErr.Load() == nil
 		p.unfinalSince.CompareAndSwap(0, time.Now().UnixNano())
@@ -635,7 +643,7 @@ func (p *Pipeline) txnLoop(ctx context.Context, sess *kgo.GroupTransactSession) 
 func (p *Pipeline) abortTxn(ctx context.Context, sess *kgo.GroupTransactSession) error {
 	backoff := p.tuning().RetryBackoff
 	for {
-		actx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
+		actx, cancel := p.boundedCtx(p.cfg.ShutdownTimeout, stopWait)
 		_, err := sess.End(actx, kgo.TryAbort)
 		cancel()
 		if err == nil {
