@@ -47,7 +47,7 @@ print(f"{name:16} {tag:10} #{rnd} {r['throughput_rps']:8.0f}/s lost {r['lost']} 
 EOF
 }
 
-for round in $(seq 1 "$rounds"); do
+for round in $(seq ${FIRST:-1} "$rounds"); do
 	for bin in "$@"; do
 		tag=$(basename "$bin")
 		run "$bin" "$tag" max-os-qos1 --rate max --durability os
