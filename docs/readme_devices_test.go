@@ -79,12 +79,14 @@ func TestReadmeDevices(t *testing.T) {
 	app := startReadmeApp(t, "data", []string{"INFERGATE_INGRESS_MQTT_LISTEN=" + mqttAddr,
 		"INFERGATE_INGRESS_NATS_LISTEN=" + freeAddr(t)}, "--demo", "--ingress")
 	dir, env := app.dir, app.env
+	// Devices are refused ("not authorised") until the ingress is open to
+	// them, a moment after its listener binds (ingress/auth.go): wait for
+	// that, as a reader waits for "infergate is ready".
 	testutil.Eventually(t, 90*time.Second, func() error {
-		c, err := net.Dial("tcp", mqttAddr)
-		if err == nil {
-			c.Close()
+		if !strings.Contains(app.logs.String(), "ingress open to devices") {
+			return fmt.Errorf("the ingress is not open to devices yet")
 		}
-		return err
+		return nil
 	})
 
 	// mosquitto_sub as written, bounded (one message, 60 s) instead of sent
