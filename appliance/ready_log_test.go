@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,23 +16,8 @@ import (
 	"github.com/infergate/infergate/internal/testutil"
 )
 
-// lockedBuffer is a log sink the appliance writes and the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer collects what a process writes while the test reads it.
+type lockedBuffer = testutil.Buffer
 
 // TestReadyLogFollowsReadyz: "infergate is ready" is logged when /readyz
 // first answers 200, not when the components have started — the issue saw

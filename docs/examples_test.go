@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -514,7 +513,7 @@ func TestReadmeShowsWhatItPrints(t *testing.T) {
 	if addr == nil {
 		t.Fatalf("the consume example changed shape: %s", gaveUp)
 	}
-	hole := silentListener(t)
+	hole := testutil.SilentListener(t)
 	out, code = run("", "infergate consume --brokers "+hole)
 	if want := strings.ReplaceAll(gaveUp, addr[1], hole); code != 1 || strings.TrimSpace(out) != want {
 		t.Errorf("README shows (exit 1)\n%s\ninfergate consume --brokers %s printed (exit %d)\n%s", gaveUp, hole, code, out)
@@ -533,35 +532,6 @@ func TestReadmeShowsWhatItPrints(t *testing.T) {
 			t.Errorf("README's help excerpt has\n%s\nwhich infergate run --help does not print", para)
 		}
 	}
-}
-
-// silentListener accepts connections and never answers.
-func silentListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
 }
 
 // Every result example in the docs for the README's readings of the demo

@@ -7,30 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/infergate/infergate/internal/testutil"
 )
 
-// syncBuffer is a strings.Builder safe for a process writing and a test reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects what a process writes while the test reads it.
+type syncBuffer = testutil.Buffer
 
 // The README's "Devices (MQTT / NATS)" example, run as written against a
 // fresh `infergate run --demo --ingress` (on free ports instead of the

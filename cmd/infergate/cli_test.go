@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,37 +13,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-)
 
-// blackHole listens and accepts connections but never answers: a broker or
-// API that hangs, unlike a closed port, which refuses at once.
-func blackHole(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
+	"github.com/infergate/infergate/internal/testutil"
+)
 
 // infergateEnv is infergate with extra environment variables.
 func infergateEnv(t *testing.T, env []string, stdin string, args ...string) (stdout, stderr string, code int) {
@@ -76,7 +47,7 @@ func infergateEnv(t *testing.T, env []string, stdin string, args ...string) (std
 // hanging.
 func TestCLIDeadAddress(t *testing.T) {
 	closed := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	silent := blackHole(t)
+	silent := testutil.SilentListener(t)
 	request := `{"request_id": "r-1", "features": [1]}` + "\n"
 	for _, tc := range []struct {
 		name, addr, want string
@@ -110,7 +81,7 @@ func TestCLIDeadAddress(t *testing.T) {
 // minutes (their --timeout defaults to 10m), but an admin API that does not
 // answer at all is found within the usual 10 s, not after 10 minutes.
 func TestCLIDatasetCommandsFindASilentAPIQuickly(t *testing.T) {
-	silent := blackHole(t)
+	silent := testutil.SilentListener(t)
 	for _, args := range [][]string{
 		{"rollout", "capture", "x", "--last", "5"},
 		{"rollout", "replay", "x", "--candidate", "2"},

@@ -24,19 +24,7 @@ import (
 func TestGroupDLQFromAnyInstance(t *testing.T) {
 	brokers := groupCluster(t)
 	adm := kadm.NewClient(testutil.Client(t, brokers))
-	var ms []*member
-	for i := range 3 {
-		m := newMember(t, brokers, i)
-		m.start(t)
-		ms = append(ms, m)
-	}
-	testutil.Eventually(t, time.Minute, func() error {
-		owners, n, state := assignment(t, adm, "infergate")
-		if n != 3 || len(owners) != groupPartitions || state != "Stable" {
-			return fmt.Errorf("group: %d members, %d partitions assigned, state %s", n, len(owners), state)
-		}
-		return nil
-	})
+	ms := startStableGroup(t, brokers, adm)
 
 	// Two undecodable requests on every partition: each instance
 	// dead-letters those of the partitions it owns.

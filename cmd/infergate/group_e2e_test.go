@@ -292,15 +292,7 @@ func groupKillOneOfThree(t *testing.T, mode string) {
 		default:
 		}
 	}
-	lost, dups := 0, 0
-	for _, id := range acked {
-		switch c := counts[id]; {
-		case c == 0:
-			lost++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	lost, dups := lostAndDuplicates(acked, counts)
 	if lost > 0 {
 		t.Errorf("%d of %d acknowledged requests have no result", lost, len(acked))
 	}
@@ -376,6 +368,40 @@ func committedOffsets(t *testing.T, adm *kadm.Client) map[int32]int64 {
 // collectResults reads the results topic read_committed until every acked
 // request has a result and nothing new arrived for 3 s, counting results per
 // request id.
+// lostAndDuplicates counts the acknowledged requests with no result and
+// the results beyond the first of each.
+func lostAndDuplicates(acked []string, counts map[string]int) (lost, dups int) {
+	for _, id := range acked {
+		switch c := counts[id]; {
+		case c == 0:
+			lost++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	return lost, dups
+}
+
+// startStableGroup starts three members (newMember's args) and waits until
+// the group is Stable with every partition assigned.
+func startStableGroup(t *testing.T, brokers []string, adm *kadm.Client, args ...string) []*member {
+	t.Helper()
+	var ms []*member
+	for i := range 3 {
+		m := newMember(t, brokers, i, args...)
+		m.start(t)
+		ms = append(ms, m)
+	}
+	testutil.Eventually(t, time.Minute, func() error {
+		owners, n, state := assignment(t, adm, "infergate")
+		if n != 3 || len(owners) != groupPartitions || state != "Stable" {
+			return fmt.Errorf("group: %d members, %d partitions assigned, state %s", n, len(owners), state)
+		}
+		return nil
+	})
+	return ms
+}
+
 func collectResults(t *testing.T, brokers []string, acked []string) map[string]int {
 	t.Helper()
 	cl := testutil.Client(t, brokers, kgo.ConsumeTopics(resultsTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -578,15 +604,7 @@ func TestGroupHealthAndOwnerLag(t *testing.T) {
 	time.Sleep(5 * time.Second) // requests flow a while through the recovered cluster
 	acked, sent := prod.finish()
 	counts := collectResults(t, brokers, acked)
-	lost, dups := 0, 0
-	for _, id := range acked {
-		switch c := counts[id]; {
-		case c == 0:
-			lost++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	lost, dups := lostAndDuplicates(acked, counts)
 	if lost > 0 {
 		t.Errorf("%d of %d acknowledged requests (sent before, during and after the outage) have no result", lost, len(acked))
 	}

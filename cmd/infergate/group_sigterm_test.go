@@ -34,19 +34,7 @@ func TestGroupSigtermDuringStuckRebalance(t *testing.T) {
 func groupSigtermDuringStuckRebalance(t *testing.T, mode string) {
 	brokers := groupCluster(t)
 	adm := kadm.NewClient(testutil.Client(t, brokers))
-	var ms []*member
-	for i := range 3 {
-		m := newMember(t, brokers, i, "--delivery", mode)
-		m.start(t)
-		ms = append(ms, m)
-	}
-	testutil.Eventually(t, time.Minute, func() error {
-		owners, n, state := assignment(t, adm, "infergate")
-		if n != 3 || len(owners) != groupPartitions || state != "Stable" {
-			return fmt.Errorf("group: %d members, %d partitions assigned, state %s", n, len(owners), state)
-		}
-		return nil
-	})
+	ms := startStableGroup(t, brokers, adm, "--delivery", mode)
 	prod := startPacedProducer(t, brokers, 150)
 	firstResults(t, brokers, 300)
 
@@ -124,15 +112,7 @@ func groupSigtermDuringStuckRebalance(t *testing.T, mode string) {
 	time.Sleep(3 * time.Second) // requests flow a moment through the settled group
 	acked, sent := prod.finish()
 	counts := collectResults(t, brokers, acked)
-	lost, dups := 0, 0
-	for _, id := range acked {
-		switch c := counts[id]; {
-		case c == 0:
-			lost++
-		case c > 1:
-			dups += c - 1
-		}
-	}
+	lost, dups := lostAndDuplicates(acked, counts)
 	if lost > 0 {
 		t.Errorf("%d of %d acknowledged requests have no result", lost, len(acked))
 	}

@@ -22,22 +22,8 @@ import (
 	"github.com/infergate/infergate/proto/tfpb"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects what a process writes while the test reads it.
+type syncBuffer = testutil.Buffer
 
 func freePort(t testing.TB) int {
 	t.Helper()
