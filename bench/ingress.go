@@ -64,6 +64,13 @@ type IngressReport struct {
 	KafkaLoad         float64 `json:"kafka_load_rps,omitempty"`
 	KafkaLoadProduced int64   `json:"kafka_load_produced,omitempty"`
 	KafkaLoadFailed   int64   `json:"kafka_load_failed,omitempty"`
+	// DevicesClosed is how many devices' connections nats-server closed
+	// before the bench's end (a device is not reconnected: its publishes
+	// stop, and its clean session's pending answers are dropped).
+	DevicesClosed int      `json:"devices_closed"`
+	ClosedErrors  []string `json:"closed_errors,omitempty"`
+	// Unanswered says, when Lost > 0, where those requests are in Kafka.
+	Unanswered *Unanswered `json:"unanswered,omitempty"`
 	// CPU of this process (appliance and devices) in the measured window
 	// and per answer, and the cores other processes kept busy meanwhile.
 	CPUSeconds          float64  `json:"cpu_seconds"`
@@ -99,6 +106,13 @@ cpu %.1f s in the window, %.1f µs per answer; other processes kept %.2f cores b
 	if r.KafkaLoad > 0 {
 		fmt.Fprintf(w, "beside: %g requests/s produced straight to Kafka (%d produced, %d failed)\n",
 			r.KafkaLoad, r.KafkaLoadProduced, r.KafkaLoadFailed)
+	}
+	if r.DevicesClosed > 0 {
+		fmt.Fprintf(w, "devices whose connection nats-server closed: %d (first: %v)\n", r.DevicesClosed, r.ClosedErrors)
+	}
+	if u := r.Unanswered; u != nil {
+		fmt.Fprintf(w, "acknowledged, not answered at the device: %d (%d on closed devices): with a result in Kafka %d, request in Kafka without result %d, not in Kafka %d\n",
+			u.Checked, u.OnClosedDevice, u.WithResult, u.RequestOnly, u.NotInKafka)
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintln(w, "error:", e)
@@ -199,8 +213,22 @@ type device struct {
 	run   *ingressRun
 	mu    sync.Mutex
 	sent  map[int64]time.Time // seq -> publish time, until answered
-	acks  map[uint16]time.Time
-	slots chan struct{} // --rate max: outstanding requests
+	acked map[int64]bool      // seqs acknowledged, until answered
+	slots chan struct{}       // --rate max: outstanding requests
+	// closed is the error that ended the device's connection before the
+	// bench closed it (nil while it is open).
+	closed func() error
+}
+
+// ack records that the request seq was acknowledged.
+func (d *device) ack(seq int64, at time.Time) {
+	d.mu.Lock()
+	if _, unanswered := d.sent[seq]; unanswered {
+		d.acked[seq] = true
+	}
+	d.mu.Unlock()
+	d.run.acked.Add(1)
+	d.run.sample(d.run.ackLat, at, false)
 }
 
 // fixedReading is the one demo reading the ingress and bulk loads send:
@@ -230,6 +258,7 @@ func (d *device) answered(payload []byte) {
 	d.mu.Lock()
 	at, ok := d.sent[seq]
 	delete(d.sent, seq)
+	delete(d.acked, seq)
 	d.mu.Unlock()
 	if !ok {
 		return // a duplicate
@@ -306,7 +335,7 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 	devs := make([]*device, devices)
 	sends := make([]func(int64) error, devices)
 	for i := range devices {
-		d := &device{name: "bench" + strconv.Itoa(i), run: run, sent: map[int64]time.Time{}, acks: map[uint16]time.Time{}}
+		d := &device{name: "bench" + strconv.Itoa(i), run: run, sent: map[int64]time.Time{}, acked: map[int64]bool{}}
 		if cfg.Rate <= 0 {
 			d.slots = make(chan struct{}, max(window/devices, 1))
 		}
@@ -364,6 +393,20 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 	for run.answered.Load() < run.sent.Load() && time.Now().Before(drainEnd) && ctx.Err() == nil {
 		_ = sleepCtx(ctx, 10*time.Millisecond)
 	}
+	// Before the devices are closed: which of them nats-server closed.
+	closedDevs := map[string]bool{}
+	for _, d := range devs {
+		if d.closed == nil {
+			continue
+		}
+		if err := d.closed(); err != nil {
+			closedDevs[d.name] = true
+			rep.DevicesClosed++
+			if len(rep.ClosedErrors) < 5 {
+				rep.ClosedErrors = append(rep.ClosedErrors, d.name+": "+err.Error())
+			}
+		}
+	}
 	for _, c := range closers {
 		c()
 	}
@@ -387,6 +430,21 @@ func RunIngress(ctx context.Context, cfg Config, protocol string, devices int) (
 	run.mu.Unlock()
 	if rep.Lost > 0 {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("%d acknowledged requests not answered within --drain %s", rep.Lost, cfg.Drain))
+		if !sys.natsOnly {
+			want := map[unansweredKey]bool{}
+			for _, d := range devs {
+				d.mu.Lock()
+				for seq := range d.acked {
+					want[unansweredKey{device: d.name, seq: seq}] = closedDevs[d.name]
+				}
+				d.mu.Unlock()
+			}
+			u, err := classify(ctx, sys, want)
+			if err != nil {
+				u.Err = err.Error()
+			}
+			rep.Unanswered = u
+		}
 	}
 	return rep, nil
 }
@@ -439,19 +497,24 @@ func connectDevice(ctx context.Context, sys *system, protocol string, answerQoS0
 	if protocol == IngressMQTT {
 		var dev *mqttDevice
 		var pmu sync.Mutex
+		type inFlight struct {
+			seq int64
+			at  time.Time
+		}
+		acks := map[uint16]inFlight{}
 		dev, err := dialMQTT(sys.mqttAddr, d.name, func(id uint16) {
 			pmu.Lock()
-			at, ok := d.acks[id]
-			delete(d.acks, id)
+			p, ok := acks[id]
+			delete(acks, id)
 			pmu.Unlock()
 			if ok {
-				d.run.acked.Add(1)
-				d.run.sample(d.run.ackLat, at, false)
+				d.ack(p.seq, p.at)
 			}
 		}, func(_ string, payload []byte) { d.answered(payload) })
 		if err != nil {
 			return nil, nil, err
 		}
+		d.closed = dev.closedBy
 		var qos byte = 1
 		if answerQoS0 {
 			qos = 0
@@ -465,7 +528,7 @@ func connectDevice(ctx context.Context, sys *system, protocol string, answerQoS0
 			defer pmu.Unlock()
 			id, err := dev.publish(reqTopic, d.payload(seq))
 			if err == nil {
-				d.acks[id] = time.Now()
+				acks[id] = inFlight{seq: seq, at: time.Now()}
 			}
 			return err
 		}
@@ -486,8 +549,9 @@ func connectDevice(ctx context.Context, sys *system, protocol string, answerQoS0
 		return nil, nil, err
 	}
 	futures := make(chan struct {
-		f  jetstream.PubAckFuture
-		at time.Time
+		f   jetstream.PubAckFuture
+		seq int64
+		at  time.Time
 	}, 8192)
 	done := make(chan struct{})
 	go func() {
@@ -495,8 +559,7 @@ func connectDevice(ctx context.Context, sys *system, protocol string, answerQoS0
 		for p := range futures {
 			select {
 			case <-p.f.Ok():
-				d.run.acked.Add(1)
-				d.run.sample(d.run.ackLat, p.at, false)
+				d.ack(p.seq, p.at)
 			case err := <-p.f.Err():
 				d.run.fail(err)
 			case <-ctx.Done():
@@ -512,9 +575,10 @@ func connectDevice(ctx context.Context, sys *system, protocol string, answerQoS0
 			return err
 		}
 		futures <- struct {
-			f  jetstream.PubAckFuture
-			at time.Time
-		}{f, at}
+			f   jetstream.PubAckFuture
+			seq int64
+			at  time.Time
+		}{f, seq, at}
 		return nil
 	}
 	closeDev := func() {

@@ -214,6 +214,20 @@ func readPacket(r *bufio.Reader) (byte, []byte, error) {
 	return typ, body, err
 }
 
+// closedBy is the error that ended the connection's read loop (the server
+// closed it, or it broke) before close was called; nil while it is open.
+func (d *mqttDevice) closedBy() error {
+	select {
+	case <-d.done:
+		if d.err == nil {
+			return errors.New("closed")
+		}
+		return d.err
+	default:
+		return nil
+	}
+}
+
 func (d *mqttDevice) close() {
 	d.wmu.Lock()
 	_ = d.writeLocked(0xe0, nil) // DISCONNECT
