@@ -118,8 +118,12 @@ func (a *Appliance) DataWarnings() []string {
 		out = append(out, StoreWarnings(st.Health())...)
 	}
 	if e := a.Broker(); e != nil {
-		for _, c := range e.Health().Corrupt {
+		h := e.Health()
+		for _, c := range h.Corrupt {
 			out = append(out, "broker: DATA CORRUPTION: "+c.String())
+		}
+		if h.SyncFailed != nil {
+			out = append(out, "broker: "+h.SyncFailed.Error())
 		}
 	}
 	return out

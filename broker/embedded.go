@@ -188,6 +188,7 @@ type Embedded struct {
 	klog       *kfakeLogger
 	guard      *diskGuard
 	cluster    *kfake.Cluster
+	gsync      *groupSync // nil unless durability is fsync
 	lock       *os.File
 	bound      string
 	advertised string
@@ -240,13 +241,20 @@ func NewEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 
 	// kfake binds 127.0.0.1 itself; ListenFn hands it our listener instead,
 	// and the listener's Addr() is what kfake advertises in metadata.
+	var gsync *groupSync
+	var kln net.Listener = &advertisedListener{Listener: ln, addr: tcpAddrString(adv)}
+	if cfg.Durability == DurabilityFsync {
+		gsync = newGroupSync(cfg.DataDir)
+		gsync.onErr = func(err error) { logger.Error(err.Error(), "data_dir", cfg.DataDir) }
+		kln = &gatedListener{Listener: kln, sync: gsync}
+	}
 	handed := false
 	listenFn := func(string, string) (net.Listener, error) {
 		if handed {
 			return nil, errors.New("embedded broker runs one node only")
 		}
 		handed = true
-		return &advertisedListener{Listener: ln, addr: tcpAddrString(adv)}, nil
+		return kln, nil
 	}
 
 	opts := []kfake.Opt{
@@ -262,7 +270,9 @@ func NewEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 	}
 	switch cfg.Durability {
 	case DurabilityFsync:
-		opts = append(opts, kfake.DataDir(cfg.DataDir), kfake.SyncWrites())
+		// Not kfake.SyncWrites: gsync holds each acknowledgement until a
+		// group fsync covers it (groupsync.go).
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
 	case DurabilityOS:
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 	case DurabilityMemory:
@@ -275,6 +285,9 @@ func NewEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
 		ln.Close()
+		if gsync != nil {
+			gsync.Close()
+		}
 		unlockDataDir(lock)
 		return nil, fmt.Errorf("starting embedded broker on data dir %s (broker.data_dir): %w", cfg.DataDir, err)
 	}
@@ -301,6 +314,7 @@ func NewEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 		klog:       klog,
 		guard:      guard,
 		cluster:    cluster,
+		gsync:      gsync,
 		lock:       lock,
 		bound:      bound,
 		advertised: adv,
@@ -361,6 +375,11 @@ func (e *Embedded) Close() error {
 		e.klog.capture(true)
 		e.cluster.Close()
 		saveErrs := e.klog.capture(false)
+		if e.gsync != nil {
+			if err := e.gsync.Close(); err != nil {
+				saveErrs = append(saveErrs, err.Error())
+			}
+		}
 		unlockDataDir(e.lock)
 		if len(saveErrs) > 0 {
 			e.closeErr = fmt.Errorf("closing embedded broker (data dir %s): %s", e.cfg.DataDir, strings.Join(saveErrs, "; "))

@@ -25,6 +25,9 @@ type Health struct {
 	MinFreeBytes int64
 	// Corrupt lists damage found in the data dir when the broker loaded it.
 	Corrupt []Corruption
+	// SyncFailed is set once an fsync of the data dir failed (durability
+	// fsync): from then on nothing is acknowledged until a restart.
+	SyncFailed error
 }
 
 // Corruption is damage found while loading the data dir. For a segment, the records from
@@ -60,7 +63,11 @@ func (e *Embedded) Health() Health {
 	e.klog.mu.Lock()
 	corrupt := append([]Corruption(nil), e.klog.corrupt...)
 	e.klog.mu.Unlock()
-	return Health{DiskFull: e.guard.full.Load(), FreeBytes: free, MinFreeBytes: e.cfg.MinFreeBytes, Corrupt: corrupt}
+	h := Health{DiskFull: e.guard.full.Load(), FreeBytes: free, MinFreeBytes: e.cfg.MinFreeBytes, Corrupt: corrupt}
+	if e.gsync != nil {
+		h.SyncFailed = e.gsync.failed()
+	}
+	return h
 }
 
 // diskGuard refuses produce requests below the free-space floor. kfake writes every
