@@ -382,6 +382,12 @@ func (s *Store) put(recs []*Record, mode putMode) error {
 			old, err := getRecord(txn, r.ID)
 			switch {
 			case err == nil:
+				if mode == putFromSource {
+					// The stored record's replay count is the truth, not the one r carries: r may
+					// hold what an earlier attempt of this transaction (retried after a conflict
+					// with MarkReplayed) or the caller's own retry read before the mark.
+					r.Replays, r.LastReplayAt = old.Replays, old.LastReplayAt
+				}
 				if mode == putShared {
 					// The replays made through any instance count.
 					r.Replays = max(r.Replays, old.Replays)

@@ -876,6 +876,50 @@ func TestReplayFailureUpdatesItsRecord(t *testing.T) {
 	checkConsistent(t, s)
 }
 
+// TestRetriedReplayFailureKeepsReplayCount: the failure of a replayed request is written
+// by one Put that Badger may retry after a conflict with the operator's MarkReplayed (the
+// replay is produced before it is marked, so the failure can race the mark). The retry must
+// read the replay count again, not write the one the first attempt read. A caller's retry of
+// the same records takes the same path, so it is what this test does.
+func TestRetriedReplayFailureKeepsReplayCount(t *testing.T) {
+	s := openTest(t, nil)
+	first := rec("validation", "demo", time.Time{})
+	mustPutSourced(t, s, first)
+	again := rec("validation", "demo", time.Time{})
+	again.SourceOffset = 100
+	again.Headers = append(again.Headers, Header{Key: ReplayOfHeader, Value: []byte(first.ID)})
+	mustPutSourced(t, s, again) // the attempt that read replays 0
+	if again.ID != first.ID {
+		t.Fatalf("replay failed again as a new record %s, want %s updated", again.ID, first.ID)
+	}
+	if err := s.MarkReplayed(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	mustPutSourced(t, s, again) // the retry
+	got, err := s.Get(first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Replays != 1 || got.LastReplayAt.IsZero() {
+		t.Errorf("after a retried put: replays %d, last replay %v; want 1 and the mark's time", got.Replays, got.LastReplayAt)
+	}
+
+	// The same for a redelivery of the same source record (reuseSourceID).
+	src := rec("validation", "demo", time.Time{})
+	src.SourceOffset = 300
+	mustPutSourced(t, s, src)
+	if err := s.MarkReplayed(src.ID); err != nil {
+		t.Fatal(err)
+	}
+	redelivered := *src
+	redelivered.Replays, redelivered.LastReplayAt = 0, time.Time{}
+	mustPutSourced(t, s, &redelivered)
+	if got, err := s.Get(src.ID); err != nil || got.Replays != 1 {
+		t.Errorf("after a redelivered failure with its record's id: %+v, %v; want replays 1", got, err)
+	}
+	checkConsistent(t, s)
+}
+
 func inMemoryConfig() Config {
 	c := DefaultConfig("")
 	c.InMemory = true
