@@ -4,8 +4,8 @@
 # --rate max (durability os, then fsync; answer QoS 1, then os at QoS 0)
 # and --rate 1000 (fsync, then os; answer QoS 1). Keeps each run's JSON
 # report and `uptime` in OUT and prints one line per run. With PERF=1 each
-# run is counted by `perf stat` for fsync calls (root or
-# perf_event_paranoid <= 1), printed as fsyncs per request sent.
+# run is counted by `perf stat` for fsync and fdatasync calls (root or
+# perf_event_paranoid <= 1), printed as syncs per request sent.
 #
 #   go build -o /tmp/ig-before ./cmd/infergate   # at the "before" commit
 #   go build -o /tmp/ig-after ./cmd/infergate    # at the "after" commit
@@ -22,7 +22,7 @@ run() { # bin tag name args...
 	local f="$out/$name.$tag.$round"
 	uptime >"$f.uptime"
 	if [ "${PERF:-0}" = 1 ]; then
-		perf stat -x, -e syscalls:sys_enter_fsync -o "$f.perf" -- \
+		perf stat -x, -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync -o "$f.perf" -- \
 			"$bin" bench --ingress mqtt --duration 10s --warmup 2s --json "$@" >"$f.json" 2>/dev/null || true
 	else
 		"$bin" bench --ingress mqtt --duration 10s --warmup 2s --json "$@" >"$f.json" 2>/dev/null || true
@@ -38,9 +38,9 @@ load = open(f + ".uptime").read().split("load average:")[1].split(",")[0].strip(
 st = " / ".join("%.1f" % r[k]["p99_ms"] for k in ("stage_in", "stage_pipeline", "stage_out"))
 extra = ""
 if os.path.exists(f + ".perf"):
-    n = [l for l in open(f + ".perf") if "fsync" in l]
-    if n and n[0].split(",")[0].isdigit() and r["sent"]:
-        extra = " fsync/req %.2f" % (int(n[0].split(",")[0]) / r["sent"])
+    n = [int(l.split(",")[0]) for l in open(f + ".perf") if "sync" in l and l.split(",")[0].isdigit()]
+    if n and r["sent"]:
+        extra = " fsync+fdatasync/req %.2f" % (sum(n) / r["sent"])
 print(f"{name:16} {tag:10} #{rnd} {r['throughput_rps']:8.0f}/s lost {r['lost']} p50 {r['latency']['p50_ms']:7.1f} "
       f"p99 {r['latency']['p99_ms']:7.1f} ms (stages p99 {st}) cpu {r['cpu_us_per_request']:6.1f} us/req "
       f"other {r['other_cores']:.2f} cores load1 {load}{extra}")

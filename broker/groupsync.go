@@ -87,9 +87,9 @@ type groupSync struct {
 	err     error  // sticky: after a failed fsync nothing is acknowledged
 	closed  bool
 
-	files map[string]*os.File // the broker's files, kept open between rounds
-	dirs  map[string]bool     // partition directories seen in earlier rounds
-	onErr func(error)         // told once, when the first round fails
+	files map[string]*syncedFile // the broker's files, kept open between rounds
+	dirs  map[string]bool        // partition directories seen in earlier rounds
+	onErr func(error)            // told once, when the first round fails
 
 	rounds   atomic.Uint64
 	waits    atomic.Uint64
@@ -100,7 +100,7 @@ type groupSync struct {
 var errGroupSyncClosed = errors.New("embedded broker is stopping")
 
 func newGroupSync(dir string) *groupSync {
-	s := &groupSync{dir: dir, files: map[string]*os.File{}, dirs: map[string]bool{}, stopped: make(chan struct{})}
+	s := &groupSync{dir: dir, files: map[string]*syncedFile{}, dirs: map[string]bool{}, stopped: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	s.syncFn = s.syncFiles
 	go s.loop()
@@ -181,8 +181,8 @@ func (s *groupSync) Close() error {
 	s.mu.Unlock()
 	<-s.stopped
 	err := s.syncFn()
-	for _, f := range s.files {
-		f.Close()
+	for _, sf := range s.files {
+		sf.f.Close()
 	}
 	s.files = nil
 	if err != nil {
@@ -192,7 +192,8 @@ func (s *groupSync) Close() error {
 }
 
 // syncFiles is one round: every file kfake appends to (partition segments and
-// indexes, groups.log, pids.log) is fdatasynced, and every directory a file
+// indexes, groups.log, pids.log) whose size changed since the last round is
+// fdatasynced, and every directory a file
 // appeared in since the last round is fsynced, so a new segment's name is as
 // durable as its records. kfake writes its JSON state files with an fsync and
 // a rename itself; they are skipped.
@@ -217,21 +218,49 @@ func (s *groupSync) syncFiles() error {
 			if top && name != "groups.log" && name != "pids.log" {
 				continue
 			}
+			info, err := e.Info()
+			if err != nil {
+				if !errors.Is(err, os.ErrNotExist) { // deleted by retention since ReadDir
+					errs = append(errs, err)
+				}
+				continue
+			}
 			seen[path] = true
-			f := s.files[path]
-			if f == nil {
-				if f, err = os.Open(path); err != nil {
-					if !errors.Is(err, os.ErrNotExist) { // deleted by retention since ReadDir
+			sf := s.files[path]
+			if sf != nil && !os.SameFile(sf.info, info) {
+				// Replaced by a rename (kfake compacts groups.log so):
+				// the new file is synced from its first byte.
+				sf.f.Close()
+				sf = nil
+			}
+			if sf == nil {
+				f, err := os.Open(path)
+				if err != nil {
+					if !errors.Is(err, os.ErrNotExist) {
 						errs = append(errs, err)
 					}
 					continue
 				}
-				s.files[path] = f
+				opened, err := f.Stat()
+				if err != nil {
+					f.Close()
+					errs = append(errs, err)
+					continue
+				}
+				sf = &syncedFile{f: f, info: opened, synced: -1}
+				s.files[path] = sf
 				added = true
 			}
-			if err := fdatasync(f); err != nil {
-				errs = append(errs, fmt.Errorf("fdatasync %s: %w", path, err))
+			// kfake only appends to these files (a failed write is cut
+			// off by a truncate), so an unchanged size means nothing new.
+			if info.Size() == sf.synced {
+				continue
 			}
+			if err := fdatasync(sf.f); err != nil {
+				errs = append(errs, fmt.Errorf("fdatasync %s: %w", path, err))
+				continue
+			}
+			sf.synced = info.Size()
 		}
 		if added {
 			if err := fsyncPath(dir); err != nil {
@@ -270,13 +299,20 @@ func (s *groupSync) syncFiles() error {
 			errs = append(errs, err)
 		}
 	}
-	for path, f := range s.files {
+	for path, sf := range s.files {
 		if !seen[path] {
-			f.Close()
+			sf.f.Close()
 			delete(s.files, path)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// syncedFile is one of the broker's files as the last round left it.
+type syncedFile struct {
+	f      *os.File
+	info   os.FileInfo // of the open file, to notice a rename over its name
+	synced int64       // size at the last fdatasync, -1 before the first
 }
 
 func fsyncPath(path string) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -237,4 +238,45 @@ func FuzzGatedConnScan(f *testing.F) {
 			t.Fatalf("response %d released unheld but no read-only request had that id", corr)
 		}
 	})
+}
+
+// A round fdatasyncs a file that grew and reopens one replaced by a rename
+// (as kfake compacts groups.log), so the new file is the one synced.
+func TestGroupSyncFollowsRenamedFiles(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "groups.log")
+	if err := os.WriteFile(log, []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newGroupSync(dir)
+	defer s.Close()
+	if err := s.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	first := s.files[log]
+	s.mu.Unlock()
+	if first == nil || first.synced != 3 {
+		t.Fatalf("after the first round groups.log is %+v, want synced at 3 bytes", first)
+	}
+	tmp := log + ".tmp"
+	if err := os.WriteFile(tmp, []byte("compacted"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, log); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	second := s.files[log]
+	s.mu.Unlock()
+	info, err := os.Stat(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second == nil || !os.SameFile(second.info, info) || second.synced != int64(len("compacted")) {
+		t.Fatalf("after the rename the round synced %+v, not the new groups.log", second)
+	}
 }

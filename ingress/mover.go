@@ -23,6 +23,9 @@ const (
 	OriginNATS = "nats"
 )
 
+// inboxPullExpiry is how long one pull request on the inbox lives.
+const inboxPullExpiry = 2 * time.Second
+
 // startMover subscribes the two paths in: the durable inbox consumer
 // (MQTT QoS 1/2, JetStream publishes) and a core subscription (MQTT QoS 0,
 // core NATS publishes and requests), which is at-most-once.
@@ -35,6 +38,11 @@ func (in *Ingress) startMover() error {
 	}
 	cc, err := cons.Consume(in.onInbox,
 		jetstream.PullMaxMessages(min(in.cfg.MaxAckPending, 1024)),
+		// nats.go's default pull request lives 30 s; one the server stops
+		// serving (seen at max rate: PUBACKed requests left in the inbox
+		// for 30 s, the bench's 30 s "in" stage tail) is only replaced
+		// when it expires. A short expiry bounds that stall.
+		jetstream.PullExpiry(inboxPullExpiry),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			in.logger.Debug("inbox consumer", "err", err)
 		}))
