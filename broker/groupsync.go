@@ -24,7 +24,9 @@ import (
 // may have changed the data dir waits, on its own connection only, for one
 // round of fdatasync over the broker's files that began after it was written.
 // One round serves every response waiting when it starts, however many
-// partitions and connections they came from. The promise is the one
+// partitions and connections they came from, and syncs only the files written
+// since the round before (reported by an inotify watch on Linux, found by
+// listing the directories elsewhere). The promise is the one
 // SyncWrites gives — nothing is acknowledged before it is on stable storage —
 // and a few things more: a directory is fsynced when a file appears in it, and
 // a failed fsync fails every later acknowledgement instead of being ignored.
@@ -91,6 +93,14 @@ type groupSync struct {
 	dirs  map[string]bool        // partition directories seen in earlier rounds
 	onErr func(error)            // told once, when the first round fails
 
+	// watch says which files changed since the last round (inotify on
+	// Linux), so a round syncs those without listing every directory; nil,
+	// or after it could not say, a round scans everything (scanNext).
+	watch    fileWatch
+	scanNext bool
+	scans    atomic.Uint64     // rounds that scanned every directory
+	synced   func(path string) // tests: told of every file and directory synced
+
 	rounds   atomic.Uint64
 	waits    atomic.Uint64
 	syncTime atomic.Int64 // nanoseconds spent in rounds
@@ -100,7 +110,8 @@ type groupSync struct {
 var errGroupSyncClosed = errors.New("embedded broker is stopping")
 
 func newGroupSync(dir string) *groupSync {
-	s := &groupSync{dir: dir, files: map[string]*syncedFile{}, dirs: map[string]bool{}, stopped: make(chan struct{})}
+	s := &groupSync{dir: dir, files: map[string]*syncedFile{}, dirs: map[string]bool{}, stopped: make(chan struct{}),
+		watch: newFileWatch(), scanNext: true}
 	s.cond = sync.NewCond(&s.mu)
 	s.syncFn = s.syncFiles
 	go s.loop()
@@ -185,22 +196,174 @@ func (s *groupSync) Close() error {
 		sf.f.Close()
 	}
 	s.files = nil
+	if s.watch != nil {
+		s.watch.close()
+	}
 	if err != nil {
 		return fmt.Errorf("fsync of the data dir at close: %w", err)
 	}
 	return nil
 }
 
+// fileWatch reports what changed in the watched directories since it was
+// last asked.
+type fileWatch interface {
+	// add watches dir; its changes are reported from then on.
+	add(dir string) error
+	// events returns the changes since the last call; ok is false when it
+	// cannot tell them all, and everything must be scanned.
+	events() (evs []fileEvent, ok bool)
+	close()
+}
+
+type fileOp int
+
+const (
+	fileWritten fileOp = iota
+	fileCreated        // or renamed into the directory
+	fileRemoved        // or renamed out of it
+)
+
+type fileEvent struct {
+	dir, name string
+	op        fileOp
+}
+
 // syncFiles is one round: every file kfake appends to (partition segments and
-// indexes, groups.log, pids.log) whose size changed since the last round is
-// fdatasynced, and every directory a file
-// appeared in since the last round is fsynced, so a new segment's name is as
-// durable as its records. kfake writes its JSON state files with an fsync and
-// a rename itself; they are skipped.
+// indexes, groups.log, pids.log) that was written since the last round is
+// fdatasynced, and every directory a file appeared in since the last round is
+// fsynced, so a new segment's name is as durable as its records. kfake writes
+// its JSON state files with an fsync and a rename itself; they are skipped.
+// With a watch the round syncs what it reports; without one, or when it
+// cannot tell, the round scans every directory and syncs each file whose
+// size changed.
 func (s *groupSync) syncFiles() error {
+	if s.watch != nil && !s.scanNext {
+		if evs, ok := s.watch.events(); ok {
+			return s.syncEvents(evs)
+		}
+	}
+	return s.scanFiles()
+}
+
+// tracked reports whether a round syncs the file name of directory dir.
+func (s *groupSync) tracked(dir, name string) bool {
+	if strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ".tmp") {
+		return false
+	}
+	if dir == s.dir {
+		return name == "groups.log" || name == "pids.log"
+	}
+	return filepath.Dir(dir) == filepath.Join(s.dir, "partitions")
+}
+
+// syncEvents is a round from the watch's report.
+func (s *groupSync) syncEvents(evs []fileEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	dirty := make(map[string]bool, len(evs))
+	var created map[string]bool
+	for _, ev := range evs {
+		if !s.tracked(ev.dir, ev.name) {
+			continue
+		}
+		path := filepath.Join(ev.dir, ev.name)
+		switch ev.op {
+		case fileWritten:
+			dirty[path] = true
+		case fileCreated:
+			if sf := s.files[path]; sf != nil { // renamed over: the new file is synced
+				sf.f.Close()
+				delete(s.files, path)
+			}
+			dirty[path] = true
+			if created == nil {
+				created = map[string]bool{}
+			}
+			created[ev.dir] = true
+		case fileRemoved:
+			if sf := s.files[path]; sf != nil {
+				sf.f.Close()
+				delete(s.files, path)
+			}
+			delete(dirty, path)
+		}
+	}
+	var errs []error
+	for path := range dirty {
+		sf := s.files[path]
+		if sf == nil {
+			f, err := os.Open(path)
+			if errors.Is(err, os.ErrNotExist) {
+				continue // removed after it was written: nothing to keep
+			}
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			info, err := f.Stat()
+			if err != nil {
+				f.Close()
+				errs = append(errs, err)
+				continue
+			}
+			sf = &syncedFile{f: f, info: info, synced: -1}
+			s.files[path] = sf
+		}
+		// The size before the sync is what a scan may take as synced.
+		size := int64(-1)
+		if info, err := sf.f.Stat(); err == nil {
+			size = info.Size()
+		}
+		if err := fdatasync(sf.f); err != nil {
+			errs = append(errs, fmt.Errorf("fdatasync %s: %w", path, err))
+			continue
+		}
+		sf.synced = size
+		s.didSync(path)
+	}
+	for dir := range created {
+		if err := fsyncPath(dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.didSync(dir)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *groupSync) didSync(path string) {
+	if s.synced != nil {
+		s.synced(path)
+	}
+}
+
+// watchDir adds dir to the watch before a scan lists it, so nothing written
+// after the listing goes unreported; a watch that fails is given up.
+func (s *groupSync) watchDir(dir string) {
+	if s.watch == nil {
+		return
+	}
+	if err := s.watch.add(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.watch.close()
+		s.watch = nil
+	}
+}
+
+// scanFiles is a round that lists every directory.
+func (s *groupSync) scanFiles() error {
+	s.scans.Add(1)
+	if s.watch != nil {
+		// What is queued now is covered by this scan; what comes after the
+		// drain is reported to the next round.
+		s.watch.events()
+		s.scanNext = false
+	}
 	seen := make(map[string]bool, len(s.files))
 	var errs []error
 	syncDir := func(dir string, top bool) {
+		s.watchDir(dir)
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			if !errors.Is(err, os.ErrNotExist) {
@@ -261,16 +424,20 @@ func (s *groupSync) syncFiles() error {
 				continue
 			}
 			sf.synced = info.Size()
+			s.didSync(path)
 		}
 		if added {
 			if err := fsyncPath(dir); err != nil {
 				errs = append(errs, err)
+			} else {
+				s.didSync(dir)
 			}
 		}
 	}
 
 	syncDir(s.dir, true)
 	parts := filepath.Join(s.dir, "partitions")
+	s.watchDir(parts)
 	pdirs, err := os.ReadDir(parts)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
@@ -297,6 +464,8 @@ func (s *groupSync) syncFiles() error {
 	if newPartition {
 		if err := fsyncPath(parts); err != nil {
 			errs = append(errs, err)
+		} else {
+			s.didSync(parts)
 		}
 	}
 	for path, sf := range s.files {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -240,43 +242,111 @@ func FuzzGatedConnScan(f *testing.F) {
 	})
 }
 
-// A round fdatasyncs a file that grew and reopens one replaced by a rename
-// (as kfake compacts groups.log), so the new file is the one synced.
-func TestGroupSyncFollowsRenamedFiles(t *testing.T) {
-	dir := t.TempDir()
-	log := filepath.Join(dir, "groups.log")
-	if err := os.WriteFile(log, []byte("one"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s := newGroupSync(dir)
-	defer s.Close()
-	if err := s.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	s.mu.Lock()
-	first := s.files[log]
-	s.mu.Unlock()
-	if first == nil || first.synced != 3 {
-		t.Fatalf("after the first round groups.log is %+v, want synced at 3 bytes", first)
-	}
-	tmp := log + ".tmp"
-	if err := os.WriteFile(tmp, []byte("compacted"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, log); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	s.mu.Lock()
-	second := s.files[log]
-	s.mu.Unlock()
-	info, err := os.Stat(log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if second == nil || !os.SameFile(second.info, info) || second.synced != int64(len("compacted")) {
-		t.Fatalf("after the rename the round synced %+v, not the new groups.log", second)
+// Every round syncs exactly what was written since the one before — a file
+// appended to, a new segment and its directory, a new partition directory, a
+// groups.log replaced by a rename (the new file, and the directory) — both
+// with the watch (inotify) and with a scan of every directory; and with the
+// watch, rounds after the first scan only when a directory appears.
+func TestGroupSyncSeesEveryWrite(t *testing.T) {
+	for _, mode := range []string{"watch", "scan"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			p0 := filepath.Join(dir, "partitions", "t-0")
+			if err := os.MkdirAll(p0, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			write := func(path, data string, flag int) {
+				t.Helper()
+				f, err := os.OpenFile(path, flag|os.O_WRONLY|os.O_CREATE, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.WriteString(data); err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+			}
+			seg0 := filepath.Join(p0, "00000.log")
+			write(seg0, "batch", os.O_APPEND)
+			log := filepath.Join(dir, "groups.log")
+			write(log, "commit", os.O_APPEND)
+
+			s := newGroupSync(dir)
+			defer s.Close()
+			var got []string
+			s.mu.Lock()
+			s.synced = func(path string) { got = append(got, path) }
+			if mode == "scan" {
+				s.watch.close()
+				s.watch = nil
+			} else if s.watch == nil && runtime.GOOS == "linux" {
+				t.Fatal("no inotify watch on linux")
+			}
+			s.mu.Unlock()
+			round := func(what string, want ...string) {
+				t.Helper()
+				if err := s.Wait(); err != nil {
+					t.Fatal(err)
+				}
+				s.mu.Lock()
+				synced := slices.Clone(got)
+				got = got[:0]
+				s.mu.Unlock()
+				slices.Sort(synced)
+				slices.Sort(want)
+				if !slices.Equal(synced, want) {
+					t.Errorf("%s: synced %q, want %q", what, synced, want)
+				}
+			}
+			round("first round", seg0, p0, log, dir, filepath.Join(dir, "partitions"))
+			round("nothing written")
+			write(seg0, "batch", os.O_APPEND)
+			round("an append", seg0)
+
+			seg1 := filepath.Join(p0, "00010.log")
+			write(seg1, "batch", os.O_APPEND)
+			round("a new segment", seg1, p0)
+
+			p1 := filepath.Join(dir, "partitions", "t-1")
+			if err := os.Mkdir(p1, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			seg2 := filepath.Join(p1, "00000.log")
+			write(seg2, "batch", os.O_APPEND)
+			write(seg0, "batch", os.O_APPEND)
+			round("a new partition", seg2, p1, filepath.Join(dir, "partitions"), seg0)
+
+			write(log+".tmp", "compacted", os.O_TRUNC)
+			if err := os.Rename(log+".tmp", log); err != nil {
+				t.Fatal(err)
+			}
+			write(filepath.Join(dir, "meta.json"), "{}", os.O_TRUNC)
+			round("groups.log compacted", log, dir)
+			s.mu.Lock()
+			sf := s.files[log]
+			s.mu.Unlock()
+			info, err := os.Stat(log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sf == nil || !os.SameFile(sf.info, info) {
+				t.Errorf("after the rename the open groups.log is %+v, not the new file", sf)
+			}
+
+			if err := os.Remove(seg0); err != nil {
+				t.Fatal(err)
+			}
+			write(seg1, "batch", os.O_APPEND)
+			round("a segment removed, another appended to", seg1)
+			s.mu.Lock()
+			_, open := s.files[seg0]
+			s.mu.Unlock()
+			if open {
+				t.Error("a removed segment is still held open")
+			}
+			if n := s.scans.Load(); mode == "watch" && s.watch != nil && n != 2 {
+				t.Errorf("%d rounds scanned every directory, want 2 (the first, the new partition)", n)
+			}
+		})
 	}
 }
