@@ -26,6 +26,10 @@ const (
 // inboxPullExpiry is how long one pull request on the inbox lives.
 const inboxPullExpiry = 2 * time.Second
 
+// inboxPullHeartbeat is how often nats-server tells an idle pull request that
+// it still holds it; two missed make the client pull again.
+const inboxPullHeartbeat = 500 * time.Millisecond
+
 // startMover subscribes the two paths in: the durable inbox consumer
 // (MQTT QoS 1/2, JetStream publishes) and a core subscription (MQTT QoS 0,
 // core NATS publishes and requests), which is at-most-once.
@@ -38,11 +42,14 @@ func (in *Ingress) startMover() error {
 	}
 	cc, err := cons.Consume(in.onInbox,
 		jetstream.PullMaxMessages(min(in.cfg.MaxAckPending, 1024)),
-		// nats.go's default pull request lives 30 s; one the server stops
-		// serving (seen at max rate: PUBACKed requests left in the inbox
-		// for 30 s, the bench's 30 s "in" stage tail) is only replaced
-		// when it expires. A short expiry bounds that stall.
+		// Seen at max rate: nats-server's consumer holds no pull request
+		// (consumer info: 0 waiting, 0 ack pending, thousands pending)
+		// while nats.go counts its pulls as outstanding and does not pull
+		// again; PUBACKed requests wait in the inbox until the client
+		// misses two idle heartbeats. nats.go's defaults (30 s expiry,
+		// 15 s heartbeat) made that a 30 s stall; these bound it at 1 s.
 		jetstream.PullExpiry(inboxPullExpiry),
+		jetstream.PullHeartbeat(inboxPullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			in.logger.Debug("inbox consumer", "err", err)
 		}))
