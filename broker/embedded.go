@@ -24,8 +24,9 @@ import (
 type Durability string
 
 const (
-	// DurabilityFsync fsyncs every produced batch (and every offset commit)
-	// before acknowledging it: an acknowledged record survives power loss.
+	// DurabilityFsync acknowledges a produced batch (and every offset
+	// commit) only once it is on stable storage, by a group commit
+	// (groupsync.go): an acknowledged record survives power loss.
 	DurabilityFsync Durability = "fsync"
 	// DurabilityOS hands writes to the operating system and fsyncs only when
 	// a segment rolls and on a clean Close: an acknowledged record survives a
