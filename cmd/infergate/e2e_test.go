@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -47,7 +48,7 @@ func collect(t *testing.T, broker, topic string, timeout time.Duration, done fun
 	deadline := time.Now().Add(timeout)
 	for !done(counts) {
 		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %d distinct request ids in %s", timeout, len(counts), topic)
+			t.Fatalf("after %s: %d distinct request ids in %s\n%s", timeout, len(counts), topic, brokerState(broker))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		fs := cl.PollFetches(ctx)
@@ -62,6 +63,42 @@ func collect(t *testing.T, broker, topic string, timeout time.Duration, done fun
 		})
 	}
 	return counts
+}
+
+// brokerState says, for a failure message, where each partition of the
+// requests and results topics ends (high watermark) and is stable (last
+// stable offset: what a read_committed reader can reach), and the pipeline
+// group's committed offsets.
+func brokerState(broker string) string {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		return err.Error()
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var b strings.Builder
+	for _, topic := range []string{requestsTopic, resultsTopic} {
+		hwm, err1 := adm.ListEndOffsets(ctx, topic)
+		lso, err2 := adm.ListCommittedOffsets(ctx, topic)
+		if err := errors.Join(err1, err2); err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", topic, err)
+			continue
+		}
+		hwm.Each(func(o kadm.ListedOffset) {
+			l, _ := lso.Lookup(topic, o.Partition)
+			fmt.Fprintf(&b, "%s-%d: high watermark %d, last stable %d\n", topic, o.Partition, o.Offset, l.Offset)
+		})
+	}
+	if offs, err := adm.FetchOffsets(ctx, "infergate"); err != nil {
+		fmt.Fprintf(&b, "group infergate: %v\n", err)
+	} else {
+		offs.Each(func(o kadm.OffsetResponse) {
+			fmt.Fprintf(&b, "group infergate committed %s-%d: %d\n", o.Topic, o.Partition, o.At)
+		})
+	}
+	return b.String()
 }
 
 // untilIdle reads topic from the start until no record arrived for a while:
