@@ -294,21 +294,14 @@ func (s *groupSync) syncEvents(evs []fileEvent) error {
 	for path := range dirty {
 		sf := s.files[path]
 		if sf == nil {
-			f, err := os.Open(path)
-			if errors.Is(err, os.ErrNotExist) {
+			var err error
+			if sf, err = openSynced(path); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if sf == nil {
 				continue // removed after it was written: nothing to keep
 			}
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			info, err := f.Stat()
-			if err != nil {
-				f.Close()
-				errs = append(errs, err)
-				continue
-			}
-			sf = &syncedFile{f: f, info: info, synced: -1}
 			s.files[path] = sf
 		}
 		// The size before the sync is what a scan may take as synced.
@@ -397,20 +390,13 @@ func (s *groupSync) scanFiles() error {
 				sf = nil
 			}
 			if sf == nil {
-				f, err := os.Open(path)
-				if err != nil {
-					if !errors.Is(err, os.ErrNotExist) {
-						errs = append(errs, err)
-					}
-					continue
-				}
-				opened, err := f.Stat()
-				if err != nil {
-					f.Close()
+				if sf, err = openSynced(path); err != nil {
 					errs = append(errs, err)
 					continue
 				}
-				sf = &syncedFile{f: f, info: opened, synced: -1}
+				if sf == nil {
+					continue // removed since the listing
+				}
 				s.files[path] = sf
 				added = true
 			}
@@ -475,6 +461,23 @@ func (s *groupSync) scanFiles() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// openSynced opens path for syncing; nil and no error when it is gone.
+func openSynced(path string) (*syncedFile, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &syncedFile{f: f, info: info, synced: -1}, nil
 }
 
 // syncedFile is one of the broker's files as the last round left it.
