@@ -79,6 +79,7 @@ func heldAPI(key int16) bool {
 // after the call has finished.
 type groupSync struct {
 	dir    string
+	parts  string       // dir/partitions, which holds a directory per partition
 	syncFn func() error // one round; a field so tests can hold it
 
 	mu      sync.Mutex
@@ -110,7 +111,7 @@ type groupSync struct {
 var errGroupSyncClosed = errors.New("embedded broker is stopping")
 
 func newGroupSync(dir string) *groupSync {
-	s := &groupSync{dir: dir, files: map[string]*syncedFile{}, dirs: map[string]bool{}, stopped: make(chan struct{}),
+	s := &groupSync{dir: dir, parts: filepath.Join(dir, "partitions"), files: map[string]*syncedFile{}, dirs: map[string]bool{}, stopped: make(chan struct{}),
 		watch: newFileWatch(), scanNext: true}
 	s.cond = sync.NewCond(&s.mu)
 	s.syncFn = s.syncFiles
@@ -254,7 +255,7 @@ func (s *groupSync) tracked(dir, name string) bool {
 	if dir == s.dir {
 		return name == "groups.log" || name == "pids.log"
 	}
-	return filepath.Dir(dir) == filepath.Join(s.dir, "partitions")
+	return filepath.Dir(dir) == s.parts
 }
 
 // syncEvents is a round from the watch's report.
@@ -355,7 +356,7 @@ func (s *groupSync) scanFiles() error {
 	}
 	seen := make(map[string]bool, len(s.files))
 	var errs []error
-	syncDir := func(dir string, top bool) {
+	syncDir := func(dir string) {
 		s.watchDir(dir)
 		entries, err := os.ReadDir(dir)
 		if err != nil {
@@ -368,10 +369,7 @@ func (s *groupSync) scanFiles() error {
 		for _, e := range entries {
 			name := e.Name()
 			path := filepath.Join(dir, name)
-			if e.IsDir() || strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ".tmp") {
-				continue
-			}
-			if top && name != "groups.log" && name != "pids.log" {
+			if e.IsDir() || !s.tracked(dir, name) {
 				continue
 			}
 			info, err := e.Info()
@@ -421,8 +419,8 @@ func (s *groupSync) scanFiles() error {
 		}
 	}
 
-	syncDir(s.dir, true)
-	parts := filepath.Join(s.dir, "partitions")
+	syncDir(s.dir)
+	parts := s.parts
 	s.watchDir(parts)
 	pdirs, err := os.ReadDir(parts)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -440,7 +438,7 @@ func (s *groupSync) scanFiles() error {
 			s.dirs[p] = true
 			newPartition = true
 		}
-		syncDir(p, false)
+		syncDir(p)
 	}
 	for p := range s.dirs {
 		if !live[p] {

@@ -481,8 +481,7 @@ func reuseSourceID(txn *badger.Txn, r *Record) error {
 	if !bytes.Equal(old.Key, r.Key) || !bytes.Equal(old.Value, r.Value) {
 		return nil
 	}
-	r.ID, r.FailedAt = old.ID, old.FailedAt
-	r.Replays, r.LastReplayAt = old.Replays, old.LastReplayAt
+	r.ID, r.FailedAt = old.ID, old.FailedAt // put keeps the stored record's replay count
 	return nil
 }
 
@@ -516,8 +515,7 @@ func reuseReplayID(txn *badger.Txn, r *Record) error {
 	if !bytes.Equal(old.Key, r.Key) || !bytes.Equal(old.Value, r.Value) {
 		return nil
 	}
-	r.ID, r.FailedAt = old.ID, old.FailedAt
-	r.Replays, r.LastReplayAt = old.Replays, old.LastReplayAt
+	r.ID, r.FailedAt = old.ID, old.FailedAt // put keeps the stored record's replay count
 	return nil
 }
 
